@@ -1,0 +1,104 @@
+# netlua: one plain, non-recursive Makefile.
+#   make              build ./netlua
+#   make deps         install missing Debian packages (apt-get as root)
+#   make test         deps + build + run the suite under prove
+#   make SANITIZE=1 test       the same with ASan+UBSan (build/asan/netlua)
+#   make SANITIZE=thread test  the same with TSan      (build/tsan/netlua)
+#   make demo | bench | install PREFIX=/usr/local | clean
+
+# ---- settings -------------------------------------------------------------
+CC       ?= cc
+PREFIX   ?= /usr/local
+PKGS     := lua5.4 lua5.4-cjson libcurl
+WERROR   ?= $(if $(CI),-Werror)
+SANITIZE ?=
+
+LUA_LIBDIR := $(shell pkg-config --variable=libdir lua5.4 2>/dev/null)
+LUA_MULTI  := $(shell pkg-config --libs-only-L lua5.4 2>/dev/null)
+LIBDIR_MA  := $(shell dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo x86_64-linux-gnu)
+STATIC_LUA := /usr/lib/$(LIBDIR_MA)/liblua5.4.a /usr/lib/$(LIBDIR_MA)/liblua5.4-cjson.a
+
+HAVE_READLINE := $(shell pkg-config --exists readline 2>/dev/null && echo 1)
+ifeq ($(HAVE_READLINE),1)
+  RL_CFLAGS := -DNL_USE_READLINE
+  RL_LIBS   := $(shell pkg-config --libs readline)
+endif
+
+ifeq ($(SANITIZE),1)
+  OUT := build/asan
+  SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+  SAN_LDFLAGS := -fsanitize=address,undefined
+  BIN := $(OUT)/netlua
+else ifeq ($(SANITIZE),thread)
+  OUT := build/tsan
+  SAN_FLAGS := -fsanitize=thread -fno-omit-frame-pointer
+  SAN_LDFLAGS := -fsanitize=thread
+  BIN := $(OUT)/netlua
+else
+  OUT := build/release
+  BIN := netlua
+endif
+
+WARN := -Wall -Wextra -Wshadow -Wpointer-arith -Wcast-align -Wstrict-prototypes \
+        -Wmissing-prototypes -Wwrite-strings -Wformat=2 -Wundef -Wvla \
+        -Wno-unused-parameter
+CFLAGS   ?= -O2 -g
+ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(WERROR) \
+              $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(RL_CFLAGS) $(SAN_FLAGS) \
+              -Iruntime -I$(OUT) -MMD -MP
+LDLIBS   := $(STATIC_LUA) $(shell pkg-config --libs libcurl 2>/dev/null) $(RL_LIBS) \
+            -lpthread -lm -ldl
+LDFLAGS  ?=
+ALL_LDFLAGS := -Wl,-E $(SAN_LDFLAGS) $(LDFLAGS)
+
+
+# ---- sources --------------------------------------------------------------
+RUNTIME_SRC  := $(wildcard runtime/*.c)
+BINDINGS_SRC := $(wildcard bindings/*.c)
+LUA_HALVES   := $(wildcard bindings/*.lua)
+GEN_SRC      := $(OUT)/embedded.c
+OBJS := $(patsubst %.c,$(OUT)/%.o,$(RUNTIME_SRC) $(BINDINGS_SRC)) $(OUT)/embedded.o
+
+# ---- build ----------------------------------------------------------------
+.PHONY: all deps test demo bench install clean
+all: $(BIN)
+
+$(BIN): $(OBJS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(OBJS) $(LDLIBS)
+
+$(OUT)/%.o: %.c $(OUT)/errnames.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(OUT)/embedded.o: $(GEN_SRC)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(GEN_SRC): $(LUA_HALVES) tools/embed.sh
+	@mkdir -p $(OUT)
+	sh tools/embed.sh $(LUA_HALVES) > $@.tmp && mv $@.tmp $@
+
+$(OUT)/errnames.h: tools/errnames.sh
+	@mkdir -p $(OUT)
+	sh tools/errnames.sh "$(CC)" > $@.tmp && mv $@.tmp $@
+
+-include $(OBJS:.o=.d)
+
+# ---- set-up, tests, demo --------------------------------------------------
+deps:
+	@sh tools/deps.sh
+
+TESTS ?= tests/test_*.lua
+test: deps
+	@$(MAKE) --no-print-directory all
+	NETLUA=$(CURDIR)/$(BIN) prove --exec '$(CURDIR)/$(BIN)' $(PROVE_FLAGS) $(TESTS)
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@sh scripts/demo.sh ./$(BIN)
+
+install: $(BIN)
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 755 $(BIN) $(DESTDIR)$(PREFIX)/bin/netlua
+
+clean:
+	rm -rf build netlua

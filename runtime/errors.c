@@ -1,0 +1,52 @@
+/*
+ * errors.c: the `nil, message[, code]` convention and small userdata helpers
+ * shared by every binding (layer: runtime). Error names come from a table
+ * generated from the C library's headers (tools/errnames.sh).
+ */
+#include <ctype.h>
+#include <string.h>
+
+#include "netlua.h"
+#include "errnames.h"
+
+int nl_pushfail(lua_State *L, const char *msg, const char *code) {
+  lua_pushnil(L);
+  lua_pushstring(L, msg);
+  if (code == NULL) return 2;
+  lua_pushstring(L, code);
+  return 3;
+}
+
+const char *nl_errname(int err) {
+  for (int i = 0; nl_errnames[i].name != NULL; i++)
+    if (nl_errnames[i].code == err) return nl_errnames[i].name;
+  return "E?";
+}
+
+const char *nl_strerror(int err, char *buf, size_t size) {
+  char tmp[128];
+  const char *text = strerror_r(err, tmp, sizeof tmp);
+  size_t i;
+  if (size == 0) return buf;
+  for (i = 0; i + 1 < size && text[i] != '\0'; i++)
+    buf[i] = (char)tolower((unsigned char)text[i]);
+  buf[i] = '\0';
+  return buf;
+}
+
+int nl_pusherrno(lua_State *L, int err) {
+  char msg[128];
+  return nl_pushfail(L, nl_strerror(err, msg, sizeof msg), nl_errname(err));
+}
+
+void nl_newclass(lua_State *L, const char *tname, const luaL_Reg *methods,
+                 const luaL_Reg *meta) {
+  luaL_newmetatable(L, tname);     /* mt */
+  if (meta != NULL) luaL_setfuncs(L, meta, 0);
+  if (methods != NULL) {
+    lua_newtable(L);               /* mt, methods */
+    luaL_setfuncs(L, methods, 0);
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pop(L, 1);
+}

@@ -1,0 +1,15 @@
+/*
+ * modules.h: the luaopen_* function of every built-in module (layer:
+ * runtime). state.c preloads each into every state; each binding defines
+ * exactly one of these and nothing else that is not static.
+ */
+#ifndef NETLUA_MODULES_H
+#define NETLUA_MODULES_H
+
+#include "lua.h"
+
+int luaopen_json(lua_State *L);
+int luaopen_cjson_safe(lua_State *L); /* lua-cjson's static library */
+int luaopen_time(lua_State *L);
+
+#endif

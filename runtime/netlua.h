@@ -1,0 +1,132 @@
+/*
+ * netlua.h: the runtime API that bindings share (layer: runtime).
+ *
+ * Bindings include this header and nothing from another binding. It offers
+ * the state factory, the one waiting point (nl_wait), Ctrl-C handling, clocks,
+ * the error helpers of the `nil, message, code` convention, and access to the
+ * Lua halves of modules that are compiled into the binary.
+ */
+#ifndef NETLUA_H
+#define NETLUA_H
+
+#include <stddef.h>
+#include "lua.h"
+#include "lauxlib.h"
+
+#define NL_VERSION "0.1.0"
+#define NL_PROGNAME "netlua"
+
+/* ---- states (state.c) --------------------------------------------------- */
+
+/* A fully equipped state: standard libraries, every built-in module in
+ * package.preload, and the module search path. Main and every thread use it.
+ * Returns NULL when out of memory. */
+lua_State *nl_newstate(void);
+
+/* Registers the function at `idx` to run, under pcall and in order of
+ * registration, after the main script ends and before the state closes (the
+ * thread module waits for its threads there). [-0, +0, m] */
+void nl_atexit(lua_State *L, int idx);
+
+/* Runs what nl_atexit registered (main only). Returns 0, or 1 when one of
+ * them failed, its error message is printed. */
+int nl_run_atexit(lua_State *L);
+
+/* Process-wide set-up of the search path, once, before any state exists:
+ * `script_dir` is the directory of the main script (NULL for -e/stdin/REPL). */
+void nl_setscriptdir(const char *script_dir);
+
+/* ---- Lua halves compiled into the binary (embedded.c, generated) -------- */
+
+typedef struct nl_Embedded {
+  const char *name;      /* module name: bindings/NAME.lua */
+  const char *chunkname; /* "=[netlua] NAME.lua" */
+  const char *source;
+  size_t size;
+} nl_Embedded;
+
+extern const nl_Embedded nl_embedded[];
+
+/* Runs the embedded Lua half `name` with the `nargs` values on top of the
+ * stack as its arguments (`...`); leaves its single result. Raises on error.
+ * [-nargs, +1, e] */
+void nl_runembedded(lua_State *L, const char *name, int nargs);
+
+/* ---- clocks (wait.c) ---------------------------------------------------- */
+
+double nl_monotonic(void); /* seconds from an arbitrary point, never jumps */
+double nl_walltime(void);  /* seconds since the epoch, microsecond resolution */
+
+/* ---- the one waiting point (wait.c) ------------------------------------- */
+
+#define NL_READ  1
+#define NL_WRITE 2
+#define NL_NODEADLINE (-1.0)
+
+/* A deadline `timeout` seconds from now; negative timeout: none. */
+double nl_deadline(double timeout);
+
+/* Waits until `fd` is ready for `events` (NL_READ|NL_WRITE) or the absolute
+ * monotonic `deadline` passes (NL_NODEADLINE: no limit). fd < 0 only sleeps.
+ * Returns the ready events (>0, may include NL_READ|NL_WRITE on error/hangup),
+ * 0 on timeout, or -EINTR when Ctrl-C interrupted the wait (or the process is
+ * shutting down, in threads). Needs no Lua: plain C callers use it too. */
+int nl_wait(int fd, int events, double deadline);
+
+/* nl_wait for bindings: raises the "interrupted" error instead of -EINTR.
+ * Returns ready events, or 0 on timeout. */
+int nl_waitL(lua_State *L, int fd, int events, double deadline);
+
+/* Sleeps `seconds` through nl_waitL (Ctrl-C interrupts it). */
+void nl_sleepL(lua_State *L, double seconds);
+
+/* ---- Ctrl-C and shutdown (signals.c) ------------------------------------ */
+
+/* Once, in main, before any thread: SIGPIPE ignored, SIGINT handled.
+ * `L` is the main state, whose running Lua code Ctrl-C interrupts too. */
+void nl_signals_init(lua_State *L);
+
+/* Signal mask for new threads: they never take async signals. */
+void nl_signals_block_in_thread(void);
+
+/* pthread_create with every async signal blocked from the thread's first
+ * instruction on (the mask is inherited). Returns 0 or an errno value. */
+#include <pthread.h>
+int nl_thread_start(pthread_t *thread, void *(*fn)(void *), void *arg);
+
+/* True (and the interrupt consumed) when Ctrl-C arrived since last asked. */
+int nl_take_interrupt(void);
+
+/* Raises the catchable error "interrupted". */
+int nl_raise_interrupted(lua_State *L);
+
+/* The program is ending: waits in every thread return -EINTR from now on,
+ * and a further Ctrl-C exits at once with status 130. */
+void nl_begin_shutdown(void);
+int nl_shutting_down(void);
+
+/* Descriptors nl_wait also watches (internal to the runtime's wait code). */
+int nl_interrupt_fd(void); /* main thread: readable while Ctrl-C is pending */
+int nl_shutdown_fd(void);  /* every thread: readable once shutdown began */
+int nl_is_main_thread(void);
+
+/* ---- errors (errors.c) -------------------------------------------------- */
+
+/* Pushes nil, msg and, when code is not NULL, code. Returns the count. */
+int nl_pushfail(lua_State *L, const char *msg, const char *code);
+
+/* nil, lowercase message for errno `err`, "ENAME". Returns 3. */
+int nl_pusherrno(lua_State *L, int err);
+
+/* "ECONNREFUSED" for ECONNREFUSED; "E?" when unknown. */
+const char *nl_errname(int err);
+
+/* strerror in lowercase, into buf. Returns buf. */
+const char *nl_strerror(int err, char *buf, size_t size);
+
+/* Creates a metatable for userdata type `tname` with `methods` in __index
+ * and `meta` as metamethods. Leaves nothing on the stack. */
+void nl_newclass(lua_State *L, const char *tname, const luaL_Reg *methods,
+                 const luaL_Reg *meta);
+
+#endif

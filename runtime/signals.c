@@ -1,0 +1,103 @@
+/*
+ * signals.c: Ctrl-C, SIGPIPE and shutdown for the whole process (layer:
+ * runtime). Only the main thread takes SIGINT; the handler records it, wakes
+ * the main thread's wait through a self-pipe and hooks the main Lua state so
+ * that running Lua code stops too (as lua.c does). Waits consume the
+ * interrupt and raise "interrupted". A second Ctrl-C that arrives while the
+ * first is still unanswered, or once shutdown began, ends the process (130).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "netlua.h"
+
+static volatile sig_atomic_t interrupt_pending;
+static volatile sig_atomic_t shutdown_begun;
+static int interrupt_pipe[2] = {-1, -1};
+static int shutdown_pipe[2] = {-1, -1};
+static lua_State *main_state;
+static _Thread_local int this_is_main;
+
+static void stop_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  lua_sethook(L, NULL, 0, 0);
+  if (nl_take_interrupt()) nl_raise_interrupted(L);
+}
+
+static void on_sigint(int sig) {
+  int saved_errno = errno;
+  (void)sig;
+  if (shutdown_begun || interrupt_pending) _exit(130);
+  interrupt_pending = 1;
+  if (write(interrupt_pipe[1], "!", 1) < 0) { /* pipe full: already awake */ }
+  if (main_state != NULL)
+    lua_sethook(main_state, stop_hook,
+                LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+  errno = saved_errno;
+}
+
+static void make_pipe(int fds[2]) {
+  if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) abort();
+}
+
+void nl_signals_init(lua_State *L) {
+  struct sigaction sa;
+  this_is_main = 1;
+  main_state = L;
+  make_pipe(interrupt_pipe);
+  make_pipe(shutdown_pipe);
+  signal(SIGPIPE, SIG_IGN);
+  sa.sa_handler = on_sigint;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0; /* no SA_RESTART: blocking calls return EINTR */
+  sigaction(SIGINT, &sa, NULL);
+}
+
+void nl_signals_block_in_thread(void) {
+  sigset_t all;
+  sigfillset(&all);
+  sigdelset(&all, SIGSEGV);
+  sigdelset(&all, SIGBUS);
+  sigdelset(&all, SIGFPE);
+  sigdelset(&all, SIGILL);
+  pthread_sigmask(SIG_BLOCK, &all, NULL);
+}
+
+int nl_take_interrupt(void) {
+  char drain[64];
+  if (!this_is_main || !interrupt_pending) return 0;
+  while (read(interrupt_pipe[0], drain, sizeof drain) > 0) {}
+  if (main_state != NULL) lua_sethook(main_state, NULL, 0, 0);
+  interrupt_pending = 0;
+  return 1;
+}
+
+int nl_raise_interrupted(lua_State *L) {
+  lua_pushliteral(L, "interrupted");
+  return lua_error(L);
+}
+
+void nl_begin_shutdown(void) {
+  if (shutdown_begun) return;
+  shutdown_begun = 1;
+  if (write(shutdown_pipe[1], "!", 1) < 0) { /* already readable */ }
+}
+
+int nl_shutting_down(void) { return shutdown_begun; }
+int nl_interrupt_fd(void) { return interrupt_pipe[0]; }
+int nl_shutdown_fd(void) { return shutdown_pipe[0]; }
+int nl_is_main_thread(void) { return this_is_main; }
+
+int nl_thread_start(pthread_t *thread, void *(*fn)(void *), void *arg) {
+  sigset_t all, old;
+  int r;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, &old);
+  r = pthread_create(thread, NULL, fn, arg);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  return r;
+}

@@ -1,0 +1,142 @@
+/*
+ * state.c: the one factory of Lua states (layer: runtime). The main program
+ * and every thread call nl_newstate, so each state has the standard
+ * libraries, every built-in module preloaded (built-ins are found before any
+ * file on disk) and the same module search path: next to the main script,
+ * then NETLUA_PATH, then Lua's defaults.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lualib.h"
+#include "netlua.h"
+#include "modules.h"
+
+/* Every built-in module: linit.c's recipe, declared in modules.h. */
+
+/* require "cjson" gives the same table as require "json". */
+static int open_json_as_cjson(lua_State *L) {
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "json");
+  lua_call(L, 1, 1);
+  return 1;
+}
+
+static const luaL_Reg preloaded_modules[] = {
+  {"json", luaopen_json},
+  {"cjson", open_json_as_cjson},
+  {"cjson.safe", luaopen_cjson_safe},
+  {"time", luaopen_time},
+  {NULL, NULL}
+};
+
+#define ATEXIT_KEY "netlua.atexit"
+
+static char *search_path_prefix; /* set once by main, before any thread */
+
+/* "dir/?.lua;dir/?/init.lua;" for each directory of a ':'-separated list. */
+static void add_dirs(luaL_Buffer *b, const char *list) {
+  while (list != NULL && *list != '\0') {
+    const char *end = strchr(list, ':');
+    size_t len = end ? (size_t)(end - list) : strlen(list);
+    if (len > 0) {
+      luaL_addlstring(b, list, len);
+      luaL_addstring(b, "/?.lua;");
+      luaL_addlstring(b, list, len);
+      luaL_addstring(b, "/?/init.lua;");
+    }
+    list = end ? end + 1 : NULL;
+  }
+}
+
+void nl_setscriptdir(const char *script_dir) {
+  lua_State *L = luaL_newstate();
+  luaL_Buffer b;
+  const char *s;
+  if (L == NULL) return;
+  luaL_buffinit(L, &b);
+  if (script_dir != NULL) add_dirs(&b, script_dir);
+  add_dirs(&b, getenv("NETLUA_PATH"));
+  luaL_pushresult(&b);
+  s = lua_tostring(L, -1);
+  free(search_path_prefix);
+  search_path_prefix = strdup(s);
+  lua_close(L);
+}
+
+static void set_search_path(lua_State *L) {
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "path");
+  lua_pushfstring(L, "%s%s", search_path_prefix ? search_path_prefix : "",
+                  lua_tostring(L, -1));
+  lua_setfield(L, -3, "path");
+  lua_pop(L, 2);
+}
+
+static void preload_modules(lua_State *L) {
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  for (const luaL_Reg *m = preloaded_modules; m->func != NULL; m++) {
+    lua_pushcfunction(L, m->func);
+    lua_setfield(L, -2, m->name);
+  }
+  lua_pop(L, 1);
+}
+
+static int open_everything(lua_State *L) {
+  luaL_openlibs(L);
+  preload_modules(L);
+  set_search_path(L);
+  return 0;
+}
+
+lua_State *nl_newstate(void) {
+  lua_State *L = luaL_newstate();
+  if (L == NULL) return NULL;
+  lua_pushcfunction(L, open_everything);
+  if (lua_pcall(L, 0, 0, 0) != LUA_OK) { /* only out of memory */
+    fprintf(stderr, "netlua: %s\n", lua_tostring(L, -1));
+    lua_close(L);
+    return NULL;
+  }
+  return L;
+}
+
+void nl_runembedded(lua_State *L, const char *name, int nargs) {
+  for (const nl_Embedded *e = nl_embedded; e->name != NULL; e++) {
+    if (strcmp(e->name, name) != 0) continue;
+    if (luaL_loadbuffer(L, e->source, e->size, e->chunkname) != LUA_OK)
+      lua_error(L);
+    lua_insert(L, -(nargs + 1));
+    lua_call(L, nargs, 1);
+    return;
+  }
+  luaL_error(L, "netlua: no embedded Lua module '%s'", name);
+}
+
+void nl_atexit(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, ATEXIT_KEY);
+  lua_pushvalue(L, idx);
+  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+  lua_pop(L, 1);
+}
+
+int nl_run_atexit(lua_State *L) {
+  int failed = 0;
+  if (lua_getfield(L, LUA_REGISTRYINDEX, ATEXIT_KEY) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  for (lua_Integer i = 1; lua_rawgeti(L, -1, i) != LUA_TNIL; i++) {
+    if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
+      const char *msg = lua_tostring(L, -1);
+      lua_writestringerror("%s: ", NL_PROGNAME);
+      lua_writestringerror("%s\n", msg ? msg : "(error object is not a string)");
+      lua_pop(L, 1);
+      failed = 1;
+    }
+  }
+  lua_pop(L, 2);
+  return failed;
+}

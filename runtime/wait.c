@@ -1,0 +1,94 @@
+/*
+ * wait.c: clocks and the one place where netlua waits for a descriptor
+ * (layer: runtime). Every blocking operation in every binding ends up in
+ * nl_wait, so Ctrl-C, shutdown and (later) the coroutine scheduler plug in
+ * here. Only this file knows poll.
+ */
+#include <errno.h>
+#include <math.h>
+#include <poll.h>
+#include <time.h>
+
+#include "netlua.h"
+
+double nl_monotonic(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+double nl_walltime(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (double)ts.tv_sec + (double)(ts.tv_nsec / 1000) / 1e6;
+}
+
+double nl_deadline(double timeout) {
+  if (timeout < 0 || isnan(timeout)) return NL_NODEADLINE;
+  if (isinf(timeout)) return NL_NODEADLINE;
+  return nl_monotonic() + timeout;
+}
+
+/* Time left until `deadline` as a timespec for ppoll; NULL means forever. */
+static struct timespec *time_left(double deadline, struct timespec *ts) {
+  double left;
+  if (deadline < 0) return NULL;
+  left = deadline - nl_monotonic();
+  if (left < 0) left = 0;
+  ts->tv_sec = (time_t)left;
+  ts->tv_nsec = (long)((left - (double)ts->tv_sec) * 1e9);
+  return ts;
+}
+
+static int poll_to_events(short revents, int wanted) {
+  int ready = 0;
+  if (revents & (POLLERR | POLLHUP | POLLNVAL)) return wanted;
+  if (revents & POLLIN) ready |= NL_READ;
+  if (revents & POLLOUT) ready |= NL_WRITE;
+  return ready & wanted;
+}
+
+int nl_wait(int fd, int events, double deadline) {
+  int is_main = nl_is_main_thread();
+  int control = is_main ? nl_interrupt_fd() : nl_shutdown_fd();
+  for (;;) {
+    struct pollfd fds[2];
+    struct timespec ts;
+    nfds_t n = 0;
+    int r;
+    fds[n].fd = control;
+    fds[n].events = POLLIN;
+    n++;
+    if (fd >= 0) {
+      fds[n].fd = fd;
+      fds[n].events = (short)(((events & NL_READ) ? POLLIN : 0) |
+                              ((events & NL_WRITE) ? POLLOUT : 0));
+      n++;
+    }
+    r = ppoll(fds, n, time_left(deadline, &ts), NULL);
+    if (r < 0) {
+      if (errno != EINTR) return -errno;
+      if (is_main && nl_take_interrupt()) return -EINTR;
+      continue;
+    }
+    if (control >= 0 && (fds[0].revents & POLLIN)) {
+      if (!is_main || nl_take_interrupt()) return -EINTR;
+    }
+    if (fd >= 0 && fds[1].revents != 0) {
+      int ready = poll_to_events(fds[1].revents, events);
+      if (ready) return ready;
+    }
+    if (deadline >= 0 && nl_monotonic() >= deadline) return 0;
+  }
+}
+
+int nl_waitL(lua_State *L, int fd, int events, double deadline) {
+  int r = nl_wait(fd, events, deadline);
+  if (r == -EINTR) nl_raise_interrupted(L);
+  return r < 0 ? events : r; /* a poll failure: let the syscall report it */
+}
+
+void nl_sleepL(lua_State *L, double seconds) {
+  if (!(seconds > 0)) return;
+  nl_waitL(L, -1, 0, nl_deadline(seconds));
+}

@@ -1,0 +1,7 @@
+#!/bin/sh
+# demo.sh: what `make demo` runs. Usage: sh scripts/demo.sh [path/to/netlua]
+set -e
+NETLUA=${1:-./netlua}
+cd "$(dirname "$0")/.."
+echo "== netlua scripts/demo.lua"
+"$NETLUA" scripts/demo.lua

@@ -1,0 +1,258 @@
+-- cli.lua: the netlua command line, run as a child process: arguments,
+-- options, exit codes, error messages, require paths, signals.
+local t = require "testlib"
+local q = t.shellquote
+
+t.test("script gets arg table and ... like lua.c", function()
+  local path, dir = t.script([[
+    print(arg[0], arg[1], arg[2], #arg, arg[-1] ~= nil)
+    print(select("#", ...), ...)
+  ]])
+  local out, err, code = t.netlua(q(path) .. " a 'b c'")
+  t.eq(code, 0, err)
+  t.eq(out, path .. "\ta\tb c\t2\ttrue\n2\ta\tb c\n")
+  t.rmtree(dir)
+end)
+
+t.test("-e runs code; with no script arg[0] is the program, as in lua.c", function()
+  local out, err, code = t.netlua("-e 'print(arg[1], arg[2], #arg)' -e 'x=1'")
+  t.eq(code, 0, err)
+  t.eq(out, "-e\tprint(arg[1], arg[2], #arg)\t4\n")
+end)
+
+t.test("options before a script get negative arg indices", function()
+  local path, dir = t.script("print(arg[-2], arg[-1], arg[0])")
+  local out, err, code = t.netlua("-e 'x=1' " .. q(path))
+  t.eq(code, 0, err)
+  t.eq(out, "-e\tx=1\t" .. path .. "\n")
+  t.rmtree(dir)
+end)
+
+t.test("-e then a script: both run in order", function()
+  local path, dir = t.script("print('script', X)")
+  local out, _, code = t.netlua("-e 'X=7' " .. q(path))
+  t.eq(code, 0)
+  t.eq(out, "script\t7\n")
+  t.rmtree(dir)
+end)
+
+t.test("-l mod and -l g=mod load modules into globals", function()
+  local dir = t.tmpdir()
+  t.writefile(dir .. "/greet.lua", "return {hello = 'hi'}")
+  local out, err, code = t.sh(string.format(
+    "NETLUA_PATH=%s %s -l greet -l g=greet -e 'print(greet.hello, g == greet)'",
+    q(dir), q(t.NETLUA)))
+  t.eq(code, 0, err)
+  t.eq(out, "hi\ttrue\n")
+  t.rmtree(dir)
+end)
+
+t.test("-v prints the version and -h the help, both exit 0", function()
+  local out, _, code = t.netlua("-v")
+  t.eq(code, 0)
+  t.match(out, "^netlua %d+%.%d+%.%d+ %(Lua 5%.4")
+  out, _, code = t.netlua("-h")
+  t.eq(code, 0)
+  t.match(out, "usage: netlua")
+  t.match(out, "NETLUA_PATH")
+end)
+
+t.test("- runs the script from stdin with arguments", function()
+  local out, err, code = t.netlua("- x y", {stdin = "print('from stdin', ...)"})
+  t.eq(code, 0, err)
+  t.eq(out, "from stdin\tx\ty\n")
+end)
+
+t.test("no script and stdin not a terminal: runs stdin", function()
+  local out, _, code = t.netlua("", {stdin = "print(40 + 2)"})
+  t.eq(code, 0)
+  t.eq(out, "42\n")
+end)
+
+t.test("-i enters the REPL after the script and prints expression values", function()
+  local path, dir = t.script("x = 41")
+  local out, err, code = t.netlua("-i " .. q(path), {stdin = "x + 1\nreturn 'a', 'b'\n"})
+  t.eq(code, 0, err)
+  t.match(out, "42\n")
+  t.match(out, "a\tb\n")
+  t.rmtree(dir)
+end)
+
+t.test("REPL on a terminal prints values and continues incomplete lines", function()
+  if not os.execute("command -v script >/dev/null 2>&1") then
+    t.skip("REPL on a terminal", "no util-linux script(1)")
+    return
+  end
+  local out, _, code = t.sh(string.format(
+    "script -qec %s /dev/null", q(q(t.NETLUA))),
+    {stdin = "1 + 2\nfunction f()\nreturn 'multi'\nend\nf()\n"})
+  t.eq(code, 0)
+  t.match(out, "Lua 5%.4")
+  t.match(out, "3\r?\n")
+  t.match(out, "multi\r?\n")
+end)
+
+t.test("uncaught error: netlua: message and traceback on stderr, exit 1", function()
+  local path, dir = t.script("local function f() error('boom') end\nf()\n")
+  local out, err, code = t.netlua(q(path))
+  t.eq(code, 1)
+  t.eq(out, "")
+  t.match(err, "^netlua: [^\n]*script%.lua:1: boom\n")
+  t.match(err, "stack traceback:")
+  t.match(err, "in local 'f'")
+  t.rmtree(dir)
+end)
+
+t.test("an error object that is a table is reported by type", function()
+  local _, err, code = t.netlua("-e 'error({})'")
+  t.eq(code, 1)
+  t.match(err, "error object is a table value")
+end)
+
+t.test("bad option: one usage line on stderr, exit 2", function()
+  local out, err, code = t.netlua("-z")
+  t.eq(code, 2)
+  t.eq(out, "")
+  t.match(err, "unrecognized option '%-z'")
+  t.match(err, "\nusage: netlua [^\n]*\n$")
+  local _, err2, code2 = t.netlua("-e")
+  t.eq(code2, 2)
+  t.match(err2, "'%-e' needs an argument")
+end)
+
+t.test("unreadable script: message names the file, exit 1", function()
+  local _, err, code = t.netlua("/nonexistent/dir/missing.lua")
+  t.eq(code, 1)
+  t.match(err, "^netlua: cannot open /nonexistent/dir/missing%.lua")
+end)
+
+t.test("syntax error in the script: exit 1 with the position", function()
+  local path, dir = t.script("x = = 1\n")
+  local _, err, code = t.netlua(q(path))
+  t.eq(code, 1)
+  t.match(err, "script%.lua:1:")
+  t.rmtree(dir)
+end)
+
+t.test("require finds modules next to the script first", function()
+  local dir = t.tmpdir()
+  t.writefile(dir .. "/helper.lua", "return 'beside the script'")
+  t.writefile(dir .. "/main.lua", "print((require 'helper'))")
+  local other = t.tmpdir()
+  t.writefile(other .. "/helper.lua", "return 'from NETLUA_PATH'")
+  local out, err, code = t.sh(string.format("cd / && NETLUA_PATH=%s %s %s",
+    q(other), q(t.NETLUA), q(dir .. "/main.lua")))
+  t.eq(code, 0, err)
+  t.eq(out, "beside the script\n")
+  os.remove(dir .. "/helper.lua")
+  out = t.sh(string.format("cd / && NETLUA_PATH=%s %s %s",
+    q(other), q(t.NETLUA), q(dir .. "/main.lua")))
+  t.eq(out, "from NETLUA_PATH\n")
+  t.rmtree(dir); t.rmtree(other)
+end)
+
+t.test("built-in modules win over files of the same name", function()
+  local dir = t.tmpdir()
+  t.writefile(dir .. "/json.lua", "return 'impostor'")
+  t.writefile(dir .. "/time.lua", "return 'impostor'")
+  t.writefile(dir .. "/main.lua",
+    "print(type(require 'json'), type(require 'time'), type(require('json').encode))")
+  local out, err, code = t.netlua(q(dir .. "/main.lua"))
+  t.eq(code, 0, err)
+  t.eq(out, "table\ttable\tfunction\n")
+  t.rmtree(dir)
+end)
+
+t.test("writing to a closed pipe is an error return, not SIGPIPE", function()
+  local dir = t.tmpdir()
+  local script = dir .. "/w.lua"
+  t.writefile(script, [[
+    io.stdout:setvbuf("no")
+    for i = 1, 100000 do
+      local ok, err = io.stdout:write(string.rep("x", 4096))
+      if not ok then io.stderr:write("write failed: ", err, "\n"); os.exit(3) end
+    end
+    os.exit(4)
+  ]])
+  local _, err = t.sh(string.format("(%s %s; echo \"status=$?\" >&2) | head -c 1 >/dev/null",
+    q(t.NETLUA), q(script)))
+  t.match(err, "write failed: [Bb]roken pipe")
+  t.match(err, "status=3")
+  t.rmtree(dir)
+end)
+
+t.test("Ctrl-C during a wait: uncaught, exit 130 with 'interrupted'", function()
+  local path, dir = t.script([[
+    local time = require "time"
+    print("ready"); io.stdout:flush()
+    time.sleep(60)
+    print("not reached")
+  ]])
+  local out, err, code = t.interrupt(path)
+  t.eq(code, 130)
+  t.eq(out, "ready\n")
+  t.match(err, "^netlua: interrupted\n")
+  t.rmtree(dir)
+end)
+
+t.test("Ctrl-C is a catchable error", function()
+  local path, dir = t.script([[
+    local time = require "time"
+    print("ready"); io.stdout:flush()
+    local ok, err = pcall(time.sleep, 60)
+    print(ok, err)
+    time.sleep(0.01) -- waits still work afterwards
+    print("after")
+  ]])
+  local out, err, code = t.interrupt(path)
+  t.eq(code, 0, err)
+  t.eq(out, "ready\nfalse\tinterrupted\nafter\n")
+  t.rmtree(dir)
+end)
+
+t.test("Ctrl-C in running Lua code is catchable too", function()
+  local path, dir = t.script([[
+    print("ready"); io.stdout:flush()
+    local ok, err = pcall(function() while true do end end)
+    io.stderr:write("caught ", tostring(err), "\n"); io.stderr:flush()
+    require("time").sleep(60)
+  ]])
+  local out, err, code = t.interrupt(path, {"caught"})
+  t.eq(out, "ready\n")
+  t.match(err, "caught interrupted\n")
+  t.eq(code, 130)
+  t.rmtree(dir)
+end)
+
+t.test("Ctrl-C interrupts a busy loop: uncaught, exit 130", function()
+  local path, dir = t.script([[
+    print("ready"); io.stdout:flush()
+    local n = 0
+    while true do n = n + 1 end
+  ]])
+  local out, err, code = t.interrupt(path)
+  t.eq(code, 130)
+  t.eq(out, "ready\n")
+  t.match(err, "interrupted")
+  t.rmtree(dir)
+end)
+
+t.test("a second Ctrl-C during cleanup still exits", function()
+  local path, dir = t.script([[
+    local time = require "time"
+    stuck = setmetatable({}, {__gc = function()
+      io.stderr:write("cleaning\n"); io.stderr:flush()
+      pcall(time.sleep, 60)
+      pcall(time.sleep, 60)
+    end})
+    print("ready"); io.stdout:flush()
+    time.sleep(60)
+  ]])
+  local out, err, code = t.interrupt(path, {"cleaning"})
+  t.eq(code, 130)
+  t.match(err, "interrupted")
+  t.match(err, "cleaning")
+  t.rmtree(dir)
+end)
+
+t.done()

@@ -1,0 +1,171 @@
+-- testlib.lua: a small TAP producer and process helpers for netlua's tests.
+-- Each test file does `local t = require "testlib"`, calls t.test(name, fn)
+-- for each case and t.done() at the end; prove reads the TAP it prints.
+local M = {}
+
+local count, failed = 0, 0
+local NETLUA = os.getenv("NETLUA") or "./netlua"
+M.NETLUA = NETLUA
+
+local function fmt(v)
+  if type(v) == "string" then return string.format("%q", v) end
+  return tostring(v)
+end
+
+-- Raised by the checks below; carries the message to report.
+local function fail(msg, level)
+  error({testlib_failure = msg}, (level or 1) + 1)
+end
+
+function M.ok(cond, msg)
+  if not cond then fail("expected a true value" .. (msg and (": " .. msg) or ""), 2) end
+  return cond
+end
+
+function M.eq(got, want, msg)
+  if got ~= want and not (got ~= got and want ~= want) then
+    fail(string.format("%sgot %s, want %s", msg and (msg .. ": ") or "",
+      fmt(got), fmt(want)), 2)
+  end
+end
+
+function M.match(s, pattern, msg)
+  if type(s) ~= "string" or not s:find(pattern) then
+    fail(string.format("%s%s does not match %q", msg and (msg .. ": ") or "",
+      fmt(s), pattern), 2)
+  end
+end
+
+-- Calls fn(...) and checks that it raises an error matching pattern
+-- (plain find). Returns the message.
+function M.raises(pattern, fn, ...)
+  local ok, err = pcall(fn, ...)
+  if ok then fail("expected an error matching " .. fmt(pattern), 2) end
+  local text = type(err) == "table" and err.testlib_failure or tostring(err)
+  if not text:find(pattern, 1, true) then
+    fail(string.format("error %s does not contain %s", fmt(text), fmt(pattern)), 2)
+  end
+  return text
+end
+
+function M.test(name, fn)
+  count = count + 1
+  local ok, err = xpcall(fn, function(e)
+    if type(e) == "table" and e.testlib_failure then
+      return e.testlib_failure .. "\n" .. debug.traceback("", 2)
+    end
+    return debug.traceback(tostring(e), 2)
+  end)
+  if ok then
+    print(string.format("ok %d - %s", count, name))
+  else
+    failed = failed + 1
+    print(string.format("not ok %d - %s", count, name))
+    for line in tostring(err):gmatch("[^\n]+") do print("# " .. line) end
+  end
+  io.stdout:flush()
+end
+
+function M.skip(name, why)
+  count = count + 1
+  print(string.format("ok %d - %s # SKIP %s", count, name, why))
+end
+
+function M.done()
+  print("1.." .. count)
+  os.exit(failed == 0 and 0 or 1)
+end
+
+-- ---- files and processes -----------------------------------------------
+
+function M.tmpdir()
+  local p = io.popen("mktemp -d /tmp/netlua-test.XXXXXX")
+  local dir = p:read("l")
+  p:close()
+  return dir
+end
+
+function M.writefile(path, data)
+  local f = assert(io.open(path, "wb"))
+  f:write(data)
+  f:close()
+end
+
+function M.readfile(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local data = f:read("a")
+  f:close()
+  return data
+end
+
+function M.shellquote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+-- Runs a shell command line; returns stdout, stderr, exit status.
+-- opts.stdin: a string fed to the command's standard input.
+function M.sh(cmdline, opts)
+  opts = opts or {}
+  local dir = M.tmpdir()
+  local input = ""
+  if opts.stdin then
+    M.writefile(dir .. "/in", opts.stdin)
+    input = " < " .. dir .. "/in"
+  else
+    input = " < /dev/null"
+  end
+  local full = string.format("( %s ) > %s/out 2> %s/err%s", cmdline, dir, dir, input)
+  local ok, how, code = os.execute(full)
+  local out, err = M.readfile(dir .. "/out"), M.readfile(dir .. "/err")
+  os.execute("rm -rf " .. dir)
+  if how == "signal" then code = 128 + code end
+  return out, err, code
+end
+
+-- Runs netlua with the given argument string (already shell-quoted).
+function M.netlua(args, opts)
+  return M.sh(M.shellquote(NETLUA) .. " " .. args, opts)
+end
+
+-- Writes `source` to a temporary script file and returns its path and dir.
+function M.script(source, name)
+  local dir = M.tmpdir()
+  local path = dir .. "/" .. (name or "script.lua")
+  M.writefile(path, source)
+  return path, dir
+end
+
+function M.rmtree(dir)
+  if dir and dir:match("^/tmp/netlua%-test%.") then os.execute("rm -rf " .. dir) end
+end
+
+-- Starts `netlua script`, waits (at most 20 s) until its stdout holds
+-- "ready", sends SIGINT; for each further marker in `then_markers`, waits
+-- until stderr holds it and sends SIGINT again. Returns stdout, stderr and
+-- the exit status.
+function M.interrupt(script, then_markers)
+  local dir = M.tmpdir()
+  local lines = {
+    string.format("%s %s > %s/out 2> %s/err < /dev/null &",
+      M.shellquote(NETLUA), M.shellquote(script), dir, dir),
+    "pid=$!",
+    "waitfor() { i=0; while ! grep -q \"$1\" \"$2\" 2>/dev/null && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done; }",
+    string.format("waitfor ready %s/out", dir),
+    "kill -INT $pid",
+  }
+  for _, marker in ipairs(then_markers or {}) do
+    lines[#lines + 1] = string.format("waitfor %s %s/err", M.shellquote(marker), dir)
+    lines[#lines + 1] = "kill -INT $pid"
+  end
+  lines[#lines + 1] = "( sleep 20; kill -KILL $pid ) >/dev/null 2>&1 & guard=$!"
+  lines[#lines + 1] = "wait $pid; status=$?; kill $guard 2>/dev/null; exit $status"
+  M.writefile(dir .. "/run.sh", table.concat(lines, "\n") .. "\n")
+  local _, how, code = os.execute("sh " .. dir .. "/run.sh")
+  local out, err = M.readfile(dir .. "/out"), M.readfile(dir .. "/err")
+  os.execute("rm -rf " .. dir)
+  if how == "signal" then code = 128 + code end
+  return out, err, code
+end
+
+return M
