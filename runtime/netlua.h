@@ -73,6 +73,19 @@ double nl_deadline(double timeout);
  * shutting down, in threads). Needs no Lua: plain C callers use it too. */
 int nl_wait(int fd, int events, double deadline);
 
+/* One descriptor of a multi-descriptor wait: fill fd and events (fd < 0 is
+ * skipped); nl_waitmany sets ready. */
+typedef struct nl_PollFd {
+  int fd;
+  int events; /* NL_READ | NL_WRITE */
+  int ready;  /* out: ready events */
+} nl_PollFd;
+
+/* nl_wait for several descriptors at once (libcurl's sockets, select()).
+ * Returns how many have ready events (>0), 0 on timeout, -EINTR when
+ * interrupted, or another -errno. */
+int nl_waitmany(nl_PollFd *fds, int n, double deadline);
+
 /* nl_wait for bindings: raises the "interrupted" error instead of -EINTR.
  * Returns ready events, or 0 on timeout. */
 int nl_waitL(lua_State *L, int fd, int events, double deadline);
@@ -109,6 +122,43 @@ int nl_shutting_down(void);
 int nl_interrupt_fd(void); /* main thread: readable while Ctrl-C is pending */
 int nl_shutdown_fd(void);  /* every thread: readable once shutdown began */
 int nl_is_main_thread(void);
+
+/* ---- values crossing between states (copy.c) --------------------------- */
+
+/* A userdata type that can cross into another thread's state puts a light
+ * userdata pointing to a static const nl_Transfer in its metatable under
+ * NL_TRANSFER_FIELD. Sockets move (export detaches the descriptor, the
+ * sender's object then reads as closed); channels and mutexes are shared
+ * (export takes a reference). */
+#define NL_TRANSFER_FIELD "__nl_transfer"
+
+typedef struct nl_Transfer {
+  const char *module; /* required in the receiving state before import */
+  /* Detaches or references the resource of the userdata at idx; returns a
+   * heap payload, or NULL with an error message pushed. */
+  void *(*export_)(lua_State *L, int idx);
+  /* Pushes a new userdata owning payload (takes ownership). */
+  void (*import_)(lua_State *L, void *payload);
+  /* Releases a payload that will never be imported. */
+  void (*discard)(void *payload);
+} nl_Transfer;
+
+/* Values packed off any Lua state: nil, booleans, integers and floats (kept
+ * apart), strings, tables (deep; shared sub-tables and cycles preserved),
+ * functions with their upvalues, module tables (by name), nl_Transfer
+ * userdata. */
+typedef struct nl_Packet nl_Packet;
+
+/* Packs the n values from stack index `first`. Raises a Lua error naming the
+ * offending value when one cannot cross ("upvalue 'f' (a coroutine) cannot
+ * be passed to a thread"). */
+nl_Packet *nl_pack(lua_State *L, int first, int n);
+
+/* Pushes the packed values into L and frees the packet; returns how many. */
+int nl_unpack(lua_State *L, nl_Packet *packet);
+
+/* Frees a packet that will never be unpacked (discarding moved resources). */
+void nl_packet_free(nl_Packet *packet);
 
 /* ---- errors (errors.c) -------------------------------------------------- */
 

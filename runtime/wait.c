@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <math.h>
 #include <poll.h>
+#include <stdlib.h>
 #include <time.h>
 
 #include "netlua.h"
@@ -48,37 +49,76 @@ static int poll_to_events(short revents, int wanted) {
   return ready & wanted;
 }
 
-int nl_wait(int fd, int events, double deadline) {
+#define STACK_POLLFDS 16
+
+static short to_poll_events(int events) {
+  return (short)(((events & NL_READ) ? POLLIN : 0) |
+                 ((events & NL_WRITE) ? POLLOUT : 0));
+}
+
+/* Polls the control descriptor (Ctrl-C in the main thread, shutdown in the
+ * others) and the caller's descriptors, in `fds`, until one is ready. */
+static int poll_until(struct pollfd *fds, nfds_t n, double deadline) {
   int is_main = nl_is_main_thread();
-  int control = is_main ? nl_interrupt_fd() : nl_shutdown_fd();
+  fds[0].fd = is_main ? nl_interrupt_fd() : nl_shutdown_fd();
+  fds[0].events = POLLIN;
   for (;;) {
-    struct pollfd fds[2];
     struct timespec ts;
-    nfds_t n = 0;
-    int r;
-    fds[n].fd = control;
-    fds[n].events = POLLIN;
-    n++;
-    if (fd >= 0) {
-      fds[n].fd = fd;
-      fds[n].events = (short)(((events & NL_READ) ? POLLIN : 0) |
-                              ((events & NL_WRITE) ? POLLOUT : 0));
-      n++;
-    }
-    r = ppoll(fds, n, time_left(deadline, &ts), NULL);
+    int r = ppoll(fds, n, time_left(deadline, &ts), NULL);
     if (r < 0) {
       if (errno != EINTR) return -errno;
       if (is_main && nl_take_interrupt()) return -EINTR;
       continue;
     }
-    if (control >= 0 && (fds[0].revents & POLLIN)) {
+    if (fds[0].fd >= 0 && (fds[0].revents & POLLIN)) {
       if (!is_main || nl_take_interrupt()) return -EINTR;
+      r--;
     }
-    if (fd >= 0 && fds[1].revents != 0) {
-      int ready = poll_to_events(fds[1].revents, events);
-      if (ready) return ready;
-    }
+    if (r > 0) return r;
     if (deadline >= 0 && nl_monotonic() >= deadline) return 0;
+  }
+}
+
+int nl_waitmany(nl_PollFd *fds, int n, double deadline) {
+  struct pollfd stack[STACK_POLLFDS + 1];
+  struct pollfd *pfds = stack;
+  int r;
+  if (n + 1 > STACK_POLLFDS + 1) {
+    pfds = malloc(sizeof *pfds * (size_t)(n + 1));
+    if (pfds == NULL) return -ENOMEM;
+  }
+  for (int i = 0; i < n; i++) {
+    pfds[i + 1].fd = fds[i].fd;
+    pfds[i + 1].events = to_poll_events(fds[i].events);
+    pfds[i + 1].revents = 0;
+    fds[i].ready = 0;
+  }
+  r = poll_until(pfds, (nfds_t)n + 1, deadline);
+  if (r > 0) {
+    r = 0;
+    for (int i = 0; i < n; i++) {
+      fds[i].ready = poll_to_events(pfds[i + 1].revents, fds[i].events);
+      if (fds[i].ready) r++;
+    }
+  }
+  if (pfds != stack) free(pfds);
+  return r;
+}
+
+int nl_wait(int fd, int events, double deadline) {
+  struct pollfd fds[2];
+  nfds_t n = 1;
+  if (fd >= 0) {
+    fds[1].fd = fd;
+    fds[1].events = to_poll_events(events);
+    fds[1].revents = 0;
+    n = 2;
+  }
+  for (;;) {
+    int r = poll_until(fds, n, deadline);
+    if (r <= 0) return r;
+    r = poll_to_events(fds[1].revents, events);
+    if (r) return r;
   }
 }
 
