@@ -255,4 +255,23 @@ t.test("a second Ctrl-C during cleanup still exits", function()
   t.rmtree(dir)
 end)
 
+t.test("Lua and lua-cjson are linked statically", function()
+  local out, _, code = t.sh("ldd " .. q(t.NETLUA))
+  t.eq(code, 0)
+  t.ok(not out:find("liblua"), "no shared liblua in:\n" .. out)
+  t.match(out, "libcurl")
+end)
+
+t.test("make install puts a binary that runs from any directory", function()
+  local prefix = t.tmpdir()
+  local _, err, code = t.sh("make -s install PREFIX=" .. q(prefix))
+  t.eq(code, 0, err)
+  local out, err2, code2 = t.sh(string.format(
+    "cd / && %s/bin/netlua -e 'print(require(\"json\").encode({1}), type(require(\"time\").now()))'",
+    q(prefix)))
+  t.eq(code2, 0, err2)
+  t.eq(out, "[1]\tnumber\n")
+  t.rmtree(prefix)
+end)
+
 t.done()
