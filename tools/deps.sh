@@ -19,5 +19,6 @@ if [ "$(id -u)" != 0 ]; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 echo "installing:$missing"
-apt-get install -y -q $missing ||
-  { apt-get update -q && apt-get install -y -q $missing; }
+APT="apt-get -o DPkg::Lock::Timeout=300"
+$APT install -y -q $missing ||
+  { $APT update -q && $APT install -y -q $missing; }
