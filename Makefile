@@ -66,7 +66,7 @@ all: $(BIN)
 $(BIN): $(OBJS)
 	$(CC) $(ALL_LDFLAGS) -o $@ $(OBJS) $(LDLIBS)
 
-$(OUT)/%.o: %.c $(OUT)/errnames.h
+$(OUT)/%.o: %.c $(OUT)/errnames.h $(OUT)/curlnames.h
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
@@ -80,6 +80,10 @@ $(GEN_SRC): $(LUA_HALVES) tools/embed.sh
 $(OUT)/errnames.h: tools/errnames.sh
 	@mkdir -p $(OUT)
 	sh tools/errnames.sh "$(CC)" > $@.tmp && mv $@.tmp $@
+
+$(OUT)/curlnames.h: tools/curlnames.sh
+	@mkdir -p $(OUT)
+	sh tools/curlnames.sh "$(CC)" > $@.tmp && mv $@.tmp $@
 
 -include $(OBJS:.o=.d)
 
