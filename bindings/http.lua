@@ -284,4 +284,260 @@ function M.request_many(list, how)
   return out
 end
 
+-- ---- server -------------------------------------------------------------
+-- The C core (http.server_core) runs the event loop and parses HTTP; this
+-- half routes, serves static files and turns handler results into replies.
+
+local server_core = require "http.server_core"
+
+local Server = {}
+Server.__index = Server
+Server.__name = "http.server"
+
+local Request = {}
+Request.__index = Request
+
+function Request:json()
+  return json.decode(self.body)
+end
+
+local function unescape(s)
+  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+M.unescape = unescape
+
+-- "a=1&b=x+y&a=2" -> {a="1", b="x y"}, {a={"1","2"}, b={"x y"}}
+local function parse_query(raw)
+  local first, all = {}, {}
+  for pair in raw:gmatch("[^&;]+") do
+    local k, v = pair:match("^([^=]*)=?(.*)$")
+    k, v = unescape((k:gsub("+", " "))), unescape((v:gsub("+", " ")))
+    if first[k] == nil then first[k] = v end
+    all[k] = all[k] or {}
+    all[k][#all[k] + 1] = v
+  end
+  return first, all
+end
+M.parse_query = parse_query
+
+local SERVER_OPTIONS = {host = "string", port = "number", max_uri = "number",
+  max_header = "number", max_body = "number", request_timeout = "number",
+  keepalive_timeout = "number", send_timeout = "number",
+  max_connections = "number", log = "boolean"}
+
+-- http.server{host=, port=, ...} -> server | nil, msg, code
+function M.server(opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then error("bad argument #1 to 'server' (table expected)", 2) end
+  for k, v in pairs(opts) do
+    if SERVER_OPTIONS[k] == nil then error(format("http.server: unknown option '%s'", tostring(k)), 2) end
+    if type(v) ~= SERVER_OPTIONS[k] then
+      error(format("http.server: option '%s' must be a %s", k, SERVER_OPTIONS[k]), 2)
+    end
+  end
+  local core_srv, msg, code = server_core.listen(opts.host or "127.0.0.1", opts.port or 8000, opts)
+  if not core_srv then return nil, msg, code end
+  local host, port = core_srv:getsockname()
+  local self = setmetatable({core = core_srv, host = host, port = port,
+    routes = {}, statics = {}, log = opts.log}, Server)
+  self.url = format(host:find(":", 1, true) and "http://[%s]:%d" or "http://%s:%d", host, port)
+  return self
+end
+
+-- Route patterns: "/exact", "/users/:id" (a segment into req.params.id),
+-- "/files/*" (the rest into req.params[1]).
+local function compile(pattern)
+  local names = {}
+  local lua = pattern:gsub("[%^%$%(%)%%%.%[%]%+%-%?]", "%%%0")
+  lua = lua:gsub(":([%w_]+)", function(name) names[#names + 1] = name return "([^/]+)" end)
+  if lua:sub(-1) == "*" then
+    lua = lua:sub(1, -2) .. "(.*)"
+    names[#names + 1] = 1
+  end
+  return "^" .. lua .. "$", names
+end
+
+function Server:route(method, pattern, handler)
+  if type(method) ~= "string" then error("bad argument #1 to 'route' (string expected)", 2) end
+  if type(pattern) ~= "string" then error("bad argument #2 to 'route' (string expected)", 2) end
+  if type(handler) ~= "function" then error("bad argument #3 to 'route' (function expected)", 2) end
+  local lua, names = compile(pattern)
+  self.routes[#self.routes + 1] = {method = method:upper(), lua = lua, names = names,
+    handler = handler}
+  return self
+end
+
+function Server:static(prefix, dir)
+  if type(prefix) ~= "string" or type(dir) ~= "string" then
+    error("bad arguments to 'static' (prefix and directory strings expected)", 2)
+  end
+  local root, msg = server_core.realpath(dir)
+  if not root then error(format("http.server: static directory '%s': %s", dir, msg), 2) end
+  if prefix:sub(-1) ~= "/" then prefix = prefix .. "/" end
+  self.statics[#self.statics + 1] = {prefix = prefix, root = root}
+  return self
+end
+
+local MIME = {html = "text/html; charset=utf-8", htm = "text/html; charset=utf-8",
+  txt = "text/plain; charset=utf-8", css = "text/css", js = "text/javascript",
+  json = "application/json", png = "image/png", jpg = "image/jpeg",
+  jpeg = "image/jpeg", gif = "image/gif", svg = "image/svg+xml",
+  ico = "image/x-icon", webp = "image/webp", pdf = "application/pdf",
+  xml = "application/xml", wasm = "application/wasm", lua = "text/plain; charset=utf-8"}
+
+local function mime_type(path)
+  local ext = path:match("%.([%w]+)$")
+  return ext and MIME[ext:lower()] or "application/octet-stream"
+end
+M.mime_type = mime_type
+
+-- Serves root/rel where rel comes from a decoded URL path: no NUL, no ".."
+-- segment, and the real path (symlinks resolved) must stay under root.
+local function serve_file(root, rel)
+  if rel:find("\0", 1, true) then return 400, "bad request\n" end
+  for seg in rel:gmatch("[^/]+") do
+    if seg == ".." then return 403, "forbidden\n" end
+  end
+  local real = server_core.realpath(root .. "/" .. rel)
+  if not real then return 404, "not found\n" end
+  if real ~= root and real:sub(1, #root + 1) ~= root .. "/" then
+    return 403, "forbidden\n"
+  end
+  local f = io.open(real, "rb")
+  local data = f and f:read("a")
+  if f then f:close() end
+  if data == nil then -- a directory: try its index.html
+    if rel:sub(-1) ~= "/" and rel ~= "" then return 404, "not found\n" end
+    return serve_file(root, rel .. "index.html")
+  end
+  return 200, data, {["Content-Type"] = mime_type(real)}
+end
+
+local function find_static(self, req)
+  if req.method ~= "GET" and req.method ~= "HEAD" then return nil end
+  for _, s in ipairs(self.statics) do
+    if req.path:sub(1, #s.prefix) == s.prefix or req.path .. "/" == s.prefix then
+      return serve_file(s.root, req.path:sub(#s.prefix + 1))
+    end
+  end
+end
+
+local function match_route(self, req)
+  local method_seen = false
+  for _, r in ipairs(self.routes) do
+    local caps = {req.path:match(r.lua)}
+    if caps[1] ~= nil or req.path:match(r.lua) then
+      if r.method == req.method or r.method == "*" or
+         (r.method == "GET" and req.method == "HEAD") then
+        local params = {}
+        for i, name in ipairs(r.names) do params[name] = caps[i] end
+        return r, params
+      end
+      method_seen = true
+    end
+  end
+  return nil, method_seen
+end
+
+-- What a handler returned -> status, header lines, body.
+local function normalize(status, body, headers)
+  if type(status) ~= "number" then
+    status, body, headers = 200, status, body
+  end
+  headers = headers or {}
+  local ctype
+  for k in pairs(headers) do if tostring(k):lower() == "content-type" then ctype = k end end
+  if type(body) == "table" then
+    body = json.encode(body)
+    if not ctype then headers["Content-Type"] = "application/json" end
+  elseif body == nil then
+    body = ""
+  else
+    body = tostring(body)
+    if not ctype then headers["Content-Type"] = "text/plain; charset=utf-8" end
+  end
+  local lines = {}
+  for k, v in pairs(headers) do
+    k, v = tostring(k), tostring(v)
+    if not k:find("[\r\n:]") and not v:find("[\r\n]") then
+      local lk = k:lower()
+      if lk ~= "content-length" and lk ~= "connection" and lk ~= "date" then
+        lines[#lines + 1] = k .. ": " .. v .. "\r\n"
+      end
+    end
+  end
+  sort(lines)
+  return math.floor(status), concat(lines), body
+end
+
+local function log_error(req, err)
+  io.stderr:write(format("netlua http.server: error in handler for %s %s: %s\n",
+    req.method, req.path, tostring(err)))
+  io.stderr:flush()
+end
+
+-- The function the C loop calls for each request.
+local function make_dispatch(self)
+  return function(req)
+    setmetatable(req, Request)
+    req.raw_path = req.path
+    req.path = unescape(req.path)
+    req.query, req.query_all = parse_query(req.rawquery)
+    req.server = self
+    local status, body, headers
+    local route, params = match_route(self, req)
+    if route then
+      req.params = params
+      local ok, s, b, hd = xpcall(route.handler, function(e)
+        if e == "interrupted" then return e end
+        return debug.traceback(tostring(e), 2)
+      end, req)
+      if not ok then
+        if s == "interrupted" then error(s, 0) end
+        log_error(req, s)
+        status, body, headers = 500, "internal server error\n", nil
+      else
+        status, body, headers = s, b, hd
+        if status == nil and body == nil then status = 204 end
+      end
+    else
+      status, body, headers = find_static(self, req)
+      if status == nil then
+        if params then status, body = 405, "method not allowed\n"
+        else status, body = 404, "not found\n" end
+      end
+    end
+    local st, lines, data = normalize(status, body, headers)
+    if self.log then
+      io.stderr:write(format("%s %s %s %d\n", req.peer, req.method, req.target, st))
+    end
+    return st, lines, data
+  end
+end
+
+-- srv:serve([{max_requests=N, timeout=S}]) -> requests served. Blocks until
+-- srv:close() from a handler, N requests, S seconds; Ctrl-C raises
+-- "interrupted".
+function Server:serve(how)
+  how = how or {}
+  self.dispatch = self.dispatch or make_dispatch(self)
+  return self.core:run(self.dispatch, how.max_requests, how.timeout)
+end
+
+-- srv:step(timeout): serves what arrives within `timeout` seconds.
+function Server:step(timeout)
+  return self:serve{timeout = timeout or 0}
+end
+
+function Server:close()
+  self.core:close()
+end
+
+function Server:connections()
+  return self.core:connections()
+end
+
+Server.__close = Server.close
+Server.__gc = nil
+
 return M

@@ -29,6 +29,7 @@ static const luaL_Reg preloaded_modules[] = {
   {"cjson.safe", luaopen_cjson_safe},
   {"time", luaopen_time},
   {"http", luaopen_http},
+  {"http.server_core", luaopen_http_server_core},
   {NULL, NULL}
 };
 
