@@ -107,10 +107,11 @@ static void buf_free(Buf *b) {
 
 static Conn *conn_of(http_parser *p) { return p->data; }
 
-/* Fails the parse with a limit's status. */
+/* Fails the parse with a limit's status (-1: for on_headers_complete, 1
+ * would mean "no body", not an error). */
 static int limit_hit(Conn *c, int status) {
   c->error_status = status;
-  return 1;
+  return -1;
 }
 
 static int on_message_begin(http_parser *p) {
