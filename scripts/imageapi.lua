@@ -4,7 +4,9 @@
 -- list points at: real PNG files it draws itself, distinct for each index.
 --
 -- As a script:  netlua scripts/imageapi.lua [--host H] [--port P] [--key K]
---                      [--portfile F]
+--                      [--portfile F] [--lifetime S]
+--   (--portfile: write the port there, for --port 0; --lifetime: stop after
+--   S seconds)
 -- As a module:  local api = require "imageapi"
 --               local srv = api.server{port = 0, key = "k"}  -- then srv:serve()
 --               api.png(i)  -> the bytes of image i
@@ -171,7 +173,8 @@ end
 -- ---- as a script ----------------------------------------------------------
 
 local function usage()
-  io.stderr:write("usage: netlua imageapi.lua [--host H] [--port P] [--key K] [--portfile F]\n")
+  io.stderr:write("usage: netlua imageapi.lua [--host H] [--port P] [--key K] [--portfile F]\n" ..
+    "       [--lifetime S]\n")
   os.exit(2)
 end
 
@@ -184,6 +187,7 @@ local function main(...)
     elseif a == "--port" and tonumber(v) then opts.port = math.tointeger(tonumber(v))
     elseif a == "--key" and v then opts.key = v
     elseif a == "--portfile" and v then opts.portfile = v
+    elseif a == "--lifetime" and tonumber(v) then opts.lifetime = tonumber(v)
     else usage() end
     i = i + 2
   end
@@ -201,7 +205,7 @@ local function main(...)
   print(string.format("image API on %s?key=%s&num=10 (Ctrl-C stops)", srv.endpoint,
     opts.key or M.DEFAULT_KEY))
   io.stdout:flush()
-  local ok, err = pcall(srv.serve, srv)
+  local ok, err = pcall(srv.serve, srv, {timeout = opts.lifetime})
   srv:close()
   if not ok and err ~= "interrupted" then error(err, 0) end
 end
