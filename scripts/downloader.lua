@@ -126,7 +126,8 @@ local function fetch_list(o)
     fail("the API did not answer JSON (got %q...)", res.body:sub(1, 40))
   end
   if data.code ~= 200 then
-    fail("the API answered error code %s: %s", tostring(data.code), tostring(data.msg))
+    local code = math.type(data.code) == "float" and math.tointeger(data.code) or data.code
+    fail("the API answered error code %s: %s", tostring(code), tostring(data.msg))
   end
   if type(data.newslist) ~= "table" then fail("the API answer has no newslist") end
   local urls, missing = {}, 0
@@ -179,7 +180,7 @@ end
 -- ---- progress -------------------------------------------------------------
 
 local function human(bytes)
-  if bytes < 1024 then return string.format("%d B", bytes) end
+  if bytes < 1024 then return string.format("%d B", math.floor(bytes)) end
   if bytes < 1024 * 1024 then return string.format("%.1f KiB", bytes / 1024) end
   return string.format("%.1f MiB", bytes / 1024 / 1024)
 end
