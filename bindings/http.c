@@ -42,6 +42,7 @@ typedef struct Transfer {
   int to_file;     /* the body goes to a file: count bytes, keep none */
   int write_errno; /* why writing the output file failed */
   int started, done;
+  int reported;    /* passed to the on_done callback */
   CURLcode result;
   char errbuf[CURL_ERROR_SIZE];
 } Transfer;
@@ -331,6 +332,35 @@ static void kick(Batch *b, curl_socket_t fd, int ev) {
   curl_multi_socket_action(b->multi, fd, ev, &running);
 }
 
+/* Closes a finished transfer's output file; a failing close (NFS, quota)
+ * fails the transfer. */
+static void close_output(Transfer *t) {
+  if (t->fd < 0) return;
+  if (close(t->fd) != 0 && t->result == CURLE_OK) {
+    t->write_errno = errno;
+    t->result = CURLE_WRITE_ERROR;
+  }
+  t->fd = -1;
+}
+
+static void push_result(lua_State *L, Transfer *t);
+
+/* Calls on_done(i, result) for each transfer finished since last time. No
+ * curl frame is on the C stack here, so the callback may raise: the batch's
+ * __gc frees what is left. */
+static void report_done(lua_State *L, Batch *b, int cb) {
+  if (cb == 0) return;
+  for (int i = 0; i < b->n; i++) {
+    Transfer *t = &b->transfers[i];
+    if (!t->done || t->reported) continue;
+    t->reported = 1;
+    lua_pushvalue(L, cb);
+    lua_pushinteger(L, i + 1);
+    push_result(L, t);
+    lua_call(L, 2, 0);
+  }
+}
+
 static void collect_done(Batch *b) {
   CURLMsg *msg;
   int left;
@@ -341,6 +371,7 @@ static void collect_done(Batch *b) {
     t->result = msg->data.result;
     t->done = 1;
     curl_multi_remove_handle(b->multi, t->easy);
+    close_output(t);
   }
 }
 
@@ -388,10 +419,11 @@ static int step(Batch *b) {
   return 0;
 }
 
-static int run_batch(Batch *b, int concurrency) {
+static int run_batch(lua_State *L, Batch *b, int concurrency, int cb) {
   int next = 0;
   for (;;) {
     collect_done(b);
+    report_done(L, b, cb);
     if (start_more(b, &next, concurrency) == 0) return 0;
     if (step(b) == -EINTR) return -EINTR;
   }
@@ -460,18 +492,22 @@ static void push_result(lua_State *L, Transfer *t) {
   lua_setfield(L, -2, t->to_file ? "written" : "body");
 }
 
-/* perform(specs, concurrency) -> results: runs every spec at once (at most
- * `concurrency` in flight); results[i] is {status, head, body|written, url,
- * elapsed} or {error, code}, in input order. Raises "interrupted" on Ctrl-C
+/* perform(specs, concurrency[, on_done]) -> results: runs every spec at
+ * once (at most `concurrency` in flight); results[i] is {status, head,
+ * body|written, url, elapsed} or {error, code}, in input order; on_done(i,
+ * result) is called as each one finishes. Raises "interrupted" on Ctrl-C
  * after every transfer has been stopped and freed. */
 static int http_perform(lua_State *L) {
-  int n, concurrency;
+  int n, concurrency, cb;
   Batch *b;
   luaL_checktype(L, 1, LUA_TTABLE);
   n = (int)luaL_len(L, 1);
   concurrency = (int)luaL_optinteger(L, 2, 8);
   luaL_argcheck(L, concurrency >= 1, 2, "concurrency must be at least 1");
-  b = batch_new(L, n); /* 3 */
+  if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TFUNCTION);
+  cb = lua_isnoneornil(L, 3) ? 0 : 3;
+  lua_settop(L, 3);
+  b = batch_new(L, n); /* 4 */
   for (int i = 0; i < n; i++) {
     Transfer *t = &b->transfers[i];
     lua_rawgeti(L, 1, i + 1);
@@ -483,18 +519,14 @@ static int http_perform(lua_State *L) {
     }
     lua_pop(L, 1);
   }
-  if (run_batch(b, concurrency) == -EINTR) {
+  if (run_batch(L, b, concurrency, cb) == -EINTR) {
     batch_release(b);
     return nl_raise_interrupted(L);
   }
   lua_createtable(L, n, 0);
   for (int i = 0; i < n; i++) {
     Transfer *t = &b->transfers[i];
-    if (t->fd >= 0 && close(t->fd) != 0 && t->result == CURLE_OK) {
-      t->write_errno = errno;
-      t->result = CURLE_WRITE_ERROR;
-    }
-    t->fd = -1;
+    close_output(t);
     push_result(L, t);
     lua_rawseti(L, -2, i + 1);
   }

@@ -159,45 +159,6 @@ local function temp_name(path)
   return dir .. "." .. base .. ".part-" .. random_suffix()
 end
 
--- Runs every request of `list` (each an options table) once per round,
--- retrying those that failed in a retryable way after a backoff of
--- retry_backoff * 2^(attempt-1) seconds. Returns the raw results.
-local function run_all(list, concurrency)
-  local results, pending, attempt = {}, {}, 1
-  for i = 1, #list do pending[i] = i end
-  while #pending > 0 do
-    local specs, temps = {}, {}
-    for j, i in ipairs(pending) do
-      specs[j] = build_spec(list[i])
-      if list[i].output then
-        temps[j] = temp_name(list[i].output)
-        specs[j].output = temps[j]
-      end
-    end
-    local ok, round = pcall(core.perform, specs, concurrency)
-    if not ok then
-      for _, tmp in pairs(temps) do os.remove(tmp) end
-      error(round, 0)
-    end
-    local again, wait = {}, 0
-    for j, i in ipairs(pending) do
-      local r, opts = round[j], list[i]
-      r.temp = temps[j]
-      if should_retry(opts, r, attempt) then
-        if r.temp then os.remove(r.temp) end
-        again[#again + 1] = i
-        local backoff = (opts.retry_backoff or 0.5) * 2 ^ (attempt - 1)
-        if backoff > wait then wait = backoff end
-      else
-        results[i] = r
-      end
-    end
-    pending, attempt = again, attempt + 1
-    if #pending > 0 then time.sleep(wait) end
-  end
-  return results
-end
-
 -- Turns a raw result into what the API returns: a response, or nil, msg,
 -- code. A download is renamed into place only on a complete 2xx body.
 local function finish(opts, r)
@@ -221,9 +182,51 @@ local function finish(opts, r)
   return res
 end
 
+-- Runs every request of `list` (each an options table), retrying those
+-- that failed in a retryable way after a backoff of retry_backoff *
+-- 2^(attempt-1) seconds. Returns, per request, the packed final returns of
+-- finish(); progress(i, res, msg, code) is called as each one is final.
+local function run_all(list, concurrency, progress)
+  local finals, pending, attempt = {}, {}, 1
+  for i = 1, #list do pending[i] = i end
+  while #pending > 0 do
+    local specs, temps, again, wait = {}, {}, {}, 0
+    for j, i in ipairs(pending) do
+      specs[j] = build_spec(list[i])
+      if list[i].output then
+        temps[j] = temp_name(list[i].output)
+        specs[j].output = temps[j]
+      end
+    end
+    local function on_done(j, r)
+      local i = pending[j]
+      local opts = list[i]
+      r.temp = temps[j]
+      if should_retry(opts, r, attempt) then
+        if r.temp then os.remove(r.temp) end
+        again[#again + 1] = i
+        local backoff = (opts.retry_backoff or 0.5) * 2 ^ (attempt - 1)
+        if backoff > wait then wait = backoff end
+        return
+      end
+      finals[i] = table.pack(finish(opts, r))
+      if progress then progress(i, table.unpack(finals[i], 1, 3)) end
+    end
+    local ok, err = pcall(core.perform, specs, concurrency, on_done)
+    if not ok then
+      for _, tmp in pairs(temps) do os.remove(tmp) end
+      error(err, 0)
+    end
+    sort(again)
+    pending, attempt = again, attempt + 1
+    if #pending > 0 then time.sleep(wait) end
+  end
+  return finals
+end
+
 function M.request(opts)
   check_options(opts, 2)
-  return finish(opts, run_all({opts}, 1)[1])
+  return table.unpack(run_all({opts}, 1)[1], 1, 3)
 end
 
 local function merge(opts, extra)
@@ -261,11 +264,16 @@ function M.download(url, path, opts)
   return M.request(merge(opts, {url = url, output = path}))
 end
 
--- request_many(list[, {concurrency=N}]) -> results in input order; each is
--- a response or {nil, msg, code} packed as {false, msg, code}... see README.
+-- request_many(list[, {concurrency=N, progress=fn}]) -> results in input
+-- order; each a response or {error=msg, code=code}. progress(i, res, msg,
+-- code) is called as each request is final (after its retries).
 function M.request_many(list, how)
   if type(list) ~= "table" then error("bad argument #1 to 'request_many' (table expected)", 2) end
   local concurrency = how and how.concurrency or 8
+  local progress = how and how.progress
+  if progress ~= nil and type(progress) ~= "function" then
+    error("bad argument #2 to 'request_many' (progress must be a function)", 2)
+  end
   if type(concurrency) ~= "number" or concurrency < 1 then
     error("bad argument #2 to 'request_many' (concurrency must be at least 1)", 2)
   end
@@ -275,10 +283,10 @@ function M.request_many(list, how)
     check_options(item, 2)
     opts_list[i] = item
   end
-  local raw = run_all(opts_list, math.floor(concurrency))
+  local finals = run_all(opts_list, math.floor(concurrency), progress)
   local out = {}
-  for i, opts in ipairs(opts_list) do
-    local res, msg, code = finish(opts, raw[i])
+  for i = 1, #opts_list do
+    local res, msg, code = table.unpack(finals[i], 1, 3)
     out[i] = res or {error = msg, code = code}
   end
   return out

@@ -199,27 +199,26 @@ end
 
 -- ---- downloading ------------------------------------------------------------
 
--- Downloads every URL, --threads at a time (libcurl's multi interface in
--- this thread). Returns the failures ({url, reason}) and the bytes saved.
+-- Downloads every URL, at most --threads at a time (libcurl's multi
+-- interface in this thread; the bar moves as each file is final). Returns
+-- the failures ({url, reason}), the bytes saved and the time taken.
 local function download_all(o, urls, names)
   local started, bytes, done, failures = time.monotonic(), 0, 0, {}
-  progress(0, #urls, 0, started)
-  for first = 1, #urls, o.threads do
-    local wave = {}
-    for i = first, math.min(first + o.threads - 1, #urls) do
-      wave[#wave + 1] = {url = urls[i], output = o.out .. "/" .. names[i],
-        user_agent = USER_AGENT, timeout = o.timeout, retries = o.retries - 1,
-        retry_backoff = 0.2}
-    end
-    local results = http.request_many(wave, {concurrency = o.threads})
-    for j, r in ipairs(results) do
-      if r.error then failures[#failures + 1] = {wave[j].url, r.error}
-      else bytes = bytes + (r.bytes or 0) end
-      done = done + 1
-    end
-    progress(done, #urls, bytes, started)
+  local list = {}
+  for i, url in ipairs(urls) do
+    list[i] = {url = url, output = o.out .. "/" .. names[i], user_agent = USER_AGENT,
+      timeout = o.timeout, retries = o.retries - 1, retry_backoff = 0.2}
   end
+  progress(0, #urls, 0, started)
+  http.request_many(list, {concurrency = o.threads, progress = function(i, res, msg)
+    if res then bytes = bytes + (res.bytes or 0)
+    else failures[#failures + 1] = {i, urls[i], msg} end
+    done = done + 1
+    progress(done, #urls, bytes, started)
+  end})
   if is_tty then io.stdout:write("\n") end
+  table.sort(failures, function(a, b) return a[1] < b[1] end)
+  for k, f in ipairs(failures) do failures[k] = {f[2], f[3]} end
   return failures, bytes, time.monotonic() - started
 end
 

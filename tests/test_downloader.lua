@@ -94,6 +94,25 @@ t.test("the image API answers tianapi's error shape for a wrong key", function()
   t.rmtree(dir)
 end)
 
+t.test("on a terminal a progress bar counts files and bytes", function()
+  local dir = t.tmpdir()
+  local out, err, code = t.sh(string.format("script -qec %s /dev/null",
+    t.shellquote(t.shellquote(t.NETLUA) .. " " .. t.shellquote(downloader) ..
+      " --num 4 --threads 2 --out " .. dir)))
+  t.eq(code, 0, err)
+  t.match(out, "%[%-+%] 0/4 files")
+  t.match(out, "%[#+%] 4/4 files  72%.5 KiB")
+  t.rmtree(dir)
+end)
+
+t.test("not on a terminal there is no progress bar", function()
+  local dir = t.tmpdir()
+  local out, err, code = run("--num 2 --out " .. dir)
+  t.eq(code, 0, err)
+  t.ok(not out:find("files  ", 1, true))
+  t.rmtree(dir)
+end)
+
 local port, stop = h.peer(120)
 local api = "http://127.0.0.1:" .. port .. "/api/"
 

@@ -168,6 +168,69 @@ t.test("a download into a missing directory fails cleanly", function()
   t.eq(code, "ENOENT")
 end)
 
+t.test("a write error mid-download (file size limit) leaves nothing behind", function()
+  local dir = t.tmpdir()
+  local path = t.script(string.format([[
+    local http = require "http"
+    print(http.download(%q, %q))
+  ]], base .. "/big/3000000", dir .. "/big.bin"))
+  local out, err, code = t.sh("trap '' XFSZ; ulimit -f 200; exec " .. t.shellquote(t.NETLUA) ..
+    " " .. t.shellquote(path))
+  t.eq(code, 0, err)
+  t.eq(out, "nil\tfile too large\tEFBIG\n")
+  t.eq(#h.ls(dir), 0)
+  t.rmtree(dir)
+end)
+
+t.test("Ctrl-C during a download removes the temporary file", function()
+  local dir = t.tmpdir()
+  local path = t.script(string.format([[
+    local http = require "http"
+    print("ready") io.stdout:flush()
+    local ok, err = pcall(http.download, %q, %q)
+    io.stderr:write("caught: ", tostring(err), "\n")
+    local p = io.popen("ls -A %s") io.stderr:write("left:[", p:read("a"), "]\n") p:close()
+  ]], base .. "/stall", dir .. "/x.bin", dir))
+  local _, err, code = t.interrupt(path)
+  t.eq(code, 0, err)
+  t.match(err, "caught: interrupted")
+  t.match(err, "left:%[%]")
+  t.rmtree(dir)
+end)
+
+t.test("request_many downloads: each file complete, failures leave nothing", function()
+  local dir = t.tmpdir()
+  local rs = http.request_many({
+    {url = base .. "/big/5000", output = dir .. "/a"},
+    {url = base .. "/truncated", output = dir .. "/b"},
+    {url = base .. "/status/500", output = dir .. "/c"},
+    {url = base .. "/big/7", output = dir .. "/d"},
+  }, {concurrency = 4})
+  t.eq(rs[1].bytes, 5000)
+  t.eq(rs[2].code, "CURLE_PARTIAL_FILE")
+  t.eq(rs[3].code, "HTTP_500")
+  t.eq(rs[4].bytes, 7)
+  t.eq(table.concat(h.ls(dir), ","), "a,d")
+  t.rmtree(dir)
+end)
+
+t.test("request_many calls progress once per request, after its retries", function()
+  local calls, order = {}, {}
+  local rs = http.request_many({
+    {url = base .. "/flaky/progress", retries = 3, retry_backoff = 0.01},
+    base .. "/big/10", "http://127.0.0.1:1/"},
+    {concurrency = 3, progress = function(i, res, msg, code)
+      order[#order + 1] = i
+      calls[i] = {res and res.status, msg, code}
+    end})
+  t.eq(#order, 3)
+  t.eq(calls[1][1], 200)
+  t.eq(calls[2][1], 200)
+  t.eq(calls[3][2], "connection refused")
+  t.eq(calls[3][3], "CURLE_COULDNT_CONNECT")
+  t.eq(rs[1].body, "recovered after 2")
+end)
+
 t.test("request_many runs many transfers at once, results in input order", function()
   local list = {}
   for i = 1, 30 do list[i] = base .. "/big/" .. (i * 100) end

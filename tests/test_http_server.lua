@@ -190,6 +190,13 @@ t.test("an independent client (curl's command line) gets well-formed replies", f
   t.match(out, '{"id":"9"}')
 end)
 
+t.test("fuzzed requests never crash the server or get a malformed reply", function()
+  local out, err, code = t.sh(string.format("python3 %s/fuzz.py %d 400 7", h.fixtures, port))
+  t.eq(code, 0, err)
+  t.eq(out, "cases 400\n")
+  t.eq(assert(http.get(base .. "/hello")).body, "hello\n", "still serving")
+end)
+
 stop()
 t.rmtree(static)
 
