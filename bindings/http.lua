@@ -76,7 +76,13 @@ local function build_spec(opts)
   local has_type = false
   for name, value in pairs(opts.headers or {}) do
     if type(value) ~= "table" then value = {value} end
+    if tostring(name):find("[\r\n:]") then
+      error(format("http: bad header name %q", tostring(name)), 4)
+    end
     for _, v in ipairs(value) do
+      if tostring(v):find("[\r\n]") then
+        error(format("http: header '%s' holds a line break", tostring(name)), 4)
+      end
       spec.headers[#spec.headers + 1] = tostring(name) .. ": " .. tostring(v)
     end
     if tostring(name):lower() == "content-type" then has_type = true end
@@ -319,7 +325,7 @@ local function parse_query(raw)
   local first, all = {}, {}
   for pair in raw:gmatch("[^&;]+") do
     local k, v = pair:match("^([^=]*)=?(.*)$")
-    k, v = unescape((k:gsub("+", " "))), unescape((v:gsub("+", " ")))
+    k, v = unescape((k:gsub("%+", " "))), unescape((v:gsub("%+", " ")))
     if first[k] == nil then first[k] = v end
     all[k] = all[k] or {}
     all[k][#all[k] + 1] = v

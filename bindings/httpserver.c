@@ -149,12 +149,26 @@ static int on_header_value(http_parser *p, const char *at, size_t len) {
   return buf_add(&c->hdrs, at, len) ? limit_hit(c, 500) : 0;
 }
 
+/* True when the request holds "Expect: 100-continue". */
+static int expects_continue(const Conn *c) {
+  for (size_t off = 0; off < c->hdrs.len;) {
+    const char *name = c->hdrs.data + off, *value = name + strlen(name) + 1;
+    if (strcasecmp(name, "expect") == 0 && strcasecmp(value, "100-continue") == 0)
+      return 1;
+    off += strlen(name) + strlen(value) + 2;
+  }
+  return 0;
+}
+
 static int on_headers_complete(http_parser *p) {
   Conn *c = conn_of(p);
   if (c->last_was_value && buf_add(&c->hdrs, "", 1)) return limit_hit(c, 500);
   if ((p->flags & F_CONTENTLENGTH) &&
       p->content_length > (uint64_t)c->srv->limits.max_body)
     return limit_hit(c, 413);
+  if (p->http_minor >= 1 && expects_continue(c) &&
+      buf_add(&c->out, "HTTP/1.1 100 Continue\r\n\r\n", 25))
+    return limit_hit(c, 500);
   return 0;
 }
 
@@ -434,7 +448,8 @@ static int conn_process(lua_State *L, int fn, Conn *c) {
       continue;
     }
     if (err != HPE_OK && err != HPE_PAUSED) {
-      int status = c->error_status ? c->error_status : 400;
+      int status = c->error_status ? c->error_status
+                 : err == HPE_HEADER_OVERFLOW ? 431 : 400;
       queue_error(c, status, error_text(status));
       break;
     }

@@ -260,6 +260,8 @@ t.test("programming errors raise", function()
   t.raises("option 'timeout' must be a number", http.request, {url = base, timeout = "1"})
   t.raises("string expected", http.get, 42)
   t.raises("concurrency", http.request_many, {}, {concurrency = 0})
+  t.raises("line break", http.get, base, {headers = {X = "a\r\nInjected: 1"}})
+  t.raises("bad header name", http.get, base, {headers = {["X\r\nY"] = "a"}})
 end)
 
 t.test("non-JSON bodies make res:json() raise a clear error", function()

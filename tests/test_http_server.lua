@@ -121,6 +121,16 @@ t.test("limits: long URI 414, big headers 431, big body 413", function()
   t.eq(#r:json().body, 60000, "a body under the bound passes")
 end)
 
+t.test("Expect: 100-continue gets an interim 100 before the reply", function()
+  local out = raw("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n" ..
+    "Expect: 100-continue\r\nConnection: close\r\n\r\nhello")
+  t.match(out, "^HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n")
+  t.match(out, '"body":"hello"')
+  out = raw("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 999999\r\n" ..
+    "Expect: 100-continue\r\n\r\n")
+  t.match(out, "^HTTP/1.1 413 ", "too big: no 100, straight 413")
+end)
+
 t.test("malformed requests get 400 and the connection closes", function()
   for _, bad in ipairs({"NOT A REQUEST\r\n\r\n", "GET / HTTP/9x\r\n\r\n",
       "GET /hello HTTP/1.1\r\nBad Header Line\r\n\r\n",
