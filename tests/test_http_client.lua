@@ -59,6 +59,13 @@ t.test("json= sends JSON with its content type; post with a table form-encodes",
   t.eq(r:json().headers["content-type"], "application/x-www-form-urlencoded")
 end)
 
+t.test("big request bodies are sent whole", function()
+  local body = string.rep("0123456789", 300000)
+  local r = assert(http.post(base .. "/echo", body))
+  t.eq(#r:json().body, #body)
+  t.ok(r:json().body == body)
+end)
+
 t.test("repeated response headers are kept", function()
   local r = assert(http.get(base .. "/cookies"))
   t.eq(r.headers["set-cookie"], "a=1, b=2")

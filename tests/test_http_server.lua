@@ -13,6 +13,10 @@ t.writefile(static .. "/pub/index.html", "<h1>index</h1>")
 t.writefile(static .. "/pub/a.txt", "file a")
 t.writefile(static .. "/pub/sub/b.json", "{}")
 t.writefile(static .. "/secret.txt", "SECRET")
+local bigdata = {}
+for i = 1, 200000 do bigdata[i] = string.format("%015d\n", i) end
+bigdata = table.concat(bigdata) -- 3.2 MB
+t.writefile(static .. "/pub/big.bin", bigdata)
 os.execute("ln -s " .. static .. "/secret.txt " .. static .. "/pub/link.txt")
 os.execute("ln -s " .. static .. " " .. static .. "/pub/up")
 
@@ -162,6 +166,19 @@ t.test("static files never escape their directory", function()
     t.ok(not out:find("SECRET"), path)
     t.match(out, "^HTTP/1.1 4%d%d", path)
   end
+end)
+
+t.test("big replies go out whole, to slow and fast readers alike", function()
+  local rs = http.request_many({base .. "/static/big.bin", base .. "/static/big.bin",
+    base .. "/hello"}, {concurrency = 3})
+  t.eq(#rs[1].body, #bigdata)
+  t.ok(rs[1].body == bigdata, "same bytes")
+  t.ok(rs[2].body == bigdata, "same bytes, second reader")
+  t.eq(rs[3].body, "hello\n")
+  local out = t.sh(string.format("python3 -c 'import socket,time\ns=socket.create_connection((\"127.0.0.1\",%d))\n" ..
+    "s.sendall(b\"GET /static/big.bin HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n\")\ntime.sleep(0.5)\n" ..
+    "n=0\nwhile True:\n  c=s.recv(1000)\n  if not c: break\n  n+=len(c)\nprint(n)'", port))
+  t.ok(tonumber(out) > #bigdata, "a reader that starts late still gets everything")
 end)
 
 t.test("a slowloris client does not block others and gets 408", function()
