@@ -76,17 +76,18 @@ local function start_bundled_api(key)
   local ok, thread = pcall(require, "thread")
   if ok and type(thread) == "table" and thread.spawn and thread.channel then
     local ready = thread.channel()
-    local t = thread.spawn(function(ch, k, dir)
+    local t = thread.spawn{function(ch, k, dir)
       package.path = dir .. "/?.lua;" .. package.path
       local api = require "imageapi"
       local srv = assert(api.server{port = 0, key = k})
       ch:send(srv.endpoint)
       srv:serve()
       srv:close()
-    end, ready, key, script_dir())
-    local endpoint = ready:recv()
+    end, ready, key, script_dir(), name = "imageapi", daemon = true}
+    local endpoint = ready:recv(10)
+    if not endpoint then fail("could not start the bundled image API") end
     return endpoint, function()
-      http.get(endpoint:gsub("/meinv/$", "/shutdown"), {query = {key = key}, timeout = 5})
+      http.get((endpoint:gsub("/meinv/$", "/shutdown")), {query = {key = key}, timeout = 5})
       t:join()
     end
   end
