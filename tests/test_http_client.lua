@@ -290,6 +290,24 @@ t.test("Ctrl-C interrupts a request in progress", function()
   t.rmtree(dir)
 end)
 
+t.test("TLS: verification is on by default, verify=false turns it off", function()
+  local dir = t.tmpdir()
+  local _, err, code = t.sh(string.format("openssl req -x509 -newkey rsa:2048 -nodes -days 1 " ..
+    "-subj /CN=localhost -keyout %s/key.pem -out %s/cert.pem", dir, dir))
+  t.eq(code, 0, err)
+  local tport, tstop = h.spawn(string.format("exec python3 %s/tlspeer.py \"$PORTFILE\" %s/cert.pem %s/key.pem 30",
+    h.fixtures, dir, dir))
+  local url = "https://127.0.0.1:" .. tport .. "/"
+  local res, msg, ecode = http.get(url)
+  t.eq(res, nil)
+  t.eq(ecode, "CURLE_PEER_FAILED_VERIFICATION")
+  t.match(msg, "certificate")
+  local r = assert(http.get(url, {verify = false}))
+  t.eq(r.body, "secure")
+  tstop()
+  t.rmtree(dir)
+end)
+
 t.test("unsupported schemes are refused", function()
   local res, _, code = http.get("file:///etc/passwd")
   t.eq(res, nil)

@@ -4,7 +4,7 @@
 # a package is unknown); otherwise it prints the exact command to run.
 PKGS="gcc make pkg-config liblua5.4-dev lua-cjson-dev libcurl4-openssl-dev
       libreadline-dev perl python3 netcat-openbsd
-      libhttp-parser-dev"
+      libhttp-parser-dev openssl curl"
 
 missing=""
 for p in $PKGS; do
