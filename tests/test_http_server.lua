@@ -181,6 +181,26 @@ t.test("big replies go out whole, to slow and fast readers alike", function()
   t.ok(tonumber(out) > #bigdata, "a reader that starts late still gets everything")
 end)
 
+t.test("stuck clients mid-request never block the others", function()
+  -- a server whose request timeout cannot rescue a blocked loop in time
+  local port2, stop2 = h.spawn(string.format("exec %s %s/server.lua \"$PORTFILE\" %s/pub 60",
+    t.shellquote(t.NETLUA), h.fixtures, static))
+  local dir = t.tmpdir()
+  for i = 1, 3 do
+    os.execute(string.format("printf 'GET /hello HTTP/1.1\\r\\nHost: x\\r\\nX-Half: ' | " ..
+      "python3 %s/raw.py %d gate:%s/gate%d >/dev/null 2>&1 &", h.fixtures, port2, dir, i))
+    h.waitfile(dir .. "/gate" .. i .. ".ready")
+  end
+  for i = 1, 5 do
+    local r, err = http.get("http://127.0.0.1:" .. port2 .. "/hello", {timeout = 10})
+    t.ok(r, err)
+    t.eq(r.body, "hello\n", "request " .. i .. " while three clients are stuck")
+  end
+  for i = 1, 3 do t.writefile(dir .. "/gate" .. i, "") end
+  stop2()
+  t.rmtree(dir)
+end)
+
 t.test("a slowloris client does not block others and gets 408", function()
   local dir = t.tmpdir()
   -- a client that sends one header line every 0.4 s, never finishing in time
