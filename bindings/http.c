@@ -396,7 +396,10 @@ static int step(Batch *b) {
   nl_PollFd stack[16], *fds = stack;
   int n = b->nwatch, r;
   double deadline = b->timer_at;
-  if (n > 16 && (fds = malloc(sizeof *fds * (size_t)n)) == NULL) return -ENOMEM;
+  if (n > 16 && (fds = malloc(sizeof *fds * (size_t)n)) == NULL) {
+    nl_wait(-1, 0, nl_deadline(0.01)); /* out of memory: let it pass */
+    return 0;
+  }
   for (int i = 0; i < n; i++) {
     fds[i].fd = b->watches[i].fd;
     fds[i].events = b->watches[i].events;
