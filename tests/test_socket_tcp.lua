@@ -337,7 +337,7 @@ local function fdlink(fd)
   local f = io.open("/proc/self/stat")
   local pid = f:read("n")
   f:close()
-  local p = io.popen("readlink /proc/" .. pid .. "/fd/" .. fd .. " 2>/dev/null")
+  local p = io.popen(string.format("readlink /proc/%d/fd/%d 2>/dev/null", pid, fd))
   local link = p:read("a")
   p:close()
   return link
