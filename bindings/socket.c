@@ -288,17 +288,25 @@ static const char *family_name(int family) {
   }
 }
 
-/* Pushes ip, port, family (or a Unix path); returns how many. */
-static int push_addr(lua_State *L, const struct sockaddr_storage *ss, socklen_t len) {
+static void push_port(lua_State *L, int port, int as_string) {
+  if (as_string) lua_pushfstring(L, "%d", port);
+  else lua_pushinteger(L, port);
+}
+
+/* Pushes ip, port, family (or a Unix path); returns how many. luasocket
+ * gives the port as a string from getsockname/getpeername, as an integer
+ * from receivefrom. */
+static int push_addr(lua_State *L, const struct sockaddr_storage *ss, socklen_t len,
+                     int port_string) {
   char ip[INET6_ADDRSTRLEN];
   if (ss->ss_family == AF_INET) {
     const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
     lua_pushstring(L, inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip));
-    lua_pushinteger(L, ntohs(a->sin_port));
+    push_port(L, ntohs(a->sin_port), port_string);
   } else if (ss->ss_family == AF_INET6) {
     const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
     lua_pushstring(L, inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof ip));
-    lua_pushinteger(L, ntohs(a->sin6_port));
+    push_port(L, ntohs(a->sin6_port), port_string);
   } else if (ss->ss_family == AF_UNIX) {
     const struct sockaddr_un *a = (const struct sockaddr_un *)ss;
     size_t off = offsetof(struct sockaddr_un, sun_path);
@@ -603,7 +611,7 @@ static int sock_getoption(lua_State *L) {
       lua_createtable(L, 0, 2);
       lua_pushboolean(L, value != 0);
       lua_setfield(L, -2, "on");
-      lua_pushnumber(L, extra);
+      lua_pushinteger(L, extra);
       lua_setfield(L, -2, "timeout");
   }
   return 1;
@@ -700,7 +708,7 @@ static int push_name(lua_State *L, nl_Socket *s, int peer) {
   int r = peer ? getpeername(s->fd, (struct sockaddr *)&ss, &len)
                : getsockname(s->fd, (struct sockaddr *)&ss, &len);
   if (r != 0) return nl_pushfail(L, io_error(errno, eb), NULL);
-  return push_addr(L, &ss, len);
+  return push_addr(L, &ss, len, 1);
 }
 
 static int sock_getsockname(lua_State *L) {
@@ -963,7 +971,7 @@ static int dgram_recv_common(lua_State *L, nl_Socket *s, int with_from) {
     lua_pushliteral(L, "");
     return 2;
   }
-  if (push_addr(L, &from, fromlen) == 3) lua_pop(L, 1); /* ip, port */
+  if (push_addr(L, &from, fromlen, 0) == 3) lua_pop(L, 1); /* ip, port */
   return lua_gettop(L) - top;
 }
 
@@ -1239,7 +1247,7 @@ static void add_ready(lua_State *L, int tab, int obj) {
   lua_pushvalue(L, obj);
   lua_rawseti(L, tab, n);
   lua_pushvalue(L, obj);
-  lua_pushinteger(L, n);
+  lua_pushnumber(L, (lua_Number)n);
   lua_rawset(L, tab);
 }
 
