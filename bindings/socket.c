@@ -25,6 +25,7 @@
 
 #define NL_BUFSIZE 8192
 #define NL_DGRAMSIZE 8192
+#define NL_MAXDGRAM 65536
 #define NL_ADDRINFO_MT "socket.addrinfo"
 #define MAX_PENDING 8
 
@@ -267,11 +268,9 @@ static int io_connect(lua_State *L, nl_Socket *s, const struct sockaddr *sa, soc
   int err = 0;
   socklen_t elen = sizeof err;
   if (s->fd < 0) return IO_CLOSED;
-  for (;;) {
-    if (connect(s->fd, sa, len) == 0) return IO_DONE;
-    if (errno != EINTR) break;
-  }
-  if (errno != EINPROGRESS && errno != EAGAIN) return errno;
+  if (connect(s->fd, sa, len) == 0) return IO_DONE;
+  /* EINTR: the connection goes on in the background, as EINPROGRESS */
+  if (errno != EINPROGRESS && errno != EAGAIN && errno != EINTR) return errno;
   if (!sock_wait(L, s, NL_WRITE)) return IO_TIMEOUT;
   if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0) return errno;
   return err;
@@ -956,6 +955,7 @@ static int dgram_recv_common(lua_State *L, nl_Socket *s, int with_from) {
   ErrBuf eb;
   int top = lua_gettop(L);
   if (wanted == 0) wanted = 1;
+  if (wanted > NL_MAXDGRAM) wanted = NL_MAXDGRAM; /* no datagram is larger */
   tm_markstart(s);
   data = luaL_buffinitsize(L, &b, wanted);
   err = dgram_read(L, s, data, wanted, &got, with_from ? &from : NULL,
