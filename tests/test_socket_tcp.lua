@@ -420,6 +420,29 @@ t.test("socket.connect tries every address a name resolves to", function()
   t.eq(out, "connected inet4\nconnected inet4\n")
 end)
 
+t.test("name resolution counts against the connect timeout", function()
+  local dir = t.tmpdir()
+  t.writefile(dir .. "/resolv.conf", "nameserver 127.0.0.2\noptions timeout:5 attempts:2\n")
+  local script = t.script([[
+    local socket = require "socket"
+    local dns = socket.udp()           -- a name server that never answers
+    assert(dns:setsockname("127.0.0.2", 53))
+    local c = socket.tcp()
+    c:settimeout(0.2)
+    print(c:connect("slow.example", 80))
+    c:settimeout(0.2, "t")
+    print(c:connect("slow.example", 80))
+  ]])
+  local out, err, code = t.sh("unshare -m sh -c 'mount --bind " .. dir .. "/resolv.conf /etc/resolv.conf && exec " ..
+    t.shellquote(t.NETLUA) .. " " .. script .. "'")
+  t.rmtree(dir)
+  if code ~= 0 and err:find("unshare") then
+    t.skip("resolution timeout", "needs unshare -m (root)")
+    return
+  end
+  t.eq(out, "nil\ttimeout\nnil\ttimeout\n", err)
+end)
+
 t.test("Ctrl-C interrupts a blocking accept", function()
   local script = t.script([[
     local socket = require "socket"
