@@ -29,6 +29,7 @@ void nl_closefd(int fd) {
 /* One lookup handed to a helper thread; two owners (caller and thread). */
 typedef struct Job {
   atomic_int refs;
+  atomic_int done; /* set (release) once rc/res/name are final */
   int pipe[2];
   int reverse; /* 0: getaddrinfo, 1: getnameinfo */
   int rc;
@@ -60,6 +61,7 @@ static void *job_run(void *arg) {
                           job->flags);
   else
     job->rc = getaddrinfo(job->host, job->serv, &job->hints, &job->res);
+  atomic_store_explicit(&job->done, 1, memory_order_release);
   do n = write(job->pipe[1], "x", 1); while (n < 0 && errno == EINTR);
   job_release(job);
   return NULL;
@@ -69,6 +71,7 @@ static Job *job_new(void) {
   Job *job = calloc(1, sizeof *job);
   if (job == NULL) return NULL;
   atomic_init(&job->refs, 2);
+  atomic_init(&job->done, 0);
   if (pipe2(job->pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
     free(job);
     return NULL;
@@ -87,10 +90,15 @@ static int job_start(Job *job) {
 /* Waits for the job; returns 0 when it finished, else an NL_EAI_* code.
  * Drops the caller's reference only when it did not finish. */
 static int job_wait(Job *job, double deadline) {
-  int r = nl_wait(job->pipe[0], NL_READ, deadline);
-  if (r > 0) return 0;
-  job_release(job);
-  return r == 0 ? NL_EAI_TIMEOUT : NL_EAI_INTERRUPTED;
+  for (;;) {
+    int r = nl_wait(job->pipe[0], NL_READ, deadline);
+    if (r <= 0) {
+      job_release(job);
+      return r == 0 ? NL_EAI_TIMEOUT : NL_EAI_INTERRUPTED;
+    }
+    /* the acquire pairs with job_run's release: its results are visible */
+    if (atomic_load_explicit(&job->done, memory_order_acquire)) return 0;
+  }
 }
 
 static int is_numeric_host(const char *host) {
