@@ -10,6 +10,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -201,6 +202,16 @@ static void close_sock(nl_Socket *s) {
   s->fd = -1;
   s->first = s->last = 0;
 }
+
+/* A Lua number as an int/long/size, clamped into range (a plain C cast of
+ * an out-of-range double is undefined). */
+static double clamp(double d, double lo, double hi) {
+  if (isnan(d) || d < lo) return lo;
+  return d > hi ? hi : d;
+}
+#define TO_INT(d) ((int)clamp((d), INT_MIN, INT_MAX))
+#define TO_LONG(d) ((long)clamp((d), -1e15, 1e15))
+#define TO_SIZE(d) ((size_t)clamp((d), 0, 1e15))
 
 /* ---- timeouts and the single waiting point ---------------------------------- */
 
@@ -509,13 +520,13 @@ static void opt_values(lua_State *L, const Opt *o, int *value, int *extra) {
   if (o->kind == O_BOOL) {
     *value = get_boolean_arg(L, 3);
   } else if (o->kind == O_INT) {
-    *value = (int)luaL_checknumber(L, 3);
+    *value = TO_INT(luaL_checknumber(L, 3));
   } else {
     luaL_checktype(L, 3, LUA_TTABLE);
     lua_getfield(L, 3, "on");
     lua_getfield(L, 3, "timeout");
     *value = lua_toboolean(L, -2);
-    *extra = (int)lua_tonumber(L, -1);
+    *extra = TO_INT(lua_tonumber(L, -1));
     lua_pop(L, 2);
   }
 }
@@ -650,7 +661,7 @@ static int sock_getfd(lua_State *L) {
 
 static int sock_setfd(lua_State *L) {
   nl_Socket *s = check_sock(L, 1);
-  s->fd = (int)luaL_checknumber(L, 2);
+  s->fd = TO_INT(luaL_checknumber(L, 2));
   return 0;
 }
 
@@ -755,7 +766,7 @@ static int stream_connect(lua_State *L) {
 
 static int stream_listen(lua_State *L) {
   nl_Socket *s = check_role(L, 1, R_MASTER);
-  int backlog = (int)luaL_optnumber(L, 2, 32);
+  int backlog = TO_INT(luaL_optnumber(L, 2, 32));
   ErrBuf eb;
   if (s->fd < 0) {
     int e = open_fd(s, s->family == AF_UNSPEC ? AF_INET : s->family);
@@ -848,7 +859,7 @@ static int stream_receive(lua_State *L) {
     luaL_argcheck(L, n >= 0, 2, "invalid receive pattern");
     luaL_buffinit(L, &b);
     luaL_addlstring(&b, prefix, plen);
-    if ((size_t)n > plen) err = recv_count(L, s, (size_t)n - plen, &b);
+    if (TO_SIZE(n) > plen) err = recv_count(L, s, TO_SIZE(n) - plen, &b);
   } else {
     const char *p = luaL_optstring(L, 2, "*l");
     if (p[0] == '*') p++;
@@ -892,8 +903,8 @@ static int stream_send(lua_State *L) {
   nl_Socket *s = check_role(L, 1, R_CLIENT);
   size_t size, sent = 0;
   const char *data = luaL_checklstring(L, 2, &size);
-  long start = (long)luaL_optnumber(L, 3, 1);
-  long end = (long)luaL_optnumber(L, 4, -1);
+  long start = TO_LONG(luaL_optnumber(L, 3, 1));
+  long end = TO_LONG(luaL_optnumber(L, 4, -1));
   int err = IO_DONE;
   ErrBuf eb;
   tm_markstart(s);
@@ -946,7 +957,7 @@ static int dgram_read(lua_State *L, nl_Socket *s, char *data, size_t size, size_
 }
 
 static int dgram_recv_common(lua_State *L, nl_Socket *s, int with_from) {
-  size_t wanted = (size_t)luaL_optnumber(L, 2, NL_DGRAMSIZE), got = 0;
+  size_t wanted = TO_SIZE(luaL_optnumber(L, 2, NL_DGRAMSIZE)), got = 0;
   struct sockaddr_storage from;
   socklen_t fromlen = sizeof from;
   luaL_Buffer b;
@@ -1226,7 +1237,7 @@ static int object_fd(lua_State *L, int idx, int *dirty) {
   if (lua_getfield(L, idx, "getfd") == LUA_TFUNCTION) {
     lua_pushvalue(L, idx);
     lua_call(L, 1, 1);
-    if (lua_isnumber(L, -1)) fd = (int)lua_tonumber(L, -1);
+    if (lua_isnumber(L, -1)) fd = TO_INT(lua_tonumber(L, -1));
   }
   lua_pop(L, 1);
   if (dirty != NULL) {
