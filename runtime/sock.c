@@ -32,7 +32,7 @@ typedef struct Job {
   atomic_int done; /* set (release) once rc/res/name are final */
   int pipe[2];
   int reverse; /* 0: getaddrinfo, 1: getnameinfo */
-  int rc;
+  int rc, err; /* err: errno of an EAI_SYSTEM failure */
   char *host, *serv;
   struct addrinfo hints;
   struct addrinfo *res;
@@ -61,6 +61,7 @@ static void *job_run(void *arg) {
                           job->flags);
   else
     job->rc = getaddrinfo(job->host, job->serv, &job->hints, &job->res);
+  job->err = errno;
   atomic_store_explicit(&job->done, 1, memory_order_release);
   do n = write(job->pipe[1], "x", 1); while (n < 0 && errno == EINTR);
   job_release(job);
@@ -128,6 +129,7 @@ int nl_getaddrinfo(const char *host, const char *serv,
   }
   if ((rc = job_wait(job, deadline)) != 0) return rc;
   rc = job->rc;
+  if (rc == EAI_SYSTEM) errno = job->err; /* the caller reads errno */
   *res = job->res;
   job->res = NULL;
   job_release(job);
@@ -152,6 +154,7 @@ int nl_getnameinfo(const struct sockaddr *sa, socklen_t salen, char *host,
   }
   if ((rc = job_wait(job, deadline)) != 0) return rc;
   rc = job->rc;
+  if (rc == EAI_SYSTEM) errno = job->err;
   if (rc == 0 && host != NULL && hostlen > 0) {
     strncpy(host, job->name, hostlen - 1);
     host[hostlen - 1] = '\0';
