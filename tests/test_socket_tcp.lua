@@ -444,6 +444,38 @@ t.test("name resolution counts against the connect timeout", function()
   t.eq(out, "nil\ttimeout\nnil\ttimeout\n", err)
 end)
 
+t.test("Ctrl-C interrupts a name resolution", function()
+  local dir = t.tmpdir()
+  t.writefile(dir .. "/resolv.conf", "nameserver 127.0.0.2\noptions timeout:5 attempts:2\n")
+  local mount = "unshare -m sh -c 'mount --bind " .. dir .. "/resolv.conf /etc/resolv.conf && "
+  if t.sh(mount .. "echo mounted'") ~= "mounted\n" then
+    t.rmtree(dir)
+    t.skip("interrupted resolution", "needs unshare -m and mount (root)")
+    return
+  end
+  local script = t.script([[
+    local socket = require "socket"
+    local dns = socket.udp()
+    assert(dns:setsockname("127.0.0.2", 53))
+    print("ready") io.stdout:flush()
+    local ok, err = pcall(socket.dns.toip, "slow.example")
+    print("caught: " .. tostring(err))
+  ]])
+  t.writefile(dir .. "/run.sh", table.concat({
+    mount .. "exec " .. t.shellquote(t.NETLUA) .. " " .. script .. "' > " .. dir .. "/out 2>&1 < /dev/null &",
+    "pid=$!",
+    "i=0; while ! grep -q ready " .. dir .. "/out && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done",
+    "kill -INT $pid",
+    "( sleep 20; kill -KILL $pid ) >/dev/null 2>&1 & guard=$!",
+    "wait $pid; status=$?; kill $guard 2>/dev/null; exit $status",
+  }, "\n") .. "\n")
+  local _, _, code = t.sh("sh " .. dir .. "/run.sh")
+  local out = t.readfile(dir .. "/out")
+  t.rmtree(dir)
+  t.eq(code, 0)
+  t.eq(out, "ready\ncaught: interrupted\n")
+end)
+
 t.test("Ctrl-C interrupts a blocking accept", function()
   local script = t.script([[
     local socket = require "socket"
