@@ -615,8 +615,7 @@ static int sock_getoption(lua_State *L) {
   switch (o->kind) {
     case O_BOOL: lua_pushboolean(L, value != 0); break;
     case O_INT: lua_pushnumber(L, value); break;
-    case O_ERROR: lua_pushstring(L, value ? io_error(value, eb) : "");
-                  if (!value) { lua_pop(L, 1); lua_pushnil(L); } break;
+    case O_ERROR: lua_pushstring(L, io_error(value, eb)); break; /* nil: none */
     default:
       lua_createtable(L, 0, 2);
       lua_pushboolean(L, value != 0);
