@@ -382,7 +382,7 @@ static const char *do_bind(lua_State *L, nl_Socket *s, const char *host,
   memset(&hints, 0, sizeof hints);
   hints.ai_family = s->family;
   hints.ai_socktype = s->type;
-  hints.ai_protocol = s->type == SOCK_RAW ? 0 : s->protocol;
+  hints.ai_protocol = classes[s->kind].group == G_RAW ? 0 : s->protocol;
   hints.ai_flags = AI_PASSIVE;
   if (strcmp(host, "*") == 0) host = NULL;
   ai = resolve(L, host, serv ? serv : "0", &hints, NL_NODEADLINE, &err, eb);
@@ -1048,9 +1048,9 @@ static int dgram_sendto(lua_State *L) {
   }
   memset(&hints, 0, sizeof hints);
   hints.ai_family = s->family;
-  hints.ai_socktype = s->type == SOCK_RAW ? 0 : s->type;
+  hints.ai_socktype = classes[s->kind].group == G_RAW ? 0 : s->type;
   hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
-  ai = resolve(L, ip, s->type == SOCK_RAW ? NULL : luaL_checkstring(L, 4), &hints,
+  ai = resolve(L, ip, classes[s->kind].group == G_RAW ? NULL : luaL_checkstring(L, 4), &hints,
                NL_NODEADLINE, &err, eb);
   if (ai == NULL) return nl_pushfail(L, err, NULL);
   e = open_fd(s, s->fd < 0 ? ai->ai_family : s->family);

@@ -95,6 +95,23 @@ t.test("raw ICMP socket: echo request to 127.0.0.1 gets a reply", function()
   r:close()
 end)
 
+t.test("icmp datagram sockets: an echo reply, or a clear refusal", function()
+  local d, err, code = socket.raw("inet", "icmp", "dgram")
+  if not d then
+    t.match(err, "icmp datagram sockets are not permitted")
+    t.eq(code, "EPERM")
+    return
+  end
+  t.eq(d:sendto(echo_request(1, 9), "127.0.0.1"), 14)
+  d:settimeout(1)
+  local packet, from = d:receivefrom()
+  t.eq(from, "127.0.0.1")
+  local kind, _, _, _, seq = string.unpack(">BBI2I2I2", packet)
+  t.eq(kind, 0)
+  t.eq(seq, 9)
+  d:close()
+end)
+
 t.test("raw sockets without privilege say they need root or CAP_NET_RAW", function()
   local out = t.sh("command -v setpriv && setpriv --reuid=65534 --regid=65534 --clear-groups " ..
     "--inh-caps=-all --bounding-set=-all " .. t.shellquote(t.NETLUA) ..
