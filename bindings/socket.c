@@ -1152,14 +1152,30 @@ static int make_sock(lua_State *L, int kind, int family, int type, int protocol)
   return 1;
 }
 
-static int socket_tcp(lua_State *L) { return make_sock(L, kind_of(G_TCP, R_MASTER), AF_UNSPEC, SOCK_STREAM, 0); }
-static int socket_tcp4(lua_State *L) { return make_sock(L, kind_of(G_TCP, R_MASTER), AF_INET, SOCK_STREAM, 0); }
-static int socket_tcp6(lua_State *L) { return make_sock(L, kind_of(G_TCP, R_MASTER), AF_INET6, SOCK_STREAM, 0); }
-static int socket_udp(lua_State *L) { return make_sock(L, kind_of(G_UDP, R_UNCONN), AF_UNSPEC, SOCK_DGRAM, 0); }
-static int socket_udp4(lua_State *L) { return make_sock(L, kind_of(G_UDP, R_UNCONN), AF_INET, SOCK_DGRAM, 0); }
-static int socket_udp6(lua_State *L) { return make_sock(L, kind_of(G_UDP, R_UNCONN), AF_INET6, SOCK_DGRAM, 0); }
-static int socket_unix_stream(lua_State *L) { return make_sock(L, kind_of(G_UNIX, R_MASTER), AF_UNIX, SOCK_STREAM, 0); }
-static int socket_unix_dgram(lua_State *L) { return make_sock(L, kind_of(G_UDGRAM, R_UNCONN), AF_UNIX, SOCK_DGRAM, 0); }
+static int socket_tcp(lua_State *L) {
+  return make_sock(L, kind_of(G_TCP, R_MASTER), AF_UNSPEC, SOCK_STREAM, 0);
+}
+static int socket_tcp4(lua_State *L) {
+  return make_sock(L, kind_of(G_TCP, R_MASTER), AF_INET, SOCK_STREAM, 0);
+}
+static int socket_tcp6(lua_State *L) {
+  return make_sock(L, kind_of(G_TCP, R_MASTER), AF_INET6, SOCK_STREAM, 0);
+}
+static int socket_udp(lua_State *L) {
+  return make_sock(L, kind_of(G_UDP, R_UNCONN), AF_UNSPEC, SOCK_DGRAM, 0);
+}
+static int socket_udp4(lua_State *L) {
+  return make_sock(L, kind_of(G_UDP, R_UNCONN), AF_INET, SOCK_DGRAM, 0);
+}
+static int socket_udp6(lua_State *L) {
+  return make_sock(L, kind_of(G_UDP, R_UNCONN), AF_INET6, SOCK_DGRAM, 0);
+}
+static int socket_unix_stream(lua_State *L) {
+  return make_sock(L, kind_of(G_UNIX, R_MASTER), AF_UNIX, SOCK_STREAM, 0);
+}
+static int socket_unix_dgram(lua_State *L) {
+  return make_sock(L, kind_of(G_UDGRAM, R_UNCONN), AF_UNIX, SOCK_DGRAM, 0);
+}
 
 /* socket.raw(family, protocol[, "raw"|"dgram"]): ICMP and friends. */
 static int socket_raw(lua_State *L) {
@@ -1275,7 +1291,8 @@ static int collect_fds(lua_State *L, int tab, int n, int events, nl_PollFd *fds,
     int dirty = 0;
     lua_geti(L, tab, i + 1);
     fds[i].events = events;
-    fds[i].fd = lua_isnil(L, -1) ? -1 : object_fd(L, lua_gettop(L), events == NL_READ ? &dirty : NULL);
+    fds[i].fd = lua_isnil(L, -1) ? -1
+              : object_fd(L, lua_gettop(L), events == NL_READ ? &dirty : NULL);
     if (dirty) {
       add_ready(L, ready, lua_gettop(L));
       fds[i].fd = -1;
