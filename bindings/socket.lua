@@ -1,7 +1,7 @@
 -- socket.lua: the Lua half of the socket module (layer: bindings). It gets
 -- the C table from socket.c and adds what luasocket's socket.lua and
 -- except.c offer: try/newtry/protect/skip, socket.bind, connect4/connect6,
--- choose, and socket.unix (stream and datagram constructors).
+-- choose, sink/source, and socket.unix (stream and datagram constructors).
 local socket = ...
 
 local error, pcall, select, setmetatable, getmetatable, ipairs, type, tostring =
@@ -88,7 +88,66 @@ function socket.choose(tab)
   end
 end
 
--- socket.unix(): a unix{master} stream socket; socket.unix.stream() and
+-- LTN12 sources and sinks over sockets (luasocket's socket.lua); each also
+-- answers getfd/dirty so it can go into socket.select.
+local function selectable(sock, call)
+  return setmetatable({
+    getfd = function() return sock:getfd() end,
+    dirty = function() return sock:dirty() end,
+  }, {__call = call})
+end
+
+socket.sinkt, socket.sourcet = {}, {}
+
+socket.sinkt["close-when-done"] = function(sock)
+  return selectable(sock, function(_, chunk)
+    if not chunk then
+      sock:close()
+      return 1
+    end
+    return sock:send(chunk)
+  end)
+end
+
+socket.sinkt["keep-open"] = function(sock)
+  return selectable(sock, function(_, chunk)
+    if chunk then return sock:send(chunk) end
+    return 1
+  end)
+end
+
+socket.sinkt["default"] = socket.sinkt["keep-open"]
+socket.sink = socket.choose(socket.sinkt)
+
+socket.sourcet["by-length"] = function(sock, length)
+  return selectable(sock, function()
+    if length <= 0 then return nil end
+    local chunk, err = sock:receive(math.min(socket.BLOCKSIZE, length))
+    if err then return nil, err end
+    length = length - #chunk
+    return chunk
+  end)
+end
+
+socket.sourcet["until-closed"] = function(sock)
+  local done = false
+  return selectable(sock, function()
+    if done then return nil end
+    local chunk, err, partial = sock:receive(socket.BLOCKSIZE)
+    if not err then return chunk end
+    if err == "closed" then
+      sock:close()
+      done = true
+      return partial
+    end
+    return nil, err
+  end)
+end
+
+socket.sourcet["default"] = socket.sourcet["until-closed"]
+socket.source = socket.choose(socket.sourcet)
+
+-- socket.unix(): a unixstream{master} stream socket; socket.unix.stream() and
 -- socket.unix.dgram() as luasocket's socket.unix module has them.
 local unix = {stream = socket._unix_stream, dgram = socket._unix_dgram}
 setmetatable(unix, {__call = function(_, ...) return unix.stream(...) end})
