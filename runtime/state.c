@@ -30,6 +30,7 @@ static const luaL_Reg preloaded_modules[] = {
   {"time", luaopen_time},
   {"http", luaopen_http},
   {"http.server_core", luaopen_http_server_core},
+  {"socket", luaopen_socket},
   {NULL, NULL}
 };
 
