@@ -236,7 +236,8 @@ local function main(...)
     local urls, missing = fetch_list(o)
     local names = unique_names(urls)
     if os.execute("mkdir -p " .. quote(o.out)) ~= true then fail("cannot create %s", o.out) end
-    print(string.format("downloading %d images into %s (%d at a time)", #urls, o.out, o.threads))
+    print(string.format("downloading %d image%s into %s (%d at a time)", #urls,
+      #urls == 1 and "" or "s", o.out, o.threads))
     local failures, bytes, elapsed = download_all(o, urls, names)
     print(string.format("downloaded %d of %d images, %s in %.2f s (%s/s) into %s",
       #urls - #failures, #urls + missing, human(bytes), elapsed,
