@@ -160,7 +160,7 @@ static int cannot_pass(lua_State *L, int idx, const Where *w, int top_is_func,
   phrase = type_phrase(L, idx);
   luaL_buffinit(L, &b);
   for (const Where *at = w; at != NULL; at = at->up) {
-    if (at->up == NULL && at != w && top_is_func) break;
+    if (at->up == NULL && at != w && top_is_func && at->index == 1) break;
     if (at != w) luaL_addstring(&b, " of ");
     add_where(&b, at);
   }
@@ -178,8 +178,9 @@ typedef struct Packer {
   lua_State *L;
   nl_Packet *p;
   int seen;    /* stack index: table/function -> id */
-  int modules; /* stack index: module table or C function -> name, or 0 */
+  int modules; /* stack index: module table or C function -> name */
   int fields;  /* stack index: C function -> field name in its module */
+  int built;   /* both maps are built (lazily: plain data needs neither) */
   int nextid;
   int depth;
   int top_is_func;
@@ -192,9 +193,10 @@ static void pack_value(Packer *k, int idx, const Where *w);
 static void build_modules(Packer *k) {
   lua_State *L = k->L;
   lua_newtable(L);
-  k->modules = lua_gettop(L);
+  lua_replace(L, k->modules);
   lua_newtable(L);
-  k->fields = lua_gettop(L);
+  lua_replace(L, k->fields);
+  k->built = 1;
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   lua_pushnil(L);
   while (lua_next(L, -2)) { /* loaded, name, module */
@@ -232,7 +234,7 @@ static void build_modules(Packer *k) {
  * the name stays alive in the modules map). */
 static const char *module_name(Packer *k, int idx) {
   const char *name;
-  if (k->modules == 0) build_modules(k);
+  if (!k->built) build_modules(k);
   lua_pushvalue(k->L, idx);
   lua_rawget(k->L, k->modules);
   name = lua_tostring(k->L, -1);
@@ -435,7 +437,11 @@ nl_Packet *nl_pack(lua_State *L, int first, int n) {
   k.L = L;
   k.p = p;
   k.seen = lua_gettop(L);
-  k.modules = k.fields = 0;
+  lua_pushnil(L); /* slots for the maps */
+  lua_pushnil(L);
+  k.modules = k.seen + 1;
+  k.fields = k.seen + 2;
+  k.built = 0;
   k.nextid = 0;
   k.depth = 0;
   k.top_is_func = n > 0 && lua_type(L, first) == LUA_TFUNCTION;
