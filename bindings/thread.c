@@ -387,13 +387,14 @@ static int thr_join(lua_State *L) {
   Record *r = h->r;
   double timeout = luaL_optnumber(L, 2, -1);
   double deadline = nl_deadline(timeout);
-  int fd = waiter_fd(L), w = 1;
+  int fd = waiter_fd(L), w = 1, done;
   lua_settop(L, 1);
   pthread_mutex_lock(&r->mu);
   while (!r->done && w > 0) w = wait_on(&r->mu, &r->waiters, fd, deadline);
+  done = r->done;
   pthread_mutex_unlock(&r->mu);
-  if (w == -EINTR && !r->done) return nl_raise_interrupted(L);
-  if (!r->done) return nl_pushfail(L, "timeout", NULL);
+  if (w == -EINTR && !done) return nl_raise_interrupted(L);
+  if (!done) return nl_pushfail(L, "timeout", NULL);
   handle_reap(h, 1);
   return push_outcome(L, h);
 }
