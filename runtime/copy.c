@@ -11,7 +11,8 @@
  *             a metatable is kept only when it is a module (else dropped)
  *   modules   a value of package.loaded crosses by name (required again)
  *   Lua functions  lua_dump'ed bytecode plus their upvalues, packed the same
- *             way (so recursive functions and _ENV work: _G is a module)
+ *             way (so recursive functions and _ENV work: _G is a module);
+ *             closures that share an upvalue still share it (upvaluejoin)
  *   C functions    only those that are a field of a loaded module, by name
  *   userdata  only those with an nl_Transfer in their metatable
  *
@@ -28,7 +29,7 @@
 
 enum {
   T_NIL, T_FALSE, T_TRUE, T_INT, T_FLT, T_STR, T_TABLE, T_REF, T_FUNC,
-  T_CFUNC, T_MODULE, T_UDATA, T_META, T_END
+  T_CFUNC, T_MODULE, T_UDATA, T_META, T_END, T_UPJOIN
 };
 
 typedef struct Slot {
@@ -329,16 +330,37 @@ static void pack_cfunction(Packer *k, int idx, const Where *w) {
   lua_pop(L, 1);
 }
 
+/* An upvalue already packed with another closure (two closures over the
+ * same local): emits T_UPJOIN naming that closure and upvalue, returns 1.
+ * Otherwise remembers this one and returns 0. */
+static int pack_shared_upvalue(Packer *k, int func, int fid, int n) {
+  lua_State *L = k->L;
+  lua_pushlightuserdata(L, lua_upvalueid(L, func, n));
+  if (lua_rawget(L, k->seen) == LUA_TNUMBER) {
+    lua_Integer where = lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    put_tag(L, k->p, T_UPJOIN);
+    put_size(L, k->p, (size_t)where);
+    return 1;
+  }
+  lua_pop(L, 1);
+  lua_pushlightuserdata(L, lua_upvalueid(L, func, n));
+  lua_pushinteger(L, (lua_Integer)fid * 256 + n);
+  lua_rawset(L, k->seen);
+  return 0;
+}
+
 /* A Lua function: its bytecode, then each upvalue as a value. */
 static void pack_function(Packer *k, int idx, const Where *w) {
   lua_State *L = k->L;
   size_t len, at;
-  int nups = 0;
+  int nups = 0, fid;
   if (lua_iscfunction(L, idx)) {
     pack_cfunction(k, idx, w);
     return;
   }
   if (pack_seen(k, idx)) return;
+  fid = k->nextid - 1;
   put_tag(L, k->p, T_FUNC);
   put_size(L, k->p, 0); /* the length, patched once known */
   at = k->p->len;
@@ -355,7 +377,7 @@ static void pack_function(Packer *k, int idx, const Where *w) {
   for (int i = 1; i <= nups; i++) {
     Where uw = {w, W_UPVALUE, lua_getupvalue(L, idx, i), 0};
     if (uw.name == NULL || uw.name[0] == '\0') uw.name = "?";
-    pack_value(k, lua_gettop(L), &uw);
+    if (!pack_shared_upvalue(k, idx, fid, i)) pack_value(k, lua_gettop(L), &uw);
     lua_pop(L, 1);
   }
 }
@@ -544,7 +566,16 @@ static void unpack_function(Unpacker *u) {
   remember(u);
   nups = get_size(u);
   for (size_t i = 1; i <= nups; i++) {
-    unpack_value(u);
+    int tag = get_tag(u);
+    if (tag == T_UPJOIN) {
+      size_t where = get_size(u);
+      lua_rawgeti(L, u->byid, (lua_Integer)(where / 256));
+      if (!lua_isfunction(L, -1)) luaL_error(L, "corrupt packet");
+      lua_upvaluejoin(L, -2, (int)i, -1, (int)(where % 256));
+      lua_pop(L, 1);
+      continue;
+    }
+    unpack_tagged(u, tag);
     if (lua_setupvalue(L, -2, (int)i) == NULL) lua_pop(L, 1);
   }
 }

@@ -137,6 +137,18 @@ t.test("functions inside tables cross the same way", function()
   t.eq(v, 21)
 end)
 
+t.test("closures over the same local still share it after crossing", function()
+  local count = 0
+  local counter = {inc = function() count = count + 1 end, get = function() return count end}
+  local ok, v = thread.spawn(function(c)
+    c.inc() c.inc() c.inc()
+    return c.get()
+  end, counter):join()
+  t.ok(ok, tostring(v))
+  t.eq(v, 3)
+  t.eq(count, 0, "the sender's local is untouched")
+end)
+
 t.test("C functions of modules cross by name", function()
   local fmt, up = string.format, string.upper
   local ok, v = thread.spawn(function() return up(fmt("%d-%s", 5, "x")) end):join()

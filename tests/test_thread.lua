@@ -142,6 +142,16 @@ t.test("threads really run at the same time", function()
   t.eq(select(2, tb:join()), "from a")
 end)
 
+t.test("a thread can spawn and join threads of its own", function()
+  local ok, v = thread.spawn(function()
+    local inner = thread.spawn(function(x) return x * 2 end, 21)
+    local iok, r = inner:join()
+    return iok and r
+  end):join()
+  t.ok(ok, tostring(v))
+  t.eq(v, 42)
+end)
+
 t.test("thread.cpus() and thread.sleep()", function()
   t.ok(thread.cpus() >= 1)
   t.eq(math.type(thread.cpus()), "integer")
