@@ -134,43 +134,52 @@ static void add_where(luaL_Buffer *b, const Where *w) {
   luaL_addvalue(b);
 }
 
-static const char *type_phrase(lua_State *L, int idx) {
+/* Pushes "a coroutine", "a tcp{client}" ... for the value at idx. */
+static void push_type_phrase(lua_State *L, int idx) {
   switch (lua_type(L, idx)) {
-  case LUA_TTHREAD: return "a coroutine";
-  case LUA_TFUNCTION: return "a C function";
-  case LUA_TLIGHTUSERDATA: return "a light userdata";
+  case LUA_TTHREAD: lua_pushliteral(L, "a coroutine"); break;
+  case LUA_TFUNCTION: lua_pushliteral(L, "a C function"); break;
+  case LUA_TLIGHTUSERDATA: lua_pushliteral(L, "a light userdata"); break;
   case LUA_TUSERDATA:
     if (luaL_getmetafield(L, idx, "__name") == LUA_TSTRING) {
-      const char *name = lua_pushfstring(L, "a %s", lua_tostring(L, -1));
+      lua_pushfstring(L, "a %s", lua_tostring(L, -1));
       lua_remove(L, -2);
-      return name; /* stays on the stack until the error is raised */
+    } else {
+      lua_pushliteral(L, "a userdata");
     }
-    return "a userdata";
-  default: return luaL_typename(L, idx);
+    break;
+  default: lua_pushstring(L, luaL_typename(L, idx)); break;
   }
 }
 
-/* Raises "upvalue 'f' (a coroutine) cannot be passed to a thread". The
- * outermost "argument #1" is left out when that argument is a function (the
- * thread's body): its upvalues are what the reader recognises. */
-static int cannot_pass(lua_State *L, int idx, const Where *w, int top_is_func,
-                       const char *why) {
+/* Pushes "upvalue 'f' (a coroutine)": where the value at idx was found and
+ * what it is. The outermost "argument #1" is left out when that argument is
+ * a function (the thread's body): its upvalues are what the reader knows. */
+static const char *push_what(lua_State *L, int idx, const Where *w, int top_is_func) {
   luaL_Buffer b;
-  const char *phrase;
+  int phrase;
   idx = lua_absindex(L, idx);
-  phrase = type_phrase(L, idx);
+  push_type_phrase(L, idx);
+  phrase = lua_gettop(L);
   luaL_buffinit(L, &b);
   for (const Where *at = w; at != NULL; at = at->up) {
     if (at->up == NULL && at != w && top_is_func && at->index == 1) break;
     if (at != w) luaL_addstring(&b, " of ");
     add_where(&b, at);
   }
+  luaL_addstring(&b, " (");
+  lua_pushvalue(L, phrase);
+  luaL_addvalue(&b);
+  luaL_addstring(&b, ")");
   luaL_pushresult(&b);
-  if (why != NULL)
-    return luaL_error(L, "%s (%s) cannot be passed to a thread: %s",
-                      lua_tostring(L, -1), phrase, why);
-  return luaL_error(L, "%s (%s) cannot be passed to a thread",
-                    lua_tostring(L, -1), phrase);
+  lua_remove(L, phrase);
+  return lua_tostring(L, -1);
+}
+
+/* Raises "upvalue 'f' (a coroutine) cannot be passed to a thread". */
+static int cannot_pass(lua_State *L, int idx, const Where *w, int top_is_func) {
+  return luaL_error(L, "%s cannot be passed to a thread",
+                    push_what(L, idx, w, top_is_func));
 }
 
 /* ---- packing -------------------------------------------------------------- */
@@ -182,6 +191,7 @@ typedef struct Packer {
   int modules; /* stack index: module table or C function -> name */
   int fields;  /* stack index: C function -> field name in its module */
   int built;   /* both maps are built (lazily: plain data needs neither) */
+  int pending; /* stack index: userdata to export, and their descriptions */
   int nextid;
   int depth;
   int top_is_func;
@@ -320,7 +330,7 @@ static void pack_cfunction(Packer *k, int idx, const Where *w) {
   lua_State *L = k->L;
   const char *mod = module_name(k, idx);
   const char *field;
-  if (mod == NULL) cannot_pass(L, idx, w, k->top_is_func, NULL);
+  if (mod == NULL) cannot_pass(L, idx, w, k->top_is_func);
   lua_pushvalue(L, idx);
   lua_rawget(L, k->fields);
   field = lua_tostring(L, -1);
@@ -382,18 +392,21 @@ static void pack_function(Packer *k, int idx, const Where *w) {
   }
 }
 
+/* A userdata with an nl_Transfer gets a slot; its export (which may detach
+ * a socket from the sender) waits until the whole walk succeeded, so a bad
+ * value elsewhere leaves the sender's objects untouched. */
 static void pack_userdata(Packer *k, int idx, const Where *w) {
   lua_State *L = k->L;
   nl_Packet *p = k->p;
-  const nl_Transfer *t;
-  void *payload;
   int field = luaL_getmetafield(L, idx, NL_TRANSFER_FIELD);
   if (field != LUA_TLIGHTUSERDATA) {
     if (field != LUA_TNIL) lua_pop(L, 1);
-    cannot_pass(L, idx, w, k->top_is_func, NULL);
+    cannot_pass(L, idx, w, k->top_is_func);
   }
-  t = (const nl_Transfer *)lua_touserdata(L, -1);
-  lua_pop(L, 1);
+  if (pack_seen(k, idx)) {
+    lua_pop(L, 1);
+    return;
+  }
   if (p->nslots == p->capslots) {
     int cap = p->capslots ? p->capslots * 2 : 4;
     Slot *slots = (Slot *)realloc(p->slots, sizeof *slots * (size_t)cap);
@@ -401,12 +414,32 @@ static void pack_userdata(Packer *k, int idx, const Where *w) {
     p->slots = slots;
     p->capslots = cap;
   }
-  payload = t->export_(L, idx);
-  if (payload == NULL) cannot_pass(L, idx, w, k->top_is_func, lua_tostring(L, -1));
-  p->slots[p->nslots].transfer = t;
-  p->slots[p->nslots].payload = payload;
+  p->slots[p->nslots].transfer = (const nl_Transfer *)lua_touserdata(L, -1);
+  p->slots[p->nslots].payload = NULL;
+  lua_pop(L, 1);
+  lua_pushvalue(L, idx);
+  lua_rawseti(L, k->pending, 2 * p->nslots + 1);
+  push_what(L, idx, w, k->top_is_func);
+  lua_rawseti(L, k->pending, 2 * p->nslots + 2);
   put_tag(L, p, T_UDATA);
   put_size(L, p, (size_t)p->nslots++);
+}
+
+/* Second phase: export every userdata the walk found. */
+static void export_pending(Packer *k) {
+  lua_State *L = k->L;
+  nl_Packet *p = k->p;
+  for (int i = 0; i < p->nslots; i++) {
+    lua_rawgeti(L, k->pending, 2 * i + 1);
+    p->slots[i].payload = p->slots[i].transfer->export_(L, lua_gettop(L));
+    if (p->slots[i].payload == NULL) {
+      const char *why = lua_tostring(L, -1);
+      lua_rawgeti(L, k->pending, 2 * i + 2);
+      luaL_error(L, "%s cannot be passed to a thread: %s", lua_tostring(L, -1),
+                 why ? why : "refused");
+    }
+    lua_pop(L, 1);
+  }
 }
 
 static void pack_value(Packer *k, int idx, const Where *w) {
@@ -441,7 +474,7 @@ static void pack_value(Packer *k, int idx, const Where *w) {
   case LUA_TTABLE: pack_table(k, idx, w); break;
   case LUA_TFUNCTION: pack_function(k, idx, w); break;
   case LUA_TUSERDATA: pack_userdata(k, idx, w); break;
-  default: cannot_pass(L, idx, w, k->top_is_func, NULL);
+  default: cannot_pass(L, idx, w, k->top_is_func);
   }
   k->depth--;
 }
@@ -464,6 +497,8 @@ nl_Packet *nl_pack(lua_State *L, int first, int n) {
   k.modules = k.seen + 1;
   k.fields = k.seen + 2;
   k.built = 0;
+  lua_newtable(L);
+  k.pending = k.seen + 3;
   k.nextid = 0;
   k.depth = 0;
   k.top_is_func = n > 0 && lua_type(L, first) == LUA_TFUNCTION;
@@ -471,6 +506,7 @@ nl_Packet *nl_pack(lua_State *L, int first, int n) {
     Where w = {NULL, W_ARG, NULL, i + 1};
     pack_value(&k, first + i, &w);
   }
+  export_pending(&k);
   p->nvalues = n;
   box->p = NULL;
   lua_settop(L, k.seen - 2); /* the box and the maps */
@@ -591,6 +627,7 @@ static void unpack_userdata(Unpacker *u) {
   luaL_checkstack(L, 4, NULL);
   s->transfer->import_(L, s->payload);
   s->payload = NULL;
+  remember(u);
 }
 
 static void unpack_tagged(Unpacker *u, int tag) {

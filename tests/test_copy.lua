@@ -238,4 +238,27 @@ t.test("channels cross channels: shared, not copied", function()
   t.ok(back == ch, "same channel after a round trip")
 end)
 
+t.test("regression: a channel among other fields of a table keeps the table walk intact", function()
+  local out = thread.channel()
+  local msg = {"join", 1, out, x = 2, y = {3}, z = "last"}
+  local back = roundtrip(msg)
+  t.eq(back[1], "join")
+  t.eq(back[2], 1)
+  t.ok(rawequal(back[3], back[3]) and back[3] == out)
+  t.eq(back.x, 2)
+  t.eq(back.y[1], 3)
+  t.eq(back.z, "last")
+end)
+
+t.test("one channel passed twice is one object on the other side", function()
+  local ch = thread.channel()
+  local ok, same = thread.spawn(function(a, b) return rawequal(a, b) and rawequal(a, b.me) end,
+                                ch, setmetatable({me = ch}, nil)):join()
+  t.ok(ok, tostring(same))
+  t.eq(same, false, "a table is not the channel")
+  local ok2, same2 = thread.spawn(function(a, tab) return rawequal(a, tab.me) end, ch, {me = ch}):join()
+  t.ok(ok2, tostring(same2))
+  t.eq(same2, true)
+end)
+
 t.done()

@@ -11,6 +11,7 @@ local NAMES = {
   "a socket moves into a thread: the receiver owns it, the sender's reads as closed",
   "a socket moves through a channel",
   "a closed socket cannot be passed",
+  "a failed spawn leaves the sender's socket open; one socket twice arrives once",
   "threadedserver serves every client through its worker pool",
   "chatserver broadcasts each line to the other clients",
   "chatserver survives a client that disconnects abruptly",
@@ -79,6 +80,24 @@ t.test(NAMES[3], function()
   t.raises("cannot be passed to a thread", thread.spawn, function() end, s)
 end)
 
+t.test(NAMES[4], function()
+  local server, port = listener()
+  local client = assert(socket.connect("127.0.0.1", port))
+  local conn = assert(server:accept())
+  t.raises("(a coroutine) cannot be passed", thread.spawn, function() end, conn,
+           coroutine.create(print))
+  conn:settimeout(5)
+  t.eq(conn:send("still mine\n"), 11, "the sender still owns the socket")
+  client:settimeout(5)
+  t.eq(client:receive("*l"), "still mine")
+  local ok, same = thread.spawn(function(a, tab) return rawequal(a, tab.again) end,
+                                conn, {again = conn}):join()
+  t.ok(ok, tostring(same))
+  t.eq(same, true)
+  client:close()
+  server:close()
+end)
+
 -- Starts a script in the background with port 0; returns its pid, port and
 -- the files holding its stdout/stderr. It is killed after `limit` seconds.
 local function start(script, args, limit)
@@ -121,7 +140,7 @@ local function connect(port)
   return c
 end
 
-t.test(NAMES[4], function()
+t.test(NAMES[5], function()
   local N = 12
   local pid, port, dir = start("threadedserver.lua", "--workers 3 --count " .. N, 30)
   local clients = {}
@@ -151,7 +170,7 @@ local function expect(c, pattern)
   end
 end
 
-t.test(NAMES[5], function()
+t.test(NAMES[6], function()
   local pid, port, dir = start("chatserver.lua", "--count 3", 30)
   local a = connect(port)
   expect(a, "^welcome, you are client 1")
@@ -180,7 +199,7 @@ t.test(NAMES[5], function()
   for i = 1, 3 do t.match(out, "client " .. i .. " left") end
 end)
 
-t.test(NAMES[6], function()
+t.test(NAMES[7], function()
   local pid, port, dir = start("chatserver.lua", "--count 2", 30)
   local a = connect(port)
   expect(a, "^welcome")
@@ -202,7 +221,7 @@ t.test(NAMES[6], function()
   t.match(out, "client 1 left %(quit%)")
 end)
 
-t.test(NAMES[7], function()
+t.test(NAMES[8], function()
   local pid, port, dir = start("chatserver.lua", "--count 2", 30)
   local a = connect(port)
   expect(a, "^welcome")
