@@ -29,6 +29,7 @@ static const luaL_Reg preloaded_modules[] = {
   {"cjson.safe", luaopen_cjson_safe},
   {"time", luaopen_time},
   {"thread", luaopen_thread},
+  {"socket", luaopen_socket},
   {NULL, NULL}
 };
 

@@ -110,7 +110,7 @@ if not server then
   os.exit(1)
 end
 local ip, port = server:getsockname()
-print(string.format("chat server listening on %s", where(ip, port)))
+print(string.format("listening on %s", where(ip, port)))
 
 local hub, done = thread.channel(), thread.channel()
 local hub_thread = thread.spawn{run_hub, hub, done, name = "hub"}

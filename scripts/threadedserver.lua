@@ -31,6 +31,11 @@ local function where(host, port)
   return string.format("%s:%s", host, port)
 end
 
+-- One line in one write: lines of several threads never interleave.
+local function say(fmt, ...)
+  io.stdout:write(string.format(fmt, ...) .. "\n")
+end
+
 -- A worker: serves the connections it receives until the channel closes.
 local function worker(jobs)
   local time = require "time"
@@ -40,9 +45,9 @@ local function worker(jobs)
     local ip, port = client:getpeername()
     local ok, err = client:send(time.datetime())
     if ok then
-      print(string.format("%s served %s", name, where(ip or "?", port or "?")))
+      say("%s served %s", name, where(ip or "?", port or "?"))
     else
-      print(string.format("%s: send to %s failed: %s", name, where(ip or "?", port or "?"), err))
+      say("%s: send to %s failed: %s", name, where(ip or "?", port or "?"), err)
     end
     client:close()
   end

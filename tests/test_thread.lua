@@ -168,7 +168,8 @@ t.test("at exit the program waits for threads still running", function()
   local out, err, code = run([[
     local thread = require "thread"
     for i = 1, 3 do
-      thread.spawn(function(n) thread.sleep(0.1) print("done " .. n) end, i)
+      -- one write per line: print's separate writes could interleave
+      thread.spawn(function(n) thread.sleep(0.1) io.write("done " .. n .. "\n") end, i)
     end
     print("main ends")
   ]])
