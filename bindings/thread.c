@@ -513,6 +513,7 @@ typedef struct Channel {
   WaitList waiters; /* senders and receivers */
   Item *head, *tail;
   size_t count, capacity; /* capacity 0: unbounded */
+  size_t reserved;        /* room taken by sends still packing */
   int closed;
 } Channel;
 
@@ -568,10 +569,11 @@ static int thread_channel(lua_State *L) {
 }
 
 /* Waits (mutex held) until `ready(ch)` or closed; returns 1, 0 on timeout,
- * or -EINTR. */
-static int chan_wait(lua_State *L, Channel *ch, int (*ready)(const Channel *),
+ * or -EINTR. `fd` is the state's waiter (fetched before locking: nothing
+ * here may raise). */
+static int chan_wait(Channel *ch, int fd, int (*ready)(const Channel *),
                      double deadline) {
-  int fd = waiter_fd(L), w = 1;
+  int w = 1;
   while (!ready(ch) && !ch->closed && w > 0)
     w = wait_on(&ch->mu, &ch->waiters, fd, deadline);
   if (ready(ch) || ch->closed) return 1;
@@ -579,45 +581,64 @@ static int chan_wait(lua_State *L, Channel *ch, int (*ready)(const Channel *),
 }
 
 static int has_room(const Channel *ch) {
-  return ch->capacity == 0 || ch->count < ch->capacity;
+  return ch->capacity == 0 || ch->count + ch->reserved < ch->capacity;
 }
 
 static int has_items(const Channel *ch) { return ch->count > 0; }
 
-/* ch:send(v[, timeout]) -> true | nil, "timeout"|"closed" */
+/* nl_pack under lua_pcall, so that send can give back its reserved room. */
+static int pack_one(lua_State *L) {
+  lua_pushlightuserdata(L, nl_pack(L, 1, 1));
+  return 1;
+}
+
+static void enqueue(Channel *ch, Item *it) {
+  if (ch->tail != NULL) ch->tail->next = it;
+  else ch->head = it;
+  ch->tail = it;
+  ch->count++;
+}
+
+/* ch:send(v[, timeout]) -> true | nil, "timeout"|"closed"
+ * Room is reserved before v is packed: packing moves sockets out of this
+ * state, so a send that times out or finds the channel closed must fail
+ * before that, leaving the socket with the sender. */
 static int chan_send(lua_State *L) {
   Channel *ch = check_channel(L, 1);
   double deadline = nl_deadline(luaL_optnumber(L, 3, -1));
-  Item *it;
+  int fd, w, status;
   nl_Packet *p;
-  int w;
+  Item *it;
   luaL_argcheck(L, !lua_isnoneornil(L, 2), 2, "cannot send nil");
-  waiter_fd(L);
-  p = nl_pack(L, 2, 1);
-  it = (Item *)malloc(sizeof *it);
+  fd = waiter_fd(L);
+  pthread_mutex_lock(&ch->mu);
+  w = chan_wait(ch, fd, has_room, deadline);
+  if (w == 1 && !ch->closed) ch->reserved++;
+  else if (w == 1) w = 2; /* closed */
+  pthread_mutex_unlock(&ch->mu);
+  if (w == -EINTR) return nl_raise_interrupted(L);
+  if (w != 1) return nl_pushfail(L, w == 0 ? "timeout" : "closed", NULL);
+  lua_pushcfunction(L, pack_one);
+  lua_pushvalue(L, 2);
+  status = lua_pcall(L, 1, 1, 0);
+  p = status == LUA_OK ? (nl_Packet *)lua_touserdata(L, -1) : NULL;
+  it = p != NULL ? (Item *)malloc(sizeof *it) : NULL;
+  pthread_mutex_lock(&ch->mu);
+  ch->reserved--;
+  if (it != NULL) {
+    it->next = NULL;
+    it->packet = p;
+    enqueue(ch, it); /* even if closed meanwhile: it was sent before */
+  }
+  waitlist_wake(&ch->waiters);
+  pthread_mutex_unlock(&ch->mu);
+  if (status != LUA_OK) return lua_error(L);
   if (it == NULL) {
     nl_packet_free(p);
     return luaL_error(L, "not enough memory");
   }
-  it->next = NULL;
-  it->packet = p;
-  pthread_mutex_lock(&ch->mu);
-  w = chan_wait(L, ch, has_room, deadline);
-  if (w == 1 && !ch->closed) {
-    if (ch->tail != NULL) ch->tail->next = it;
-    else ch->head = it;
-    ch->tail = it;
-    ch->count++;
-    waitlist_wake(&ch->waiters);
-    pthread_mutex_unlock(&ch->mu);
-    lua_pushboolean(L, 1);
-    return 1;
-  }
-  pthread_mutex_unlock(&ch->mu);
-  nl_packet_free(it->packet);
-  free(it);
-  if (w == -EINTR) return nl_raise_interrupted(L);
-  return nl_pushfail(L, w == 0 ? "timeout" : "closed", NULL);
+  lua_pushboolean(L, 1);
+  return 1;
 }
 
 /* ch:recv([timeout]) -> value | nil, "timeout"|"closed" */
@@ -626,10 +647,9 @@ static int chan_recv(lua_State *L) {
   double deadline = nl_deadline(luaL_optnumber(L, 2, -1));
   Item *it = NULL;
   nl_Packet *p;
-  int w;
-  waiter_fd(L);
+  int fd = waiter_fd(L), w;
   pthread_mutex_lock(&ch->mu);
-  w = chan_wait(L, ch, has_items, deadline);
+  w = chan_wait(ch, fd, has_items, deadline);
   if (w == 1 && ch->count > 0) {
     it = ch->head;
     ch->head = it->next;

@@ -12,6 +12,7 @@ local NAMES = {
   "a socket moves through a channel",
   "a closed socket cannot be passed",
   "a failed spawn leaves the sender's socket open; one socket twice arrives once",
+  "a send that times out or finds the channel closed leaves the socket with the sender",
   "threadedserver serves every client through its worker pool",
   "chatserver broadcasts each line to the other clients",
   "chatserver survives a client that disconnects abruptly",
@@ -98,6 +99,29 @@ t.test(NAMES[4], function()
   server:close()
 end)
 
+t.test(NAMES[5], function()
+  local server, port = listener()
+  local client = assert(socket.connect("127.0.0.1", port))
+  local conn = assert(server:accept())
+  local full = thread.channel(1)
+  full:send("occupied")
+  local ok, err = full:send(conn, 0.01)
+  t.eq(ok, nil)
+  t.eq(err, "timeout")
+  local closed = thread.channel()
+  closed:close()
+  ok, err = closed:send(conn)
+  t.eq(ok, nil)
+  t.eq(err, "closed")
+  conn:settimeout(5)
+  t.eq(conn:send("kept\n"), 5, "the sender still owns the socket")
+  client:settimeout(5)
+  t.eq(client:receive("*l"), "kept")
+  conn:close()
+  client:close()
+  server:close()
+end)
+
 -- Starts a script in the background with port 0; returns its pid, port and
 -- the files holding its stdout/stderr. It is killed after `limit` seconds.
 local function start(script, args, limit)
@@ -140,7 +164,7 @@ local function connect(port)
   return c
 end
 
-t.test(NAMES[5], function()
+t.test(NAMES[6], function()
   local N = 12
   local pid, port, dir = start("threadedserver.lua", "--workers 3 --count " .. N, 30)
   local clients = {}
@@ -170,7 +194,7 @@ local function expect(c, pattern)
   end
 end
 
-t.test(NAMES[6], function()
+t.test(NAMES[7], function()
   local pid, port, dir = start("chatserver.lua", "--count 3", 30)
   local a = connect(port)
   expect(a, "^welcome, you are client 1")
@@ -199,7 +223,7 @@ t.test(NAMES[6], function()
   for i = 1, 3 do t.match(out, "client " .. i .. " left") end
 end)
 
-t.test(NAMES[7], function()
+t.test(NAMES[8], function()
   local pid, port, dir = start("chatserver.lua", "--count 2", 30)
   local a = connect(port)
   expect(a, "^welcome")
@@ -221,7 +245,7 @@ t.test(NAMES[7], function()
   t.match(out, "client 1 left %(quit%)")
 end)
 
-t.test(NAMES[8], function()
+t.test(NAMES[9], function()
   local pid, port, dir = start("chatserver.lua", "--count 2", 30)
   local a = connect(port)
   expect(a, "^welcome")
