@@ -32,7 +32,7 @@
 #include "netlua.h"
 #include "modules.h"
 
-#define NL_THREAD_MT "thread"
+#define NL_THREAD_MT "thread.handle"
 #define NL_CHANNEL_MT "thread.channel"
 #define NL_MUTEX_MT "thread.mutex"
 #define WAITER_KEY "thread.waiter"

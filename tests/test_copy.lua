@@ -194,6 +194,13 @@ t.test("unknown userdata are rejected, by type name", function()
            thread.spawn, function() end, io.stdout)
 end)
 
+t.test("a thread handle cannot be passed (only its results can)", function()
+  local th = thread.spawn(function() end)
+  t.raises("argument #2 (a thread.handle) cannot be passed to a thread",
+           thread.spawn, function() end, th)
+  th:join()
+end)
+
 t.test("a function inside a table with a bad upvalue is rejected with its path", function()
   local co = coroutine.create(print)
   t.raises("upvalue 'co' of field 'cb' of argument #2 (a coroutine)",
