@@ -184,7 +184,11 @@ static int cannot_pass(lua_State *L, int idx, const Where *w, int top_is_func) {
 
 /* ---- packing -------------------------------------------------------------- */
 
-typedef struct Packer {
+typedef struct Packer Packer;
+static void add_module(Packer *k);
+static void add_functions(Packer *k);
+
+struct Packer {
   lua_State *L;
   nl_Packet *p;
   int seen;    /* stack index: table/function -> id */
@@ -195,57 +199,75 @@ typedef struct Packer {
   int nextid;
   int depth;
   int top_is_func;
-} Packer;
+};
 
-static void pack_value(Packer *k, int idx, const Where *w);
-
-/* Builds the reverse maps of package.loaded: module table -> name, and
- * C function -> module name / field name. [-0, +0, m] */
-static void build_modules(Packer *k) {
+/* build_modules, level 1: modules[module] = name (first name wins).
+ * Stack: ..., name, module. */
+static void add_module(Packer *k) {
   lua_State *L = k->L;
-  lua_newtable(L);
-  lua_replace(L, k->modules);
-  lua_newtable(L);
-  lua_replace(L, k->fields);
-  k->built = 1;
-  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-  lua_pushnil(L);
-  while (lua_next(L, -2)) { /* loaded, name, module */
-    if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TTABLE) {
-      lua_pushvalue(L, -1);
-      if (lua_rawget(L, k->modules) == LUA_TNIL) {
-        lua_pushvalue(L, -2);
-        lua_pushvalue(L, -4);
-        lua_rawset(L, k->modules);
-      }
-      lua_pop(L, 1);
-      lua_pushnil(L);
-      while (lua_next(L, -2)) { /* ..., module, key, value */
-        if (lua_type(L, -2) == LUA_TSTRING && lua_iscfunction(L, -1)) {
-          lua_pushvalue(L, -1);
-          if (lua_rawget(L, k->modules) == LUA_TNIL) {
-            lua_pushvalue(L, -2);
-            lua_pushvalue(L, -6);
-            lua_rawset(L, k->modules);
-            lua_pushvalue(L, -2);
-            lua_pushvalue(L, -4);
-            lua_rawset(L, k->fields);
-          }
-          lua_pop(L, 1);
-        }
-        lua_pop(L, 1);
-      }
-    }
-    lua_pop(L, 1);
+  lua_pushvalue(L, -1);
+  if (lua_rawget(L, k->modules) == LUA_TNIL) {
+    lua_pushvalue(L, -2);
+    lua_pushvalue(L, -4);
+    lua_rawset(L, k->modules);
   }
   lua_pop(L, 1);
 }
 
+/* build_modules, level 2: modules[f] = module name, fields[f] = field name
+ * for each C function f of the module. Stack: ..., name, module. */
+static void add_functions(Packer *k) {
+  lua_State *L = k->L;
+  lua_pushnil(L);
+  while (lua_next(L, -2)) { /* ..., name, module, key, value */
+    if (lua_type(L, -2) == LUA_TSTRING && lua_iscfunction(L, -1)) {
+      lua_pushvalue(L, -1);
+      if (lua_rawget(L, k->modules) == LUA_TNIL) {
+        lua_pushvalue(L, -2);
+        lua_pushvalue(L, -6);
+        lua_rawset(L, k->modules);
+        lua_pushvalue(L, -2);
+        lua_pushvalue(L, -4);
+        lua_rawset(L, k->fields);
+      }
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+}
+
+static void pack_value(Packer *k, int idx, const Where *w);
+/* Builds the reverse maps of package.loaded, lazily and in two levels:
+ * module table -> name (level 1, a few entries), then C function -> module
+ * name and field name (level 2, every function of every module; only when
+ * a C function is packed). [-0, +0, m] */
+static void build_modules(Packer *k, int level) {
+  lua_State *L = k->L;
+  if (k->built >= level) return;
+  if (k->built == 0) {
+    lua_newtable(L);
+    lua_replace(L, k->modules);
+    lua_newtable(L);
+    lua_replace(L, k->fields);
+  }
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) { /* loaded, name, module */
+    if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TTABLE) {
+      add_module(k);
+      if (level == 2) add_functions(k);
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  k->built = level;
+}
+
 /* The module name of the value at idx, or NULL (nothing pushed either way;
  * the name stays alive in the modules map). */
-static const char *module_name(Packer *k, int idx) {
+static const char *module_name(Packer *k, int idx, int level) {
   const char *name;
-  if (!k->built) build_modules(k);
+  build_modules(k, level);
   lua_pushvalue(k->L, idx);
   lua_rawget(k->L, k->modules);
   name = lua_tostring(k->L, -1);
@@ -274,7 +296,7 @@ static int pack_seen(Packer *k, int idx) {
 
 static void pack_table(Packer *k, int idx, const Where *w) {
   lua_State *L = k->L;
-  const char *name = module_name(k, idx);
+  const char *name = module_name(k, idx, 1);
   if (name != NULL) {
     put_tag(L, k->p, T_MODULE);
     put_lstring(L, k->p, name, strlen(name));
@@ -297,7 +319,7 @@ static void pack_table(Packer *k, int idx, const Where *w) {
     lua_pop(L, 1);
   }
   if (lua_getmetatable(L, idx)) {
-    const char *meta = module_name(k, -1);
+    const char *meta = module_name(k, -1, 1);
     if (meta != NULL) {
       put_tag(L, k->p, T_META);
       put_tag(L, k->p, T_MODULE);
@@ -328,7 +350,7 @@ static int dump_writer(lua_State *L, const void *bytes, size_t size, void *ud) {
 
 static void pack_cfunction(Packer *k, int idx, const Where *w) {
   lua_State *L = k->L;
-  const char *mod = module_name(k, idx);
+  const char *mod = module_name(k, idx, 2);
   const char *field;
   if (mod == NULL) cannot_pass(L, idx, w, k->top_is_func);
   lua_pushvalue(L, idx);

@@ -159,6 +159,16 @@ t.test("C functions of modules cross by name", function()
   t.eq(v2, "12")
 end)
 
+t.test("regression: a module after a C function still crosses by name", function()
+  local fmt, j = string.format, json
+  local ok, s, same = thread.spawn(function()
+    return fmt("%s!", "x"), j == require "json"
+  end):join()
+  t.ok(ok, tostring(s))
+  t.eq(s, "x!")
+  t.eq(same, true)
+end)
+
 t.test("globals seen by a function are the receiver's globals", function()
   GLOBAL_ONLY_IN_MAIN = 1
   local ok, v = thread.spawn(function() return GLOBAL_ONLY_IN_MAIN end):join()
