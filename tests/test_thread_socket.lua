@@ -17,6 +17,7 @@ local NAMES = {
   "chatserver broadcasts each line to the other clients",
   "chatserver survives a client that disconnects abruptly",
   "chatclient sends typed lines and prints the broadcasts",
+  "chatserver disconnects a client whose line never ends (it grew the server's memory)",
 }
 
 if not has_socket then
@@ -260,6 +261,28 @@ t.test(NAMES[9], function()
   a:send("/quit\n")
   a:close()
   finish(pid, dir)
+end)
+
+
+t.test(NAMES[10], function()
+  local pid, port, dir = start("chatserver.lua", "--count 2", 30)
+  local a = connect(port)
+  expect(a, "^welcome")
+  local b = connect(port)
+  expect(b, "^welcome")
+  expect(a, "client 2 joined")
+  -- 1 MiB without a newline; the server stops reading it at 64 KiB.
+  local chunk = string.rep("x", 65536)
+  for _ = 1, 16 do if not b:send(chunk) then break end end
+  t.match(expect(a, "client 2 left"), "^%* client 2 left")
+  b:close()
+  a:send("/quit\n")
+  local line
+  repeat line = a:receive("*l") until not line
+  a:close()
+  local out, err = finish(pid, dir)
+  t.eq(err, "")
+  t.match(out, "client 2 left %(line too long%)")
 end)
 
 t.done()
