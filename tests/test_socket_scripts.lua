@@ -142,7 +142,13 @@ t.test("timeserver on its default port 6789 and the client as in the tutorial", 
     return
   end
   probe:close()
-  local srv = start("timeserver.lua", "--count 1")
+  -- Another program may take the port between the probe and the start.
+  local started, srv = pcall(start, "timeserver.lua", "--count 1")
+  if not started and tostring(srv):find("address already in use", 1, true) then
+    t.skip("default port", "6789 was taken while the test ran")
+    return
+  end
+  assert(started, srv)
   t.eq(srv.port, 6789)
   local out = t.netlua(q(SCRIPTS .. "client.lua") .. " 127.0.0.1 6789")
   t.match(out, DATETIME)
