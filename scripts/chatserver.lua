@@ -17,6 +17,7 @@ local thread = require "thread"
 
 local POLL = 0.05
 local MAX_LINE = 64 * 1024 -- longest line a client may send
+local SEND_TIMEOUT = 10   -- a client that reads nothing for this long is dropped
 
 local function parse_args(args)
   local opts, pos, i = {host = "127.0.0.1", port = 6790}, {}, 1
@@ -69,13 +70,20 @@ local function run_hub(hub, done)
   end
 end
 
--- Writes every queued broadcast to the client; false when the client is gone.
+-- Writes every queued broadcast to the client; false when the client is gone
+-- or has not read for SEND_TIMEOUT seconds. (It used to send with the POLL
+-- timeout: a client that was reading, just not within 50 ms of a burst,
+-- was dropped as "send failed".)
 local function flush(client, outbox)
-  while true do
+  local ok = true
+  client:settimeout(SEND_TIMEOUT)
+  while ok do
     local text = outbox:recv(0)
-    if text == nil then return true end
-    if not client:send(text .. "\n") then return false end
+    if text == nil then break end
+    ok = client:send(text .. "\n") ~= nil
   end
+  client:settimeout(POLL)
+  return ok
 end
 
 -- Splits the complete lines off `buffer`, calling each(line) for each (a
