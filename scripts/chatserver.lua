@@ -149,13 +149,19 @@ print(string.format("listening on %s", where(ip, port)))
 local hub, done = thread.channel(), thread.channel()
 local hub_thread = thread.spawn{run_hub, hub, done, name = "hub"}
 local next_id = 0
+local accept_failure -- the last accept error, printed once
 while not opts.count or next_id < opts.count do
   local client, aerr = server:accept()
   if client then
+    accept_failure = nil
     next_id = next_id + 1
     thread.spawn{session, client, next_id, hub, name = "client-" .. next_id}
   else
-    print("accept failed: " .. aerr)
+    -- Out of descriptors (EMFILE) accept fails at once, again and again: say
+    -- it once and wait for clients to leave instead of spinning.
+    if aerr ~= accept_failure then print("accept failed: " .. aerr) end
+    accept_failure = aerr
+    socket.sleep(0.1)
   end
 end
 server:close()

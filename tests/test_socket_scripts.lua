@@ -108,6 +108,45 @@ t.test("servers survive clients that vanish, send garbage or never read", functi
   t.eq(n, 4)
 end)
 
+-- Starts timeserver under the lowest descriptor limit it starts with: its
+-- listening socket then holds the last free descriptor, so every accept
+-- fails with EMFILE. Returns {pid, port, dir} or nil.
+local function start_starved()
+  for n = 5, 32 do
+    local dir = t.tmpdir()
+    os.execute(string.format("sh -c 'ulimit -n %d; exec %s %s 127.0.0.1 0' > %s/out 2> %s/err < /dev/null & echo $! > %s/pid",
+      n, t.NETLUA, SCRIPTS .. "timeserver.lua", dir, dir, dir))
+    local srv = {dir = dir, pid = tonumber(t.readfile(dir .. "/pid"))}
+    for _ = 1, 400 do
+      local out = t.readfile(dir .. "/out") or ""
+      srv.port = tonumber(out:match("listening on [^\n]*:(%d+)"))
+      if srv.port or not os.execute("kill -0 " .. srv.pid .. " 2>/dev/null") then break end
+      socket.sleep(0.05)
+    end
+    if srv.port then return srv end
+    os.execute("kill -KILL " .. srv.pid .. " 2>/dev/null")
+    t.rmtree(dir)
+  end
+end
+
+t.test("out of descriptors, a server says so once and waits (accept failing spun the loop)", function()
+  local srv = start_starved()
+  t.ok(srv, "timeserver starts under some descriptor limit")
+  local c = assert(socket.connect("127.0.0.1", srv.port)) -- queued: accept fails
+  local out
+  for _ = 1, 400 do
+    out = t.readfile(srv.dir .. "/out") or ""
+    if out:find("accept failed") then break end
+    socket.sleep(0.05)
+  end
+  socket.sleep(0.3) -- the server keeps failing meanwhile
+  os.execute("kill " .. srv.pid)
+  c:close()
+  out = stop(srv)
+  local n = select(2, out:gsub("accept failed: too many open files\n", ""))
+  t.eq(n, 1, "lines saying accept failed")
+end)
+
 t.test("servers listen on ::1 when asked", function()
   local srv = start("timeserver.lua", "::1 0 --count 1")
   local out = t.netlua(q(SCRIPTS .. "client.lua") .. " ::1 " .. srv.port)
