@@ -70,7 +70,7 @@ local function order(run)
   end
   for _, row in ipairs(run.rows) do
     local rt = row.rt == BASELINE[row.w] and -2 or row.rt == "netlua" and -1 or rank("r" .. row.rt)
-    row.rank = { rank("w" .. row.w), rank("m" .. row.metric), rt }
+    row.rank = { rank("w" .. row.w), rank("m" .. row.w .. "\0" .. row.metric), rt }
   end
   table.sort(run.rows, function(x, y)
     for i = 1, 3 do
