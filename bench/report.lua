@@ -8,6 +8,9 @@
 -- peer" by the best peer runtime (neither netlua nor the reference) for that
 -- metric; metrics marked hi are better higher, lo better lower.
 
+-- Runtimes named "netlua" or "netlua-<variant>" are ours, never peers.
+local function ours(rt) return rt == "netlua" or rt:match("^netlua%-") ~= nil end
+
 local BASELINE = { time = "c-epoll", echo = "c-epoll", download = "curl",
                    startup = "lua5.4", threads = "c-pthread" }
 
@@ -69,7 +72,7 @@ local function order(run)
     return seen[k]
   end
   for _, row in ipairs(run.rows) do
-    local rt = row.rt == BASELINE[row.w] and -2 or row.rt == "netlua" and -1 or rank("r" .. row.rt)
+    local rt = rank("r" .. row.rt) - (row.rt == BASELINE[row.w] and 2000 or ours(row.rt) and 1000 or 0)
     row.rank = { rank("w" .. row.w), rank("m" .. row.w .. "\0" .. row.metric), rt }
   end
   table.sort(run.rows, function(x, y)
@@ -94,7 +97,7 @@ end
 local function best_peer(run, w, metric)
   local best
   for _, row in ipairs(run.rows) do
-    if row.w == w and row.metric == metric and row.rt ~= "netlua" and row.rt ~= BASELINE[w] then
+    if row.w == w and row.metric == metric and not ours(row.rt) and row.rt ~= BASELINE[w] then
       local better = row.better == "hi" and (not best or row.med > best.med)
         or row.better == "lo" and (not best or row.med < best.med)
       if better then best = row end

@@ -163,8 +163,11 @@ server_workload() {   # server_workload time|echo
     else skip time netlua "$why"; fi
   else
     why=$(netlua_has_mods socket thread)
-    if [ -z "$why" ]; then bench_server echo netlua rt "${largs[@]}" -- "$NETLUA" bench/servers/echo_netlua.lua {PORT}
-    else skip echo netlua "$why"; fi
+    if [ -z "$why" ]; then bench_server echo netlua-threads rt "${largs[@]}" -- "$NETLUA" bench/servers/echo_netlua.lua {PORT}
+    else skip echo netlua-threads "$why"; fi
+    why=$(netlua_has_mods socket)
+    if [ -z "$why" ]; then bench_server echo netlua-select rt "${largs[@]}" -- "$NETLUA" bench/servers/echo_netlua_select.lua {PORT}
+    else skip echo netlua-select "$why"; fi
   fi
   if have python3; then bench_server "$w" python "$unit" "${largs[@]}" -- python3 "bench/servers/$w.py" {PORT}
   else skip "$w" python "python3 not installed"; fi
