@@ -159,7 +159,7 @@ server_workload() {   # server_workload time|echo
   if [ "$w" = time ]; then
     why=$(netlua_has_mods socket)
     [ -z "$why" ] && [ ! -f scripts/timeserver.lua ] && why="no scripts/timeserver.lua yet"
-    if [ -z "$why" ]; then bench_server time netlua conn "${largs[@]}" -- "$NETLUA" scripts/timeserver.lua {PORT}
+    if [ -z "$why" ]; then bench_server time netlua conn "${largs[@]}" -- "$NETLUA" scripts/timeserver.lua 127.0.0.1 {PORT}
     else skip time netlua "$why"; fi
   else
     why=$(netlua_has_mods socket thread)
