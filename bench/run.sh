@@ -1,8 +1,9 @@
 #!/bin/bash
 # run.sh: what `make bench` runs. Runs netlua and its peers on the same work,
 # one after another, on 127.0.0.1, appends every raw run to
-# bench/results/<UTC stamp>.tsv (copied to bench/results/latest.tsv) and
-# prints the table of medians and ratios (bench/report.lua).
+# bench/results/<UTC stamp>.tsv (copied to bench/results/latest.tsv, the table
+# to latest.md) and prints the table of medians and ratios (bench/report.lua).
+# Quick or partial runs go to bench/results/dev.tsv instead.
 #
 #   bash bench/run.sh [path/to/netlua]
 #   BENCH_QUICK=1   one short run of each (while developing)
@@ -44,7 +45,11 @@ trap 'exit 130' INT TERM
 
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p bench/results
+# Only a full run (no BENCH_QUICK, no BENCH_ONLY) becomes a results file.
+FULL=1
+[ -n "${BENCH_QUICK:-}" ] || [ -n "${BENCH_ONLY:-}" ] && FULL=""
 RAW=bench/results/$STAMP.tsv
+[ -n "$FULL" ] || RAW=bench/results/dev.tsv
 CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
 {
   echo "# netlua bench $STAMP runs=$RUNS secs=$SECS quick=${BENCH_QUICK:-0}"
@@ -128,12 +133,13 @@ bench_server() {
   local largs=()
   while [ "$1" != "--" ]; do largs+=("$1"); shift; done
   shift
-  local run
+  local run ok=0
   for run in $(seq "$RUNS"); do
     start_server "$rt" "$@" || { skip "$w" "$rt" "server did not start"; return; }
-    load "$w" "$rt" "$run" "$unit" "${largs[@]}"
+    load "$w" "$rt" "$run" "$unit" "${largs[@]}" && ok=$((ok + 1))
     stop_server
   done
+  [ "$ok" -gt 0 ] || skip "$w" "$rt" "every run failed (see the log above)"
 }
 
 # ---- which runtimes are there ------------------------------------------------
@@ -236,8 +242,9 @@ fetch() {
 }
 
 fetch_all() {   # fetch_all RUNTIME CMD...
-  local run
-  for run in $(seq "$RUNS"); do fetch "$1" "$run" "${@:2}" || true; done
+  local run ok=0
+  for run in $(seq "$RUNS"); do fetch "$1" "$run" "${@:2}" && ok=$((ok + 1)); done
+  [ "$ok" -gt 0 ] || skip download "$1" "every run failed (see the log above)"
 }
 
 download_workload() {
@@ -293,7 +300,9 @@ threads_one() {   # threads_one RUNTIME CMD...: CMD prints spawn_per_s and msgs_
   for run in $(seq "$RUNS"); do
     line=$(timeout -k 2 120 "$@" 2> "$TMP/$rt.err") || line=""
     if [ -z "$(result spawn_per_s " $line")" ]; then
-      echo "  $rt: failed: $(head -c 300 "$TMP/$rt.err")" >&2; return
+      echo "  $rt: failed: $(head -c 300 "$TMP/$rt.err")" >&2
+      skip threads "$rt" "failed: $(head -c 100 "$TMP/$rt.err" | tr '\t\n' '  ')"
+      return
     fi
     record threads "$rt" spawn_join_per_s hi "$run" "$(result spawn_per_s " $line")"
     record threads "$rt" chan_msgs_per_s hi "$run" "$(result msgs_per_s " $line")"
@@ -326,6 +335,10 @@ for w in $ONLY; do
     *) echo "run.sh: unknown workload '$w'" >&2; exit 2 ;;
   esac
 done
-cp "$RAW" bench/results/latest.tsv
 echo "raw runs: $RAW" >&2
-"$NETLUA" bench/report.lua "$RAW" | tee bench/results/latest.md
+if [ -n "$FULL" ]; then
+  cp "$RAW" bench/results/latest.tsv
+  "$NETLUA" bench/report.lua "$RAW" | tee bench/results/latest.md
+else
+  "$NETLUA" bench/report.lua "$RAW"
+fi
