@@ -112,7 +112,7 @@ end
 
 local function one_run(run)
   summarize(run)
-  for _, c in ipairs(run.comments) do print(c) end
+  for _, c in ipairs(run.comments) do print("    " .. c) end
   print()
   print("| workload | metric | runtime | median | min-max | vs C | vs best peer |")
   print("| --- | --- | --- | ---: | ---: | ---: | ---: |")
