@@ -28,6 +28,7 @@ static const luaL_Reg preloaded_modules[] = {
   {"cjson", open_json_as_cjson},
   {"cjson.safe", luaopen_cjson_safe},
   {"time", luaopen_time},
+  {"socket", luaopen_socket},
   {NULL, NULL}
 };
 

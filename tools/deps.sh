@@ -3,7 +3,7 @@
 # As root it runs apt-get non-interactively (refreshing the package lists when
 # a package is unknown); otherwise it prints the exact command to run.
 PKGS="gcc make pkg-config liblua5.4-dev lua-cjson-dev libcurl4-openssl-dev
-      libreadline-dev perl python3 netcat-openbsd"
+      libreadline-dev perl python3 netcat-openbsd lua5.4 lua-socket"
 
 missing=""
 for p in $PKGS; do

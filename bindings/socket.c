@@ -1,0 +1,1566 @@
+/*
+ * socket.c: the socket module, a drop-in for luasocket's core (layer:
+ * bindings). TCP, UDP, Unix-domain and raw sockets with luasocket's class
+ * names, methods, return values and error strings; the receive buffer and
+ * the 'b'/'t' timeouts follow luasocket's buffer.c and timeout.c. Every
+ * descriptor is non-blocking; every wait goes through sock_wait, the single
+ * place that calls the runtime's nl_waitL (where Ctrl-C and, later, the
+ * coroutine scheduler plug in). The Lua half (socket.lua) adds try/newtry/
+ * protect/skip, bind, connect4/6 and socket.unix.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "netlua.h"
+#include "modules.h"
+#include "sock.h"
+
+#define NL_BUFSIZE 8192
+#define NL_DGRAMSIZE 8192
+#define NL_MAXDGRAM 65536
+#define NL_ADDRINFO_MT "socket.addrinfo"
+#define MAX_PENDING 8
+
+/* ---- classes ------------------------------------------------------------ */
+
+enum { G_TCP, G_UDP, G_UNIX, G_UDGRAM, G_RAW };
+enum { R_MASTER, R_CLIENT, R_SERVER, R_UNCONN, R_CONN };
+
+typedef struct ClassInfo {
+  const char *name; /* luasocket's class name, also the metatable name */
+  int group, role;
+} ClassInfo;
+
+static const ClassInfo classes[] = {
+  {"tcp{master}", G_TCP, R_MASTER},
+  {"tcp{client}", G_TCP, R_CLIENT},
+  {"tcp{server}", G_TCP, R_SERVER},
+  {"udp{unconnected}", G_UDP, R_UNCONN},
+  {"udp{connected}", G_UDP, R_CONN},
+  {"unixstream{master}", G_UNIX, R_MASTER},
+  {"unixstream{client}", G_UNIX, R_CLIENT},
+  {"unixstream{server}", G_UNIX, R_SERVER},
+  {"unixdgram{unconnected}", G_UDGRAM, R_UNCONN},
+  {"unixdgram{connected}", G_UDGRAM, R_CONN},
+  {"raw{unconnected}", G_RAW, R_UNCONN},
+  {"raw{connected}", G_RAW, R_CONN},
+};
+#define NCLASSES ((int)(sizeof classes / sizeof classes[0]))
+
+static int kind_of(int group, int role) {
+  for (int k = 0; k < NCLASSES; k++)
+    if (classes[k].group == group && classes[k].role == role) return k;
+  return -1;
+}
+
+static int is_stream_group(int group) { return group == G_TCP || group == G_UNIX; }
+
+/* ---- the socket object ---------------------------------------------------- */
+
+typedef struct Opt Opt;
+
+typedef struct Pending { /* an option set before the descriptor exists */
+  const Opt *opt;
+  int value, extra;
+} Pending;
+
+typedef struct nl_Socket {
+  int fd;
+  int family;   /* AF_UNSPEC until the first bind/connect of tcp()/udp() */
+  int type, protocol;
+  int kind;     /* index in classes[] */
+  int bound;    /* bound explicitly: connect must keep this descriptor */
+  double block, total, start; /* luasocket's timeout.c */
+  double birthday, received, sent;
+  int npending;
+  Pending pending[MAX_PENDING];
+  size_t first, last;
+  char buf[NL_BUFSIZE];
+} nl_Socket;
+
+/* luasocket's io codes: IO_DONE, or a positive errno */
+#define IO_DONE 0
+#define IO_TIMEOUT (-1)
+#define IO_CLOSED (-2)
+
+typedef char ErrBuf[128];
+
+static void apply_pending(nl_Socket *s);
+
+/* luasocket's socket_strerror/io_strerror, lowercase for the others. */
+static const char *io_error(int err, char *eb) {
+  switch (err) {
+    case IO_DONE: return NULL;
+    case IO_CLOSED: return "closed";
+    case IO_TIMEOUT: return "timeout";
+    case EADDRINUSE: return "address already in use";
+    case EISCONN: return "already connected";
+    case EACCES: return "permission denied";
+    case ECONNREFUSED: return "connection refused";
+    case ECONNABORTED: case ECONNRESET: case EPIPE: return "closed";
+    case ETIMEDOUT: return "timeout";
+    default: return nl_strerror(err, eb, sizeof(ErrBuf));
+  }
+}
+
+/* luasocket's socket_gaistrerror; raises "interrupted" on Ctrl-C. */
+static const char *gai_errstr(lua_State *L, int rc, char *eb) {
+  switch (rc) {
+    case 0: return NULL;
+    case NL_EAI_TIMEOUT: return "timeout";
+    case NL_EAI_INTERRUPTED: nl_raise_interrupted(L); return NULL;
+    case EAI_AGAIN: return "temporary failure in name resolution";
+    case EAI_BADFLAGS: return "invalid value for ai_flags";
+    case EAI_FAIL: return "non-recoverable failure in name resolution";
+    case EAI_FAMILY: return "ai_family not supported";
+    case EAI_MEMORY: return "memory allocation failure";
+    case EAI_NONAME: return "host or service not provided, or not known";
+    case EAI_OVERFLOW: return "argument buffer overflow";
+    case EAI_SERVICE: return "service not supported for socket type";
+    case EAI_SOCKTYPE: return "ai_socktype not supported";
+    case EAI_SYSTEM: return nl_strerror(errno, eb, sizeof(ErrBuf));
+    default: return gai_strerror(rc);
+  }
+}
+
+static nl_Socket *test_sock(lua_State *L, int idx) {
+  for (int k = 0; k < NCLASSES; k++) {
+    nl_Socket *s = luaL_testudata(L, idx, classes[k].name);
+    if (s != NULL) return s;
+  }
+  return NULL;
+}
+
+static nl_Socket *check_sock(lua_State *L, int idx) {
+  nl_Socket *s = test_sock(L, idx);
+  if (s == NULL) luaL_typeerror(L, idx, "socket");
+  return s;
+}
+
+/* The object at idx in role `role` of its own group, else luasocket's
+ * "bad argument #1 to 'accept' (tcp{server} expected)". */
+static nl_Socket *check_role(lua_State *L, int idx, int role) {
+  nl_Socket *s = check_sock(L, idx);
+  if (classes[s->kind].role != role) {
+    int want = kind_of(classes[s->kind].group, role);
+    luaL_argerror(L, idx, lua_pushfstring(L, "%s expected",
+                  want >= 0 ? classes[want].name : "socket"));
+  }
+  return s;
+}
+
+static void set_kind(lua_State *L, int idx, nl_Socket *s, int kind) {
+  idx = lua_absindex(L, idx);
+  s->kind = kind;
+  luaL_getmetatable(L, classes[kind].name);
+  lua_setmetatable(L, idx);
+}
+
+/* Pushes a closed socket of class `kind`; its descriptor comes later. */
+static nl_Socket *new_sock(lua_State *L, int kind, int family, int type, int protocol) {
+  nl_Socket *s = lua_newuserdatauv(L, sizeof *s, 0);
+  memset(s, 0, offsetof(nl_Socket, buf));
+  s->fd = -1;
+  s->family = family;
+  s->type = type;
+  s->protocol = protocol;
+  s->kind = kind;
+  s->block = s->total = -1;
+  s->birthday = nl_walltime();
+  luaL_setmetatable(L, classes[kind].name);
+  return s;
+}
+
+/* Creates the descriptor for `family` (replacing one of another family),
+ * with luasocket's IPV6_V6ONLY on for inet6. Returns IO_DONE or errno. */
+static int open_fd(nl_Socket *s, int family) {
+  int fd, one = 1;
+  if (s->fd >= 0 && s->family == family) return IO_DONE;
+  nl_closefd(s->fd);
+  s->fd = -1;
+  fd = nl_socket(family, s->type, s->protocol);
+  if (fd < 0) return -fd;
+  if (family == AF_INET6 && s->type != SOCK_RAW)
+    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  s->fd = fd;
+  s->family = family;
+  apply_pending(s);
+  return IO_DONE;
+}
+
+static void close_sock(nl_Socket *s) {
+  nl_closefd(s->fd);
+  s->fd = -1;
+  s->first = s->last = 0;
+}
+
+/* A Lua number as an int/long/size, clamped into range (a plain C cast of
+ * an out-of-range double is undefined). */
+static double clamp(double d, double lo, double hi) {
+  if (isnan(d) || d < lo) return lo;
+  return d > hi ? hi : d;
+}
+#define TO_INT(d) ((int)clamp((d), INT_MIN, INT_MAX))
+#define TO_LONG(d) ((long)clamp((d), -1e15, 1e15))
+#define TO_SIZE(d) ((size_t)clamp((d), 0, 1e15))
+
+/* ---- timeouts and the single waiting point ---------------------------------- */
+
+static void tm_markstart(nl_Socket *s) { s->start = nl_monotonic(); }
+
+/* The deadline of the next wait: 'b' per wait, 't' for the whole call. */
+static double tm_deadline(nl_Socket *s) {
+  double d = NL_NODEADLINE;
+  if (s->block >= 0) d = nl_monotonic() + s->block;
+  if (s->total >= 0) {
+    double t = s->start + s->total;
+    if (d < 0 || t < d) d = t;
+  }
+  return d;
+}
+
+/* Every wait of this module: 1 when ready, 0 on timeout; Ctrl-C raises. */
+static int sock_wait(lua_State *L, nl_Socket *s, int events) {
+  return nl_waitL(L, s->fd, events, tm_deadline(s)) > 0;
+}
+
+/* ---- raw I/O (luasocket's usocket.c) ------------------------------------- */
+
+/* Makes sure the receive buffer holds data; IO_DONE or an error code. */
+static int io_fill(lua_State *L, nl_Socket *s) {
+  if (s->first < s->last) return IO_DONE;
+  s->first = s->last = 0;
+  for (;;) {
+    ssize_t n;
+    if (s->fd < 0) return IO_CLOSED;
+    n = recv(s->fd, s->buf, NL_BUFSIZE, 0);
+    if (n > 0) {
+      s->last = (size_t)n;
+      s->received += (double)n;
+      return IO_DONE;
+    }
+    if (n == 0) return IO_CLOSED;
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK)
+      return (errno == ECONNRESET || errno == ECONNABORTED) ? IO_CLOSED : errno;
+    if (!sock_wait(L, s, NL_READ)) return IO_TIMEOUT;
+  }
+}
+
+static int io_send(lua_State *L, nl_Socket *s, const char *data, size_t len, size_t *sent) {
+  *sent = 0;
+  while (*sent < len) {
+    ssize_t n;
+    if (s->fd < 0) return IO_CLOSED;
+    n = send(s->fd, data + *sent, len - *sent, MSG_NOSIGNAL);
+    if (n >= 0) {
+      *sent += (size_t)n;
+      s->sent += (double)n;
+      continue;
+    }
+    if (errno == EINTR) continue;
+    if (errno == EPIPE || errno == ECONNRESET) return IO_CLOSED;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) return errno;
+    if (!sock_wait(L, s, NL_WRITE)) return IO_TIMEOUT;
+  }
+  return IO_DONE;
+}
+
+static int io_connect(lua_State *L, nl_Socket *s, const struct sockaddr *sa, socklen_t len) {
+  int err = 0;
+  socklen_t elen = sizeof err;
+  if (s->fd < 0) return IO_CLOSED;
+  if (connect(s->fd, sa, len) == 0) return IO_DONE;
+  /* EINTR: the connection goes on in the background, as EINPROGRESS */
+  if (errno != EINPROGRESS && errno != EAGAIN && errno != EINTR) return errno;
+  if (!sock_wait(L, s, NL_WRITE)) return IO_TIMEOUT;
+  if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0) return errno;
+  return err;
+}
+
+/* ---- addresses ------------------------------------------------------------ */
+
+static const char *family_name(int family) {
+  switch (family) {
+    case AF_INET: return "inet";
+    case AF_INET6: return "inet6";
+    case AF_UNIX: return "unix";
+    default: return "unspec";
+  }
+}
+
+static void push_port(lua_State *L, int port, int as_string) {
+  if (as_string) lua_pushfstring(L, "%d", port);
+  else lua_pushinteger(L, port);
+}
+
+/* Pushes ip, port, family (or a Unix path); returns how many. luasocket
+ * gives the port as a string from getsockname/getpeername, as an integer
+ * from receivefrom. */
+static int push_addr(lua_State *L, const struct sockaddr_storage *ss, socklen_t len,
+                     int port_string) {
+  char ip[INET6_ADDRSTRLEN];
+  if (ss->ss_family == AF_INET) {
+    const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+    lua_pushstring(L, inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip));
+    push_port(L, ntohs(a->sin_port), port_string);
+  } else if (ss->ss_family == AF_INET6) {
+    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+    lua_pushstring(L, inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof ip));
+    push_port(L, ntohs(a->sin6_port), port_string);
+  } else if (ss->ss_family == AF_UNIX) {
+    const struct sockaddr_un *a = (const struct sockaddr_un *)ss;
+    size_t off = offsetof(struct sockaddr_un, sun_path);
+    size_t n = len > off ? strnlen(a->sun_path, len - off) : 0;
+    lua_pushlstring(L, a->sun_path, n);
+    return 1;
+  } else {
+    lua_pushnil(L);
+    lua_pushliteral(L, "unknown family");
+    return 2;
+  }
+  lua_pushstring(L, family_name(ss->ss_family));
+  return 3;
+}
+
+static int addrinfo_gc(lua_State *L) {
+  struct addrinfo **box = luaL_checkudata(L, 1, NL_ADDRINFO_MT);
+  if (*box != NULL) freeaddrinfo(*box);
+  *box = NULL;
+  return 0;
+}
+
+/* Resolves into a box on the stack that __gc frees even when a later wait
+ * raises; returns the list, or NULL with the error in *err. [-0, +1, e] */
+static struct addrinfo *resolve(lua_State *L, const char *host, const char *serv,
+                                const struct addrinfo *hints, double deadline,
+                                const char **err, char *eb) {
+  struct addrinfo **box = lua_newuserdatauv(L, sizeof *box, 0);
+  int rc;
+  *box = NULL;
+  luaL_setmetatable(L, NL_ADDRINFO_MT);
+  rc = nl_getaddrinfo(host, serv, hints, box, deadline);
+  *err = gai_errstr(L, rc, eb);
+  return rc == 0 ? *box : NULL;
+}
+
+static int unix_addr(lua_State *L, const char *path, struct sockaddr_un *un, socklen_t *len) {
+  size_t n = strlen(path);
+  if (n >= sizeof un->sun_path) return ENAMETOOLONG;
+  memset(un, 0, sizeof *un);
+  un->sun_family = AF_UNIX;
+  memcpy(un->sun_path, path, n);
+  *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+  return IO_DONE;
+}
+
+/* Binds to the first address `host` resolves to that works (luasocket's
+ * inet_trybind); "*" is the wildcard. */
+static const char *do_bind(lua_State *L, nl_Socket *s, const char *host,
+                           const char *serv, char *eb) {
+  struct addrinfo hints, *ai;
+  const char *err = NULL;
+  int top = lua_gettop(L);
+  if (s->family == AF_UNIX) {
+    struct sockaddr_un un;
+    socklen_t len;
+    int e = unix_addr(L, host, &un, &len);
+    if (e == IO_DONE && s->fd < 0) e = open_fd(s, AF_UNIX);
+    if (e == IO_DONE && bind(s->fd, (struct sockaddr *)&un, len) != 0) e = errno;
+    if (e == IO_DONE) s->bound = 1;
+    return io_error(e, eb);
+  }
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = s->family;
+  hints.ai_socktype = s->type;
+  hints.ai_protocol = classes[s->kind].group == G_RAW ? 0 : s->protocol;
+  hints.ai_flags = AI_PASSIVE;
+  if (strcmp(host, "*") == 0) host = NULL;
+  ai = resolve(L, host, serv ? serv : "0", &hints, NL_NODEADLINE, &err, eb);
+  for (; ai != NULL; ai = ai->ai_next) {
+    int e = open_fd(s, ai->ai_family);
+    if (e == IO_DONE && bind(s->fd, ai->ai_addr, ai->ai_addrlen) != 0) e = errno;
+    err = io_error(e, eb);
+    if (err == NULL) {
+      s->bound = 1;
+      break;
+    }
+  }
+  lua_settop(L, top);
+  return err;
+}
+
+/* Connects to each address `host` resolves to, in order, until one
+ * answers (luasocket's inet_tryconnect); name resolution counts against the
+ * same timeout. A zero timeout leaves the connection in progress. */
+static const char *do_connect(lua_State *L, nl_Socket *s, const char *host,
+                              const char *serv, char *eb) {
+  struct addrinfo hints, *ai;
+  const char *err = NULL;
+  int top = lua_gettop(L), tried = 0;
+  tm_markstart(s);
+  if (s->family == AF_UNIX) {
+    struct sockaddr_un un;
+    socklen_t len;
+    int e = unix_addr(L, host, &un, &len);
+    if (e == IO_DONE && s->fd < 0) e = open_fd(s, AF_UNIX);
+    if (e == IO_DONE) e = io_connect(L, s, (struct sockaddr *)&un, len);
+    return io_error(e, eb);
+  }
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = s->family;
+  hints.ai_socktype = s->type;
+  ai = resolve(L, host, serv, &hints, tm_deadline(s), &err, eb);
+  for (; ai != NULL; ai = ai->ai_next) {
+    int e;
+    if (tried++ && !s->bound) close_sock(s); /* a failed connect: fresh fd */
+    e = open_fd(s, ai->ai_family);
+    if (e == IO_DONE) e = io_connect(L, s, ai->ai_addr, ai->ai_addrlen);
+    err = io_error(e, eb);
+    if (err == NULL || s->block == 0 || s->total == 0) break;
+  }
+  lua_settop(L, top);
+  return err;
+}
+
+/* ---- socket options (luasocket's options.c) ------------------------------ */
+
+enum { O_BOOL, O_INT, O_LINGER, O_MREQ, O_MREQ6, O_IFADDR, O_ERROR };
+
+struct Opt {
+  const char *name;
+  int level, optname, kind;
+};
+
+static const Opt options[] = {
+  {"keepalive", SOL_SOCKET, SO_KEEPALIVE, O_BOOL},
+  {"reuseaddr", SOL_SOCKET, SO_REUSEADDR, O_BOOL},
+  {"reuseport", SOL_SOCKET, SO_REUSEPORT, O_BOOL},
+  {"broadcast", SOL_SOCKET, SO_BROADCAST, O_BOOL},
+  {"dontroute", SOL_SOCKET, SO_DONTROUTE, O_BOOL},
+  {"linger", SOL_SOCKET, SO_LINGER, O_LINGER},
+  {"so-sndbuf", SOL_SOCKET, SO_SNDBUF, O_INT},
+  {"so-rcvbuf", SOL_SOCKET, SO_RCVBUF, O_INT},
+  {"send-buffer-size", SOL_SOCKET, SO_SNDBUF, O_INT},
+  {"recv-buffer-size", SOL_SOCKET, SO_RCVBUF, O_INT},
+  {"error", SOL_SOCKET, SO_ERROR, O_ERROR},
+  {"tcp-nodelay", IPPROTO_TCP, TCP_NODELAY, O_BOOL},
+  {"tcp-keepidle", IPPROTO_TCP, TCP_KEEPIDLE, O_INT},
+  {"tcp-keepcnt", IPPROTO_TCP, TCP_KEEPCNT, O_INT},
+  {"tcp-keepintvl", IPPROTO_TCP, TCP_KEEPINTVL, O_INT},
+  {"tcp-defer-accept", IPPROTO_TCP, TCP_DEFER_ACCEPT, O_INT},
+  {"ipv6-v6only", IPPROTO_IPV6, IPV6_V6ONLY, O_BOOL},
+  {"ip-multicast-ttl", IPPROTO_IP, IP_MULTICAST_TTL, O_INT},
+  {"ip-multicast-loop", IPPROTO_IP, IP_MULTICAST_LOOP, O_BOOL},
+  {"ip-multicast-if", IPPROTO_IP, IP_MULTICAST_IF, O_IFADDR},
+  {"ip-add-membership", IPPROTO_IP, IP_ADD_MEMBERSHIP, O_MREQ},
+  {"ip-drop-membership", IPPROTO_IP, IP_DROP_MEMBERSHIP, O_MREQ},
+  {"ipv6-unicast-hops", IPPROTO_IPV6, IPV6_UNICAST_HOPS, O_INT},
+  {"ipv6-multicast-hops", IPPROTO_IPV6, IPV6_MULTICAST_HOPS, O_INT},
+  {"ipv6-multicast-loop", IPPROTO_IPV6, IPV6_MULTICAST_LOOP, O_BOOL},
+  {"ipv6-add-membership", IPPROTO_IPV6, IPV6_JOIN_GROUP, O_MREQ6},
+  {"ipv6-drop-membership", IPPROTO_IPV6, IPV6_LEAVE_GROUP, O_MREQ6},
+  {NULL, 0, 0, 0}
+};
+
+static const Opt *check_opt(lua_State *L, int idx) {
+  const char *name = luaL_checkstring(L, idx);
+  for (const Opt *o = options; o->name != NULL; o++)
+    if (strcmp(o->name, name) == 0) return o;
+  luaL_argerror(L, idx, lua_pushfstring(L, "unsupported option `%s'", name));
+  return NULL;
+}
+
+static int set_intopt(int fd, const Opt *o, int value, int extra) {
+  if (o->kind == O_LINGER) {
+    struct linger li;
+    li.l_onoff = value;
+    li.l_linger = extra;
+    return setsockopt(fd, o->level, o->optname, &li, sizeof li);
+  }
+  return setsockopt(fd, o->level, o->optname, &value, sizeof value);
+}
+
+/* Options given before tcp()/udp() has a descriptor are kept and applied
+ * when it is created (luasocket 3.0 fails them with "setsockopt failed"). */
+static void apply_pending(nl_Socket *s) {
+  for (int i = 0; i < s->npending; i++)
+    set_intopt(s->fd, s->pending[i].opt, s->pending[i].value, s->pending[i].extra);
+  s->npending = 0;
+}
+
+static int keep_pending(nl_Socket *s, const Opt *o, int value, int extra) {
+  int i;
+  for (i = 0; i < s->npending && s->pending[i].opt != o; i++) {}
+  if (i == MAX_PENDING) return -1;
+  s->pending[i].opt = o;
+  s->pending[i].value = value;
+  s->pending[i].extra = extra;
+  if (i == s->npending) s->npending++;
+  return 0;
+}
+
+static int get_boolean_arg(lua_State *L, int idx) {
+  luaL_checktype(L, idx, LUA_TBOOLEAN);
+  return lua_toboolean(L, idx);
+}
+
+/* Reads the integer value(s) of an option of kind bool/int/linger. */
+static void opt_values(lua_State *L, const Opt *o, int *value, int *extra) {
+  *extra = 0;
+  if (o->kind == O_BOOL) {
+    *value = get_boolean_arg(L, 3);
+  } else if (o->kind == O_INT) {
+    *value = TO_INT(luaL_checknumber(L, 3));
+  } else {
+    luaL_checktype(L, 3, LUA_TTABLE);
+    lua_getfield(L, 3, "on");
+    lua_getfield(L, 3, "timeout");
+    *value = lua_toboolean(L, -2);
+    *extra = TO_INT(lua_tonumber(L, -1));
+    lua_pop(L, 2);
+  }
+}
+
+static int set_addropt(lua_State *L, nl_Socket *s, const Opt *o) {
+  int r;
+  if (o->kind == O_IFADDR) {
+    struct in_addr a;
+    if (inet_pton(AF_INET, luaL_checkstring(L, 3), &a) != 1)
+      luaL_argerror(L, 3, "ip expected");
+    r = setsockopt(s->fd, o->level, o->optname, &a, sizeof a);
+  } else if (o->kind == O_MREQ) {
+    struct ip_mreq m;
+    luaL_checktype(L, 3, LUA_TTABLE);
+    lua_getfield(L, 3, "multiaddr");
+    lua_getfield(L, 3, "interface");
+    if (inet_pton(AF_INET, luaL_checkstring(L, -2), &m.imr_multiaddr) != 1)
+      luaL_argerror(L, 3, "invalid 'multiaddr' ip address");
+    if (strcmp(luaL_optstring(L, -1, "*"), "*") == 0)
+      m.imr_interface.s_addr = htonl(INADDR_ANY);
+    else if (inet_pton(AF_INET, lua_tostring(L, -1), &m.imr_interface) != 1)
+      luaL_argerror(L, 3, "invalid 'interface' ip address");
+    r = setsockopt(s->fd, o->level, o->optname, &m, sizeof m);
+  } else {
+    struct ipv6_mreq m;
+    luaL_checktype(L, 3, LUA_TTABLE);
+    lua_getfield(L, 3, "multiaddr");
+    lua_getfield(L, 3, "interface");
+    if (inet_pton(AF_INET6, luaL_checkstring(L, -2), &m.ipv6mr_multiaddr) != 1)
+      luaL_argerror(L, 3, "invalid 'multiaddr' ip address");
+    m.ipv6mr_interface = (unsigned)lua_tointeger(L, -1);
+    r = setsockopt(s->fd, o->level, o->optname, &m, sizeof m);
+  }
+  return r;
+}
+
+static int sock_setoption(lua_State *L) {
+  nl_Socket *s = check_sock(L, 1);
+  const Opt *o = check_opt(L, 2);
+  int value = 0, extra = 0, r;
+  if (o->kind == O_ERROR) luaL_argerror(L, 2, "unsupported option `error'");
+  if (o->kind == O_BOOL || o->kind == O_INT || o->kind == O_LINGER) {
+    opt_values(L, o, &value, &extra);
+    if (s->fd < 0 && s->family == AF_UNSPEC)
+      r = keep_pending(s, o, value, extra);
+    else
+      r = set_intopt(s->fd, o, value, extra);
+  } else {
+    r = set_addropt(L, s, o);
+  }
+  if (r != 0) return nl_pushfail(L, "setsockopt failed", NULL);
+  lua_pushnumber(L, 1);
+  return 1;
+}
+
+static int pending_value(nl_Socket *s, const Opt *o, int *value, int *extra) {
+  for (int i = 0; i < s->npending; i++) {
+    if (s->pending[i].opt->optname != o->optname || s->pending[i].opt->level != o->level)
+      continue;
+    *value = s->pending[i].value;
+    *extra = s->pending[i].extra;
+    return 0;
+  }
+  return -1;
+}
+
+static int sock_getoption(lua_State *L) {
+  nl_Socket *s = check_sock(L, 1);
+  const Opt *o = check_opt(L, 2);
+  int value = 0, extra = 0, r = -1;
+  ErrBuf eb;
+  if (o->kind == O_LINGER) {
+    struct linger li;
+    socklen_t len = sizeof li;
+    r = getsockopt(s->fd, o->level, o->optname, &li, &len);
+    value = li.l_onoff;
+    extra = li.l_linger;
+  } else if (o->kind == O_BOOL || o->kind == O_INT || o->kind == O_ERROR) {
+    socklen_t len = sizeof value;
+    r = getsockopt(s->fd, o->level, o->optname, &value, &len);
+  } else {
+    luaL_argerror(L, 2, lua_pushfstring(L, "unsupported option `%s'", o->name));
+  }
+  if (r != 0 && s->fd < 0) r = pending_value(s, o, &value, &extra);
+  if (r != 0) return nl_pushfail(L, "getsockopt failed", NULL);
+  switch (o->kind) {
+    case O_BOOL: lua_pushboolean(L, value != 0); break;
+    case O_INT: lua_pushnumber(L, value); break;
+    case O_ERROR: lua_pushstring(L, io_error(value, eb)); break; /* nil: none */
+    default:
+      lua_createtable(L, 0, 2);
+      lua_pushboolean(L, value != 0);
+      lua_setfield(L, -2, "on");
+      lua_pushinteger(L, extra);
+      lua_setfield(L, -2, "timeout");
+  }
+  return 1;
+}
+
+/* ---- methods shared by every class ------------------------------------------ */
+
+static int sock_close(lua_State *L) {
+  nl_Socket *s = check_sock(L, 1);
+  close_sock(s);
+  lua_pushnumber(L, 1);
+  return 1;
+}
+
+static int sock_gc(lua_State *L) {
+  nl_Socket *s = test_sock(L, 1);
+  if (s != NULL) close_sock(s);
+  return 0;
+}
+
+static int sock_tostring(lua_State *L) {
+  nl_Socket *s = check_sock(L, 1);
+  lua_pushfstring(L, "%s: %p", classes[s->kind].name, (void *)s);
+  return 1;
+}
+
+static int sock_dirty(lua_State *L) {
+  nl_Socket *s = check_sock(L, 1);
+  lua_pushboolean(L, s->first < s->last);
+  return 1;
+}
+
+static int sock_getfd(lua_State *L) {
+  lua_pushnumber(L, check_sock(L, 1)->fd);
+  return 1;
+}
+
+static int sock_setfd(lua_State *L) {
+  nl_Socket *s = check_sock(L, 1);
+  s->fd = TO_INT(luaL_checknumber(L, 2));
+  return 0;
+}
+
+static int sock_getfamily(lua_State *L) {
+  nl_Socket *s = check_sock(L, 1);
+  if (s->family == AF_INET6) lua_pushliteral(L, "inet6");
+  else if (s->family == AF_UNIX) lua_pushliteral(L, "unix");
+  else lua_pushliteral(L, "inet4");
+  return 1;
+}
+
+static int sock_settimeout(lua_State *L) {
+  nl_Socket *s = check_sock(L, 1);
+  double t = luaL_optnumber(L, 2, -1);
+  const char *mode = luaL_optstring(L, 3, "b");
+  if (isnan(t)) t = -1;
+  switch (*mode) {
+    case 'b': s->block = t; break;
+    case 'r': case 't': s->total = t; break;
+    default: luaL_argerror(L, 3, "invalid timeout mode");
+  }
+  lua_pushnumber(L, 1);
+  return 1;
+}
+
+static int sock_gettimeout(lua_State *L) {
+  nl_Socket *s = check_sock(L, 1);
+  lua_pushnumber(L, s->block);
+  lua_pushnumber(L, s->total);
+  return 2;
+}
+
+static int sock_getstats(lua_State *L) {
+  nl_Socket *s = check_sock(L, 1);
+  lua_pushnumber(L, s->received);
+  lua_pushnumber(L, s->sent);
+  lua_pushnumber(L, nl_walltime() - s->birthday);
+  return 3;
+}
+
+static int sock_setstats(lua_State *L) {
+  nl_Socket *s = check_sock(L, 1);
+  s->received = luaL_optnumber(L, 2, s->received);
+  s->sent = luaL_optnumber(L, 3, s->sent);
+  if (lua_isnumber(L, 4)) s->birthday = nl_walltime() - lua_tonumber(L, 4);
+  lua_pushnumber(L, 1);
+  return 1;
+}
+
+static int push_name(lua_State *L, nl_Socket *s, int peer) {
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  ErrBuf eb;
+  int r = peer ? getpeername(s->fd, (struct sockaddr *)&ss, &len)
+               : getsockname(s->fd, (struct sockaddr *)&ss, &len);
+  if (r != 0) return nl_pushfail(L, io_error(errno, eb), NULL);
+  return push_addr(L, &ss, len, 1);
+}
+
+static int sock_getsockname(lua_State *L) {
+  return push_name(L, check_sock(L, 1), 0);
+}
+
+static int sock_getpeername(lua_State *L) {
+  nl_Socket *s = check_sock(L, 1);
+  int role = classes[s->kind].role;
+  if (role != R_CLIENT && role != R_CONN)
+    check_role(L, 1, is_stream_group(classes[s->kind].group) ? R_CLIENT : R_CONN);
+  return push_name(L, s, 1);
+}
+
+/* ---- stream methods (tcp, unix) ------------------------------------------ */
+
+static const char *opt_port(lua_State *L, int idx) {
+  if (lua_isnoneornil(L, idx)) return "0";
+  return luaL_checkstring(L, idx);
+}
+
+static int push_result(lua_State *L, const char *err) {
+  if (err != NULL) return nl_pushfail(L, err, NULL);
+  lua_pushnumber(L, 1);
+  return 1;
+}
+
+static int stream_bind(lua_State *L) {
+  nl_Socket *s = check_role(L, 1, R_MASTER);
+  const char *host = luaL_checkstring(L, 2);
+  const char *port = opt_port(L, 3);
+  ErrBuf eb;
+  return push_result(L, do_bind(L, s, host, port, eb));
+}
+
+static int stream_connect(lua_State *L) {
+  nl_Socket *s = check_role(L, 1, R_MASTER);
+  const char *host = luaL_checkstring(L, 2);
+  const char *port = s->family == AF_UNIX ? NULL : luaL_checkstring(L, 3);
+  ErrBuf eb;
+  const char *err = do_connect(L, s, host, port, eb);
+  if (err == NULL) set_kind(L, 1, s, kind_of(classes[s->kind].group, R_CLIENT));
+  return push_result(L, err);
+}
+
+static int stream_listen(lua_State *L) {
+  nl_Socket *s = check_role(L, 1, R_MASTER);
+  int backlog = TO_INT(luaL_optnumber(L, 2, 32));
+  ErrBuf eb;
+  if (s->fd < 0) {
+    int e = open_fd(s, s->family == AF_UNSPEC ? AF_INET : s->family);
+    if (e != IO_DONE) return nl_pushfail(L, io_error(e, eb), NULL);
+  }
+  if (listen(s->fd, backlog) != 0) return nl_pushfail(L, io_error(errno, eb), NULL);
+  set_kind(L, 1, s, kind_of(classes[s->kind].group, R_SERVER));
+  lua_pushnumber(L, 1);
+  return 1;
+}
+
+static int stream_accept(lua_State *L) {
+  nl_Socket *s = check_role(L, 1, R_SERVER);
+  ErrBuf eb;
+  int err;
+  tm_markstart(s);
+  for (;;) {
+    int fd;
+    if (s->fd < 0) { err = IO_CLOSED; break; }
+    fd = accept4(s->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+      nl_Socket *c = new_sock(L, kind_of(classes[s->kind].group, R_CLIENT),
+                              s->family, s->type, s->protocol);
+      c->fd = fd;
+      return 1;
+    }
+    err = errno;
+    if (err == EINTR || err == ECONNABORTED) continue;
+    if (err != EAGAIN && err != EWOULDBLOCK) break;
+    if (!sock_wait(L, s, NL_READ)) { err = IO_TIMEOUT; break; }
+  }
+  return nl_pushfail(L, io_error(err, eb), NULL);
+}
+
+/* Reads `wanted` bytes (luasocket's recvraw). */
+static int recv_count(lua_State *L, nl_Socket *s, size_t wanted, luaL_Buffer *b) {
+  size_t total = 0;
+  while (total < wanted) {
+    size_t take;
+    int err = io_fill(L, s);
+    if (err != IO_DONE) return err;
+    take = s->last - s->first;
+    if (take > wanted - total) take = wanted - total;
+    luaL_addlstring(b, s->buf + s->first, take);
+    s->first += take;
+    total += take;
+  }
+  return IO_DONE;
+}
+
+/* Reads up to '\n', dropping every '\r' (luasocket's recvline). */
+static int recv_line(lua_State *L, nl_Socket *s, luaL_Buffer *b) {
+  for (;;) {
+    int err = io_fill(L, s);
+    if (err != IO_DONE) return err;
+    while (s->first < s->last) {
+      char c = s->buf[s->first++];
+      if (c == '\n') return IO_DONE;
+      if (c != '\r') luaL_addchar(b, c);
+    }
+  }
+}
+
+/* Reads until the peer closes (luasocket's recvall). */
+static int recv_all(lua_State *L, nl_Socket *s, luaL_Buffer *b) {
+  size_t total = 0;
+  for (;;) {
+    int err = io_fill(L, s);
+    if (err == IO_CLOSED) return total > 0 ? IO_DONE : IO_CLOSED;
+    if (err != IO_DONE) return err;
+    luaL_addlstring(b, s->buf + s->first, s->last - s->first);
+    total += s->last - s->first;
+    s->first = s->last;
+  }
+}
+
+/* receive([pattern[, prefix]]): data, or nil, err, partial. */
+static int stream_receive(lua_State *L) {
+  nl_Socket *s = check_role(L, 1, R_CLIENT);
+  size_t plen = 0;
+  const char *prefix = luaL_optlstring(L, 3, "", &plen);
+  luaL_Buffer b;
+  int err = IO_DONE, top;
+  ErrBuf eb;
+  tm_markstart(s);
+  lua_settop(L, 3);
+  top = lua_gettop(L);
+  if (lua_type(L, 2) == LUA_TNUMBER || (lua_isnumber(L, 2))) {
+    double n = lua_tonumber(L, 2);
+    luaL_argcheck(L, n >= 0, 2, "invalid receive pattern");
+    luaL_buffinit(L, &b);
+    luaL_addlstring(&b, prefix, plen);
+    if (TO_SIZE(n) > plen) err = recv_count(L, s, TO_SIZE(n) - plen, &b);
+  } else {
+    const char *p = luaL_optstring(L, 2, "*l");
+    if (p[0] == '*') p++;
+    if (p[0] != 'l' && p[0] != 'a') luaL_argerror(L, 2, "invalid receive pattern");
+    luaL_buffinit(L, &b);
+    luaL_addlstring(&b, prefix, plen);
+    err = p[0] == 'l' ? recv_line(L, s, &b) : recv_all(L, s, &b);
+  }
+  luaL_pushresult(&b);
+  if (err == IO_DONE) {
+    lua_pushnil(L);
+    lua_pushnil(L);
+    return 3;
+  }
+  lua_pushnil(L);
+  lua_pushstring(L, io_error(err, eb));
+  lua_pushvalue(L, top + 1);
+  return 3;
+}
+
+/* recv([n]): Python's meaning: whatever is there, up to n bytes. */
+static int stream_recv(lua_State *L) {
+  nl_Socket *s = check_role(L, 1, R_CLIENT);
+  lua_Integer n = luaL_optinteger(L, 2, NL_BUFSIZE);
+  size_t take;
+  int err;
+  ErrBuf eb;
+  luaL_argcheck(L, n > 0, 2, "size must be positive");
+  tm_markstart(s);
+  err = io_fill(L, s);
+  if (err != IO_DONE) return nl_pushfail(L, io_error(err, eb), NULL);
+  take = s->last - s->first;
+  if (take > (size_t)n) take = (size_t)n;
+  lua_pushlstring(L, s->buf + s->first, take);
+  s->first += take;
+  return 1;
+}
+
+/* send(data[, i[, j]]): index of the last byte sent, or nil, err, last. */
+static int stream_send(lua_State *L) {
+  nl_Socket *s = check_role(L, 1, R_CLIENT);
+  size_t size, sent = 0;
+  const char *data = luaL_checklstring(L, 2, &size);
+  long start = TO_LONG(luaL_optnumber(L, 3, 1));
+  long end = TO_LONG(luaL_optnumber(L, 4, -1));
+  int err = IO_DONE;
+  ErrBuf eb;
+  tm_markstart(s);
+  if (start < 0) start = (long)size + start + 1;
+  if (end < 0) end = (long)size + end + 1;
+  if (start < 1) start = 1;
+  if (end > (long)size) end = (long)size;
+  if (start <= end) err = io_send(L, s, data + start - 1, (size_t)(end - start + 1), &sent);
+  if (err != IO_DONE) {
+    lua_pushnil(L);
+    lua_pushstring(L, io_error(err, eb));
+    lua_pushnumber(L, (double)sent + (double)start - 1);
+    return 3;
+  }
+  lua_pushnumber(L, (double)sent + (double)start - 1);
+  lua_pushnil(L);
+  lua_pushnil(L);
+  return 3;
+}
+
+static int stream_shutdown(lua_State *L) {
+  static const char *const modes[] = {"receive", "send", "both", NULL};
+  static const int how[] = {SHUT_RD, SHUT_WR, SHUT_RDWR};
+  nl_Socket *s = check_role(L, 1, R_CLIENT);
+  int m = luaL_checkoption(L, 2, "both", modes);
+  shutdown(s->fd, how[m]);
+  lua_pushnumber(L, 1);
+  return 1;
+}
+
+/* ---- datagram methods (udp, unix dgram, raw) -------------------------- */
+
+/* Waits for and reads one datagram; IO_DONE or an error code. */
+static int dgram_read(lua_State *L, nl_Socket *s, char *data, size_t size, size_t *got,
+                      struct sockaddr_storage *from, socklen_t *fromlen) {
+  for (;;) {
+    ssize_t n;
+    if (s->fd < 0) return IO_CLOSED;
+    if (fromlen) *fromlen = sizeof *from;
+    n = recvfrom(s->fd, data, size, 0, (struct sockaddr *)from, fromlen);
+    if (n >= 0) {
+      *got = (size_t)n;
+      s->received += (double)n;
+      return IO_DONE;
+    }
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) return errno;
+    if (!sock_wait(L, s, NL_READ)) return IO_TIMEOUT;
+  }
+}
+
+static int dgram_recv_common(lua_State *L, nl_Socket *s, int with_from) {
+  size_t wanted = TO_SIZE(luaL_optnumber(L, 2, NL_DGRAMSIZE)), got = 0;
+  struct sockaddr_storage from;
+  socklen_t fromlen = sizeof from;
+  luaL_Buffer b;
+  char *data;
+  int err;
+  ErrBuf eb;
+  int top = lua_gettop(L);
+  if (wanted == 0) wanted = 1;
+  if (wanted > NL_MAXDGRAM) wanted = NL_MAXDGRAM; /* no datagram is larger */
+  tm_markstart(s);
+  data = luaL_buffinitsize(L, &b, wanted);
+  err = dgram_read(L, s, data, wanted, &got, with_from ? &from : NULL,
+                   with_from ? &fromlen : NULL);
+  if (err != IO_DONE) {
+    luaL_pushresultsize(&b, 0);
+    return nl_pushfail(L, io_error(err, eb), NULL);
+  }
+  luaL_pushresultsize(&b, got);
+  if (!with_from) return 1;
+  top = lua_gettop(L) - 1;
+  if (s->family == AF_UNIX && fromlen <= offsetof(struct sockaddr_un, sun_path)) {
+    lua_pushliteral(L, "");
+    return 2;
+  }
+  if (push_addr(L, &from, fromlen, 0) == 3) lua_pop(L, 1); /* ip, port */
+  return lua_gettop(L) - top;
+}
+
+static int dgram_receive(lua_State *L) {
+  return dgram_recv_common(L, check_sock(L, 1), 0);
+}
+
+static int dgram_receivefrom(lua_State *L) {
+  return dgram_recv_common(L, check_role(L, 1, R_UNCONN), 1);
+}
+
+static int dgram_write(lua_State *L, nl_Socket *s, const char *data, size_t len,
+                       const struct sockaddr *to, socklen_t tolen, size_t *sent) {
+  for (;;) {
+    ssize_t n;
+    if (s->fd < 0) return IO_CLOSED;
+    n = sendto(s->fd, data, len, MSG_NOSIGNAL, to, tolen);
+    if (n >= 0) {
+      *sent = (size_t)n;
+      s->sent += (double)n;
+      return IO_DONE;
+    }
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) return errno;
+    if (!sock_wait(L, s, NL_WRITE)) return IO_TIMEOUT;
+  }
+}
+
+static int push_sent(lua_State *L, int err, size_t sent) {
+  ErrBuf eb;
+  if (err != IO_DONE) return nl_pushfail(L, io_error(err, eb), NULL);
+  lua_pushnumber(L, (double)sent);
+  return 1;
+}
+
+static int dgram_send(lua_State *L) {
+  nl_Socket *s = check_role(L, 1, R_CONN);
+  size_t len, sent = 0;
+  const char *data = luaL_checklstring(L, 2, &len);
+  int err;
+  tm_markstart(s);
+  err = dgram_write(L, s, data, len, NULL, 0, &sent);
+  return push_sent(L, err, sent);
+}
+
+/* sendto(data, ip, port): numeric addresses only, as luasocket. */
+static int dgram_sendto(lua_State *L) {
+  nl_Socket *s = check_role(L, 1, R_UNCONN);
+  size_t len, sent = 0;
+  const char *data = luaL_checklstring(L, 2, &len);
+  const char *ip = luaL_checkstring(L, 3);
+  struct addrinfo hints, *ai;
+  const char *err;
+  ErrBuf eb;
+  int e;
+  tm_markstart(s);
+  if (s->family == AF_UNIX) {
+    struct sockaddr_un un;
+    socklen_t ulen;
+    e = unix_addr(L, ip, &un, &ulen);
+    if (e == IO_DONE && s->fd < 0) e = open_fd(s, AF_UNIX);
+    if (e == IO_DONE) e = dgram_write(L, s, data, len, (struct sockaddr *)&un, ulen, &sent);
+    return push_sent(L, e, sent);
+  }
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = s->family;
+  hints.ai_socktype = classes[s->kind].group == G_RAW ? 0 : s->type;
+  hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+  ai = resolve(L, ip, classes[s->kind].group == G_RAW ? NULL : luaL_checkstring(L, 4), &hints,
+               NL_NODEADLINE, &err, eb);
+  if (ai == NULL) return nl_pushfail(L, err, NULL);
+  e = open_fd(s, s->fd < 0 ? ai->ai_family : s->family);
+  if (e == IO_DONE) e = dgram_write(L, s, data, len, ai->ai_addr, ai->ai_addrlen, &sent);
+  return push_sent(L, e, sent);
+}
+
+/* setpeername(host, port) connects; setpeername("*") disconnects. */
+static int dgram_setpeername(lua_State *L) {
+  nl_Socket *s = check_sock(L, 1);
+  const char *host = luaL_checkstring(L, 2);
+  int group = classes[s->kind].group;
+  ErrBuf eb;
+  const char *err;
+  if (strcmp(host, "*") == 0) {
+    struct sockaddr sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_family = AF_UNSPEC;
+    if (s->fd >= 0) connect(s->fd, &sa, sizeof sa);
+    set_kind(L, 1, s, kind_of(group, R_UNCONN));
+    lua_pushnumber(L, 1);
+    return 1;
+  }
+  err = do_connect(L, s, host, s->family == AF_UNIX ? NULL : opt_port(L, 3), eb);
+  if (err == NULL) set_kind(L, 1, s, kind_of(group, R_CONN));
+  return push_result(L, err);
+}
+
+static int dgram_setsockname(lua_State *L) {
+  nl_Socket *s = check_role(L, 1, R_UNCONN);
+  const char *host = luaL_checkstring(L, 2);
+  ErrBuf eb;
+  return push_result(L, do_bind(L, s, host, opt_port(L, 3), eb));
+}
+
+/* ---- moving a socket to another thread (nl_Transfer) ------------------------ */
+
+typedef struct Payload {
+  int fd, family, type, protocol, kind, bound;
+  double block, total, birthday, received, sent;
+  size_t nbuf;
+  char buf[];
+} Payload;
+
+static void *sock_export(lua_State *L, int idx) {
+  nl_Socket *s = test_sock(L, idx);
+  Payload *p;
+  size_t n;
+  if (s == NULL || s->fd < 0) {
+    lua_pushstring(L, "a closed socket cannot be passed to a thread");
+    return NULL;
+  }
+  n = s->last - s->first;
+  p = malloc(sizeof *p + n);
+  if (p == NULL) {
+    lua_pushstring(L, "not enough memory");
+    return NULL;
+  }
+  p->fd = s->fd; p->family = s->family; p->type = s->type;
+  p->protocol = s->protocol; p->kind = s->kind; p->bound = s->bound;
+  p->block = s->block; p->total = s->total; p->birthday = s->birthday;
+  p->received = s->received; p->sent = s->sent;
+  p->nbuf = n;
+  memcpy(p->buf, s->buf + s->first, n);
+  s->fd = -1; /* the sender's object now reads as closed */
+  s->first = s->last = 0;
+  return p;
+}
+
+static void sock_import(lua_State *L, void *payload) {
+  Payload *p = payload;
+  nl_Socket *s = new_sock(L, p->kind, p->family, p->type, p->protocol);
+  s->fd = p->fd; s->bound = p->bound;
+  s->block = p->block; s->total = p->total; s->birthday = p->birthday;
+  s->received = p->received; s->sent = p->sent;
+  memcpy(s->buf, p->buf, p->nbuf);
+  s->first = 0;
+  s->last = p->nbuf;
+  free(p);
+}
+
+static void sock_discard(void *payload) {
+  Payload *p = payload;
+  nl_closefd(p->fd);
+  free(p);
+}
+
+static const nl_Transfer sock_transfer = {"socket", sock_export, sock_import, sock_discard};
+
+/* ---- module functions ------------------------------------------------------ */
+
+static int make_sock(lua_State *L, int kind, int family, int type, int protocol) {
+  nl_Socket *s = new_sock(L, kind, family, type, protocol);
+  ErrBuf eb;
+  if (family != AF_UNSPEC) {
+    int e = open_fd(s, family);
+    if (e != IO_DONE) return nl_pushfail(L, io_error(e, eb), NULL);
+  }
+  return 1;
+}
+
+static int socket_tcp(lua_State *L) {
+  return make_sock(L, kind_of(G_TCP, R_MASTER), AF_UNSPEC, SOCK_STREAM, 0);
+}
+static int socket_tcp4(lua_State *L) {
+  return make_sock(L, kind_of(G_TCP, R_MASTER), AF_INET, SOCK_STREAM, 0);
+}
+static int socket_tcp6(lua_State *L) {
+  return make_sock(L, kind_of(G_TCP, R_MASTER), AF_INET6, SOCK_STREAM, 0);
+}
+static int socket_udp(lua_State *L) {
+  return make_sock(L, kind_of(G_UDP, R_UNCONN), AF_UNSPEC, SOCK_DGRAM, 0);
+}
+static int socket_udp4(lua_State *L) {
+  return make_sock(L, kind_of(G_UDP, R_UNCONN), AF_INET, SOCK_DGRAM, 0);
+}
+static int socket_udp6(lua_State *L) {
+  return make_sock(L, kind_of(G_UDP, R_UNCONN), AF_INET6, SOCK_DGRAM, 0);
+}
+static int socket_unix_stream(lua_State *L) {
+  return make_sock(L, kind_of(G_UNIX, R_MASTER), AF_UNIX, SOCK_STREAM, 0);
+}
+static int socket_unix_dgram(lua_State *L) {
+  return make_sock(L, kind_of(G_UDGRAM, R_UNCONN), AF_UNIX, SOCK_DGRAM, 0);
+}
+
+/* socket.raw(family, protocol[, "raw"|"dgram"]): ICMP and friends. */
+static int socket_raw(lua_State *L) {
+  static const char *const families[] = {"inet", "inet6", NULL};
+  static const char *const types[] = {"raw", "dgram", NULL};
+  int family = luaL_checkoption(L, 1, "inet", families) ? AF_INET6 : AF_INET;
+  int proto, type = luaL_checkoption(L, 3, "raw", types) ? SOCK_DGRAM : SOCK_RAW;
+  nl_Socket *s;
+  int e;
+  if (lua_type(L, 2) == LUA_TNUMBER) proto = (int)lua_tointeger(L, 2);
+  else {
+    const char *name = luaL_optstring(L, 2, family == AF_INET ? "icmp" : "icmpv6");
+    if (strcmp(name, "icmp") == 0) proto = IPPROTO_ICMP;
+    else if (strcmp(name, "icmpv6") == 0) proto = IPPROTO_ICMPV6;
+    else if (strcmp(name, "udp") == 0) proto = IPPROTO_UDP;
+    else if (strcmp(name, "tcp") == 0) proto = IPPROTO_TCP;
+    else return luaL_argerror(L, 2, "unknown protocol");
+  }
+  s = new_sock(L, kind_of(G_RAW, R_UNCONN), family, type, proto);
+  e = open_fd(s, family);
+  if (e == EPERM || e == EACCES)
+    return nl_pushfail(L, type == SOCK_RAW
+        ? "raw sockets need root or CAP_NET_RAW (operation not permitted)"
+        : "icmp datagram sockets are not permitted (see net.ipv4.ping_group_range)", "EPERM");
+  if (e != IO_DONE) return nl_pusherrno(L, e);
+  return 1;
+}
+
+/* socket.connect(host, port[, lhost, lport, family]): a tcp{client}. */
+static int socket_connect(lua_State *L) {
+  static const char *const families[] = {"unspec", "inet", "inet6", NULL};
+  static const int fams[] = {AF_UNSPEC, AF_INET, AF_INET6};
+  const char *host = luaL_checkstring(L, 1);
+  const char *port = luaL_checkstring(L, 2);
+  const char *lhost = luaL_optstring(L, 3, NULL);
+  const char *lport = luaL_optstring(L, 4, "0");
+  int family = fams[luaL_checkoption(L, 5, "unspec", families)];
+  nl_Socket *s = new_sock(L, kind_of(G_TCP, R_MASTER), family, SOCK_STREAM, 0);
+  const char *err = NULL;
+  ErrBuf eb;
+  if (lhost != NULL) err = do_bind(L, s, lhost, lport, eb);
+  if (err == NULL) err = do_connect(L, s, host, port, eb);
+  if (err != NULL) {
+    close_sock(s);
+    return nl_pushfail(L, err, NULL);
+  }
+  set_kind(L, -1, s, kind_of(G_TCP, R_CLIENT));
+  return 1;
+}
+
+static int socket_gettime(lua_State *L) {
+  lua_pushnumber(L, nl_walltime());
+  return 1;
+}
+
+static int socket_sleep(lua_State *L) {
+  nl_sleepL(L, luaL_checknumber(L, 1));
+  return 0;
+}
+
+static int socket_gethostname(lua_State *L) {
+  char name[256];
+  if (gethostname(name, sizeof name) != 0) return nl_pusherrno(L, errno);
+  name[sizeof name - 1] = '\0';
+  lua_pushstring(L, name);
+  return 1;
+}
+
+/* ---- select ---------------------------------------------------------------- */
+
+/* Calls obj:getfd() (and obj:dirty() when asked) for the object at idx. */
+static int object_fd(lua_State *L, int idx, int *dirty) {
+  int fd = -1;
+  if (lua_getfield(L, idx, "getfd") == LUA_TFUNCTION) {
+    lua_pushvalue(L, idx);
+    lua_call(L, 1, 1);
+    if (lua_isnumber(L, -1)) fd = TO_INT(lua_tonumber(L, -1));
+  }
+  lua_pop(L, 1);
+  if (dirty != NULL) {
+    *dirty = 0;
+    if (lua_getfield(L, idx, "dirty") == LUA_TFUNCTION) {
+      lua_pushvalue(L, idx);
+      lua_call(L, 1, 1);
+      *dirty = lua_toboolean(L, -1);
+    }
+    lua_pop(L, 1);
+  }
+  return fd;
+}
+
+/* t[#t+1] = obj; t[obj] = #t (luasocket's result tables). */
+static void add_ready(lua_State *L, int tab, int obj) {
+  lua_Integer n = (lua_Integer)lua_rawlen(L, tab) + 1;
+  lua_pushvalue(L, obj);
+  lua_rawseti(L, tab, n);
+  lua_pushvalue(L, obj);
+  lua_pushnumber(L, (lua_Number)n);
+  lua_rawset(L, tab);
+}
+
+static int table_len(lua_State *L, int idx) {
+  if (lua_isnoneornil(L, idx)) return 0;
+  luaL_checktype(L, idx, LUA_TTABLE);
+  return (int)luaL_len(L, idx);
+}
+
+/* Fills fds from the objects of table `tab`; read ones that are dirty go
+ * straight into `ready`. Returns how many were dirty. */
+static int collect_fds(lua_State *L, int tab, int n, int events, nl_PollFd *fds, int ready) {
+  int dirty_count = 0;
+  for (int i = 0; i < n; i++) {
+    int dirty = 0;
+    lua_geti(L, tab, i + 1);
+    fds[i].events = events;
+    fds[i].fd = lua_isnil(L, -1) ? -1
+              : object_fd(L, lua_gettop(L), events == NL_READ ? &dirty : NULL);
+    if (dirty) {
+      add_ready(L, ready, lua_gettop(L));
+      fds[i].fd = -1;
+      dirty_count++;
+    }
+    lua_pop(L, 1);
+  }
+  return dirty_count;
+}
+
+static void return_ready(lua_State *L, int tab, int n, nl_PollFd *fds, int ready) {
+  for (int i = 0; i < n; i++) {
+    if (fds[i].fd < 0 || !fds[i].ready) continue;
+    lua_geti(L, tab, i + 1);
+    add_ready(L, ready, lua_gettop(L));
+    lua_pop(L, 1);
+  }
+}
+
+static int socket_select(lua_State *L) {
+  int nr = table_len(L, 1), nw = table_len(L, 2), dirty, r;
+  double timeout = luaL_optnumber(L, 3, -1);
+  nl_PollFd *fds;
+  ErrBuf eb;
+  lua_settop(L, 3);
+  fds = lua_newuserdatauv(L, sizeof *fds * (size_t)(nr + nw + 1), 0); /* 4 */
+  lua_newtable(L);                                                   /* 5 */
+  lua_newtable(L);                                                   /* 6 */
+  dirty = collect_fds(L, 1, nr, NL_READ, fds, 5);
+  collect_fds(L, 2, nw, NL_WRITE, fds + nr, 6);
+  r = nl_waitmany(fds, nr + nw, dirty ? nl_monotonic() : nl_deadline(timeout));
+  if (r == -EINTR) return nl_raise_interrupted(L);
+  if (r < 0) {
+    lua_pushstring(L, nl_strerror(-r, eb, sizeof eb));
+    return 3;
+  }
+  return_ready(L, 1, nr, fds, 5);
+  return_ready(L, 2, nw, fds + nr, 6);
+  if (r == 0 && dirty == 0) lua_pushliteral(L, "timeout");
+  else lua_pushnil(L);
+  return 3;
+}
+
+/* ---- dns --------------------------------------------------------------------- */
+
+static void push_resolved(lua_State *L, const char *name, struct addrinfo *ai) {
+  char ip[INET6_ADDRSTRLEN];
+  int n = 0;
+  lua_createtable(L, 0, 3);
+  lua_pushstring(L, name);
+  lua_setfield(L, -2, "name");
+  lua_newtable(L);
+  lua_setfield(L, -2, "alias");
+  lua_newtable(L);
+  for (; ai != NULL; ai = ai->ai_next) {
+    const struct sockaddr_in *a = (const struct sockaddr_in *)ai->ai_addr;
+    if (ai->ai_family != AF_INET) continue;
+    inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip);
+    lua_pushstring(L, ip);
+    lua_rawseti(L, -2, ++n);
+  }
+  lua_setfield(L, -2, "ip");
+}
+
+static const char *host_error(lua_State *L, int rc, char *eb) {
+  if (rc == EAI_NONAME || rc == EAI_NODATA || rc == EAI_FAIL || rc == EAI_ADDRFAMILY)
+    return "host not found";
+  return gai_errstr(L, rc, eb);
+}
+
+/* Forward lookup of IPv4 addresses (luasocket's gethostbyname). */
+static struct addrinfo *lookup4(lua_State *L, const char *name, const char **err, char *eb) {
+  struct addrinfo hints;
+  struct addrinfo **box = lua_newuserdatauv(L, sizeof *box, 0);
+  int rc;
+  *box = NULL;
+  luaL_setmetatable(L, NL_ADDRINFO_MT);
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_INET;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_CANONNAME;
+  rc = nl_getaddrinfo(name, NULL, &hints, box, NL_NODEADLINE);
+  *err = rc ? host_error(L, rc, eb) : NULL;
+  return rc ? NULL : *box;
+}
+
+static int dns_toip(lua_State *L) {
+  const char *name = luaL_checkstring(L, 1);
+  const char *err;
+  ErrBuf eb;
+  struct addrinfo *ai = lookup4(L, name, &err, eb);
+  if (ai == NULL) return nl_pushfail(L, err, NULL);
+  push_resolved(L, ai->ai_canonname ? ai->ai_canonname : name, ai);
+  lua_getfield(L, -1, "ip");
+  lua_rawgeti(L, -1, 1);
+  lua_replace(L, -2);
+  lua_insert(L, -2); /* ip, resolved */
+  return 2;
+}
+
+static int dns_tohostname(lua_State *L) {
+  const char *addr = luaL_checkstring(L, 1);
+  struct sockaddr_in sa;
+  char host[NI_MAXHOST];
+  const char *err;
+  ErrBuf eb;
+  int rc;
+  memset(&sa, 0, sizeof sa);
+  sa.sin_family = AF_INET;
+  if (inet_pton(AF_INET, addr, &sa.sin_addr) != 1) {
+    struct addrinfo *ai = lookup4(L, addr, &err, eb);
+    if (ai == NULL) return nl_pushfail(L, err, NULL);
+    lua_pushstring(L, ai->ai_canonname ? ai->ai_canonname : addr);
+    push_resolved(L, lua_tostring(L, -1), ai);
+    return 2;
+  }
+  rc = nl_getnameinfo((struct sockaddr *)&sa, sizeof sa, host, sizeof host, NULL, 0,
+                      NI_NAMEREQD, NL_NODEADLINE);
+  if (rc != 0) return nl_pushfail(L, host_error(L, rc, eb), NULL);
+  lua_pushstring(L, host);
+  push_resolved(L, host, NULL);
+  lua_createtable(L, 1, 0);
+  lua_pushstring(L, addr);
+  lua_rawseti(L, -2, 1);
+  lua_setfield(L, -2, "ip");
+  return 2;
+}
+
+static int dns_getaddrinfo(lua_State *L) {
+  const char *host = luaL_checkstring(L, 1);
+  struct addrinfo hints, *ai;
+  const char *err;
+  ErrBuf eb;
+  int i = 0;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  if (strcmp(host, "*") == 0) {
+    host = NULL;
+    hints.ai_flags = AI_PASSIVE;
+  }
+  ai = resolve(L, host, NULL, &hints, NL_NODEADLINE, &err, eb);
+  if (ai == NULL) return nl_pushfail(L, err, NULL);
+  lua_newtable(L);
+  for (; ai != NULL; ai = ai->ai_next) {
+    char ip[INET6_ADDRSTRLEN];
+    const void *a = ai->ai_family == AF_INET
+        ? (const void *)&((struct sockaddr_in *)ai->ai_addr)->sin_addr
+        : (const void *)&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr;
+    if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6) continue;
+    lua_createtable(L, 0, 2);
+    lua_pushstring(L, family_name(ai->ai_family));
+    lua_setfield(L, -2, "family");
+    lua_pushstring(L, inet_ntop(ai->ai_family, a, ip, sizeof ip));
+    lua_setfield(L, -2, "addr");
+    lua_rawseti(L, -2, ++i);
+  }
+  return 1;
+}
+
+static int dns_getnameinfo(lua_State *L) {
+  const char *host = luaL_optstring(L, 1, NULL);
+  const char *serv = luaL_optstring(L, 2, NULL);
+  struct addrinfo hints, *ai;
+  char name[NI_MAXHOST], service[NI_MAXSERV];
+  const char *err;
+  ErrBuf eb;
+  int i = 0, rc;
+  if (host == NULL && serv == NULL) return luaL_error(L, "invalid arguments");
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  ai = resolve(L, host, serv, &hints, NL_NODEADLINE, &err, eb);
+  if (ai == NULL) return nl_pushfail(L, err, NULL);
+  lua_newtable(L);
+  service[0] = '\0';
+  for (; ai != NULL; ai = ai->ai_next) {
+    rc = nl_getnameinfo(ai->ai_addr, ai->ai_addrlen, name, sizeof name,
+                        service, sizeof service, 0, NL_NODEADLINE);
+    if (rc != 0) return nl_pushfail(L, gai_errstr(L, rc, eb), NULL);
+    if (host == NULL) continue;
+    lua_pushstring(L, name);
+    lua_rawseti(L, -2, ++i);
+  }
+  if (host == NULL) lua_pushnil(L);
+  else lua_pushvalue(L, -1);
+  if (serv != NULL) lua_pushstring(L, service);
+  else lua_pushnil(L);
+  return 2;
+}
+
+static int dns_gethostname(lua_State *L) { return socket_gethostname(L); }
+
+/* ---- registration ----------------------------------------------------------- */
+
+static const luaL_Reg stream_methods[] = {
+  {"accept", stream_accept}, {"bind", stream_bind}, {"close", sock_close},
+  {"connect", stream_connect}, {"dirty", sock_dirty}, {"getfamily", sock_getfamily},
+  {"getfd", sock_getfd}, {"getoption", sock_getoption},
+  {"getpeername", sock_getpeername}, {"getsockname", sock_getsockname},
+  {"getstats", sock_getstats}, {"setstats", sock_setstats},
+  {"listen", stream_listen}, {"receive", stream_receive}, {"recv", stream_recv},
+  {"send", stream_send}, {"setfd", sock_setfd}, {"setoption", sock_setoption},
+  {"setpeername", stream_connect}, {"setsockname", stream_bind},
+  {"settimeout", sock_settimeout}, {"gettimeout", sock_gettimeout},
+  {"shutdown", stream_shutdown}, {NULL, NULL}
+};
+
+static const luaL_Reg dgram_methods[] = {
+  {"close", sock_close}, {"dirty", sock_dirty}, {"getfamily", sock_getfamily},
+  {"getfd", sock_getfd}, {"getoption", sock_getoption},
+  {"getpeername", sock_getpeername}, {"getsockname", sock_getsockname},
+  {"getstats", sock_getstats}, {"setstats", sock_setstats},
+  {"receive", dgram_receive}, {"receivefrom", dgram_receivefrom},
+  {"recv", dgram_receive}, {"send", dgram_send}, {"sendto", dgram_sendto},
+  {"setfd", sock_setfd}, {"setoption", sock_setoption},
+  {"setpeername", dgram_setpeername}, {"setsockname", dgram_setsockname},
+  {"settimeout", sock_settimeout}, {"gettimeout", sock_gettimeout},
+  {NULL, NULL}
+};
+
+static const luaL_Reg sock_meta[] = {
+  {"__gc", sock_gc}, {"__close", sock_gc}, {"__tostring", sock_tostring},
+  {NULL, NULL}
+};
+
+static const luaL_Reg socket_funcs[] = {
+  {"tcp", socket_tcp}, {"tcp4", socket_tcp4}, {"tcp6", socket_tcp6},
+  {"udp", socket_udp}, {"udp4", socket_udp4}, {"udp6", socket_udp6},
+  {"connect", socket_connect}, {"select", socket_select},
+  {"gettime", socket_gettime}, {"sleep", socket_sleep},
+  {"gethostname", socket_gethostname}, {"raw", socket_raw},
+  {"_unix_stream", socket_unix_stream}, {"_unix_dgram", socket_unix_dgram},
+  {NULL, NULL}
+};
+
+static const luaL_Reg dns_funcs[] = {
+  {"toip", dns_toip}, {"tohostname", dns_tohostname},
+  {"gethostname", dns_gethostname}, {"getaddrinfo", dns_getaddrinfo},
+  {"getnameinfo", dns_getnameinfo}, {NULL, NULL}
+};
+
+/* One metatable per class: the methods of its kind, `class`, the transfer. */
+static void register_classes(lua_State *L) {
+  for (int k = 0; k < NCLASSES; k++) {
+    nl_newclass(L, classes[k].name,
+                is_stream_group(classes[k].group) ? stream_methods : dgram_methods,
+                sock_meta);
+    luaL_getmetatable(L, classes[k].name);
+    lua_getfield(L, -1, "__index");
+    lua_pushstring(L, classes[k].name);
+    lua_setfield(L, -2, "class");
+    lua_pop(L, 1);
+    lua_pushlightuserdata(L, (void *)&sock_transfer);
+    lua_setfield(L, -2, NL_TRANSFER_FIELD);
+    lua_pop(L, 1);
+  }
+  luaL_newmetatable(L, NL_ADDRINFO_MT);
+  lua_pushcfunction(L, addrinfo_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+}
+
+int luaopen_socket(lua_State *L) {
+  register_classes(L);
+  luaL_newlib(L, socket_funcs);
+  luaL_newlib(L, dns_funcs);
+  lua_setfield(L, -2, "dns");
+  nl_runembedded(L, "socket", 1);
+  return 1;
+}

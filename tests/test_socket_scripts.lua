@@ -1,0 +1,194 @@
+-- test_socket_scripts.lua: the tutorial's programs in scripts/, each server
+-- run as its own netlua process on a free loopback port, talked to by the
+-- netlua client and by independent peers (Python's socket module, nc).
+local t = require "testlib"
+local socket = require "socket"
+
+local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "tests"
+local SCRIPTS = here .. "/../scripts/"
+local q = t.shellquote
+
+-- Starts `netlua scripts/NAME args` in the background and waits for its
+-- "listening on" line; returns {pid, port, dir}.
+local function start(name, args)
+  local dir = t.tmpdir()
+  os.execute(string.format("%s %s %s > %s/out 2> %s/err < /dev/null & echo $! > %s/pid",
+    q(t.NETLUA), q(SCRIPTS .. name), args, dir, dir, dir))
+  local srv = {dir = dir, pid = tonumber(t.readfile(dir .. "/pid"))}
+  for _ = 1, 400 do
+    local out = t.readfile(dir .. "/out") or ""
+    local port = out:match("listening on [^\n]*:(%d+)")
+    if port then srv.port = tonumber(port) return srv end
+    if out == "" and (t.readfile(dir .. "/err") or "") ~= "" then break end
+    socket.sleep(0.05)
+  end
+  os.execute("kill " .. srv.pid .. " 2>/dev/null")
+  error("server did not start: " .. (t.readfile(dir .. "/err") or ""))
+end
+
+-- Waits (at most 10 s) for the server to exit, kills it if it does not;
+-- returns its stdout and stderr.
+local function stop(srv)
+  os.execute(string.format(
+    "i=0; while kill -0 %d 2>/dev/null && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; kill %d 2>/dev/null",
+    srv.pid, srv.pid))
+  local out, err = t.readfile(srv.dir .. "/out"), t.readfile(srv.dir .. "/err")
+  t.rmtree(srv.dir)
+  return out, err
+end
+
+local function python(code)
+  return t.sh("python3 -c " .. q(code))
+end
+
+local DATETIME = "^%d%d%d%d%-%d%d%-%d%d %d%d:%d%d:%d%d"
+local WELCOME = "欢迎访问菜鸟教程！\r\n"
+
+t.test("timeserver: netlua client shows the time, server logs the client", function()
+  local srv = start("timeserver.lua", "127.0.0.1 0 --count 1")
+  local out, err, code = t.netlua(q(SCRIPTS .. "client.lua") .. " 127.0.0.1 " .. srv.port)
+  t.eq(code, 0, err)
+  t.match(out, DATETIME .. "%.?%d*\n$")
+  t.match(err, "connected to 127.0.0.1:" .. srv.port)
+  local log = stop(srv)
+  t.match(log, "^listening on 127%.0%.0%.1:" .. srv.port .. "\n")
+  t.match(log, "connection from 127%.0%.0%.1:%d+\n")
+end)
+
+t.test("timeserver: Python's socket module reads the same format", function()
+  local srv = start("timeserver.lua", "127.0.0.1 0 --count 1")
+  local out = python(string.format([[
+import socket
+s = socket.create_connection(("127.0.0.1", %d))
+data = b""
+while True:
+    chunk = s.recv(1024)
+    if not chunk: break
+    data += chunk
+print(data.decode("ascii"))
+]], srv.port))
+  t.match(out, DATETIME .. "%.?%d*\n$")
+  stop(srv)
+end)
+
+t.test("welcome server: netlua client prints the UTF-8 greeting", function()
+  local srv = start("server.lua", "127.0.0.1 0 --count 1")
+  local out = t.netlua(q(SCRIPTS .. "client.lua") .. " 127.0.0.1 " .. srv.port)
+  t.eq(out, WELCOME .. "\n")
+  stop(srv)
+end)
+
+t.test("welcome server: python and nc get the exact bytes", function()
+  local srv = start("server.lua", "127.0.0.1 0 --count 2")
+  local out = python(string.format([[
+import socket, sys
+s = socket.create_connection(("127.0.0.1", %d))
+data = s.recv(1024)
+sys.stdout.write(data.hex())
+]], srv.port))
+  t.eq(out, (WELCOME:gsub(".", function(c) return string.format("%02x", c:byte()) end)))
+  local nc = t.sh("nc -w 5 127.0.0.1 " .. srv.port)
+  t.eq(nc, WELCOME)
+  stop(srv)
+end)
+
+t.test("servers survive clients that vanish, send garbage or never read", function()
+  local srv = start("server.lua", "127.0.0.1 0 --count 4")
+  local vanish = socket.connect("127.0.0.1", srv.port)
+  vanish:close()
+  local garbage = socket.connect("127.0.0.1", srv.port)
+  garbage:send("\0\255garbage\r\n" .. string.rep("x", 100000))
+  garbage:close()
+  local lazy = socket.connect("127.0.0.1", srv.port) -- never reads
+  local out = t.netlua(q(SCRIPTS .. "client.lua") .. " 127.0.0.1 " .. srv.port)
+  t.eq(out, WELCOME .. "\n")
+  lazy:close()
+  local log = stop(srv)
+  local n = select(2, log:gsub("connection from", ""))
+  t.eq(n, 4)
+end)
+
+t.test("servers listen on ::1 when asked", function()
+  local srv = start("timeserver.lua", "::1 0 --count 1")
+  local out = t.netlua(q(SCRIPTS .. "client.lua") .. " ::1 " .. srv.port)
+  t.match(out, DATETIME)
+  local log = stop(srv)
+  t.match(log, "^listening on %[::1%]:%d+")
+end)
+
+t.test("a taken port: clear message naming address and port, status 1", function()
+  local srv = start("server.lua", "127.0.0.1 0 --count 1")
+  local _, err, code = t.netlua(q(SCRIPTS .. "timeserver.lua") .. " 127.0.0.1 " .. srv.port)
+  t.eq(code, 1)
+  t.eq(err, "netlua: cannot listen on 127.0.0.1:" .. srv.port .. ": address already in use\n")
+  t.netlua(q(SCRIPTS .. "client.lua") .. " 127.0.0.1 " .. srv.port)
+  stop(srv)
+end)
+
+t.test("client: connection refused names address and port, status 1", function()
+  local s = socket.tcp4()
+  s:bind("127.0.0.1", 0)
+  local _, port = s:getsockname()
+  s:close()
+  local _, err, code = t.netlua(q(SCRIPTS .. "client.lua") .. " 127.0.0.1 " .. port)
+  t.eq(code, 1)
+  t.eq(err, "netlua: cannot connect to 127.0.0.1:" .. port .. ": connection refused\n")
+end)
+
+t.test("timeserver on its default port 6789 and the client as in the tutorial", function()
+  local probe = socket.bind("127.0.0.1", 6789)
+  if not probe then
+    t.skip("default port", "6789 is taken on this machine")
+    return
+  end
+  probe:close()
+  local srv = start("timeserver.lua", "--count 1")
+  t.eq(srv.port, 6789)
+  local out = t.netlua(q(SCRIPTS .. "client.lua") .. " 127.0.0.1 6789")
+  t.match(out, DATETIME)
+  stop(srv)
+end)
+
+t.test("udp_echo: server echoes to the netlua client and to python", function()
+  local srv = start("udp_echo.lua", "server 127.0.0.1 0 --count 2")
+  local out, err, code = t.netlua(q(SCRIPTS .. "udp_echo.lua") .. " client 127.0.0.1 " .. srv.port .. " 'héllo wörld'")
+  t.eq(code, 0, err)
+  t.eq(out, "reply from 127.0.0.1:" .. srv.port .. ": héllo wörld\n")
+  local py = python(string.format([[
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(5)
+s.sendto(b"\x00raw\xff", ("127.0.0.1", %d))
+print(s.recvfrom(100)[0].hex())
+]], srv.port))
+  t.eq(py, "00726177ff\n")
+  local log = stop(srv)
+  t.match(log, "listening on 127%.0%.0%.1:%d+ %(udp%)")
+  t.match(log, "13 bytes from 127%.0%.0%.1:%d+, echoed")
+end)
+
+t.test("udp_echo: client without a server says so", function()
+  local u = socket.udp()
+  u:setsockname("127.0.0.1", 0)
+  local _, port = u:getsockname()
+  u:close()
+  local _, err, code = t.netlua(q(SCRIPTS .. "udp_echo.lua") .. " client 127.0.0.1 " .. port)
+  t.eq(code, 1)
+  t.eq(err, "netlua: no reply from 127.0.0.1:" .. port .. " (udp): connection refused\n")
+end)
+
+t.test("ping: ICMP echo to 127.0.0.1 prints round-trip times", function()
+  local out, err, code = t.netlua(q(SCRIPTS .. "ping.lua") .. " 127.0.0.1 -c 2 -i 0.05")
+  if code ~= 0 and err:find("need root") then
+    t.skip("ping", "no raw or icmp datagram sockets here")
+    return
+  end
+  t.eq(code, 0, err)
+  t.match(out, "^PING 127%.0%.0%.1 %(127%.0%.0%.1%)")
+  t.match(out, "from 127%.0%.0%.1: icmp_seq=1 [^\n]*time=%d+%.%d+ ms\n")
+  t.match(out, "icmp_seq=2")
+  t.match(out, "2 packets transmitted, 2 received, 0%% packet loss")
+  t.match(out, "rtt min/avg/max = [%d%.]+/[%d%.]+/[%d%.]+ ms")
+end)
+
+t.done()

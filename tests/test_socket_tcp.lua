@@ -1,0 +1,493 @@
+-- test_socket_tcp.lua: the socket module's TCP objects, luasocket's way:
+-- classes, connect/bind/listen/accept, receive patterns, partial results,
+-- send indices, timeouts, errors, big and binary payloads, IPv6, closing.
+local t = require "testlib"
+local socket = require "socket"
+
+-- A connected pair on loopback: client, the server's side of it, server.
+local function pair(host)
+  local server = assert(socket.bind(host or "127.0.0.1", 0))
+  local ip, port = server:getsockname()
+  local client = assert(socket.connect(ip, port))
+  local peer = assert(server:accept())
+  return client, peer, server
+end
+
+local function closeall(...)
+  for _, s in ipairs({...}) do s:close() end
+end
+
+t.test("classes and tostring follow luasocket", function()
+  local m = socket.tcp()
+  t.eq(m.class, "tcp{master}")
+  t.match(tostring(m), "^tcp{master}: 0x%x+$")
+  local c, p, s = pair()
+  t.eq(s.class, "tcp{server}")
+  t.match(tostring(s), "^tcp{server}: ")
+  t.eq(c.class, "tcp{client}")
+  t.eq(p.class, "tcp{client}")
+  t.match(tostring(c), "^tcp{client}: ")
+  closeall(m, c, p, s)
+end)
+
+t.test("methods check the class as luasocket does", function()
+  local c, p, s = pair()
+  t.raises("tcp{server} expected", c.accept, c)
+  t.raises("tcp{client} expected", s.receive, s)
+  t.raises("tcp{master} expected", c.bind, c, "127.0.0.1", 0)
+  t.raises("tcp{master} expected", c.connect, c, "127.0.0.1", 1)
+  t.raises("socket expected", socket.tcp().close, {})
+  closeall(c, p, s)
+end)
+
+t.test("tcp() has no descriptor until bind or connect; tcp4/tcp6 have one", function()
+  local m = socket.tcp()
+  t.eq(m:getfd(), -1)
+  t.eq(m:getfamily(), "inet4")
+  local m4, m6 = socket.tcp4(), socket.tcp6()
+  t.ok(m4:getfd() >= 0)
+  t.eq(m4:getfamily(), "inet4")
+  t.eq(m6:getfamily(), "inet6")
+  closeall(m, m4, m6)
+end)
+
+t.test("bind, listen, accept, connect return luasocket's values", function()
+  local s = socket.tcp()
+  t.eq(s:bind("127.0.0.1", 0), 1)
+  t.eq(s:listen(), 1)
+  t.eq(s.class, "tcp{server}")
+  local ip, port, fam = s:getsockname()
+  t.eq(ip, "127.0.0.1")
+  t.eq(type(port), "string", "luasocket gives the port as a string")
+  t.ok(tonumber(port) > 0)
+  t.eq(fam, "inet")
+  local c = socket.tcp()
+  t.eq(c:connect("127.0.0.1", port), 1)
+  t.eq(c.class, "tcp{client}")
+  local p = s:accept()
+  local pip, pport = p:getpeername()
+  local cip, cport = c:getsockname()
+  t.eq(pip, cip)
+  t.eq(pport, cport)
+  local rip, rport = c:getpeername()
+  t.eq(rip, "127.0.0.1")
+  t.eq(rport, port)
+  closeall(c, p, s)
+end)
+
+t.test("receive *l strips CR and LF, l works without the star", function()
+  local c, p, s = pair()
+  c:send("one\r\ntw\ro\nthree\n")
+  t.eq(p:receive("*l"), "one")
+  t.eq(p:receive("l"), "two")
+  local line, err, partial = p:receive()
+  t.eq(line, "three")
+  t.eq(err, nil)
+  t.eq(partial, nil)
+  closeall(c, p, s)
+end)
+
+t.test("receive N and the prefix argument", function()
+  local c, p, s = pair()
+  c:send("abcdefgh")
+  t.eq(p:receive(3), "abc")
+  t.eq(p:receive(4, "xy"), "xyde")
+  t.eq(p:receive(2, "long prefix"), "long prefix")
+  t.eq(p:receive(0), "")
+  t.eq(p:receive(3), "fgh", "nothing was consumed by the prefix-only calls")
+  closeall(c, p, s)
+end)
+
+t.test("receive *a reads until the peer closes", function()
+  local c, p, s = pair()
+  c:send("all of it\nand more")
+  c:close()
+  t.eq(p:receive("*a"), "all of it\nand more")
+  local d, err, partial = p:receive("*a")
+  t.eq(d, nil)
+  t.eq(err, "closed")
+  t.eq(partial, "")
+  closeall(p, s)
+end)
+
+t.test("receive on close mid-line gives nil, 'closed', partial", function()
+  local c, p, s = pair()
+  c:send("no newline")
+  c:close()
+  local d, err, partial = p:receive()
+  t.eq(d, nil)
+  t.eq(err, "closed")
+  t.eq(partial, "no newline")
+  d, err, partial = p:receive(5)
+  t.eq(err, "closed")
+  t.eq(partial, "")
+  closeall(p, s)
+end)
+
+t.test("receive timeout gives nil, 'timeout', partial", function()
+  local c, p, s = pair()
+  c:send("part")
+  p:settimeout(0.05)
+  local d, err, partial = p:receive(10)
+  t.eq(d, nil)
+  t.eq(err, "timeout")
+  t.eq(partial, "part")
+  d, err, partial = p:receive("*l")
+  t.eq(err, "timeout")
+  t.eq(partial, "")
+  closeall(c, p, s)
+end)
+
+t.test("settimeout 't' bounds the whole call, 'b' each wait", function()
+  local c, p, s = pair()
+  t.eq(p:settimeout(0.05, "t"), 1)
+  c:send("ab")
+  local d, err, partial = p:receive(3)
+  t.eq(err, "timeout")
+  t.eq(partial, "ab")
+  p:settimeout(nil, "t")
+  p:settimeout(0)
+  d, err = p:receive(1)
+  t.eq(err, "timeout", "zero timeout does not block")
+  p:settimeout(-1)
+  c:send("z")
+  t.eq(p:receive(1), "z", "negative timeout blocks until data")
+  t.raises("invalid timeout mode", p.settimeout, p, 1, "x")
+  closeall(c, p, s)
+end)
+
+t.test("send returns the last index; i and j select a slice", function()
+  local c, p, s = pair()
+  t.eq(c:send("hello"), 5)
+  t.eq(c:send("0123456789", 3, 5), 5)
+  t.eq(c:send("0123456789", -3), 10)
+  t.eq(c:send(""), 0)
+  t.eq(p:receive(5 + 3 + 3), "hello234789")
+  closeall(c, p, s)
+end)
+
+t.test("send to a closed socket gives nil, 'closed', last index", function()
+  local c, p, s = pair()
+  c:close()
+  local r, err, last = c:send("x")
+  t.eq(r, nil)
+  t.eq(err, "closed")
+  t.eq(last, 0)
+  closeall(p, s)
+end)
+
+t.test("send to a peer that went away says 'closed', SIGPIPE does not kill", function()
+  local c, p, s = pair()
+  p:close()
+  local err
+  for _ = 1, 100 do
+    local r, e = c:send(string.rep("x", 65536))
+    if not r then err = e break end
+  end
+  t.eq(err, "closed")
+  closeall(c, s)
+end)
+
+t.test("binary data and megabytes round-trip intact", function()
+  local c, p, s = pair()
+  local parts = {}
+  for i = 0, 3 * 1024 * 1024 / 256 - 1 do
+    parts[#parts + 1] = string.char(i % 256) .. string.rep("\0\255\128", 85)
+  end
+  local data = table.concat(parts)
+  t.eq(#data, 3 * 1024 * 1024)
+  c:settimeout(0)
+  p:settimeout(0)
+  local got, last = {}, 0
+  while last < #data do -- pump: partial sends interleaved with receives
+    local r, err, idx = c:send(data, last + 1)
+    last = r or idx
+    if not r then t.eq(err, "timeout") end
+    local chunk, _, partial = p:receive(65536)
+    got[#got + 1] = chunk or partial
+  end
+  p:settimeout(1)
+  local have = #table.concat(got)
+  got[#got + 1] = p:receive(#data - have)
+  t.ok(table.concat(got) == data, "payload differs")
+  closeall(c, p, s)
+end)
+
+t.test("recv(n) returns whatever is there, up to n; nil, 'closed' at the end", function()
+  local c, p, s = pair()
+  c:send("12345")
+  t.eq(p:recv(3), "123")
+  t.eq(p:recv(1024), "45")
+  p:settimeout(0.02)
+  local d, err = p:recv(10)
+  t.eq(d, nil)
+  t.eq(err, "timeout")
+  c:close()
+  d, err = p:recv(10)
+  t.eq(d, nil)
+  t.eq(err, "closed")
+  closeall(p, s)
+end)
+
+t.test("connection refused", function()
+  local s = socket.tcp4()
+  s:bind("127.0.0.1", 0)
+  local _, port = s:getsockname()
+  s:close() -- nobody listens on port now
+  local c, err = socket.connect("127.0.0.1", port)
+  t.eq(c, nil)
+  t.eq(err, "connection refused")
+  local m = socket.tcp()
+  t.eq(select(2, m:connect("127.0.0.1", port)), "connection refused")
+  m:close()
+end)
+
+t.test("address already in use", function()
+  local s = assert(socket.bind("127.0.0.1", 0))
+  local _, port = s:getsockname()
+  local s2, err = socket.bind("127.0.0.1", port)
+  t.eq(s2, nil)
+  t.eq(err, "address already in use")
+  local m = socket.tcp()
+  t.eq(select(2, m:bind("127.0.0.1", port)), "address already in use")
+  closeall(m, s)
+end)
+
+t.test("socket.bind sets reuseaddr so a restarted server binds at once", function()
+  local c, p, s = pair()
+  t.eq(s:getoption("reuseaddr"), true)
+  local _, port = s:getsockname()
+  p:close() -- server side closes first: TIME_WAIT on the server's port
+  c:close()
+  s:close()
+  local s2, err = socket.bind("127.0.0.1", port)
+  t.ok(s2, err)
+  s2:close()
+end)
+
+t.test("accept honours the timeout", function()
+  local s = assert(socket.bind("127.0.0.1", 0))
+  s:settimeout(0.02)
+  local c, err = s:accept()
+  t.eq(c, nil)
+  t.eq(err, "timeout")
+  s:close()
+end)
+
+t.test("connect honours the timeout when the backlog is full", function()
+  local s = socket.tcp4()
+  s:bind("127.0.0.1", 0)
+  s:listen(0)
+  local ip, port = s:getsockname()
+  local queued, timedout = {}, false
+  for _ = 1, 8 do
+    local c = socket.tcp4()
+    c:settimeout(0.2)
+    local ok, err = c:connect(ip, port)
+    queued[#queued + 1] = c
+    if not ok then
+      t.eq(err, "timeout")
+      timedout = true
+      break
+    end
+  end
+  t.ok(timedout, "a connect to a full backlog times out")
+  for _, c in ipairs(queued) do c:close() end
+  s:close()
+end)
+
+t.test("non-blocking connect: timeout, then writable, then already connected", function()
+  local s = assert(socket.bind("127.0.0.1", 0))
+  local ip, port = s:getsockname()
+  local c = socket.tcp()
+  c:settimeout(0)
+  local ok, err = c:connect(ip, port)
+  if not ok then
+    t.eq(err, "timeout")
+    local _, w = socket.select(nil, {c}, 1)
+    t.eq(w[1], c)
+    ok, err = c:connect(ip, port)
+    t.eq(err, "already connected")
+  end
+  closeall(c, s)
+end)
+
+t.test("shutdown('send') lets the peer see the end", function()
+  local c, p, s = pair()
+  c:send("bye")
+  t.eq(c:shutdown("send"), 1)
+  t.eq(p:receive("*a"), "bye")
+  t.raises("invalid option", c.shutdown, c, "sideways")
+  closeall(c, p, s)
+end)
+
+t.test("close is idempotent and a closed socket reads 'closed'", function()
+  local c, p, s = pair()
+  t.eq(c:close(), 1)
+  t.eq(c:close(), 1)
+  t.eq(c:getfd(), -1)
+  local d, err = c:receive()
+  t.eq(d, nil)
+  t.eq(err, "closed")
+  closeall(p, s)
+end)
+
+-- What descriptor `fd` of this process is ("socket:[123]"), or "".
+local function fdlink(fd)
+  local f = io.open("/proc/self/stat")
+  local pid = f:read("n")
+  f:close()
+  local p = io.popen(string.format("readlink /proc/%d/fd/%d 2>/dev/null", pid, fd))
+  local link = p:read("a")
+  p:close()
+  return link
+end
+
+t.test("to-be-closed and garbage-collected sockets close their descriptor", function()
+  local outer, fd
+  do
+    local s <close> = socket.tcp4()
+    outer, fd = s, s:getfd()
+    t.match(fdlink(fd), "^socket:")
+  end
+  t.eq(outer:getfd(), -1)
+  t.ok(not fdlink(fd):find("^socket:"), "<close> closed the descriptor")
+  local g = socket.tcp4()
+  fd = g:getfd()
+  t.match(fdlink(fd), "^socket:")
+  g = nil -- luacheck: ignore
+  collectgarbage()
+  collectgarbage()
+  t.ok(not fdlink(fd):find("^socket:"), "__gc closed the descriptor")
+end)
+
+t.test("dirty, getstats, setstats, getfd, setfd", function()
+  local c, p, s = pair()
+  c:send("line1\nline2\n")
+  t.eq(p:dirty(), false)
+  t.eq(p:receive(), "line1")
+  t.eq(p:dirty(), true)
+  local r, snt, age = c:getstats()
+  t.eq(r, 0)
+  t.eq(snt, 12)
+  t.ok(age >= 0)
+  t.eq(c:setstats(5, 6, 0), 1)
+  r, snt = c:getstats()
+  t.eq(r, 5)
+  t.eq(snt, 6)
+  local fd = c:getfd()
+  c:setfd(-1)
+  t.eq(c:getfd(), -1)
+  c:setfd(fd)
+  t.eq(c:send("x"), 1)
+  closeall(c, p, s)
+end)
+
+t.test("IPv6 on ::1", function()
+  local c, p, s = pair("::1")
+  local ip, _, fam = s:getsockname()
+  t.eq(ip, "::1")
+  t.eq(fam, "inet6")
+  t.eq(c:getfamily(), "inet6")
+  c:send("over six\n")
+  t.eq(p:receive(), "over six")
+  closeall(c, p, s)
+  local m = socket.tcp6()
+  t.eq(m:bind("::1", 0), 1)
+  m:close()
+end)
+
+t.test("socket.connect tries every address a name resolves to", function()
+  local hosts = t.tmpdir() .. "/hosts"
+  t.writefile(hosts, "::1 dual.test\n127.0.0.1 dual.test\n")
+  local probe = select(3, t.sh("unshare -m sh -c 'mount --bind " .. hosts .. " /etc/hosts && getent ahosts dual.test' | grep -q '^::1'"))
+  if probe ~= 0 then
+    t.skip("connect address loop", "needs unshare -m (root)")
+    return
+  end
+  local script = t.script([[
+    local socket = require "socket"
+    local s = assert(socket.bind("127.0.0.1", 0))   -- IPv4 only: ::1 refuses
+    local _, port = s:getsockname()
+    local c, err = socket.connect("dual.test", port)
+    print(c and "connected " .. c:getfamily() or err)
+    local m = socket.tcp()
+    m:settimeout(2)
+    print(m:connect("dual.test", port) and "connected " .. m:getfamily() or "failed")
+  ]])
+  local out = t.sh("unshare -m sh -c 'mount --bind " .. hosts .. " /etc/hosts && exec " ..
+    t.shellquote(t.NETLUA) .. " " .. script .. "'")
+  t.eq(out, "connected inet4\nconnected inet4\n")
+end)
+
+t.test("name resolution counts against the connect timeout", function()
+  local dir = t.tmpdir()
+  t.writefile(dir .. "/resolv.conf", "nameserver 127.0.0.2\noptions timeout:5 attempts:2\n")
+  local script = t.script([[
+    local socket = require "socket"
+    local dns = socket.udp()           -- a name server that never answers
+    assert(dns:setsockname("127.0.0.2", 53))
+    local c = socket.tcp()
+    c:settimeout(0.2)
+    print(c:connect("slow.example", 80))
+    c:settimeout(0.2, "t")
+    print(c:connect("slow.example", 80))
+  ]])
+  local mount = "unshare -m sh -c 'mount --bind " .. dir .. "/resolv.conf /etc/resolv.conf && "
+  if t.sh(mount .. "echo mounted'") ~= "mounted\n" then
+    t.rmtree(dir)
+    t.skip("resolution timeout", "needs unshare -m and mount (root)")
+    return
+  end
+  local out, err = t.sh(mount .. "exec " .. t.shellquote(t.NETLUA) .. " " .. script .. "'")
+  t.rmtree(dir)
+  t.eq(out, "nil\ttimeout\nnil\ttimeout\n", err)
+end)
+
+t.test("Ctrl-C interrupts a name resolution", function()
+  local dir = t.tmpdir()
+  t.writefile(dir .. "/resolv.conf", "nameserver 127.0.0.2\noptions timeout:5 attempts:2\n")
+  local mount = "unshare -m sh -c 'mount --bind " .. dir .. "/resolv.conf /etc/resolv.conf && "
+  if t.sh(mount .. "echo mounted'") ~= "mounted\n" then
+    t.rmtree(dir)
+    t.skip("interrupted resolution", "needs unshare -m and mount (root)")
+    return
+  end
+  local script = t.script([[
+    local socket = require "socket"
+    local dns = socket.udp()
+    assert(dns:setsockname("127.0.0.2", 53))
+    print("ready") io.stdout:flush()
+    local ok, err = pcall(socket.dns.toip, "slow.example")
+    print("caught: " .. tostring(err))
+  ]])
+  t.writefile(dir .. "/run.sh", table.concat({
+    mount .. "exec " .. t.shellquote(t.NETLUA) .. " " .. script .. "' > " .. dir .. "/out 2>&1 < /dev/null &",
+    "pid=$!",
+    "i=0; while ! grep -q ready " .. dir .. "/out && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done",
+    "kill -INT $pid",
+    "( sleep 20; kill -KILL $pid ) >/dev/null 2>&1 & guard=$!",
+    "wait $pid; status=$?; kill $guard 2>/dev/null; exit $status",
+  }, "\n") .. "\n")
+  local _, _, code = t.sh("sh " .. dir .. "/run.sh")
+  local out = t.readfile(dir .. "/out")
+  t.rmtree(dir)
+  t.eq(code, 0)
+  t.eq(out, "ready\ncaught: interrupted\n")
+end)
+
+t.test("Ctrl-C interrupts a blocking accept", function()
+  local script = t.script([[
+    local socket = require "socket"
+    local s = assert(socket.bind("127.0.0.1", 0))
+    print("ready") io.stdout:flush()
+    local ok, err = pcall(s.accept, s)
+    io.stderr:write("caught: ", tostring(err), "\n")
+    s:accept()
+  ]])
+  local _, err, code = t.interrupt(script, {"caught"})
+  t.match(err, "caught: interrupted")
+  t.eq(code, 130)
+end)
+
+t.done()
