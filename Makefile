@@ -46,7 +46,7 @@ CFLAGS   ?= -O2 -g
 ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(WERROR) \
               $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(RL_CFLAGS) $(SAN_FLAGS) \
               -Iruntime -I$(OUT) -MMD -MP
-LDLIBS   := $(STATIC_LUA) $(shell pkg-config --libs libcurl 2>/dev/null) $(RL_LIBS) \
+LDLIBS   := $(STATIC_LUA) $(shell pkg-config --libs libcurl 2>/dev/null) -lhttp_parser $(RL_LIBS) \
             -lpthread -lm -ldl
 LDFLAGS  ?=
 ALL_LDFLAGS := -Wl,-E $(SAN_LDFLAGS) $(LDFLAGS)
@@ -66,7 +66,7 @@ all: $(BIN)
 $(BIN): $(OBJS)
 	$(CC) $(ALL_LDFLAGS) -o $@ $(OBJS) $(LDLIBS)
 
-$(OUT)/%.o: %.c $(OUT)/errnames.h
+$(OUT)/%.o: %.c $(OUT)/errnames.h $(OUT)/curlnames.h
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
@@ -80,6 +80,10 @@ $(GEN_SRC): $(LUA_HALVES) tools/embed.sh
 $(OUT)/errnames.h: tools/errnames.sh
 	@mkdir -p $(OUT)
 	sh tools/errnames.sh "$(CC)" > $@.tmp && mv $@.tmp $@
+
+$(OUT)/curlnames.h: tools/curlnames.sh
+	@mkdir -p $(OUT)
+	sh tools/curlnames.sh "$(CC)" > $@.tmp && mv $@.tmp $@
 
 -include $(OBJS:.o=.d)
 
