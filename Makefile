@@ -60,7 +60,7 @@ GEN_SRC      := $(OUT)/embedded.c
 OBJS := $(patsubst %.c,$(OUT)/%.o,$(RUNTIME_SRC) $(BINDINGS_SRC)) $(OUT)/embedded.o
 
 # ---- build ----------------------------------------------------------------
-.PHONY: all deps test demo bench install clean
+.PHONY: all deps test demo bench bench-deps install clean
 all: $(BIN)
 
 $(BIN): $(OBJS)
@@ -99,6 +99,19 @@ test: deps
 demo: deps
 	@$(MAKE) --no-print-directory all
 	@sh scripts/demo.sh ./$(BIN)
+
+# ---- benchmark: netlua against its peers (bench/README.md) ----------------
+BENCH_BINS := build/bench/loadgen build/bench/cserver build/bench/cthreads
+bench: deps bench-deps
+	@$(MAKE) --no-print-directory all $(BENCH_BINS)
+	bash bench/run.sh $(CURDIR)/$(BIN)
+
+bench-deps:
+	@sh bench/deps.sh
+
+build/bench/%: bench/%.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) -O2 -g $(WERROR) -o $@ $< -lpthread
 
 install: $(BIN)
 	install -d $(DESTDIR)$(PREFIX)/bin
