@@ -46,7 +46,9 @@ CFLAGS   ?= -O2 -g
 ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(WERROR) \
               $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(RL_CFLAGS) $(SAN_FLAGS) \
               -Iruntime -I$(OUT) -MMD -MP
-LDLIBS   := $(STATIC_LUA) $(shell pkg-config --libs libcurl 2>/dev/null) -lhttp_parser $(RL_LIBS) \
+# libcurl is not linked: runtime/curlload.c dlopens it on first `require "http"`
+# (only its headers are used, through pkg-config --cflags above).
+LDLIBS   := $(STATIC_LUA) -lhttp_parser $(RL_LIBS) \
             -lpthread -lm -ldl
 LDFLAGS  ?=
 ALL_LDFLAGS := -Wl,-E $(SAN_LDFLAGS) $(LDFLAGS)

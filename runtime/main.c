@@ -18,8 +18,6 @@
 #include <readline/readline.h>
 #endif
 
-#include <curl/curl.h>
-
 #define EXIT_USAGE 2
 #define EXIT_INTERRUPTED 130
 #define PROMPT1 "> "
@@ -58,9 +56,11 @@ static void print_help(void) {
          usage_line);
 }
 
+/* Loads libcurl to name its version (netlua itself starts without it). */
 static void print_version(void) {
+  const char *curl = nl_curl_version();
   printf("netlua %s (%s, lua-cjson 2.1, libcurl %s)\n", NL_VERSION,
-         LUA_RELEASE, curl_version_info(CURLVERSION_NOW)->version);
+         LUA_RELEASE, curl ? curl : "not available");
 }
 
 static void print_message(const char *msg) {
@@ -410,10 +410,6 @@ int main(int argc, char **argv) {
   lua_State *L;
   int status, code;
   if (argv[0] && argv[0][0]) progname = NL_PROGNAME;
-  if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
-    print_message("cannot initialise libcurl");
-    return EXIT_FAILURE;
-  }
   set_script_dir(find_script(argc, argv));
   L = nl_newstate();
   if (L == NULL) {
@@ -428,6 +424,6 @@ int main(int argc, char **argv) {
   code = status == LUA_OK ? (int)lua_tointeger(L, -1) : EXIT_FAILURE;
   report(L, status);
   lua_close(L);
-  curl_global_cleanup();
+  nl_curl_cleanup();
   return code;
 }
