@@ -18,12 +18,6 @@ LUA_MULTI  := $(shell pkg-config --libs-only-L lua5.4 2>/dev/null)
 LIBDIR_MA  := $(shell dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo x86_64-linux-gnu)
 STATIC_LUA := /usr/lib/$(LIBDIR_MA)/liblua5.4.a /usr/lib/$(LIBDIR_MA)/liblua5.4-cjson.a
 
-HAVE_READLINE := $(shell pkg-config --exists readline 2>/dev/null && echo 1)
-ifeq ($(HAVE_READLINE),1)
-  RL_CFLAGS := -DNL_USE_READLINE
-  RL_LIBS   := $(shell pkg-config --libs readline)
-endif
-
 ifeq ($(SANITIZE),1)
   OUT := build/asan
   SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -44,11 +38,11 @@ WARN := -Wall -Wextra -Wshadow -Wpointer-arith -Wcast-align -Wstrict-prototypes 
         -Wno-unused-parameter
 CFLAGS   ?= -O2 -g
 ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(WERROR) \
-              $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(RL_CFLAGS) $(SAN_FLAGS) \
+              $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(SAN_FLAGS) \
               -Iruntime -I$(OUT) -MMD -MP
 # libcurl is not linked: runtime/curlload.c dlopens it on first `require "http"`
 # (only its headers are used, through pkg-config --cflags above).
-LDLIBS   := $(STATIC_LUA) -lhttp_parser $(RL_LIBS) \
+LDLIBS   := $(STATIC_LUA) -lhttp_parser \
             -lpthread -lm -ldl
 LDFLAGS  ?=
 ALL_LDFLAGS := -Wl,-E $(SAN_LDFLAGS) $(LDFLAGS)

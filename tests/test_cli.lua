@@ -92,6 +92,18 @@ t.test("REPL on a terminal prints values and continues incomplete lines", functi
   t.match(out, "multi\r?\n")
 end)
 
+t.test("readline is loaded by the REPL, not by scripts", function()
+  local probe = "print(io.open('/proc/self/maps'):read('a'):find('libreadline') and 'rl-mapped' or 'rl-absent')"
+  local out, err, code = t.netlua("-e " .. q(probe))
+  t.eq(code, 0, err)
+  t.eq(out, "rl-absent\n")
+  if not os.execute("command -v script >/dev/null 2>&1") then return end
+  out, _, code = t.sh(string.format("script -qec %s /dev/null", q(q(t.NETLUA))),
+    {stdin = probe .. "\n"})
+  t.eq(code, 0)
+  t.match(out, "[\r\n]rl%-mapped\r?\n", "line editing in the REPL")
+end)
+
 t.test("uncaught error: netlua: message and traceback on stderr, exit 1", function()
   local path, dir = t.script("local function f() error('boom') end\nf()\n")
   local out, err, code = t.netlua(q(path))
