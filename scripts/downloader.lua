@@ -57,13 +57,6 @@ end
 
 -- ---- the bundled API, in the background -----------------------------------
 
--- The interpreter running us (arg[-1] ... as lua.c builds `arg`).
-local function interpreter()
-  local i = -1
-  while arg[i - 1] do i = i - 1 end
-  return arg[i] or "netlua"
-end
-
 local function quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
 local function script_dir()
@@ -73,42 +66,21 @@ end
 -- Starts scripts/imageapi.lua on a free loopback port. Returns its endpoint
 -- and a stop function.
 local function start_bundled_api(key)
-  local ok, thread = pcall(require, "thread")
-  if ok and type(thread) == "table" and thread.spawn and thread.channel then
-    local ready = thread.channel()
-    local t = thread.spawn{function(ch, k, dir)
-      package.path = dir .. "/?.lua;" .. package.path
-      local api = require "imageapi"
-      local srv = assert(api.server{port = 0, key = k})
-      ch:send(srv.endpoint)
-      srv:serve()
-      srv:close()
-    end, ready, key, script_dir(), name = "imageapi", daemon = true}
-    local endpoint = ready:recv(10)
-    if not endpoint then fail("could not start the bundled image API") end
-    return endpoint, function()
-      http.get((endpoint:gsub("/meinv/$", "/shutdown")), {query = {key = key}, timeout = 5})
-      t:join()
-    end
-  end
-  -- No thread module in this build: run the API as a child process.
-  local dir = os.tmpname()
-  os.remove(dir)
-  local portfile = dir .. ".port"
-  os.execute(string.format("%s %s/imageapi.lua --port 0 --lifetime 600 --key %s --portfile %s >/dev/null 2>&1 &",
-    quote(interpreter()), quote(script_dir()), quote(key), quote(portfile)))
-  local port
-  for _ = 1, 200 do
-    local f = io.open(portfile)
-    if f then port = f:read("n") f:close() end
-    if port then break end
-    time.sleep(0.05)
-  end
-  os.remove(portfile)
-  if not port then fail("could not start the bundled image API") end
-  local endpoint = string.format("http://127.0.0.1:%d/meinv/", port)
+  local thread = require "thread"
+  local ready = thread.channel()
+  local t = thread.spawn{function(ch, k, dir)
+    package.path = dir .. "/?.lua;" .. package.path
+    local api = require "imageapi"
+    local srv = assert(api.server{port = 0, key = k})
+    ch:send(srv.endpoint)
+    srv:serve()
+    srv:close()
+  end, ready, key, script_dir(), name = "imageapi", daemon = true}
+  local endpoint = ready:recv(10)
+  if not endpoint then fail("could not start the bundled image API") end
   return endpoint, function()
-    http.get(string.format("http://127.0.0.1:%d/shutdown", port), {query = {key = key}, timeout = 5})
+    http.get((endpoint:gsub("/meinv/$", "/shutdown")), {query = {key = key}, timeout = 5})
+    t:join()
   end
 end
 
