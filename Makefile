@@ -16,7 +16,8 @@ SANITIZE ?=
 LUA_LIBDIR := $(shell pkg-config --variable=libdir lua5.4 2>/dev/null)
 LUA_MULTI  := $(shell pkg-config --libs-only-L lua5.4 2>/dev/null)
 LIBDIR_MA  := $(shell dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo x86_64-linux-gnu)
-STATIC_LUA := /usr/lib/$(LIBDIR_MA)/liblua5.4.a /usr/lib/$(LIBDIR_MA)/liblua5.4-cjson.a
+LUA_A      := /usr/lib/$(LIBDIR_MA)/liblua5.4.a
+STATIC_LUA := $(LUA_A) /usr/lib/$(LIBDIR_MA)/liblua5.4-cjson.a
 
 ifeq ($(SANITIZE),1)
   OUT := build/asan
@@ -69,9 +70,16 @@ $(OUT)/%.o: %.c $(OUT)/errnames.h $(OUT)/curlnames.h
 $(OUT)/embedded.o: $(GEN_SRC)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
-$(GEN_SRC): $(LUA_HALVES) tools/embed.sh
+# The Lua halves are embedded as bytecode made by our own liblua (a build
+# tool, never sanitized: it only has to produce the same bytes).
+$(GEN_SRC): $(LUA_HALVES) tools/embed.sh $(OUT)/luadump
 	@mkdir -p $(OUT)
-	sh tools/embed.sh $(LUA_HALVES) > $@.tmp && mv $@.tmp $@
+	sh tools/embed.sh -d $(OUT)/luadump $(LUA_HALVES) > $@.tmp && mv $@.tmp $@
+
+$(OUT)/luadump: tools/luadump.c
+	@mkdir -p $(OUT)
+	$(CC) -std=c11 $(WARN) -O2 $(WERROR) $(shell pkg-config --cflags lua5.4 2>/dev/null) \
+	  -o $@ $< $(LUA_A) -lm -ldl
 
 $(OUT)/errnames.h: tools/errnames.sh
 	@mkdir -p $(OUT)

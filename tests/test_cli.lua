@@ -104,6 +104,13 @@ t.test("readline is loaded by the REPL, not by scripts", function()
   t.match(out, "[\r\n]rl%-mapped\r?\n", "line editing in the REPL")
 end)
 
+t.test("tracebacks through embedded Lua halves name their file and line", function()
+  -- The halves are embedded as bytecode (tools/luadump.c): debug info kept.
+  local _, err, code = t.netlua("-e " .. q("require('http').get(1)"))
+  t.eq(code, 1)
+  t.match(err, "%[netlua%] http%.lua:%d+: in function 'http%.get'")
+end)
+
 t.test("uncaught error: netlua: message and traceback on stderr, exit 1", function()
   local path, dir = t.script("local function f() error('boom') end\nf()\n")
   local out, err, code = t.netlua(q(path))
