@@ -13,33 +13,12 @@
 -- outbox in between (a thread waits on one thing at a time), so a broadcast
 -- reaches a client within POLL seconds.
 local socket = require "socket"
+local cli = require "cli"
 local thread = require "thread"
 
 local POLL = 0.05
 local MAX_LINE = 64 * 1024 -- longest line a client may send
 local SEND_TIMEOUT = 10   -- a client that reads nothing for this long is dropped
-
-local function parse_args(args)
-  local opts, pos, i = {host = "127.0.0.1", port = 6790}, {}, 1
-  while i <= #args do
-    if args[i] == "--count" then
-      opts.count = math.tointeger(tonumber(args[i + 1]))
-      if not opts.count or opts.count < 1 then error("--count needs a positive number", 0) end
-      i = i + 1
-    else
-      pos[#pos + 1] = args[i]
-    end
-    i = i + 1
-  end
-  opts.host = pos[1] or opts.host
-  opts.port = tonumber(pos[2] or opts.port) or error("port must be a number", 0)
-  return opts
-end
-
-local function where(host, port)
-  if tostring(host):find(":", 1, true) then return string.format("[%s]:%s", host, port) end
-  return string.format("%s:%s", host, port)
-end
 
 -- The hub: who is connected, and broadcasting. Messages on `hub`:
 -- {"join", id, outbox}, {"line", id, text}, {"leave", id, why}.
@@ -136,15 +115,16 @@ local function session(client, id, hub)
   hub:send({"leave", id, why})
 end
 
-local opts = parse_args({...})
+local opts = cli.parse({...}, {port = 6790, count = false},
+  "netlua scripts/chatserver.lua [host [port]] [--count N]")
 io.stdout:setvbuf("line")
 local server, err = socket.bind(opts.host, opts.port, 64)
 if not server then
-  io.stderr:write(string.format("netlua: cannot listen on %s: %s\n", where(opts.host, opts.port), err))
+  io.stderr:write(string.format("netlua: cannot listen on %s: %s\n", cli.where(opts.host, opts.port), err))
   os.exit(1)
 end
 local ip, port = server:getsockname()
-print(string.format("listening on %s", where(ip, port)))
+print(string.format("listening on %s", cli.where(ip, port)))
 
 local hub, done = thread.channel(), thread.channel()
 local hub_thread = thread.spawn{run_hub, hub, done, name = "hub"}

@@ -3,15 +3,11 @@
 -- scripts/timeserver.lua and scripts/server.lua.
 --   netlua scripts/client.lua [host [port]]     (defaults: 127.0.0.1 9999)
 local socket = require "socket"
+local cli = require "cli"
 
 local host, port = ...
 host = host or "127.0.0.1"
 port = tonumber(port or 9999)
-
-local function where(h, p)
-  if h:find(":", 1, true) then return string.format("[%s]:%s", h, p) end
-  return string.format("%s:%s", h, p)
-end
 
 if not port then
   io.stderr:write("netlua: port must be a number\n")
@@ -19,15 +15,15 @@ if not port then
 end
 local sock, err = socket.connect(host, port)
 if not sock then
-  io.stderr:write(string.format("netlua: cannot connect to %s: %s\n", where(host, port), err))
+  io.stderr:write(string.format("netlua: cannot connect to %s: %s\n", cli.where(host, port), err))
   os.exit(1)
 end
-io.stderr:write(string.format("connected to %s\n", where(host, port)))
+io.stderr:write(string.format("connected to %s\n", cli.where(host, port)))
 sock:settimeout(10)
 local msg, rerr = sock:recv(1024)
 sock:close()
 if not msg then
-  io.stderr:write(string.format("netlua: no data from %s: %s\n", where(host, port), rerr))
+  io.stderr:write(string.format("netlua: no data from %s: %s\n", cli.where(host, port), rerr))
   os.exit(1)
 end
 print(msg)

@@ -6,16 +6,7 @@
 -- N datagrams); the client sends `message` (default "hello") and prints the
 -- reply, retrying three times, one second apart.
 local socket = require "socket"
-
-local function where(h, p)
-  if tostring(h):find(":", 1, true) then return string.format("[%s]:%s", h, p) end
-  return string.format("%s:%s", h, p)
-end
-
-local function fail(fmt, ...)
-  io.stderr:write("netlua: ", string.format(fmt, ...), "\n")
-  os.exit(1)
-end
+local cli = require "cli"
 
 local function new_udp(host)
   if host:find(":", 1, true) then return socket.udp6() end
@@ -25,14 +16,14 @@ end
 local function server(host, port, count)
   local sock = assert(new_udp(host))
   local ok, err = sock:setsockname(host, port)
-  if not ok then fail("cannot listen on %s (udp): %s", where(host, port), err) end
+  if not ok then cli.fail("cannot listen on %s (udp): %s", cli.where(host, port), err) end
   local ip, p = sock:getsockname()
-  print(string.format("listening on %s (udp)", where(ip, p)))
+  print(string.format("listening on %s (udp)", cli.where(ip, p)))
   local served = 0
   while not count or served < count do
     local data, from, fport = sock:receivefrom(65535) -- the default 8192 cut big datagrams
     if data then
-      print(string.format("%d bytes from %s, echoed", #data, where(from, fport)))
+      print(string.format("%d bytes from %s, echoed", #data, cli.where(from, fport)))
       sock:sendto(data, from, fport)
       served = served + 1
     end
@@ -43,19 +34,19 @@ end
 local function client(host, port, message)
   local sock = assert(new_udp(host))
   local ok, err = sock:setpeername(host, port)
-  if not ok then fail("cannot reach %s (udp): %s", where(host, port), err) end
+  if not ok then cli.fail("cannot reach %s (udp): %s", cli.where(host, port), err) end
   sock:settimeout(1)
   for _ = 1, 3 do
     sock:send(message)
     local reply, rerr = sock:receive(65535)
     if reply then
-      print(string.format("reply from %s: %s", where(host, port), reply))
+      print(string.format("reply from %s: %s", cli.where(host, port), reply))
       return
     end
     err = rerr
     if rerr ~= "timeout" then break end
   end
-  fail("no reply from %s (udp): %s", where(host, port), err)
+  cli.fail("no reply from %s (udp): %s", cli.where(host, port), err)
 end
 
 io.stdout:setvbuf("line")

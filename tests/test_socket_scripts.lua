@@ -164,6 +164,23 @@ t.test("a taken port: clear message naming address and port, status 1", function
   stop(srv)
 end)
 
+t.test("bad command-line use: message and usage line, status 2, for every server", function()
+  local cases = {
+    {"timeserver.lua", "127.0.0.1 x", "port must be a number from 0 to 65535"},
+    {"server.lua", "127.0.0.1 70000", "port must be a number from 0 to 65535"},
+    {"chatserver.lua", "--count 0", "--count needs a positive number"},
+    {"threadedserver.lua", "--workers many", "--workers needs a positive number"},
+    {"timeserver.lua", "--bogus 1", "unknown option --bogus"},
+  }
+  for _, c in ipairs(cases) do
+    local _, err, code = t.netlua(q(SCRIPTS .. c[1]) .. " " .. c[2])
+    t.eq(code, 2, c[1] .. " " .. c[2])
+    t.eq(err, "netlua: " .. c[3] .. "\nusage: netlua scripts/" .. c[1] ..
+      err:match("usage: netlua scripts/[%w_]+%.lua(.*)$"), c[1])
+    t.match(err, "usage: netlua scripts/" .. c[1]:gsub("%.", "%%.") .. " %[host %[port%]%]")
+  end
+end)
+
 t.test("client: connection refused names address and port, status 1", function()
   local s = socket.tcp4()
   s:bind("127.0.0.1", 0)

@@ -1,0 +1,53 @@
+-- cli.lua: what the server and client scripts share: their command line
+-- (`[host [port]] [--flag N]...`), how they print an address, and how they
+-- fail. Found by `require "cli"` because it sits next to them.
+local M = {}
+
+-- Bad command-line use: the message and the usage line on stderr, status 2.
+local function usage_error(msg, usage)
+  io.stderr:write("netlua: ", msg, "\n")
+  if usage then io.stderr:write("usage: ", usage, "\n") end
+  os.exit(2)
+end
+
+-- Parses positional host and port plus `--name N` options whose names are
+-- keys of `defaults` (each a positive integer). Returns a table with host,
+-- port and those options; on bad use prints `usage` and exits 2.
+function M.parse(args, defaults, usage)
+  local opts, pos, i = {host = "127.0.0.1"}, {}, 1
+  for k, v in pairs(defaults) do opts[k] = v end
+  while i <= #args do
+    local flag = args[i]:match("^%-%-([%w-]+)$")
+    if flag and flag ~= "host" and flag ~= "port" and defaults[flag] ~= nil then
+      local n = math.tointeger(tonumber(args[i + 1]))
+      if not n or n < 1 then usage_error("--" .. flag .. " needs a positive number", usage) end
+      opts[flag] = n
+      i = i + 1
+    elseif flag then
+      usage_error("unknown option --" .. flag, usage)
+    else
+      pos[#pos + 1] = args[i]
+    end
+    i = i + 1
+  end
+  opts.host = pos[1] or opts.host
+  opts.port = math.tointeger(tonumber(pos[2] or opts.port))
+  if not opts.port or opts.port < 0 or opts.port > 65535 then
+    usage_error("port must be a number from 0 to 65535", usage)
+  end
+  return opts
+end
+
+-- "127.0.0.1:80", "[::1]:80".
+function M.where(host, port)
+  if tostring(host):find(":", 1, true) then return string.format("[%s]:%s", host, port) end
+  return string.format("%s:%s", host, port)
+end
+
+-- Prints "netlua: <message>" on stderr and exits with status 1.
+function M.fail(fmt, ...)
+  io.stderr:write("netlua: ", string.format(fmt, ...), "\n")
+  os.exit(1)
+end
+
+return M
