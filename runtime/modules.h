@@ -12,5 +12,6 @@ int luaopen_json(lua_State *L);
 int luaopen_cjson_safe(lua_State *L); /* lua-cjson's static library */
 int luaopen_time(lua_State *L);
 int luaopen_socket(lua_State *L);
+int luaopen_task(lua_State *L);
 
 #endif

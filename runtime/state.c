@@ -29,6 +29,7 @@ static const luaL_Reg preloaded_modules[] = {
   {"cjson.safe", luaopen_cjson_safe},
   {"time", luaopen_time},
   {"socket", luaopen_socket},
+  {"task", luaopen_task},
   {NULL, NULL}
 };
 
@@ -94,6 +95,7 @@ static int open_everything(lua_State *L) {
 lua_State *nl_newstate(void) {
   lua_State *L = luaL_newstate();
   if (L == NULL) return NULL;
+  *(void **)lua_getextraspace(L) = NULL; /* not a task (sched.c) */
   lua_pushcfunction(L, open_everything);
   if (lua_pcall(L, 0, 0, 0) != LUA_OK) { /* only out of memory */
     fprintf(stderr, "netlua: %s\n", lua_tostring(L, -1));
