@@ -1296,11 +1296,18 @@ static int socket_connect(lua_State *L) {
   const char *lhost = luaL_optstring(L, 3, NULL);
   const char *lport = luaL_optstring(L, 4, "0");
   int family = fams[luaL_checkoption(L, 5, "unspec", families)];
-  nl_Socket *s = new_sock(L, kind_of(G_TCP, R_MASTER), family, SOCK_STREAM, 0);
+  nl_Socket *s = NULL;
   const char *err = NULL;
   ErrBuf eb;
-  s->nargs = -1; /* a new socket each call: cannot restart, blocks the loop */
-  if (lhost != NULL) err = do_bind(L, s, lhost, lport, eb);
+  /* After a wait in a task the call starts over with its socket at 6. */
+  if (nl_restarting(L)) s = test_sock(L, 6);
+  if (s == NULL) {
+    lua_settop(L, 5);
+    s = new_sock(L, kind_of(G_TCP, R_MASTER), family, SOCK_STREAM, 0);
+    if (lhost != NULL) err = do_bind(L, s, lhost, lport, eb);
+  }
+  lua_settop(L, 6);
+  s->nargs = 6;
   if (err == NULL) err = do_connect(L, s, host, port, eb);
   if (err != NULL) {
     close_sock(s);

@@ -100,11 +100,21 @@ static int task_tostring(lua_State *L) {
 }
 
 /* The handle goes only once the task has finished (live tasks are
- * anchored), so there is nothing left to release. */
+ * anchored). An error nobody joined is printed now, as Python prints an
+ * exception never retrieved from a task: its message carries the task's
+ * traceback. The process's end collects every handle, so none is lost. */
 static int task_gc(lua_State *L) {
   nl_Task *t = check_task(L, 1);
   free(t->watches);
   t->watches = NULL;
+  if (t->state == NL_TASK_DONE && !t->ok && !t->cancelled && !t->joined &&
+      lua_getiuservalue(L, 1, NL_TASK_RESULTS) == LUA_TTABLE) {
+    const char *msg;
+    lua_rawgeti(L, -1, 2);
+    msg = lua_tostring(L, -1);
+    lua_writestringerror("%s: error in a task nobody joined: ", NL_PROGNAME);
+    lua_writestringerror("%s\n", msg ? msg : "(error object is not a string)");
+  }
   return 0;
 }
 

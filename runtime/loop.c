@@ -34,6 +34,7 @@ struct nl_Loop {
   nl_LoopRunner runner;
   void *runner_ud;
   int users; /* live tasks: while > 0, every wait goes through the loop */
+  int running; /* inside the runner: a wait there must not run the loop */
 };
 
 static _Thread_local nl_Loop *this_loop;
@@ -90,8 +91,12 @@ void nl_loop_setrunner(nl_Loop *loop, nl_LoopRunner runner, void *ud) {
 
 void nl_loop_use(nl_Loop *loop, int delta) { loop->users += delta; }
 
+/* The loop a C stack should wait through: only outside tasks. A task that
+ * blocks (a wait that cannot suspend it) blocks the thread, as before;
+ * running the other tasks from inside it would nest without bound. */
 nl_Loop *nl_loop_active(void) {
-  return this_loop != NULL && this_loop->users > 0 ? this_loop : NULL;
+  nl_Loop *loop = this_loop;
+  return loop != NULL && loop->users > 0 && loop->running == 0 ? loop : NULL;
 }
 
 void nl_loop_wakeup(nl_Loop *loop) {
@@ -341,7 +346,11 @@ static void drain_wakefd(nl_Loop *loop) {
 void nl_loop_runonce(nl_Loop *loop, nl_Waiter *self) {
   struct epoll_event events[MAX_EVENTS];
   int more = 0, n, timeout;
-  if (loop->runner) more = loop->runner(loop->runner_ud);
+  if (loop->runner) {
+    loop->running++;
+    more = loop->runner(loop->runner_ud);
+    loop->running--;
+  }
   if (self != NULL && self->result != NL_PENDING) return;
   timeout = more ? 0 : ms_until(loop, self ? self->deadline : NL_NODEADLINE);
   n = epoll_wait(loop->epfd, events, MAX_EVENTS, timeout);

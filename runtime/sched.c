@@ -16,7 +16,6 @@
  */
 #include <errno.h>
 #include <poll.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -321,14 +320,6 @@ int nl_task_yield(lua_State *L, nl_Task *t) {
   return lua_yield(L, 0);
 }
 
-/* Prints the error of a task nobody waited for, as Python prints one of a
- * thread: the message already carries the task's traceback. */
-static void print_task_error(const char *msg) {
-  fprintf(stderr, "%s: error in task: %s\n", NL_PROGNAME,
-          msg ? msg : "(error object is not a string)");
-  fflush(stderr);
-}
-
 /* Stores the outcome {ok, values..., n=} as the task's user value 2 and
  * wakes its joiners. The task's coroutine holds the values: nres on top. */
 static void finish(nl_Sched *s, nl_Task *t, int status, int nres) {
@@ -355,7 +346,6 @@ static void finish(nl_Sched *s, nl_Task *t, int status, int nres) {
       if (msg == NULL) msg = lua_pushfstring(co, "(error object is a %s value)",
                                              luaL_typename(co, -1));
       luaL_traceback(H, co, msg, 0);
-      if (t->joiners.head == NULL && !t->joined) print_task_error(lua_tostring(H, -1));
     }
     lua_rawseti(H, -2, 2);
     lua_pushinteger(H, 2);
