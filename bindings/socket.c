@@ -787,10 +787,12 @@ static int stream_bind(lua_State *L) {
 static int stream_connect(lua_State *L) {
   nl_Socket *s = check_role(L, 1, R_MASTER);
   const char *host = luaL_checkstring(L, 2);
-  s->nargs = 3;
   const char *port = s->family == AF_UNIX ? NULL : luaL_checkstring(L, 3);
   ErrBuf eb;
-  const char *err = do_connect(L, s, host, port, eb);
+  const char *err;
+  lua_settop(L, 3);
+  s->nargs = 3;
+  err = do_connect(L, s, host, port, eb);
   if (err == NULL) set_kind(L, 1, s, kind_of(classes[s->kind].group, R_CLIENT));
   return push_result(L, err);
 }
@@ -813,6 +815,7 @@ static int stream_accept(lua_State *L) {
   nl_Socket *s = check_role(L, 1, R_SERVER);
   ErrBuf eb;
   int err;
+  lua_settop(L, 1);
   s->nargs = 1;
   tm_markstart(L, s);
   for (;;) {
@@ -943,6 +946,7 @@ static int stream_recv(lua_State *L) {
   int err;
   ErrBuf eb;
   luaL_argcheck(L, n > 0, 2, "size must be positive");
+  lua_settop(L, 2);
   s->nargs = 2;
   tm_markstart(L, s);
   err = io_fill_wait(L, s);
@@ -1063,12 +1067,14 @@ static int dgram_recv_common(lua_State *L, nl_Socket *s, int with_from) {
 
 static int dgram_receive(lua_State *L) {
   nl_Socket *s = check_sock(L, 1);
+  lua_settop(L, 2);
   s->nargs = 2;
   return dgram_recv_common(L, s, 0);
 }
 
 static int dgram_receivefrom(lua_State *L) {
   nl_Socket *s = check_role(L, 1, R_UNCONN);
+  lua_settop(L, 2);
   s->nargs = 2;
   return dgram_recv_common(L, s, 1);
 }
@@ -1102,6 +1108,7 @@ static int dgram_send(lua_State *L) {
   size_t len, sent = 0;
   const char *data = luaL_checklstring(L, 2, &len);
   int err;
+  lua_settop(L, 2);
   s->nargs = 2;
   tm_markstart(L, s);
   err = dgram_write(L, s, data, len, NULL, 0, &sent);
@@ -1118,6 +1125,7 @@ static int dgram_sendto(lua_State *L) {
   const char *err;
   ErrBuf eb;
   int e;
+  lua_settop(L, 4);
   s->nargs = 4;
   tm_markstart(L, s);
   if (s->family == AF_UNIX) {

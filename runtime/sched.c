@@ -118,10 +118,11 @@ static nl_Task *suspendable(lua_State *L, int nargs) {
   nl_Task *t = nl_current_task(L);
   if (t == NULL || nargs < 0 || t->state != NL_TASK_RUNNING) return NULL;
   if (!lua_isyieldable(L))
-    luaL_error(L, "a task cannot wait here: this wait was called from a "
-                  "metamethod, a table.sort comparator or another C function "
-                  "that cannot yield; call it outside that function (fetch "
-                  "the data first, then sort or format it)");
+    luaL_error(L, "a task cannot wait here: this wait was called through a "
+                  "C function that cannot yield (a table.sort comparator, a "
+                  "string.gsub callback, __tostring, __gc ...); call it "
+                  "outside that function (fetch the data first, then sort or "
+                  "format it)");
   return t;
 }
 
@@ -207,6 +208,7 @@ int nl_waitmanyk(lua_State *L, int nargs, nl_PollFd *fds, int n, double deadline
   nl_Task *t = suspendable(L, nargs);
   nl_Watch *w;
   int r;
+  for (int i = 0; i < n; i++) fds[i].ready = 0;
   if (t == NULL) {
     r = nl_waitmany(fds, n, deadline);
     if (r == -EINTR) nl_raise_interrupted(L);
@@ -366,6 +368,7 @@ static void finish(nl_Sched *s, nl_Task *t, int status, int nres) {
   t->capwatches = 0;
   s->live--;
   nl_loop_use(s->loop, -1);
+  if (s->live == 0) nl_loop_wakeup(s->loop); /* a drain may be about to sleep */
   nl_wakeall(&t->joiners);
 }
 
