@@ -396,7 +396,10 @@ static int pmain(lua_State *L) {
     ended_by_interrupt = 1;
   }
   if (!ok && ended_by_interrupt) nl_begin_shutdown(); /* stop the threads */
-  if (nl_run_atexit(L) && ok) ok = 0;
+  switch (nl_run_atexit(L)) {
+  case 2: ended_by_interrupt = 1; ok = 0; break;
+  case 1: ok = 0; break;
+  }
   lua_pushinteger(L, ok ? EXIT_SUCCESS
                         : (ended_by_interrupt ? EXIT_INTERRUPTED : EXIT_FAILURE));
   return 1;

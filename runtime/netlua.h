@@ -29,7 +29,8 @@ lua_State *nl_newstate(void);
 void nl_atexit(lua_State *L, int idx);
 
 /* Runs what nl_atexit registered (main only). Returns 0, or 1 when one of
- * them failed, its error message is printed. */
+ * them failed, its error message is printed; 2 when one was interrupted by
+ * Ctrl-C (the program then exits 130). */
 int nl_run_atexit(lua_State *L);
 
 /* Process-wide set-up of the search path, once, before any state exists:

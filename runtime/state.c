@@ -28,6 +28,7 @@ static const luaL_Reg preloaded_modules[] = {
   {"cjson", open_json_as_cjson},
   {"cjson.safe", luaopen_cjson_safe},
   {"time", luaopen_time},
+  {"thread", luaopen_thread},
   {"socket", luaopen_socket},
   {"task", luaopen_task},
   {NULL, NULL}
@@ -126,7 +127,7 @@ void nl_atexit(lua_State *L, int idx) {
 }
 
 int nl_run_atexit(lua_State *L) {
-  int failed = 0;
+  int failed = 0, interrupted = 0;
   if (lua_getfield(L, LUA_REGISTRYINDEX, ATEXIT_KEY) != LUA_TTABLE) {
     lua_pop(L, 1);
     return 0;
@@ -134,6 +135,7 @@ int nl_run_atexit(lua_State *L) {
   for (lua_Integer i = 1; lua_rawgeti(L, -1, i) != LUA_TNIL; i++) {
     if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
       const char *msg = lua_tostring(L, -1);
+      if (msg != NULL && strcmp(msg, "interrupted") == 0) interrupted = 1;
       lua_writestringerror("%s: ", NL_PROGNAME);
       lua_writestringerror("%s\n", msg ? msg : "(error object is not a string)");
       lua_pop(L, 1);
@@ -141,5 +143,5 @@ int nl_run_atexit(lua_State *L) {
     }
   }
   lua_pop(L, 2);
-  return failed;
+  return interrupted ? 2 : failed;
 }

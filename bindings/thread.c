@@ -1,0 +1,981 @@
+/*
+ * thread.c: the `thread` module (layer: bindings). OS threads, each running
+ * its own Lua state from nl_newstate; channels and mutexes shared between
+ * them.
+ *
+ * Values cross by copy (nl_pack/nl_unpack). Shared objects (the record of a
+ * running thread, channels, mutexes) are reference-counted C structures that
+ * each state wraps in its own userdata; the nl_Transfer of channels and
+ * mutexes takes a reference when one crosses.
+ *
+ * Waiting. Every blocking call (join, send, recv, lock, sleep) waits in
+ * nl_wait, the runtime's one waiting point, so Ctrl-C (main thread) and
+ * shutdown (other threads) interrupt it with no polling. Each state owns an
+ * eventfd, its "waiter"; a blocked call puts its waiter on the shared
+ * object's wait list, unlocks, and nl_waits on the eventfd; whoever changes
+ * the object writes to every listed eventfd. An eventfd stays readable, so a
+ * wake-up between unlock and wait is never lost; spurious wake-ups just loop.
+ *
+ * Process-wide state (one of a kind, hence a C global, guarded by a mutex):
+ * the count of running non-daemon threads the main script waits for at exit,
+ * as Python's threading._shutdown does, and the flag that stops busy threads
+ * once the program is ending.
+ */
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "netlua.h"
+#include "modules.h"
+
+#define NL_THREAD_MT "thread.handle"
+#define NL_CHANNEL_MT "thread.channel"
+#define NL_MUTEX_MT "thread.mutex"
+#define WAITER_KEY "thread.waiter"
+#define SELF_KEY "thread.self"
+#define STOP_HOOK_COUNT 1000
+
+/* ---- waiting on shared objects ------------------------------------------- */
+
+typedef struct Waiter {
+  struct Waiter *next, *prev;
+  int fd;
+} Waiter;
+
+typedef struct WaitList {
+  Waiter *head;
+} WaitList;
+
+static void waitlist_add(WaitList *wl, Waiter *w) {
+  w->prev = NULL;
+  w->next = wl->head;
+  if (wl->head != NULL) wl->head->prev = w;
+  wl->head = w;
+}
+
+static void waitlist_remove(WaitList *wl, Waiter *w) {
+  if (w->prev != NULL) w->prev->next = w->next;
+  else wl->head = w->next;
+  if (w->next != NULL) w->next->prev = w->prev;
+}
+
+/* Wakes every waiter; called with the object's mutex held. */
+static void waitlist_wake(WaitList *wl) {
+  for (Waiter *w = wl->head; w != NULL; w = w->next) {
+    uint64_t one = 1;
+    while (write(w->fd, &one, sizeof one) < 0 && errno == EINTR) {}
+  }
+}
+
+static void drain(int fd) {
+  uint64_t n;
+  while (read(fd, &n, sizeof n) < 0 && errno == EINTR) {}
+}
+
+/* Called with *mu held: releases it while waiting, holds it again on
+ * return. Returns 1 when woken (the caller re-checks), 0 when the deadline
+ * passed, -EINTR when interrupted. */
+static int wait_on(pthread_mutex_t *mu, WaitList *wl, int fd, double deadline) {
+  Waiter w;
+  int r;
+  w.fd = fd;
+  waitlist_add(wl, &w);
+  pthread_mutex_unlock(mu);
+  r = nl_wait(fd, NL_READ, deadline);
+  if (r > 0) drain(fd);
+  pthread_mutex_lock(mu);
+  waitlist_remove(wl, &w);
+  if (r == -EINTR) return r;
+  return r > 0 || r < 0 ? 1 : 0;
+}
+
+/* The waiter eventfd of this state (one per state, so one per thread). */
+typedef struct WaiterBox {
+  int fd;
+} WaiterBox;
+
+static int waiterbox_gc(lua_State *L) {
+  WaiterBox *b = (WaiterBox *)lua_touserdata(L, 1);
+  if (b->fd >= 0) close(b->fd);
+  b->fd = -1;
+  return 0;
+}
+
+static int waiter_fd(lua_State *L) {
+  WaiterBox *b;
+  if (lua_getfield(L, LUA_REGISTRYINDEX, WAITER_KEY) == LUA_TUSERDATA) {
+    b = (WaiterBox *)lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return b->fd;
+  }
+  lua_pop(L, 1);
+  b = (WaiterBox *)lua_newuserdatauv(L, sizeof *b, 0);
+  b->fd = -1;
+  lua_newtable(L);
+  lua_pushcfunction(L, waiterbox_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  b->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (b->fd < 0) {
+    int err = errno;
+    char buf[128];
+    luaL_error(L, "cannot create eventfd: %s", nl_strerror(err, buf, sizeof buf));
+  }
+  lua_setfield(L, LUA_REGISTRYINDEX, WAITER_KEY);
+  return b->fd;
+}
+
+/* ---- process-wide: threads the program waits for at exit ------------------ */
+
+static struct {
+  pthread_mutex_t mu;
+  int running;       /* non-daemon threads not finished yet */
+  WaitList waiters;  /* woken when `running` drops */
+  atomic_long nextid;
+  atomic_int stopping; /* the program is ending: busy threads stop */
+} procs = {PTHREAD_MUTEX_INITIALIZER, 0, {NULL}, 1, 0};
+
+static void procs_add(int daemon) {
+  if (daemon) return;
+  pthread_mutex_lock(&procs.mu);
+  procs.running++;
+  pthread_mutex_unlock(&procs.mu);
+}
+
+static void procs_done(int daemon) {
+  if (daemon) return;
+  pthread_mutex_lock(&procs.mu);
+  procs.running--;
+  waitlist_wake(&procs.waiters);
+  pthread_mutex_unlock(&procs.mu);
+}
+
+static void stop_everything(void) {
+  nl_begin_shutdown();
+  atomic_store(&procs.stopping, 1);
+}
+
+/* nl_atexit hook of the main state: waits for every non-daemon thread. A
+ * Ctrl-C here (or one that ended the script) stops them: their waits return
+ * "interrupted" and a count hook stops busy Lua code. */
+static int thread_waitall(lua_State *L) {
+  int fd = waiter_fd(L), interrupted = 0;
+  if (nl_shutting_down()) stop_everything();
+  pthread_mutex_lock(&procs.mu);
+  while (procs.running > 0) {
+    if (wait_on(&procs.mu, &procs.waiters, fd, NL_NODEADLINE) == -EINTR) {
+      interrupted = 1;
+      stop_everything();
+    }
+  }
+  pthread_mutex_unlock(&procs.mu);
+  if (interrupted) return nl_raise_interrupted(L);
+  return 0;
+}
+
+/* ---- thread records ------------------------------------------------------ */
+
+/* What a thread and its handle share. The running thread holds one
+ * reference, the handle another. */
+typedef struct Record {
+  atomic_int refs;
+  pthread_mutex_t mu;
+  WaitList waiters; /* joiners */
+  pthread_t tid;
+  long id;
+  int daemon;
+  char *name;
+  nl_Packet *start; /* function and arguments, until the thread takes them */
+  /* set by the thread before `done`: */
+  int done, ok, interrupted;
+  nl_Packet *results; /* ok: the function's results */
+  char *error;        /* not ok: message and traceback */
+  int joined;         /* a join delivered the outcome */
+} Record;
+
+static void record_release(Record *r) {
+  if (atomic_fetch_sub(&r->refs, 1) != 1) return;
+  if (r->error != NULL && !r->joined && !r->interrupted) {
+    fprintf(stderr, "Exception in thread %s:\n%s\n", r->name, r->error);
+    fflush(stderr);
+  }
+  nl_packet_free(r->start);
+  nl_packet_free(r->results);
+  free(r->error);
+  free(r->name);
+  pthread_mutex_destroy(&r->mu);
+  free(r);
+}
+
+static Record *record_new(long id, const char *name, int daemon) {
+  Record *r = (Record *)calloc(1, sizeof *r);
+  if (r == NULL) return NULL;
+  r->name = strdup(name);
+  if (r->name == NULL) {
+    free(r);
+    return NULL;
+  }
+  atomic_init(&r->refs, 1);
+  pthread_mutex_init(&r->mu, NULL);
+  r->id = id;
+  r->daemon = daemon;
+  return r;
+}
+
+/* ---- inside the new thread ----------------------------------------------- */
+
+static void stop_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  if (atomic_load_explicit(&procs.stopping, memory_order_relaxed))
+    nl_raise_interrupted(L);
+}
+
+static int body_handler(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (msg == NULL) {
+    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+      msg = lua_tostring(L, -1);
+    else
+      msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+  }
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+/* Unpacks the function and arguments, runs it, packs the results. */
+static int body(lua_State *L) {
+  Record *r = (Record *)lua_touserdata(L, 1);
+  nl_Packet *start = r->start;
+  int n, base = lua_gettop(L);
+  r->start = NULL;
+  n = nl_unpack(L, start);
+  if (lua_type(L, base + 1) == LUA_TSTRING) {
+    const char *path = lua_tostring(L, base + 1);
+    if (luaL_loadfile(L, path) != LUA_OK) lua_error(L);
+    lua_replace(L, base + 1);
+  }
+  lua_call(L, n - 1, LUA_MULTRET);
+  r->results = nl_pack(L, base + 1, lua_gettop(L) - base);
+  return 0;
+}
+
+static void set_self(lua_State *L, Record *r) {
+  lua_createtable(L, 0, 2);
+  lua_pushstring(L, r->name);
+  lua_setfield(L, -2, "name");
+  lua_pushinteger(L, r->id);
+  lua_setfield(L, -2, "id");
+  lua_setfield(L, LUA_REGISTRYINDEX, SELF_KEY);
+}
+
+static void run_body(lua_State *L, Record *r) {
+  lua_sethook(L, stop_hook, LUA_MASKCOUNT, STOP_HOOK_COUNT);
+  set_self(L, r);
+  lua_pushcfunction(L, body_handler);
+  lua_pushcfunction(L, body);
+  lua_pushlightuserdata(L, r);
+  if (lua_pcall(L, 1, 0, 1) == LUA_OK) {
+    r->ok = 1;
+    return;
+  }
+  r->ok = 0;
+  r->error = strdup(lua_tostring(L, -1));
+  /* threads never take Ctrl-C: "interrupted" here means shutdown */
+  r->interrupted = strncmp(lua_tostring(L, -1), "interrupted\n", 12) == 0;
+}
+
+static void *thread_main(void *arg) {
+  Record *r = (Record *)arg;
+  int daemon = r->daemon;
+  lua_State *L = nl_newstate();
+  if (L != NULL) {
+    run_body(L, r);
+    lua_close(L);
+  } else {
+    r->error = strdup("cannot create state: not enough memory");
+  }
+  pthread_mutex_lock(&r->mu);
+  r->done = 1;
+  waitlist_wake(&r->waiters);
+  pthread_mutex_unlock(&r->mu);
+  record_release(r);
+  procs_done(daemon);
+  return NULL;
+}
+
+/* ---- thread handles -------------------------------------------------------- */
+
+typedef struct Handle {
+  Record *r;
+  int reaped; /* pthread_join'ed or detached */
+} Handle;
+
+static Handle *check_handle(lua_State *L, int idx) {
+  Handle *h = (Handle *)luaL_checkudata(L, idx, NL_THREAD_MT);
+  if (h->r == NULL) luaL_error(L, "attempt to use a released thread handle");
+  return h;
+}
+
+static int record_done(Record *r) {
+  int done;
+  pthread_mutex_lock(&r->mu);
+  done = r->done;
+  pthread_mutex_unlock(&r->mu);
+  return done;
+}
+
+static void handle_reap(Handle *h, int done) {
+  if (h->reaped) return;
+  if (done) pthread_join(h->r->tid, NULL);
+  else pthread_detach(h->r->tid);
+  h->reaped = 1;
+}
+
+static int handle_gc(lua_State *L) {
+  Handle *h = (Handle *)luaL_checkudata(L, 1, NL_THREAD_MT);
+  if (h->r == NULL) return 0;
+  handle_reap(h, record_done(h->r));
+  record_release(h->r);
+  h->r = NULL;
+  return 0;
+}
+
+/* The outcome, pushed from the cache in the handle's user value (the first
+ * join fills it): true, results... or false, error. */
+static int push_outcome(lua_State *L, Handle *h) {
+  Record *r = h->r;
+  int n;
+  if (lua_getiuservalue(L, 1, 1) == LUA_TTABLE) {
+    lua_getfield(L, -1, "n");
+    n = (int)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    luaL_checkstack(L, n, "too many results");
+    for (int i = 1; i <= n; i++) lua_rawgeti(L, -i, i);
+    lua_remove(L, -n - 1);
+    return n;
+  }
+  lua_pop(L, 1);
+  r->joined = 1;
+  n = lua_gettop(L);
+  lua_pushboolean(L, r->ok);
+  if (r->ok) {
+    nl_Packet *p = r->results;
+    r->results = NULL;
+    nl_unpack(L, p);
+  } else {
+    lua_pushstring(L, r->error ? r->error : "thread failed");
+  }
+  n = lua_gettop(L) - n;
+  lua_createtable(L, n, 1);
+  for (int i = 1; i <= n; i++) {
+    lua_pushvalue(L, -n - 1 + i - 1);
+    lua_rawseti(L, -2, i);
+  }
+  lua_pushinteger(L, n);
+  lua_setfield(L, -2, "n");
+  lua_setiuservalue(L, 1, 1);
+  return n;
+}
+
+/* t:join([timeout]) -> true, results... | false, err | nil, "timeout" */
+static int thr_join(lua_State *L) {
+  Handle *h = check_handle(L, 1);
+  Record *r = h->r;
+  double timeout = luaL_optnumber(L, 2, -1);
+  double deadline = nl_deadline(timeout);
+  int fd = waiter_fd(L), w = 1, done;
+  lua_settop(L, 1);
+  pthread_mutex_lock(&r->mu);
+  while (!r->done && w > 0) w = wait_on(&r->mu, &r->waiters, fd, deadline);
+  done = r->done;
+  pthread_mutex_unlock(&r->mu);
+  if (w == -EINTR && !done) return nl_raise_interrupted(L);
+  if (!done) return nl_pushfail(L, "timeout", NULL);
+  handle_reap(h, 1);
+  return push_outcome(L, h);
+}
+
+static int thr_alive(lua_State *L) {
+  Handle *h = check_handle(L, 1);
+  lua_pushboolean(L, !record_done(h->r));
+  return 1;
+}
+
+static int thr_tostring(lua_State *L) {
+  Handle *h = (Handle *)luaL_checkudata(L, 1, NL_THREAD_MT);
+  if (h->r == NULL) lua_pushliteral(L, "thread (released)");
+  else
+    lua_pushfstring(L, "thread %s (%s%s)", h->r->name,
+                    record_done(h->r) ? "finished" : "running",
+                    h->r->daemon ? ", daemon" : "");
+  return 1;
+}
+
+static const luaL_Reg thr_methods[] = {
+  {"join", thr_join},
+  {"alive", thr_alive},
+  {NULL, NULL}
+};
+
+/* t.name, t.id, t.daemon, then the methods. */
+static int thr_index(lua_State *L) {
+  Handle *h = check_handle(L, 1);
+  const char *key = luaL_checkstring(L, 2);
+  if (strcmp(key, "name") == 0) lua_pushstring(L, h->r->name);
+  else if (strcmp(key, "id") == 0) lua_pushinteger(L, h->r->id);
+  else if (strcmp(key, "daemon") == 0) lua_pushboolean(L, h->r->daemon);
+  else {
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_getfield(L, -1, key);
+  }
+  return 1;
+}
+
+static const luaL_Reg thr_meta[] = {
+  {"__gc", handle_gc},
+  {"__tostring", thr_tostring},
+  {NULL, NULL}
+};
+
+/* ---- spawn ------------------------------------------------------------------ */
+
+/* Spawn options from the table form: thread.spawn{fn, args..., name=, daemon=}.
+ * Leaves fn and the args on the stack from index 2 on. */
+static int spawn_options(lua_State *L, const char **name, int *daemon) {
+  lua_Integer n;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  if (lua_getfield(L, 1, "name") != LUA_TNIL) {
+    if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "option 'name' must be a string");
+    *name = lua_tostring(L, -1);
+  }
+  *daemon = lua_getfield(L, 1, "daemon") != LUA_TNIL && lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  n = (lua_Integer)lua_rawlen(L, 1);
+  luaL_checkstack(L, (int)n + 4, "too many arguments");
+  for (lua_Integer i = 1; i <= n; i++) lua_rawgeti(L, 1, i);
+  return (int)n;
+}
+
+static int thread_spawn(lua_State *L) {
+  const char *name = NULL;
+  int daemon = 0, first = 1, n = lua_gettop(L), err;
+  long id;
+  char defname[32];
+  Handle *h;
+  Record *r;
+  if (lua_type(L, 1) == LUA_TTABLE) {
+    n = spawn_options(L, &name, &daemon);
+    first = lua_gettop(L) - n + 1;
+  }
+  if (n < 1 || (lua_type(L, first) != LUA_TFUNCTION && lua_type(L, first) != LUA_TSTRING))
+    return luaL_argerror(L, 1, "function or file name expected");
+  id = atomic_fetch_add(&procs.nextid, 1);
+  if (name == NULL) {
+    snprintf(defname, sizeof defname, "Thread-%ld", id);
+    name = defname;
+  }
+  h = (Handle *)lua_newuserdatauv(L, sizeof *h, 1);
+  h->r = NULL;
+  h->reaped = 1;
+  luaL_setmetatable(L, NL_THREAD_MT);
+  lua_insert(L, first);
+  h->r = r = record_new(id, name, daemon);
+  if (r == NULL) return luaL_error(L, "not enough memory");
+  r->start = nl_pack(L, first + 1, n);
+  atomic_fetch_add(&r->refs, 1); /* the thread's */
+  procs_add(daemon);
+  err = nl_thread_start(&r->tid, thread_main, r);
+  if (err != 0) {
+    atomic_fetch_sub(&r->refs, 1);
+    procs_done(daemon);
+    return nl_pusherrno(L, err);
+  }
+  h->reaped = 0;
+  lua_settop(L, first);
+  return 1;
+}
+
+/* ---- channels ------------------------------------------------------------- */
+
+typedef struct Item {
+  struct Item *next;
+  nl_Packet *packet;
+} Item;
+
+typedef struct Channel {
+  atomic_int refs;
+  pthread_mutex_t mu;
+  WaitList waiters; /* senders and receivers */
+  Item *head, *tail;
+  size_t count, capacity; /* capacity 0: unbounded */
+  size_t reserved;        /* room taken by sends still packing */
+  int closed;
+} Channel;
+
+typedef struct ChannelBox {
+  Channel *ch;
+} ChannelBox;
+
+static void channel_release(Channel *ch) {
+  if (atomic_fetch_sub(&ch->refs, 1) != 1) return;
+  while (ch->head != NULL) {
+    Item *it = ch->head;
+    ch->head = it->next;
+    nl_packet_free(it->packet);
+    free(it);
+  }
+  pthread_mutex_destroy(&ch->mu);
+  free(ch);
+}
+
+static Channel *check_channel(lua_State *L, int idx) {
+  ChannelBox *b = (ChannelBox *)luaL_checkudata(L, idx, NL_CHANNEL_MT);
+  if (b->ch == NULL) luaL_error(L, "attempt to use a released channel");
+  return b->ch;
+}
+
+/* Pushes a new channel userdata owning one reference to ch. */
+static void push_channel(lua_State *L, Channel *ch) {
+  ChannelBox *b = (ChannelBox *)lua_newuserdatauv(L, sizeof *b, 0);
+  b->ch = NULL;
+  luaL_setmetatable(L, NL_CHANNEL_MT);
+  b->ch = ch;
+}
+
+static int chan_gc(lua_State *L) {
+  ChannelBox *b = (ChannelBox *)luaL_checkudata(L, 1, NL_CHANNEL_MT);
+  if (b->ch != NULL) channel_release(b->ch);
+  b->ch = NULL;
+  return 0;
+}
+
+static int thread_channel(lua_State *L) {
+  lua_Integer cap = luaL_optinteger(L, 1, 0);
+  Channel *ch;
+  luaL_argcheck(L, lua_isnoneornil(L, 1) || cap > 0, 1, "capacity must be positive");
+  push_channel(L, NULL);
+  ch = (Channel *)calloc(1, sizeof *ch);
+  if (ch == NULL) return luaL_error(L, "not enough memory");
+  atomic_init(&ch->refs, 1);
+  pthread_mutex_init(&ch->mu, NULL);
+  ch->capacity = (size_t)cap;
+  ((ChannelBox *)lua_touserdata(L, -1))->ch = ch;
+  return 1;
+}
+
+/* Waits (mutex held) until `ready(ch)` or closed; returns 1, 0 on timeout,
+ * or -EINTR. `fd` is the state's waiter (fetched before locking: nothing
+ * here may raise). */
+static int chan_wait(Channel *ch, int fd, int (*ready)(const Channel *),
+                     double deadline) {
+  int w = 1;
+  while (!ready(ch) && !ch->closed && w > 0)
+    w = wait_on(&ch->mu, &ch->waiters, fd, deadline);
+  if (ready(ch) || ch->closed) return 1;
+  return w;
+}
+
+static int has_room(const Channel *ch) {
+  return ch->capacity == 0 || ch->count + ch->reserved < ch->capacity;
+}
+
+static int has_items(const Channel *ch) { return ch->count > 0; }
+
+/* nl_pack under lua_pcall, so that send can give back its reserved room. */
+static int pack_one(lua_State *L) {
+  lua_pushlightuserdata(L, nl_pack(L, 1, 1));
+  return 1;
+}
+
+static void enqueue(Channel *ch, Item *it) {
+  if (ch->tail != NULL) ch->tail->next = it;
+  else ch->head = it;
+  ch->tail = it;
+  ch->count++;
+}
+
+/* ch:send(v[, timeout]) -> true | nil, "timeout"|"closed"
+ * Room is reserved before v is packed: packing moves sockets out of this
+ * state, so a send that times out or finds the channel closed must fail
+ * before that, leaving the socket with the sender. */
+static int chan_send(lua_State *L) {
+  Channel *ch = check_channel(L, 1);
+  double deadline = nl_deadline(luaL_optnumber(L, 3, -1));
+  int fd, w, status;
+  nl_Packet *p;
+  Item *it;
+  luaL_argcheck(L, !lua_isnoneornil(L, 2), 2, "cannot send nil");
+  fd = waiter_fd(L);
+  pthread_mutex_lock(&ch->mu);
+  w = chan_wait(ch, fd, has_room, deadline);
+  if (w == 1 && !ch->closed) ch->reserved++;
+  else if (w == 1) w = 2; /* closed */
+  pthread_mutex_unlock(&ch->mu);
+  if (w == -EINTR) return nl_raise_interrupted(L);
+  if (w != 1) return nl_pushfail(L, w == 0 ? "timeout" : "closed", NULL);
+  lua_pushcfunction(L, pack_one);
+  lua_pushvalue(L, 2);
+  status = lua_pcall(L, 1, 1, 0);
+  p = status == LUA_OK ? (nl_Packet *)lua_touserdata(L, -1) : NULL;
+  it = p != NULL ? (Item *)malloc(sizeof *it) : NULL;
+  pthread_mutex_lock(&ch->mu);
+  ch->reserved--;
+  if (it != NULL) {
+    it->next = NULL;
+    it->packet = p;
+    enqueue(ch, it); /* even if closed meanwhile: it was sent before */
+  }
+  waitlist_wake(&ch->waiters);
+  pthread_mutex_unlock(&ch->mu);
+  if (status != LUA_OK) return lua_error(L);
+  if (it == NULL) {
+    nl_packet_free(p);
+    return luaL_error(L, "not enough memory");
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* ch:recv([timeout]) -> value | nil, "timeout"|"closed" */
+static int chan_recv(lua_State *L) {
+  Channel *ch = check_channel(L, 1);
+  double deadline = nl_deadline(luaL_optnumber(L, 2, -1));
+  Item *it = NULL;
+  nl_Packet *p;
+  int fd = waiter_fd(L), w;
+  pthread_mutex_lock(&ch->mu);
+  w = chan_wait(ch, fd, has_items, deadline);
+  if (w == 1 && ch->count > 0) {
+    it = ch->head;
+    ch->head = it->next;
+    if (ch->head == NULL) ch->tail = NULL;
+    ch->count--;
+    waitlist_wake(&ch->waiters);
+  }
+  pthread_mutex_unlock(&ch->mu);
+  if (it == NULL) {
+    if (w == -EINTR) return nl_raise_interrupted(L);
+    return nl_pushfail(L, w == 0 ? "timeout" : "closed", NULL);
+  }
+  p = it->packet;
+  free(it);
+  return nl_unpack(L, p);
+}
+
+static int chan_close(lua_State *L) {
+  Channel *ch = check_channel(L, 1);
+  pthread_mutex_lock(&ch->mu);
+  ch->closed = 1;
+  waitlist_wake(&ch->waiters);
+  pthread_mutex_unlock(&ch->mu);
+  return 0;
+}
+
+static int chan_len(lua_State *L) {
+  Channel *ch = check_channel(L, 1);
+  size_t n;
+  pthread_mutex_lock(&ch->mu);
+  n = ch->count;
+  pthread_mutex_unlock(&ch->mu);
+  lua_pushinteger(L, (lua_Integer)n);
+  return 1;
+}
+
+static int chan_closed(lua_State *L) {
+  Channel *ch = check_channel(L, 1);
+  int closed;
+  pthread_mutex_lock(&ch->mu);
+  closed = ch->closed;
+  pthread_mutex_unlock(&ch->mu);
+  lua_pushboolean(L, closed);
+  return 1;
+}
+
+/* for v in ch:iter() do: recv until closed and drained. */
+static int chan_next(lua_State *L) {
+  int n;
+  lua_settop(L, 0);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  n = chan_recv(L);
+  if (lua_isnil(L, -n)) return 0;
+  return n;
+}
+
+static int chan_iter(lua_State *L) {
+  check_channel(L, 1);
+  lua_settop(L, 1);
+  lua_pushcclosure(L, chan_next, 1);
+  return 1;
+}
+
+static int chan_tostring(lua_State *L) {
+  ChannelBox *b = (ChannelBox *)luaL_checkudata(L, 1, NL_CHANNEL_MT);
+  lua_pushfstring(L, "%s: %p", NL_CHANNEL_MT, (void *)b->ch);
+  return 1;
+}
+
+static int chan_eq(lua_State *L) {
+  ChannelBox *a = (ChannelBox *)luaL_checkudata(L, 1, NL_CHANNEL_MT);
+  ChannelBox *b = (ChannelBox *)luaL_checkudata(L, 2, NL_CHANNEL_MT);
+  lua_pushboolean(L, a->ch == b->ch);
+  return 1;
+}
+
+static void *chan_export(lua_State *L, int idx) {
+  Channel *ch = check_channel(L, idx);
+  atomic_fetch_add(&ch->refs, 1);
+  return ch;
+}
+
+static void chan_import(lua_State *L, void *payload) {
+  push_channel(L, (Channel *)payload);
+}
+
+static void chan_discard(void *payload) { channel_release((Channel *)payload); }
+
+static const nl_Transfer chan_transfer = {"thread", chan_export, chan_import,
+                                          chan_discard};
+
+static const luaL_Reg chan_methods[] = {
+  {"send", chan_send},
+  {"recv", chan_recv},
+  {"close", chan_close},
+  {"closed", chan_closed},
+  {"iter", chan_iter},
+  {NULL, NULL}
+};
+
+static const luaL_Reg chan_meta[] = {
+  {"__gc", chan_gc},
+  {"__close", chan_close},
+  {"__len", chan_len},
+  {"__eq", chan_eq},
+  {"__tostring", chan_tostring},
+  {NULL, NULL}
+};
+
+/* ---- mutexes ---------------------------------------------------------------- */
+
+typedef struct Mutex {
+  atomic_int refs;
+  pthread_mutex_t mu;
+  WaitList waiters;
+  int locked;
+} Mutex;
+
+typedef struct MutexBox {
+  Mutex *m;
+} MutexBox;
+
+static void mutex_release(Mutex *m) {
+  if (atomic_fetch_sub(&m->refs, 1) != 1) return;
+  pthread_mutex_destroy(&m->mu);
+  free(m);
+}
+
+static Mutex *check_mutex(lua_State *L, int idx) {
+  MutexBox *b = (MutexBox *)luaL_checkudata(L, idx, NL_MUTEX_MT);
+  if (b->m == NULL) luaL_error(L, "attempt to use a released mutex");
+  return b->m;
+}
+
+static void push_mutex(lua_State *L, Mutex *m) {
+  MutexBox *b = (MutexBox *)lua_newuserdatauv(L, sizeof *b, 0);
+  b->m = NULL;
+  luaL_setmetatable(L, NL_MUTEX_MT);
+  b->m = m;
+}
+
+static int mutex_gc(lua_State *L) {
+  MutexBox *b = (MutexBox *)luaL_checkudata(L, 1, NL_MUTEX_MT);
+  if (b->m != NULL) mutex_release(b->m);
+  b->m = NULL;
+  return 0;
+}
+
+static int thread_mutex(lua_State *L) {
+  Mutex *m;
+  push_mutex(L, NULL);
+  m = (Mutex *)calloc(1, sizeof *m);
+  if (m == NULL) return luaL_error(L, "not enough memory");
+  atomic_init(&m->refs, 1);
+  pthread_mutex_init(&m->mu, NULL);
+  ((MutexBox *)lua_touserdata(L, -1))->m = m;
+  return 1;
+}
+
+/* Takes the lock, waiting until `deadline`: 1 taken, 0 timeout, -EINTR. */
+static int mutex_take(lua_State *L, Mutex *m, double deadline) {
+  int fd = waiter_fd(L), w = 1;
+  pthread_mutex_lock(&m->mu);
+  while (m->locked && w > 0) w = wait_on(&m->mu, &m->waiters, fd, deadline);
+  if (!m->locked) {
+    m->locked = 1;
+    w = 1;
+  } else if (w > 0) {
+    w = 0;
+  }
+  pthread_mutex_unlock(&m->mu);
+  return w;
+}
+
+/* m:lock([timeout]) -> true | nil, "timeout" */
+static int mutex_lock(lua_State *L) {
+  Mutex *m = check_mutex(L, 1);
+  int w = mutex_take(L, m, nl_deadline(luaL_optnumber(L, 2, -1)));
+  if (w == -EINTR) return nl_raise_interrupted(L);
+  if (w == 0) return nl_pushfail(L, "timeout", NULL);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int mutex_trylock(lua_State *L) {
+  Mutex *m = check_mutex(L, 1);
+  int taken = 0;
+  pthread_mutex_lock(&m->mu);
+  if (!m->locked) m->locked = taken = 1;
+  pthread_mutex_unlock(&m->mu);
+  lua_pushboolean(L, taken);
+  return 1;
+}
+
+static int mutex_unlock(lua_State *L) {
+  Mutex *m = check_mutex(L, 1);
+  int was;
+  pthread_mutex_lock(&m->mu);
+  was = m->locked;
+  m->locked = 0;
+  waitlist_wake(&m->waiters);
+  pthread_mutex_unlock(&m->mu);
+  if (!was) return luaL_error(L, "unlock of an unlocked mutex");
+  return 0;
+}
+
+static void mutex_give(Mutex *m) {
+  pthread_mutex_lock(&m->mu);
+  m->locked = 0;
+  waitlist_wake(&m->waiters);
+  pthread_mutex_unlock(&m->mu);
+}
+
+/* m:with(fn, ...) -> fn's results; the lock is released even on error. */
+static int mutex_with(lua_State *L) {
+  Mutex *m = check_mutex(L, 1);
+  int w, status;
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  w = mutex_take(L, m, NL_NODEADLINE);
+  if (w == -EINTR) return nl_raise_interrupted(L);
+  status = lua_pcall(L, lua_gettop(L) - 2, LUA_MULTRET, 0);
+  mutex_give(m);
+  if (status != LUA_OK) return lua_error(L);
+  return lua_gettop(L) - 1;
+}
+
+static int mutex_tostring(lua_State *L) {
+  MutexBox *b = (MutexBox *)luaL_checkudata(L, 1, NL_MUTEX_MT);
+  lua_pushfstring(L, "%s: %p", NL_MUTEX_MT, (void *)b->m);
+  return 1;
+}
+
+static void *mutex_export(lua_State *L, int idx) {
+  Mutex *m = check_mutex(L, idx);
+  atomic_fetch_add(&m->refs, 1);
+  return m;
+}
+
+static void mutex_import(lua_State *L, void *payload) {
+  push_mutex(L, (Mutex *)payload);
+}
+
+static void mutex_discard(void *payload) { mutex_release((Mutex *)payload); }
+
+static const nl_Transfer mutex_transfer = {"thread", mutex_export, mutex_import,
+                                           mutex_discard};
+
+static const luaL_Reg mutex_methods[] = {
+  {"lock", mutex_lock},
+  {"unlock", mutex_unlock},
+  {"trylock", mutex_trylock},
+  {"with", mutex_with},
+  {NULL, NULL}
+};
+
+static const luaL_Reg mutex_meta[] = {
+  {"__gc", mutex_gc},
+  {"__tostring", mutex_tostring},
+  {NULL, NULL}
+};
+
+/* ---- the rest of the module -------------------------------------------------- */
+
+static int thread_sleep(lua_State *L) {
+  double s = luaL_checknumber(L, 1);
+  luaL_argcheck(L, s >= 0, 1, "non-negative number expected");
+  nl_sleepL(L, s);
+  return 0;
+}
+
+/* thread.self() -> name, id ("MainThread", 0 in the main state) */
+static int thread_self(lua_State *L) {
+  if (lua_getfield(L, LUA_REGISTRYINDEX, SELF_KEY) != LUA_TTABLE) {
+    lua_pushliteral(L, "MainThread");
+    lua_pushinteger(L, 0);
+    return 2;
+  }
+  lua_getfield(L, -1, "name");
+  lua_getfield(L, -2, "id");
+  return 2;
+}
+
+static int thread_cpus(lua_State *L) {
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  lua_pushinteger(L, n > 0 ? n : 1);
+  return 1;
+}
+
+static const luaL_Reg thread_funcs[] = {
+  {"spawn", thread_spawn},
+  {"channel", thread_channel},
+  {"mutex", thread_mutex},
+  {"sleep", thread_sleep},
+  {"self", thread_self},
+  {"cpus", thread_cpus},
+  {NULL, NULL}
+};
+
+static void new_shared_class(lua_State *L, const char *tname, const luaL_Reg *methods,
+                             const luaL_Reg *meta, const nl_Transfer *transfer) {
+  nl_newclass(L, tname, methods, meta);
+  luaL_getmetatable(L, tname);
+  lua_pushlightuserdata(L, (void *)transfer);
+  lua_setfield(L, -2, NL_TRANSFER_FIELD);
+  lua_pop(L, 1);
+}
+
+static void new_thread_class(lua_State *L) {
+  luaL_newmetatable(L, NL_THREAD_MT);
+  luaL_setfuncs(L, thr_meta, 0);
+  luaL_newlib(L, thr_methods);
+  lua_pushcclosure(L, thr_index, 1);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+}
+
+int luaopen_thread(lua_State *L) {
+  new_thread_class(L);
+  new_shared_class(L, NL_CHANNEL_MT, chan_methods, chan_meta, &chan_transfer);
+  new_shared_class(L, NL_MUTEX_MT, mutex_methods, mutex_meta, &mutex_transfer);
+  waiter_fd(L);
+  if (nl_is_main_thread()) {
+    lua_pushcfunction(L, thread_waitall);
+    nl_atexit(L, -1);
+    lua_pop(L, 1);
+  }
+  luaL_newlib(L, thread_funcs);
+  return 1;
+}
