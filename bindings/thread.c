@@ -260,6 +260,8 @@ static int body(lua_State *L) {
   }
   lua_call(L, n - 1, LUA_MULTRET);
   r->results = nl_pack(L, base + 1, lua_gettop(L) - base);
+  /* the tasks this thread spawned finish before it does, as in main */
+  if (nl_sched_drain(L) != 0) nl_raise_interrupted(L);
   return 0;
 }
 
@@ -295,6 +297,7 @@ static void *thread_main(void *arg) {
   if (L != NULL) {
     run_body(L, r);
     lua_close(L);
+    nl_loop_free();
   } else {
     r->error = strdup("cannot create state: not enough memory");
   }
