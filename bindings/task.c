@@ -105,6 +105,7 @@ static int task_tostring(lua_State *L) {
  * traceback. The process's end collects every handle, so none is lost. */
 static int task_gc(lua_State *L) {
   nl_Task *t = check_task(L, 1);
+  nl_task_dropext(t);
   free(t->watches);
   t->watches = NULL;
   if (t->state == NL_TASK_DONE && !t->ok && !t->cancelled && !t->joined &&

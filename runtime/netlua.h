@@ -159,6 +159,18 @@ void nl_sleepk(lua_State *L, int nargs, double seconds);
  * (it must not restart its timers then). */
 int nl_restarting(lua_State *L);
 
+/* nl_deadline(timeout), except in a call restarted after a wait in a task:
+ * then the deadline of that wait, so a timeout spans the whole call. */
+double nl_deadlinek(lua_State *L, double timeout);
+
+/* A binding's record of a task's wait on a shared object (thread.c's wait
+ * lists). Its cleanup runs when the task ends, is cancelled or collected. */
+typedef struct nl_TaskExt nl_TaskExt;
+struct nl_TaskExt { void (*cleanup)(nl_TaskExt *ext); };
+
+/* The running task's slot for such a record; NULL outside tasks. */
+nl_TaskExt **nl_task_ext(lua_State *L);
+
 /* A list of waiters woken together (task joins, channels). */
 typedef struct nl_WaitQueue { nl_Waiter *head; } nl_WaitQueue;
 /* Waits until nl_wakeall(q) or the deadline: 1 woken, 0 timeout. Restarts

@@ -131,6 +131,24 @@ int nl_restarting(lua_State *L) {
   return t != NULL && t->restart_pending;
 }
 
+double nl_deadlinek(lua_State *L, double timeout) {
+  nl_Task *t = nl_current_task(L);
+  if (t != NULL && t->restart_pending) return t->w.deadline;
+  return nl_deadline(timeout);
+}
+
+nl_TaskExt **nl_task_ext(lua_State *L) {
+  nl_Task *t = nl_current_task(L);
+  if (t == NULL || t->state != NL_TASK_RUNNING) return NULL;
+  return &t->ext;
+}
+
+void nl_task_dropext(nl_Task *t) {
+  nl_TaskExt *ext = t->ext;
+  t->ext = NULL;
+  if (ext != NULL) ext->cleanup(ext);
+}
+
 /* Takes the outcome of the suspended wait the restarted call is replaying:
  * 1 and *result set, or 0 when this is a fresh wait. */
 static int take_restart(nl_Task *t, int *result) {
@@ -327,6 +345,7 @@ int nl_task_yield(lua_State *L, nl_Task *t) {
 static void finish(nl_Sched *s, nl_Task *t, int status, int nres) {
   lua_State *H = s->H, *co = t->co;
   int ok = status == LUA_OK;
+  nl_task_dropext(t);
   lua_rawgetp(H, 1, t); /* the task's userdata */
   if (ok) {
     lua_createtable(H, nres + 1, 1);
@@ -395,6 +414,7 @@ void nl_task_cancel(nl_Sched *s, nl_Task *t) {
   if (t->state == NL_TASK_WAITING) nl_waiter_disarm(s->loop, &t->w);
   t->cancelled = 1;
   t->restart_pending = 0;
+  nl_task_dropext(t); /* while the objects it waited on are still alive */
   lua_resetthread(t->co);
   lua_settop(t->co, 0);
   finish(s, t, LUA_ERRRUN, 0);

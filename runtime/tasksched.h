@@ -27,6 +27,7 @@ typedef struct nl_Task {
   nl_WaitQueue joiners;
   nl_Watch one, *watches; /* watches of its current wait */
   int capwatches;
+  nl_TaskExt *ext;    /* a binding's wait record (nl_task_ext) */
 } nl_Task;
 
 struct nl_Sched {
@@ -50,5 +51,6 @@ void nl_task_resume(nl_Sched *s, nl_Task *t);
 void nl_task_cancel(nl_Sched *s, nl_Task *t);
 int nl_task_yield(lua_State *L, nl_Task *t);
 int nl_waitmany_now(nl_PollFd *fds, int n);
+void nl_task_dropext(nl_Task *t);
 
 #endif
