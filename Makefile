@@ -46,7 +46,7 @@ CFLAGS   ?= -O2 -g
 ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(WERROR) \
               $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(RL_CFLAGS) $(SAN_FLAGS) \
               -Iruntime -I$(OUT) -MMD -MP
-LDLIBS   := $(STATIC_LUA) $(shell pkg-config --libs libcurl 2>/dev/null) $(RL_LIBS) \
+LDLIBS   := $(STATIC_LUA) $(shell pkg-config --libs libcurl 2>/dev/null) -lhttp_parser $(RL_LIBS) \
             -lpthread -lm -ldl
 LDFLAGS  ?=
 ALL_LDFLAGS := -Wl,-E $(SAN_LDFLAGS) $(LDFLAGS)
@@ -60,13 +60,13 @@ GEN_SRC      := $(OUT)/embedded.c
 OBJS := $(patsubst %.c,$(OUT)/%.o,$(RUNTIME_SRC) $(BINDINGS_SRC)) $(OUT)/embedded.o
 
 # ---- build ----------------------------------------------------------------
-.PHONY: all deps test demo bench install clean
+.PHONY: all deps test demo bench bench-deps install clean
 all: $(BIN)
 
 $(BIN): $(OBJS)
 	$(CC) $(ALL_LDFLAGS) -o $@ $(OBJS) $(LDLIBS)
 
-$(OUT)/%.o: %.c $(OUT)/errnames.h
+$(OUT)/%.o: %.c $(OUT)/errnames.h $(OUT)/curlnames.h
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
@@ -80,6 +80,10 @@ $(GEN_SRC): $(LUA_HALVES) tools/embed.sh
 $(OUT)/errnames.h: tools/errnames.sh
 	@mkdir -p $(OUT)
 	sh tools/errnames.sh "$(CC)" > $@.tmp && mv $@.tmp $@
+
+$(OUT)/curlnames.h: tools/curlnames.sh
+	@mkdir -p $(OUT)
+	sh tools/curlnames.sh "$(CC)" > $@.tmp && mv $@.tmp $@
 
 -include $(OBJS:.o=.d)
 
@@ -95,6 +99,19 @@ test: deps
 demo: deps
 	@$(MAKE) --no-print-directory all
 	@sh scripts/demo.sh ./$(BIN)
+
+# ---- benchmark: netlua against its peers (bench/README.md) ----------------
+BENCH_BINS := build/bench/loadgen build/bench/cserver build/bench/cthreads
+bench: deps bench-deps
+	@$(MAKE) --no-print-directory all $(BENCH_BINS)
+	bash bench/run.sh $(CURDIR)/$(BIN)
+
+bench-deps:
+	@sh bench/deps.sh
+
+build/bench/%: bench/%.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) -O2 -g $(WERROR) -o $@ $< -lpthread
 
 install: $(BIN)
 	install -d $(DESTDIR)$(PREFIX)/bin

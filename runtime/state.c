@@ -28,6 +28,8 @@ static const luaL_Reg preloaded_modules[] = {
   {"cjson", open_json_as_cjson},
   {"cjson.safe", luaopen_cjson_safe},
   {"time", luaopen_time},
+  {"http", luaopen_http},
+  {"http.server_core", luaopen_http_server_core},
   {"thread", luaopen_thread},
   {"socket", luaopen_socket},
   {"task", luaopen_task},

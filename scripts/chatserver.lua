@@ -80,8 +80,10 @@ end
 local function session(client, id, hub)
   local outbox = thread.channel()
   client:settimeout(POLL)
-  client:send(string.format("welcome, you are client %d; /quit leaves\n", id))
+  -- Join before the welcome: once a client has read its welcome, the hub
+  -- knows it, so it hears about everyone who connects after it.
   hub:send({"join", id, outbox})
+  client:send(string.format("welcome, you are client %d; /quit leaves\n", id))
   local pending, why = "", "quit"
   while true do
     local line, err, partial = client:receive("*l", pending)

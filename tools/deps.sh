@@ -3,7 +3,8 @@
 # As root it runs apt-get non-interactively (refreshing the package lists when
 # a package is unknown); otherwise it prints the exact command to run.
 PKGS="gcc make pkg-config liblua5.4-dev lua-cjson-dev libcurl4-openssl-dev
-      libreadline-dev perl python3 netcat-openbsd lua5.4 lua-socket"
+      libreadline-dev perl python3 netcat-openbsd lua5.4 lua-socket
+      libhttp-parser-dev openssl curl"
 
 missing=""
 for p in $PKGS; do

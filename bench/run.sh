@@ -1,0 +1,344 @@
+#!/bin/bash
+# run.sh: what `make bench` runs. Runs netlua and its peers on the same work,
+# one after another, on 127.0.0.1, appends every raw run to
+# bench/results/<UTC stamp>.tsv (copied to bench/results/latest.tsv, the table
+# to latest.md) and prints the table of medians and ratios (bench/report.lua).
+# Quick or partial runs go to bench/results/dev.tsv instead.
+#
+#   bash bench/run.sh [path/to/netlua]
+#   BENCH_QUICK=1   one short run of each (while developing)
+#   BENCH_RUNS=N    runs per figure (default 3)
+#   BENCH_ONLY="time echo download startup threads"   a subset of workloads
+#
+# Servers are pinned to core 0 and the load generator to core 1 (taskset),
+# started on a port chosen just before, stopped by PID, every step bounded in
+# time. A runtime that is missing is recorded as "skipped: <reason>".
+set -u
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+NETLUA=$(realpath "${1:-$ROOT/netlua}")
+cd "$ROOT"
+BIN=build/bench
+LOADGEN=$BIN/loadgen
+
+RUNS=${BENCH_RUNS:-3}; SECS=2; SPAWNS=1000; MSGS=100000; STARTS=20
+if [ -n "${BENCH_QUICK:-}" ]; then RUNS=1; SECS=1; SPAWNS=200; MSGS=20000; STARTS=5; fi
+ONLY=${BENCH_ONLY:-time echo download startup threads}
+CONC=100          # time server: concurrent clients
+ECHO_CONNS=50     # echo: persistent connections
+MSG=64            # echo: message size
+NFILES=200        # download: files
+FILE_KB=100       # download: size of each
+DL_THREADS=8      # download: netlua --threads
+HZ=$(getconf CLK_TCK)
+
+if [ "$(nproc)" -ge 2 ]; then PIN_SRV="taskset -c 0"; PIN_CLI="taskset -c 1"
+else PIN_SRV=""; PIN_CLI=""; echo "note: one CPU, server and client not pinned" >&2; fi
+
+TMP=$(mktemp -d /tmp/netlua-bench.XXXXXX)
+SERVER_PID=""
+cleanup() {
+  [ -n "$SERVER_PID" ] && stop_server
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+mkdir -p bench/results
+# Only a full run (no BENCH_QUICK, no BENCH_ONLY) becomes a results file.
+FULL=1
+[ -n "${BENCH_QUICK:-}" ] || [ -n "${BENCH_ONLY:-}" ] && FULL=""
+RAW=bench/results/$STAMP.tsv
+[ -n "$FULL" ] || RAW=bench/results/dev.tsv
+CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
+{
+  echo "# netlua bench $STAMP runs=$RUNS secs=$SECS quick=${BENCH_QUICK:-0}"
+  echo "# machine: $(nproc) cpus, $CPU, $(uname -sr), $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
+  echo "# netlua: $(git -C "$ROOT" describe --always --dirty 2>/dev/null)"
+  printf 'workload\truntime\tmetric\tbetter\trun\tvalue\n'
+} > "$RAW"
+
+# record WORKLOAD RUNTIME METRIC hi|lo RUN VALUE
+record() { printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >> "$RAW"; }
+# skip WORKLOAD RUNTIME REASON
+skip() {
+  record "$1" "$2" skipped - - "$3"
+  echo "  $2: skipped: $3" >&2
+}
+# result KEY LINE: the value of KEY=... in a RESULT line
+result() { sed -n "s/.*[ ]$1=\([^ ]*\).*/\1/p" <<< "$2"; }
+have() { command -v "$1" >/dev/null 2>&1; }
+
+# ---- servers ----------------------------------------------------------------
+
+# cpu_ticks PID: user+system time of the whole process (all its threads)
+cpu_ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
+# rss_kib PID VmRSS|VmHWM
+rss_kib() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
+
+# start_server NAME CMD...: "{PORT}" in CMD becomes a free port; sets PORT, SERVER_PID
+start_server() {
+  local name=$1; shift
+  PORT=$($LOADGEN freeport)
+  local args=() a
+  for a in "$@"; do args+=("${a//\{PORT\}/$PORT}"); done
+  $PIN_SRV "${args[@]}" > "$TMP/$name.out" 2> "$TMP/$name.err" &
+  SERVER_PID=$!
+  if ! $LOADGEN wait "$PORT" 10 2>/dev/null || ! kill -0 "$SERVER_PID" 2>/dev/null; then
+    echo "  $name: did not start: $(head -c 300 "$TMP/$name.err")" >&2
+    stop_server
+    return 1
+  fi
+  sleep 0.2   # settle before reading the idle RSS
+}
+
+stop_server() {
+  kill "$SERVER_PID" 2>/dev/null
+  local i
+  for i in $(seq 20); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$SERVER_PID" 2>/dev/null
+  wait "$SERVER_PID" 2>/dev/null
+  SERVER_PID=""
+}
+
+# load WORKLOAD RUNTIME RUN UNIT MODE ARGS...: one loaded run against the server
+# that start_server left running; records rate, latency, CPU and RSS.
+load() {
+  local w=$1 rt=$2 run=$3 unit=$4; shift 4
+  local idle c0 c1 line ops
+  idle=$(rss_kib "$SERVER_PID" VmRSS)
+  c0=$(cpu_ticks "$SERVER_PID")
+  local mode=$1; shift
+  line=$(timeout -k 2 $((SECS + 20)) $PIN_CLI $LOADGEN "$mode" "$PORT" "$@")
+  c1=$(cpu_ticks "$SERVER_PID" 2>/dev/null)
+  ops=$(result ops "$line")
+  if [ -z "$line" ] || [ -z "$c1" ] || [ "${ops:-0}" = 0 ]; then
+    echo "  $rt: run $run failed: ${line:-no result} $(head -c 300 "$TMP/$rt.err")" >&2
+    return 1
+  fi
+  record "$w" "$rt" "${unit}_per_s" hi "$run" "$(result rate "$line")"
+  record "$w" "$rt" p50_us lo "$run" "$(result p50_us "$line")"
+  record "$w" "$rt" p99_us lo "$run" "$(result p99_us "$line")"
+  record "$w" "$rt" "cpu_us_per_$unit" lo "$run" \
+    "$(awk -v d=$((c1 - c0)) -v hz="$HZ" -v n="$ops" 'BEGIN { printf "%.2f", d / hz * 1e6 / n }')"
+  record "$w" "$rt" idle_rss_kib lo "$run" "$idle"
+  record "$w" "$rt" peak_rss_kib lo "$run" "$(rss_kib "$SERVER_PID" VmHWM)"
+  record "$w" "$rt" errors lo "$run" "$(result errors "$line")"
+  echo "  $rt run $run: $line" >&2
+}
+
+# bench_server WORKLOAD RUNTIME UNIT LOADARGS -- SERVER CMD...
+bench_server() {
+  local w=$1 rt=$2 unit=$3; shift 3
+  local largs=()
+  while [ "$1" != "--" ]; do largs+=("$1"); shift; done
+  shift
+  local run ok=0
+  for run in $(seq "$RUNS"); do
+    start_server "$rt" "$@" || { skip "$w" "$rt" "server did not start"; return; }
+    load "$w" "$rt" "$run" "$unit" "${largs[@]}" && ok=$((ok + 1))
+    stop_server
+  done
+  [ "$ok" -gt 0 ] || skip "$w" "$rt" "every run failed (see the log above)"
+}
+
+# ---- which runtimes are there ------------------------------------------------
+
+netlua_has_mods() {   # netlua_has_mods MOD...: "" or the reason it cannot run
+  local m
+  [ -x "$NETLUA" ] || { echo "no netlua binary at $NETLUA"; return; }
+  for m in "$@"; do
+    "$NETLUA" -e "require '$m'" >/dev/null 2>&1 || { echo "netlua has no '$m' module yet"; return; }
+  done
+}
+lua_socket_missing() {
+  have lua5.4 || { echo "lua5.4 not installed (make bench-deps)"; return; }
+  lua5.4 -e 'require "socket"' >/dev/null 2>&1 || echo "lua-socket not installed (make bench-deps)"
+}
+
+server_workload() {   # server_workload time|echo
+  local w=$1 unit largs why
+  if [ "$w" = time ]; then unit=conn; largs=(time "$CONC" "$SECS")
+  else unit=rt; largs=(echo "$ECHO_CONNS" "$SECS" "$MSG"); fi
+  echo "== $w" >&2
+  bench_server "$w" c-epoll "$unit" "${largs[@]}" -- $BIN/cserver "$w" "{PORT}"
+  if [ "$w" = time ]; then
+    why=$(netlua_has_mods socket)
+    [ -z "$why" ] && [ ! -f scripts/timeserver.lua ] && why="no scripts/timeserver.lua yet"
+    if [ -z "$why" ]; then bench_server time netlua conn "${largs[@]}" -- "$NETLUA" scripts/timeserver.lua 127.0.0.1 {PORT}
+    else skip time netlua "$why"; fi
+  else
+    why=$(netlua_has_mods socket thread)
+    if [ -z "$why" ]; then bench_server echo netlua-threads rt "${largs[@]}" -- "$NETLUA" bench/servers/echo_netlua.lua {PORT}
+    else skip echo netlua-threads "$why"; fi
+    why=$(netlua_has_mods socket)
+    if [ -z "$why" ]; then bench_server echo netlua-select rt "${largs[@]}" -- "$NETLUA" bench/servers/echo_netlua_select.lua {PORT}
+    else skip echo netlua-select "$why"; fi
+  fi
+  if have python3; then bench_server "$w" python "$unit" "${largs[@]}" -- python3 "bench/servers/$w.py" {PORT}
+  else skip "$w" python "python3 not installed"; fi
+  if have node; then bench_server "$w" node "$unit" "${largs[@]}" -- node "bench/servers/$w.js" {PORT}
+  else skip "$w" node "nodejs not installed (make bench-deps)"; fi
+  why=$(lua_socket_missing)
+  if [ -z "$why" ]; then bench_server "$w" luasocket "$unit" "${largs[@]}" -- lua5.4 "bench/servers/${w}_luasocket.lua" {PORT}
+  else skip "$w" luasocket "$why"; fi
+}
+
+# ---- download ----------------------------------------------------------------
+
+# make_site: NFILES files of FILE_KB KiB under $TMP/www/img and nginx's config
+make_site() {
+  mkdir -p "$TMP/www/img" "$TMP/nginx"
+  local i
+  for i in $(seq -f '%03g' "$NFILES"); do
+    head -c $((FILE_KB * 1024)) /dev/urandom > "$TMP/www/img/$i.jpg"
+  done
+}
+
+# write_index PORT: the tutorial's API shape, {"newslist": [{"picUrl": ...}]},
+# and the same list as a curl config
+write_index() {
+  local i sep=""
+  : > "$TMP/curl.cfg"
+  {
+    printf '{"code":200,"msg":"success","newslist":['
+    for i in $(seq -f '%03g' "$NFILES"); do
+      printf '%s{"title":"%s","picUrl":"http://127.0.0.1:%s/img/%s.jpg"}' "$sep" "$i" "$1" "$i"
+      printf 'url = "http://127.0.0.1:%s/img/%s.jpg"\noutput = "%s/out/%s.jpg"\n' \
+        "$1" "$i" "$TMP" "$i" >> "$TMP/curl.cfg"
+      sep=,
+    done
+    printf ']}\n'
+  } > "$TMP/www/api.json"
+}
+
+nginx_conf() {
+  cat <<CONF
+daemon off; master_process off; worker_processes 1;
+pid $TMP/nginx/nginx.pid; error_log $TMP/nginx/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off; sendfile on; tcp_nopush on; keepalive_requests 100000;
+  types { application/json json; image/jpeg jpg; }
+  client_body_temp_path $TMP/nginx/body; proxy_temp_path $TMP/nginx/proxy;
+  server { listen 127.0.0.1:@PORT@; root $TMP/www; }
+}
+CONF
+}
+
+# fetch RUNTIME RUN CMD...: one timed download into $TMP/out, checked complete
+fetch() {
+  local rt=$1 run=$2; shift 2
+  rm -rf "$TMP/out"; mkdir -p "$TMP/out"
+  local line n
+  line=$(timeout -k 2 120 $PIN_CLI $LOADGEN run 1 "$@" 2> "$TMP/$rt.err")
+  n=$(find "$TMP/out" -type f -size "$((FILE_KB * 1024))c" | wc -l)
+  if [ -z "$line" ] || [ "$n" != "$NFILES" ]; then
+    echo "  $rt: run $run failed ($n of $NFILES files): $(head -c 300 "$TMP/$rt.err")" >&2
+    return 1
+  fi
+  record download "$rt" wall_ms lo "$run" "$(result median_ms "$line")"
+  echo "  $rt run $run: $line" >&2
+}
+
+fetch_all() {   # fetch_all RUNTIME CMD...
+  local run ok=0
+  for run in $(seq "$RUNS"); do fetch "$1" "$run" "${@:2}" && ok=$((ok + 1)); done
+  [ "$ok" -gt 0 ] || skip download "$1" "every run failed (see the log above)"
+}
+
+download_workload() {
+  echo "== download" >&2
+  local why api
+  if ! have nginx; then
+    for rt in curl netlua python node; do skip download "$rt" "nginx not installed (make bench-deps)"; done
+    return
+  fi
+  make_site
+  nginx_conf > "$TMP/nginx/conf.in"
+  start_server nginx sh -c "sed 's/@PORT@/{PORT}/' $TMP/nginx/conf.in > $TMP/nginx/nginx.conf &&
+    exec nginx -e $TMP/nginx/error.log -p $TMP/nginx -c $TMP/nginx/nginx.conf" ||
+    { for rt in curl netlua python node; do skip download "$rt" "nginx did not start"; done; return; }
+  write_index "$PORT"
+  api="http://127.0.0.1:$PORT/api.json"
+  if have curl; then fetch_all curl curl --parallel --parallel-immediate --parallel-max 50 -sSf -K "$TMP/curl.cfg"
+  else skip download curl "curl not installed"; fi
+  why=$(netlua_has_mods http)
+  [ -z "$why" ] && [ ! -f scripts/downloader.lua ] && why="no scripts/downloader.lua yet"
+  if [ -z "$why" ]; then fetch_all netlua "$NETLUA" scripts/downloader.lua --api "$api" \
+      --num "$NFILES" --out "$TMP/out" --threads "$DL_THREADS"
+  else skip download netlua "$why"; fi
+  if have python3 && python3 -c 'import requests' 2>/dev/null; then
+    fetch_all python python3 bench/fetch/download.py "$api" "$TMP/out"
+  else skip download python "python3-requests not installed (make bench-deps)"; fi
+  if have node; then fetch_all node node bench/fetch/download.js "$api" "$TMP/out"
+  else skip download node "nodejs not installed (make bench-deps)"; fi
+  stop_server
+}
+
+# ---- start-up and threads ----------------------------------------------------
+
+startup_one() {   # startup_one RUNTIME CMD...
+  local rt=$1 run line; shift
+  for run in $(seq "$RUNS"); do
+    line=$(timeout -k 2 60 $PIN_CLI $LOADGEN run "$STARTS" "$@") || { skip startup "$rt" "failed"; return; }
+    record startup "$rt" start_ms lo "$run" "$(result median_ms "$line")"
+  done
+  echo "  $rt: $line" >&2
+}
+
+startup_workload() {
+  echo "== startup" >&2
+  if [ -x "$NETLUA" ]; then startup_one netlua "$NETLUA" -e ''; else skip startup netlua "no netlua binary"; fi
+  if have lua5.4; then startup_one lua5.4 lua5.4 -e ''; else skip startup lua5.4 "lua5.4 not installed"; fi
+  if have python3; then startup_one python python3 -c ''; else skip startup python "python3 not installed"; fi
+  if have node; then startup_one node node -e ''; else skip startup node "nodejs not installed"; fi
+}
+
+threads_one() {   # threads_one RUNTIME CMD...: CMD prints spawn_per_s and msgs_per_s
+  local rt=$1 run line; shift
+  for run in $(seq "$RUNS"); do
+    line=$(timeout -k 2 120 "$@" 2> "$TMP/$rt.err") || line=""
+    if [ -z "$(result spawn_per_s " $line")" ]; then
+      echo "  $rt: failed: $(head -c 300 "$TMP/$rt.err")" >&2
+      skip threads "$rt" "failed: $(head -c 100 "$TMP/$rt.err" | tr '\t\n' '  ')"
+      return
+    fi
+    record threads "$rt" spawn_join_per_s hi "$run" "$(result spawn_per_s " $line")"
+    record threads "$rt" chan_msgs_per_s hi "$run" "$(result msgs_per_s " $line")"
+    echo "  $rt run $run: $line" >&2
+  done
+}
+
+threads_workload() {
+  echo "== threads" >&2
+  local why
+  threads_one c-pthread $BIN/cthreads "$SPAWNS" "$MSGS"
+  why=$(netlua_has_mods thread)
+  if [ -z "$why" ]; then threads_one netlua "$NETLUA" bench/threads/threads_netlua.lua "$SPAWNS" "$MSGS"
+  else skip threads netlua "$why"; fi
+  if have python3; then threads_one python python3 bench/threads/threads.py "$SPAWNS" "$MSGS"
+  else skip threads python "python3 not installed"; fi
+  # a Worker takes milliseconds to start: fewer spawns, the same rate
+  if have node; then threads_one node node bench/threads/threads.js $((SPAWNS / 10)) "$MSGS"
+  else skip threads node "nodejs not installed"; fi
+}
+
+# ---- main ----------------------------------------------------------------------
+
+for w in $ONLY; do
+  case $w in
+    time|echo) server_workload "$w" ;;
+    download) download_workload ;;
+    startup) startup_workload ;;
+    threads) threads_workload ;;
+    *) echo "run.sh: unknown workload '$w'" >&2; exit 2 ;;
+  esac
+done
+echo "raw runs: $RAW" >&2
+if [ -n "$FULL" ]; then
+  cp "$RAW" bench/results/latest.tsv
+  "$NETLUA" bench/report.lua "$RAW" | tee bench/results/latest.md
+else
+  "$NETLUA" bench/report.lua "$RAW"
+fi

@@ -1,0 +1,557 @@
+-- http.lua: the Lua half of the http module (layer: bindings). It receives
+-- the C client core (bindings/http.c: perform and escape, on libcurl's multi
+-- interface) and builds the user-facing API: request options, query
+-- encoding, responses, retries with exponential backoff, downloads that are
+-- renamed into place only when complete, and the HTTP/1.1 server on top of
+-- http.server_core (bindings/httpserver.c).
+local core = ...
+
+local json = require "json"
+local time = require "time"
+
+local type, pairs, ipairs, tostring, error = type, pairs, ipairs, tostring, error
+local format, concat, sort = string.format, table.concat, table.sort
+
+local M = {_NAME = "http", curl_version = core.curl_version,
+  user_agent = core.user_agent}
+
+M.escape = core.escape
+
+-- ---- requests -----------------------------------------------------------
+
+local OPTIONS = {url = "string", method = "string", headers = "table",
+  query = "table", body = "string", json = "any", timeout = "number",
+  connect_timeout = "number", follow_redirects = "boolean",
+  max_redirects = "number", retries = "number", retry_backoff = "number",
+  retry_5xx = "boolean", verify = "boolean", user_agent = "string",
+  output = "string"}
+
+local function check_options(opts, level)
+  if type(opts) ~= "table" then
+    error("http: options must be a table, got " .. type(opts), level + 1)
+  end
+  for k, v in pairs(opts) do
+    local want = OPTIONS[k]
+    if want == nil then error(format("http: unknown option '%s'", tostring(k)), level + 1) end
+    if want ~= "any" and type(v) ~= want then
+      error(format("http: option '%s' must be a %s, got %s", k, want, type(v)), level + 1)
+    end
+  end
+  if opts.url == nil then error("http: option 'url' missing", level + 1) end
+end
+
+-- "a=1&b=x%20y" with keys sorted; a table value repeats its key.
+local function encode_query(q)
+  local keys, parts = {}, {}
+  for k in pairs(q) do keys[#keys + 1] = tostring(k) end
+  sort(keys)
+  for _, k in ipairs(keys) do
+    local v = q[k]
+    if v == nil then v = q[tonumber(k)] end
+    if type(v) ~= "table" then v = {v} end
+    for _, item in ipairs(v) do
+      if type(item) == "boolean" then item = item and "true" or "false" end
+      parts[#parts + 1] = core.escape(k) .. "=" .. core.escape(tostring(item))
+    end
+  end
+  return concat(parts, "&")
+end
+M.encode_query = encode_query
+
+local function with_query(url, query)
+  if query == nil then return url end
+  local q = encode_query(query)
+  if q == "" then return url end
+  local base, frag = url:match("^([^#]*)(#?.*)$")
+  return base .. (base:find("?", 1, true) and "&" or "?") .. q .. frag
+end
+
+-- The spec perform() reads: header lines, JSON body, query in the URL.
+local function build_spec(opts)
+  local spec = {url = with_query(opts.url, opts.query),
+    method = opts.method and opts.method:upper() or nil, body = opts.body,
+    timeout = opts.timeout, connect_timeout = opts.connect_timeout,
+    follow_redirects = opts.follow_redirects, max_redirects = opts.max_redirects,
+    verify = opts.verify, user_agent = opts.user_agent, headers = {}}
+  local has_type = false
+  for name, value in pairs(opts.headers or {}) do
+    if type(value) ~= "table" then value = {value} end
+    if tostring(name):find("[\r\n:]") then
+      error(format("http: bad header name %q", tostring(name)), 4)
+    end
+    for _, v in ipairs(value) do
+      if tostring(v):find("[\r\n]") then
+        error(format("http: header '%s' holds a line break", tostring(name)), 4)
+      end
+      spec.headers[#spec.headers + 1] = tostring(name) .. ": " .. tostring(v)
+    end
+    if tostring(name):lower() == "content-type" then has_type = true end
+  end
+  if opts.json ~= nil then
+    spec.body = json.encode(opts.json)
+    if not has_type then spec.headers[#spec.headers + 1] = "Content-Type: application/json" end
+  end
+  if spec.method == nil then spec.method = spec.body and "POST" or "GET" end
+  return spec
+end
+
+-- ---- responses ----------------------------------------------------------
+
+local Response = {}
+Response.__index = Response
+Response.__name = "http.response"
+
+function Response:json()
+  return json.decode(self.body)
+end
+
+function Response:__tostring()
+  return format("http.response: %d %s", self.status, self.reason)
+end
+
+-- Status line and headers of the final response: names lower-cased; a
+-- repeated header reads as its values joined with ", " in `headers` and
+-- stays apart in `header_list` ({name, value} pairs, in order).
+local function parse_head(head)
+  local headers, list, reason = {}, {}, ""
+  local first = true
+  for line in head:gmatch("([^\r\n]*)\r?\n") do
+    if first then
+      reason = line:match("^HTTP/%S+%s+%d+%s*(.*)$") or ""
+      first = false
+    elseif line ~= "" then
+      local name, value = line:match("^([^:]+):%s*(.-)%s*$")
+      if name then
+        name = name:lower()
+        list[#list + 1] = {name, value}
+        headers[name] = headers[name] and (headers[name] .. ", " .. value) or value
+      end
+    end
+  end
+  return headers, list, reason
+end
+
+local function make_response(r)
+  local headers, list, reason = parse_head(r.head)
+  return setmetatable({status = r.status, reason = reason, headers = headers,
+    header_list = list, body = r.body, url = r.url, elapsed = r.elapsed,
+    ok = r.status >= 200 and r.status < 300}, Response)
+end
+
+-- ---- retries ------------------------------------------------------------
+
+local RETRYABLE = {CURLE_COULDNT_CONNECT = true, CURLE_OPERATION_TIMEDOUT = true,
+  CURLE_RECV_ERROR = true, CURLE_SEND_ERROR = true, CURLE_GOT_NOTHING = true,
+  CURLE_PARTIAL_FILE = true}
+
+local function should_retry(opts, r, attempt)
+  if attempt > (opts.retries or 0) then return false end
+  if r.error then return RETRYABLE[r.code] == true end
+  return r.status >= 500 and opts.retry_5xx ~= false
+end
+
+local function random_suffix()
+  local f = io.open("/dev/urandom", "rb")
+  local bytes = f and f:read(6) or tostring(os.clock())
+  if f then f:close() end
+  return (bytes:gsub(".", function(c) return format("%02x", c:byte()) end))
+end
+
+-- A temporary name next to `path`, in the same directory so the final
+-- rename stays on one file system.
+local function temp_name(path)
+  local dir, base = path:match("^(.*/)([^/]*)$")
+  if not dir then dir, base = "", path end
+  return dir .. "." .. base .. ".part-" .. random_suffix()
+end
+
+-- Turns a raw result into what the API returns: a response, or nil, msg,
+-- code. A download is renamed into place only on a complete 2xx body.
+local function finish(opts, r)
+  if r.error then
+    if r.temp then os.remove(r.temp) end
+    return nil, r.error, r.code
+  end
+  local res = make_response(r)
+  if not r.temp then return res end
+  if not res.ok then
+    os.remove(r.temp)
+    return nil, format("http error %d%s", res.status,
+      res.reason ~= "" and (" " .. res.reason:lower()) or ""), "HTTP_" .. res.status
+  end
+  local renamed, err = os.rename(r.temp, opts.output)
+  if not renamed then
+    os.remove(r.temp)
+    return nil, err:lower(), "ERENAME"
+  end
+  res.body, res.bytes = nil, r.written
+  return res
+end
+
+-- Runs every request of `list` (each an options table), retrying those
+-- that failed in a retryable way after a backoff of retry_backoff *
+-- 2^(attempt-1) seconds. Returns, per request, the packed final returns of
+-- finish(); progress(i, res, msg, code) is called as each one is final.
+local function run_all(list, concurrency, progress)
+  local finals, pending, attempt = {}, {}, 1
+  for i = 1, #list do pending[i] = i end
+  while #pending > 0 do
+    local specs, temps, again, wait = {}, {}, {}, 0
+    for j, i in ipairs(pending) do
+      specs[j] = build_spec(list[i])
+      if list[i].output then
+        temps[j] = temp_name(list[i].output)
+        specs[j].output = temps[j]
+      end
+    end
+    local function on_done(j, r)
+      local i = pending[j]
+      local opts = list[i]
+      r.temp = temps[j]
+      if should_retry(opts, r, attempt) then
+        if r.temp then os.remove(r.temp) end
+        again[#again + 1] = i
+        local backoff = (opts.retry_backoff or 0.5) * 2 ^ (attempt - 1)
+        if backoff > wait then wait = backoff end
+        return
+      end
+      finals[i] = table.pack(finish(opts, r))
+      if progress then progress(i, table.unpack(finals[i], 1, 3)) end
+    end
+    local ok, err = pcall(core.perform, specs, concurrency, on_done)
+    if not ok then
+      for _, tmp in pairs(temps) do os.remove(tmp) end
+      error(err, 0)
+    end
+    sort(again)
+    pending, attempt = again, attempt + 1
+    if #pending > 0 then time.sleep(wait) end
+  end
+  return finals
+end
+
+function M.request(opts)
+  check_options(opts, 2)
+  return table.unpack(run_all({opts}, 1)[1], 1, 3)
+end
+
+local function merge(opts, extra)
+  local o = {}
+  for k, v in pairs(opts or {}) do o[k] = v end
+  for k, v in pairs(extra) do o[k] = v end
+  return o
+end
+
+function M.get(url, opts)
+  if type(url) ~= "string" then error("bad argument #1 to 'get' (string expected, got " .. type(url) .. ")", 2) end
+  return M.request(merge(opts, {url = url, method = (opts and opts.method) or "GET"}))
+end
+
+function M.post(url, body, opts)
+  if type(url) ~= "string" then error("bad argument #1 to 'post' (string expected, got " .. type(url) .. ")", 2) end
+  local o = merge(opts, {url = url, method = (opts and opts.method) or "POST"})
+  if type(body) == "table" then
+    o.body = encode_query(body)
+    o.headers = merge(o.headers, {})
+    local has = false
+    for k in pairs(o.headers) do if tostring(k):lower() == "content-type" then has = true end end
+    if not has then o.headers["Content-Type"] = "application/x-www-form-urlencoded" end
+  elseif body ~= nil then
+    o.body = tostring(body)
+  end
+  return M.request(o)
+end
+
+-- download(url, path[, opts]) -> response (body nil, bytes set) or nil, msg,
+-- code. Writes to a temporary file next to path, renamed on a complete 2xx.
+function M.download(url, path, opts)
+  if type(url) ~= "string" then error("bad argument #1 to 'download' (string expected, got " .. type(url) .. ")", 2) end
+  if type(path) ~= "string" then error("bad argument #2 to 'download' (string expected, got " .. type(path) .. ")", 2) end
+  return M.request(merge(opts, {url = url, output = path}))
+end
+
+-- request_many(list[, {concurrency=N, progress=fn}]) -> results in input
+-- order; each a response or {error=msg, code=code}. progress(i, res, msg,
+-- code) is called as each request is final (after its retries).
+function M.request_many(list, how)
+  if type(list) ~= "table" then error("bad argument #1 to 'request_many' (table expected)", 2) end
+  local concurrency = how and how.concurrency or 8
+  local progress = how and how.progress
+  if progress ~= nil and type(progress) ~= "function" then
+    error("bad argument #2 to 'request_many' (progress must be a function)", 2)
+  end
+  if type(concurrency) ~= "number" or concurrency < 1 then
+    error("bad argument #2 to 'request_many' (concurrency must be at least 1)", 2)
+  end
+  local opts_list = {}
+  for i, item in ipairs(list) do
+    if type(item) == "string" then item = {url = item} end
+    check_options(item, 2)
+    opts_list[i] = item
+  end
+  local finals = run_all(opts_list, math.floor(concurrency), progress)
+  local out = {}
+  for i = 1, #opts_list do
+    local res, msg, code = table.unpack(finals[i], 1, 3)
+    out[i] = res or {error = msg, code = code}
+  end
+  return out
+end
+
+-- ---- server -------------------------------------------------------------
+-- The C core (http.server_core) runs the event loop and parses HTTP; this
+-- half routes, serves static files and turns handler results into replies.
+
+local server_core = require "http.server_core"
+
+local Server = {}
+Server.__index = Server
+Server.__name = "http.server"
+
+local Request = {}
+Request.__index = Request
+
+function Request:json()
+  return json.decode(self.body)
+end
+
+local function unescape(s)
+  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+M.unescape = unescape
+
+-- "a=1&b=x+y&a=2" -> {a="1", b="x y"}, {a={"1","2"}, b={"x y"}}
+local function parse_query(raw)
+  local first, all = {}, {}
+  for pair in raw:gmatch("[^&;]+") do
+    local k, v = pair:match("^([^=]*)=?(.*)$")
+    k, v = unescape((k:gsub("%+", " "))), unescape((v:gsub("%+", " ")))
+    if first[k] == nil then first[k] = v end
+    all[k] = all[k] or {}
+    all[k][#all[k] + 1] = v
+  end
+  return first, all
+end
+M.parse_query = parse_query
+
+local SERVER_OPTIONS = {host = "string", port = "number", max_uri = "number",
+  max_header = "number", max_body = "number", request_timeout = "number",
+  keepalive_timeout = "number", send_timeout = "number",
+  max_connections = "number", log = "boolean"}
+
+-- http.server{host=, port=, ...} -> server | nil, msg, code
+function M.server(opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then error("bad argument #1 to 'server' (table expected)", 2) end
+  for k, v in pairs(opts) do
+    if SERVER_OPTIONS[k] == nil then error(format("http.server: unknown option '%s'", tostring(k)), 2) end
+    if type(v) ~= SERVER_OPTIONS[k] then
+      error(format("http.server: option '%s' must be a %s", k, SERVER_OPTIONS[k]), 2)
+    end
+  end
+  local core_srv, msg, code = server_core.listen(opts.host or "127.0.0.1", opts.port or 8000, opts)
+  if not core_srv then return nil, msg, code end
+  local host, port = core_srv:getsockname()
+  local self = setmetatable({core = core_srv, host = host, port = port,
+    routes = {}, statics = {}, log = opts.log}, Server)
+  self.url = format(host:find(":", 1, true) and "http://[%s]:%d" or "http://%s:%d", host, port)
+  return self
+end
+
+-- Route patterns: "/exact", "/users/:id" (a segment into req.params.id),
+-- "/files/*" (the rest into req.params[1]).
+local function compile(pattern)
+  local names = {}
+  local lua = pattern:gsub("[%^%$%(%)%%%.%[%]%+%-%?]", "%%%0")
+  lua = lua:gsub(":([%w_]+)", function(name) names[#names + 1] = name return "([^/]+)" end)
+  if lua:sub(-1) == "*" then
+    lua = lua:sub(1, -2) .. "(.*)"
+    names[#names + 1] = 1
+  end
+  return "^" .. lua .. "$", names
+end
+
+function Server:route(method, pattern, handler)
+  if type(method) ~= "string" then error("bad argument #1 to 'route' (string expected)", 2) end
+  if type(pattern) ~= "string" then error("bad argument #2 to 'route' (string expected)", 2) end
+  if type(handler) ~= "function" then error("bad argument #3 to 'route' (function expected)", 2) end
+  local lua, names = compile(pattern)
+  self.routes[#self.routes + 1] = {method = method:upper(), lua = lua, names = names,
+    handler = handler}
+  return self
+end
+
+function Server:static(prefix, dir)
+  if type(prefix) ~= "string" or type(dir) ~= "string" then
+    error("bad arguments to 'static' (prefix and directory strings expected)", 2)
+  end
+  local root, msg = server_core.realpath(dir)
+  if not root then error(format("http.server: static directory '%s': %s", dir, msg), 2) end
+  if prefix:sub(-1) ~= "/" then prefix = prefix .. "/" end
+  self.statics[#self.statics + 1] = {prefix = prefix, root = root}
+  return self
+end
+
+local MIME = {html = "text/html; charset=utf-8", htm = "text/html; charset=utf-8",
+  txt = "text/plain; charset=utf-8", css = "text/css", js = "text/javascript",
+  json = "application/json", png = "image/png", jpg = "image/jpeg",
+  jpeg = "image/jpeg", gif = "image/gif", svg = "image/svg+xml",
+  ico = "image/x-icon", webp = "image/webp", pdf = "application/pdf",
+  xml = "application/xml", wasm = "application/wasm", lua = "text/plain; charset=utf-8"}
+
+local function mime_type(path)
+  local ext = path:match("%.([%w]+)$")
+  return ext and MIME[ext:lower()] or "application/octet-stream"
+end
+M.mime_type = mime_type
+
+-- Serves root/rel where rel comes from a decoded URL path: no NUL, no ".."
+-- segment, and the real path (symlinks resolved) must stay under root.
+local function serve_file(root, rel)
+  if rel:find("\0", 1, true) then return 400, "bad request\n" end
+  for seg in rel:gmatch("[^/]+") do
+    if seg == ".." then return 403, "forbidden\n" end
+  end
+  local real = server_core.realpath(root .. "/" .. rel)
+  if not real then return 404, "not found\n" end
+  if real ~= root and real:sub(1, #root + 1) ~= root .. "/" then
+    return 403, "forbidden\n"
+  end
+  local f = io.open(real, "rb")
+  local data = f and f:read("a")
+  if f then f:close() end
+  if data == nil then -- a directory: try its index.html
+    if rel:sub(-1) ~= "/" and rel ~= "" then return 404, "not found\n" end
+    return serve_file(root, rel .. "index.html")
+  end
+  return 200, data, {["Content-Type"] = mime_type(real)}
+end
+
+local function find_static(self, req)
+  if req.method ~= "GET" and req.method ~= "HEAD" then return nil end
+  for _, s in ipairs(self.statics) do
+    if req.path:sub(1, #s.prefix) == s.prefix or req.path .. "/" == s.prefix then
+      return serve_file(s.root, req.path:sub(#s.prefix + 1))
+    end
+  end
+end
+
+local function match_route(self, req)
+  local method_seen = false
+  for _, r in ipairs(self.routes) do
+    local caps = {req.path:match(r.lua)}
+    if caps[1] ~= nil or req.path:match(r.lua) then
+      if r.method == req.method or r.method == "*" or
+         (r.method == "GET" and req.method == "HEAD") then
+        local params = {}
+        for i, name in ipairs(r.names) do params[name] = caps[i] end
+        return r, params
+      end
+      method_seen = true
+    end
+  end
+  return nil, method_seen
+end
+
+-- What a handler returned -> status, header lines, body.
+local function normalize(status, body, headers)
+  if type(status) ~= "number" then
+    status, body, headers = 200, status, body
+  end
+  headers = headers or {}
+  local ctype
+  for k in pairs(headers) do if tostring(k):lower() == "content-type" then ctype = k end end
+  if type(body) == "table" then
+    body = json.encode(body)
+    if not ctype then headers["Content-Type"] = "application/json" end
+  elseif body == nil then
+    body = ""
+  else
+    body = tostring(body)
+    if not ctype then headers["Content-Type"] = "text/plain; charset=utf-8" end
+  end
+  local lines = {}
+  for k, v in pairs(headers) do
+    k, v = tostring(k), tostring(v)
+    if not k:find("[\r\n:]") and not v:find("[\r\n]") then
+      local lk = k:lower()
+      if lk ~= "content-length" and lk ~= "connection" and lk ~= "date" then
+        lines[#lines + 1] = k .. ": " .. v .. "\r\n"
+      end
+    end
+  end
+  sort(lines)
+  return math.floor(status), concat(lines), body
+end
+
+local function log_error(req, err)
+  io.stderr:write(format("netlua http.server: error in handler for %s %s: %s\n",
+    req.method, req.path, tostring(err)))
+  io.stderr:flush()
+end
+
+-- The function the C loop calls for each request.
+local function make_dispatch(self)
+  return function(req)
+    setmetatable(req, Request)
+    req.raw_path = req.path
+    req.path = unescape(req.path)
+    req.query, req.query_all = parse_query(req.rawquery)
+    req.server = self
+    local status, body, headers
+    local route, params = match_route(self, req)
+    if route then
+      req.params = params
+      local ok, s, b, hd = xpcall(route.handler, function(e)
+        if e == "interrupted" then return e end
+        return debug.traceback(tostring(e), 2)
+      end, req)
+      if not ok then
+        if s == "interrupted" then error(s, 0) end
+        log_error(req, s)
+        status, body, headers = 500, "internal server error\n", nil
+      else
+        status, body, headers = s, b, hd
+        if status == nil and body == nil then status = 204 end
+      end
+    else
+      status, body, headers = find_static(self, req)
+      if status == nil then
+        if params then status, body = 405, "method not allowed\n"
+        else status, body = 404, "not found\n" end
+      end
+    end
+    local st, lines, data = normalize(status, body, headers)
+    if self.log then
+      io.stderr:write(format("%s %s %s %d\n", req.peer, req.method, req.target, st))
+    end
+    return st, lines, data
+  end
+end
+
+-- srv:serve([{max_requests=N, timeout=S}]) -> requests served. Blocks until
+-- srv:close() from a handler, N requests, S seconds; Ctrl-C raises
+-- "interrupted".
+function Server:serve(how)
+  how = how or {}
+  self.dispatch = self.dispatch or make_dispatch(self)
+  return self.core:run(self.dispatch, how.max_requests, how.timeout)
+end
+
+-- srv:step(timeout): serves what arrives within `timeout` seconds.
+function Server:step(timeout)
+  return self:serve{timeout = timeout or 0}
+end
+
+function Server:close()
+  self.core:close()
+end
+
+function Server:connections()
+  return self.core:connections()
+end
+
+Server.__close = Server.close
+Server.__gc = nil
+
+return M

@@ -1,0 +1,233 @@
+-- downloader.lua: the tutorial's concurrent image downloader.
+--
+-- usage: netlua scripts/downloader.lua [--api URL] [--key K] [--num N]
+--          [--out DIR] [--threads N] [--retries N] [--timeout S]
+--
+-- Reads a tianapi-style image list (GET URL?key=K&num=N answering
+-- {"code":200,"newslist":[{"picUrl":...}...]}) and downloads every picUrl,
+-- at most --threads at a time, each with a browser user-agent, a timeout and
+-- up to --retries tries (the tutorial's getHTMLText), into --out (default
+-- ./downloads). With no --api it first starts the bundled image API
+-- (scripts/imageapi.lua) on a free loopback port, so it works offline.
+-- Exit status 0 only when every image was saved; 1 otherwise; 2 bad usage.
+local http = require "http"
+local time = require "time"
+
+local USER_AGENT = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 " ..
+  "(KHTML, like Gecko) Chrome/120.0 Safari/537.36"
+
+-- A clear message and exit status 1, raised so the bundled API stops first.
+local Failure = {}
+local function fail(fmt, ...)
+  error(setmetatable({msg = string.format(fmt, ...)}, Failure), 0)
+end
+
+local function usage(msg)
+  if msg then io.stderr:write("downloader: ", msg, "\n") end
+  io.stderr:write("usage: netlua downloader.lua [--api URL] [--key K] [--num N] [--out DIR]" ..
+    " [--threads N] [--retries N] [--timeout S]\n")
+  os.exit(2)
+end
+
+-- ---- arguments ------------------------------------------------------------
+
+local function parse_args(args)
+  local o = {num = 10, out = "./downloads", threads = 4, retries = 3, timeout = 30}
+  local numeric = {num = "integer", threads = "integer", retries = "integer", timeout = "number"}
+  local i = 1
+  while i <= #args do
+    local name, value = args[i]:match("^%-%-([%w]+)$"), args[i + 1]
+    if name == "help" then usage() end
+    if not name or not (numeric[name] or name == "api" or name == "key" or name == "out") then
+      usage("unknown option " .. args[i])
+    end
+    if value == nil then usage("--" .. name .. " needs a value") end
+    if numeric[name] then
+      local n = tonumber(value)
+      if not n or (numeric[name] == "integer" and n ~= math.floor(n)) or n <= 0 then
+        usage("--" .. name .. " needs a positive " .. numeric[name])
+      end
+      value = numeric[name] == "integer" and math.tointeger(n) or n
+    end
+    o[name] = value
+    i = i + 2
+  end
+  return o
+end
+
+-- ---- the bundled API, in the background -----------------------------------
+
+local function quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+local function script_dir()
+  return (arg and arg[0] and arg[0]:match("^(.*)/[^/]*$")) or "."
+end
+
+-- Starts scripts/imageapi.lua on a free loopback port. Returns its endpoint
+-- and a stop function.
+local function start_bundled_api(key)
+  local thread = require "thread"
+  local ready = thread.channel()
+  local t = thread.spawn{function(ch, k, dir)
+    package.path = dir .. "/?.lua;" .. package.path
+    local api = require "imageapi"
+    local srv = assert(api.server{port = 0, key = k})
+    ch:send(srv.endpoint)
+    srv:serve()
+    srv:close()
+  end, ready, key, script_dir(), name = "imageapi", daemon = true}
+  local endpoint = ready:recv(10)
+  if not endpoint then fail("could not start the bundled image API") end
+  return endpoint, function()
+    http.get((endpoint:gsub("/meinv/$", "/shutdown")), {query = {key = key}, timeout = 5})
+    t:join()
+  end
+end
+
+-- ---- the list -------------------------------------------------------------
+
+-- Fetches and checks the image list; exits 1 with a clear message when the
+-- API fails, answers non-JSON, an error code, or a list without picUrl.
+local function fetch_list(o)
+  local res, msg = http.get(o.api, {query = {key = o.key, num = o.num},
+    user_agent = USER_AGENT, timeout = o.timeout, retries = o.retries - 1,
+    retry_backoff = 0.2})
+  if not res then fail("cannot reach the API %s: %s", o.api, msg) end
+  if res.status ~= 200 then fail("the API answered HTTP %d %s", res.status, res.reason) end
+  local ok, data = pcall(res.json, res)
+  if not ok or type(data) ~= "table" then
+    fail("the API did not answer JSON (got %q...)", res.body:sub(1, 40))
+  end
+  if data.code ~= 200 then
+    local code = math.type(data.code) == "float" and math.tointeger(data.code) or data.code
+    fail("the API answered error code %s: %s", tostring(code), tostring(data.msg))
+  end
+  if type(data.newslist) ~= "table" then fail("the API answer has no newslist") end
+  local urls, missing = {}, 0
+  for i, item in ipairs(data.newslist) do
+    if type(item) == "table" and type(item.picUrl) == "string" and item.picUrl ~= "" then
+      urls[#urls + 1] = item.picUrl
+    else
+      missing = missing + 1
+      io.stderr:write(string.format("downloader: entry %d of the list has no picUrl\n", i))
+    end
+  end
+  if #urls == 0 then fail("the API's list holds no picUrl") end
+  return urls, missing
+end
+
+-- ---- file names -------------------------------------------------------------
+
+-- A safe file name from a URL's last path segment: decoded, no path
+-- separators, no "..", no leading dots or control characters, never empty.
+local function safe_name(url, i)
+  local path = url:match("^%a[%w+.-]*://[^/?#]*([^?#]*)") or url:match("^([^?#]*)")
+  local seg = http.unescape(path:match("([^/]*)$") or "")
+  seg = seg:gsub("[%c/\\]", "_"):gsub("%.%.+", "."):gsub("^[%s._]+", ""):gsub("%s+$", "")
+  if #seg > 120 then
+    local ext = seg:match("(%.[%w]+)$") or ""
+    seg = seg:sub(1, 120 - #ext) .. ext
+  end
+  if seg == "" then seg = string.format("image-%03d", i) end
+  return seg
+end
+
+-- Names for every URL; a name already taken gets -2, -3 ... before its
+-- extension, so no download overwrites another.
+local function unique_names(urls)
+  local used, names = {}, {}
+  for i, url in ipairs(urls) do
+    local name = safe_name(url, i)
+    local stem, ext = name:match("^(.+)(%.[%w]+)$")
+    if not stem then stem, ext = name, "" end
+    local n = 1
+    while used[name] do
+      n = n + 1
+      name = string.format("%s-%d%s", stem, n, ext)
+    end
+    used[name], names[i] = true, name
+  end
+  return names
+end
+
+-- ---- progress -------------------------------------------------------------
+
+local function human(bytes)
+  if bytes < 1024 then return string.format("%d B", math.floor(bytes)) end
+  if bytes < 1024 * 1024 then return string.format("%.1f KiB", bytes / 1024) end
+  return string.format("%.1f MiB", bytes / 1024 / 1024)
+end
+
+local is_tty = os.execute("test -t 1") == true
+
+local function progress(done, total, bytes, started)
+  if not is_tty then return end
+  local width = 30
+  local filled = math.floor(width * done / math.max(total, 1))
+  local rate = bytes / math.max(time.monotonic() - started, 1e-3)
+  io.stdout:write(string.format("\r[%s%s] %d/%d files  %s  %s/s ", string.rep("#", filled),
+    string.rep("-", width - filled), done, total, human(bytes), human(rate)))
+  io.stdout:flush()
+end
+
+-- ---- downloading ------------------------------------------------------------
+
+-- Downloads every URL, at most --threads at a time (libcurl's multi
+-- interface in this thread; the bar moves as each file is final). Returns
+-- the failures ({url, reason}), the bytes saved and the time taken.
+local function download_all(o, urls, names)
+  local started, bytes, done, failures = time.monotonic(), 0, 0, {}
+  local list = {}
+  for i, url in ipairs(urls) do
+    list[i] = {url = url, output = o.out .. "/" .. names[i], user_agent = USER_AGENT,
+      timeout = o.timeout, retries = o.retries - 1, retry_backoff = 0.2}
+  end
+  progress(0, #urls, 0, started)
+  http.request_many(list, {concurrency = o.threads, progress = function(i, res, msg)
+    if res then bytes = bytes + (res.bytes or 0)
+    else failures[#failures + 1] = {i, urls[i], msg} end
+    done = done + 1
+    progress(done, #urls, bytes, started)
+  end})
+  if is_tty then io.stdout:write("\n") end
+  table.sort(failures, function(a, b) return a[1] < b[1] end)
+  for k, f in ipairs(failures) do failures[k] = {f[2], f[3]} end
+  return failures, bytes, time.monotonic() - started
+end
+
+local function main(...)
+  local o = parse_args({...})
+  local stop
+  if not o.api then
+    o.key = o.key or "netlua-demo-key"
+    o.api, stop = start_bundled_api(o.key)
+    print("started the bundled image API at " .. o.api)
+  end
+  o.key = o.key or ""
+  local ok, err = pcall(function()
+    local urls, missing = fetch_list(o)
+    local names = unique_names(urls)
+    if os.execute("mkdir -p " .. quote(o.out)) ~= true then fail("cannot create %s", o.out) end
+    print(string.format("downloading %d image%s into %s (%d at a time)", #urls,
+      #urls == 1 and "" or "s", o.out, o.threads))
+    local failures, bytes, elapsed = download_all(o, urls, names)
+    print(string.format("downloaded %d of %d images, %s in %.2f s (%s/s) into %s",
+      #urls - #failures, #urls + missing, human(bytes), elapsed,
+      human(bytes / math.max(elapsed, 1e-3)), o.out))
+    if #failures > 0 or missing > 0 then
+      print(string.format("failed: %d", #failures + missing))
+      for _, f in ipairs(failures) do print(string.format("  %s: %s", f[1], f[2])) end
+      if missing > 0 then print(string.format("  %d list entries without picUrl", missing)) end
+    end
+    return #failures == 0 and missing == 0
+  end)
+  if stop then stop() end
+  if not ok and getmetatable(err) == Failure then
+    io.stderr:write("downloader: ", err.msg, "\n")
+    os.exit(1)
+  end
+  if not ok then error(err, 0) end
+  os.exit(err and 0 or 1)
+end
+
+main(...)

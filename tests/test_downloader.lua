@@ -1,0 +1,222 @@
+-- test_downloader.lua: scripts/downloader.lua end to end, against the
+-- bundled image API (scripts/imageapi.lua) and a hostile API (Python,
+-- tests/fixtures/peer.py): the right files, nothing outside --out, the
+-- right exit codes.
+package.path = (arg[0]:match("^(.*)/") or ".") .. "/?.lua;" .. package.path
+local t = require "testlib"
+local h = require "httphelp"
+
+local root = h.dir .. "/.."
+local downloader = root .. "/scripts/downloader.lua"
+
+local function run(args)
+  return t.netlua(t.shellquote(downloader) .. " " .. args)
+end
+
+-- Every file under dir (recursive), relative names, sorted.
+local function tree(dir)
+  local p = io.popen("cd " .. t.shellquote(dir) .. " && find . -mindepth 1 | sort")
+  local names = {}
+  for line in p:lines() do names[#names + 1] = line:sub(3) end
+  p:close()
+  return names
+end
+
+t.test("bundled API: every image saved, real distinct PNGs, exit 0", function()
+  local dir = t.tmpdir()
+  local out, err, code = run("--out " .. dir .. "/dl --num 7 --threads 3")
+  t.eq(code, 0, err)
+  t.match(out, "started the bundled image API at http://127%.0%.0%.1:%d+/meinv/")
+  t.match(out, "downloaded 7 of 7 images")
+  local files = tree(dir .. "/dl")
+  t.eq(#files, 7)
+  local seen = {}
+  for i = 1, 7 do
+    local name = string.format("meinv-%03d.png", i)
+    t.eq(files[i], name)
+    local data = t.readfile(dir .. "/dl/" .. name)
+    t.eq(data:sub(1, 8), "\x89PNG\r\n\x1a\n", name .. " is a PNG")
+    t.ok(not seen[data], name .. " differs from the others")
+    seen[data] = true
+  end
+  t.rmtree(dir)
+end)
+
+t.test("bundled API PNGs decode (zlib and CRCs checked by Python)", function()
+  local dir = t.tmpdir()
+  local _, err, code = run("--out " .. dir .. " --num 2")
+  t.eq(code, 0, err)
+  local out, perr, pcode = t.sh(string.format([[python3 -c '
+import zlib, struct, sys
+d = open(sys.argv[1], "rb").read()
+assert d[:8] == b"\x89PNG\r\n\x1a\n"
+pos, idat = 8, b""
+while pos < len(d):
+    n, = struct.unpack(">I", d[pos:pos+4]); kind = d[pos+4:pos+8]; body = d[pos+8:pos+8+n]
+    crc, = struct.unpack(">I", d[pos+8+n:pos+12+n])
+    assert zlib.crc32(kind + body) == crc, kind
+    if kind == b"IHDR": w, h = struct.unpack(">II", body[:8])
+    if kind == b"IDAT": idat += body
+    pos += 12 + n
+raw = zlib.decompress(idat)
+assert len(raw) == h * (1 + 3 * w)
+print(w, h)' %s/meinv-002.png]], dir))
+  t.eq(pcode, 0, perr)
+  t.eq(out, "96 64\n")
+  t.rmtree(dir)
+end)
+
+t.test("the image API answers tianapi's error shape for a wrong key", function()
+  local path, dir = t.script(string.format([[
+    package.path = %q .. "/scripts/?.lua;" .. package.path
+    local api = require "imageapi"
+    local http = require "http"
+    local srv = assert(api.server{port = 0, key = "right"})
+    os.execute(string.format("( curl -s '%%s?key=wrong' > %%s/wrong; curl -s '%%s?key=right&num=3' > %%s/right; curl -s '%%s../shutdown?key=right' >/dev/null ) &",
+      srv.endpoint, %q, srv.endpoint, %q, srv.endpoint))
+    srv:serve{timeout = 20}
+  ]], root, "DIR", "DIR"))
+  local src = t.readfile(path):gsub("DIR", dir)
+  t.writefile(path, src)
+  local _, err, code = t.netlua(t.shellquote(path))
+  t.eq(code, 0, err)
+  local json = require "json"
+  local wrong = json.decode(t.readfile(dir .. "/wrong"))
+  t.eq(wrong.code, 230)
+  t.ok(wrong.newslist == nil)
+  local right = json.decode(t.readfile(dir .. "/right"))
+  t.eq(right.code, 200)
+  t.eq(right.msg, "success")
+  t.eq(#right.newslist, 3)
+  for _, k in ipairs({"ctime", "title", "description", "picUrl", "url"}) do
+    t.ok(right.newslist[1][k], "field " .. k)
+  end
+  t.rmtree(dir)
+end)
+
+t.test("on a terminal a progress bar counts files and bytes", function()
+  local dir = t.tmpdir()
+  local out, err, code = t.sh(string.format("script -qec %s /dev/null",
+    t.shellquote(t.shellquote(t.NETLUA) .. " " .. t.shellquote(downloader) ..
+      " --num 4 --threads 2 --out " .. dir)))
+  t.eq(code, 0, err)
+  t.match(out, "%[%-+%] 0/4 files")
+  t.match(out, "%[#+%] 4/4 files  72%.5 KiB")
+  t.rmtree(dir)
+end)
+
+t.test("not on a terminal there is no progress bar", function()
+  local dir = t.tmpdir()
+  local out, err, code = run("--num 2 --out " .. dir)
+  t.eq(code, 0, err)
+  t.ok(not out:find("files  ", 1, true))
+  t.rmtree(dir)
+end)
+
+local port, stop = h.peer(120)
+local api = "http://127.0.0.1:" .. port .. "/api/"
+
+t.test("hostile file names stay inside --out, never empty, never overwrite", function()
+  local dir = t.tmpdir()
+  os.execute("mkdir " .. dir .. "/out")
+  local out, err, code = run("--api " .. api .. "hostile --out " .. dir .. "/out")
+  t.eq(code, 0, err .. out)
+  t.eq(table.concat(tree(dir), ","), "out," .. table.concat(tree(dir .. "/out"), ",", 1)
+    :gsub("[^,]+", "out/%0"))
+  local files = tree(dir .. "/out")
+  t.eq(#files, 12, table.concat(files, " "))
+  for _, f in ipairs(files) do
+    t.ok(not f:find("/", 1, true) and f ~= "" and not f:find("..", 1, true) and f:sub(1, 1) ~= ".", f)
+  end
+  local set = {}
+  for _, f in ipairs(files) do set[f] = true end
+  t.ok(set["same.png"] and set["same-2.png"], "duplicates kept apart")
+  t.ok(set["ok.png"], "query ignored")
+  t.ok(set["a_b.png"], "decoded separator replaced")
+  t.eq(t.readfile(dir .. "/out/same.png"), "IMG:/img/same.png")
+  t.eq(t.readfile(dir .. "/out/same-2.png"), "IMG:/img2/same.png")
+  t.rmtree(dir)
+end)
+
+t.test("an API answering non-JSON: clear message, exit 1", function()
+  local dir = t.tmpdir()
+  local _, err, code = run("--api " .. api .. "badjson --out " .. dir .. "/o")
+  t.eq(code, 1)
+  t.match(err, "did not answer JSON")
+  t.eq(#tree(dir), 0)
+  t.rmtree(dir)
+end)
+
+t.test("an API error code: clear message, exit 1", function()
+  local _, err, code = run("--api " .. api .. "error --out /tmp/netlua-never")
+  t.eq(code, 1)
+  t.match(err, "error code 230: key error")
+end)
+
+t.test("an API failing with 500: retried, then a clear message, exit 1", function()
+  local _, err, code = run("--api " .. api .. "500 --retries 2 --out /tmp/netlua-never")
+  t.eq(code, 1)
+  t.match(err, "HTTP 500")
+end)
+
+t.test("a list without picUrl: clear message, exit 1", function()
+  local _, err, code = run("--api " .. api .. "nopic --out /tmp/netlua-never")
+  t.eq(code, 1)
+  t.match(err, "no picUrl")
+end)
+
+t.test("an unreachable API: clear message, exit 1", function()
+  local _, err, code = run("--api http://127.0.0.1:1/meinv/ --retries 1 --out /tmp/netlua-never")
+  t.eq(code, 1)
+  t.match(err, "connection refused")
+end)
+
+t.test("truncated and missing images: the rest saved, failures listed, exit 1", function()
+  local dir = t.tmpdir()
+  local out, _, code = run("--api " .. api .. "mixed --retries 1 --out " .. dir)
+  t.eq(code, 1)
+  t.match(out, "downloaded 1 of 3 images")
+  t.match(out, "failed: 2")
+  t.match(out, "/truncated: transfer closed")
+  t.match(out, "/status/404: http error 404")
+  t.eq(table.concat(tree(dir), ","), "good.png", "no partial files left")
+  t.rmtree(dir)
+end)
+
+t.test("images that fail twice are saved with --retries 3, not with 1", function()
+  local dir = t.tmpdir()
+  local out, err, code = run("--api " .. api .. "flaky --retries 3 --out " .. dir .. "/a")
+  t.eq(code, 0, out .. err)
+  t.eq(#tree(dir .. "/a"), 3)
+  out, err, code = run("--api " .. api .. "flaky --retries 1 --out " .. dir .. "/b")
+  t.eq(code, 1)
+  t.eq(#tree(dir .. "/b"), 0)
+  t.rmtree(dir)
+end)
+
+t.test("Ctrl-C while downloading: exit 130, no partial files", function()
+  local dir = t.tmpdir()
+  os.execute("mkdir " .. dir .. "/ready")
+  local path, sdir = t.script(string.format([[
+    arg = {[0] = %q}
+    assert(loadfile(%q))("--api", %q, "--out", %q, "--timeout", "25")
+  ]], downloader, downloader, api .. "stall", dir .. "/ready"))
+  local out, err, code = t.interrupt(path)
+  t.eq(code, 130, err)
+  t.match(out, "downloading 1 image into")
+  t.match(err, "interrupted")
+  t.eq(#tree(dir .. "/ready"), 0)
+  t.rmtree(dir)
+  t.rmtree(sdir)
+end)
+
+t.test("bad usage exits 2 with the usage line", function()
+  for _, args in ipairs({"--bogus", "--num", "--num 0", "--threads x", "--timeout -1"}) do
+    local _, err, code = run(args)
+    t.eq(code, 2, args)
+    t.match(err, "usage: netlua downloader.lua", args)
+  end
+end)
+
+stop()
+t.done()
