@@ -100,11 +100,16 @@ static int task_tostring(lua_State *L) {
 }
 
 /* The handle goes only once the task has finished (live tasks are
- * anchored). An error nobody joined is printed now, as Python prints an
+ * anchored), or when the state closes. An error nobody joined is printed now, as Python prints an
  * exception never retrieved from a task: its message carries the task's
  * traceback. The process's end collects every handle, so none is lost. */
 static int task_gc(lua_State *L) {
   nl_Task *t = check_task(L, 1);
+  /* only at the end of the state: a task still waiting leaves the loop */
+  if (t->state == NL_TASK_WAITING && t->sched->loop != NULL)
+    nl_waiter_disarm(t->sched->loop, &t->w);
+  else if (t->state == NL_TASK_READY)
+    nl_sched_unready(t);
   nl_task_dropext(t);
   free(t->watches);
   t->watches = NULL;

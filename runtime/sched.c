@@ -28,6 +28,7 @@
 
 static int sched_gc(lua_State *L) {
   nl_Sched *s = lua_touserdata(L, 1);
+  s->head = s->tail = NULL;
   if (s->loop != NULL) {
     nl_loop_setrunner(s->loop, NULL, NULL);
     nl_loop_use(s->loop, -s->live);
