@@ -95,4 +95,19 @@ t.test("cancel a task in the middle of a transfer", function()
   srv.stop()
 end)
 
+t.test("http.server serving in the main script answers requests made by tasks of the same thread", function()
+  local srv = assert(http.server{port = 0})
+  srv:route("GET", "/hello/:name", function(req) return "hello " .. req.params.name end)
+  local results, hs = {}, {}
+  for i = 1, 10 do
+    hs[i] = task.spawn(function()
+      local r, err = http.get(srv.url .. "/hello/" .. i, {timeout = 10})
+      results[i] = r and r.body or err
+    end)
+  end
+  task.spawn(function() task.all(hs) srv:close() end)
+  t.eq(srv:serve({timeout = 20}), 10)
+  for i = 1, 10 do t.eq(results[i], "hello " .. i) end
+end)
+
 t.done()
