@@ -125,6 +125,7 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *ud,
     if (b->watches[i].fd == fd) break;
   if (what == CURL_POLL_REMOVE) {
     if (i < b->nwatch) b->watches[i] = b->watches[--b->nwatch];
+    nl_loop_forget(fd); /* curl may close it next: the loop must not keep it */
     return 0;
   }
   if (i == b->nwatch) {
