@@ -375,6 +375,24 @@ t.test("udp receive and receivefrom wait in tasks", function()
   a:close() b:close()
 end)
 
+t.test("a descriptor number reused after close is watched again (fd reuse)", function()
+  for round = 1, 20 do
+    local c, s = pair()
+    local fd = s:getfd()
+    local h = task.spawn(function() return s:receive("*l") end)
+    task.yield() -- h now waits on fd through the loop
+    c:send("round " .. round .. "\n")
+    t.eq(select(2, h:join()), "round " .. round)
+    c:close() s:close()
+    local c2, s2 = pair() -- most likely gets the same numbers back
+    local h2 = task.spawn(function() return s2:receive("*l") end)
+    task.yield()
+    c2:send("again\n")
+    t.eq(select(2, h2:join(5)), "again", "fd " .. fd .. " -> " .. s2:getfd())
+    c2:close() s2:close()
+  end
+end)
+
 t.test("time.sleep and socket.sleep suspend only the task", function()
   local log = {}
   local a = task.spawn(function() time.sleep(0.03) log[#log + 1] = "time" end)
