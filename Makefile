@@ -16,13 +16,8 @@ SANITIZE ?=
 LUA_LIBDIR := $(shell pkg-config --variable=libdir lua5.4 2>/dev/null)
 LUA_MULTI  := $(shell pkg-config --libs-only-L lua5.4 2>/dev/null)
 LIBDIR_MA  := $(shell dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo x86_64-linux-gnu)
-STATIC_LUA := /usr/lib/$(LIBDIR_MA)/liblua5.4.a /usr/lib/$(LIBDIR_MA)/liblua5.4-cjson.a
-
-HAVE_READLINE := $(shell pkg-config --exists readline 2>/dev/null && echo 1)
-ifeq ($(HAVE_READLINE),1)
-  RL_CFLAGS := -DNL_USE_READLINE
-  RL_LIBS   := $(shell pkg-config --libs readline)
-endif
+LUA_A      := /usr/lib/$(LIBDIR_MA)/liblua5.4.a
+STATIC_LUA := $(LUA_A) /usr/lib/$(LIBDIR_MA)/liblua5.4-cjson.a
 
 ifeq ($(SANITIZE),1)
   OUT := build/asan
@@ -44,9 +39,11 @@ WARN := -Wall -Wextra -Wshadow -Wpointer-arith -Wcast-align -Wstrict-prototypes 
         -Wno-unused-parameter
 CFLAGS   ?= -O2 -g
 ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(WERROR) \
-              $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(RL_CFLAGS) $(SAN_FLAGS) \
+              $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(SAN_FLAGS) \
               -Iruntime -I$(OUT) -MMD -MP
-LDLIBS   := $(STATIC_LUA) $(shell pkg-config --libs libcurl 2>/dev/null) -lhttp_parser $(RL_LIBS) \
+# libcurl is not linked: runtime/curlload.c dlopens it on first `require "http"`
+# (only its headers are used, through pkg-config --cflags above).
+LDLIBS   := $(STATIC_LUA) -lhttp_parser \
             -lpthread -lm -ldl
 LDFLAGS  ?=
 ALL_LDFLAGS := -Wl,-E $(SAN_LDFLAGS) $(LDFLAGS)
@@ -73,9 +70,16 @@ $(OUT)/%.o: %.c $(OUT)/errnames.h $(OUT)/curlnames.h
 $(OUT)/embedded.o: $(GEN_SRC)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
-$(GEN_SRC): $(LUA_HALVES) tools/embed.sh
+# The Lua halves are embedded as bytecode made by our own liblua (a build
+# tool, never sanitized: it only has to produce the same bytes).
+$(GEN_SRC): $(LUA_HALVES) tools/embed.sh $(OUT)/luadump
 	@mkdir -p $(OUT)
-	sh tools/embed.sh $(LUA_HALVES) > $@.tmp && mv $@.tmp $@
+	sh tools/embed.sh -d $(OUT)/luadump $(LUA_HALVES) > $@.tmp && mv $@.tmp $@
+
+$(OUT)/luadump: tools/luadump.c
+	@mkdir -p $(OUT)
+	$(CC) -std=c11 $(WARN) -O2 $(WERROR) $(shell pkg-config --cflags lua5.4 2>/dev/null) \
+	  -o $@ $< $(LUA_A) -lm -ldl
 
 $(OUT)/errnames.h: tools/errnames.sh
 	@mkdir -p $(OUT)

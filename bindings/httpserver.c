@@ -15,6 +15,7 @@
  * 408 (request not complete in time), 500 (handler error, logged).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <netdb.h>
 #include <stdio.h>
@@ -73,6 +74,7 @@ typedef struct Server {
   int stopping;
   int running;      /* inside run(): close() only asks to stop */
   int close_asked;
+  int spare_fd;     /* held open so an EMFILE accept can shed the client */
   Conn **conns;
   int nconn, capconn;
   Limits limits;
@@ -252,6 +254,25 @@ static int server_add(Server *s, Conn *c) {
   return 0;
 }
 
+static int open_spare(void) {
+  return open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+/* Out of descriptors: the pending client stays queued, the listening
+ * socket stays readable, and the loop spun at full CPU while the client
+ * waited forever. Give up the spare descriptor, accept the client and close
+ * it at once (it sees the connection closed), take the spare back. Returns
+ * 1 when a client was shed. */
+static int shed_one(Server *s) {
+  int fd;
+  if (s->spare_fd < 0) return 0;
+  close(s->spare_fd);
+  fd = accept4(s->fd, NULL, NULL, SOCK_CLOEXEC);
+  if (fd >= 0) close(fd);
+  s->spare_fd = open_spare();
+  return fd >= 0;
+}
+
 /* Accepts every pending connection (the listening socket is non-blocking). */
 static void accept_all(Server *s) {
   while (s->nconn < s->limits.max_connections) {
@@ -261,7 +282,8 @@ static void accept_all(Server *s) {
     Conn *c;
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
-      return; /* EAGAIN, or EMFILE and friends: try again later */
+      if ((errno == EMFILE || errno == ENFILE) && shed_one(s)) continue;
+      return; /* EAGAIN, or out of memory: try again later */
     }
     c = conn_new(s, fd, &ss);
     if (c == NULL || server_add(s, c) != 0) {
@@ -561,6 +583,8 @@ static void server_release(Server *s) {
     close(s->fd);
   }
   s->fd = -1;
+  if (s->spare_fd >= 0) close(s->spare_fd);
+  s->spare_fd = -1;
 }
 
 /* srv:run(dispatch[, max_requests[, timeout]]) -> requests served by this
@@ -739,9 +763,10 @@ static int core_listen(lua_State *L) {
   luaL_checktype(L, 3, LUA_TTABLE);
   s = lua_newuserdatauv(L, sizeof *s, 0);
   memset(s, 0, sizeof *s);
-  s->fd = -1;
+  s->fd = s->spare_fd = -1;
   luaL_setmetatable(L, NL_SERVER_MT);
   read_limits(L, 3, &s->limits);
+  if ((s->spare_fd = open_spare()) < 0) return nl_pusherrno(L, errno);
   snprintf(portstr, sizeof portstr, "%d", (int)port);
   fd = open_listener(host, portstr, &gai);
   if (fd == -1 && gai != 0) {

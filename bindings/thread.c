@@ -666,16 +666,44 @@ static int thread_channel(lua_State *L) {
   return 1;
 }
 
+#define NEED_WAITER 3
+
 /* Waits (mutex held) until `ready(ch)` or closed; returns 1, 0 on timeout,
- * or -EINTR. `fd` is the state's waiter (fetched before locking: nothing
- * here may raise). */
+ * or -EINTR. `fd` is the state's waiter, fetched before locking (nothing
+ * here may raise); -1 when the caller has none yet: a call that must really
+ * wait then returns NEED_WAITER, and the caller unlocks, fetches it and
+ * tries again. So a send that finds room, or a recv that finds an item or
+ * times out at once, needs no eventfd: a new thread started while the
+ * process is out of descriptors can still pass values (chatserver's client
+ * threads died creating one, and the hub never heard of them). */
 static int chan_wait(Caller *c, Channel *ch, int fd, int (*ready)(const Channel *),
                      double deadline) {
   int w = 1;
-  while (!ready(ch) && !ch->closed && w > 0)
+  while (!ready(ch) && !ch->closed && w > 0) {
+    if (deadline >= 0 && nl_monotonic() >= deadline) return 0;
+    if (fd < 0) return NEED_WAITER;
     w = wait_on(c, &ch->mu, &ch->waiters, fd, deadline);
+  }
   if (ready(ch) || ch->closed) return 1;
   return w;
+}
+
+/* Locks ch and waits as chan_wait does, fetching the waiter only when
+ * needed; returns with ch->mu held. May raise (no eventfd), never locked. */
+static int chan_lock_wait(lua_State *L, Caller *c, Channel *ch,
+                          int (*ready)(const Channel *), double deadline) {
+  int fd = -1, w;
+  if (nl_restarting(L)) { /* after a wait in a task: it has its waiter */
+    fd = waiter_fd(L);
+    task_rejoin(L, fd);
+  }
+  for (;;) {
+    pthread_mutex_lock(&ch->mu);
+    w = chan_wait(c, ch, fd, ready, deadline);
+    if (w != NEED_WAITER) return w;
+    pthread_mutex_unlock(&ch->mu);
+    fd = waiter_fd(L);
+  }
 }
 
 static int has_room(const Channel *ch) {
@@ -704,16 +732,13 @@ static void enqueue(Channel *ch, Item *it) {
 static int chan_send(lua_State *L) {
   Channel *ch = check_channel(L, 1);
   double deadline = nl_deadlinek(L, luaL_optnumber(L, 3, -1));
-  int fd, w, status;
+  int w, status;
   nl_Packet *p;
   Item *it;
   Caller c = {L, 3, ch, channel_retain_v, channel_release_v};
   luaL_argcheck(L, !lua_isnoneornil(L, 2), 2, "cannot send nil");
   lua_settop(L, 3);
-  fd = waiter_fd(L);
-  task_rejoin(L, fd);
-  pthread_mutex_lock(&ch->mu);
-  w = chan_wait(&c, ch, fd, has_room, deadline);
+  w = chan_lock_wait(L, &c, ch, has_room, deadline);
   if (w == 1 && !ch->closed) ch->reserved++;
   else if (w == 1) w = 2; /* closed */
   pthread_mutex_unlock(&ch->mu);
@@ -748,12 +773,10 @@ static int chan_recv(lua_State *L) {
   double deadline = nl_deadlinek(L, luaL_optnumber(L, 2, -1));
   Item *it = NULL;
   nl_Packet *p;
-  int fd = waiter_fd(L), w;
   Caller c = {L, 2, ch, channel_retain_v, channel_release_v};
+  int w;
   lua_settop(L, 2);
-  task_rejoin(L, fd);
-  pthread_mutex_lock(&ch->mu);
-  w = chan_wait(&c, ch, fd, has_items, deadline);
+  w = chan_lock_wait(L, &c, ch, has_items, deadline);
   if (w == 1 && ch->count > 0) {
     it = ch->head;
     ch->head = it->next;
@@ -1083,8 +1106,8 @@ int luaopen_thread(lua_State *L) {
   new_thread_class(L);
   new_shared_class(L, NL_CHANNEL_MT, chan_methods, chan_meta, &chan_transfer);
   new_shared_class(L, NL_MUTEX_MT, mutex_methods, mutex_meta, &mutex_transfer);
-  waiter_fd(L);
   if (nl_is_main_thread()) {
+    waiter_fd(L); /* thread_waitall at exit must not fail for want of one */
     lua_pushcfunction(L, thread_waitall);
     nl_atexit(L, -1);
     lua_pop(L, 1);

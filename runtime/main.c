@@ -4,6 +4,7 @@
  * handler adds the traceback; lua_close always runs so __gc closes
  * descriptors. Exit codes: 0 ok, 1 error, 2 bad usage, 130 Ctrl-C.
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,13 +13,6 @@
 
 #include "lualib.h"
 #include "netlua.h"
-
-#ifdef NL_USE_READLINE
-#include <readline/history.h>
-#include <readline/readline.h>
-#endif
-
-#include <curl/curl.h>
 
 #define EXIT_USAGE 2
 #define EXIT_INTERRUPTED 130
@@ -58,9 +52,11 @@ static void print_help(void) {
          usage_line);
 }
 
+/* Loads libcurl to name its version (netlua itself starts without it). */
 static void print_version(void) {
+  const char *curl = nl_curl_version();
   printf("netlua %s (%s, lua-cjson 2.1, libcurl %s)\n", NL_VERSION,
-         LUA_RELEASE, curl_version_info(CURLVERSION_NOW)->version);
+         LUA_RELEASE, curl ? curl : "not available");
 }
 
 static void print_message(const char *msg) {
@@ -229,28 +225,52 @@ static int run_script(lua_State *L, char **argv) {
   return report(L, status);
 }
 
-/* ---- REPL (lua.c's, with readline when built with it) ------------------ */
+/* ---- REPL (lua.c's, with readline when the system has it) -------------- */
 
-#ifdef NL_USE_READLINE
-static int read_line(char *buffer, char **line, const char *prompt) {
-  (void)buffer;
-  *line = readline(prompt);
-  return *line != NULL;
+/* readline is loaded when the REPL starts, as Lua 5.4.6's lua.c does, so
+ * scripts don't pay for mapping it (and libtinfo) at start-up. Without
+ * it, lines are read with fgets. */
+#define READLINE_LIB "libreadline.so.8"
+
+typedef char *(*readline_fn)(const char *prompt);
+typedef void (*add_history_fn)(const char *line);
+static readline_fn l_readline;
+static add_history_fn l_add_history;
+
+/* dlsym's object pointer copied into a function pointer (POSIX allows it;
+ * ISO C has no such cast). */
+static void load_symbol(void *lib, const char *name, void *slot, size_t size) {
+  void *p = dlsym(lib, name);
+  if (p != NULL) memcpy(slot, &p, size);
 }
-static void save_line(const char *line) {
-  if (line[0] != '\0') add_history(line);
+
+static void init_readline(void) {
+  void *lib = dlopen(READLINE_LIB, RTLD_NOW | RTLD_LOCAL);
+  const char **appname;
+  if (lib == NULL) return;
+  appname = (const char **)dlsym(lib, "rl_readline_name");
+  if (appname != NULL) *appname = "netlua"; /* for ~/.inputrc's $if */
+  load_symbol(lib, "add_history", &l_add_history, sizeof l_add_history);
+  load_symbol(lib, "readline", &l_readline, sizeof l_readline);
+  if (l_add_history == NULL) l_readline = NULL;
 }
-static void free_line(char *line, char *buffer) { (void)buffer; free(line); }
-#else
+
 static int read_line(char *buffer, char **line, const char *prompt) {
+  if (l_readline != NULL) {
+    *line = l_readline(prompt);
+    return *line != NULL;
+  }
   fputs(prompt, stdout);
   fflush(stdout);
   *line = fgets(buffer, MAX_INPUT_LINE, stdin);
   return *line != NULL;
 }
-static void save_line(const char *line) { (void)line; }
-static void free_line(char *line, char *buffer) { (void)line; (void)buffer; }
-#endif
+static void save_line(const char *line) {
+  if (l_add_history != NULL && line[0] != '\0') l_add_history(line);
+}
+static void free_line(char *line, char *buffer) {
+  if (line != buffer) free(line); /* readline's malloc'd line */
+}
 
 static int push_line(lua_State *L, int first) {
   char buffer[MAX_INPUT_LINE];
@@ -331,6 +351,7 @@ static void repl(lua_State *L) {
   int status;
   const char *saved = progname;
   progname = NULL;
+  init_readline();
   while ((status = load_line(L)) != -1) {
     if (status == LUA_OK) status = docall(L, 0, LUA_MULTRET);
     if (status == LUA_OK) print_results(L);
@@ -415,10 +436,6 @@ int main(int argc, char **argv) {
   lua_State *L;
   int status, code;
   if (argv[0] && argv[0][0]) progname = NL_PROGNAME;
-  if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
-    print_message("cannot initialise libcurl");
-    return EXIT_FAILURE;
-  }
   set_script_dir(find_script(argc, argv));
   L = nl_newstate();
   if (L == NULL) {
@@ -434,6 +451,6 @@ int main(int argc, char **argv) {
   report(L, status);
   lua_close(L);
   nl_loop_free();
-  curl_global_cleanup();
+  nl_curl_cleanup();
   return code;
 }

@@ -37,6 +37,20 @@ int nl_run_atexit(lua_State *L);
  * `script_dir` is the directory of the main script (NULL for -e/stdin/REPL). */
 void nl_setscriptdir(const char *script_dir);
 
+/* ---- libcurl, loaded on first use (curlload.c) --------------------------- */
+
+/* Loads libcurl (dlopen) and runs curl_global_init, once per process, from
+ * any thread; state.c calls it when `http` is first required. Returns NULL
+ * when libcurl is ready, else why it is not (dlerror's text). Until it
+ * returned NULL no curl_* function may be called. */
+const char *nl_curl_load(void);
+
+/* libcurl's version string (loads it); NULL when it cannot be loaded. */
+const char *nl_curl_version(void);
+
+/* At exit, in main: curl_global_cleanup if libcurl was ever loaded. */
+void nl_curl_cleanup(void);
+
 /* ---- Lua halves compiled into the binary (embedded.c, generated) -------- */
 
 typedef struct nl_Embedded {

@@ -23,12 +23,20 @@ static int open_json_as_cjson(lua_State *L) {
   return 1;
 }
 
+/* require "http" loads libcurl first (curlload.c): scripts that never use
+ * http don't pay for it. No libcurl is an error, not a crash. */
+static int open_http_with_curl(lua_State *L) {
+  const char *err = nl_curl_load();
+  if (err != NULL) return luaL_error(L, "http needs libcurl (libcurl4): %s", err);
+  return luaopen_http(L);
+}
+
 static const luaL_Reg preloaded_modules[] = {
   {"json", luaopen_json},
   {"cjson", open_json_as_cjson},
   {"cjson.safe", luaopen_cjson_safe},
   {"time", luaopen_time},
-  {"http", luaopen_http},
+  {"http", open_http_with_curl},
   {"http.server_core", luaopen_http_server_core},
   {"thread", luaopen_thread},
   {"socket", luaopen_socket},

@@ -3,7 +3,8 @@
 -- passes them to the hub thread through a channel; the hub broadcasts each
 -- line to the other clients' outboxes (one channel per client), which their
 -- threads write to their sockets. Clients connect with `nc HOST PORT` or
--- scripts/chatclient.lua. A client that disconnects abruptly just leaves.
+-- scripts/chatclient.lua. A client that disconnects abruptly just leaves; one
+-- that sends a line longer than MAX_LINE (64 KiB) is disconnected.
 --   netlua scripts/chatserver.lua [host [port]] [--count N]
 -- host defaults to 127.0.0.1, port to 6790 (0: any free port); --count N
 -- stops after N clients have come and gone.
@@ -15,6 +16,8 @@ local socket = require "socket"
 local thread = require "thread"
 
 local POLL = 0.05
+local MAX_LINE = 64 * 1024 -- longest line a client may send
+local SEND_TIMEOUT = 10   -- a client that reads nothing for this long is dropped
 
 local function parse_args(args)
   local opts, pos, i = {host = "127.0.0.1", port = 6790}, {}, 1
@@ -67,16 +70,40 @@ local function run_hub(hub, done)
   end
 end
 
--- Writes every queued broadcast to the client; false when the client is gone.
+-- Writes every queued broadcast to the client; false when the client is gone
+-- or has not read for SEND_TIMEOUT seconds. (It used to send with the POLL
+-- timeout: a client that was reading, just not within 50 ms of a burst,
+-- was dropped as "send failed".)
 local function flush(client, outbox)
-  while true do
+  local ok = true
+  client:settimeout(SEND_TIMEOUT)
+  while ok do
     local text = outbox:recv(0)
-    if text == nil then return true end
-    if not client:send(text .. "\n") then return false end
+    if text == nil then break end
+    ok = client:send(text .. "\n") ~= nil
+  end
+  client:settimeout(POLL)
+  return ok
+end
+
+-- Splits the complete lines off `buffer`, calling each(line) for each (a
+-- trailing "\r" dropped: telnet, nc -C) until it returns false; returns
+-- the incomplete rest, or nil when each() stopped.
+local function split_lines(buffer, each)
+  local start = 1
+  while true do
+    local nl = buffer:find("\n", start, true)
+    if not nl then return buffer:sub(start) end
+    local line = buffer:sub(start, nl - 1):gsub("\r$", "")
+    if each(line) == false then return nil end
+    start = nl + 1
   end
 end
 
 -- One client's thread: owns the socket, reads lines, delivers broadcasts.
+-- It reads with recv (at most 4 KiB at a time) rather than receive("*l"),
+-- so a client sending an endless line cannot grow the server's memory:
+-- past MAX_LINE bytes without a newline it is told and disconnected.
 local function session(client, id, hub)
   local outbox = thread.channel()
   client:settimeout(POLL)
@@ -85,16 +112,21 @@ local function session(client, id, hub)
   hub:send({"join", id, outbox})
   client:send(string.format("welcome, you are client %d; /quit leaves\n", id))
   local pending, why = "", "quit"
+  local function each(line)
+    if line == "/quit" then return false end
+    hub:send({"line", id, line})
+  end
   while true do
-    local line, err, partial = client:receive("*l", pending)
-    if line then
-      pending = ""
-      if line:sub(-1) == "\r" then line = line:sub(1, -2) end -- telnet, nc -C
-      if line == "/quit" then break end
-      hub:send({"line", id, line})
-    elseif err == "timeout" then
-      pending = partial or ""
-    else
+    local data, err = client:recv(4096)
+    if data then
+      pending = split_lines(pending .. data, each)
+      if pending == nil then break end -- /quit
+      if #pending > MAX_LINE then
+        client:send(string.format("* line too long (more than %d bytes), bye\n", MAX_LINE))
+        why = "line too long"
+        break
+      end
+    elseif err ~= "timeout" then
       why = err -- "closed", "connection reset by peer": abrupt disconnects
       break
     end
@@ -117,13 +149,19 @@ print(string.format("listening on %s", where(ip, port)))
 local hub, done = thread.channel(), thread.channel()
 local hub_thread = thread.spawn{run_hub, hub, done, name = "hub"}
 local next_id = 0
+local accept_failure -- the last accept error, printed once
 while not opts.count or next_id < opts.count do
   local client, aerr = server:accept()
   if client then
+    accept_failure = nil
     next_id = next_id + 1
     thread.spawn{session, client, next_id, hub, name = "client-" .. next_id}
   else
-    print("accept failed: " .. aerr)
+    -- Out of descriptors (EMFILE) accept fails at once, again and again: say
+    -- it once and wait for clients to leave instead of spinning.
+    if aerr ~= accept_failure then print("accept failed: " .. aerr) end
+    accept_failure = aerr
+    socket.sleep(0.1)
   end
 end
 server:close()

@@ -49,13 +49,19 @@ if not server then fail("cannot listen on %s: %s", where(opts.host, opts.port), 
 local ip, port = server:getsockname()
 print(string.format("listening on %s", where(ip, port)))
 local served = 0
+local accept_failure -- the last accept error, printed once
 while not opts.count or served < opts.count do
   local client, aerr = server:accept()
   if client then
+    accept_failure = nil
     serve(client)
     served = served + 1
   else
-    print("accept failed: " .. aerr)
+    -- Out of descriptors (EMFILE) accept fails at once, again and again: say
+    -- it once and wait for clients to leave instead of spinning.
+    if aerr ~= accept_failure then print("accept failed: " .. aerr) end
+    accept_failure = aerr
+    socket.sleep(0.1)
   end
 end
 server:close()

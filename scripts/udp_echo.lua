@@ -30,7 +30,7 @@ local function server(host, port, count)
   print(string.format("listening on %s (udp)", where(ip, p)))
   local served = 0
   while not count or served < count do
-    local data, from, fport = sock:receivefrom()
+    local data, from, fport = sock:receivefrom(65535) -- the default 8192 cut big datagrams
     if data then
       print(string.format("%d bytes from %s, echoed", #data, where(from, fport)))
       sock:sendto(data, from, fport)
@@ -47,7 +47,7 @@ local function client(host, port, message)
   sock:settimeout(1)
   for _ = 1, 3 do
     sock:send(message)
-    local reply, rerr = sock:receive()
+    local reply, rerr = sock:receive(65535)
     if reply then
       print(string.format("reply from %s: %s", where(host, port), reply))
       return

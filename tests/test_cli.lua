@@ -92,6 +92,25 @@ t.test("REPL on a terminal prints values and continues incomplete lines", functi
   t.match(out, "multi\r?\n")
 end)
 
+t.test("readline is loaded by the REPL, not by scripts", function()
+  local probe = "print(io.open('/proc/self/maps'):read('a'):find('libreadline') and 'rl-mapped' or 'rl-absent')"
+  local out, err, code = t.netlua("-e " .. q(probe))
+  t.eq(code, 0, err)
+  t.eq(out, "rl-absent\n")
+  if not os.execute("command -v script >/dev/null 2>&1") then return end
+  out, _, code = t.sh(string.format("script -qec %s /dev/null", q(q(t.NETLUA))),
+    {stdin = probe .. "\n"})
+  t.eq(code, 0)
+  t.match(out, "[\r\n]rl%-mapped\r?\n", "line editing in the REPL")
+end)
+
+t.test("tracebacks through embedded Lua halves name their file and line", function()
+  -- The halves are embedded as bytecode (tools/luadump.c): debug info kept.
+  local _, err, code = t.netlua("-e " .. q("require('http').get(1)"))
+  t.eq(code, 1)
+  t.match(err, "%[netlua%] http%.lua:%d+: in function 'http%.get'")
+end)
+
 t.test("uncaught error: netlua: message and traceback on stderr, exit 1", function()
   local path, dir = t.script("local function f() error('boom') end\nf()\n")
   local out, err, code = t.netlua(q(path))
@@ -255,11 +274,11 @@ t.test("a second Ctrl-C during cleanup still exits", function()
   t.rmtree(dir)
 end)
 
-t.test("Lua and lua-cjson are linked statically", function()
+t.test("Lua and lua-cjson are linked statically, libcurl not at all", function()
   local out, _, code = t.sh("ldd " .. q(t.NETLUA))
   t.eq(code, 0)
   t.ok(not out:find("liblua"), "no shared liblua in:\n" .. out)
-  t.match(out, "libcurl")
+  t.ok(not out:find("libcurl"), "libcurl is loaded on first use, not linked:\n" .. out)
 end)
 
 t.test("make install puts a binary that runs from any directory", function()

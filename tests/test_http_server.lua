@@ -309,4 +309,42 @@ t.test("Ctrl-C stops serve() cleanly", function()
   t.rmtree(dir)
 end)
 
+t.test("out of descriptors, the server closes new clients instead of spinning (they hung, the loop ran at full CPU)", function()
+  local socket = require "socket"
+  local script, sdir2 = t.script([[
+    local http = require "http"
+    local srv = assert(http.server{host = "127.0.0.1", port = 0})
+    srv:route("GET", "/hi", function() return "hi\n" end)
+    print("listening on " .. srv.port) io.stdout:flush()
+    srv:serve{timeout = 30} -- stops by itself
+  ]])
+  -- The lowest descriptor limit it starts with: no descriptor is left for
+  -- a client, so accept fails with EMFILE.
+  local pid, port2, dir
+  for n = 5, 32 do
+    dir = t.tmpdir()
+    os.execute(string.format("sh -c 'ulimit -n %d; exec %s %s' > %s/out 2>&1 < /dev/null & echo $! > %s/pid",
+      n, t.NETLUA, script, dir, dir))
+    pid = tonumber(t.readfile(dir .. "/pid"))
+    for _ = 1, 400 do
+      port2 = tonumber((t.readfile(dir .. "/out") or ""):match("listening on (%d+)"))
+      if port2 or not os.execute("kill -0 " .. pid .. " 2>/dev/null") then break end
+      socket.sleep(0.05)
+    end
+    if port2 then break end
+    t.rmtree(dir)
+  end
+  t.ok(port2, "the server starts under some descriptor limit")
+  local c = assert(socket.connect("127.0.0.1", port2))
+  c:settimeout(10)
+  c:send("GET /hi HTTP/1.1\r\nHost: x\r\n\r\n")
+  local data, err = c:receive("*a")
+  c:close()
+  os.execute("kill " .. pid .. " 2>/dev/null")
+  t.rmtree(dir)
+  t.rmtree(sdir2)
+  t.eq(data, nil)
+  t.eq(err, "closed")
+end)
+
 t.done()

@@ -420,20 +420,36 @@ t.test("socket.connect tries every address a name resolves to", function()
   t.eq(out, "connected inet4\nconnected inet4\n")
 end)
 
+-- The start of a script that plays a name server that never answers: a UDP
+-- socket on the first free 127.0.53.N:53, written into the resolv.conf that
+-- the test bind-mounts over /etc/resolv.conf (its path in $RESOLV). Each
+-- run picks its own address: two suites running at once (a developer's
+-- machine) used to collide on one fixed address ("address already in use").
+local SILENT_DNS = [[
+    local socket = require "socket"
+    local dns = socket.udp()
+    local addr
+    for i = 1, 254 do
+      if dns:setsockname("127.0.53." .. i, 53) then addr = "127.0.53." .. i break end
+    end
+    assert(addr, "no free loopback address for the silent name server")
+    local f = assert(io.open(os.getenv("RESOLV"), "w"))
+    f:write("nameserver ", addr, "\noptions timeout:5 attempts:2\n")
+    f:close()
+]]
+
 t.test("name resolution counts against the connect timeout", function()
   local dir = t.tmpdir()
-  t.writefile(dir .. "/resolv.conf", "nameserver 127.0.0.2\noptions timeout:5 attempts:2\n")
-  local script = t.script([[
-    local socket = require "socket"
-    local dns = socket.udp()           -- a name server that never answers
-    assert(dns:setsockname("127.0.0.2", 53))
+  t.writefile(dir .. "/resolv.conf", "")
+  local script = t.script(SILENT_DNS .. [[
     local c = socket.tcp()
     c:settimeout(0.2)
     print(c:connect("slow.example", 80))
     c:settimeout(0.2, "t")
     print(c:connect("slow.example", 80))
   ]])
-  local mount = "unshare -m sh -c 'mount --bind " .. dir .. "/resolv.conf /etc/resolv.conf && "
+  local mount = "unshare -m sh -c 'mount --bind " .. dir .. "/resolv.conf /etc/resolv.conf && RESOLV=" ..
+    dir .. "/resolv.conf "
   if t.sh(mount .. "echo mounted'") ~= "mounted\n" then
     t.rmtree(dir)
     t.skip("resolution timeout", "needs unshare -m and mount (root)")
@@ -446,17 +462,15 @@ end)
 
 t.test("Ctrl-C interrupts a name resolution", function()
   local dir = t.tmpdir()
-  t.writefile(dir .. "/resolv.conf", "nameserver 127.0.0.2\noptions timeout:5 attempts:2\n")
-  local mount = "unshare -m sh -c 'mount --bind " .. dir .. "/resolv.conf /etc/resolv.conf && "
+  t.writefile(dir .. "/resolv.conf", "")
+  local mount = "unshare -m sh -c 'mount --bind " .. dir .. "/resolv.conf /etc/resolv.conf && RESOLV=" ..
+    dir .. "/resolv.conf "
   if t.sh(mount .. "echo mounted'") ~= "mounted\n" then
     t.rmtree(dir)
     t.skip("interrupted resolution", "needs unshare -m and mount (root)")
     return
   end
-  local script = t.script([[
-    local socket = require "socket"
-    local dns = socket.udp()
-    assert(dns:setsockname("127.0.0.2", 53))
+  local script = t.script(SILENT_DNS .. [[
     print("ready") io.stdout:flush()
     local ok, err = pcall(socket.dns.toip, "slow.example")
     print("caught: " .. tostring(err))

@@ -499,4 +499,29 @@ t.test("spawning and joining 10,000 threads does not grow memory", function()
   t.ok(growth_kb < 20 * 1024, "RSS grew by " .. tostring(growth_kb) .. " KiB")
 end)
 
+t.test("a thread started while out of descriptors still sends and receives (it died creating its eventfd)", function()
+  -- ulimit: opening files until none is left stays quick
+  local out, err = run_env("ulimit -n 64; ", [[
+    local thread = require "thread"
+    local ch = thread.channel()
+    ch:send("waiting for you")
+    local held = {}
+    while true do
+      local f = io.open("/dev/null")
+      if not f then break end
+      held[#held + 1] = f
+    end
+    local th = thread.spawn(function(c)
+      local got = c:recv(0)        -- an item is there
+      local none, why = c:recv(0)  -- nothing is: times out at once
+      assert(c:send("sent back"))  -- unbounded: there is room
+      return got, none, why
+    end, ch)
+    local ok, got, none, why = th:join()
+    for _, f in ipairs(held) do f:close() end
+    print(#held > 0, ok, got, none, why, ch:recv(0))
+  ]])
+  t.eq(out, "true\ttrue\twaiting for you\tnil\ttimeout\tsent back\n", err)
+end)
+
 t.done()

@@ -17,6 +17,8 @@ local NAMES = {
   "chatserver broadcasts each line to the other clients",
   "chatserver survives a client that disconnects abruptly",
   "chatclient sends typed lines and prints the broadcasts",
+  "chatserver disconnects a client whose line never ends (it grew the server's memory)",
+  "chatserver keeps a client that pauses reading during a burst (it was dropped as send failed)",
 }
 
 if not has_socket then
@@ -260,6 +262,62 @@ t.test(NAMES[9], function()
   a:send("/quit\n")
   a:close()
   finish(pid, dir)
+end)
+
+
+t.test(NAMES[10], function()
+  local pid, port, dir = start("chatserver.lua", "--count 2", 30)
+  local a = connect(port)
+  expect(a, "^welcome")
+  local b = connect(port)
+  expect(b, "^welcome")
+  expect(a, "client 2 joined")
+  -- 1 MiB without a newline; the server stops reading it at 64 KiB.
+  local chunk = string.rep("x", 65536)
+  for _ = 1, 16 do if not b:send(chunk) then break end end
+  t.match(expect(a, "client 2 left"), "^%* client 2 left")
+  b:close()
+  a:send("/quit\n")
+  local line
+  repeat line = a:receive("*l") until not line
+  a:close()
+  local out, err = finish(pid, dir)
+  t.eq(err, "")
+  t.match(out, "client 2 left %(line too long%)")
+end)
+
+
+t.test(NAMES[11], function()
+  local pid, port, dir = start("chatserver.lua", "--count 2", 30)
+  local a = connect(port)
+  expect(a, "^welcome")
+  local b = socket.tcp()
+  b:setoption("recv-buffer-size", 4096) -- so the burst fills the buffers
+  assert(b:connect("127.0.0.1", port))
+  b:settimeout(10)
+  expect(b, "^welcome")
+  expect(a, "client 2 joined")
+  local N, line = 8000, string.rep("z", 999) .. "\n" -- 8 MB, more than the buffers hold
+  for _ = 1, N do assert(a:send(line)) end
+  a:send("end of burst\n")
+  socket.sleep(0.5) -- b pauses; the server's writes to it wait
+  local got = 0
+  while true do
+    local l, err = b:receive("*l")
+    if not l then error("b: " .. tostring(err) .. " after " .. got .. " lines") end
+    if l:find("end of burst", 1, true) then break end
+    got = got + 1
+  end
+  t.eq(got, N)
+  a:send("/quit\n")
+  b:send("/quit\n")
+  for _, c in ipairs({a, b}) do
+    repeat local l = c:receive("*l") until not l
+    c:close()
+  end
+  local out, err = finish(pid, dir)
+  t.eq(err, "")
+  t.ok(not out:find("send failed"), out)
 end)
 
 t.done()
