@@ -61,6 +61,7 @@ typedef struct Batch {
   int nwatch, capwatch;
   long timer_ms; /* curl's timer: -1 none */
   double timer_at;
+  int next;      /* transfers started so far */
 } Batch;
 
 /* ---- buffers ------------------------------------------------------------ */
@@ -124,6 +125,7 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *ud,
     if (b->watches[i].fd == fd) break;
   if (what == CURL_POLL_REMOVE) {
     if (i < b->nwatch) b->watches[i] = b->watches[--b->nwatch];
+    nl_loop_forget(fd); /* curl may close it next: the loop must not keep it */
     return 0;
   }
   if (i == b->nwatch) {
@@ -391,8 +393,10 @@ static int start_more(Batch *b, int *next, int concurrency) {
 }
 
 /* One wait on curl's sockets and timer, then lets curl act on what is
- * ready. Returns -EINTR when Ctrl-C came, else 0. */
-static int step(Batch *b) {
+ * ready. Returns -EINTR when Ctrl-C came, else 0. Inside a task the wait
+ * suspends only the task, and perform() starts over with its batch (stack
+ * value 4), which holds all the progress (runtime/sched.c). */
+static int step(lua_State *L, Batch *b) {
   nl_PollFd stack[16], *fds = stack;
   int n = b->nwatch, r;
   double deadline = b->timer_at;
@@ -405,7 +409,8 @@ static int step(Batch *b) {
     fds[i].events = b->watches[i].events;
   }
   if (n == 0 && deadline < 0) deadline = nl_deadline(0.05); /* not expected */
-  r = nl_waitmany(fds, n, deadline);
+  if (nl_task_ext(L) != NULL) r = nl_waitmanyk(L, 4, fds, n, deadline);
+  else r = nl_waitmany(fds, n, deadline);
   if (r > 0) {
     for (int i = 0; i < n; i++) {
       int ev = ((fds[i].ready & NL_READ) ? CURL_CSELECT_IN : 0) |
@@ -423,12 +428,11 @@ static int step(Batch *b) {
 }
 
 static int run_batch(lua_State *L, Batch *b, int concurrency, int cb) {
-  int next = 0;
   for (;;) {
     collect_done(b);
     report_done(L, b, cb);
-    if (start_more(b, &next, concurrency) == 0) return 0;
-    if (step(b) == -EINTR) return -EINTR;
+    if (start_more(b, &b->next, concurrency) == 0) return 0;
+    if (step(L, b) == -EINTR) return -EINTR;
   }
 }
 
@@ -495,6 +499,19 @@ static void push_result(lua_State *L, Transfer *t) {
   lua_setfield(L, -2, t->to_file ? "written" : "body");
 }
 
+/* The results table of a finished batch, which is then released. */
+static int push_results(lua_State *L, Batch *b) {
+  lua_createtable(L, b->n, 0);
+  for (int i = 0; i < b->n; i++) {
+    Transfer *t = &b->transfers[i];
+    close_output(t);
+    push_result(L, t);
+    lua_rawseti(L, -2, i + 1);
+  }
+  batch_release(b);
+  return 1;
+}
+
 /* perform(specs, concurrency[, on_done]) -> results: runs every spec at
  * once (at most `concurrency` in flight); results[i] is {status, head,
  * body|written, url, elapsed} or {error, code}, in input order; on_done(i,
@@ -509,6 +526,15 @@ static int http_perform(lua_State *L) {
   luaL_argcheck(L, concurrency >= 1, 2, "concurrency must be at least 1");
   if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TFUNCTION);
   cb = lua_isnoneornil(L, 3) ? 0 : 3;
+  b = nl_restarting(L) ? luaL_testudata(L, 4, NL_BATCH_MT) : NULL;
+  if (b != NULL && b->multi != NULL) { /* after a wait in a task */
+    lua_settop(L, 4);
+    if (run_batch(L, b, concurrency, cb) == -EINTR) {
+      batch_release(b);
+      return nl_raise_interrupted(L);
+    }
+    return push_results(L, b);
+  }
   lua_settop(L, 3);
   b = batch_new(L, n); /* 4 */
   for (int i = 0; i < n; i++) {
@@ -526,15 +552,7 @@ static int http_perform(lua_State *L) {
     batch_release(b);
     return nl_raise_interrupted(L);
   }
-  lua_createtable(L, n, 0);
-  for (int i = 0; i < n; i++) {
-    Transfer *t = &b->transfers[i];
-    close_output(t);
-    push_result(L, t);
-    lua_rawseti(L, -2, i + 1);
-  }
-  batch_release(b);
-  return 1;
+  return push_results(L, b);
 }
 
 /* escape(s): percent-encodes everything but RFC 3986's unreserved set. */

@@ -202,7 +202,10 @@ static const http_parser_settings parser_settings = {
 /* ---- connections -------------------------------------------------------- */
 
 static void conn_free(Conn *c) {
-  if (c->fd >= 0) close(c->fd);
+  if (c->fd >= 0) {
+    nl_loop_forget(c->fd); /* out of this thread's event loop */
+    close(c->fd);
+  }
   buf_free(&c->in);
   buf_free(&c->url);
   buf_free(&c->hdrs);
@@ -285,7 +288,7 @@ static void accept_all(Server *s) {
     c = conn_new(s, fd, &ss);
     if (c == NULL || server_add(s, c) != 0) {
       if (c != NULL) conn_free(c);
-      else close(fd);
+      else close(fd); /* never waited on */
       return;
     }
   }
@@ -575,7 +578,10 @@ static void server_release(Server *s) {
   free(s->conns);
   s->conns = NULL;
   s->capconn = 0;
-  if (s->fd >= 0) close(s->fd);
+  if (s->fd >= 0) {
+    nl_loop_forget(s->fd);
+    close(s->fd);
+  }
   s->fd = -1;
   if (s->spare_fd >= 0) close(s->spare_fd);
   s->spare_fd = -1;
@@ -719,6 +725,7 @@ static int open_listener(const char *host, const char *port, int *gai) {
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 128) == 0) break;
     int err = errno;
+    nl_loop_forget(fd);
     close(fd);
     fd = -err;
   }

@@ -80,6 +80,8 @@ typedef struct nl_Socket {
   int kind;     /* index in classes[] */
   int bound;    /* bound explicitly: connect must keep this descriptor */
   double block, total, start; /* luasocket's timeout.c */
+  int nargs;      /* a wait in a task restarts the method with args 1..nargs */
+  size_t carried; /* bytes receive() carries in its prefix from earlier rounds */
   double birthday, received, sent;
   int npending;
   Pending pending[MAX_PENDING];
@@ -215,7 +217,13 @@ static double clamp(double d, double lo, double hi) {
 
 /* ---- timeouts and the single waiting point ---------------------------------- */
 
-static void tm_markstart(nl_Socket *s) { s->start = nl_monotonic(); }
+/* The start of a call; a call restarted after a wait in a task (see
+ * sock_wait) keeps its start, so 't' timeouts span the whole call. */
+static void tm_markstart(lua_State *L, nl_Socket *s) {
+  if (nl_restarting(L)) return;
+  s->start = nl_monotonic();
+  s->carried = 0;
+}
 
 /* The deadline of the next wait: 'b' per wait, 't' for the whole call. */
 static double tm_deadline(nl_Socket *s) {
@@ -228,15 +236,23 @@ static double tm_deadline(nl_Socket *s) {
   return d;
 }
 
-/* Every wait of this module: 1 when ready, 0 on timeout; Ctrl-C raises. */
+/* Every wait of this module: 1 when ready, 0 on timeout; Ctrl-C raises.
+ * Inside a task it suspends only the task, and the method then runs again
+ * from the start with its stack values 1..s->nargs (each method that waits
+ * sets nargs first and keeps its progress there: receive's prefix, send's
+ * start index); the syscalls below are all safe to repeat. nargs < 0: the
+ * method cannot be repeated, the wait blocks the thread's loop instead. */
 static int sock_wait(lua_State *L, nl_Socket *s, int events) {
-  return nl_waitL(L, s->fd, events, tm_deadline(s)) > 0;
+  return nl_waitk(L, s->nargs, s->fd, events, tm_deadline(s)) > 0;
 }
 
 /* ---- raw I/O (luasocket's usocket.c) ------------------------------------- */
 
-/* Makes sure the receive buffer holds data; IO_DONE or an error code. */
-static int io_fill(lua_State *L, nl_Socket *s) {
+#define IO_AGAIN (-3) /* would block: wait, then call again */
+
+/* Makes sure the receive buffer holds data, without waiting: IO_DONE,
+ * IO_AGAIN or an error code. */
+static int io_fill(nl_Socket *s) {
   if (s->first < s->last) return IO_DONE;
   s->first = s->last = 0;
   for (;;) {
@@ -252,11 +268,22 @@ static int io_fill(lua_State *L, nl_Socket *s) {
     if (errno == EINTR) continue;
     if (errno != EAGAIN && errno != EWOULDBLOCK)
       return (errno == ECONNRESET || errno == ECONNABORTED) ? IO_CLOSED : errno;
+    return IO_AGAIN;
+  }
+}
+
+/* io_fill, waiting while there is nothing to read. */
+static int io_fill_wait(lua_State *L, nl_Socket *s) {
+  for (;;) {
+    int err = io_fill(s);
+    if (err != IO_AGAIN) return err;
     if (!sock_wait(L, s, NL_READ)) return IO_TIMEOUT;
   }
 }
 
-static int io_send(lua_State *L, nl_Socket *s, const char *data, size_t len, size_t *sent) {
+/* Sends what the socket takes now: IO_DONE, IO_AGAIN (*sent so far) or an
+ * error code. */
+static int io_send(nl_Socket *s, const char *data, size_t len, size_t *sent) {
   *sent = 0;
   while (*sent < len) {
     ssize_t n;
@@ -270,7 +297,7 @@ static int io_send(lua_State *L, nl_Socket *s, const char *data, size_t len, siz
     if (errno == EINTR) continue;
     if (errno == EPIPE || errno == ECONNRESET) return IO_CLOSED;
     if (errno != EAGAIN && errno != EWOULDBLOCK) return errno;
-    if (!sock_wait(L, s, NL_WRITE)) return IO_TIMEOUT;
+    return IO_AGAIN;
   }
   return IO_DONE;
 }
@@ -280,8 +307,12 @@ static int io_connect(lua_State *L, nl_Socket *s, const struct sockaddr *sa, soc
   socklen_t elen = sizeof err;
   if (s->fd < 0) return IO_CLOSED;
   if (connect(s->fd, sa, len) == 0) return IO_DONE;
+  /* Called again after a wait in a task: a second connect reports how the
+   * first one went (0 or its error), EALREADY while still in progress. */
+  if (errno == EISCONN && nl_restarting(L)) return IO_DONE;
   /* EINTR: the connection goes on in the background, as EINPROGRESS */
-  if (errno != EINPROGRESS && errno != EAGAIN && errno != EINTR) return errno;
+  if (errno != EINPROGRESS && errno != EAGAIN && errno != EINTR && errno != EALREADY)
+    return errno;
   if (!sock_wait(L, s, NL_WRITE)) return IO_TIMEOUT;
   if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0) return errno;
   return err;
@@ -407,7 +438,7 @@ static const char *do_connect(lua_State *L, nl_Socket *s, const char *host,
   struct addrinfo hints, *ai;
   const char *err = NULL;
   int top = lua_gettop(L), tried = 0;
-  tm_markstart(s);
+  tm_markstart(L, s);
   if (s->family == AF_UNIX) {
     struct sockaddr_un un;
     socklen_t len;
@@ -758,7 +789,10 @@ static int stream_connect(lua_State *L) {
   const char *host = luaL_checkstring(L, 2);
   const char *port = s->family == AF_UNIX ? NULL : luaL_checkstring(L, 3);
   ErrBuf eb;
-  const char *err = do_connect(L, s, host, port, eb);
+  const char *err;
+  lua_settop(L, 3);
+  s->nargs = 3;
+  err = do_connect(L, s, host, port, eb);
   if (err == NULL) set_kind(L, 1, s, kind_of(classes[s->kind].group, R_CLIENT));
   return push_result(L, err);
 }
@@ -781,7 +815,9 @@ static int stream_accept(lua_State *L) {
   nl_Socket *s = check_role(L, 1, R_SERVER);
   ErrBuf eb;
   int err;
-  tm_markstart(s);
+  lua_settop(L, 1);
+  s->nargs = 1;
+  tm_markstart(L, s);
   for (;;) {
     int fd;
     if (s->fd < 0) { err = IO_CLOSED; break; }
@@ -801,11 +837,11 @@ static int stream_accept(lua_State *L) {
 }
 
 /* Reads `wanted` bytes (luasocket's recvraw). */
-static int recv_count(lua_State *L, nl_Socket *s, size_t wanted, luaL_Buffer *b) {
+static int recv_count(nl_Socket *s, size_t wanted, luaL_Buffer *b) {
   size_t total = 0;
   while (total < wanted) {
     size_t take;
-    int err = io_fill(L, s);
+    int err = io_fill(s);
     if (err != IO_DONE) return err;
     take = s->last - s->first;
     if (take > wanted - total) take = wanted - total;
@@ -817,9 +853,9 @@ static int recv_count(lua_State *L, nl_Socket *s, size_t wanted, luaL_Buffer *b)
 }
 
 /* Reads up to '\n', dropping every '\r' (luasocket's recvline). */
-static int recv_line(lua_State *L, nl_Socket *s, luaL_Buffer *b) {
+static int recv_line(nl_Socket *s, luaL_Buffer *b) {
   for (;;) {
-    int err = io_fill(L, s);
+    int err = io_fill(s);
     if (err != IO_DONE) return err;
     while (s->first < s->last) {
       char c = s->buf[s->first++];
@@ -830,44 +866,67 @@ static int recv_line(lua_State *L, nl_Socket *s, luaL_Buffer *b) {
 }
 
 /* Reads until the peer closes (luasocket's recvall). */
-static int recv_all(lua_State *L, nl_Socket *s, luaL_Buffer *b) {
-  size_t total = 0;
+static int recv_all(nl_Socket *s, luaL_Buffer *b) {
+  size_t total = s->carried;
   for (;;) {
-    int err = io_fill(L, s);
+    int err = io_fill(s);
     if (err == IO_CLOSED) return total > 0 ? IO_DONE : IO_CLOSED;
     if (err != IO_DONE) return err;
     luaL_addlstring(b, s->buf + s->first, s->last - s->first);
     total += s->last - s->first;
+    s->carried += s->last - s->first;
     s->first = s->last;
   }
 }
 
-/* receive([pattern[, prefix]]): data, or nil, err, partial. */
-static int stream_receive(lua_State *L) {
-  nl_Socket *s = check_role(L, 1, R_CLIENT);
+/* One round of receive: what is there now, appended to the prefix (the
+ * string at 3). Leaves the data so far on top; IO_DONE, IO_AGAIN or an
+ * error. */
+static int receive_round(lua_State *L, nl_Socket *s, int by_count, int line) {
   size_t plen = 0;
   const char *prefix = luaL_optlstring(L, 3, "", &plen);
   luaL_Buffer b;
-  int err = IO_DONE, top;
+  int err = IO_DONE;
+  luaL_buffinit(L, &b);
+  luaL_addlstring(&b, prefix, plen);
+  if (by_count) {
+    size_t n = TO_SIZE(lua_tonumber(L, 2));
+    if (n > plen) err = recv_count(s, n - plen, &b);
+  } else {
+    err = line ? recv_line(s, &b) : recv_all(s, &b);
+  }
+  luaL_pushresult(&b);
+  return err;
+}
+
+/* receive([pattern[, prefix]]): data, or nil, err, partial. A round that
+ * would block keeps what it read as the new prefix, then waits: so the call
+ * can start over after a wait (in a task) without losing data. */
+static int stream_receive(lua_State *L) {
+  nl_Socket *s = check_role(L, 1, R_CLIENT);
+  int by_count = 0, line = 0, err;
   ErrBuf eb;
-  tm_markstart(s);
+  luaL_optlstring(L, 3, "", NULL);
   lua_settop(L, 3);
-  top = lua_gettop(L);
+  s->nargs = 3;
+  tm_markstart(L, s);
   if (lua_type(L, 2) == LUA_TNUMBER || (lua_isnumber(L, 2))) {
-    double n = lua_tonumber(L, 2);
-    luaL_argcheck(L, n >= 0, 2, "invalid receive pattern");
-    luaL_buffinit(L, &b);
-    luaL_addlstring(&b, prefix, plen);
-    if (TO_SIZE(n) > plen) err = recv_count(L, s, TO_SIZE(n) - plen, &b);
+    luaL_argcheck(L, lua_tonumber(L, 2) >= 0, 2, "invalid receive pattern");
+    by_count = 1;
   } else {
     const char *p = luaL_optstring(L, 2, "*l");
     if (p[0] == '*') p++;
     if (p[0] != 'l' && p[0] != 'a') luaL_argerror(L, 2, "invalid receive pattern");
-    luaL_buffinit(L, &b);
-    luaL_addlstring(&b, prefix, plen);
-    err = p[0] == 'l' ? recv_line(L, s, &b) : recv_all(L, s, &b);
+    line = p[0] == 'l';
   }
-  luaL_pushresult(&b);
+  while ((err = receive_round(L, s, by_count, line)) == IO_AGAIN) {
+    lua_replace(L, 3); /* the data so far is the prefix of the next round */
+    if (!sock_wait(L, s, NL_READ)) {
+      err = IO_TIMEOUT;
+      lua_pushvalue(L, 3);
+      break;
+    }
+  }
   if (err == IO_DONE) {
     lua_pushnil(L);
     lua_pushnil(L);
@@ -875,7 +934,7 @@ static int stream_receive(lua_State *L) {
   }
   lua_pushnil(L);
   lua_pushstring(L, io_error(err, eb));
-  lua_pushvalue(L, top + 1);
+  lua_pushvalue(L, -3);
   return 3;
 }
 
@@ -887,8 +946,10 @@ static int stream_recv(lua_State *L) {
   int err;
   ErrBuf eb;
   luaL_argcheck(L, n > 0, 2, "size must be positive");
-  tm_markstart(s);
-  err = io_fill(L, s);
+  lua_settop(L, 2);
+  s->nargs = 2;
+  tm_markstart(L, s);
+  err = io_fill_wait(L, s);
   if (err != IO_DONE) return nl_pushfail(L, io_error(err, eb), NULL);
   take = s->last - s->first;
   if (take > (size_t)n) take = (size_t)n;
@@ -897,21 +958,40 @@ static int stream_recv(lua_State *L) {
   return 1;
 }
 
-/* send(data[, i[, j]]): index of the last byte sent, or nil, err, last. */
+/* send(data[, i[, j]]): index of the last byte sent, or nil, err, last.
+ * Before a wait, i moves past what was sent (the call can start over). */
 static int stream_send(lua_State *L) {
   nl_Socket *s = check_role(L, 1, R_CLIENT);
   size_t size, sent = 0;
   const char *data = luaL_checklstring(L, 2, &size);
-  long start = TO_LONG(luaL_optnumber(L, 3, 1));
-  long end = TO_LONG(luaL_optnumber(L, 4, -1));
+  long start, end;
   int err = IO_DONE;
   ErrBuf eb;
-  tm_markstart(s);
-  if (start < 0) start = (long)size + start + 1;
-  if (end < 0) end = (long)size + end + 1;
-  if (start < 1) start = 1;
-  if (end > (long)size) end = (long)size;
-  if (start <= end) err = io_send(L, s, data + start - 1, (size_t)(end - start + 1), &sent);
+  luaL_optnumber(L, 3, 1);
+  luaL_optnumber(L, 4, -1);
+  lua_settop(L, 4);
+  s->nargs = 4;
+  tm_markstart(L, s);
+  for (;;) {
+    start = TO_LONG(luaL_optnumber(L, 3, 1));
+    end = TO_LONG(luaL_optnumber(L, 4, -1));
+    if (start < 0) start = (long)size + start + 1;
+    if (end < 0) end = (long)size + end + 1;
+    if (start < 1) start = 1;
+    if (end > (long)size) end = (long)size;
+    sent = 0;
+    if (start > end) break;
+    err = io_send(s, data + start - 1, (size_t)(end - start + 1), &sent);
+    if (err != IO_AGAIN) break;
+    lua_pushinteger(L, (lua_Integer)(start + (long)sent));
+    lua_replace(L, 3);
+    if (!sock_wait(L, s, NL_WRITE)) {
+      err = IO_TIMEOUT;
+      sent = 0;
+      start = TO_LONG(lua_tonumber(L, 3));
+      break;
+    }
+  }
   if (err != IO_DONE) {
     lua_pushnil(L);
     lua_pushstring(L, io_error(err, eb));
@@ -966,7 +1046,7 @@ static int dgram_recv_common(lua_State *L, nl_Socket *s, int with_from) {
   int top = lua_gettop(L);
   if (wanted == 0) wanted = 1;
   if (wanted > NL_MAXDGRAM) wanted = NL_MAXDGRAM; /* no datagram is larger */
-  tm_markstart(s);
+  tm_markstart(L, s);
   data = luaL_buffinitsize(L, &b, wanted);
   err = dgram_read(L, s, data, wanted, &got, with_from ? &from : NULL,
                    with_from ? &fromlen : NULL);
@@ -986,11 +1066,17 @@ static int dgram_recv_common(lua_State *L, nl_Socket *s, int with_from) {
 }
 
 static int dgram_receive(lua_State *L) {
-  return dgram_recv_common(L, check_sock(L, 1), 0);
+  nl_Socket *s = check_sock(L, 1);
+  lua_settop(L, 2);
+  s->nargs = 2;
+  return dgram_recv_common(L, s, 0);
 }
 
 static int dgram_receivefrom(lua_State *L) {
-  return dgram_recv_common(L, check_role(L, 1, R_UNCONN), 1);
+  nl_Socket *s = check_role(L, 1, R_UNCONN);
+  lua_settop(L, 2);
+  s->nargs = 2;
+  return dgram_recv_common(L, s, 1);
 }
 
 static int dgram_write(lua_State *L, nl_Socket *s, const char *data, size_t len,
@@ -1022,7 +1108,9 @@ static int dgram_send(lua_State *L) {
   size_t len, sent = 0;
   const char *data = luaL_checklstring(L, 2, &len);
   int err;
-  tm_markstart(s);
+  lua_settop(L, 2);
+  s->nargs = 2;
+  tm_markstart(L, s);
   err = dgram_write(L, s, data, len, NULL, 0, &sent);
   return push_sent(L, err, sent);
 }
@@ -1037,7 +1125,9 @@ static int dgram_sendto(lua_State *L) {
   const char *err;
   ErrBuf eb;
   int e;
-  tm_markstart(s);
+  lua_settop(L, 4);
+  s->nargs = 4;
+  tm_markstart(L, s);
   if (s->family == AF_UNIX) {
     struct sockaddr_un un;
     socklen_t ulen;
@@ -1074,6 +1164,7 @@ static int dgram_setpeername(lua_State *L) {
     lua_pushnumber(L, 1);
     return 1;
   }
+  s->nargs = -1; /* datagram connects do not wait */
   err = do_connect(L, s, host, s->family == AF_UNIX ? NULL : opt_port(L, 3), eb);
   if (err == NULL) set_kind(L, 1, s, kind_of(group, R_CONN));
   return push_result(L, err);
@@ -1213,10 +1304,18 @@ static int socket_connect(lua_State *L) {
   const char *lhost = luaL_optstring(L, 3, NULL);
   const char *lport = luaL_optstring(L, 4, "0");
   int family = fams[luaL_checkoption(L, 5, "unspec", families)];
-  nl_Socket *s = new_sock(L, kind_of(G_TCP, R_MASTER), family, SOCK_STREAM, 0);
+  nl_Socket *s = NULL;
   const char *err = NULL;
   ErrBuf eb;
-  if (lhost != NULL) err = do_bind(L, s, lhost, lport, eb);
+  /* After a wait in a task the call starts over with its socket at 6. */
+  if (nl_restarting(L)) s = test_sock(L, 6);
+  if (s == NULL) {
+    lua_settop(L, 5);
+    s = new_sock(L, kind_of(G_TCP, R_MASTER), family, SOCK_STREAM, 0);
+    if (lhost != NULL) err = do_bind(L, s, lhost, lport, eb);
+  }
+  lua_settop(L, 6);
+  s->nargs = 6;
   if (err == NULL) err = do_connect(L, s, host, port, eb);
   if (err != NULL) {
     close_sock(s);
@@ -1232,7 +1331,7 @@ static int socket_gettime(lua_State *L) {
 }
 
 static int socket_sleep(lua_State *L) {
-  nl_sleepL(L, luaL_checknumber(L, 1));
+  nl_sleepk(L, 1, luaL_checknumber(L, 1));
   return 0;
 }
 
@@ -1323,8 +1422,7 @@ static int socket_select(lua_State *L) {
   lua_newtable(L);                                                   /* 6 */
   dirty = collect_fds(L, 1, nr, NL_READ, fds, 5);
   collect_fds(L, 2, nw, NL_WRITE, fds + nr, 6);
-  r = nl_waitmany(fds, nr + nw, dirty ? nl_monotonic() : nl_deadline(timeout));
-  if (r == -EINTR) return nl_raise_interrupted(L);
+  r = nl_waitmanyk(L, 3, fds, nr + nw, dirty ? nl_monotonic() : nl_deadline(timeout));
   if (r < 0) {
     lua_pushstring(L, nl_strerror(-r, eb, sizeof eb));
     return 3;

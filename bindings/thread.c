@@ -76,12 +76,96 @@ static void drain(int fd) {
   while (read(fd, &n, sizeof n) < 0 && errno == EINTR) {}
 }
 
+/* Who waits. In a task, the wait suspends only the task, and the method
+ * then starts over with its stack values 1..nargs (runtime/sched.c); `obj`
+ * (the shared object) stays referenced while the task's waiter is listed on
+ * it. L == NULL: a plain C wait. */
+typedef struct Caller {
+  lua_State *L;
+  int nargs;
+  void *obj;
+  void (*retain)(void *obj);
+  void (*release)(void *obj);
+} Caller;
+
+/* A task's entry on a wait list: it outlives the C frames of the call that
+ * waited (they are gone while the task is suspended), so it lives in the
+ * task's extension slot; the call that starts over takes it off the list. */
+typedef struct TaskNode {
+  nl_TaskExt ext; /* first: the runtime frees it through ext.cleanup */
+  Waiter w;
+  pthread_mutex_t *mu; /* of the object whose list holds w, or NULL */
+  WaitList *wl;
+  void *obj;
+  void (*release)(void *obj);
+} TaskNode;
+
+static void node_unlink(TaskNode *n) {
+  if (n->wl == NULL) return;
+  pthread_mutex_lock(n->mu);
+  waitlist_remove(n->wl, &n->w);
+  pthread_mutex_unlock(n->mu);
+  n->wl = NULL;
+  n->mu = NULL;
+  n->release(n->obj);
+}
+
+static void node_cleanup(nl_TaskExt *ext) {
+  TaskNode *n = (TaskNode *)ext;
+  node_unlink(n);
+  free(n);
+}
+
+/* At the start of a method that waits: when it starts over after a wait in
+ * a task, its entry leaves the old list and the state's eventfd is drained
+ * (every task waiting on it was woken when it became readable). */
+static void task_rejoin(lua_State *L, int fd) {
+  nl_TaskExt **slot;
+  uint64_t n;
+  if (!nl_restarting(L) || (slot = nl_task_ext(L)) == NULL) return;
+  if (*slot != NULL) node_unlink((TaskNode *)*slot);
+  while (read(fd, &n, sizeof n) < 0 && errno == EINTR) {}
+}
+
+/* wait_on for a task: lists the task's node, unlocks, suspends (does not
+ * return then). Returns when the wait ends without suspending (a zero or
+ * past deadline, or the outcome of the wait the call is starting over
+ * from): 1 woken, 0 timeout, with *mu held again. -1: no memory, use the
+ * plain wait. */
+static int task_wait_on(Caller *c, nl_TaskExt **slot, pthread_mutex_t *mu, WaitList *wl,
+                        int fd, double deadline) {
+  TaskNode *n = (TaskNode *)*slot;
+  int r;
+  if (n == NULL) {
+    n = (TaskNode *)calloc(1, sizeof *n);
+    if (n == NULL) return -1;
+    n->ext.cleanup = node_cleanup;
+    *slot = &n->ext;
+  }
+  node_unlink(n);
+  n->w.fd = fd;
+  waitlist_add(wl, &n->w);
+  n->mu = mu;
+  n->wl = wl;
+  n->obj = c->obj;
+  n->release = c->release;
+  c->retain(c->obj);
+  pthread_mutex_unlock(mu);
+  r = nl_waitk(c->L, c->nargs, fd, NL_READ, deadline);
+  node_unlink(n);
+  if (r > 0) drain(fd);
+  pthread_mutex_lock(mu);
+  return r > 0 ? 1 : 0;
+}
+
 /* Called with *mu held: releases it while waiting, holds it again on
  * return. Returns 1 when woken (the caller re-checks), 0 when the deadline
  * passed, -EINTR when interrupted. */
-static int wait_on(pthread_mutex_t *mu, WaitList *wl, int fd, double deadline) {
+static int wait_on(Caller *c, pthread_mutex_t *mu, WaitList *wl, int fd, double deadline) {
   Waiter w;
   int r;
+  nl_TaskExt **slot = c != NULL ? nl_task_ext(c->L) : NULL;
+  if (slot != NULL && (r = task_wait_on(c, slot, mu, wl, fd, deadline)) >= 0) return r;
   w.fd = fd;
   waitlist_add(wl, &w);
   pthread_mutex_unlock(mu);
@@ -167,7 +251,7 @@ static int thread_waitall(lua_State *L) {
   if (nl_shutting_down()) stop_everything();
   pthread_mutex_lock(&procs.mu);
   while (procs.running > 0) {
-    if (wait_on(&procs.mu, &procs.waiters, fd, NL_NODEADLINE) == -EINTR) {
+    if (wait_on(NULL, &procs.mu, &procs.waiters, fd, NL_NODEADLINE) == -EINTR) {
       interrupted = 1;
       stop_everything();
     }
@@ -196,6 +280,10 @@ typedef struct Record {
   char *error;        /* not ok: message and traceback */
   int joined;         /* a join delivered the outcome */
 } Record;
+
+static void record_release(Record *r);
+static void record_retain_v(void *r) { atomic_fetch_add(&((Record *)r)->refs, 1); }
+static void record_release_v(void *r) { record_release((Record *)r); }
 
 static void record_release(Record *r) {
   if (atomic_fetch_sub(&r->refs, 1) != 1) return;
@@ -260,6 +348,8 @@ static int body(lua_State *L) {
   }
   lua_call(L, n - 1, LUA_MULTRET);
   r->results = nl_pack(L, base + 1, lua_gettop(L) - base);
+  /* the tasks this thread spawned finish before it does, as in main */
+  if (nl_sched_drain(L) != 0) nl_raise_interrupted(L);
   return 0;
 }
 
@@ -295,6 +385,7 @@ static void *thread_main(void *arg) {
   if (L != NULL) {
     run_body(L, r);
     lua_close(L);
+    nl_loop_free();
   } else {
     r->error = strdup("cannot create state: not enough memory");
   }
@@ -386,11 +477,14 @@ static int thr_join(lua_State *L) {
   Handle *h = check_handle(L, 1);
   Record *r = h->r;
   double timeout = luaL_optnumber(L, 2, -1);
-  double deadline = nl_deadline(timeout);
+  double deadline = nl_deadlinek(L, timeout);
   int fd = waiter_fd(L), w = 1, done;
-  lua_settop(L, 1);
+  Caller c = {L, 2, r, record_retain_v, record_release_v};
+  lua_settop(L, 2);
+  task_rejoin(L, fd);
   pthread_mutex_lock(&r->mu);
-  while (!r->done && w > 0) w = wait_on(&r->mu, &r->waiters, fd, deadline);
+  while (!r->done && w > 0) w = wait_on(&c, &r->mu, &r->waiters, fd, deadline);
+  lua_settop(L, 1);
   done = r->done;
   pthread_mutex_unlock(&r->mu);
   if (w == -EINTR && !done) return nl_raise_interrupted(L);
@@ -521,6 +615,10 @@ typedef struct ChannelBox {
   Channel *ch;
 } ChannelBox;
 
+static void channel_release(Channel *ch);
+static void channel_retain_v(void *ch) { atomic_fetch_add(&((Channel *)ch)->refs, 1); }
+static void channel_release_v(void *ch) { channel_release((Channel *)ch); }
+
 static void channel_release(Channel *ch) {
   if (atomic_fetch_sub(&ch->refs, 1) != 1) return;
   while (ch->head != NULL) {
@@ -578,13 +676,13 @@ static int thread_channel(lua_State *L) {
  * times out at once, needs no eventfd: a new thread started while the
  * process is out of descriptors can still pass values (chatserver's client
  * threads died creating one, and the hub never heard of them). */
-static int chan_wait(Channel *ch, int fd, int (*ready)(const Channel *),
+static int chan_wait(Caller *c, Channel *ch, int fd, int (*ready)(const Channel *),
                      double deadline) {
   int w = 1;
   while (!ready(ch) && !ch->closed && w > 0) {
     if (deadline >= 0 && nl_monotonic() >= deadline) return 0;
     if (fd < 0) return NEED_WAITER;
-    w = wait_on(&ch->mu, &ch->waiters, fd, deadline);
+    w = wait_on(c, &ch->mu, &ch->waiters, fd, deadline);
   }
   if (ready(ch) || ch->closed) return 1;
   return w;
@@ -592,12 +690,16 @@ static int chan_wait(Channel *ch, int fd, int (*ready)(const Channel *),
 
 /* Locks ch and waits as chan_wait does, fetching the waiter only when
  * needed; returns with ch->mu held. May raise (no eventfd), never locked. */
-static int chan_lock_wait(lua_State *L, Channel *ch, int (*ready)(const Channel *),
-                          double deadline) {
+static int chan_lock_wait(lua_State *L, Caller *c, Channel *ch,
+                          int (*ready)(const Channel *), double deadline) {
   int fd = -1, w;
+  if (nl_restarting(L)) { /* after a wait in a task: it has its waiter */
+    fd = waiter_fd(L);
+    task_rejoin(L, fd);
+  }
   for (;;) {
     pthread_mutex_lock(&ch->mu);
-    w = chan_wait(ch, fd, ready, deadline);
+    w = chan_wait(c, ch, fd, ready, deadline);
     if (w != NEED_WAITER) return w;
     pthread_mutex_unlock(&ch->mu);
     fd = waiter_fd(L);
@@ -629,12 +731,14 @@ static void enqueue(Channel *ch, Item *it) {
  * before that, leaving the socket with the sender. */
 static int chan_send(lua_State *L) {
   Channel *ch = check_channel(L, 1);
-  double deadline = nl_deadline(luaL_optnumber(L, 3, -1));
+  double deadline = nl_deadlinek(L, luaL_optnumber(L, 3, -1));
   int w, status;
   nl_Packet *p;
   Item *it;
+  Caller c = {L, 3, ch, channel_retain_v, channel_release_v};
   luaL_argcheck(L, !lua_isnoneornil(L, 2), 2, "cannot send nil");
-  w = chan_lock_wait(L, ch, has_room, deadline);
+  lua_settop(L, 3);
+  w = chan_lock_wait(L, &c, ch, has_room, deadline);
   if (w == 1 && !ch->closed) ch->reserved++;
   else if (w == 1) w = 2; /* closed */
   pthread_mutex_unlock(&ch->mu);
@@ -666,10 +770,13 @@ static int chan_send(lua_State *L) {
 /* ch:recv([timeout]) -> value | nil, "timeout"|"closed" */
 static int chan_recv(lua_State *L) {
   Channel *ch = check_channel(L, 1);
-  double deadline = nl_deadline(luaL_optnumber(L, 2, -1));
+  double deadline = nl_deadlinek(L, luaL_optnumber(L, 2, -1));
   Item *it = NULL;
   nl_Packet *p;
-  int w = chan_lock_wait(L, ch, has_items, deadline);
+  Caller c = {L, 2, ch, channel_retain_v, channel_release_v};
+  int w;
+  lua_settop(L, 2);
+  w = chan_lock_wait(L, &c, ch, has_items, deadline);
   if (w == 1 && ch->count > 0) {
     it = ch->head;
     ch->head = it->next;
@@ -792,6 +899,10 @@ typedef struct MutexBox {
   Mutex *m;
 } MutexBox;
 
+static void mutex_release(Mutex *m);
+static void mutex_retain_v(void *m) { atomic_fetch_add(&((Mutex *)m)->refs, 1); }
+static void mutex_release_v(void *m) { mutex_release((Mutex *)m); }
+
 static void mutex_release(Mutex *m) {
   if (atomic_fetch_sub(&m->refs, 1) != 1) return;
   pthread_mutex_destroy(&m->mu);
@@ -830,10 +941,12 @@ static int thread_mutex(lua_State *L) {
 }
 
 /* Takes the lock, waiting until `deadline`: 1 taken, 0 timeout, -EINTR. */
-static int mutex_take(lua_State *L, Mutex *m, double deadline) {
+static int mutex_take(lua_State *L, int nargs, Mutex *m, double deadline) {
   int fd = waiter_fd(L), w = 1;
+  Caller c = {L, nargs, m, mutex_retain_v, mutex_release_v};
+  task_rejoin(L, fd);
   pthread_mutex_lock(&m->mu);
-  while (m->locked && w > 0) w = wait_on(&m->mu, &m->waiters, fd, deadline);
+  while (m->locked && w > 0) w = wait_on(&c, &m->mu, &m->waiters, fd, deadline);
   if (!m->locked) {
     m->locked = 1;
     w = 1;
@@ -847,7 +960,10 @@ static int mutex_take(lua_State *L, Mutex *m, double deadline) {
 /* m:lock([timeout]) -> true | nil, "timeout" */
 static int mutex_lock(lua_State *L) {
   Mutex *m = check_mutex(L, 1);
-  int w = mutex_take(L, m, nl_deadline(luaL_optnumber(L, 2, -1)));
+  int w;
+  double deadline = nl_deadlinek(L, luaL_optnumber(L, 2, -1));
+  lua_settop(L, 2);
+  w = mutex_take(L, 2, m, deadline);
   if (w == -EINTR) return nl_raise_interrupted(L);
   if (w == 0) return nl_pushfail(L, "timeout", NULL);
   lua_pushboolean(L, 1);
@@ -888,7 +1004,7 @@ static int mutex_with(lua_State *L) {
   Mutex *m = check_mutex(L, 1);
   int w, status;
   luaL_checktype(L, 2, LUA_TFUNCTION);
-  w = mutex_take(L, m, NL_NODEADLINE);
+  w = mutex_take(L, lua_gettop(L), m, NL_NODEADLINE);
   if (w == -EINTR) return nl_raise_interrupted(L);
   status = lua_pcall(L, lua_gettop(L) - 2, LUA_MULTRET, 0);
   mutex_give(m);
@@ -936,7 +1052,7 @@ static const luaL_Reg mutex_meta[] = {
 static int thread_sleep(lua_State *L) {
   double s = luaL_checknumber(L, 1);
   luaL_argcheck(L, s >= 0, 1, "non-negative number expected");
-  nl_sleepL(L, s);
+  nl_sleepk(L, 1, s);
   return 0;
 }
 

@@ -24,7 +24,7 @@ static int time_sleep(lua_State *L) {
   double seconds = luaL_checknumber(L, 1);
   luaL_argcheck(L, seconds >= 0 && !isnan(seconds), 1,
                 "sleep length must be a non-negative number");
-  nl_sleepL(L, seconds);
+  nl_sleepk(L, 1, seconds);
   return 0;
 }
 

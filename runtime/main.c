@@ -411,6 +411,11 @@ static int pmain(lua_State *L) {
       ok = 0;
     }
   }
+  if (ok && nl_sched_drain(L) != 0) { /* tasks finish before threads */
+    print_message("interrupted");
+    ok = 0;
+    ended_by_interrupt = 1;
+  }
   if (!ok && ended_by_interrupt) nl_begin_shutdown(); /* stop the threads */
   switch (nl_run_atexit(L)) {
   case 2: ended_by_interrupt = 1; ok = 0; break;
@@ -445,6 +450,7 @@ int main(int argc, char **argv) {
   code = status == LUA_OK ? (int)lua_tointeger(L, -1) : EXIT_FAILURE;
   report(L, status);
   lua_close(L);
+  nl_loop_free();
   nl_curl_cleanup();
   return code;
 }

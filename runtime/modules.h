@@ -15,5 +15,6 @@ int luaopen_http(lua_State *L);
 int luaopen_http_server_core(lua_State *L);
 int luaopen_thread(lua_State *L);
 int luaopen_socket(lua_State *L);
+int luaopen_task(lua_State *L);
 
 #endif

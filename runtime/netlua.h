@@ -108,6 +108,95 @@ int nl_waitL(lua_State *L, int fd, int events, double deadline);
 /* Sleeps `seconds` through nl_waitL (Ctrl-C interrupts it). */
 void nl_sleepL(lua_State *L, double seconds);
 
+/* ---- the event loop of this OS thread (loop.c) ------------------------- */
+
+/* Each OS thread owns one loop (epoll), made on first use. Suspended callers
+ * are waiters: a task (sched.c) or a C stack that runs the loop until its
+ * own waiter fires. Plain C, no Lua. */
+typedef struct nl_Loop nl_Loop;
+typedef struct nl_Waiter nl_Waiter;
+typedef struct nl_Watch nl_Watch;
+typedef void (*nl_WakeFn)(nl_Waiter *w);
+/* Runs the tasks that are ready; returns nonzero when more became ready. */
+typedef int (*nl_LoopRunner)(void *ud);
+
+#define NL_PENDING (-100000) /* waiter result while it waits */
+#define NL_IDLE (-100001)    /* waiter result when not armed */
+#define NL_NOTIMER ((size_t)-1)
+
+struct nl_Watch { /* one descriptor of a waiter */
+  int fd, events, ready;
+  nl_Waiter *owner;
+  nl_Watch *prev, *next; /* the loop's list of watches on fd */
+};
+
+struct nl_Waiter {
+  int result;    /* NL_PENDING; then >0 ready, 0 timeout, -EINTR */
+  nl_WakeFn wake; /* called once the result is set (NULL: a C stack) */
+  void *data;
+  void (*unlink)(nl_Waiter *w); /* leaves a wait queue (set by its owner) */
+  nl_Waiter *qprev, *qnext;     /* links of that wait queue */
+  void *queue;
+  double deadline;
+  size_t heap_index;
+  nl_Watch *watches;
+  int nwatches;
+};
+
+nl_Loop *nl_loop(void);          /* this thread's loop, or NULL (no memory) */
+nl_Loop *nl_loop_active(void);   /* the loop when tasks live on it, else NULL */
+void nl_loop_free(void);         /* at the end of a thread */
+void nl_loop_setrunner(nl_Loop *loop, nl_LoopRunner runner, void *ud);
+void nl_loop_use(nl_Loop *loop, int delta); /* count of live tasks */
+void nl_loop_wakeup(nl_Loop *loop); /* any thread: makes the loop look again */
+void nl_loop_forget(int fd);     /* fd is being closed (nl_closefd calls it) */
+void nl_waiter_init(nl_Waiter *w, nl_WakeFn wake, void *data);
+int nl_waiter_arm(nl_Loop *loop, nl_Waiter *w, nl_Watch *watches, int n, double deadline);
+void nl_waiter_disarm(nl_Loop *loop, nl_Waiter *w);
+void nl_waiter_fire(nl_Loop *loop, nl_Waiter *w, int result);
+void nl_loop_runonce(nl_Loop *loop, nl_Waiter *self);
+int nl_loop_wait(nl_Loop *loop, nl_PollFd *fds, int n, double deadline);
+
+/* ---- tasks: waits that suspend only the calling task (sched.c) -------- */
+
+/* Inside a task these suspend the task and run the others; the running C
+ * function is then called again from the start with its stack values
+ * 1..nargs (it keeps its progress there or in its userdata), and this wait
+ * returns what the suspended one ended with. Outside a task (or nargs < 0)
+ * they wait as nl_waitL does. Where the task cannot yield (a metamethod, a
+ * C callback) they raise an error that says how to restructure. */
+int nl_waitk(lua_State *L, int nargs, int fd, int events, double deadline);
+int nl_waitmanyk(lua_State *L, int nargs, nl_PollFd *fds, int n, double deadline);
+void nl_sleepk(lua_State *L, int nargs, double seconds);
+
+/* True while the running C function is being called again after a wait
+ * (it must not restart its timers then). */
+int nl_restarting(lua_State *L);
+
+/* nl_deadline(timeout), except in a call restarted after a wait in a task:
+ * then the deadline of that wait, so a timeout spans the whole call. */
+double nl_deadlinek(lua_State *L, double timeout);
+
+/* A binding's record of a task's wait on a shared object (thread.c's wait
+ * lists). Its cleanup runs when the task ends, is cancelled or collected. */
+typedef struct nl_TaskExt nl_TaskExt;
+struct nl_TaskExt { void (*cleanup)(nl_TaskExt *ext); };
+
+/* The running task's slot for such a record; NULL outside tasks. */
+nl_TaskExt **nl_task_ext(lua_State *L);
+
+/* A list of waiters woken together (task joins, channels). */
+typedef struct nl_WaitQueue { nl_Waiter *head; } nl_WaitQueue;
+/* Waits until nl_wakeall(q) or the deadline: 1 woken, 0 timeout. Restarts
+ * as nl_waitk in tasks; the caller re-checks its condition. */
+int nl_waitqueue(lua_State *L, int nargs, nl_WaitQueue *q, double deadline);
+void nl_wakeall(nl_WaitQueue *q);
+
+/* Runs the loop until every task of this state has finished (main, when
+ * the script returns; threads, when their function returns). Returns 0, or
+ * -EINTR when Ctrl-C/shutdown stopped it. */
+int nl_sched_drain(lua_State *L);
+
 /* ---- Ctrl-C and shutdown (signals.c) ------------------------------------ */
 
 /* Once, in main, before any thread: SIGPIPE ignored, SIGINT handled.

@@ -23,7 +23,9 @@ int nl_socket(int family, int type, int protocol) {
 }
 
 void nl_closefd(int fd) {
-  if (fd >= 0) close(fd);
+  if (fd < 0) return;
+  nl_loop_forget(fd);
+  close(fd);
 }
 
 /* One lookup handed to a helper thread; two owners (caller and thread). */

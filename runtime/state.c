@@ -40,6 +40,7 @@ static const luaL_Reg preloaded_modules[] = {
   {"http.server_core", luaopen_http_server_core},
   {"thread", luaopen_thread},
   {"socket", luaopen_socket},
+  {"task", luaopen_task},
   {NULL, NULL}
 };
 
@@ -105,6 +106,7 @@ static int open_everything(lua_State *L) {
 lua_State *nl_newstate(void) {
   lua_State *L = luaL_newstate();
   if (L == NULL) return NULL;
+  *(void **)lua_getextraspace(L) = NULL; /* not a task (sched.c) */
   lua_pushcfunction(L, open_everything);
   if (lua_pcall(L, 0, 0, 0) != LUA_OK) { /* only out of memory */
     fprintf(stderr, "netlua: %s\n", lua_tostring(L, -1));

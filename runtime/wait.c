@@ -1,8 +1,9 @@
 /*
  * wait.c: clocks and the one place where netlua waits for a descriptor
  * (layer: runtime). Every blocking operation in every binding ends up in
- * nl_wait, so Ctrl-C, shutdown and (later) the coroutine scheduler plug in
- * here. Only this file knows poll.
+ * nl_wait, so Ctrl-C, shutdown and the task scheduler plug in here: while
+ * tasks live on this thread's loop, a wait runs the loop (loop.c), so the
+ * tasks keep running; otherwise it is a plain ppoll.
  */
 #include <errno.h>
 #include <math.h>
@@ -11,6 +12,7 @@
 #include <time.h>
 
 #include "netlua.h"
+#include "tasksched.h"
 
 double nl_monotonic(void) {
   struct timespec ts;
@@ -79,10 +81,42 @@ static int poll_until(struct pollfd *fds, nfds_t n, double deadline) {
   }
 }
 
+/* Readiness of fds right now, without the control descriptor: how many are
+ * ready, or -errno. */
+int nl_waitmany_now(nl_PollFd *fds, int n) {
+  struct pollfd stack[STACK_POLLFDS];
+  struct pollfd *pfds = stack;
+  int r;
+  if (n > STACK_POLLFDS) {
+    pfds = malloc(sizeof *pfds * (size_t)n);
+    if (pfds == NULL) return -ENOMEM;
+  }
+  for (int i = 0; i < n; i++) {
+    pfds[i].fd = fds[i].fd;
+    pfds[i].events = to_poll_events(fds[i].events);
+    pfds[i].revents = 0;
+    fds[i].ready = 0;
+  }
+  do r = poll(pfds, (nfds_t)n, 0); while (r < 0 && errno == EINTR);
+  if (r > 0) {
+    r = 0;
+    for (int i = 0; i < n; i++) {
+      fds[i].ready = poll_to_events(pfds[i].revents, fds[i].events);
+      if (fds[i].ready) r++;
+    }
+  } else if (r < 0) {
+    r = -errno;
+  }
+  if (pfds != stack) free(pfds);
+  return r;
+}
+
 int nl_waitmany(nl_PollFd *fds, int n, double deadline) {
   struct pollfd stack[STACK_POLLFDS + 1];
   struct pollfd *pfds = stack;
   int r;
+  nl_Loop *loop = nl_loop_active();
+  if (loop != NULL) return nl_loop_wait(loop, fds, n, deadline);
   if (n + 1 > STACK_POLLFDS + 1) {
     pfds = malloc(sizeof *pfds * (size_t)(n + 1));
     if (pfds == NULL) return -ENOMEM;
@@ -108,6 +142,12 @@ int nl_waitmany(nl_PollFd *fds, int n, double deadline) {
 int nl_wait(int fd, int events, double deadline) {
   struct pollfd fds[2];
   nfds_t n = 1;
+  nl_Loop *loop = nl_loop_active();
+  if (loop != NULL) {
+    nl_PollFd one = {fd, events, 0};
+    int r = nl_loop_wait(loop, &one, fd >= 0 ? 1 : 0, deadline);
+    return r > 0 ? one.ready : r;
+  }
   if (fd >= 0) {
     fds[1].fd = fd;
     fds[1].events = to_poll_events(events);

@@ -1,0 +1,188 @@
+/*
+ * task.c: the task module (layer: bindings): coroutines on this OS thread's
+ * event loop. task.spawn(fn, ...) gives a handle with join([timeout]) and
+ * cancel(); task.sleep, task.yield, task.self; task.all is in task.lua. The
+ * scheduling itself is the runtime's (runtime/sched.c); this file only
+ * translates between Lua and it.
+ */
+#include <math.h>
+#include <stdlib.h>
+
+#include "netlua.h"
+#include "modules.h"
+#include "tasksched.h"
+
+static nl_Task *check_task(lua_State *L, int idx) {
+  return luaL_checkudata(L, idx, NL_TASK_MT);
+}
+
+/* task.spawn(fn, ...): a new task, ready to run when this one waits. */
+static int task_spawn(lua_State *L) {
+  int nargs = lua_gettop(L) - 1;
+  nl_Sched *s;
+  nl_Task *t;
+  lua_State *co;
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  s = nl_sched(L);
+  t = lua_newuserdatauv(L, sizeof *t, 2);
+  nl_task_init(s, t);
+  t->state = NL_TASK_DONE; /* closed first: nothing to undo if we fail */
+  luaL_setmetatable(L, NL_TASK_MT);
+  co = lua_newthread(L);
+  lua_setiuservalue(L, -2, NL_TASK_THREAD);
+  lua_rotate(L, 1, 1); /* handle, fn, args... */
+  luaL_checkstack(co, nargs + 1, "too many arguments to task");
+  lua_xmove(L, co, nargs + 1);
+  nl_task_start(L, 1, t, co, nargs);
+  return 1;
+}
+
+/* Pushes the outcome as join returns it: true, values... or false, err. */
+static int push_outcome(lua_State *L, int idx) {
+  lua_Integer n;
+  lua_getiuservalue(L, idx, NL_TASK_RESULTS);
+  lua_getfield(L, -1, "n");
+  n = lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  luaL_checkstack(L, (int)n, "too many results to join");
+  for (lua_Integer i = 1; i <= n; i++) lua_rawgeti(L, -(int)i, i);
+  return (int)n;
+}
+
+/* h:join([timeout]): true, results... | false, err | nil, "timeout". */
+static int task_join(lua_State *L) {
+  nl_Task *t = check_task(L, 1);
+  double timeout = luaL_optnumber(L, 2, -1);
+  lua_settop(L, 2);
+  if (t->state != NL_TASK_DONE) {
+    if (t->co == L) return luaL_error(L, "a task cannot join itself");
+    t->joined = 1;
+    if (!nl_waitqueue(L, 2, &t->joiners, nl_deadline(timeout)) &&
+        t->state != NL_TASK_DONE)
+      return nl_pushfail(L, "timeout", NULL);
+  }
+  t->joined = 1;
+  return push_outcome(L, 1);
+}
+
+/* h:cancel(): ends the task where it waits; true, or false when it had
+ * already finished. A task cancelling itself stops with "cancelled". */
+static int task_cancel(lua_State *L) {
+  nl_Task *t = check_task(L, 1);
+  if (t->state == NL_TASK_DONE) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  if (t->co == L) {
+    t->cancelled = 1;
+    return luaL_error(L, "cancelled");
+  }
+  if (t->state == NL_TASK_RUNNING)
+    return luaL_error(L, "cannot cancel a task that is blocked inside a C "
+                         "call that cannot yield");
+  nl_task_cancel(t->sched, t);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int task_status(lua_State *L) {
+  static const char *const names[] = {"ready", "ready", "running", "waiting", "done"};
+  nl_Task *t = check_task(L, 1);
+  if (t->state == NL_TASK_DONE) lua_pushstring(L, t->cancelled ? "cancelled"
+                                                   : t->ok ? "done" : "failed");
+  else lua_pushstring(L, t->co == L ? "running" : names[t->state]);
+  return 1;
+}
+
+static int task_tostring(lua_State *L) {
+  lua_pushfstring(L, "task: %p", lua_touserdata(L, 1));
+  return 1;
+}
+
+/* The handle goes only once the task has finished (live tasks are
+ * anchored), or when the state closes. An error nobody joined is printed now, as Python prints an
+ * exception never retrieved from a task: its message carries the task's
+ * traceback. The process's end collects every handle, so none is lost. */
+static int task_gc(lua_State *L) {
+  nl_Task *t = check_task(L, 1);
+  /* only at the end of the state: a task still waiting leaves the loop */
+  if (t->state == NL_TASK_WAITING && t->sched->loop != NULL)
+    nl_waiter_disarm(t->sched->loop, &t->w);
+  else if (t->state == NL_TASK_READY)
+    nl_sched_unready(t);
+  nl_task_dropext(t);
+  free(t->watches);
+  t->watches = NULL;
+  if (t->state == NL_TASK_DONE && !t->ok && !t->cancelled && !t->joined &&
+      lua_getiuservalue(L, 1, NL_TASK_RESULTS) == LUA_TTABLE) {
+    const char *msg;
+    lua_rawgeti(L, -1, 2);
+    msg = lua_tostring(L, -1);
+    lua_writestringerror("%s: error in a task nobody joined: ", NL_PROGNAME);
+    lua_writestringerror("%s\n", msg ? msg : "(error object is not a string)");
+  }
+  return 0;
+}
+
+/* task.sleep(s): suspends the task (or blocks the script) s seconds. */
+static int task_sleep(lua_State *L) {
+  double seconds = luaL_checknumber(L, 1);
+  luaL_argcheck(L, seconds >= 0 && !isnan(seconds), 1,
+                "sleep length must be a non-negative number");
+  nl_sleepk(L, 1, seconds);
+  return 0;
+}
+
+/* task.yield(): lets the other ready tasks run. Outside a task: runs the
+ * ready tasks once. */
+static int task_yield(lua_State *L) {
+  nl_Task *t = nl_current_task(L);
+  if (t != NULL && t->state == NL_TASK_RUNNING && lua_isyieldable(L))
+    return nl_task_yield(L, t);
+  if (nl_loop_active() != NULL) nl_sleepk(L, -1, 0.0001);
+  return 0;
+}
+
+/* task.self(): the running task's handle, or nil outside tasks. */
+static int task_self(lua_State *L) {
+  nl_Task *t = nl_current_task(L);
+  if (t == NULL) return 0;
+  lua_rawgetp(t->sched->H, 1, t);
+  lua_xmove(t->sched->H, L, 1);
+  return 1;
+}
+
+/* task.count(): tasks of this thread that have not finished. */
+static int task_count(lua_State *L) {
+  lua_pushinteger(L, nl_sched(L)->live);
+  return 1;
+}
+
+static const luaL_Reg task_methods[] = {
+  {"join", task_join},
+  {"cancel", task_cancel},
+  {"status", task_status},
+  {NULL, NULL}
+};
+
+static const luaL_Reg task_meta[] = {
+  {"__gc", task_gc},
+  {"__tostring", task_tostring},
+  {NULL, NULL}
+};
+
+static const luaL_Reg task_funcs[] = {
+  {"spawn", task_spawn},
+  {"sleep", task_sleep},
+  {"yield", task_yield},
+  {"self", task_self},
+  {"count", task_count},
+  {NULL, NULL}
+};
+
+int luaopen_task(lua_State *L) {
+  nl_newclass(L, NL_TASK_MT, task_methods, task_meta);
+  luaL_newlib(L, task_funcs);
+  nl_runembedded(L, "task", 1);
+  return 1;
+}

@@ -1,0 +1,439 @@
+/*
+ * sched.c: tasks, the coroutines that share one OS thread's loop (layer:
+ * runtime). Each state has one scheduler (a userdata in its registry): a
+ * queue of ready tasks that the loop runs between its epoll rounds.
+ *
+ * A wait inside a task (nl_waitk and friends) arms the task's waiter and
+ * yields with a continuation that calls the running C function again from
+ * the start (Lua 5.4's lua_yieldk): C frames never survive a suspension, so
+ * a cancelled task leaves nothing behind, and a binding keeps its progress
+ * in its arguments (receive's prefix, send's start index) or its userdata.
+ * The first wait of the restarted call returns what the suspended wait
+ * ended with, so timeouts read exactly as in blocking code.
+ *
+ * The Lua face of all this (task.spawn, join, cancel ...) is bindings/task.c,
+ * built on the functions at the end of this file.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "netlua.h"
+#include "tasksched.h"
+
+#define SCHED_KEY "netlua.sched"
+
+/* ---- the scheduler of a state ------------------------------------------- */
+
+static int sched_gc(lua_State *L) {
+  nl_Sched *s = lua_touserdata(L, 1);
+  s->head = s->tail = NULL;
+  if (s->loop != NULL) {
+    nl_loop_setrunner(s->loop, NULL, NULL);
+    nl_loop_use(s->loop, -s->live);
+    s->loop = NULL;
+  }
+  s->live = 0;
+  return 0;
+}
+
+/* The scheduler of L's state, made on first use. [-0, +0, m] */
+nl_Sched *nl_sched(lua_State *L) {
+  nl_Sched *s;
+  if (lua_getfield(L, LUA_REGISTRYINDEX, SCHED_KEY) == LUA_TUSERDATA) {
+    s = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return s;
+  }
+  lua_pop(L, 1);
+  s = lua_newuserdatauv(L, sizeof *s, 1);
+  memset(s, 0, sizeof *s);
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, sched_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  s->loop = nl_loop();
+  if (s->loop == NULL) luaL_error(L, "cannot create the event loop");
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  s->L = lua_tothread(L, -1);
+  lua_pop(L, 1);
+  s->H = lua_newthread(L); /* bookkeeping stack: anchors table at 1 */
+  lua_newtable(s->H);
+  lua_setiuservalue(L, -2, 1);
+  nl_loop_setrunner(s->loop, nl_sched_run, s);
+  lua_setfield(L, LUA_REGISTRYINDEX, SCHED_KEY);
+  return s;
+}
+
+nl_Task *nl_current_task(lua_State *L) {
+  return *(nl_Task **)lua_getextraspace(L);
+}
+
+void nl_sched_ready(nl_Task *t) {
+  nl_Sched *s = t->sched;
+  t->state = NL_TASK_READY;
+  t->next_ready = NULL;
+  if (s->tail) s->tail->next_ready = t;
+  else s->head = t;
+  s->tail = t;
+}
+
+void nl_sched_unready(nl_Task *t) {
+  nl_Sched *s = t->sched;
+  nl_Task *prev = NULL;
+  for (nl_Task *p = s->head; p != NULL; prev = p, p = p->next_ready) {
+    if (p != t) continue;
+    if (prev) prev->next_ready = p->next_ready;
+    else s->head = p->next_ready;
+    if (s->tail == p) s->tail = prev;
+    p->next_ready = NULL;
+    return;
+  }
+}
+
+static void task_wake(nl_Waiter *w) { nl_sched_ready(w->data); }
+
+/* Runs the tasks ready now (not those they make ready: I/O gets its turn
+ * in between). Returns nonzero when some are ready again. */
+int nl_sched_run(void *ud) {
+  nl_Sched *s = ud;
+  nl_Task *last = s->tail;
+  while (s->head != NULL) {
+    nl_Task *t = s->head;
+    s->head = t->next_ready;
+    if (s->head == NULL) s->tail = NULL;
+    t->next_ready = NULL;
+    nl_task_resume(s, t);
+    if (t == last) break;
+  }
+  return s->head != NULL;
+}
+
+/* ---- waits that suspend a task ---------------------------------------------- */
+
+/* The task of L when it can be suspended here; NULL when the wait should
+ * block the thread as before (not a task: the main script, a thread's
+ * function, a coroutine of the user's own). */
+static nl_Task *suspendable(lua_State *L, int nargs) {
+  nl_Task *t = nl_current_task(L);
+  if (t == NULL || nargs < 0 || t->state != NL_TASK_RUNNING) return NULL;
+  if (!lua_isyieldable(L))
+    luaL_error(L, "a task cannot wait here: this wait was called through a "
+                  "C function that cannot yield (a table.sort comparator, a "
+                  "string.gsub callback, __tostring, __gc ...); call it "
+                  "outside that function (fetch the data first, then sort or "
+                  "format it)");
+  return t;
+}
+
+int nl_restarting(lua_State *L) {
+  nl_Task *t = nl_current_task(L);
+  return t != NULL && t->restart_pending;
+}
+
+double nl_deadlinek(lua_State *L, double timeout) {
+  nl_Task *t = nl_current_task(L);
+  if (t != NULL && t->restart_pending) return t->w.deadline;
+  return nl_deadline(timeout);
+}
+
+nl_TaskExt **nl_task_ext(lua_State *L) {
+  nl_Task *t = nl_current_task(L);
+  if (t == NULL || t->state != NL_TASK_RUNNING) return NULL;
+  return &t->ext;
+}
+
+void nl_task_dropext(nl_Task *t) {
+  nl_TaskExt *ext = t->ext;
+  t->ext = NULL;
+  if (ext != NULL) ext->cleanup(ext);
+}
+
+/* Takes the outcome of the suspended wait the restarted call is replaying:
+ * 1 and *result set, or 0 when this is a fresh wait. */
+static int take_restart(nl_Task *t, int *result) {
+  if (!t->restart_pending) return 0;
+  t->restart_pending = 0;
+  *result = t->w.result;
+  return 1;
+}
+
+/* Continuation of a suspended wait: the C function again, from the start. */
+static int restart_k(lua_State *L, int status, lua_KContext ctx) {
+  nl_Task *t = nl_current_task(L);
+  lua_Debug ar;
+  lua_CFunction f;
+  int n;
+  (void)status;
+  lua_settop(L, (int)ctx);
+  if (!lua_getstack(L, 0, &ar) || !lua_getinfo(L, "f", &ar))
+    return luaL_error(L, "netlua: cannot restart a suspended call");
+  f = lua_tocfunction(L, -1);
+  lua_pop(L, 1);
+  t->restart_pending = 1;
+  n = f(L);
+  t->restart_pending = 0;
+  return n;
+}
+
+static int suspend(lua_State *L, nl_Task *t, int nargs, nl_Watch *watches, int n,
+                   double deadline, nl_WaitQueue *q) {
+  int r = nl_waiter_arm(t->sched->loop, &t->w, watches, n, deadline);
+  if (r != 0) return r;
+  if (q != NULL) {
+    t->w.qprev = NULL;
+    t->w.qnext = q->head;
+    if (q->head) q->head->qprev = &t->w;
+    q->head = &t->w;
+    t->w.queue = q;
+    t->w.unlink = nl_queue_unlink;
+  }
+  t->state = NL_TASK_WAITING;
+  return lua_yieldk(L, 0, nargs, restart_k);
+}
+
+static nl_Watch *task_watches(lua_State *L, nl_Task *t, int n) {
+  if (n <= 1) return &t->one;
+  if (n > t->capwatches) {
+    nl_Watch *w = realloc(t->watches, (size_t)n * sizeof *w);
+    if (w == NULL) luaL_error(L, "not enough memory");
+    t->watches = w;
+    t->capwatches = n;
+  }
+  return t->watches;
+}
+
+int nl_waitk(lua_State *L, int nargs, int fd, int events, double deadline) {
+  nl_Task *t = suspendable(L, nargs);
+  nl_Watch *w;
+  int r;
+  if (t == NULL) return nl_waitL(L, fd, events, deadline);
+  if (take_restart(t, &r)) return r > 0 ? events : 0;
+  if (deadline >= 0 && deadline <= nl_monotonic()) return 0;
+  w = task_watches(L, t, 1);
+  w->fd = fd;
+  w->events = events;
+  (void)suspend(L, t, nargs, w, fd >= 0 ? 1 : 0, deadline, NULL);
+  return events; /* could not arm (a file, no memory): let the call retry */
+}
+
+/* Readiness now, without waiting (after a restart, or a zero timeout). */
+static int poll_now(nl_PollFd *fds, int n) {
+  return nl_waitmany_now(fds, n);
+}
+
+int nl_waitmanyk(lua_State *L, int nargs, nl_PollFd *fds, int n, double deadline) {
+  nl_Task *t = suspendable(L, nargs);
+  nl_Watch *w;
+  int r;
+  for (int i = 0; i < n; i++) fds[i].ready = 0;
+  if (t == NULL) {
+    r = nl_waitmany(fds, n, deadline);
+    if (r == -EINTR) nl_raise_interrupted(L);
+    return r;
+  }
+  if (take_restart(t, &r)) {
+    if (r <= 0) return 0;
+    if ((r = poll_now(fds, n)) != 0) return r;
+  } else if ((r = poll_now(fds, n)) != 0) {
+    return r;
+  }
+  if (deadline >= 0 && deadline <= nl_monotonic()) return 0;
+  w = task_watches(L, t, n);
+  for (int i = 0; i < n; i++) {
+    w[i].fd = fds[i].fd;
+    w[i].events = fds[i].events;
+  }
+  r = suspend(L, t, nargs, w, n, deadline, NULL);
+  return r;
+}
+
+void nl_sleepk(lua_State *L, int nargs, double seconds) {
+  if (!(seconds > 0)) {
+    nl_Task *t = nl_current_task(L);
+    if (t != NULL && t->state == NL_TASK_RUNNING && lua_isyieldable(L)) nl_task_yield(L, t);
+    return;
+  }
+  nl_waitk(L, nargs, -1, 0, nl_deadline(seconds));
+}
+
+/* ---- wait queues ------------------------------------------------------------- */
+
+void nl_queue_unlink(nl_Waiter *w) {
+  nl_WaitQueue *q = w->queue;
+  if (q == NULL) return;
+  if (w->qprev) w->qprev->qnext = w->qnext;
+  else q->head = w->qnext;
+  if (w->qnext) w->qnext->qprev = w->qprev;
+  w->qprev = w->qnext = NULL;
+  w->queue = NULL;
+}
+
+void nl_wakeall(nl_WaitQueue *q) {
+  nl_Loop *loop = nl_loop();
+  while (q->head != NULL) {
+    nl_Waiter *w = q->head;
+    if (loop == NULL) { nl_queue_unlink(w); continue; }
+    nl_waiter_fire(loop, w, 1); /* unlinks w */
+    if (q->head == w) nl_queue_unlink(w);
+  }
+}
+
+int nl_waitqueue(lua_State *L, int nargs, nl_WaitQueue *q, double deadline) {
+  nl_Task *t = suspendable(L, nargs);
+  nl_Loop *loop;
+  nl_Waiter self;
+  int r;
+  if (t != NULL) {
+    if (take_restart(t, &r)) return r > 0;
+    if (deadline >= 0 && deadline <= nl_monotonic()) return 0;
+    r = suspend(L, t, nargs, NULL, 0, deadline, q);
+    return luaL_error(L, "cannot wait: %s", strerror(-r));
+  }
+  if (deadline >= 0 && deadline <= nl_monotonic()) return 0;
+  loop = nl_loop();
+  if (loop == NULL) return luaL_error(L, "cannot create the event loop");
+  nl_waiter_init(&self, NULL, NULL);
+  if ((r = nl_waiter_arm(loop, &self, NULL, 0, deadline)) != 0)
+    return luaL_error(L, "cannot wait: %s", strerror(-r));
+  self.qnext = q->head;
+  if (q->head) q->head->qprev = &self;
+  q->head = &self;
+  self.queue = q;
+  self.unlink = nl_queue_unlink;
+  while (self.result == NL_PENDING) nl_loop_runonce(loop, &self);
+  nl_waiter_disarm(loop, &self);
+  if (self.result == -EINTR) nl_raise_interrupted(L);
+  return self.result > 0;
+}
+
+/* ---- draining the loop at the end ------------------------------------------- */
+
+int nl_sched_drain(lua_State *L) {
+  nl_Sched *s;
+  nl_Waiter self;
+  if (lua_getfield(L, LUA_REGISTRYINDEX, SCHED_KEY) != LUA_TUSERDATA) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  s = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (s->loop == NULL) return 0;
+  nl_waiter_init(&self, NULL, NULL);
+  if (nl_waiter_arm(s->loop, &self, NULL, 0, NL_NODEADLINE) != 0) return 0;
+  while (s->live > 0 && self.result == NL_PENDING) nl_loop_runonce(s->loop, &self);
+  nl_waiter_disarm(s->loop, &self);
+  return self.result == -EINTR ? -EINTR : 0;
+}
+
+/* ---- task lifecycle (used by bindings/task.c) ----------------------------- */
+
+void nl_task_init(nl_Sched *s, nl_Task *t) {
+  memset(t, 0, sizeof *t);
+  t->sched = s;
+  nl_waiter_init(&t->w, task_wake, t);
+  t->state = NL_TASK_NEW;
+}
+
+int nl_task_yield(lua_State *L, nl_Task *t) {
+  nl_sched_ready(t);
+  return lua_yield(L, 0);
+}
+
+/* Stores the outcome {ok, values..., n=} as the task's user value 2 and
+ * wakes its joiners. The task's coroutine holds the values: nres on top. */
+static void finish(nl_Sched *s, nl_Task *t, int status, int nres) {
+  lua_State *H = s->H, *co = t->co;
+  int ok = status == LUA_OK;
+  nl_task_dropext(t);
+  lua_rawgetp(H, 1, t); /* the task's userdata */
+  if (ok) {
+    lua_createtable(H, nres + 1, 1);
+    lua_pushboolean(H, 1);
+    lua_rawseti(H, -2, 1);
+    lua_checkstack(H, nres + 2);
+    lua_xmove(co, H, nres);
+    for (int i = nres; i >= 1; i--) lua_rawseti(H, -1 - i, i + 1);
+    lua_pushinteger(H, nres + 1);
+  } else {
+    const char *msg;
+    lua_createtable(H, 2, 1);
+    lua_pushboolean(H, 0);
+    lua_rawseti(H, -2, 1);
+    if (t->cancelled) {
+      lua_pushliteral(H, "cancelled");
+    } else {
+      msg = lua_tostring(co, -1);
+      if (msg == NULL) msg = lua_pushfstring(co, "(error object is a %s value)",
+                                             luaL_typename(co, -1));
+      luaL_traceback(H, co, msg, 0);
+    }
+    lua_rawseti(H, -2, 2);
+    lua_pushinteger(H, 2);
+  }
+  lua_setfield(H, -2, "n");
+  lua_setiuservalue(H, -2, NL_TASK_RESULTS);
+  lua_pushnil(H);
+  lua_setiuservalue(H, -2, NL_TASK_THREAD); /* the coroutine can go */
+  lua_pop(H, 1);
+  lua_pushnil(H);
+  lua_rawsetp(H, 1, t); /* no longer anchored: the handle may go */
+  *(nl_Task **)lua_getextraspace(co) = NULL;
+  t->co = NULL;
+  t->state = NL_TASK_DONE;
+  t->ok = ok;
+  free(t->watches);
+  t->watches = NULL;
+  t->capwatches = 0;
+  s->live--;
+  nl_loop_use(s->loop, -1);
+  if (s->live == 0) nl_loop_wakeup(s->loop); /* a drain may be about to sleep */
+  nl_wakeall(&t->joiners);
+}
+
+void nl_task_resume(nl_Sched *s, nl_Task *t) {
+  lua_State *co = t->co, *prev = s->running;
+  int nargs = t->nargs_first, nres = 0, status;
+  t->nargs_first = 0;
+  t->state = NL_TASK_RUNNING;
+  s->running = co;
+  status = lua_resume(co, prev ? prev : s->L, nargs, &nres);
+  s->running = prev;
+  if (status == LUA_YIELD) {
+    lua_pop(co, nres);
+    if (t->state == NL_TASK_RUNNING) nl_sched_ready(t); /* coroutine.yield */
+    return;
+  }
+  finish(s, t, status, status == LUA_OK ? nres : 0);
+}
+
+/* Ends a task that is not running: its coroutine is closed (to-be-closed
+ * variables run), joiners see false, "cancelled". */
+void nl_task_cancel(nl_Sched *s, nl_Task *t) {
+  if (t->state == NL_TASK_READY) nl_sched_unready(t);
+  if (t->state == NL_TASK_WAITING) nl_waiter_disarm(s->loop, &t->w);
+  t->cancelled = 1;
+  t->restart_pending = 0;
+  nl_task_dropext(t); /* while the objects it waited on are still alive */
+  lua_resetthread(t->co);
+  lua_settop(t->co, 0);
+  finish(s, t, LUA_ERRRUN, 0);
+}
+
+/* The task whose userdata is at `idx` of L (its coroutine `co` already in
+ * user value 1, holding the function and `nargs` arguments) becomes live
+ * and ready. */
+void nl_task_start(lua_State *L, int idx, nl_Task *t, lua_State *co, int nargs) {
+  nl_Sched *s = t->sched;
+  idx = lua_absindex(L, idx);
+  t->co = co;
+  t->nargs_first = nargs;
+  *(nl_Task **)lua_getextraspace(co) = t;
+  lua_pushvalue(L, idx);
+  lua_xmove(L, s->H, 1);
+  lua_rawsetp(s->H, 1, t); /* anchored while live */
+  s->live++;
+  nl_loop_use(s->loop, 1);
+  nl_sched_ready(t);
+}

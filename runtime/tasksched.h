@@ -1,0 +1,56 @@
+/*
+ * tasksched.h: the task scheduler's structures (layer: runtime), shared by
+ * sched.c (waits, resuming, finishing) and bindings/task.c (the Lua API).
+ */
+#ifndef NETLUA_TASKSCHED_H
+#define NETLUA_TASKSCHED_H
+
+#include "netlua.h"
+
+#define NL_TASK_MT "task"
+#define NL_TASK_THREAD 1  /* user value: the coroutine, while it lives */
+#define NL_TASK_RESULTS 2 /* user value: {ok, values..., n=} once done */
+
+enum { NL_TASK_NEW, NL_TASK_READY, NL_TASK_RUNNING, NL_TASK_WAITING, NL_TASK_DONE };
+
+typedef struct nl_Sched nl_Sched;
+
+typedef struct nl_Task {
+  nl_Waiter w;        /* what the task waits for while suspended */
+  nl_Sched *sched;
+  lua_State *co;      /* its coroutine (user value 1), NULL once done */
+  int state;
+  int nargs_first;    /* arguments for the first resume */
+  int restart_pending; /* a suspended call is being replayed */
+  int cancelled, joined, ok;
+  struct nl_Task *next_ready;
+  nl_WaitQueue joiners;
+  nl_Watch one, *watches; /* watches of its current wait */
+  int capwatches;
+  nl_TaskExt *ext;    /* a binding's wait record (nl_task_ext) */
+} nl_Task;
+
+struct nl_Sched {
+  nl_Loop *loop;
+  lua_State *L;       /* the state's main thread */
+  lua_State *H;       /* bookkeeping stack: table of live tasks at 1 */
+  lua_State *running; /* the task coroutine being resumed, or NULL */
+  nl_Task *head, *tail; /* ready queue */
+  int live;           /* tasks not finished */
+};
+
+nl_Sched *nl_sched(lua_State *L);
+nl_Task *nl_current_task(lua_State *L);
+int nl_sched_run(void *ud);
+void nl_sched_ready(nl_Task *t);
+void nl_sched_unready(nl_Task *t);
+void nl_queue_unlink(nl_Waiter *w);
+void nl_task_init(nl_Sched *s, nl_Task *t);
+void nl_task_start(lua_State *L, int idx, nl_Task *t, lua_State *co, int nargs);
+void nl_task_resume(nl_Sched *s, nl_Task *t);
+void nl_task_cancel(nl_Sched *s, nl_Task *t);
+int nl_task_yield(lua_State *L, nl_Task *t);
+int nl_waitmany_now(nl_PollFd *fds, int n);
+void nl_task_dropext(nl_Task *t);
+
+#endif

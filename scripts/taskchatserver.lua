@@ -1,0 +1,97 @@
+-- taskchatserver.lua: the chat server of chatserver.lua with one task per
+-- client instead of one thread: every client lives on the main thread's
+-- event loop, so the "hub" is a plain table and a broadcast a plain loop.
+-- Each client has a reader (its session task) and a writer task that sends
+-- what its outbox (a thread.channel, which tasks wait on too) receives, so
+-- a slow client never holds up the others. Same protocol as chatserver.lua.
+--   netlua scripts/taskchatserver.lua [host [port]] [--count N]
+-- host defaults to 127.0.0.1, port to 6790 (0: any free port); --count N
+-- stops after N clients have come and gone.
+local socket = require "socket"
+local task = require "task"
+local thread = require "thread"
+
+local function parse_args(args)
+  local opts, pos, i = {host = "127.0.0.1", port = 6790}, {}, 1
+  while i <= #args do
+    if args[i] == "--count" then
+      opts.count = math.tointeger(tonumber(args[i + 1]))
+      if not opts.count or opts.count < 1 then error("--count needs a positive number", 0) end
+      i = i + 1
+    else
+      pos[#pos + 1] = args[i]
+    end
+    i = i + 1
+  end
+  opts.host = pos[1] or opts.host
+  opts.port = tonumber(pos[2] or opts.port) or error("port must be a number", 0)
+  return opts
+end
+
+local function where(host, port)
+  if tostring(host):find(":", 1, true) then return string.format("[%s]:%s", host, port) end
+  return string.format("%s:%s", host, port)
+end
+
+local outboxes, online = {}, 0 -- id -> outbox of each connected client
+
+local function broadcast(from, text)
+  for id, outbox in pairs(outboxes) do
+    if id ~= from then outbox:send(text) end
+  end
+end
+
+-- Sends everything queued for one client until its outbox closes.
+local function writer(client, outbox)
+  for text in outbox:iter() do
+    if not client:send(text .. "\n") then break end
+  end
+end
+
+-- One client: reads its lines and broadcasts them.
+local function session(client, id)
+  local outbox = thread.channel()
+  outbox:send(string.format("welcome, you are client %d; /quit leaves", id))
+  local w = task.spawn(writer, client, outbox)
+  broadcast(id, string.format("* client %d joined", id))
+  outboxes[id] = outbox
+  online = online + 1
+  print(string.format("client %d joined (%d online)", id, online))
+  local why = "quit"
+  while true do
+    local line, err = client:receive("*l")
+    if not line then why = err break end -- "closed", "connection reset by peer"
+    if line:sub(-1) == "\r" then line = line:sub(1, -2) end -- telnet, nc -C
+    if line == "/quit" then break end
+    broadcast(id, string.format("[%d] %s", id, line))
+  end
+  outboxes[id] = nil
+  online = online - 1
+  broadcast(id, string.format("* client %d left", id))
+  print(string.format("client %d left (%s)", id, why))
+  outbox:close() -- the writer sends what is left, then ends
+  w:join()
+  client:close()
+end
+
+local opts = parse_args({...})
+io.stdout:setvbuf("line")
+local server, err = socket.bind(opts.host, opts.port, 64)
+if not server then
+  io.stderr:write(string.format("netlua: cannot listen on %s: %s\n", where(opts.host, opts.port), err))
+  os.exit(1)
+end
+local ip, port = server:getsockname()
+print(string.format("listening on %s", where(ip, port)))
+local next_id = 0
+while not opts.count or next_id < opts.count do
+  local client, aerr = server:accept()
+  if client then
+    next_id = next_id + 1
+    task.spawn(session, client, next_id)
+  else
+    print("accept failed: " .. aerr)
+  end
+end
+server:close()
+-- with --count: netlua runs the sessions to their end before it exits
