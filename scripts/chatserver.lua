@@ -129,20 +129,10 @@ print(string.format("listening on %s", cli.where(ip, port)))
 local hub, done = thread.channel(), thread.channel()
 local hub_thread = thread.spawn{run_hub, hub, done, name = "hub"}
 local next_id = 0
-local accept_failure -- the last accept error, printed once
 while not opts.count or next_id < opts.count do
-  local client, aerr = server:accept()
-  if client then
-    accept_failure = nil
-    next_id = next_id + 1
-    thread.spawn{session, client, next_id, hub, name = "client-" .. next_id}
-  else
-    -- Out of descriptors (EMFILE) accept fails at once, again and again: say
-    -- it once and wait for clients to leave instead of spinning.
-    if aerr ~= accept_failure then print("accept failed: " .. aerr) end
-    accept_failure = aerr
-    socket.sleep(0.1)
-  end
+  local client = cli.accept(server)
+  next_id = next_id + 1
+  thread.spawn{session, client, next_id, hub, name = "client-" .. next_id}
 end
 server:close()
 -- --count: wait until every client has left, then stop the hub.

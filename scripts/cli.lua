@@ -11,14 +11,18 @@ local function usage_error(msg, usage)
 end
 
 -- Parses positional host and port plus `--name N` options whose names are
--- keys of `defaults` (each a positive integer). Returns a table with host,
+-- keys of `defaults` (each a positive integer), and `--name` switches whose
+-- names are keys of `switches` (true when given). Returns a table with host,
 -- port and those options; on bad use prints `usage` and exits 2.
-function M.parse(args, defaults, usage)
+function M.parse(args, defaults, usage, switches)
+  switches = switches or {}
   local opts, pos, i = {host = "127.0.0.1"}, {}, 1
   for k, v in pairs(defaults) do opts[k] = v end
   while i <= #args do
     local flag = args[i]:match("^%-%-([%w-]+)$")
-    if flag and flag ~= "host" and flag ~= "port" and defaults[flag] ~= nil then
+    if flag and switches[flag] then
+      opts[flag] = true
+    elseif flag and flag ~= "host" and flag ~= "port" and defaults[flag] ~= nil then
       local n = math.tointeger(tonumber(args[i + 1]))
       if not n or n < 1 then usage_error("--" .. flag .. " needs a positive number", usage) end
       opts[flag] = n
@@ -36,6 +40,20 @@ function M.parse(args, defaults, usage)
     usage_error("port must be a number from 0 to 65535", usage)
   end
   return opts
+end
+
+-- The next client of `server`. An accept that fails (out of descriptors,
+-- EMFILE, fails at once, again and again) is printed once, unless `quiet`,
+-- and retried every 0.1 s until clients leave, instead of spinning.
+function M.accept(server, quiet)
+  local last_failure
+  while true do
+    local client, err = server:accept()
+    if client then return client end
+    if err ~= last_failure and not quiet then print("accept failed: " .. err) end
+    last_failure = err
+    require("socket").sleep(0.1)
+  end
 end
 
 -- "127.0.0.1:80", "[::1]:80".

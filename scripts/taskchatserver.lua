@@ -8,30 +8,9 @@
 -- host defaults to 127.0.0.1, port to 6790 (0: any free port); --count N
 -- stops after N clients have come and gone.
 local socket = require "socket"
+local cli = require "cli"
 local task = require "task"
 local thread = require "thread"
-
-local function parse_args(args)
-  local opts, pos, i = {host = "127.0.0.1", port = 6790}, {}, 1
-  while i <= #args do
-    if args[i] == "--count" then
-      opts.count = math.tointeger(tonumber(args[i + 1]))
-      if not opts.count or opts.count < 1 then error("--count needs a positive number", 0) end
-      i = i + 1
-    else
-      pos[#pos + 1] = args[i]
-    end
-    i = i + 1
-  end
-  opts.host = pos[1] or opts.host
-  opts.port = tonumber(pos[2] or opts.port) or error("port must be a number", 0)
-  return opts
-end
-
-local function where(host, port)
-  if tostring(host):find(":", 1, true) then return string.format("[%s]:%s", host, port) end
-  return string.format("%s:%s", host, port)
-end
 
 local outboxes, online = {}, 0 -- id -> outbox of each connected client
 
@@ -74,24 +53,21 @@ local function session(client, id)
   client:close()
 end
 
-local opts = parse_args({...})
+local opts = cli.parse({...}, {port = 6790, count = false},
+  "netlua scripts/taskchatserver.lua [host [port]] [--count N]")
 io.stdout:setvbuf("line")
 local server, err = socket.bind(opts.host, opts.port, 64)
 if not server then
-  io.stderr:write(string.format("netlua: cannot listen on %s: %s\n", where(opts.host, opts.port), err))
+  io.stderr:write(string.format("netlua: cannot listen on %s: %s\n", cli.where(opts.host, opts.port), err))
   os.exit(1)
 end
 local ip, port = server:getsockname()
-print(string.format("listening on %s", where(ip, port)))
+print(string.format("listening on %s", cli.where(ip, port)))
 local next_id = 0
 while not opts.count or next_id < opts.count do
-  local client, aerr = server:accept()
-  if client then
-    next_id = next_id + 1
-    task.spawn(session, client, next_id)
-  else
-    print("accept failed: " .. aerr)
-  end
+  local client = cli.accept(server)
+  next_id = next_id + 1
+  task.spawn(session, client, next_id)
 end
 server:close()
 -- with --count: netlua runs the sessions to their end before it exits

@@ -46,20 +46,10 @@ local jobs = thread.channel(opts.workers * 4) -- backpressure: accept waits when
 for i = 1, opts.workers do thread.spawn{worker, jobs, name = "worker-" .. i} end
 
 local accepted = 0
-local accept_failure -- the last accept error, printed once
 while not opts.count or accepted < opts.count do
-  local client, aerr = server:accept()
-  if client then
-    accept_failure = nil
-    jobs:send(client) -- the socket moves: this thread's object now reads as closed
-    accepted = accepted + 1
-  else
-    -- Out of descriptors (EMFILE) accept fails at once, again and again: say
-    -- it once and wait for clients to leave instead of spinning.
-    if aerr ~= accept_failure then print("accept failed: " .. aerr) end
-    accept_failure = aerr
-    socket.sleep(0.1)
-  end
+  local client = cli.accept(server)
+  jobs:send(client) -- the socket moves: this thread's object now reads as closed
+  accepted = accepted + 1
 end
 server:close()
 jobs:close() -- workers finish what is queued, then end; netlua waits for them

@@ -25,19 +25,9 @@ if not server then cli.fail("cannot listen on %s: %s", cli.where(opts.host, opts
 local ip, port = server:getsockname()
 print(string.format("listening on %s", cli.where(ip, port)))
 local served = 0
-local accept_failure -- the last accept error, printed once
 while not opts.count or served < opts.count do
-  local client, aerr = server:accept()
-  if client then
-    accept_failure = nil
-    serve(client)
-    served = served + 1
-  else
-    -- Out of descriptors (EMFILE) accept fails at once, again and again: say
-    -- it once and wait for clients to leave instead of spinning.
-    if aerr ~= accept_failure then print("accept failed: " .. aerr) end
-    accept_failure = aerr
-    socket.sleep(0.1)
-  end
+  local client = cli.accept(server)
+  serve(client)
+  served = served + 1
 end
 server:close()
