@@ -243,6 +243,9 @@ static double tm_deadline(nl_Socket *s) {
  * start index); the syscalls below are all safe to repeat. nargs < 0: the
  * method cannot be repeated, the wait blocks the thread's loop instead. */
 static int sock_wait(lua_State *L, nl_Socket *s, int events) {
+  /* settimeout(0): answer "timeout" at once, as luasocket does, without a
+   * poll that cannot wait (it cost one ppoll per would-block call). */
+  if (s->block == 0) return 0;
   return nl_waitk(L, s->nargs, s->fd, events, tm_deadline(s)) > 0;
 }
 
