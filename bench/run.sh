@@ -8,7 +8,7 @@
 #   bash bench/run.sh [path/to/netlua]
 #   BENCH_QUICK=1   one short run of each (while developing)
 #   BENCH_RUNS=N    runs per figure (default 3)
-#   BENCH_ONLY="time echo download startup threads"   a subset of workloads
+#   BENCH_ONLY="time echo echo1k download startup threads"   a subset of workloads
 #
 # Servers are pinned to core 0 and the load generator to core 1 (taskset),
 # started on a port chosen just before, stopped by PID, every step bounded in
@@ -22,9 +22,10 @@ LOADGEN=$BIN/loadgen
 
 RUNS=${BENCH_RUNS:-3}; SECS=2; SPAWNS=1000; MSGS=100000; STARTS=20
 if [ -n "${BENCH_QUICK:-}" ]; then RUNS=1; SECS=1; SPAWNS=200; MSGS=20000; STARTS=5; fi
-ONLY=${BENCH_ONLY:-time echo download startup threads}
+ONLY=${BENCH_ONLY:-time echo echo1k download startup threads}
 CONC=100          # time server: concurrent clients
 ECHO_CONNS=50     # echo: persistent connections
+ECHO_MANY=1000    # echo1k: persistent connections (event-driven servers only)
 MSG=64            # echo: message size
 NFILES=200        # download: files
 FILE_KB=100       # download: size of each
@@ -171,6 +172,9 @@ server_workload() {   # server_workload time|echo
     why=$(netlua_has_mods socket thread)
     if [ -z "$why" ]; then bench_server echo netlua-threads rt "${largs[@]}" -- "$NETLUA" bench/servers/echo_netlua.lua {PORT}
     else skip echo netlua-threads "$why"; fi
+    why=$(netlua_has_mods socket task)
+    if [ -z "$why" ]; then bench_server echo netlua-tasks rt "${largs[@]}" -- "$NETLUA" scripts/echoserver.lua 127.0.0.1 {PORT} --quiet
+    else skip echo netlua-tasks "$why"; fi
     why=$(netlua_has_mods socket)
     if [ -z "$why" ]; then bench_server echo netlua-select rt "${largs[@]}" -- "$NETLUA" bench/servers/echo_netlua_select.lua {PORT}
     else skip echo netlua-select "$why"; fi
@@ -182,6 +186,20 @@ server_workload() {   # server_workload time|echo
   why=$(lua_socket_missing)
   if [ -z "$why" ]; then bench_server "$w" luasocket "$unit" "${largs[@]}" -- lua5.4 "bench/servers/${w}_luasocket.lua" {PORT}
   else skip "$w" luasocket "$why"; fi
+}
+
+# echo1k: 1,000 persistent connections, for the servers that serve them from
+# one event loop (thread-per-connection and select()-based ones are left out:
+# a thousand threads, FD_SETSIZE).
+server_echo_many() {
+  local largs=(echo "$ECHO_MANY" "$SECS" "$MSG") why
+  echo "== echo1k" >&2
+  bench_server echo1k c-epoll rt "${largs[@]}" -- $BIN/cserver echo "{PORT}"
+  why=$(netlua_has_mods socket task)
+  if [ -z "$why" ]; then bench_server echo1k netlua-tasks rt "${largs[@]}" -- "$NETLUA" scripts/echoserver.lua 127.0.0.1 {PORT} --quiet
+  else skip echo1k netlua-tasks "$why"; fi
+  if have node; then bench_server echo1k node rt "${largs[@]}" -- node bench/servers/echo.js {PORT}
+  else skip echo1k node "nodejs not installed (make bench-deps)"; fi
 }
 
 # ---- download ----------------------------------------------------------------
@@ -329,6 +347,7 @@ threads_workload() {
 for w in $ONLY; do
   case $w in
     time|echo) server_workload "$w" ;;
+    echo1k) server_echo_many ;;
     download) download_workload ;;
     startup) startup_workload ;;
     threads) threads_workload ;;

@@ -787,14 +787,17 @@ static int stream_bind(lua_State *L) {
   return push_result(L, do_bind(L, s, host, port, eb));
 }
 
+/* On a master or, as luasocket (tcp{any}), a client: connecting a connected
+ * socket again answers "already connected". */
 static int stream_connect(lua_State *L) {
-  nl_Socket *s = check_role(L, 1, R_MASTER);
+  nl_Socket *s = check_sock(L, 1);
   const char *host = luaL_checkstring(L, 2);
   const char *port = s->family == AF_UNIX ? NULL : luaL_checkstring(L, 3);
   ErrBuf eb;
   const char *err;
   lua_settop(L, 3);
   s->nargs = 3;
+  if (classes[s->kind].role != R_CLIENT) check_role(L, 1, R_MASTER);
   err = do_connect(L, s, host, port, eb);
   if (err == NULL) set_kind(L, 1, s, kind_of(classes[s->kind].group, R_CLIENT));
   return push_result(L, err);
