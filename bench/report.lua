@@ -11,7 +11,7 @@
 -- Runtimes named "netlua" or "netlua-<variant>" are ours, never peers.
 local function ours(rt) return rt == "netlua" or rt:match("^netlua%-") ~= nil end
 
-local BASELINE = { time = "c-epoll", echo = "c-epoll", download = "curl",
+local BASELINE = { time = "c-epoll", echo = "c-epoll", echo1k = "c-epoll", download = "curl",
                    startup = "lua5.4", threads = "c-pthread" }
 
 -- Reads a run file: comment lines, then rows in first-seen order of
