@@ -176,7 +176,7 @@ server_workload() {   # server_workload time|echo
     if [ -z "$why" ]; then bench_server echo netlua-tasks rt "${largs[@]}" -- "$NETLUA" scripts/echoserver.lua 127.0.0.1 {PORT} --quiet
     else skip echo netlua-tasks "$why"; fi
     why=$(netlua_has_mods socket)
-    if [ -z "$why" ]; then bench_server echo netlua-select rt "${largs[@]}" -- "$NETLUA" bench/servers/echo_netlua_select.lua {PORT}
+    if [ -z "$why" ]; then bench_server echo netlua-select rt "${largs[@]}" -- "$NETLUA" bench/servers/echo_luasocket.lua {PORT}
     else skip echo netlua-select "$why"; fi
   fi
   if have python3; then bench_server "$w" python "$unit" "${largs[@]}" -- python3 "bench/servers/$w.py" {PORT}

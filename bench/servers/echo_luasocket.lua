@@ -1,7 +1,9 @@
--- echo_luasocket.lua: a select-based echo server on lua5.4 + luasocket
--- (Debian's lua-socket), the usual single-threaded luasocket pattern.
+-- echo_luasocket.lua: a select-based echo server, the usual single-threaded
+-- luasocket pattern (socket.select over every connection, settimeout(0),
+-- partial receives echoed back). The benchmark runs this same file under
+-- lua5.4 + Debian's lua-socket and under netlua (the "netlua-select" row):
+-- one program, two runtimes, as luasocket compatibility promises.
 -- Listens on 127.0.0.1:PORT (arg[1], 0 = the OS picks) and prints the port.
--- Benchmark peer, bench/ only.
 local socket = require "socket"
 
 local server = assert(socket.bind("127.0.0.1", tonumber(arg[1]) or 0, 512))
