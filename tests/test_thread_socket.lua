@@ -124,59 +124,17 @@ t.test(NAMES[5], function()
   server:close()
 end)
 
--- Starts a script in the background with port 0; returns its pid, port and
--- the files holding its stdout/stderr. It is killed after `limit` seconds.
-local function start(script, args, limit)
-  local dir = t.tmpdir()
-  local cmd = string.format(
-    "%s %s 127.0.0.1 0 %s > %s/out 2> %s/err < /dev/null & pid=$!; " ..
-    "( sleep %d; kill -KILL $pid ) > /dev/null 2>&1 & echo $pid",
-    t.shellquote(t.NETLUA), t.shellquote(SCRIPTS .. script), args, dir, dir, limit)
-  local p = io.popen(cmd)
-  local pid = tonumber(p:read("l"))
-  p:close()
-  local port
-  for _ = 1, 400 do
-    local out = t.readfile(dir .. "/out") or ""
-    port = out:match("listening on 127%.0%.0%.1:(%d+)")
-    if port then break end
-    thread.sleep(0.05)
-  end
-  t.ok(port, "the server printed its port: " .. tostring(t.readfile(dir .. "/err")))
-  return pid, tonumber(port), dir
-end
-
--- Waits (bounded) for the background process to end; returns stdout, stderr.
-local function finish(pid, dir)
-  for _ = 1, 400 do
-    if not os.execute("kill -0 " .. pid .. " 2>/dev/null") then break end
-    thread.sleep(0.05)
-  end
-  local stopped = not os.execute("kill -0 " .. pid .. " 2>/dev/null")
-  if not stopped then os.execute("kill -KILL " .. pid) end
-  local out, err = t.readfile(dir .. "/out"), t.readfile(dir .. "/err")
-  t.rmtree(dir)
-  t.ok(stopped, "the server stopped by itself")
-  return out, err
-end
-
-local function connect(port)
-  local c = assert(socket.connect("127.0.0.1", port))
-  c:settimeout(10)
-  return c
-end
-
 t.test(NAMES[6], function()
   local N = 12
-  local pid, port, dir = start("threadedserver.lua", "--workers 3 --count " .. N, 30)
+  local pid, port, dir = t.start_server(SCRIPTS .. "threadedserver.lua", "--workers 3 --count " .. N, 30)
   local clients = {}
-  for i = 1, N do clients[i] = connect(port) end -- all connected at once
+  for i = 1, N do clients[i] = t.connect(port) end -- all connected at once
   for i = 1, N do
     local reply = clients[i]:receive("*a")
     t.match(reply, "^%d%d%d%d%-%d%d%-%d%d %d%d:%d%d:%d%d")
     clients[i]:close()
   end
-  local out, err = finish(pid, dir)
+  local out, err = t.finish_server(pid, dir)
   t.eq(err, "")
   local served, workers = 0, {}
   for name in out:gmatch("(worker%-%d) served") do
@@ -187,32 +145,23 @@ t.test(NAMES[6], function()
   t.match(out, "with 3 workers")
 end)
 
--- Reads lines until one matches pattern; returns it.
-local function expect(c, pattern)
-  while true do
-    local line, err = c:receive("*l")
-    if not line then error("connection: " .. tostring(err) .. " waiting for " .. pattern) end
-    if line:find(pattern) then return line end
-  end
-end
-
 t.test(NAMES[7], function()
-  local pid, port, dir = start("chatserver.lua", "--count 3", 30)
-  local a = connect(port)
-  expect(a, "^welcome, you are client 1")
-  local b = connect(port)
-  expect(b, "^welcome, you are client 2")
-  expect(a, "^%* client 2 joined")
-  local c = connect(port)
-  expect(c, "^welcome, you are client 3")
-  expect(a, "^%* client 3 joined")
-  expect(b, "^%* client 3 joined")
+  local pid, port, dir = t.start_server(SCRIPTS .. "chatserver.lua", "--count 3", 30)
+  local a = t.connect(port)
+  t.expect_line(a, "^welcome, you are client 1")
+  local b = t.connect(port)
+  t.expect_line(b, "^welcome, you are client 2")
+  t.expect_line(a, "^%* client 2 joined")
+  local c = t.connect(port)
+  t.expect_line(c, "^welcome, you are client 3")
+  t.expect_line(a, "^%* client 3 joined")
+  t.expect_line(b, "^%* client 3 joined")
   a:send("hello from a\n")
-  t.eq(expect(b, "hello"), "[1] hello from a")
-  t.eq(expect(c, "hello"), "[1] hello from a")
+  t.eq(t.expect_line(b, "hello"), "[1] hello from a")
+  t.eq(t.expect_line(c, "hello"), "[1] hello from a")
   c:send("hi from c\r\n")
-  t.eq(expect(a, "hi"), "[3] hi from c")
-  t.eq(expect(b, "hi"), "[3] hi from c")
+  t.eq(t.expect_line(a, "hi"), "[3] hi from c")
+  t.eq(t.expect_line(b, "hi"), "[3] hi from c")
   for _, s in ipairs({a, b, c}) do s:send("/quit\n") end
   for _, s in ipairs({a, b, c}) do
     local line, err
@@ -220,83 +169,81 @@ t.test(NAMES[7], function()
     t.eq(err, "closed")
     s:close()
   end
-  local out, err = finish(pid, dir)
+  local out, err = t.finish_server(pid, dir)
   t.eq(err, "")
   for i = 1, 3 do t.match(out, "client " .. i .. " left") end
 end)
 
 t.test(NAMES[8], function()
-  local pid, port, dir = start("chatserver.lua", "--count 2", 30)
-  local a = connect(port)
-  expect(a, "^welcome")
-  local b = connect(port)
-  expect(b, "^welcome")
-  expect(a, "client 2 joined")
+  local pid, port, dir = t.start_server(SCRIPTS .. "chatserver.lua", "--count 2", 30)
+  local a = t.connect(port)
+  t.expect_line(a, "^welcome")
+  local b = t.connect(port)
+  t.expect_line(b, "^welcome")
+  t.expect_line(a, "client 2 joined")
   -- b vanishes without /quit, with unread data: the kernel resets it.
   b:setoption("linger", {on = true, timeout = 0})
   b:close()
-  t.match(expect(a, "client 2 left"), "^%* client 2 left")
+  t.match(t.expect_line(a, "client 2 left"), "^%* client 2 left")
   a:send("still here\n")
   a:send("/quit\n")
   local line
   repeat line = a:receive("*l") until not line
   a:close()
-  local out, err = finish(pid, dir)
+  local out, err = t.finish_server(pid, dir)
   t.eq(err, "")
   t.match(out, "client 2 left")
   t.match(out, "client 1 left %(quit%)")
 end)
 
 t.test(NAMES[9], function()
-  local pid, port, dir = start("chatserver.lua", "--count 2", 30)
-  local a = connect(port)
-  expect(a, "^welcome")
+  local pid, port, dir = t.start_server(SCRIPTS .. "chatserver.lua", "--count 2", 30)
+  local a = t.connect(port)
+  t.expect_line(a, "^welcome")
   local input = "first line\nsecond line\n"
   -- The client sends its lines, then /quit at end of input.
   local out, err, code = t.netlua(t.shellquote(SCRIPTS .. "chatclient.lua") ..
                                   " 127.0.0.1 " .. port, {stdin = input})
   t.eq(code, 0, err)
   t.match(out, "^welcome, you are client 2")
-  t.eq(expect(a, "first"), "[2] first line")
-  t.eq(expect(a, "second"), "[2] second line")
+  t.eq(t.expect_line(a, "first"), "[2] first line")
+  t.eq(t.expect_line(a, "second"), "[2] second line")
   a:send("/quit\n")
   a:close()
-  finish(pid, dir)
+  t.finish_server(pid, dir)
 end)
 
-
 t.test(NAMES[10], function()
-  local pid, port, dir = start("chatserver.lua", "--count 2", 30)
-  local a = connect(port)
-  expect(a, "^welcome")
-  local b = connect(port)
-  expect(b, "^welcome")
-  expect(a, "client 2 joined")
+  local pid, port, dir = t.start_server(SCRIPTS .. "chatserver.lua", "--count 2", 30)
+  local a = t.connect(port)
+  t.expect_line(a, "^welcome")
+  local b = t.connect(port)
+  t.expect_line(b, "^welcome")
+  t.expect_line(a, "client 2 joined")
   -- 1 MiB without a newline; the server stops reading it at 64 KiB.
   local chunk = string.rep("x", 65536)
   for _ = 1, 16 do if not b:send(chunk) then break end end
-  t.match(expect(a, "client 2 left"), "^%* client 2 left")
+  t.match(t.expect_line(a, "client 2 left"), "^%* client 2 left")
   b:close()
   a:send("/quit\n")
   local line
   repeat line = a:receive("*l") until not line
   a:close()
-  local out, err = finish(pid, dir)
+  local out, err = t.finish_server(pid, dir)
   t.eq(err, "")
   t.match(out, "client 2 left %(line too long%)")
 end)
 
-
 t.test(NAMES[11], function()
-  local pid, port, dir = start("chatserver.lua", "--count 2", 30)
-  local a = connect(port)
-  expect(a, "^welcome")
+  local pid, port, dir = t.start_server(SCRIPTS .. "chatserver.lua", "--count 2", 30)
+  local a = t.connect(port)
+  t.expect_line(a, "^welcome")
   local b = socket.tcp()
   b:setoption("recv-buffer-size", 4096) -- so the burst fills the buffers
   assert(b:connect("127.0.0.1", port))
   b:settimeout(10)
-  expect(b, "^welcome")
-  expect(a, "client 2 joined")
+  t.expect_line(b, "^welcome")
+  t.expect_line(a, "client 2 joined")
   local N, line = 8000, string.rep("z", 999) .. "\n" -- 8 MB, more than the buffers hold
   for _ = 1, N do assert(a:send(line)) end
   a:send("end of burst\n")
@@ -315,7 +262,7 @@ t.test(NAMES[11], function()
     repeat local l = c:receive("*l") until not l
     c:close()
   end
-  local out, err = finish(pid, dir)
+  local out, err = t.finish_server(pid, dir)
   t.eq(err, "")
   t.ok(not out:find("send failed"), out)
 end)

@@ -182,4 +182,63 @@ function M.interrupt(script, then_markers)
   return out, err, code
 end
 
+-- ---- server scripts in the background ----------------------------------
+
+-- Starts `netlua SCRIPT 127.0.0.1 0 ARGS` in the background (killed after
+-- `limit` seconds whatever happens) and waits until it prints "listening on
+-- 127.0.0.1:PORT". Returns its pid, the port and the directory holding its
+-- stdout and stderr (out, err). Waits with time.sleep, so inside a task only
+-- the task waits.
+function M.start_server(script, args, limit)
+  local time = require "time"
+  local dir = M.tmpdir()
+  local cmd = string.format(
+    "%s %s 127.0.0.1 0 %s > %s/out 2> %s/err < /dev/null & pid=$!; " ..
+    "( sleep %d; kill -KILL $pid ) > /dev/null 2>&1 & echo $pid",
+    M.shellquote(NETLUA), M.shellquote(script), args, dir, dir, limit)
+  local p = io.popen(cmd)
+  local pid = tonumber(p:read("l"))
+  p:close()
+  local port
+  for _ = 1, 400 do
+    port = (M.readfile(dir .. "/out") or ""):match("listening on 127%.0%.0%.1:(%d+)")
+    if port then break end
+    time.sleep(0.05)
+  end
+  M.ok(port, "the server printed its port: " .. tostring(M.readfile(dir .. "/err")))
+  return pid, tonumber(port), dir
+end
+
+-- Waits (bounded) for a process from start_server to end by itself and
+-- checks that it did; returns its stdout and stderr.
+function M.finish_server(pid, dir)
+  local time = require "time"
+  for _ = 1, 400 do
+    if not os.execute("kill -0 " .. pid .. " 2>/dev/null") then break end
+    time.sleep(0.05)
+  end
+  local stopped = not os.execute("kill -0 " .. pid .. " 2>/dev/null")
+  if not stopped then os.execute("kill -KILL " .. pid) end
+  local out, err = M.readfile(dir .. "/out"), M.readfile(dir .. "/err")
+  M.rmtree(dir)
+  M.ok(stopped, "the server stopped by itself")
+  return out, err
+end
+
+-- A client connected to 127.0.0.1:port, with a 10 s timeout per wait.
+function M.connect(port)
+  local c = assert(require("socket").connect("127.0.0.1", port))
+  c:settimeout(10)
+  return c
+end
+
+-- Reads lines from c until one matches pattern; returns it.
+function M.expect_line(c, pattern)
+  while true do
+    local line, err = c:receive("*l")
+    if not line then error("connection: " .. tostring(err) .. " waiting for " .. pattern) end
+    if line:find(pattern) then return line end
+  end
+end
+
 return M
