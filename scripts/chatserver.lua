@@ -12,7 +12,6 @@
 -- A client thread waits on its socket with a short timeout and checks its
 -- outbox in between (a thread waits on one thing at a time), so a broadcast
 -- reaches a client within POLL seconds.
-local socket = require "socket"
 local cli = require "cli"
 local thread = require "thread"
 
@@ -118,13 +117,7 @@ end
 local opts = cli.parse({...}, {port = 6790, count = false},
   "netlua scripts/chatserver.lua [host [port]] [--count N]")
 io.stdout:setvbuf("line")
-local server, err = socket.bind(opts.host, opts.port, 64)
-if not server then
-  io.stderr:write(string.format("netlua: cannot listen on %s: %s\n", cli.where(opts.host, opts.port), err))
-  os.exit(1)
-end
-local ip, port = server:getsockname()
-print(string.format("listening on %s", cli.where(ip, port)))
+local server = cli.listen(opts, 64)
 
 local hub, done = thread.channel(), thread.channel()
 local hub_thread = thread.spawn{run_hub, hub, done, name = "hub"}

@@ -42,6 +42,18 @@ function M.parse(args, defaults, usage, switches)
   return opts
 end
 
+-- A TCP server listening on opts.host:opts.port (backlog clients queued), or
+-- "netlua: cannot listen on HOST:PORT: <reason>" and status 1. Prints
+-- "listening on IP:PORT" (then `note`, if any) as the first line, which is
+-- where tests read the port the OS chose for port 0.
+function M.listen(opts, backlog, note)
+  local server, err = require("socket").bind(opts.host, opts.port, backlog)
+  if not server then M.fail("cannot listen on %s: %s", M.where(opts.host, opts.port), err) end
+  local ip, port = server:getsockname()
+  print("listening on " .. M.where(ip, port) .. (note or ""))
+  return server
+end
+
 -- The next client of `server`. An accept that fails (out of descriptors,
 -- EMFILE, fails at once, again and again) is printed once, unless `quiet`,
 -- and retried every 0.1 s until clients leave, instead of spinning.

@@ -6,7 +6,6 @@
 -- host defaults to 127.0.0.1, port to 7000 (0: any free port); --count N
 -- stops accepting after N clients and exits once they are gone; --quiet
 -- leaves out the line per client (for benchmarks).
-local socket = require "socket"
 local cli = require "cli"
 local task = require "task"
 
@@ -29,10 +28,7 @@ end
 local opts = cli.parse({...}, {port = 7000, count = false},
   "netlua scripts/echoserver.lua [host [port]] [--count N] [--quiet]", {quiet = true})
 io.stdout:setvbuf("line")
-local server, err = socket.bind(opts.host, opts.port, 4096)
-if not server then cli.fail("cannot listen on %s: %s", cli.where(opts.host, opts.port), err) end
-local ip, port = server:getsockname()
-print(string.format("listening on %s", cli.where(ip, port)))
+local server = cli.listen(opts, 4096)
 local accepted = 0
 while not opts.count or accepted < opts.count do
   local client = cli.accept(server, opts.quiet)

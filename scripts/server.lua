@@ -4,7 +4,6 @@
 --   netlua scripts/server.lua [host [port]] [--count N]
 -- host defaults to 127.0.0.1 (0.0.0.0 or :: accept other machines), port to
 -- 9999 (0: any free port); --count N exits after N clients.
-local socket = require "socket"
 local cli = require "cli"
 local WELCOME = "欢迎访问菜鸟教程！\r\n"
 
@@ -20,10 +19,7 @@ end
 local opts = cli.parse({...}, {port = 9999, count = false},
   "netlua scripts/server.lua [host [port]] [--count N]")
 io.stdout:setvbuf("line")
-local server, err = socket.bind(opts.host, opts.port, 512)
-if not server then cli.fail("cannot listen on %s: %s", cli.where(opts.host, opts.port), err) end
-local ip, port = server:getsockname()
-print(string.format("listening on %s", cli.where(ip, port)))
+local server = cli.listen(opts, 512)
 local served = 0
 while not opts.count or served < opts.count do
   local client = cli.accept(server)

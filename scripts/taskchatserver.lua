@@ -7,7 +7,6 @@
 --   netlua scripts/taskchatserver.lua [host [port]] [--count N]
 -- host defaults to 127.0.0.1, port to 6790 (0: any free port); --count N
 -- stops after N clients have come and gone.
-local socket = require "socket"
 local cli = require "cli"
 local task = require "task"
 local thread = require "thread"
@@ -56,13 +55,7 @@ end
 local opts = cli.parse({...}, {port = 6790, count = false},
   "netlua scripts/taskchatserver.lua [host [port]] [--count N]")
 io.stdout:setvbuf("line")
-local server, err = socket.bind(opts.host, opts.port, 64)
-if not server then
-  io.stderr:write(string.format("netlua: cannot listen on %s: %s\n", cli.where(opts.host, opts.port), err))
-  os.exit(1)
-end
-local ip, port = server:getsockname()
-print(string.format("listening on %s", cli.where(ip, port)))
+local server = cli.listen(opts, 64)
 local next_id = 0
 while not opts.count or next_id < opts.count do
   local client = cli.accept(server)

@@ -4,7 +4,6 @@
 --   netlua scripts/tasktimeserver.lua [host [port]] [--count N]
 -- host defaults to 127.0.0.1, port to 6789 (0: any free port); --count N
 -- stops after N clients (and exits once they are served).
-local socket = require "socket"
 local cli = require "cli"
 local task = require "task"
 local time = require "time"
@@ -21,13 +20,7 @@ end
 local opts = cli.parse({...}, {port = 6789, count = false},
   "netlua scripts/tasktimeserver.lua [host [port]] [--count N]")
 io.stdout:setvbuf("line")
-local server, err = socket.bind(opts.host, opts.port, 512)
-if not server then
-  io.stderr:write(string.format("netlua: cannot listen on %s: %s\n", cli.where(opts.host, opts.port), err))
-  os.exit(1)
-end
-local ip, port = server:getsockname()
-print(string.format("listening on %s", cli.where(ip, port)))
+local server = cli.listen(opts, 512)
 local served = 0
 while not opts.count or served < opts.count do
   local client = cli.accept(server)

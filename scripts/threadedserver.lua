@@ -5,7 +5,6 @@
 --   netlua scripts/threadedserver.lua [host [port]] [--workers N] [--count N]
 -- host defaults to 127.0.0.1, port to 6789 (0: any free port); --workers
 -- defaults to the number of CPUs; --count N exits after N clients.
-local socket = require "socket"
 local cli = require "cli"
 local thread = require "thread"
 
@@ -34,13 +33,7 @@ end
 local opts = cli.parse({...}, {port = 6789, count = false, workers = thread.cpus()},
   "netlua scripts/threadedserver.lua [host [port]] [--workers N] [--count N]")
 io.stdout:setvbuf("line")
-local server, err = socket.bind(opts.host, opts.port, 512)
-if not server then
-  io.stderr:write(string.format("netlua: cannot listen on %s: %s\n", cli.where(opts.host, opts.port), err))
-  os.exit(1)
-end
-local ip, port = server:getsockname()
-print(string.format("listening on %s with %d workers", cli.where(ip, port), opts.workers))
+local server = cli.listen(opts, 512, string.format(" with %d workers", opts.workers))
 
 local jobs = thread.channel(opts.workers * 4) -- backpressure: accept waits when all are busy
 for i = 1, opts.workers do thread.spawn{worker, jobs, name = "worker-" .. i} end

@@ -1,10 +1,10 @@
--- timeserver.lua: the tutorial's date-time server, on luasocket's API.
+-- timeserver.lua: the tutorial's date-time server, on luasocket's API (the
+-- listening socket and its accept loop are cli.listen and cli.accept).
 -- Each client gets the current date-time as Python's str(datetime.now())
 -- prints it, then the connection closes.
 --   netlua scripts/timeserver.lua [host [port]] [--count N]
 -- host defaults to 127.0.0.1 (0.0.0.0 or :: accept other machines), port to
 -- 6789 (0: any free port); --count N exits after N clients.
-local socket = require "socket"
 local cli = require "cli"
 local time = require "time"
 
@@ -20,10 +20,7 @@ end
 local opts = cli.parse({...}, {port = 6789, count = false},
   "netlua scripts/timeserver.lua [host [port]] [--count N]")
 io.stdout:setvbuf("line")
-local server, err = socket.bind(opts.host, opts.port, 512)
-if not server then cli.fail("cannot listen on %s: %s", cli.where(opts.host, opts.port), err) end
-local ip, port = server:getsockname()
-print(string.format("listening on %s", cli.where(ip, port)))
+local server = cli.listen(opts, 512)
 local served = 0
 while not opts.count or served < opts.count do
   local client = cli.accept(server)
