@@ -110,8 +110,9 @@ bench: deps bench-deps
 	@$(MAKE) --no-print-directory all $(BENCH_BINS)
 	bash bench/run.sh $(CURDIR)/$(BIN)
 
+BENCH_PKGS := nodejs lua5.4 lua-socket nginx-light curl python3 python3-requests util-linux
 bench-deps:
-	@sh bench/deps.sh
+	@sh tools/deps.sh --optional "make bench" $(BENCH_PKGS)
 
 build/bench/%: bench/%.c
 	@mkdir -p $(dir $@)

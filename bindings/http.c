@@ -9,7 +9,8 @@
  * owns hangs off one userdata whose __gc cleans up, whatever raised.
  * The Lua half (bindings/http.lua) builds the user-facing API: options,
  * retries, responses, downloads, and the server on top of http.server_core.
- * curl_global_init runs once in main.c, before any thread exists.
+ * libcurl is loaded, and curl_global_init run once, by runtime/curlload.c
+ * when http is first required (state.c), never from here.
  */
 #include <ctype.h>
 #include <errno.h>

@@ -94,6 +94,38 @@ t.test("the image API answers tianapi's error shape for a wrong key", function()
   t.rmtree(dir)
 end)
 
+t.test("imageapi.lua as a program: --port 0 --portfile, downloader --api, /shutdown ends it", function()
+  local dir = t.tmpdir()
+  local portfile = dir .. "/port"
+  os.execute(string.format("%s %s --port 0 --key k1 --portfile %s --lifetime 30 > %s/out 2>&1 &",
+    t.shellquote(t.NETLUA), t.shellquote(root .. "/scripts/imageapi.lua"), portfile, dir))
+  local time = require "time"
+  local port
+  for _ = 1, 400 do
+    port = tonumber(t.readfile(portfile) or "")
+    if port then break end
+    time.sleep(0.05)
+  end
+  t.ok(port, "imageapi wrote its port: " .. tostring(t.readfile(dir .. "/out")))
+  local api = "http://127.0.0.1:" .. port .. "/meinv/"
+  local out, err, code = run(string.format("--api %s --key k1 --num 3 --out %s/dl", api, dir))
+  t.eq(code, 0, err)
+  t.match(out, "downloaded 3 of 3 images")
+  t.eq(#tree(dir .. "/dl"), 3)
+  _, _, code = run(string.format("--api %s --key wrong --num 3 --out %s/dl2", api, dir))
+  t.eq(code, 1, "a wrong key is the API's error, exit 1")
+  t.sh(string.format("curl -s 'http://127.0.0.1:%d/shutdown?key=k1'", port))
+  local gone = false
+  for _ = 1, 200 do
+    local _, _, c = t.sh(string.format("curl -s -o /dev/null 'http://127.0.0.1:%d/meinv/'", port))
+    if c ~= 0 then gone = true break end
+    time.sleep(0.05)
+  end
+  t.ok(gone, "the API stopped after /shutdown")
+  t.match(t.readfile(dir .. "/out"), "image API on http://127%.0%.0%.1:" .. port .. "/meinv/")
+  t.rmtree(dir)
+end)
+
 t.test("on a terminal a progress bar counts files and bytes", function()
   local dir = t.tmpdir()
   local out, err, code = t.sh(string.format("script -qec %s /dev/null",
