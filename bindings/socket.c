@@ -4,8 +4,9 @@
  * names, methods, return values and error strings; the receive buffer and
  * the 'b'/'t' timeouts follow luasocket's buffer.c and timeout.c. Every
  * descriptor is non-blocking; every wait goes through sock_wait, the single
- * place that calls the runtime's nl_waitL (where Ctrl-C and, later, the
- * coroutine scheduler plug in). The Lua half (socket.lua) adds try/newtry/
+ * place that calls the runtime's nl_waitk (where Ctrl-C and the task
+ * scheduler plug in), or, for name lookups, through lookup_finish (inside a
+ * task only the task waits for a lookup). The Lua half (socket.lua) adds try/newtry/
  * protect/skip, bind, connect4/6 and socket.unix.
  */
 #include <arpa/inet.h>

@@ -350,12 +350,12 @@ case("cancelling a task in a lookup releases its descriptors and memory", functi
     control:send("answer never")
     print("answered", replies:recv())
     local n
-    for _ = 1, 500 do     -- the helper threads end when answered
-      n = nfds()
-      if n == base then break end
+    for _ = 1, 1000 do    -- the helper threads end when answered
+      n = nfds()          -- (<=: base may count a sanitizer's passing fd)
+      if n <= base then break end
       time.sleep(0.01)
     end
-    print("descriptors back to before", n == base)
+    print("descriptors back to before", n <= base)
     print("after", (select(2, task.spawn(socket.dns.toip, "fast.test"):join())))
   ]])
   t.eq(out, "held 3\nmore descriptors while resolving true\ncancel true true\n" ..
