@@ -11,6 +11,7 @@ local t = require "testlib"
 --   slow.test      A 127.0.0.1, held until "release" (AAAA: none, at once)
 --   2.0.0.127.in-addr.arpa   PTR slow.test, held likewise
 --   fast.test      A 127.0.0.1 at once
+--   dual.test      AAAA ::1 and A 127.0.0.1 at once
 --   never.test     held until "answer never" (then NXDOMAIN)
 --   anything else  NXDOMAIN at once
 -- A query held 3 s is answered anyway: a resolver that blocks the whole
@@ -66,8 +67,10 @@ local function serve(control, replies, resolv)
       return reply(q, 0, A, "\127\0\0\1")
     elseif q.name == "2.0.0.127.in-addr.arpa" and q.qtype == PTR then
       return reply(q, 0, PTR, encode("slow.test"))
-    elseif q.name == "fast.test" and q.qtype == A then
+    elseif (q.name == "fast.test" or q.name == "dual.test") and q.qtype == A then
       return reply(q, 0, A, "\127\0\0\1")
+    elseif q.name == "dual.test" and q.qtype == AAAA then
+      return reply(q, 0, AAAA, string.rep("\0", 15) .. "\1")
     elseif q.name == "slow.test" or q.name == "fast.test" then
       return reply(q, 0) -- no record of that type
     end
@@ -290,6 +293,27 @@ case("every lookup path suspends only its task and returns what it resolved", fu
     t.match(line, "^" .. (want[i] or "nothing more") .. "$")
   end
   t.eq(i, #want, "lines")
+end)
+
+case("a connect in a task goes on to the next address after a wait", function()
+  local out = run([[
+    local server = assert(socket.bind("127.0.0.1", 0)) -- IPv4 only: ::1 refuses
+    local _, port = server:getsockname()
+    print("order", show(table.unpack((function()
+      local r = {}
+      for _, a in ipairs(socket.dns.getaddrinfo("dual.test")) do r[#r + 1] = a.family end
+      return r
+    end)())))
+    local h = task.spawn(function()
+      local c, err = socket.connect("dual.test", port)
+      local m = socket.tcp()
+      m:settimeout(5)
+      local ok, err2 = m:connect("dual.test", port)
+      return c and c:getfamily() or err, ok and m:getfamily() or err2
+    end)
+    print(h:join())
+  ]])
+  t.eq(out, "order inet6 inet\ntrue inet4 inet4\n")
 end)
 
 case("a socket's timeout bounds the lookup in a task, and the other tasks run meanwhile", function()
