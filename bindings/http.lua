@@ -556,6 +556,19 @@ local function state_of(self)
   return st
 end
 
+local ERROR_500 = "Content-Type: text/plain; charset=utf-8\r\n"
+
+-- dispatch(req) under pcall: a failure outside the handler (which dispatch
+-- already catches) is still a 500 and a line on stderr, never a client left
+-- waiting. Ctrl-C goes on up.
+local function answer(dispatch, req)
+  local ok, status, lines, body = pcall(dispatch, req)
+  if ok then return status, lines, body end
+  if status == "interrupted" then error(status, 0) end
+  log_error(req, status)
+  return 500, ERROR_500, "internal server error\n"
+end
+
 -- One connection's requests, in order, until the peer leaves, the
 -- connection fails or closes, or serving stops ("stopped": it stays open in
 -- st.conns for the next serve).
@@ -567,7 +580,7 @@ local function serve_connection(st, conn)
       if why ~= "stopped" then st.conns[conn] = nil end
       break
     end
-    if not conn:write(dispatch(req)) then
+    if not conn:write(answer(dispatch, req)) then
       st.conns[conn] = nil
       break
     end

@@ -661,7 +661,9 @@ static int conn_read(lua_State *L) {
 static int conn_write(lua_State *L) {
   Conn *c = check_conn(L, 1);
   if (!nl_restarting(L)) {
-    int status = (int)luaL_checkinteger(L, 2);
+    int isnum = 0;
+    lua_Integer code = lua_tointegerx(L, 2, &isnum);
+    int status = isnum && code >= 100 && code <= 999 ? (int)code : 500;
     const char *lines = luaL_optstring(L, 3, NULL);
     size_t len = 0;
     const char *body = luaL_optlstring(L, 4, "", &len);
@@ -669,7 +671,6 @@ static int conn_write(lua_State *L) {
       lua_pushboolean(L, 0);
       return 1;
     }
-    if (status < 100 || status > 999) status = 500;
     queue_response(c, status, lines, body, len, c->head);
     c->deadline = nl_deadline(c->limits->send_timeout);
     if (c->srv->g != NULL) group_count(c->srv->g);

@@ -146,6 +146,33 @@ t.test("srv:stop() from another task ends serve(); the server stays open", funct
   srv:close()
 end)
 
+t.test("nonsense statuses and headers that break the reply are a 500; the connection goes on", function()
+  local srv = assert(http.server{port = 0})
+  srv:route("GET", "/huge", function() return 1e300, "x" end)
+  srv:route("GET", "/nan", function() return 0 / 0, "x" end)
+  srv:route("GET", "/low", function() return 42, "x" end)
+  srv:route("GET", "/headers", function()
+    return 200, "x", setmetatable({}, {__pairs = function() error("no pairs for you") end})
+  end)
+  srv:route("GET", "/ok", function() return "fine" end)
+  local c = assert(socket.connect("127.0.0.1", srv.port))
+  c:settimeout(10)
+  local got = {}
+  task.spawn(function()
+    for _, path in ipairs{"/huge", "/nan", "/low", "/headers", "/ok"} do
+      got[#got + 1] = ask(c, path)
+    end
+    srv:close()
+  end)
+  srv:serve{timeout = 20}
+  t.eq(got[1], "HTTP/1.1 500 Internal Server Error")
+  t.eq(got[2], "HTTP/1.1 500 Internal Server Error")
+  t.eq(got[3], "HTTP/1.1 500 Internal Server Error")
+  t.eq(got[4], "HTTP/1.1 500 Internal Server Error")
+  t.eq(got[5], "HTTP/1.1 200 OK")
+  c:close()
+end)
+
 -- ---- workers --------------------------------------------------------------
 
 t.test("workers: bad values raise; 'auto' is one per core", function()
