@@ -173,6 +173,36 @@ t.test("nonsense statuses and headers that break the reply are a 500; the connec
   c:close()
 end)
 
+t.test("max_connections: a client beyond the limit waits until a connection closes", function()
+  local srv = assert(http.server{port = 0, max_connections = 2})
+  srv:route("GET", "/", function() return "hi" end)
+  local c1 = assert(socket.connect("127.0.0.1", srv.port))
+  local c2 = assert(socket.connect("127.0.0.1", srv.port))
+  local c3 = assert(socket.connect("127.0.0.1", srv.port))
+  for _, c in ipairs{c1, c2, c3} do c:settimeout(10) end
+  local seen = {}
+  task.spawn(function()
+    seen[1] = ask(c1, "/")
+    seen[2] = ask(c2, "/")
+    seen.open = srv:connections()
+    assert(c3:send("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+    c3:settimeout(0.3)
+    seen.waiting = select(2, c3:receive("*l"))
+    c1:close() -- a slot frees: c3 is accepted and answered
+    c3:settimeout(10)
+    seen[3] = c3:receive("*l")
+    srv:close()
+  end)
+  srv:serve{timeout = 30}
+  t.eq(seen[1], "HTTP/1.1 200 OK")
+  t.eq(seen[2], "HTTP/1.1 200 OK")
+  t.eq(seen.open, 2)
+  t.eq(seen.waiting, "timeout", "no reply while two connections are open")
+  t.eq(seen[3], "HTTP/1.1 200 OK")
+  c2:close()
+  c3:close()
+end)
+
 -- ---- workers --------------------------------------------------------------
 
 t.test("workers: bad values raise; 'auto' is one per core", function()
