@@ -390,8 +390,13 @@ static void new_conn(lua_State *L, Server *s) {
   c->limits = &s->limits;
 }
 
-/* The closed Conn c takes accepted descriptor fd. */
+/* The closed Conn c takes accepted descriptor fd. Replies go out at once
+ * (TCP_NODELAY): with Nagle's algorithm a reply to a pipelined request
+ * waited for the peer's delayed ACK of the one before (40 ms). */
 static void conn_open(Conn *c, int fd, const struct sockaddr_storage *ss) {
+  int one = 1;
+  if (ss->ss_family == AF_INET || ss->ss_family == AF_INET6)
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   http_parser_init(&c->parser, HTTP_REQUEST);
   c->parser.data = c;
   format_peer(c, ss);
