@@ -564,10 +564,12 @@ static int resolve_rc(lua_State *L, int nargs, const char *host, const char *ser
   *box = NULL;
   *ai = NULL;
   luaL_setmetatable(L, NL_ADDRINFO_MT);
-  addr_key(&key, host, serv, hints);
-  if ((lk = lookup_k(L, nargs, &key, deadline)) != NULL) {
-    *ai = lk->res;
-    return lk->rc;
+  if (!nl_resolves_at_once(host, hints)) { /* numeric ones never wait */
+    addr_key(&key, host, serv, hints);
+    if ((lk = lookup_k(L, nargs, &key, deadline)) != NULL) {
+      *ai = lk->res;
+      return lk->rc;
+    }
   }
   rc = nl_getaddrinfo(host, serv, hints, box, deadline);
   *ai = *box;

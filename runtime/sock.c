@@ -117,14 +117,13 @@ static int is_numeric_host(const char *host) {
   return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
 }
 
-/* getaddrinfo answers these without asking anyone: no thread needed. */
-static int resolves_at_once(const char *host, const struct addrinfo *hints) {
+int nl_resolves_at_once(const char *host, const struct addrinfo *hints) {
   return is_numeric_host(host) || (hints != NULL && (hints->ai_flags & AI_NUMERICHOST));
 }
 
 nl_Lookup *nl_lookup_addr(const char *host, const char *serv,
                           const struct addrinfo *hints) {
-  int at_once = resolves_at_once(host, hints);
+  int at_once = nl_resolves_at_once(host, hints);
   Job *job = job_new(!at_once);
   if (job == NULL) return NULL;
   if (hints != NULL) job->hints = *hints;
@@ -205,7 +204,7 @@ int nl_getaddrinfo(const char *host, const char *serv,
   Job *job;
   int rc;
   *res = NULL;
-  if (is_numeric_host(host)) return getaddrinfo(host, serv, hints, res);
+  if (nl_resolves_at_once(host, hints)) return getaddrinfo(host, serv, hints, res);
   if ((job = nl_lookup_addr(host, serv, hints)) == NULL) return EAI_MEMORY;
   if ((rc = job_wait(job, deadline)) != 0) return rc;
   rc = nl_lookup_addrinfo(job, res);

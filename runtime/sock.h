@@ -22,6 +22,10 @@ int nl_getaddrinfo(const char *host, const char *serv,
                    const struct addrinfo *hints, struct addrinfo **res,
                    double deadline);
 
+/* True when getaddrinfo answers without asking anyone (a numeric or NULL
+ * host, AI_NUMERICHOST): it never waits, no helper thread is needed. */
+int nl_resolves_at_once(const char *host, const struct addrinfo *hints);
+
 /* getnameinfo under the same rules. */
 int nl_getnameinfo(const struct sockaddr *sa, socklen_t salen, char *host,
                    size_t hostlen, char *serv, size_t servlen, int flags,
