@@ -5,9 +5,9 @@
  * the 'b'/'t' timeouts follow luasocket's buffer.c and timeout.c. Every
  * descriptor is non-blocking; every wait goes through sock_wait, the single
  * place that calls the runtime's nl_waitk (where Ctrl-C and the task
- * scheduler plug in), or, for name lookups, through lookup_finish (inside a
- * task only the task waits for a lookup). The Lua half (socket.lua) adds try/newtry/
- * protect/skip, bind, connect4/6 and socket.unix.
+ * scheduler plug in), or, for name lookups, lookup_finish (inside a task
+ * only the task waits for a lookup). The Lua half (socket.lua) adds
+ * try/newtry/protect/skip, bind, connect4/6 and socket.unix.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -83,7 +83,7 @@ typedef struct nl_Socket {
   int bound;    /* bound explicitly: connect must keep this descriptor */
   double block, total, start; /* luasocket's timeout.c */
   int nargs;      /* a wait in a task restarts the method with args 1..nargs */
-  int askfamily;  /* connect: the family its lookup asked for (a restart asks again) */
+  int askfamily;  /* connect: the family its lookup asked for (a restart asks the same) */
   int tryidx;     /* connect: the address being tried (a restart resumes there) */
   size_t carried; /* bytes receive() carries in its prefix from earlier rounds */
   double birthday, received, sent;
