@@ -110,14 +110,15 @@ start_server() {
   sleep 0.2   # settle before reading the idle RSS
 }
 
-# stop_server: TERM, then KILL after 2 s, for the server and its children
-# (nginx's workers), each by PID
+# stop_server: TERM, then KILL after 2 s, by PID; a server that ignored TERM
+# has its child processes (nginx's workers) killed with it
 stop_server() {
-  local kids i
-  kids=$(children "$SERVER_PID")
+  local i
   kill "$SERVER_PID" 2>/dev/null
   for i in $(seq 20); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-  kill -9 "$SERVER_PID" $kids 2>/dev/null
+  if kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill -9 $(children "$SERVER_PID") "$SERVER_PID" 2>/dev/null
+  fi
   wait "$SERVER_PID" 2>/dev/null
   SERVER_PID=""
 }
