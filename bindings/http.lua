@@ -569,12 +569,20 @@ local function answer(dispatch, req)
   return 500, ERROR_500, "internal server error\n"
 end
 
+-- Requests a connection may answer in a row before the other tasks get a
+-- turn: a client that always has its next request waiting (pipelining)
+-- would otherwise never let its task wait, and no other connection would
+-- be served.
+local BURST = 16
+
 -- One connection's requests, in order, until the peer leaves, the
 -- connection fails or closes, or serving stops ("stopped": it stays open in
 -- st.conns for the next serve).
 local function serve_connection(st, conn)
-  local dispatch = st.dispatch
+  local dispatch, answered = st.dispatch, 0
   while true do
+    answered = answered + 1
+    if answered % BURST == 0 then task.yield() end
     local req, why = conn:read()
     if req == nil then
       if why ~= "stopped" then st.conns[conn] = nil end
