@@ -4,9 +4,10 @@
  * names, methods, return values and error strings; the receive buffer and
  * the 'b'/'t' timeouts follow luasocket's buffer.c and timeout.c. Every
  * descriptor is non-blocking; every wait goes through sock_wait, the single
- * place that calls the runtime's nl_waitL (where Ctrl-C and, later, the
- * coroutine scheduler plug in). The Lua half (socket.lua) adds try/newtry/
- * protect/skip, bind, connect4/6 and socket.unix.
+ * place that calls the runtime's nl_waitk (where Ctrl-C and the task
+ * scheduler plug in), or, for name lookups, lookup_finish (inside a task
+ * only the task waits for a lookup). The Lua half (socket.lua) adds
+ * try/newtry/protect/skip, bind, connect4/6 and socket.unix.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -14,6 +15,7 @@
 #include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -81,6 +83,8 @@ typedef struct nl_Socket {
   int bound;    /* bound explicitly: connect must keep this descriptor */
   double block, total, start; /* luasocket's timeout.c */
   int nargs;      /* a wait in a task restarts the method with args 1..nargs */
+  int askfamily;  /* connect: the family its lookup asked for (a restart asks the same) */
+  int tryidx;     /* connect: the address being tried (a restart resumes there) */
   size_t carried; /* bytes receive() carries in its prefix from earlier rounds */
   double birthday, received, sent;
   int npending;
@@ -373,18 +377,225 @@ static int addrinfo_gc(lua_State *L) {
   return 0;
 }
 
+/* ---- name resolution that suspends only the task --------------------------- */
+
+/* Outside tasks a lookup waits in nl_getaddrinfo (runtime/sock.c), which
+ * blocks the thread but honours deadlines and Ctrl-C. In a task it must not
+ * hold up the others: the job runs in sock.c's helper thread and the task
+ * waits on the job's descriptor with nl_waitk. The method then starts over
+ * from the top, so each lookup of the running call is recorded, with its
+ * outcome, in the task's ext slot: the call, replayed, finds the lookups it
+ * already made (their results, or the one it was waiting for) instead of
+ * asking again, and its first wait takes the outcome of the suspended one.
+ * The record belongs to one call: every method that resolves opens with
+ * lookups_begin, which drops what an earlier call left. A cancelled task
+ * drops its record through the slot's cleanup; an unfinished job is then
+ * freed by its thread. */
+
+typedef struct Lookup {
+  struct Lookup *next;
+  nl_Lookup *job;        /* running; NULL once its outcome is kept here */
+  int rc, err;           /* the outcome: a getaddrinfo code (errno: EAI_SYSTEM) */
+  struct addrinfo *res;  /* forward: the addresses, owned here */
+  char name[NI_MAXHOST], service[NI_MAXSERV]; /* reverse: the names */
+  /* what was asked: the key */
+  int reverse, family, socktype, protocol, flags;
+  char *host, *serv;
+  struct sockaddr_storage sa;
+  socklen_t salen;
+} Lookup;
+
+typedef struct Lookups {
+  nl_TaskExt ext; /* first: the scheduler frees it through ext.cleanup */
+  Lookup *head, *tail;
+} Lookups;
+
+static void lookup_free(Lookup *lk) {
+  nl_lookup_release(lk->job);
+  if (lk->res != NULL) freeaddrinfo(lk->res);
+  free(lk->host);
+  free(lk->serv);
+  free(lk);
+}
+
+static void lookups_cleanup(nl_TaskExt *ext) {
+  Lookups *ls = (Lookups *)ext;
+  while (ls->head != NULL) {
+    Lookup *next = ls->head->next;
+    lookup_free(ls->head);
+    ls->head = next;
+  }
+  free(ls);
+}
+
+/* At the top of every method that resolves: a fresh call (not one starting
+ * over after a wait) must not find the lookups of an earlier call. */
+static void lookups_begin(lua_State *L) {
+  nl_TaskExt **slot = nl_task_ext(L);
+  if (slot == NULL || nl_restarting(L) || *slot == NULL) return;
+  if ((*slot)->cleanup != lookups_cleanup) return;
+  lookups_cleanup(*slot);
+  *slot = NULL;
+}
+
+/* The running call's record, made on first use; NULL when the lookup has
+ * to block the thread as before: not a task, a method that cannot start
+ * over (nargs < 0), a task that cannot yield here, no memory. Another
+ * binding's record left in the slot by an earlier call is dropped. */
+static Lookups *lookups_of(lua_State *L, int nargs) {
+  nl_TaskExt **slot = nargs >= 0 && lua_isyieldable(L) ? nl_task_ext(L) : NULL;
+  Lookups *ls;
+  if (slot == NULL) return NULL;
+  if (*slot != NULL && (*slot)->cleanup == lookups_cleanup) return (Lookups *)*slot;
+  if ((ls = calloc(1, sizeof *ls)) == NULL) return NULL;
+  if (*slot != NULL) (*slot)->cleanup(*slot);
+  ls->ext.cleanup = lookups_cleanup;
+  *slot = &ls->ext;
+  return ls;
+}
+
+static int same_str(const char *a, const char *b) {
+  return a == NULL ? b == NULL : b != NULL && strcmp(a, b) == 0;
+}
+
+static int lookup_same(const Lookup *a, const Lookup *b) {
+  return a->reverse == b->reverse && a->family == b->family &&
+         a->socktype == b->socktype && a->protocol == b->protocol &&
+         a->flags == b->flags && same_str(a->host, b->host) &&
+         same_str(a->serv, b->serv) && a->salen == b->salen &&
+         memcmp(&a->sa, &b->sa, a->salen) == 0;
+}
+
+static void addr_key(Lookup *key, const char *host, const char *serv,
+                     const struct addrinfo *hints) {
+  memset(key, 0, sizeof *key);
+  key->family = hints->ai_family;
+  key->socktype = hints->ai_socktype;
+  key->protocol = hints->ai_protocol;
+  key->flags = hints->ai_flags;
+  key->host = (char *)host; /* borrowed: lookup_add copies */
+  key->serv = (char *)serv;
+}
+
+static void name_key(Lookup *key, const struct sockaddr *sa, socklen_t salen, int flags) {
+  memset(key, 0, sizeof *key);
+  key->reverse = 1;
+  key->flags = flags;
+  key->salen = salen > sizeof key->sa ? (socklen_t)sizeof key->sa : salen;
+  memcpy(&key->sa, sa, key->salen);
+}
+
+/* A new entry for `key`, its job started (a job that cannot start is an
+ * EAI_MEMORY outcome). NULL when out of memory. */
+static Lookup *lookup_add(Lookups *ls, const Lookup *key) {
+  Lookup *lk = malloc(sizeof *lk);
+  if (lk == NULL) return NULL;
+  *lk = *key;
+  lk->host = key->host ? strdup(key->host) : NULL;
+  lk->serv = key->serv ? strdup(key->serv) : NULL;
+  if ((key->host && !lk->host) || (key->serv && !lk->serv)) {
+    lookup_free(lk);
+    return NULL;
+  }
+  if (lk->reverse) {
+    lk->job = nl_lookup_name((struct sockaddr *)&lk->sa, lk->salen, lk->flags);
+  } else {
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = lk->family;
+    hints.ai_socktype = lk->socktype;
+    hints.ai_protocol = lk->protocol;
+    hints.ai_flags = lk->flags;
+    lk->job = nl_lookup_addr(lk->host, lk->serv, &hints);
+  }
+  if (lk->job == NULL) lk->rc = EAI_MEMORY;
+  if (ls->tail) ls->tail->next = lk;
+  else ls->head = lk;
+  ls->tail = lk;
+  return lk;
+}
+
+/* Waits for the entry's job (suspends the task: the call starts over and
+ * comes back here, where nl_waitk hands over the outcome), then keeps its
+ * outcome in the entry and lets the job go. A call replayed after this wait
+ * always passes through nl_waitk, so a later wait of the call does not take
+ * its outcome. */
+static void lookup_finish(lua_State *L, int nargs, Lookup *lk, double deadline) {
+  nl_Lookup *job = lk->job;
+  int fd = nl_lookup_fd(job), r = 1;
+  if (!nl_lookup_done(job) || nl_restarting(L)) r = nl_waitk(L, nargs, fd, NL_READ, deadline);
+  /* not suspended (the loop could not watch the descriptor): block */
+  while (r > 0 && !nl_lookup_done(job)) r = nl_waitL(L, fd, NL_READ, deadline);
+  if (r > 0 || nl_lookup_done(job)) {
+    lk->rc = lk->reverse ? nl_lookup_nameinfo(job, lk->name, sizeof lk->name, lk->service,
+                                              sizeof lk->service)
+                         : nl_lookup_addrinfo(job, &lk->res);
+    lk->err = errno;
+  } else {
+    lk->rc = NL_EAI_TIMEOUT;
+  }
+  lk->job = NULL;
+  nl_lookup_release(job);
+}
+
+/* The finished lookup `key` of the running call in a task (errno set for
+ * EAI_SYSTEM); NULL: do it the blocking way (see lookups_of; also a call
+ * replayed after a later wait that finds no record of this lookup). */
+static Lookup *lookup_k(lua_State *L, int nargs, const Lookup *key, double deadline) {
+  Lookups *ls = lookups_of(L, nargs);
+  Lookup *lk;
+  if (ls == NULL) return NULL;
+  for (lk = ls->head; lk != NULL && !lookup_same(lk, key); lk = lk->next) {}
+  if (lk == NULL && (nl_restarting(L) || (lk = lookup_add(ls, key)) == NULL)) return NULL;
+  if (lk->job != NULL) lookup_finish(L, nargs, lk, deadline);
+  errno = lk->err;
+  return lk;
+}
+
 /* Resolves into a box on the stack that __gc frees even when a later wait
- * raises; returns the list, or NULL with the error in *err. [-0, +1, e] */
-static struct addrinfo *resolve(lua_State *L, const char *host, const char *serv,
-                                const struct addrinfo *hints, double deadline,
-                                const char **err, char *eb) {
+ * raises (in a task the call's record owns the list and the box stays
+ * empty); returns 0 and the list in *ai, or a getaddrinfo/NL_EAI_* code.
+ * nargs: as for nl_waitk. [-0, +1, e] */
+static int resolve_rc(lua_State *L, int nargs, const char *host, const char *serv,
+                      const struct addrinfo *hints, double deadline, struct addrinfo **ai) {
   struct addrinfo **box = lua_newuserdatauv(L, sizeof *box, 0);
+  Lookup key, *lk;
   int rc;
   *box = NULL;
+  *ai = NULL;
   luaL_setmetatable(L, NL_ADDRINFO_MT);
+  if (!nl_resolves_at_once(host, hints)) { /* numeric ones never wait */
+    addr_key(&key, host, serv, hints);
+    if ((lk = lookup_k(L, nargs, &key, deadline)) != NULL) {
+      *ai = lk->res;
+      return lk->rc;
+    }
+  }
   rc = nl_getaddrinfo(host, serv, hints, box, deadline);
+  *ai = *box;
+  return rc;
+}
+
+/* resolve_rc with luasocket's error string in *err. [-0, +1, e] */
+static struct addrinfo *resolve(lua_State *L, int nargs, const char *host, const char *serv,
+                                const struct addrinfo *hints, double deadline,
+                                const char **err, char *eb) {
+  struct addrinfo *ai;
+  int rc = resolve_rc(L, nargs, host, serv, hints, deadline, &ai);
   *err = gai_errstr(L, rc, eb);
-  return rc == 0 ? *box : NULL;
+  return rc == 0 ? ai : NULL;
+}
+
+/* getnameinfo under the same rules as resolve_rc (nothing on the stack). */
+static int reverse_rc(lua_State *L, int nargs, const struct sockaddr *sa, socklen_t salen,
+                      char *host, size_t hostlen, char *serv, size_t servlen, int flags) {
+  Lookup key, *lk;
+  name_key(&key, sa, salen, flags);
+  if ((lk = lookup_k(L, nargs, &key, NL_NODEADLINE)) == NULL)
+    return nl_getnameinfo(sa, salen, host, hostlen, serv, servlen, flags, NL_NODEADLINE);
+  if (lk->rc == 0 && host != NULL && hostlen > 0) snprintf(host, hostlen, "%s", lk->name);
+  if (lk->rc == 0 && serv != NULL && servlen > 0) snprintf(serv, servlen, "%s", lk->service);
+  return lk->rc;
 }
 
 static int unix_addr(lua_State *L, const char *path, struct sockaddr_un *un, socklen_t *len) {
@@ -399,7 +610,7 @@ static int unix_addr(lua_State *L, const char *path, struct sockaddr_un *un, soc
 
 /* Binds to the first address `host` resolves to that works (luasocket's
  * inet_trybind); "*" is the wildcard. */
-static const char *do_bind(lua_State *L, nl_Socket *s, const char *host,
+static const char *do_bind(lua_State *L, int nargs, nl_Socket *s, const char *host,
                            const char *serv, char *eb) {
   struct addrinfo hints, *ai;
   const char *err = NULL;
@@ -419,7 +630,7 @@ static const char *do_bind(lua_State *L, nl_Socket *s, const char *host,
   hints.ai_protocol = classes[s->kind].group == G_RAW ? 0 : s->protocol;
   hints.ai_flags = AI_PASSIVE;
   if (strcmp(host, "*") == 0) host = NULL;
-  ai = resolve(L, host, serv ? serv : "0", &hints, NL_NODEADLINE, &err, eb);
+  ai = resolve(L, nargs, host, serv ? serv : "0", &hints, NL_NODEADLINE, &err, eb);
   for (; ai != NULL; ai = ai->ai_next) {
     int e = open_fd(s, ai->ai_family);
     if (e == IO_DONE && bind(s->fd, ai->ai_addr, ai->ai_addrlen) != 0) e = errno;
@@ -435,12 +646,20 @@ static const char *do_bind(lua_State *L, nl_Socket *s, const char *host,
 
 /* Connects to each address `host` resolves to, in order, until one
  * answers (luasocket's inet_tryconnect); name resolution counts against the
- * same timeout. A zero timeout leaves the connection in progress. */
+ * same timeout. A zero timeout leaves the connection in progress. A call
+ * that starts over after a wait in a task sees the same list (same lookup)
+ * and goes on with the address it was trying. */
 static const char *do_connect(lua_State *L, nl_Socket *s, const char *host,
                               const char *serv, char *eb) {
   struct addrinfo hints, *ai;
   const char *err = NULL;
-  int top = lua_gettop(L), tried = 0;
+  int top = lua_gettop(L), tried = 0, i = 0, skip = 0;
+  if (nl_restarting(L)) {
+    skip = s->tryidx;
+  } else {
+    s->askfamily = s->family;
+    s->tryidx = 0;
+  }
   tm_markstart(L, s);
   if (s->family == AF_UNIX) {
     struct sockaddr_un un;
@@ -451,11 +670,13 @@ static const char *do_connect(lua_State *L, nl_Socket *s, const char *host,
     return io_error(e, eb);
   }
   memset(&hints, 0, sizeof hints);
-  hints.ai_family = s->family;
+  hints.ai_family = s->askfamily;
   hints.ai_socktype = s->type;
-  ai = resolve(L, host, serv, &hints, tm_deadline(s), &err, eb);
+  ai = resolve(L, s->nargs, host, serv, &hints, tm_deadline(s), &err, eb);
   for (; ai != NULL; ai = ai->ai_next) {
     int e;
+    if (i++ < skip) continue;
+    s->tryidx = i - 1;
     if (tried++ && !s->bound) close_sock(s); /* a failed connect: fresh fd */
     e = open_fd(s, ai->ai_family);
     if (e == IO_DONE) e = io_connect(L, s, ai->ai_addr, ai->ai_addrlen);
@@ -784,7 +1005,9 @@ static int stream_bind(lua_State *L) {
   const char *host = luaL_checkstring(L, 2);
   const char *port = opt_port(L, 3);
   ErrBuf eb;
-  return push_result(L, do_bind(L, s, host, port, eb));
+  lua_settop(L, 3);
+  lookups_begin(L);
+  return push_result(L, do_bind(L, 3, s, host, port, eb));
 }
 
 /* On a master or, as luasocket (tcp{any}), a client: connecting a connected
@@ -798,6 +1021,7 @@ static int stream_connect(lua_State *L) {
   lua_settop(L, 3);
   s->nargs = 3;
   if (classes[s->kind].role != R_CLIENT) check_role(L, 1, R_MASTER);
+  lookups_begin(L);
   err = do_connect(L, s, host, port, eb);
   if (err == NULL) set_kind(L, 1, s, kind_of(classes[s->kind].group, R_CLIENT));
   return push_result(L, err);
@@ -1134,6 +1358,7 @@ static int dgram_sendto(lua_State *L) {
   lua_settop(L, 4);
   s->nargs = 4;
   tm_markstart(L, s);
+  lookups_begin(L);
   if (s->family == AF_UNIX) {
     struct sockaddr_un un;
     socklen_t ulen;
@@ -1146,8 +1371,8 @@ static int dgram_sendto(lua_State *L) {
   hints.ai_family = s->family;
   hints.ai_socktype = classes[s->kind].group == G_RAW ? 0 : s->type;
   hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
-  ai = resolve(L, ip, classes[s->kind].group == G_RAW ? NULL : luaL_checkstring(L, 4), &hints,
-               NL_NODEADLINE, &err, eb);
+  ai = resolve(L, 4, ip, classes[s->kind].group == G_RAW ? NULL : luaL_checkstring(L, 4),
+               &hints, NL_NODEADLINE, &err, eb);
   if (ai == NULL) return nl_pushfail(L, err, NULL);
   e = open_fd(s, s->fd < 0 ? ai->ai_family : s->family);
   if (e == IO_DONE) e = dgram_write(L, s, data, len, ai->ai_addr, ai->ai_addrlen, &sent);
@@ -1170,7 +1395,9 @@ static int dgram_setpeername(lua_State *L) {
     lua_pushnumber(L, 1);
     return 1;
   }
-  s->nargs = -1; /* datagram connects do not wait */
+  lua_settop(L, 3);
+  s->nargs = 3; /* a name's lookup waits; datagram connects do not */
+  lookups_begin(L);
   err = do_connect(L, s, host, s->family == AF_UNIX ? NULL : opt_port(L, 3), eb);
   if (err == NULL) set_kind(L, 1, s, kind_of(group, R_CONN));
   return push_result(L, err);
@@ -1180,7 +1407,9 @@ static int dgram_setsockname(lua_State *L) {
   nl_Socket *s = check_role(L, 1, R_UNCONN);
   const char *host = luaL_checkstring(L, 2);
   ErrBuf eb;
-  return push_result(L, do_bind(L, s, host, opt_port(L, 3), eb));
+  lua_settop(L, 3);
+  lookups_begin(L);
+  return push_result(L, do_bind(L, 3, s, host, opt_port(L, 3), eb));
 }
 
 /* ---- moving a socket to another thread (nl_Transfer) ------------------------ */
@@ -1315,13 +1544,14 @@ static int socket_connect(lua_State *L) {
   ErrBuf eb;
   /* After a wait in a task the call starts over with its socket at 6. */
   if (nl_restarting(L)) s = test_sock(L, 6);
+  lookups_begin(L);
   if (s == NULL) {
     lua_settop(L, 5);
     s = new_sock(L, kind_of(G_TCP, R_MASTER), family, SOCK_STREAM, 0);
-    if (lhost != NULL) err = do_bind(L, s, lhost, lport, eb);
   }
   lua_settop(L, 6);
   s->nargs = 6;
+  if (lhost != NULL && !s->bound) err = do_bind(L, 6, s, lhost, lport, eb);
   if (err == NULL) err = do_connect(L, s, host, port, eb);
   if (err != NULL) {
     close_sock(s);
@@ -1467,27 +1697,28 @@ static const char *host_error(lua_State *L, int rc, char *eb) {
   return gai_errstr(L, rc, eb);
 }
 
-/* Forward lookup of IPv4 addresses (luasocket's gethostbyname). */
+/* Forward lookup of IPv4 addresses (luasocket's gethostbyname), for a
+ * dns.* function whose only argument is at 1. [-0, +1, e] */
 static struct addrinfo *lookup4(lua_State *L, const char *name, const char **err, char *eb) {
-  struct addrinfo hints;
-  struct addrinfo **box = lua_newuserdatauv(L, sizeof *box, 0);
+  struct addrinfo hints, *ai;
   int rc;
-  *box = NULL;
-  luaL_setmetatable(L, NL_ADDRINFO_MT);
   memset(&hints, 0, sizeof hints);
   hints.ai_family = AF_INET;
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_flags = AI_CANONNAME;
-  rc = nl_getaddrinfo(name, NULL, &hints, box, NL_NODEADLINE);
+  rc = resolve_rc(L, 1, name, NULL, &hints, NL_NODEADLINE, &ai);
   *err = rc ? host_error(L, rc, eb) : NULL;
-  return rc ? NULL : *box;
+  return rc ? NULL : ai;
 }
 
 static int dns_toip(lua_State *L) {
   const char *name = luaL_checkstring(L, 1);
   const char *err;
   ErrBuf eb;
-  struct addrinfo *ai = lookup4(L, name, &err, eb);
+  struct addrinfo *ai;
+  lua_settop(L, 1);
+  lookups_begin(L);
+  ai = lookup4(L, name, &err, eb);
   if (ai == NULL) return nl_pushfail(L, err, NULL);
   push_resolved(L, ai->ai_canonname ? ai->ai_canonname : name, ai);
   lua_getfield(L, -1, "ip");
@@ -1504,6 +1735,8 @@ static int dns_tohostname(lua_State *L) {
   const char *err;
   ErrBuf eb;
   int rc;
+  lua_settop(L, 1);
+  lookups_begin(L);
   memset(&sa, 0, sizeof sa);
   sa.sin_family = AF_INET;
   if (inet_pton(AF_INET, addr, &sa.sin_addr) != 1) {
@@ -1513,8 +1746,8 @@ static int dns_tohostname(lua_State *L) {
     push_resolved(L, lua_tostring(L, -1), ai);
     return 2;
   }
-  rc = nl_getnameinfo((struct sockaddr *)&sa, sizeof sa, host, sizeof host, NULL, 0,
-                      NI_NAMEREQD, NL_NODEADLINE);
+  rc = reverse_rc(L, 1, (struct sockaddr *)&sa, sizeof sa, host, sizeof host, NULL, 0,
+                  NI_NAMEREQD);
   if (rc != 0) return nl_pushfail(L, host_error(L, rc, eb), NULL);
   lua_pushstring(L, host);
   push_resolved(L, host, NULL);
@@ -1531,6 +1764,8 @@ static int dns_getaddrinfo(lua_State *L) {
   const char *err;
   ErrBuf eb;
   int i = 0;
+  lua_settop(L, 1);
+  lookups_begin(L);
   memset(&hints, 0, sizeof hints);
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -1538,7 +1773,7 @@ static int dns_getaddrinfo(lua_State *L) {
     host = NULL;
     hints.ai_flags = AI_PASSIVE;
   }
-  ai = resolve(L, host, NULL, &hints, NL_NODEADLINE, &err, eb);
+  ai = resolve(L, 1, host, NULL, &hints, NL_NODEADLINE, &err, eb);
   if (ai == NULL) return nl_pushfail(L, err, NULL);
   lua_newtable(L);
   for (; ai != NULL; ai = ai->ai_next) {
@@ -1566,16 +1801,18 @@ static int dns_getnameinfo(lua_State *L) {
   ErrBuf eb;
   int i = 0, rc;
   if (host == NULL && serv == NULL) return luaL_error(L, "invalid arguments");
+  lua_settop(L, 2);
+  lookups_begin(L);
   memset(&hints, 0, sizeof hints);
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
-  ai = resolve(L, host, serv, &hints, NL_NODEADLINE, &err, eb);
+  ai = resolve(L, 2, host, serv, &hints, NL_NODEADLINE, &err, eb);
   if (ai == NULL) return nl_pushfail(L, err, NULL);
   lua_newtable(L);
   service[0] = '\0';
   for (; ai != NULL; ai = ai->ai_next) {
-    rc = nl_getnameinfo(ai->ai_addr, ai->ai_addrlen, name, sizeof name,
-                        service, sizeof service, 0, NL_NODEADLINE);
+    rc = reverse_rc(L, 2, ai->ai_addr, ai->ai_addrlen, name, sizeof name,
+                    service, sizeof service, 0);
     if (rc != 0) return nl_pushfail(L, gai_errstr(L, rc, eb), NULL);
     if (host == NULL) continue;
     lua_pushstring(L, name);

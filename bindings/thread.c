@@ -123,7 +123,7 @@ static void task_rejoin(lua_State *L, int fd) {
   nl_TaskExt **slot;
   uint64_t n;
   if (!nl_restarting(L) || (slot = nl_task_ext(L)) == NULL) return;
-  if (*slot != NULL) node_unlink((TaskNode *)*slot);
+  if (*slot != NULL && (*slot)->cleanup == node_cleanup) node_unlink((TaskNode *)*slot);
   while (read(fd, &n, sizeof n) < 0 && errno == EINTR) {}
 }
 
@@ -136,6 +136,11 @@ static int task_wait_on(Caller *c, nl_TaskExt **slot, pthread_mutex_t *mu, WaitL
                         int fd, double deadline) {
   TaskNode *n = (TaskNode *)*slot;
   int r;
+  if (n != NULL && n->ext.cleanup != node_cleanup) { /* another binding's record */
+    (*slot)->cleanup(*slot);
+    *slot = NULL;
+    n = NULL;
+  }
   if (n == NULL) {
     n = (TaskNode *)calloc(1, sizeof *n);
     if (n == NULL) return -1;

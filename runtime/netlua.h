@@ -182,7 +182,11 @@ double nl_deadlinek(lua_State *L, double timeout);
 typedef struct nl_TaskExt nl_TaskExt;
 struct nl_TaskExt { void (*cleanup)(nl_TaskExt *ext); };
 
-/* The running task's slot for such a record; NULL outside tasks. */
+/* The running task's slot for such a record; NULL outside tasks. Bindings
+ * share it: one that finds another's record there (its cleanup is not its
+ * own) runs that cleanup and takes the slot, so a record may only be relied
+ * on across the waits of one call (thread.c's wait node, socket.c's
+ * lookups). */
 nl_TaskExt **nl_task_ext(lua_State *L);
 
 /* A list of waiters woken together (task joins, channels). */

@@ -1,10 +1,12 @@
 /*
  * sock.c: plain-C socket helpers (layer: runtime): descriptor creation and
  * name resolution that honours deadlines and Ctrl-C. getaddrinfo blocks, so
- * for names (not numeric addresses) it runs in a detached helper thread that
- * signals a pipe; the caller waits on the pipe through nl_wait, the one
- * waiting point. A caller that gives up (timeout, Ctrl-C) drops its reference
- * and the thread frees the job when it finishes.
+ * for names (not numeric addresses) it runs in a detached helper thread, a
+ * lookup job, that signals a socketpair when it is done; the caller waits on
+ * its end through nl_wait (or, in a task, through nl_waitk: see socket.c). A
+ * caller that gives up (timeout, Ctrl-C, a cancelled task) closes its end in
+ * its own thread (so its loop forgets the descriptor) and drops its
+ * reference; the thread frees the job when it finishes.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -28,11 +30,13 @@ void nl_closefd(int fd) {
   close(fd);
 }
 
-/* One lookup handed to a helper thread; two owners (caller and thread). */
-typedef struct Job {
+/* One lookup handed to a helper thread; two owners (caller and thread).
+ * fds[0] is the caller's end (closed by the caller, in its thread), fds[1]
+ * the thread's (closed with the job). */
+struct nl_Lookup {
   atomic_int refs;
   atomic_int done; /* set (release) once rc/res/name are final */
-  int pipe[2];
+  int fds[2];
   int reverse; /* 0: getaddrinfo, 1: getnameinfo */
   int rc, err; /* err: errno of an EAI_SYSTEM failure */
   char *host, *serv;
@@ -42,16 +46,26 @@ typedef struct Job {
   socklen_t salen;
   int flags;
   char name[NI_MAXHOST], service[NI_MAXSERV];
-} Job;
+};
 
-static void job_release(Job *job) {
+typedef struct nl_Lookup Job;
+
+static void job_unref(Job *job) {
   if (atomic_fetch_sub(&job->refs, 1) != 1) return;
   if (job->res != NULL) freeaddrinfo(job->res);
-  nl_closefd(job->pipe[0]);
-  nl_closefd(job->pipe[1]);
+  if (job->fds[1] >= 0) close(job->fds[1]); /* never in a loop */
   free(job->host);
   free(job->serv);
   free(job);
+}
+
+void nl_lookup_release(nl_Lookup *job) {
+  int saved = errno; /* an EAI_SYSTEM caller reads it afterwards */
+  if (job == NULL) return;
+  nl_closefd(job->fds[0]); /* this thread's loop forgets it */
+  job->fds[0] = -1;
+  job_unref(job);
+  errno = saved;
 }
 
 static void *job_run(void *arg) {
@@ -65,43 +79,36 @@ static void *job_run(void *arg) {
     job->rc = getaddrinfo(job->host, job->serv, &job->hints, &job->res);
   job->err = errno;
   atomic_store_explicit(&job->done, 1, memory_order_release);
-  do n = write(job->pipe[1], "x", 1); while (n < 0 && errno == EINTR);
-  job_release(job);
+  /* the caller may have closed its end already: EPIPE, no signal */
+  do n = send(job->fds[1], "x", 1, MSG_NOSIGNAL); while (n < 0 && errno == EINTR);
+  job_unref(job);
   return NULL;
 }
 
-static Job *job_new(void) {
+static Job *job_new(int with_thread) {
   Job *job = calloc(1, sizeof *job);
   if (job == NULL) return NULL;
-  atomic_init(&job->refs, 2);
+  atomic_init(&job->refs, with_thread ? 2 : 1);
   atomic_init(&job->done, 0);
-  if (pipe2(job->pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
+  job->fds[0] = job->fds[1] = -1;
+  if (with_thread &&
+      socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, job->fds) != 0) {
     free(job);
     return NULL;
   }
   return job;
 }
 
-static int job_start(Job *job) {
+/* Starts the job's thread; on failure the job is freed. */
+static Job *job_start(Job *job) {
   pthread_t thread;
-  int rc = nl_thread_start(&thread, job_run, job);
-  if (rc != 0) return rc;
-  pthread_detach(thread);
-  return 0;
-}
-
-/* Waits for the job; returns 0 when it finished, else an NL_EAI_* code.
- * Drops the caller's reference only when it did not finish. */
-static int job_wait(Job *job, double deadline) {
-  for (;;) {
-    int r = nl_wait(job->pipe[0], NL_READ, deadline);
-    if (r <= 0) {
-      job_release(job);
-      return r == 0 ? NL_EAI_TIMEOUT : NL_EAI_INTERRUPTED;
-    }
-    /* the acquire pairs with job_run's release: its results are visible */
-    if (atomic_load_explicit(&job->done, memory_order_acquire)) return 0;
+  if (nl_thread_start(&thread, job_run, job) != 0) {
+    atomic_store(&job->refs, 1);
+    nl_lookup_release(job);
+    return NULL;
   }
+  pthread_detach(thread);
+  return job;
 }
 
 static int is_numeric_host(const char *host) {
@@ -110,31 +117,98 @@ static int is_numeric_host(const char *host) {
   return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
 }
 
+int nl_resolves_at_once(const char *host, const struct addrinfo *hints) {
+  return is_numeric_host(host) || (hints != NULL && (hints->ai_flags & AI_NUMERICHOST));
+}
+
+nl_Lookup *nl_lookup_addr(const char *host, const char *serv,
+                          const struct addrinfo *hints) {
+  int at_once = nl_resolves_at_once(host, hints);
+  Job *job = job_new(!at_once);
+  if (job == NULL) return NULL;
+  if (hints != NULL) job->hints = *hints;
+  job->hints.ai_next = NULL;
+  job->hints.ai_addr = NULL;
+  job->hints.ai_canonname = NULL;
+  if (at_once) {
+    job->rc = getaddrinfo(host, serv, &job->hints, &job->res);
+    job->err = errno;
+    atomic_store(&job->done, 1);
+    return job;
+  }
+  job->host = strdup(host);
+  job->serv = serv ? strdup(serv) : NULL;
+  if (job->host == NULL || (serv != NULL && job->serv == NULL)) {
+    atomic_store(&job->refs, 1);
+    nl_lookup_release(job);
+    return NULL;
+  }
+  return job_start(job);
+}
+
+nl_Lookup *nl_lookup_name(const struct sockaddr *sa, socklen_t salen, int flags) {
+  Job *job = job_new(1);
+  if (job == NULL) return NULL;
+  job->reverse = 1;
+  if (salen > sizeof job->sa) salen = sizeof job->sa;
+  memcpy(&job->sa, sa, salen);
+  job->salen = salen;
+  job->flags = flags;
+  return job_start(job);
+}
+
+int nl_lookup_fd(const nl_Lookup *job) { return job->fds[0]; }
+
+int nl_lookup_done(nl_Lookup *job) {
+  /* the acquire pairs with job_run's release: its results are visible */
+  return atomic_load_explicit(&job->done, memory_order_acquire);
+}
+
+int nl_lookup_addrinfo(nl_Lookup *job, struct addrinfo **res) {
+  *res = job->res;
+  job->res = NULL;
+  if (job->rc == EAI_SYSTEM) errno = job->err; /* the caller reads errno */
+  return job->rc;
+}
+
+int nl_lookup_nameinfo(nl_Lookup *job, char *host, size_t hostlen, char *serv,
+                       size_t servlen) {
+  if (job->rc == 0 && host != NULL && hostlen > 0) {
+    strncpy(host, job->name, hostlen - 1);
+    host[hostlen - 1] = '\0';
+  }
+  if (job->rc == 0 && serv != NULL && servlen > 0) {
+    strncpy(serv, job->service, servlen - 1);
+    serv[servlen - 1] = '\0';
+  }
+  if (job->rc == EAI_SYSTEM) errno = job->err;
+  return job->rc;
+}
+
+/* Waits for the job, blocking the thread (nl_wait); returns 0 when it
+ * finished, else an NL_EAI_* code, the job then released. */
+static int job_wait(Job *job, double deadline) {
+  while (!nl_lookup_done(job)) {
+    int r = nl_wait(job->fds[0], NL_READ, deadline);
+    if (r <= 0) {
+      nl_lookup_release(job);
+      return r == 0 ? NL_EAI_TIMEOUT : NL_EAI_INTERRUPTED;
+    }
+  }
+  return 0;
+}
+
 int nl_getaddrinfo(const char *host, const char *serv,
                    const struct addrinfo *hints, struct addrinfo **res,
                    double deadline) {
   Job *job;
   int rc;
   *res = NULL;
-  if (is_numeric_host(host)) return getaddrinfo(host, serv, hints, res);
-  if ((job = job_new()) == NULL) return EAI_MEMORY;
-  job->host = strdup(host);
-  job->serv = serv ? strdup(serv) : NULL;
-  if (hints != NULL) job->hints = *hints;
-  job->hints.ai_next = NULL;
-  job->hints.ai_addr = NULL;
-  job->hints.ai_canonname = NULL;
-  if (job->host == NULL || job_start(job) != 0) {
-    atomic_store(&job->refs, 1);
-    job_release(job);
-    return EAI_MEMORY;
-  }
+  if (nl_resolves_at_once(host, hints)) return getaddrinfo(host, serv, hints, res);
+  if ((job = nl_lookup_addr(host, serv, hints)) == NULL) return EAI_MEMORY;
   if ((rc = job_wait(job, deadline)) != 0) return rc;
-  rc = job->rc;
-  if (rc == EAI_SYSTEM) errno = job->err; /* the caller reads errno */
-  *res = job->res;
-  job->res = NULL;
-  job_release(job);
+  rc = nl_lookup_addrinfo(job, res);
+  nl_lookup_release(job);
   return rc;
 }
 
@@ -143,28 +217,9 @@ int nl_getnameinfo(const struct sockaddr *sa, socklen_t salen, char *host,
                    double deadline) {
   Job *job;
   int rc;
-  if ((job = job_new()) == NULL) return EAI_MEMORY;
-  job->reverse = 1;
-  if (salen > sizeof job->sa) salen = sizeof job->sa;
-  memcpy(&job->sa, sa, salen);
-  job->salen = salen;
-  job->flags = flags;
-  if (job_start(job) != 0) {
-    atomic_store(&job->refs, 1);
-    job_release(job);
-    return EAI_MEMORY;
-  }
+  if ((job = nl_lookup_name(sa, salen, flags)) == NULL) return EAI_MEMORY;
   if ((rc = job_wait(job, deadline)) != 0) return rc;
-  rc = job->rc;
-  if (rc == EAI_SYSTEM) errno = job->err;
-  if (rc == 0 && host != NULL && hostlen > 0) {
-    strncpy(host, job->name, hostlen - 1);
-    host[hostlen - 1] = '\0';
-  }
-  if (rc == 0 && serv != NULL && servlen > 0) {
-    strncpy(serv, job->service, servlen - 1);
-    serv[servlen - 1] = '\0';
-  }
-  job_release(job);
+  rc = nl_lookup_nameinfo(job, host, hostlen, serv, servlen);
+  nl_lookup_release(job);
   return rc;
 }

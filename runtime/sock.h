@@ -22,10 +22,37 @@ int nl_getaddrinfo(const char *host, const char *serv,
                    const struct addrinfo *hints, struct addrinfo **res,
                    double deadline);
 
+/* True when getaddrinfo answers without asking anyone (a numeric or NULL
+ * host, AI_NUMERICHOST): it never waits, no helper thread is needed. */
+int nl_resolves_at_once(const char *host, const struct addrinfo *hints);
+
 /* getnameinfo under the same rules. */
 int nl_getnameinfo(const struct sockaddr *sa, socklen_t salen, char *host,
                    size_t hostlen, char *serv, size_t servlen, int flags,
                    double deadline);
+
+/* The same lookups for a caller that waits by itself (a task, socket.c):
+ * a job runs getaddrinfo/getnameinfo in a detached helper thread (numeric
+ * hosts: at once, no thread) and makes nl_lookup_fd readable when it is
+ * done. The caller owns one reference and gives it back with
+ * nl_lookup_release, finished or not, from the thread that started it (its
+ * loop forgets the descriptor); an unfinished job is freed by its thread. */
+typedef struct nl_Lookup nl_Lookup;
+
+/* Starts a lookup; NULL when out of memory or threads. */
+nl_Lookup *nl_lookup_addr(const char *host, const char *serv,
+                          const struct addrinfo *hints);
+nl_Lookup *nl_lookup_name(const struct sockaddr *sa, socklen_t salen, int flags);
+
+int nl_lookup_fd(const nl_Lookup *job); /* readable once done (-1: done) */
+int nl_lookup_done(nl_Lookup *job);     /* true once the results are final */
+
+/* The outcome of a finished job: the getaddrinfo/getnameinfo code (errno
+ * set for EAI_SYSTEM). nl_lookup_addrinfo hands over *res (freeaddrinfo). */
+int nl_lookup_addrinfo(nl_Lookup *job, struct addrinfo **res);
+int nl_lookup_nameinfo(nl_Lookup *job, char *host, size_t hostlen, char *serv,
+                       size_t servlen);
+void nl_lookup_release(nl_Lookup *job);
 
 /* A new non-blocking, close-on-exec socket: fd >= 0 or -errno. */
 int nl_socket(int family, int type, int protocol);

@@ -1,0 +1,435 @@
+-- test_task_dns.lua: name resolution inside a task suspends only that task.
+-- Each case runs a script in a private mount namespace (unshare -m) whose
+-- /etc/nsswitch.conf says "hosts: dns" and whose /etc/resolv.conf names a
+-- name server the script itself runs, in a thread, on a free 127.0.53.N:53
+-- (loopback only). That server answers some names at once, holds others
+-- until a task tells it to answer (so "A was still resolving while B ran"
+-- is an order of events, not a timing), and never answers "never.test".
+local t = require "testlib"
+
+-- The name server and the helpers every case's script starts with.
+--   slow.test      A 127.0.0.1, held until "release" (AAAA: none, at once)
+--   2.0.0.127.in-addr.arpa   PTR slow.test, held likewise
+--   fast.test      A 127.0.0.1 at once
+--   dual.test      AAAA ::1 and A 127.0.0.1 at once
+--   never.test     held until "answer never" (then NXDOMAIN)
+--   anything else  NXDOMAIN at once
+-- A query held 3 s is answered anyway: a resolver that blocks the whole
+-- thread (so no task can say "release") makes a case fail, not hang.
+local PRELUDE = [=[
+local socket = require "socket"
+local task = require "task"
+local thread = require "thread"
+
+local function serve(control, replies, resolv)
+  local socket = require "socket"
+  local udp = socket.udp()
+  local addr
+  for i = 1, 254 do
+    if udp:setsockname("127.0.53." .. i, 53) then addr = "127.0.53." .. i break end
+  end
+  assert(addr, "no free loopback address for the name server")
+  local f = assert(io.open(resolv, "w"))
+  f:write("nameserver ", addr, "\noptions timeout:30 attempts:1\n")
+  f:close()
+  replies:send(addr)
+
+  local function parse(q)
+    if #q < 12 then return nil end
+    local id, flags = string.unpack(">I2I2", q)
+    local pos, labels = 13, {}
+    while true do
+      local len = q:byte(pos)
+      if len == nil then return nil end
+      if len == 0 then pos = pos + 1 break end
+      labels[#labels + 1] = q:sub(pos + 1, pos + len)
+      pos = pos + 1 + len
+    end
+    local qtype = string.unpack(">I2", q, pos)
+    return {id = id, rd = flags & 0x0100, name = table.concat(labels, "."):lower(),
+            qtype = qtype, question = q:sub(13, pos + 3)}
+  end
+  local function encode(name)
+    local out = {}
+    for label in name:gmatch("[^.]+") do out[#out + 1] = string.char(#label) .. label end
+    return table.concat(out) .. "\0"
+  end
+  -- rcode, and the answer's type and data (or none)
+  local function reply(q, rcode, atype, rdata)
+    local n = rdata and 1 or 0
+    local msg = string.pack(">I2I2I2I2I2I2", q.id, 0x8480 | q.rd | rcode, 1, n, 0, 0) .. q.question
+    if rdata then msg = msg .. string.pack(">I2I2I2I4s2", 0xC00C, atype, 1, 60, rdata) end
+    udp:sendto(msg, q.ip, q.port)
+  end
+  local A, PTR, AAAA = 1, 12, 28
+  local function answer(q)
+    if q.name == "slow.test" and q.qtype == A then
+      return reply(q, 0, A, "\127\0\0\1")
+    elseif q.name == "2.0.0.127.in-addr.arpa" and q.qtype == PTR then
+      return reply(q, 0, PTR, encode("slow.test"))
+    elseif (q.name == "fast.test" or q.name == "dual.test") and q.qtype == A then
+      return reply(q, 0, A, "\127\0\0\1")
+    elseif q.name == "dual.test" and q.qtype == AAAA then
+      return reply(q, 0, AAAA, string.rep("\0", 15) .. "\1")
+    elseif q.name == "slow.test" or q.name == "fast.test" then
+      return reply(q, 0) -- no record of that type
+    end
+    return reply(q, 3) -- NXDOMAIN
+  end
+  local function held_name(q)
+    return (q.name == "slow.test" and q.qtype == A) or
+           (q.name == "2.0.0.127.in-addr.arpa" and q.qtype == PTR)
+  end
+
+  local held, never = {}, {}
+  udp:settimeout(0.02)
+  while true do
+    local data, ip, port = udp:receivefrom()
+    local q = data and parse(data)
+    if q then
+      q.ip, q.port, q.at = ip, port, socket.gettime()
+      if q.name == "never.test" then never[#never + 1] = q
+      elseif held_name(q) then held[#held + 1] = q
+      else answer(q) end
+    end
+    for i = #held, 1, -1 do
+      if socket.gettime() - held[i].at > 3 then answer(table.remove(held, i)) end
+    end
+    local cmd = control:recv(0)
+    if cmd == "held" then
+      replies:send({held = #held, never = #never})
+    elseif cmd == "release" then
+      for _, h in ipairs(held) do answer(h) end
+      replies:send(#held)
+      held = {}
+    elseif cmd == "answer never" then
+      for _, h in ipairs(never) do answer(h) end
+      replies:send(#never)
+      never = {}
+    end
+  end
+end
+
+local control, replies = thread.channel(), thread.channel()
+thread.spawn{serve, control, replies, os.getenv("RESOLV"), daemon = true}
+assert(replies:recv(10), "the name server started")
+
+-- What the name server holds now: {held = n, never = n}.
+local function held()
+  control:send("held")
+  return replies:recv()
+end
+
+-- Answers the held queries; returns how many there were.
+local function release()
+  control:send("release")
+  return replies:recv()
+end
+
+-- Polls (bounded) until the name server holds a query of `kind`.
+local function until_held(kind)
+  for _ = 1, 500 do
+    if held()[kind] > 0 then return true end
+    task.sleep(0.01)
+  end
+  return false
+end
+
+-- Runs op() in task A while task B waits until the name server holds A's
+-- query, notes whether A had finished then, and releases it. Returns
+-- whether A was still waiting, and A's results packed.
+local function while_held(op)
+  local a_done = false
+  local a = task.spawn(function()
+    local r = table.pack(op())
+    a_done = true
+    return r
+  end)
+  local b = task.spawn(function()
+    local seen = until_held("held")
+    local pending = seen and not a_done
+    release()
+    return pending
+  end)
+  local _, pending = b:join()
+  local ok, r = a:join()
+  assert(ok, r)
+  return pending, r
+end
+
+local function show(...)
+  local out = {}
+  for i = 1, select("#", ...) do out[#out + 1] = tostring((select(i, ...))) end
+  return table.concat(out, " ")
+end
+]=]
+
+local dir = t.tmpdir()
+t.writefile(dir .. "/resolv.conf", "")
+t.writefile(dir .. "/nsswitch.conf", "hosts: dns\n")
+local MOUNT = "timeout -s KILL 60 unshare -m sh -c 'mount --bind " .. dir ..
+  "/resolv.conf /etc/resolv.conf && mount --bind " .. dir ..
+  "/nsswitch.conf /etc/nsswitch.conf && RESOLV=" .. dir .. "/resolv.conf "
+local usable = t.sh(MOUNT .. "echo mounted'") == "mounted\n"
+local WHY = "needs unshare -m and mount (root) for a private resolv.conf"
+
+-- Runs PRELUDE .. body in the private namespace; returns its stdout (tabs
+-- as spaces) and checks that it ended well (exit 0, nothing on stderr: ASan
+-- reports land there).
+local function run(body)
+  local script = t.script(PRELUDE .. body)
+  local out, err, code = t.sh(MOUNT .. "exec " .. t.shellquote(t.NETLUA) .. " " .. script .. "'")
+  t.eq(err, "", "stderr")
+  t.eq(code, 0, "exit status")
+  return (out:gsub("\t", " "))
+end
+
+local function case(name, fn)
+  t.test(name, function()
+    if not usable then return t.skip(name, WHY) end
+    fn()
+  end)
+end
+
+case("while task A resolves a slow name, task B does echo round trips and sleeps", function()
+  local out = run([[
+    local server = assert(socket.bind("127.0.0.1", 0))
+    local _, port = server:getsockname()
+    local echo = task.spawn(function()
+      local c = assert(server:accept())
+      for line in function() return c:receive() end do c:send(line .. "\n") end
+      c:close()
+    end)
+    local a_done, rounds, pending = false, 0, nil
+    local a = task.spawn(function()
+      local ip = socket.dns.toip("slow.test")
+      a_done = true
+      return ip
+    end)
+    local b = task.spawn(function()
+      local c = assert(socket.connect("127.0.0.1", port))
+      for i = 1, 50 do
+        c:send("ping " .. i .. "\n")
+        if c:receive() == "ping " .. i then rounds = rounds + 1 end
+        task.sleep(0.001)
+      end
+      c:close()
+      local seen = until_held("held")
+      pending = seen and not a_done
+      print("released", release())
+    end)
+    b:join() echo:join()
+    print("rounds", rounds)
+    print("A pending while B worked", pending)
+    print("A", a:join())
+  ]])
+  t.eq(out, "released 1\nrounds 50\nA pending while B worked true\nA true 127.0.0.1\n")
+end)
+
+case("every lookup path suspends only its task and returns what it resolved", function()
+  local out = run([[
+    local server = assert(socket.bind("127.0.0.1", 0))
+    local _, port = server:getsockname()
+    local function check(name, op)
+      local pending, r = while_held(op)
+      print(name, pending, show(table.unpack(r, 1, r.n)))
+    end
+    check("socket.connect", function()
+      local c, err = socket.connect("slow.test", port)
+      if not c then return err end
+      return c:getpeername()
+    end)
+    check("tcp:connect", function()
+      local c = socket.tcp()
+      c:settimeout(5)
+      local ok, err = c:connect("slow.test", port)
+      return ok, err, c:getpeername()
+    end)
+    check("socket.connect local name", function()
+      local c, err = socket.connect("127.0.0.1", port, "slow.test", 0)
+      return c and (c:getsockname()) or err
+    end)
+    check("tcp:bind", function()
+      local m = socket.tcp()
+      return m:bind("slow.test", 0), (m:getsockname())
+    end)
+    check("udp:setsockname", function()
+      local u = socket.udp()
+      return u:setsockname("slow.test", 0), (u:getsockname())
+    end)
+    check("udp:setpeername", function()
+      local u = socket.udp()
+      return u:setpeername("slow.test", 9), u:getpeername()
+    end)
+    check("dns.toip", function() return socket.dns.toip("slow.test") end)
+    check("dns.getaddrinfo", function()
+      local r = socket.dns.getaddrinfo("slow.test")
+      return #r, r[1].addr, r[1].family
+    end)
+    check("dns.tohostname", function()
+      local name, info = socket.dns.tohostname("127.0.0.2")
+      return name, info.ip[1]
+    end)
+    check("dns.getnameinfo", function()
+      local names, serv = socket.dns.getnameinfo("slow.test", "80")
+      return #names, names[1], serv
+    end)
+  ]])
+  local want = {
+    "socket.connect true 127%.0%.0%.1 %d+ inet",
+    "tcp:connect true 1%.0 nil 127%.0%.0%.1 %d+ inet",
+    "socket.connect local name true 127%.0%.0%.1",
+    "tcp:bind true 1%.0 127%.0%.0%.1",
+    "udp:setsockname true 1%.0 127%.0%.0%.1",
+    "udp:setpeername true 1%.0 127%.0%.0%.1 9 inet",
+    "dns.toip true 127%.0%.0%.1 table: 0x%x+",
+    "dns.getaddrinfo true 1 127%.0%.0%.1 inet",
+    "dns.tohostname true slow%.test 127%.0%.0%.2",
+    "dns.getnameinfo true 1 127%.0%.0%.1 http",
+  }
+  local i = 0
+  for line in out:gmatch("[^\n]+") do
+    i = i + 1
+    t.match(line, "^" .. (want[i] or "nothing more") .. "$")
+  end
+  t.eq(i, #want, "lines")
+end)
+
+case("a connect in a task goes on to the next address after a wait", function()
+  local out = run([[
+    local server = assert(socket.bind("127.0.0.1", 0)) -- IPv4 only: ::1 refuses
+    local _, port = server:getsockname()
+    print("order", show(table.unpack((function()
+      local r = {}
+      for _, a in ipairs(socket.dns.getaddrinfo("dual.test")) do r[#r + 1] = a.family end
+      return r
+    end)())))
+    local h = task.spawn(function()
+      local c, err = socket.connect("dual.test", port)
+      local m = socket.tcp()
+      m:settimeout(5)
+      local ok, err2 = m:connect("dual.test", port)
+      return c and c:getfamily() or err, ok and m:getfamily() or err2
+    end)
+    print(h:join())
+  ]])
+  t.eq(out, "order inet6 inet\ntrue inet4 inet4\n")
+end)
+
+case("a socket's timeout bounds the lookup in a task, and the other tasks run meanwhile", function()
+  local out = run([[
+    local a_done, ticks = false, 0
+    local a = task.spawn(function()
+      local c = socket.tcp()
+      c:settimeout(0.2)
+      local r1 = show(c:connect("never.test", 80))
+      local ticks1 = ticks
+      c:settimeout(0.2, "t")
+      local r2 = show(c:connect("never.test", 80))
+      local ticks2 = ticks
+      local r3 = show(socket.connect("fast.test", 9)) -- the task goes on
+      a_done = true
+      return r1, r2, r3, ticks1 > 0, ticks2 > ticks1
+    end)
+    local b = task.spawn(function()
+      while not a_done do ticks = ticks + 1 task.sleep(0.01) end
+    end)
+    print("A", a:join())
+    b:join()
+    local c = socket.tcp()           -- outside tasks: as before
+    c:settimeout(0.2)
+    print("main", c:connect("never.test", 80))
+  ]])
+  -- B ticked during each of A's two timed-out lookups
+  t.eq(out, "A true nil timeout nil timeout nil connection refused true true\n" ..
+    "main nil timeout\n")
+end)
+
+case("cancelling a task in a lookup releases its descriptors and memory", function()
+  local out = run([[
+    local time = require "time"
+    local pid = io.open("/proc/self/stat"):read("n")
+    local function nfds()
+      local p = io.popen("ls /proc/" .. pid .. "/fd | wc -l")
+      local n = p:read("n")
+      p:close()
+      return n
+    end
+    task.spawn(socket.dns.toip, "fast.test"):join() -- the loop and resolver set up
+    local base = nfds()
+    local a = task.spawn(function() return socket.dns.toip("never.test") end)
+    local b = task.spawn(function()
+      local c = socket.tcp()
+      return c:connect("never.test", 80)
+    end)
+    for _ = 1, 500 do
+      if held().never >= 3 then break end -- A; A and AAAA
+      time.sleep(0.01)
+    end
+    print("held", held().never)
+    print("more descriptors while resolving", nfds() > base)
+    print("cancel", a:cancel(), b:cancel())
+    print("status", a:status(), b:status())
+    print("join", a:join())
+    control:send("answer never")
+    print("answered", replies:recv())
+    local n
+    for _ = 1, 1000 do    -- the helper threads end when answered
+      n = nfds()          -- (<=: base may count a sanitizer's passing fd)
+      if n <= base then break end
+      time.sleep(0.01)
+    end
+    print("descriptors back to before", n <= base)
+    print("after", (select(2, task.spawn(socket.dns.toip, "fast.test"):join())))
+  ]])
+  t.eq(out, "held 3\nmore descriptors while resolving true\ncancel true true\n" ..
+    "status cancelled cancelled\njoin false cancelled\nanswered 3\n" ..
+    "descriptors back to before true\nafter 127.0.0.1\n")
+end)
+
+case("a name that does not exist fails in a task as outside tasks", function()
+  local out = run([[
+    local function attempts()
+      local c = socket.tcp()
+      c:settimeout(5)
+      return {
+        show(socket.dns.toip("missing.test")),
+        show(socket.dns.tohostname("missing.test")),
+        show(socket.dns.getaddrinfo("missing.test")),
+        show(socket.connect("missing.test", 80)),
+        show(c:connect("missing.test", 80)),
+      }
+    end
+    local outside = attempts()
+    local _, inside = task.spawn(attempts):join()
+    for i = 1, #outside do
+      print(outside[i] == inside[i], inside[i])
+    end
+  ]])
+  t.eq(out, "true nil host not found\ntrue nil host not found\n" ..
+    "true nil host or service not provided, or not known\n" ..
+    "true nil host or service not provided, or not known\n" ..
+    "true nil host or service not provided, or not known\n")
+end)
+
+case("lookups and channel waits take turns in one task", function()
+  local out = run([[
+    local ch = thread.channel()
+    local h = task.spawn(function()
+      local got = {}
+      for i = 1, 3 do
+        got[#got + 1] = socket.dns.toip("fast.test")
+        got[#got + 1] = select(2, ch:recv(0.01))        -- a channel wait
+        local c = socket.tcp()
+        c:settimeout(0.05)
+        got[#got + 1] = select(2, c:connect("never.test", 80))
+      end
+      return table.concat(got, " ")
+    end)
+    print(h:join())
+  ]])
+  t.eq(out, "true " .. string.rep("127.0.0.1 timeout timeout", 3, " ") .. "\n")
+end)
+
+t.rmtree(dir)
+t.done()
