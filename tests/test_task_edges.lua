@@ -1,0 +1,102 @@
+-- test_task_edges.lua: the task scheduler's edges: Ctrl-C in tasks busy in
+-- Lua code, waits inside mutex:with, errors nobody joins, and limits given
+-- as math.huge, NaN or negative numbers.
+local t = require "testlib"
+local task = require "task"
+local thread = require "thread"
+local socket = require "socket"
+
+-- A to-be-closed value that reports on stderr when it closes.
+local CLOSER = [[
+local function closer(name)
+  return setmetatable({}, {__close = function()
+    io.stderr:write(name, " closed\n") io.stderr:flush()
+  end})
+end
+]]
+
+-- ---- Ctrl-C ------------------------------------------------------------------
+
+t.test("Ctrl-C stops a task busy in Lua code: exit 130, every task's to-be-closed variables run", function()
+  local path, dir = t.script(CLOSER .. [[
+    local task = require "task"
+    task.spawn(function()
+      local c <close> = closer("sleeper")
+      task.sleep(3600)
+    end)
+    local h = task.spawn(function()
+      local c <close> = closer("busy")
+      print("ready") io.stdout:flush()
+      local n = 0
+      while true do n = n + 1 end
+    end)
+    h:join()
+    print("not reached")
+  ]])
+  local out, err, code = t.interrupt(path)
+  t.eq(code, 130, err)
+  t.eq(out, "ready\n")
+  t.match(err, "netlua: interrupted\n")
+  t.match(err, "busy closed\n")
+  t.match(err, "sleeper closed\n")
+  t.ok(not err:find("nobody joined"), "an interrupt is not a task error: " .. err)
+  t.rmtree(dir)
+end)
+
+t.test("Ctrl-C in a busy task is catchable in that task; the program goes on", function()
+  local path, dir = t.script([[
+    local task = require "task"
+    local other = task.spawn(function() task.sleep(0.01) return "other done" end)
+    local h = task.spawn(function()
+      print("ready") io.stdout:flush()
+      local ok, err = pcall(function() while true do end end)
+      return "caught " .. tostring(err)
+    end)
+    print(h:join())
+    print(other:join())
+  ]])
+  local out, err, code = t.interrupt(path)
+  t.eq(code, 0, err)
+  t.eq(out, "ready\ntrue\tcaught interrupted\ntrue\tother done\n")
+  t.rmtree(dir)
+end)
+
+t.test("Ctrl-C in a busy task that no one joins stops the waiting main script", function()
+  local path, dir = t.script([[
+    local task = require "task"
+    task.spawn(function()
+      print("ready") io.stdout:flush()
+      while true do end
+    end)
+    local ok, err = pcall(task.sleep, 3600)
+    io.stderr:write("main caught ", tostring(err), "\n")
+  ]])
+  local out, err, code = t.interrupt(path)
+  t.eq(code, 0, err)
+  t.eq(out, "ready\n")
+  t.match(err, "main caught interrupted\n")
+  t.rmtree(dir)
+end)
+
+t.test("Ctrl-C in a busy main script with waiting tasks: exit 130, the tasks' to-be-closed variables run", function()
+  local path, dir = t.script(CLOSER .. [[
+    local task = require "task"
+    local socket = require "socket"
+    local server = assert(socket.bind("127.0.0.1", 0))
+    task.spawn(function()
+      local c <close> = closer("acceptor")
+      server:accept()
+    end)
+    task.yield()
+    print("ready") io.stdout:flush()
+    while true do end
+  ]])
+  local out, err, code = t.interrupt(path)
+  t.eq(code, 130, err)
+  t.eq(out, "ready\n")
+  t.match(err, "netlua: interrupted\n")
+  t.match(err, "acceptor closed\n")
+  t.rmtree(dir)
+end)
+
+t.done()
