@@ -99,4 +99,72 @@ t.test("Ctrl-C in a busy main script with waiting tasks: exit 130, the tasks' to
   t.rmtree(dir)
 end)
 
+-- ---- errors nobody joins -------------------------------------------------------
+
+t.test("an error in a task is printed when the task ends, while the program still runs", function()
+  local path, dir = t.script([[
+    local task = require "task"
+    local h = task.spawn(function() error("early failure") end)
+    task.yield()
+    io.stderr:write("main still running, task ", h:status(), "\n")
+    task.sleep(0.01)
+  ]])
+  local out, err, code = t.netlua(t.shellquote(path))
+  t.eq(code, 0, err)
+  t.eq(out, "")
+  local printed = err:find("error in a task nobody joined: .*early failure")
+  local running = err:find("main still running, task failed")
+  t.ok(printed and running and printed < running, "printed before the main script went on:\n" .. err)
+  t.match(err, "stack traceback:")
+  t.rmtree(dir)
+end)
+
+t.test("an error printed when its task ended is not printed again; a later join still returns it", function()
+  local path, dir = t.script([[
+    local task = require "task"
+    local h = task.spawn(function() error("once only") end)
+    task.yield()
+    local ok, err = h:join()
+    print(ok, (err:match("once only")))
+    h = nil
+    collectgarbage() collectgarbage()
+  ]])
+  local out, err, code = t.netlua(t.shellquote(path))
+  t.eq(code, 0, err)
+  t.eq(out, "false\tonce only\n")
+  local _, count = err:gsub("once only", "")
+  t.eq(count, 1, err)
+  t.rmtree(dir)
+end)
+
+t.test("an error is not printed when a join waits for it, nor for tasks given to task.all", function()
+  local path, dir = t.script([[
+    local task = require "task"
+    local h = task.spawn(function() task.sleep(0.01) error("joined failure") end)
+    print(h:join() == false)
+    local hs = {
+      task.spawn(function() task.sleep(0.02) return 1 end),
+      task.spawn(function() error("all failure") end),
+    }
+    local r = task.all(hs)
+    print(r[1][2], (r[2][2]:match("all failure")))
+  ]])
+  local out, err, code = t.netlua(t.shellquote(path))
+  t.eq(code, 0, err)
+  t.eq(out, "true\n1\tall failure\n")
+  t.eq(err, "")
+  t.rmtree(dir)
+end)
+
+t.test("a task that fails closes its to-be-closed variables when it ends", function()
+  local log = {}
+  local h = task.spawn(function()
+    local c <close> = setmetatable({}, {__close = function() log[#log + 1] = "closed" end})
+    error("failure with a resource")
+  end)
+  local ok = h:join()
+  t.eq(ok, false)
+  t.eq(table.concat(log, ","), "closed")
+end)
+
 t.done()
