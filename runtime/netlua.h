@@ -78,7 +78,11 @@ double nl_walltime(void);  /* seconds since the epoch, microsecond resolution */
 #define NL_WRITE 2
 #define NL_NODEADLINE (-1.0)
 
-/* A deadline `timeout` seconds from now; negative timeout: none. */
+/* Timeouts above this many seconds (a century) mean no limit. */
+#define NL_MAXTIMEOUT 3.2e9
+
+/* A deadline `timeout` seconds from now; negative, NaN, math.huge or above
+ * NL_MAXTIMEOUT: none. */
 double nl_deadline(double timeout);
 
 /* Waits until `fd` is ready for `events` (NL_READ|NL_WRITE) or the absolute

@@ -243,4 +243,120 @@ t.test("a thread's mutex:with still works around plain waits", function()
   m:unlock()
 end)
 
+-- ---- limits given as math.huge, huge, NaN or negative numbers -------------------
+-- (a plain C cast of such a double is undefined: make SANITIZE=1 test
+-- checks float-cast-overflow; here each one must also behave)
+
+local FOREVER = {math.huge, 1e300, 0/0, -1}
+
+t.test("settimeout(math.huge, 1e300, NaN, -1) means no limit for a receive that waits", function()
+  for _, limit in ipairs(FOREVER) do
+    local server = assert(socket.bind("127.0.0.1", 0))
+    local _, port = server:getsockname()
+    local c = assert(socket.connect("127.0.0.1", port))
+    local peer = assert(server:accept())
+    server:close()
+    for _, mode in ipairs({"b", "t"}) do c:settimeout(limit, mode) end
+    -- the peer writes from another thread, so the receive really waits
+    local th = thread.spawn(function(p)
+      require("time").sleep(0.02)
+      p:send("late line\n")
+      p:close()
+    end, peer)
+    t.eq(c:receive("*l"), "late line", tostring(limit))
+    th:join()
+    c:close()
+  end
+end)
+
+t.test("channel recv/send, thread join, task join and task.sleep take math.huge, 1e300, NaN and -1 as no limit", function()
+  for _, limit in ipairs(FOREVER) do
+    local ch = thread.channel(1)
+    local th = thread.spawn(function(c) require("time").sleep(0.02) c:send("from thread") return "joined" end, ch)
+    t.eq(ch:recv(limit), "from thread", tostring(limit))
+    t.eq(select(2, th:join(limit)), "joined")
+    t.eq(ch:send("fits", limit), true)
+    local h = task.spawn(function() task.sleep(0.01) return "task joined" end)
+    t.eq(select(2, h:join(limit)), "task joined")
+  end
+  local sleeper = task.spawn(function() task.sleep(math.huge) end)
+  local sleeper2 = task.spawn(function() task.sleep(1e300) end)
+  task.yield()
+  t.eq(sleeper:status(), "waiting")
+  t.eq(sleeper2:status(), "waiting")
+  t.eq(sleeper:cancel(), true)
+  t.eq(sleeper2:cancel(), true)
+  t.raises("non-negative", function() task.sleep(0/0) end)
+end)
+
+t.test("socket.select and the main script's waits take math.huge as no limit", function()
+  local server = assert(socket.bind("127.0.0.1", 0))
+  local _, port = server:getsockname()
+  local th = thread.spawn(function(p)
+    require("time").sleep(0.02)
+    require("socket").connect("127.0.0.1", p):close()
+  end, tonumber(port))
+  local r = socket.select({server}, nil, math.huge)
+  t.eq(r[1], server)
+  r = socket.select({server}, nil, 1e300)
+  t.eq(r[1], server)
+  th:join()
+  server:close()
+end)
+
+t.test("http.server and http requests take math.huge limits and timeouts", function()
+  local http = require "http"
+  local srv = assert(http.server{port = 0, max_body = math.huge, max_uri = 1e300,
+    max_header = math.huge, max_connections = math.huge, request_timeout = math.huge,
+    keepalive_timeout = 1e300, send_timeout = math.huge})
+  srv:route("POST", "/echo", function(req) return req.body end)
+  local got
+  task.spawn(function()
+    local r, err = http.post(srv.url .. "/echo", "body text",
+      {timeout = math.huge, connect_timeout = 1e300, max_redirects = math.huge})
+    got = r and r.body or err
+    srv:close()
+  end)
+  srv:serve({timeout = math.huge})
+  t.eq(got, "body text")
+  t.raises("max_body", function() http.server{port = 0, max_body = -1} end)
+  t.raises("max_connections", function() http.server{port = 0, max_connections = 0/0} end)
+end)
+
+t.test("time.datetime rejects a time too far off instead of overflowing time_t", function()
+  local time = require "time"
+  t.raises("out of range", function() time.datetime(1e300) end)
+  t.raises("out of range", function() time.datetime(-1e300) end)
+  t.raises("finite", function() time.datetime(math.huge) end)
+end)
+
+-- ---- socket options without a descriptor ------------------------------------
+
+t.test("getoption('linger') before the socket has a descriptor: nil, msg, or the kept value; no getsockopt(-1)", function()
+  local s = socket.tcp()
+  t.eq(select("#", s:getoption("linger")), 2)
+  t.eq(select(2, s:getoption("linger")), "getsockopt failed")
+  t.eq(s:setoption("linger", {on = true, timeout = 3}), 1)
+  local l = s:getoption("linger")
+  t.eq(l.on, true)
+  t.eq(l.timeout, 3)
+  s:close()
+  t.eq(s:getoption("linger"), nil, "a closed socket forgets what it kept")
+  local server = assert(socket.bind("127.0.0.1", 0))
+  local _, port = server:getsockname()
+  local c = socket.tcp()
+  c:setoption("linger", {on = true, timeout = 2})
+  assert(c:connect("127.0.0.1", port))
+  l = c:getoption("linger")
+  t.eq(l.on, true, "applied when the descriptor was made")
+  t.eq(l.timeout, 2)
+  c:close() server:close()
+  if os.execute("command -v strace >/dev/null 2>&1") then
+    local _, err = t.sh(string.format(
+      "strace -f -e trace=getsockopt %s -e 'local s = require(\"socket\").tcp() s:getoption(\"linger\") s:getoption(\"keepalive\")'",
+      t.shellquote(t.NETLUA)))
+    t.ok(not err:find("getsockopt%(%-1"), "no getsockopt on descriptor -1:\n" .. err)
+  end
+end)
+
 t.done()
