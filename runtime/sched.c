@@ -390,7 +390,6 @@ static void report_failure(lua_State *H, nl_Task *t) {
     return;
   }
   if (t->joiners.head != NULL || t->claimed) return;
-  t->reported = 1;
   lua_rawgeti(H, -1, 2);
   msg = lua_tostring(H, -1);
   lua_writestringerror("%s: error in a task nobody joined: ", NL_PROGNAME);

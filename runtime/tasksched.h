@@ -25,7 +25,6 @@ typedef struct nl_Task {
   int cancelled, joined, ok;
   int interrupted; /* ended by a Ctrl-C it did not catch */
   int claimed;     /* task.all will join it: its error is not printed */
-  int reported;    /* its error was printed */
   struct nl_Task *next_ready;
   nl_WaitQueue joiners;
   nl_Watch one, *watches; /* watches of its current wait */
