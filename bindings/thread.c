@@ -363,6 +363,11 @@ static void set_self(lua_State *L, Record *r) {
   lua_setfield(L, LUA_REGISTRYINDEX, SELF_KEY);
 }
 
+static int cancel_tasks(lua_State *L) {
+  nl_sched_cancelall(L);
+  return 0;
+}
+
 static void run_body(lua_State *L, Record *r) {
   lua_sethook(L, stop_hook, LUA_MASKCOUNT, STOP_HOOK_COUNT);
   set_self(L, r);
@@ -377,6 +382,10 @@ static void run_body(lua_State *L, Record *r) {
   r->error = strdup(lua_tostring(L, -1));
   /* threads never take Ctrl-C: "interrupted" here means shutdown */
   r->interrupted = strncmp(lua_tostring(L, -1), "interrupted\n", 12) == 0;
+  lua_settop(L, 0);
+  lua_pushcfunction(L, cancel_tasks);
+  lua_pcall(L, 0, 0, 0); /* tasks the failed thread leaves: their resources close */
+  lua_settop(L, 0);
 }
 
 static void *thread_main(void *arg) {

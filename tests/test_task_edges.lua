@@ -99,6 +99,23 @@ t.test("Ctrl-C in a busy main script with waiting tasks: exit 130, the tasks' to
   t.rmtree(dir)
 end)
 
+t.test("a thread whose function fails cancels the tasks it leaves: their to-be-closed variables run", function()
+  local ch = thread.channel()
+  local th = thread.spawn(function(c)
+    local task = require "task"
+    task.spawn(function()
+      local guard <close> = setmetatable({}, {__close = function() c:send("task closed") end})
+      task.sleep(3600)
+    end)
+    task.yield()
+    error("thread fails")
+  end, ch)
+  local ok, err = th:join()
+  t.eq(ok, false)
+  t.match(err, "thread fails")
+  t.eq(ch:recv(10), "task closed")
+end)
+
 -- ---- errors nobody joins -------------------------------------------------------
 
 t.test("an error in a task is printed when the task ends, while the program still runs", function()
