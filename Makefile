@@ -21,8 +21,9 @@ STATIC_LUA := $(LUA_A) /usr/lib/$(LIBDIR_MA)/liblua5.4-cjson.a
 
 ifeq ($(SANITIZE),1)
   OUT := build/asan
-  SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-  SAN_LDFLAGS := -fsanitize=address,undefined
+  SAN_FLAGS := -fsanitize=address,undefined,float-cast-overflow -fno-omit-frame-pointer \
+               -fno-sanitize-recover=undefined,float-cast-overflow
+  SAN_LDFLAGS := -fsanitize=address,undefined,float-cast-overflow
   BIN := $(OUT)/netlua
 else ifeq ($(SANITIZE),thread)
   OUT := build/tsan

@@ -14,6 +14,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -280,12 +281,25 @@ static void set_headers(lua_State *L, int spec, Transfer *t) {
   if (t->headers != NULL) curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, t->headers);
 }
 
+/* Seconds as curl's milliseconds; 0 (curl's "no limit") for zero, negative,
+ * NaN and math.huge: a plain cast of those would be undefined. */
+static long to_ms(double seconds) {
+  if (!(seconds > 0) || seconds > NL_MAXTIMEOUT) return 0;
+  return (long)(seconds * 1000 + 0.5);
+}
+
+/* max_redirects: -1 (no limit) for math.huge or negative; 30 for NaN. */
+static long to_redirects(double n) {
+  if (isnan(n)) return 30;
+  if (n < 0 || n > 1e9) return -1;
+  return (long)n;
+}
+
 static void set_timeouts(lua_State *L, int spec, CURL *easy) {
-  double timeout = opt_number(L, spec, "timeout", 0);
-  double connect = opt_number(L, spec, "connect_timeout", 0);
-  if (timeout > 0) curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long)(timeout * 1000 + 0.5));
-  if (connect > 0)
-    curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long)(connect * 1000 + 0.5));
+  long timeout = to_ms(opt_number(L, spec, "timeout", 0));
+  long connect = to_ms(opt_number(L, spec, "connect_timeout", 0));
+  if (timeout > 0) curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, timeout);
+  if (connect > 0) curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, connect);
 }
 
 /* Opens spec.output (a fresh temporary file the Lua half named) for the
@@ -319,7 +333,7 @@ static int setup_transfer(lua_State *L, int spec, Transfer *t) {
   curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");
   curl_easy_setopt(easy, CURLOPT_USERAGENT, agent ? agent : DEFAULT_USER_AGENT);
   curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, (long)opt_bool(L, spec, "follow_redirects", 1));
-  curl_easy_setopt(easy, CURLOPT_MAXREDIRS, (long)opt_number(L, spec, "max_redirects", 30));
+  curl_easy_setopt(easy, CURLOPT_MAXREDIRS, to_redirects(opt_number(L, spec, "max_redirects", 30)));
   curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, (long)verify);
   curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, verify ? 2L : 0L);
   set_timeouts(L, spec, easy);

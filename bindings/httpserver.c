@@ -904,14 +904,24 @@ static double field_number(lua_State *L, int t, const char *k, double dflt) {
   return v;
 }
 
+/* A size or count limit: a non-negative number, math.huge for none (`max`);
+ * a plain cast of a huge, negative or NaN double would be undefined. */
+static double field_limit(lua_State *L, int t, const char *k, double dflt, double max) {
+  double v = field_number(L, t, k, dflt);
+  if (!(v >= 0)) luaL_error(L, "option '%s' must be a non-negative number", k);
+  return v > max ? max : v;
+}
+
+/* Timeouts go through nl_deadline, which reads math.huge, NaN and negative
+ * ones as "no limit". */
 static void read_limits(lua_State *L, int t, Limits *l) {
-  l->max_uri = (size_t)field_number(L, t, "max_uri", 8192);
-  l->max_header = (size_t)field_number(L, t, "max_header", 16384);
-  l->max_body = (size_t)field_number(L, t, "max_body", 1048576);
+  l->max_uri = (size_t)field_limit(L, t, "max_uri", 8192, 1e15);
+  l->max_header = (size_t)field_limit(L, t, "max_header", 16384, 1e15);
+  l->max_body = (size_t)field_limit(L, t, "max_body", 1048576, 1e15);
   l->request_timeout = field_number(L, t, "request_timeout", 10);
   l->keepalive_timeout = field_number(L, t, "keepalive_timeout", 5);
   l->send_timeout = field_number(L, t, "send_timeout", 10);
-  l->max_connections = (int)field_number(L, t, "max_connections", 512);
+  l->max_connections = (int)field_limit(L, t, "max_connections", 512, 1e6);
   if (l->max_connections < 1) l->max_connections = 1;
 }
 

@@ -207,6 +207,7 @@ static void close_sock(nl_Socket *s) {
   nl_closefd(s->fd);
   s->fd = -1;
   s->first = s->last = 0;
+  s->npending = 0;
 }
 
 /* A Lua number as an int/long/size, clamped into range (a plain C cast of
@@ -853,19 +854,20 @@ static int sock_getoption(lua_State *L) {
   const Opt *o = check_opt(L, 2);
   int value = 0, extra = 0, r = -1;
   ErrBuf eb;
-  if (o->kind == O_LINGER) {
-    struct linger li;
+  if (o->kind != O_BOOL && o->kind != O_INT && o->kind != O_ERROR && o->kind != O_LINGER)
+    luaL_argerror(L, 2, lua_pushfstring(L, "unsupported option `%s'", o->name));
+  if (s->fd < 0) { /* no descriptor yet: what setoption kept, if anything */
+    r = pending_value(s, o, &value, &extra);
+  } else if (o->kind == O_LINGER) {
+    struct linger li = {0, 0};
     socklen_t len = sizeof li;
     r = getsockopt(s->fd, o->level, o->optname, &li, &len);
     value = li.l_onoff;
     extra = li.l_linger;
-  } else if (o->kind == O_BOOL || o->kind == O_INT || o->kind == O_ERROR) {
+  } else {
     socklen_t len = sizeof value;
     r = getsockopt(s->fd, o->level, o->optname, &value, &len);
-  } else {
-    luaL_argerror(L, 2, lua_pushfstring(L, "unsupported option `%s'", o->name));
   }
-  if (r != 0 && s->fd < 0) r = pending_value(s, o, &value, &extra);
   if (r != 0) return nl_pushfail(L, "getsockopt failed", NULL);
   switch (o->kind) {
     case O_BOOL: lua_pushboolean(L, value != 0); break;
@@ -931,7 +933,7 @@ static int sock_settimeout(lua_State *L) {
   nl_Socket *s = check_sock(L, 1);
   double t = luaL_optnumber(L, 2, -1);
   const char *mode = luaL_optstring(L, 3, "b");
-  if (isnan(t)) t = -1;
+  if (isnan(t) || t > NL_MAXTIMEOUT) t = -1; /* math.huge: no limit */
   switch (*mode) {
     case 'b': s->block = t; break;
     case 'r': case 't': s->total = t; break;

@@ -35,6 +35,7 @@
 #define NL_THREAD_MT "thread.handle"
 #define NL_CHANNEL_MT "thread.channel"
 #define NL_MUTEX_MT "thread.mutex"
+#define NL_GUARD_MT "thread.mutexguard"
 #define WAITER_KEY "thread.waiter"
 #define SELF_KEY "thread.self"
 #define STOP_HOOK_COUNT 1000
@@ -367,6 +368,11 @@ static void set_self(lua_State *L, Record *r) {
   lua_setfield(L, LUA_REGISTRYINDEX, SELF_KEY);
 }
 
+static int cancel_tasks(lua_State *L) {
+  nl_sched_cancelall(L);
+  return 0;
+}
+
 static void run_body(lua_State *L, Record *r) {
   lua_sethook(L, stop_hook, LUA_MASKCOUNT, STOP_HOOK_COUNT);
   set_self(L, r);
@@ -381,6 +387,10 @@ static void run_body(lua_State *L, Record *r) {
   r->error = strdup(lua_tostring(L, -1));
   /* threads never take Ctrl-C: "interrupted" here means shutdown */
   r->interrupted = strncmp(lua_tostring(L, -1), "interrupted\n", 12) == 0;
+  lua_settop(L, 0);
+  lua_pushcfunction(L, cancel_tasks);
+  lua_pcall(L, 0, 0, 0); /* tasks the failed thread leaves: their resources close */
+  lua_settop(L, 0);
 }
 
 static void *thread_main(void *arg) {
@@ -1004,17 +1014,68 @@ static void mutex_give(Mutex *m) {
   pthread_mutex_unlock(&m->mu);
 }
 
-/* m:with(fn, ...) -> fn's results; the lock is released even on error. */
+/* The lock m:with holds, as a to-be-closed value on the stack of the call:
+ * Lua closes it however the call ends (return, error, a task cancelled
+ * while it waits inside fn, the coroutine closed), so the lock is given
+ * back exactly once. It keeps a reference to the mutex. */
+typedef struct Guard {
+  Mutex *m;
+  int held;
+} Guard;
+
+static int guard_close(lua_State *L) {
+  Guard *g = (Guard *)luaL_checkudata(L, 1, NL_GUARD_MT);
+  if (g->held) {
+    g->held = 0;
+    mutex_give(g->m);
+  }
+  return 0;
+}
+
+static int guard_gc(lua_State *L) {
+  Guard *g = (Guard *)luaL_checkudata(L, 1, NL_GUARD_MT);
+  guard_close(L);
+  if (g->m != NULL) mutex_release(g->m);
+  g->m = NULL;
+  return 0;
+}
+
+static void push_guard(lua_State *L, Mutex *m) {
+  Guard *g = (Guard *)lua_newuserdatauv(L, sizeof *g, 0);
+  g->m = NULL;
+  g->held = 0;
+  luaL_setmetatable(L, NL_GUARD_MT);
+  mutex_retain_v(m);
+  g->m = m;
+}
+
+static int with_results(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  return lua_gettop(L) - 2; /* above the mutex and the guard */
+}
+
+/* m:with(fn, ...) -> fn's results; the lock is released even on error. In
+ * a task, fn may wait (lua_callk): the task keeps the lock meanwhile, and
+ * other tasks wanting it suspend in their own m:lock()/m:with(). The guard
+ * is made before the lock is taken (on top: a wait for the lock calls this
+ * again with it), so no failure can come between taking and guarding. */
 static int mutex_with(lua_State *L) {
   Mutex *m = check_mutex(L, 1);
-  int w, status;
+  Guard *g;
+  int w, top;
   luaL_checktype(L, 2, LUA_TFUNCTION);
-  w = mutex_take(L, lua_gettop(L), m, NL_NODEADLINE);
+  if (!nl_restarting(L) || !luaL_testudata(L, -1, NL_GUARD_MT)) push_guard(L, m);
+  top = lua_gettop(L);
+  g = (Guard *)lua_touserdata(L, top);
+  w = mutex_take(L, top, m, NL_NODEADLINE);
   if (w == -EINTR) return nl_raise_interrupted(L);
-  status = lua_pcall(L, lua_gettop(L) - 2, LUA_MULTRET, 0);
-  mutex_give(m);
-  if (status != LUA_OK) return lua_error(L);
-  return lua_gettop(L) - 1;
+  nl_restart_clear(L); /* fn's waits are its own */
+  g->held = 1;
+  lua_rotate(L, 2, 1); /* mutex, guard, fn, args... */
+  lua_toclose(L, 2);
+  lua_callk(L, top - 3, LUA_MULTRET, 0, with_results);
+  return with_results(L, LUA_OK, 0);
 }
 
 static int mutex_tostring(lua_State *L) {
@@ -1049,6 +1110,12 @@ static const luaL_Reg mutex_methods[] = {
 static const luaL_Reg mutex_meta[] = {
   {"__gc", mutex_gc},
   {"__tostring", mutex_tostring},
+  {NULL, NULL}
+};
+
+static const luaL_Reg guard_meta[] = {
+  {"__close", guard_close},
+  {"__gc", guard_gc},
   {NULL, NULL}
 };
 
@@ -1111,6 +1178,7 @@ int luaopen_thread(lua_State *L) {
   new_thread_class(L);
   new_shared_class(L, NL_CHANNEL_MT, chan_methods, chan_meta, &chan_transfer);
   new_shared_class(L, NL_MUTEX_MT, mutex_methods, mutex_meta, &mutex_transfer);
+  nl_newclass(L, NL_GUARD_MT, NULL, guard_meta);
   if (nl_is_main_thread()) {
     waiter_fd(L); /* thread_waitall at exit must not fail for want of one */
     lua_pushcfunction(L, thread_waitall);

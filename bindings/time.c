@@ -34,8 +34,11 @@ static void local_time_at(lua_State *L, int idx, struct tm *tm, long *usec) {
   double t = luaL_optnumber(L, idx, nl_walltime());
   double whole = floor(t);
   time_t secs;
-  long micro = lround((t - whole) * 1e6);
+  long micro;
   luaL_argcheck(L, isfinite(t), idx, "time must be a finite number");
+  /* years within +-30 million: time_t holds it, localtime_r answers */
+  luaL_argcheck(L, fabs(t) < 1e15, idx, "time out of range");
+  micro = lround((t - whole) * 1e6);
   if (micro >= 1000000) {
     whole += 1;
     micro -= 1000000;

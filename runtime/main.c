@@ -417,6 +417,7 @@ static int pmain(lua_State *L) {
     ended_by_interrupt = 1;
   }
   if (!ok && ended_by_interrupt) nl_begin_shutdown(); /* stop the threads */
+  if (!ok) nl_sched_cancelall(L); /* tasks left: their resources close */
   switch (nl_run_atexit(L)) {
   case 2: ended_by_interrupt = 1; ok = 0; break;
   case 1: ok = 0; break;

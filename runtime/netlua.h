@@ -78,7 +78,11 @@ double nl_walltime(void);  /* seconds since the epoch, microsecond resolution */
 #define NL_WRITE 2
 #define NL_NODEADLINE (-1.0)
 
-/* A deadline `timeout` seconds from now; negative timeout: none. */
+/* Timeouts above this many seconds (a century) mean no limit. */
+#define NL_MAXTIMEOUT 3.2e9
+
+/* A deadline `timeout` seconds from now; negative, NaN, math.huge or above
+ * NL_MAXTIMEOUT: none. */
 double nl_deadline(double timeout);
 
 /* Waits until `fd` is ready for `events` (NL_READ|NL_WRITE) or the absolute
@@ -201,6 +205,15 @@ void nl_wakeall(nl_WaitQueue *q);
  * -EINTR when Ctrl-C/shutdown stopped it. */
 int nl_sched_drain(lua_State *L);
 
+/* Cancels the tasks of this state that are still live (main, when the
+ * script failed or was interrupted): their to-be-closed variables run. */
+void nl_sched_cancelall(lua_State *L);
+
+/* A restarted call (nl_restarting) that got past its waits and now calls
+ * Lua code, which may wait in turn (mutex:with): that code's waits are
+ * fresh ones, not the replay of the suspended one. */
+void nl_restart_clear(lua_State *L);
+
 /* ---- Ctrl-C and shutdown (signals.c) ------------------------------------ */
 
 /* Once, in main, before any thread: SIGPIPE ignored, SIGINT handled.
@@ -217,6 +230,15 @@ int nl_thread_start(pthread_t *thread, void *(*fn)(void *), void *arg);
 
 /* True (and the interrupt consumed) when Ctrl-C arrived since last asked. */
 int nl_take_interrupt(void);
+
+/* The scheduler tells which task coroutine it resumes in the main thread
+ * (NULL: none), so Ctrl-C hooks the Lua code running there too; returns the
+ * previous one, to be restored when the resume returns. */
+lua_State *nl_signals_running(lua_State *co);
+
+/* Ctrl-C once more, from the runtime (main thread only): a task that did
+ * not catch "interrupted" hands it on to the code that waits for it. */
+void nl_interrupt_again(void);
 
 /* Raises the catchable error "interrupted". */
 int nl_raise_interrupted(lua_State *L);

@@ -132,6 +132,11 @@ int nl_restarting(lua_State *L) {
   return t != NULL && t->restart_pending;
 }
 
+void nl_restart_clear(lua_State *L) {
+  nl_Task *t = nl_current_task(L);
+  if (t != NULL) t->restart_pending = 0;
+}
+
 double nl_deadlinek(lua_State *L, double timeout) {
   nl_Task *t = nl_current_task(L);
   if (t != NULL && t->restart_pending) return t->w.deadline;
@@ -327,6 +332,37 @@ int nl_sched_drain(lua_State *L) {
   return self.result == -EINTR ? -EINTR : 0;
 }
 
+/* Cancels every task still live (main, when the script failed or Ctrl-C
+ * stopped it): their to-be-closed variables run, as asyncio.run cancels
+ * what is left. The handles are listed first (kept alive meanwhile): a
+ * __close handler may cancel or spawn tasks. */
+void nl_sched_cancelall(lua_State *L) {
+  nl_Sched *s;
+  lua_State *H;
+  if (lua_getfield(L, LUA_REGISTRYINDEX, SCHED_KEY) != LUA_TUSERDATA) {
+    lua_pop(L, 1);
+    return;
+  }
+  s = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  H = s->H;
+  for (int round = 0; round < 8 && s->live > 0 && s->loop != NULL; round++) {
+    lua_Integer n = 0;
+    luaL_checkstack(H, 4, NULL);
+    lua_newtable(H);
+    lua_pushnil(H);
+    while (lua_next(H, 1)) lua_rawseti(H, -3, ++n); /* handles */
+    for (lua_Integer i = 1; i <= n; i++) {
+      nl_Task *t;
+      lua_rawgeti(H, -1, i);
+      t = lua_touserdata(H, -1);
+      lua_pop(H, 1);
+      if (t->state != NL_TASK_DONE && t->state != NL_TASK_RUNNING) nl_task_cancel(s, t);
+    }
+    lua_pop(H, 1);
+  }
+}
+
 /* ---- task lifecycle (used by bindings/task.c) ----------------------------- */
 
 void nl_task_init(nl_Sched *s, nl_Task *t) {
@@ -339,6 +375,26 @@ void nl_task_init(nl_Sched *s, nl_Task *t) {
 int nl_task_yield(lua_State *L, nl_Task *t) {
   nl_sched_ready(t);
   return lua_yield(L, 0);
+}
+
+/* A task ended with an error (its outcome table on top of H).
+ * Ctrl-C that it did not catch goes on to the code waiting for the tasks
+ * (the main script), as Python's KeyboardInterrupt leaves asyncio.run. Any
+ * other error is printed now, with its traceback, as Python prints an
+ * exception that ends a thread, unless a join() waits for it at this moment
+ * or task.all() claimed it; a join later still returns it. */
+static void report_failure(lua_State *H, nl_Task *t) {
+  const char *msg;
+  if (t->interrupted) {
+    nl_interrupt_again();
+    return;
+  }
+  if (t->joiners.head != NULL || t->claimed) return;
+  lua_rawgeti(H, -1, 2);
+  msg = lua_tostring(H, -1);
+  lua_writestringerror("%s: error in a task nobody joined: ", NL_PROGNAME);
+  lua_writestringerror("%s\n", msg ? msg : "(error object is not a string)");
+  lua_pop(H, 1);
 }
 
 /* Stores the outcome {ok, values..., n=} as the task's user value 2 and
@@ -367,9 +423,12 @@ static void finish(nl_Sched *s, nl_Task *t, int status, int nres) {
       msg = lua_tostring(co, -1);
       if (msg == NULL) msg = lua_pushfstring(co, "(error object is a %s value)",
                                              luaL_typename(co, -1));
+      t->interrupted = strcmp(msg, "interrupted") == 0;
       luaL_traceback(H, co, msg, 0);
+      lua_resetthread(co); /* its to-be-closed variables run now */
     }
     lua_rawseti(H, -2, 2);
+    if (!t->cancelled) report_failure(H, t);
     lua_pushinteger(H, 2);
   }
   lua_setfield(H, -2, "n");
@@ -393,12 +452,14 @@ static void finish(nl_Sched *s, nl_Task *t, int status, int nres) {
 }
 
 void nl_task_resume(nl_Sched *s, nl_Task *t) {
-  lua_State *co = t->co, *prev = s->running;
+  lua_State *co = t->co, *prev = s->running, *prevsig;
   int nargs = t->nargs_first, nres = 0, status;
   t->nargs_first = 0;
   t->state = NL_TASK_RUNNING;
   s->running = co;
+  prevsig = nl_signals_running(co); /* Ctrl-C hooks this coroutine */
   status = lua_resume(co, prev ? prev : s->L, nargs, &nres);
+  nl_signals_running(prevsig);
   s->running = prev;
   if (status == LUA_YIELD) {
     lua_pop(co, nres);

@@ -1,10 +1,13 @@
 /*
  * signals.c: Ctrl-C, SIGPIPE and shutdown for the whole process (layer:
  * runtime). Only the main thread takes SIGINT; the handler records it, wakes
- * the main thread's wait through a self-pipe and hooks the main Lua state so
- * that running Lua code stops too (as lua.c does). Waits consume the
- * interrupt and raise "interrupted". A second Ctrl-C that arrives while the
- * first is still unanswered, or once shutdown began, ends the process (130).
+ * the main thread's wait through a self-pipe and hooks the Lua code that is
+ * running so that it stops too (as lua.c does): the main state, and the task
+ * coroutine the scheduler is resuming (hooks are per coroutine in Lua 5.4,
+ * so the scheduler tells us which one runs: one pointer store per resume,
+ * nothing else while no Ctrl-C is pending). Waits consume the interrupt and
+ * raise "interrupted". A second Ctrl-C that arrives while the first is still
+ * unanswered, or once shutdown began, ends the process (130).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,7 +23,10 @@ static volatile sig_atomic_t shutdown_begun;
 static int interrupt_pipe[2] = {-1, -1};
 static int shutdown_pipe[2] = {-1, -1};
 static lua_State *main_state;
+static lua_State *volatile running_task; /* main thread's task being resumed */
 static _Thread_local int this_is_main;
+
+#define STOP_MASK (LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT)
 
 static void stop_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
@@ -28,16 +34,36 @@ static void stop_hook(lua_State *L, lua_Debug *ar) {
   if (nl_take_interrupt()) nl_raise_interrupted(L);
 }
 
+/* Marks the interrupt pending, wakes the waits and hooks the running Lua
+ * code. Async-signal-safe: a write and lua_sethook, as lua.c's laction. */
+static void post_interrupt(void) {
+  lua_State *task = running_task;
+  interrupt_pending = 1;
+  if (write(interrupt_pipe[1], "!", 1) < 0) { /* pipe full: already awake */ }
+  if (main_state != NULL) lua_sethook(main_state, stop_hook, STOP_MASK, 1);
+  if (task != NULL) lua_sethook(task, stop_hook, STOP_MASK, 1);
+}
+
 static void on_sigint(int sig) {
   int saved_errno = errno;
   (void)sig;
   if (shutdown_begun || interrupt_pending) _exit(130);
-  interrupt_pending = 1;
-  if (write(interrupt_pipe[1], "!", 1) < 0) { /* pipe full: already awake */ }
-  if (main_state != NULL)
-    lua_sethook(main_state, stop_hook,
-                LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+  post_interrupt();
   errno = saved_errno;
+}
+
+lua_State *nl_signals_running(lua_State *co) {
+  lua_State *prev;
+  if (!this_is_main) return NULL;
+  prev = running_task;
+  running_task = co;
+  /* a Ctrl-C that came while no task ran: this one must see it too */
+  if (co != NULL && interrupt_pending) lua_sethook(co, stop_hook, STOP_MASK, 1);
+  return prev;
+}
+
+void nl_interrupt_again(void) {
+  if (this_is_main && !interrupt_pending) post_interrupt();
 }
 
 static void make_pipe(int fds[2]) {

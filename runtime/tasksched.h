@@ -23,6 +23,8 @@ typedef struct nl_Task {
   int nargs_first;    /* arguments for the first resume */
   int restart_pending; /* a suspended call is being replayed */
   int cancelled, joined, ok;
+  int interrupted; /* ended by a Ctrl-C it did not catch */
+  int claimed;     /* task.all will join it: its error is not printed */
   struct nl_Task *next_ready;
   nl_WaitQueue joiners;
   nl_Watch one, *watches; /* watches of its current wait */

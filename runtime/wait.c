@@ -26,18 +26,22 @@ double nl_walltime(void) {
   return (double)ts.tv_sec + (double)(ts.tv_nsec / 1000) / 1e6;
 }
 
+/* math.huge, NaN and negative timeouts mean no limit; so does one too far
+ * off to matter (a deadline is then never a huge number either). */
 double nl_deadline(double timeout) {
-  if (timeout < 0 || isnan(timeout)) return NL_NODEADLINE;
-  if (isinf(timeout)) return NL_NODEADLINE;
+  if (!(timeout >= 0) || timeout > NL_MAXTIMEOUT) return NL_NODEADLINE;
   return nl_monotonic() + timeout;
 }
 
-/* Time left until `deadline` as a timespec for ppoll; NULL means forever. */
+/* Time left until `deadline` as a timespec for ppoll; NULL means forever.
+ * At most a day at a time (poll_until waits again): a deadline given as a
+ * huge number must not overflow time_t. */
 static struct timespec *time_left(double deadline, struct timespec *ts) {
   double left;
   if (deadline < 0) return NULL;
   left = deadline - nl_monotonic();
-  if (left < 0) left = 0;
+  if (!(left > 0)) left = 0;
+  if (left > 86400.0) left = 86400.0;
   ts->tv_sec = (time_t)left;
   ts->tv_nsec = (long)((left - (double)ts->tv_sec) * 1e9);
   return ts;
