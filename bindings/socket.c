@@ -135,20 +135,22 @@ static const char *gai_errstr(lua_State *L, int rc, char *eb) {
   }
 }
 
+/* Each class's metatable holds its index in classes[] at this integer key
+ * (register_classes): the cheapest lookup Lua has. */
+#define KIND_KEY 1
+
 /* The socket at idx, or NULL. Every method call checks its object, so one
- * lookup: each class's metatable holds its index in classes[] under the
- * key `classes` (register_classes), where luaL_testudata class by class
- * took two registry lookups by name per class tried (40 % of the task
- * echo server's user time). */
+ * lookup in its metatable, where luaL_testudata class by class took two
+ * registry lookups by name per class tried (40 % of the task echo
+ * server's user time). A metatable edited by hand is caught by the kind
+ * the object itself records. */
 static nl_Socket *test_sock(lua_State *L, int idx) {
   nl_Socket *s;
-  int isnum;
   lua_Integer k;
   if (lua_type(L, idx) != LUA_TUSERDATA || !lua_getmetatable(L, idx)) return NULL;
-  lua_rawgetp(L, -1, (const void *)classes);
-  k = lua_tointegerx(L, -1, &isnum);
+  k = lua_rawgeti(L, -1, KIND_KEY) == LUA_TNUMBER ? lua_tointeger(L, -1) : -1;
   lua_pop(L, 2);
-  if (!isnum || k < 0 || k >= NCLASSES) return NULL;
+  if (k < 0 || k >= NCLASSES) return NULL;
   s = lua_touserdata(L, idx);
   return s->kind == (int)k ? s : NULL;
 }
@@ -233,7 +235,7 @@ static double clamp(double d, double lo, double hi) {
  * sock_wait) keeps its start, so 't' timeouts span the whole call. */
 static void tm_markstart(lua_State *L, nl_Socket *s) {
   if (nl_restarting(L)) return;
-  s->start = nl_monotonic();
+  s->start = s->total >= 0 ? nl_monotonic() : -1; /* no clock read per call */
   s->carried = 0;
 }
 
@@ -242,7 +244,9 @@ static double tm_deadline(nl_Socket *s) {
   double d = NL_NODEADLINE;
   if (s->block >= 0) d = nl_monotonic() + s->block;
   if (s->total >= 0) {
-    double t = s->start + s->total;
+    double t;
+    if (s->start < 0) s->start = nl_monotonic(); /* 't' set during the call */
+    t = s->start + s->total;
     if (d < 0 || t < d) d = t;
   }
   return d;
@@ -1690,7 +1694,7 @@ static void register_classes(lua_State *L) {
     lua_pushlightuserdata(L, (void *)&sock_transfer);
     lua_setfield(L, -2, NL_TRANSFER_FIELD);
     lua_pushinteger(L, k);
-    lua_rawsetp(L, -2, (const void *)classes); /* for test_sock */
+    lua_rawseti(L, -2, KIND_KEY); /* for test_sock */
     lua_pop(L, 1);
   }
   luaL_newmetatable(L, NL_ADDRINFO_MT);
