@@ -139,15 +139,21 @@ static const char *gai_errstr(lua_State *L, int rc, char *eb) {
  * (register_classes): the cheapest lookup Lua has. */
 #define KIND_KEY 1
 
-/* The socket at idx, or NULL. Every method call checks its object, so one
- * lookup in its metatable, where luaL_testudata class by class took two
- * registry lookups by name per class tried (40 % of the task echo
- * server's user time). A metatable edited by hand is caught by the kind
- * the object itself records. */
+/* The socket at idx, or NULL. Every method call checks its object, so this
+ * is on every message's path, where luaL_testudata class by class took two
+ * registry lookups by name per class tried (40 % of the task echo server's
+ * user time). A method carries its class's metatable as upvalue 1
+ * (register_classes): called on its own class, one comparison. Otherwise
+ * (another class, a module function) one lookup in the object's metatable;
+ * a metatable edited by hand is caught by the kind the object records. */
 static nl_Socket *test_sock(lua_State *L, int idx) {
   nl_Socket *s;
   lua_Integer k;
   if (lua_type(L, idx) != LUA_TUSERDATA || !lua_getmetatable(L, idx)) return NULL;
+  if (lua_rawequal(L, -1, lua_upvalueindex(1))) {
+    lua_pop(L, 1);
+    return lua_touserdata(L, idx);
+  }
   k = lua_rawgeti(L, -1, KIND_KEY) == LUA_TNUMBER ? lua_tointeger(L, -1) : -1;
   lua_pop(L, 2);
   if (k < 0 || k >= NCLASSES) return NULL;
@@ -1680,17 +1686,18 @@ static const luaL_Reg dns_funcs[] = {
   {"getnameinfo", dns_getnameinfo}, {NULL, NULL}
 };
 
-/* One metatable per class: the methods of its kind, `class`, the transfer. */
+/* One metatable per class: the methods of its kind (closures over the
+ * metatable, for test_sock), `class`, the transfer, its index in classes[]. */
 static void register_classes(lua_State *L) {
   for (int k = 0; k < NCLASSES; k++) {
-    nl_newclass(L, classes[k].name,
-                is_stream_group(classes[k].group) ? stream_methods : dgram_methods,
-                sock_meta);
-    luaL_getmetatable(L, classes[k].name);
-    lua_getfield(L, -1, "__index");
+    nl_newclass(L, classes[k].name, NULL, sock_meta);
+    luaL_getmetatable(L, classes[k].name); /* mt */
+    lua_newtable(L);                       /* mt, methods */
+    lua_pushvalue(L, -2);
+    luaL_setfuncs(L, is_stream_group(classes[k].group) ? stream_methods : dgram_methods, 1);
     lua_pushstring(L, classes[k].name);
     lua_setfield(L, -2, "class");
-    lua_pop(L, 1);
+    lua_setfield(L, -2, "__index");        /* mt */
     lua_pushlightuserdata(L, (void *)&sock_transfer);
     lua_setfield(L, -2, NL_TRANSFER_FIELD);
     lua_pushinteger(L, k);
