@@ -4,15 +4,17 @@
 --   netlua bench/report.lua RUN.tsv             the table of one run
 --   netlua bench/report.lua OLD.tsv NEW.tsv     medians side by side, NEW/OLD
 --
--- "vs C" divides by the C reference of the workload (BASELINE below), "vs best
+-- "vs ref" divides by the reference of the workload (BASELINE below), "vs best
 -- peer" by the best peer runtime (neither netlua nor the reference) for that
 -- metric; metrics marked hi are better higher, lo better lower.
 
 -- Runtimes named "netlua" or "netlua-<variant>" are ours, never peers.
 local function ours(rt) return rt == "netlua" or rt:match("^netlua%-") ~= nil end
 
-local BASELINE = { time = "c-epoll", echo = "c-epoll", echo1k = "c-epoll", download = "curl",
-                   startup = "lua5.4", threads = "c-pthread" }
+-- The reference each workload is divided by ("vs ref"): the C program, or
+-- for http the target's runtime, Node.js (nginx stays a peer).
+local BASELINE = { time = "c-epoll", echo = "c-epoll", echo1k = "c-epoll", http = "node",
+                   download = "curl", startup = "lua5.4", threads = "c-pthread" }
 
 -- Reads a run file: comment lines, then rows in first-seen order of
 -- (workload, metric, runtime), each with its values and direction.
@@ -114,7 +116,7 @@ local function one_run(run)
   summarize(run)
   for _, c in ipairs(run.comments) do print("    " .. c) end
   print()
-  print("| workload | metric | runtime | median | min-max | vs C | vs best peer |")
+  print("| workload | metric | runtime | median | min-max | vs ref | vs best peer |")
   print("| --- | --- | --- | ---: | ---: | ---: | ---: |")
   for _, row in ipairs(run.rows) do
     if not errors_all_zero(run, row) then

@@ -8,7 +8,7 @@
 #   bash bench/run.sh [path/to/netlua]
 #   BENCH_QUICK=1   one short run of each (while developing)
 #   BENCH_RUNS=N    runs per figure (default 3)
-#   BENCH_ONLY="time echo echo1k download startup threads"   a subset of workloads
+#   BENCH_ONLY="time echo echo1k http download startup threads"   a subset of workloads
 #
 # Servers are pinned to core 0 and the load generator to core 1 (taskset),
 # started on a port chosen just before, stopped by PID, every step bounded in
@@ -22,11 +22,13 @@ LOADGEN=$BIN/loadgen
 
 RUNS=${BENCH_RUNS:-3}; SECS=2; SPAWNS=1000; MSGS=100000; STARTS=20
 if [ -n "${BENCH_QUICK:-}" ]; then RUNS=1; SECS=1; SPAWNS=200; MSGS=20000; STARTS=5; fi
-ONLY=${BENCH_ONLY:-time echo echo1k download startup threads}
+ONLY=${BENCH_ONLY:-time echo echo1k http download startup threads}
 CONC=100          # time server: concurrent clients
 ECHO_CONNS=50     # echo: persistent connections
 ECHO_MANY=1000    # echo1k: persistent connections (event-driven servers only)
 MSG=64            # echo: message size
+HTTP_CONNS=50     # http: wrk's keep-alive connections (two wrk threads)
+HTTP_WORKERS=2    # http: the multi-worker rows (netlua workers=N, nginx worker_processes N)
 NFILES=200        # download: files
 FILE_KB=100       # download: size of each
 DL_THREADS=8      # download: netlua --threads
@@ -37,6 +39,7 @@ else PIN_SRV=""; PIN_CLI=""; echo "note: one CPU, server and client not pinned" 
 
 TMP=$(mktemp -d /tmp/netlua-bench.XXXXXX)
 SERVER_PID=""
+FAILED=""         # set when a run saw errors that must not pass silently
 cleanup() {
   [ -n "$SERVER_PID" ] && stop_server
   rm -rf "$TMP"
@@ -76,6 +79,20 @@ have() { command -v "$1" >/dev/null 2>&1; }
 cpu_ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
 # rss_kib PID VmRSS|VmHWM
 rss_kib() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
+# children PID: the PIDs of its child processes
+children() { cat /proc/"$1"/task/*/children 2>/dev/null; }
+# tree_cpu_ticks / tree_rss_kib PID [VmRSS|VmHWM]: the same summed over the
+# process and its children (a server with worker processes)
+tree_cpu_ticks() {
+  local p t=0
+  for p in "$1" $(children "$1"); do t=$((t + $(cpu_ticks "$p" 2>/dev/null || echo 0))); done
+  echo "$t"
+}
+tree_rss_kib() {
+  local p t=0
+  for p in "$1" $(children "$1"); do t=$((t + $(rss_kib "$p" "$2" 2>/dev/null || echo 0))); done
+  echo "$t"
+}
 
 # start_server NAME CMD...: "{PORT}" in CMD becomes a free port; sets PORT, SERVER_PID
 start_server() {
@@ -93,11 +110,15 @@ start_server() {
   sleep 0.2   # settle before reading the idle RSS
 }
 
+# stop_server: TERM, then KILL after 2 s, by PID; a server that ignored TERM
+# has its child processes (nginx's workers) killed with it
 stop_server() {
-  kill "$SERVER_PID" 2>/dev/null
   local i
+  kill "$SERVER_PID" 2>/dev/null
   for i in $(seq 20); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-  kill -9 "$SERVER_PID" 2>/dev/null
+  if kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill -9 $(children "$SERVER_PID") "$SERVER_PID" 2>/dev/null
+  fi
   wait "$SERVER_PID" 2>/dev/null
   SERVER_PID=""
 }
@@ -200,6 +221,130 @@ server_echo_many() {
   else skip echo1k netlua-tasks "$why"; fi
   if have node; then bench_server echo1k node rt "${largs[@]}" -- node bench/servers/echo.js {PORT}
   else skip echo1k node "nodejs not installed (make bench-deps)"; fi
+}
+
+# ---- http ----------------------------------------------------------------------
+
+# us VALUE: wrk's latency ("412.00us", "1.25ms", "1.02s") in microseconds
+us() {
+  awk -v v="$1" 'BEGIN {
+    n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
+    if (u == "ms") n *= 1e3; else if (u == "s") n *= 1e6; else if (u == "m") n *= 6e7
+    printf "%.0f", n }'
+}
+
+# wrk_errors OUT: the responses that were not 2xx/3xx plus wrk's socket errors
+# (connect, read, write, timeout), 0 when there were none
+wrk_errors() {
+  awk '/Non-2xx or 3xx responses:/ { n += $NF }
+       /Socket errors:/ { gsub(/,/, ""); n += $4 + $6 + $8 + $10 }
+       END { print n + 0 }' "$1"
+}
+
+# http_load RUNTIME RUN: one wrk run against the server start_server left
+# running; records requests/s, p50/p99, CPU per request (the server and its
+# child processes), RSS. Any error or non-2xx response fails the bench.
+http_load() {
+  local rt=$1 run=$2 out="$TMP/wrk.out" c0 c1 idle reqs errs
+  idle=$(tree_rss_kib "$SERVER_PID" VmRSS)
+  c0=$(tree_cpu_ticks "$SERVER_PID")
+  timeout -k 2 $((SECS + 20)) $PIN_CLI wrk -t2 -c"$HTTP_CONNS" -d"${SECS}s" --latency \
+    "http://127.0.0.1:$PORT/" > "$out" 2>&1
+  c1=$(tree_cpu_ticks "$SERVER_PID")
+  reqs=$(awk '/ requests in / { print $1 }' "$out")
+  errs=$(wrk_errors "$out")
+  if [ -z "$reqs" ] || [ "$reqs" = 0 ] || ! kill -0 "$SERVER_PID" 2>/dev/null; then
+    echo "  $rt: run $run failed: $(tr '\n' ' ' < "$out" | head -c 300) $(head -c 300 "$TMP/$rt.err")" >&2
+    FAILED="$FAILED http/$rt"
+    return 1
+  fi
+  record http "$rt" req_per_s hi "$run" "$(awk '/^Requests\/sec:/ { printf "%.0f", $2 }' "$out")"
+  record http "$rt" p50_us lo "$run" "$(us "$(awk '$1 == "50%" { print $2 }' "$out")")"
+  record http "$rt" p99_us lo "$run" "$(us "$(awk '$1 == "99%" { print $2 }' "$out")")"
+  record http "$rt" cpu_us_per_req lo "$run" \
+    "$(awk -v d=$((c1 - c0)) -v hz="$HZ" -v n="$reqs" 'BEGIN { printf "%.2f", d / hz * 1e6 / n }')"
+  record http "$rt" idle_rss_kib lo "$run" "$idle"
+  record http "$rt" peak_rss_kib lo "$run" "$(tree_rss_kib "$SERVER_PID" VmHWM)"
+  record http "$rt" errors lo "$run" "$errs"
+  echo "  $rt run $run: $reqs requests, $(grep -E '^Requests/sec|Socket errors|Non-2xx' "$out" | tr -s ' \n' ' ')" >&2
+  if [ "$errs" != 0 ]; then
+    echo "  $rt run $run: FAIL: $errs socket errors or non-2xx responses:" >&2
+    sed 's/^/    /' "$out" >&2
+    FAILED="$FAILED http/$rt"
+  fi
+}
+
+# bench_http RUNTIME SERVER CMD...: RUNS runs, each against a fresh server
+bench_http() {
+  local rt=$1 run ok=0; shift
+  for run in $(seq "$RUNS"); do
+    start_server "$rt" "$@" || { skip http "$rt" "server did not start"; return; }
+    http_load "$rt" "$run" && ok=$((ok + 1))
+    stop_server
+  done
+  [ "$ok" -gt 0 ] || skip http "$rt" "every run failed (see the log above)"
+}
+
+# nginx_hello_conf WORKERS: `return 200 "hello\n"` on 127.0.0.1:@PORT@, every
+# path nginx writes under $TMP/nginx-hello (runs as non-root); one worker runs
+# in the master process (master_process off), more as worker processes
+nginx_hello_conf() {
+  local d=$TMP/nginx-hello t temps=""
+  for t in client_body proxy fastcgi uwsgi scgi; do
+    nginx -V 2>&1 | grep -q -- "--without-http_${t}_module" && continue
+    [ "$t" = client_body ] && temps="$temps client_body_temp_path $d/body;" && continue
+    temps="$temps ${t}_temp_path $d/$t;"
+  done
+  cat <<CONF
+daemon off; master_process $([ "$1" = 1 ] && echo off || echo on); worker_processes $1;
+pid $d/nginx.pid; error_log $d/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off; keepalive_requests 10000000; keepalive_timeout 5s;
+  $temps
+  server {
+    listen 127.0.0.1:@PORT@;
+    location = / { default_type text/plain; return 200 "hello\n"; }
+  }
+}
+CONF
+}
+
+# netlua_http_workers: "" when http.server takes `workers = N`, else why not
+netlua_http_workers() {
+  "$NETLUA" -e 'local http = require "http"
+    local ok, srv = pcall(http.server, {port = 0, workers = 2})
+    if not ok then io.stderr:write(tostring(srv)) os.exit(1) end
+    if srv then srv:close() end' >/dev/null 2>&1 ||
+    echo "http.server has no 'workers' option yet"
+}
+
+http_workload() {
+  echo "== http" >&2
+  local why w=$HTTP_WORKERS rt n
+  if ! have wrk; then
+    for rt in netlua netlua-w$w node nginx-w1 nginx-w$w; do skip http "$rt" "wrk not installed (make bench-deps)"; done
+    return
+  fi
+  why=$(netlua_has_mods http)
+  if [ -z "$why" ]; then bench_http netlua "$NETLUA" bench/servers/http_hello.lua {PORT}
+  else skip http netlua "$why"; fi
+  [ -z "$why" ] && why=$(netlua_http_workers)
+  if [ -z "$why" ]; then bench_http netlua-w$w "$NETLUA" bench/servers/http_hello.lua {PORT} "$w"
+  else skip http netlua-w$w "$why"; fi
+  if have node; then bench_http node node bench/servers/http_hello.js {PORT}
+  else skip http node "nodejs not installed (make bench-deps)"; fi
+  if have nginx; then
+    mkdir -p "$TMP/nginx-hello"
+    for n in 1 "$w"; do
+      nginx_hello_conf "$n" > "$TMP/nginx-hello/w$n.in"
+      bench_http nginx-w$n sh -c "sed 's/@PORT@/{PORT}/' $TMP/nginx-hello/w$n.in > $TMP/nginx-hello/w$n.conf &&
+        exec nginx -e $TMP/nginx-hello/error.log -p $TMP/nginx-hello -c $TMP/nginx-hello/w$n.conf"
+    done
+  else
+    skip http nginx-w1 "nginx not installed (make bench-deps)"
+    skip http nginx-w$w "nginx not installed (make bench-deps)"
+  fi
 }
 
 # ---- download ----------------------------------------------------------------
@@ -348,6 +493,7 @@ for w in $ONLY; do
   case $w in
     time|echo) server_workload "$w" ;;
     echo1k) server_echo_many ;;
+    http) http_workload ;;
     download) download_workload ;;
     startup) startup_workload ;;
     threads) threads_workload ;;
@@ -355,9 +501,13 @@ for w in $ONLY; do
   esac
 done
 echo "raw runs: $RAW" >&2
-if [ -n "$FULL" ]; then
+if [ -n "$FULL" ] && [ -z "$FAILED" ]; then
   cp "$RAW" bench/results/latest.tsv
   "$NETLUA" bench/report.lua "$RAW" | tee bench/results/latest.md
 else
   "$NETLUA" bench/report.lua "$RAW"
+fi
+if [ -n "$FAILED" ]; then
+  echo "run.sh: FAILED:$FAILED (see the log above; latest.* not updated)" >&2
+  exit 1
 fi

@@ -8,6 +8,7 @@ local core = ...
 
 local json = require "json"
 local time = require "time"
+local task = require "task"
 
 local type, pairs, ipairs, tostring, error = type, pairs, ipairs, tostring, error
 local format, concat, sort = string.format, table.concat, table.sort
@@ -337,7 +338,17 @@ M.parse_query = parse_query
 local SERVER_OPTIONS = {host = "string", port = "number", max_uri = "number",
   max_header = "number", max_body = "number", request_timeout = "number",
   keepalive_timeout = "number", send_timeout = "number",
-  max_connections = "number", log = "boolean"}
+  max_connections = "number", log = "boolean", workers = "any"}
+
+-- workers = N (threads), "auto" (one per core) or 1 (the default).
+local function worker_count(n)
+  if n == nil then return 1 end
+  if n == "auto" then return require("thread").cpus() end
+  if math.type(n) ~= "integer" or n < 1 then
+    error("http.server: option 'workers' must be a positive integer or \"auto\"", 3)
+  end
+  return n
+end
 
 -- http.server{host=, port=, ...} -> server | nil, msg, code
 function M.server(opts)
@@ -345,15 +356,16 @@ function M.server(opts)
   if type(opts) ~= "table" then error("bad argument #1 to 'server' (table expected)", 2) end
   for k, v in pairs(opts) do
     if SERVER_OPTIONS[k] == nil then error(format("http.server: unknown option '%s'", tostring(k)), 2) end
-    if type(v) ~= SERVER_OPTIONS[k] then
+    if SERVER_OPTIONS[k] ~= "any" and type(v) ~= SERVER_OPTIONS[k] then
       error(format("http.server: option '%s' must be a %s", k, SERVER_OPTIONS[k]), 2)
     end
   end
+  local workers = worker_count(opts.workers)
   local core_srv, msg, code = server_core.listen(opts.host or "127.0.0.1", opts.port or 8000, opts)
   if not core_srv then return nil, msg, code end
   local host, port = core_srv:getsockname()
   local self = setmetatable({core = core_srv, host = host, port = port,
-    routes = {}, statics = {}, log = opts.log}, Server)
+    routes = {}, statics = {}, log = opts.log, workers = workers}, Server)
   self.url = format(host:find(":", 1, true) and "http://[%s]:%d" or "http://%s:%d", host, port)
   return self
 end
@@ -529,13 +541,161 @@ local function make_dispatch(self)
   end
 end
 
--- srv:serve([{max_requests=N, timeout=S}]) -> requests served. Blocks until
--- srv:close() from a handler, N requests, S seconds; Ctrl-C raises
--- "interrupted".
+-- ---- serving: a task per connection ----------------------------------------
+-- What serving needs in this state (the server table itself may be a copy
+-- in a worker thread, so none of it lives there): the dispatch function,
+-- the open connections, the tasks serving them.
+local live = setmetatable({}, {__mode = "k"})
+
+local function state_of(self)
+  local st = live[self]
+  if st == nil then
+    st = {conns = {}, tasks = {}, dispatch = make_dispatch(self)}
+    live[self] = st
+  end
+  return st
+end
+
+local ERROR_500 = "Content-Type: text/plain; charset=utf-8\r\n"
+
+-- dispatch(req) under pcall: a failure outside the handler (which dispatch
+-- already catches) is still a 500 and a line on stderr, never a client left
+-- waiting. Ctrl-C goes on up.
+local function answer(dispatch, req)
+  local ok, status, lines, body = pcall(dispatch, req)
+  if ok then return status, lines, body end
+  if status == "interrupted" then error(status, 0) end
+  log_error(req, status)
+  return 500, ERROR_500, "internal server error\n"
+end
+
+-- One connection's requests, in order, until the peer leaves, the
+-- connection fails or closes, or serving stops ("stopped": it stays open in
+-- st.conns for the next serve).
+local function serve_connection(st, conn)
+  local dispatch = st.dispatch
+  while true do
+    local req, why = conn:read()
+    if req == nil then
+      if why ~= "stopped" then st.conns[conn] = nil end
+      break
+    end
+    if not conn:write(answer(dispatch, req)) then
+      st.conns[conn] = nil
+      break
+    end
+  end
+  st.tasks[conn] = nil
+end
+
+local function spawn_connection(st, conn)
+  st.tasks[conn] = task.spawn(serve_connection, st, conn)
+end
+
+local function accept_loop(core, st, deadline)
+  while true do
+    local conn, why = core:accept(deadline)
+    if conn == nil then return why end
+    st.conns[conn] = true
+    spawn_connection(st, conn)
+  end
+end
+
+-- After serving stopped: idle connections have left their tasks; waits for
+-- the others to finish the request in hand. A task that failed (a bug, or
+-- Ctrl-C in a handler) loses its connection.
+local function finish_connections(st)
+  local pending = {}
+  for conn, t in pairs(st.tasks) do pending[conn] = t end
+  for conn, t in pairs(pending) do
+    local ok, err = t:join()
+    if not ok then
+      conn:close()
+      st.conns[conn] = nil
+      st.tasks[conn] = nil
+      if err ~= "interrupted" then
+        io.stderr:write("netlua http.server: ", tostring(err), "\n")
+      end
+    end
+  end
+end
+
+-- Serves in this state until serving stops: the accept loop runs in the
+-- caller, each connection in its own task. Returns the accept loop's
+-- outcome (pcall's).
+local function serve_here(self, st, deadline)
+  st.serving = true
+  for conn in pairs(st.conns) do spawn_connection(st, conn) end
+  local ok, err = pcall(accept_loop, self.core, st, deadline)
+  self.core:stop()
+  finish_connections(st)
+  st.serving = false
+  return ok, err
+end
+
+-- A worker thread: the server table arrives as a copy (its handlers with
+-- their upvalues, its core sharing the listening socket).
+function M._serve_worker(self, deadline)
+  setmetatable(self, Server)
+  local st = state_of(self)
+  local ok, err = serve_here(self, st, deadline)
+  for conn in pairs(st.conns) do conn:close() end
+  self.core:close()
+  if not ok then error(err, 0) end
+end
+
+local function worker_main(self, deadline)
+  return require("http")._serve_worker(self, deadline)
+end
+
+local function join_workers(list)
+  local failure
+  for _, t in ipairs(list) do
+    local ok, err = t:join()
+    if not ok and failure == nil then failure = err end
+  end
+  return failure
+end
+
+-- Starts workers - 1 threads serving beside this one.
+local function start_workers(self)
+  local list = {}
+  if self.workers <= 1 then return list end
+  local thread = require "thread"
+  for _ = 2, self.workers do
+    local ok, t = pcall(thread.spawn, worker_main, self, live[self].deadline)
+    if not ok then
+      self.core:stop()
+      join_workers(list)
+      error(format("http.server: cannot start a worker: %s", tostring(t)), 3)
+    end
+    list[#list + 1] = t
+  end
+  return list
+end
+
+-- srv:serve([{max_requests=N, timeout=S}]) -> requests served. Serves until
+-- srv:stop() or srv:close() (from a handler or another task), N requests, S
+-- seconds; Ctrl-C raises "interrupted".
 function Server:serve(how)
   how = how or {}
-  self.dispatch = self.dispatch or make_dispatch(self)
-  return self.core:run(self.dispatch, how.max_requests, how.timeout)
+  local core = self.core
+  local st = state_of(self)
+  if st.serving then error("server is already running", 2) end
+  if how.timeout ~= nil and how.timeout >= 0 then
+    st.deadline = time.monotonic() + how.timeout
+  else
+    st.deadline = nil
+  end
+  local start = core:begin(how.max_requests)
+  local workers = start_workers(self)
+  local ok, err = serve_here(self, st, st.deadline)
+  local failure = join_workers(workers)
+  local served = core:served() - start
+  if core:close_asked() then self:close() end
+  if not ok then error(err, 0) end
+  if failure ~= nil then error(format("http.server: a worker failed: %s", tostring(failure)), 2) end
+  return served
 end
 
 -- srv:step(timeout): serves what arrives within `timeout` seconds.
@@ -543,7 +703,23 @@ function Server:step(timeout)
   return self:serve{timeout = timeout or 0}
 end
 
+-- srv:stop(): serve() returns once the requests in hand are answered.
+function Server:stop()
+  self.core:stop()
+end
+
+-- srv:close(): while serving (from a handler or another task), serve()
+-- returns after the requests in hand, then closes; otherwise closes now.
 function Server:close()
+  local st = live[self]
+  if st ~= nil and st.serving then
+    self.core:stop(true)
+    return
+  end
+  if st ~= nil then
+    for conn in pairs(st.conns) do conn:close() end
+    st.conns = {}
+  end
   self.core:close()
 end
 

@@ -1,26 +1,38 @@
 /*
  * httpserver.c: the C core of http.server (layer: bindings), preloaded as
- * "http.server_core". A single-threaded, event-driven HTTP/1.1 server:
- * non-blocking sockets, every connection waited on together through the
- * runtime's nl_waitmany, requests parsed incrementally by nodejs's
- * http_parser (Debian's libhttp-parser), per-connection buffers and
- * deadlines. A slow or stuck client costs only its own buffers: it never
- * holds up the others. A slow *handler* does hold up the loop (as in
- * Node.js): handlers run in the serving state, one at a time.
+ * "http.server_core". It parses HTTP/1.1 with nodejs's http_parser
+ * (Debian's libhttp-parser) and does the socket work; bindings/http.lua
+ * runs each connection as a task (runtime/sched.c) and routes requests.
  *
- * For each complete request the loop calls the Lua dispatch function given
- * to run() (bindings/http.lua: routing, static files, JSON) under pcall and
- * writes what it returns. Limits answer with clear statuses: 414 (URI too
- * long), 431 (headers too large), 413 (body too large), 400 (malformed),
- * 408 (request not complete in time), 500 (handler error, logged).
+ * Three objects:
+ *   Group  the listening socket and what every worker thread of one server
+ *          shares: limits, the count of requests served, the stop flag and
+ *          an eventfd that wakes every waiting accept and idle connection
+ *          when serving stops. Reference-counted; it crosses to worker
+ *          threads through nl_Transfer (each state wraps it in its own
+ *          "http.server" userdata).
+ *   Server ("http.server") one state's handle on a Group: accept(), the
+ *          count of its open connections.
+ *   Conn  ("http.server.conn") one client connection: buffers, parser,
+ *          deadlines. read() returns the next request, write() sends a
+ *          reply; both wait through nl_waitk, so in a task they suspend only
+ *          that task and restart from the progress kept in the Conn.
+ *
+ * Limits answer with clear statuses: 414 (URI too long), 431 (headers too
+ * large), 413 (body too large), 400 (malformed), 408 (request not complete
+ * in time). A slow or stuck client costs only its own task and buffers.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <netdb.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -34,8 +46,9 @@
 #include "modules.h"
 
 #define NL_SERVER_MT "http.server"
+#define NL_CONN_MT "http.server.conn"
 #define READ_CHUNK 16384
-#define MAX_PENDING_OUT (256 * 1024) /* stop reading while this much waits */
+#define FULL_RECHECK 0.1 /* seconds between looks for a free connection slot */
 
 typedef struct Buf {
   char *data;
@@ -48,7 +61,28 @@ typedef struct Limits {
   int max_connections;
 } Limits;
 
-/* One client connection. */
+/* What the workers of one server share. */
+typedef struct Group {
+  atomic_int refs;
+  int fd;               /* the listening socket */
+  int stop_fd;          /* eventfd: readable while serving stops */
+  atomic_int spare_fd;  /* held open so an EMFILE accept can shed the client */
+  Limits limits;
+  atomic_llong served;  /* requests answered, by every worker */
+  atomic_llong max_served; /* stop when served reaches it (0: never) */
+  atomic_int stopping;
+  atomic_int close_asked; /* close once serving has stopped */
+} Group;
+
+/* One state's handle on a Group. Its connections keep it alive (user
+ * value), so their limits stay readable after the group is released. */
+typedef struct Server {
+  Group *g;             /* NULL once closed */
+  int nconn;            /* open connections made by this handle */
+  Limits limits;
+} Server;
+
+/* One client connection (user value 1: its Server userdata). */
 typedef struct Conn {
   int fd;
   http_parser parser;
@@ -60,26 +94,17 @@ typedef struct Conn {
   size_t out_pos;
   size_t header_bytes;
   int last_was_value;
-  int complete;    /* a whole request is parsed and waits for dispatch */
+  int complete;    /* a whole request is parsed */
   int error_status; /* a limit hit while parsing: 413, 414, 431 */
   int closing;     /* close once `out` is written */
   int in_request;  /* bytes of a request have arrived */
+  int head;        /* the request being answered is a HEAD */
+  const char *failure; /* why read() is sending an error reply */
   double deadline;
   char peer[64];
-  struct Server *srv;
+  Server *srv;
+  const Limits *limits;
 } Conn;
-
-typedef struct Server {
-  int fd;
-  int stopping;
-  int running;      /* inside run(): close() only asks to stop */
-  int close_asked;
-  int spare_fd;     /* held open so an EMFILE accept can shed the client */
-  Conn **conns;
-  int nconn, capconn;
-  Limits limits;
-  lua_Integer served;
-} Server;
 
 /* ---- buffers ------------------------------------------------------------ */
 
@@ -126,13 +151,13 @@ static int on_message_begin(http_parser *p) {
 
 static int on_url(http_parser *p, const char *at, size_t len) {
   Conn *c = conn_of(p);
-  if (c->url.len + len > c->srv->limits.max_uri) return limit_hit(c, 414);
+  if (c->url.len + len > c->limits->max_uri) return limit_hit(c, 414);
   return buf_add(&c->url, at, len) ? limit_hit(c, 500) : 0;
 }
 
 static int count_header(Conn *c, size_t len) {
   c->header_bytes += len;
-  return c->header_bytes > c->srv->limits.max_header;
+  return c->header_bytes > c->limits->max_header;
 }
 
 static int on_header_field(http_parser *p, const char *at, size_t len) {
@@ -166,7 +191,7 @@ static int on_headers_complete(http_parser *p) {
   Conn *c = conn_of(p);
   if (c->last_was_value && buf_add(&c->hdrs, "", 1)) return limit_hit(c, 500);
   if ((p->flags & F_CONTENTLENGTH) &&
-      p->content_length > (uint64_t)c->srv->limits.max_body)
+      p->content_length > (uint64_t)c->limits->max_body)
     return limit_hit(c, 413);
   if (p->http_minor >= 1 && expects_continue(c) &&
       buf_add(&c->out, "HTTP/1.1 100 Continue\r\n\r\n", 25))
@@ -176,7 +201,7 @@ static int on_headers_complete(http_parser *p) {
 
 static int on_body(http_parser *p, const char *at, size_t len) {
   Conn *c = conn_of(p);
-  if (c->body.len + len > c->srv->limits.max_body) return limit_hit(c, 413);
+  if (c->body.len + len > c->limits->max_body) return limit_hit(c, 413);
   return buf_add(&c->body, at, len) ? limit_hit(c, 500) : 0;
 }
 
@@ -199,63 +224,68 @@ static const http_parser_settings parser_settings = {
   .on_message_complete = on_message_complete,
 };
 
-/* ---- connections -------------------------------------------------------- */
-
-static void conn_free(Conn *c) {
-  if (c->fd >= 0) {
-    nl_loop_forget(c->fd); /* out of this thread's event loop */
-    close(c->fd);
-  }
-  buf_free(&c->in);
-  buf_free(&c->url);
-  buf_free(&c->hdrs);
-  buf_free(&c->body);
-  buf_free(&c->out);
-  free(c);
-}
-
-static void conn_wait_request(Conn *c) {
-  c->in_request = 0;
-  c->deadline = nl_deadline(c->srv->limits.keepalive_timeout);
-}
-
-static Conn *conn_new(Server *s, int fd, const struct sockaddr_storage *ss) {
-  Conn *c = calloc(1, sizeof *c);
-  if (c == NULL) return NULL;
-  c->fd = fd;
-  c->srv = s;
-  http_parser_init(&c->parser, HTTP_REQUEST);
-  c->parser.data = c;
-  if (ss->ss_family == AF_INET6) {
-    const struct sockaddr_in6 *a = (const void *)ss;
-    inet_ntop(AF_INET6, &a->sin6_addr, c->peer, sizeof c->peer);
-  } else {
-    const struct sockaddr_in *a = (const void *)ss;
-    inet_ntop(AF_INET, &a->sin_addr, c->peer, sizeof c->peer);
-  }
-  conn_wait_request(c);
-  return c;
-}
-
-static void server_drop(Server *s, int i) {
-  conn_free(s->conns[i]);
-  s->conns[i] = s->conns[--s->nconn];
-}
-
-static int server_add(Server *s, Conn *c) {
-  if (s->nconn == s->capconn) {
-    int cap = s->capconn ? s->capconn * 2 : 16;
-    Conn **p = realloc(s->conns, sizeof *p * (size_t)cap);
-    if (p == NULL) return -1;
-    s->conns = p;
-    s->capconn = cap;
-  }
-  s->conns[s->nconn++] = c;
-  return 0;
-}
+/* ---- the group: what workers share -------------------------------------- */
 
 static int open_spare(void) {
   return open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+static void group_unref(Group *g) {
+  int spare;
+  if (atomic_fetch_sub(&g->refs, 1) != 1) return;
+  if (g->fd >= 0) close(g->fd);
+  if (g->stop_fd >= 0) close(g->stop_fd);
+  spare = atomic_load(&g->spare_fd);
+  if (spare >= 0) close(spare);
+  free(g);
+}
+
+/* A group around listening socket `fd` (taken over); NULL, errno set. */
+static Group *group_new(int fd, const Limits *limits) {
+  Group *g = calloc(1, sizeof *g);
+  int err;
+  if (g == NULL) {
+    close(fd);
+    errno = ENOMEM;
+    return NULL;
+  }
+  atomic_init(&g->refs, 1);
+  g->fd = fd;
+  g->limits = *limits;
+  g->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  atomic_init(&g->spare_fd, open_spare());
+  if (g->stop_fd < 0 || atomic_load(&g->spare_fd) < 0) {
+    err = errno;
+    group_unref(g);
+    errno = err;
+    return NULL;
+  }
+  return g;
+}
+
+/* Wakes every accept and idle connection waiting on the group, in every
+ * thread: the eventfd stays readable until the next serve begins. */
+static void group_stop(Group *g) {
+  uint64_t one = 1;
+  atomic_store(&g->stopping, 1);
+  while (write(g->stop_fd, &one, sizeof one) < 0 && errno == EINTR) {}
+}
+
+/* Serving begins: clears the stop flag and its eventfd. */
+static void group_begin(Group *g, long long max_requests) {
+  uint64_t count;
+  while (read(g->stop_fd, &count, sizeof count) < 0 && errno == EINTR) {}
+  atomic_store(&g->close_asked, 0);
+  atomic_store(&g->max_served, max_requests > 0 ? atomic_load(&g->served) + max_requests : 0);
+  atomic_store(&g->stopping, 0);
+}
+
+/* One more request answered; the last one max_requests allows stops the
+ * group. */
+static void group_count(Group *g) {
+  long long served = atomic_fetch_add(&g->served, 1) + 1;
+  long long max = atomic_load(&g->max_served);
+  if (max > 0 && served >= max) group_stop(g);
 }
 
 /* Out of descriptors: the pending client stays queued, the listening
@@ -263,34 +293,128 @@ static int open_spare(void) {
  * waited forever. Give up the spare descriptor, accept the client and close
  * it at once (it sees the connection closed), take the spare back. Returns
  * 1 when a client was shed. */
-static int shed_one(Server *s) {
-  int fd;
-  if (s->spare_fd < 0) return 0;
-  close(s->spare_fd);
-  fd = accept4(s->fd, NULL, NULL, SOCK_CLOEXEC);
+static int group_shed_one(Group *g) {
+  int fd, spare = atomic_exchange(&g->spare_fd, -1);
+  if (spare < 0) return 0;
+  close(spare);
+  fd = accept4(g->fd, NULL, NULL, SOCK_CLOEXEC);
   if (fd >= 0) close(fd);
-  s->spare_fd = open_spare();
+  atomic_store(&g->spare_fd, open_spare());
   return fd >= 0;
 }
 
-/* Accepts every pending connection (the listening socket is non-blocking). */
-static void accept_all(Server *s) {
-  while (s->nconn < s->limits.max_connections) {
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    int fd = accept4(s->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    Conn *c;
-    if (fd < 0) {
-      if (errno == EINTR || errno == ECONNABORTED) continue;
-      if ((errno == EMFILE || errno == ENFILE) && shed_one(s)) continue;
-      return; /* EAGAIN, or out of memory: try again later */
-    }
-    c = conn_new(s, fd, &ss);
-    if (c == NULL || server_add(s, c) != 0) {
-      if (c != NULL) conn_free(c);
-      else close(fd); /* never waited on */
-      return;
-    }
+/* ---- the server handle ---------------------------------------------------- */
+
+static Server *check_server(lua_State *L, int idx) {
+  return luaL_checkudata(L, idx, NL_SERVER_MT);
+}
+
+static Server *check_open(lua_State *L, int idx) {
+  Server *s = check_server(L, idx);
+  if (s->g == NULL) luaL_error(L, "attempt to use a closed server");
+  return s;
+}
+
+static void server_attach(Server *s, Group *g) {
+  s->g = g;
+  s->limits = g->limits;
+}
+
+/* A new handle on g (whose reference it takes over; NULL: a closed one).
+ * [-0, +1, m] */
+static Server *push_server(lua_State *L, Group *g) {
+  Server *s = lua_newuserdatauv(L, sizeof *s, 0);
+  memset(s, 0, sizeof *s);
+  luaL_setmetatable(L, NL_SERVER_MT);
+  if (g != NULL) server_attach(s, g);
+  return s;
+}
+
+/* Drops this state's handle: the descriptors leave this thread's loop; the
+ * last handle closes them. Idempotent. */
+static void server_release(Server *s) {
+  Group *g = s->g;
+  if (g == NULL) return;
+  s->g = NULL;
+  nl_loop_forget(g->fd);
+  nl_loop_forget(g->stop_fd);
+  group_unref(g);
+}
+
+/* ---- connections ---------------------------------------------------------- */
+
+static Conn *check_conn(lua_State *L, int idx) {
+  return luaL_checkudata(L, idx, NL_CONN_MT);
+}
+
+static void conn_wait_request(Conn *c) {
+  c->in_request = 0;
+  c->deadline = nl_deadline(c->limits->keepalive_timeout);
+}
+
+/* Closes the descriptor and frees the buffers. Idempotent. */
+static void conn_close(Conn *c) {
+  if (c->fd >= 0) {
+    nl_loop_forget(c->fd); /* wakes a task waiting on it; out of the loop */
+    close(c->fd);
+    c->fd = -1;
+    c->srv->nconn--;
+  }
+  buf_free(&c->in);
+  buf_free(&c->url);
+  buf_free(&c->hdrs);
+  buf_free(&c->body);
+  buf_free(&c->out);
+  c->in_pos = c->out_pos = 0;
+}
+
+static void format_peer(Conn *c, const struct sockaddr_storage *ss) {
+  if (ss->ss_family == AF_INET6) {
+    const struct sockaddr_in6 *a = (const void *)ss;
+    inet_ntop(AF_INET6, &a->sin6_addr, c->peer, sizeof c->peer);
+  } else {
+    const struct sockaddr_in *a = (const void *)ss;
+    inet_ntop(AF_INET, &a->sin_addr, c->peer, sizeof c->peer);
+  }
+}
+
+/* Pushes a closed Conn of the server at index 1. [-0, +1, m] */
+static void new_conn(lua_State *L, Server *s) {
+  Conn *c = lua_newuserdatauv(L, sizeof *c, 1);
+  memset(c, 0, sizeof *c);
+  c->fd = -1;
+  luaL_setmetatable(L, NL_CONN_MT);
+  lua_pushvalue(L, 1);
+  lua_setiuservalue(L, -2, 1); /* the server outlives its connections */
+  c->srv = s;
+  c->limits = &s->limits;
+}
+
+/* The closed Conn c takes accepted descriptor fd. Replies go out at once
+ * (TCP_NODELAY): with Nagle's algorithm a reply to a pipelined request
+ * waited for the peer's delayed ACK of the one before (40 ms). */
+static void conn_open(Conn *c, int fd, const struct sockaddr_storage *ss) {
+  int one = 1;
+  if (ss->ss_family == AF_INET || ss->ss_family == AF_INET6)
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  http_parser_init(&c->parser, HTTP_REQUEST);
+  c->parser.data = c;
+  format_peer(c, ss);
+  c->fd = fd;
+  c->srv->nconn++;
+  conn_wait_request(c);
+}
+
+/* Reads what one recv gives: 1 bytes arrived, 0 none yet, -1 the peer
+ * closed or failed. */
+static int conn_recv(Conn *c) {
+  char chunk[READ_CHUNK];
+  for (;;) {
+    ssize_t r = recv(c->fd, chunk, sizeof chunk, 0);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
+    if (r <= 0) return -1;
+    return buf_add(&c->in, chunk, (size_t)r) == 0 ? 1 : -1;
   }
 }
 
@@ -310,6 +434,17 @@ static int conn_flush(Conn *c) {
 }
 
 static int has_output(const Conn *c) { return c->out_pos < c->out.len; }
+
+/* Sends the pending output, waiting (nl_waitk, restartable) until it is all
+ * out or the deadline passes. Returns 0, or -1 when the peer is gone or too
+ * slow. */
+static int conn_drain(lua_State *L, int nargs, Conn *c) {
+  for (;;) {
+    if (conn_flush(c) < 0) return -1;
+    if (!has_output(c)) return 0;
+    if (nl_waitk(L, nargs, c->fd, NL_WRITE, c->deadline) == 0) return -1;
+  }
+}
 
 /* ---- responses ---------------------------------------------------------- */
 
@@ -419,252 +554,250 @@ static void push_request(lua_State *L, Conn *c) {
   lua_setfield(L, -2, "peer");
 }
 
-/* Calls dispatch(req) under pcall. On success it returned status, header
- * lines (a string), body; queues the response. A raised error is logged and
- * answered with 500, except "interrupted", which stops the server: returns
- * -1 then, with the error on the stack. */
-static int dispatch(lua_State *L, int fn, Conn *c) {
-  int head = c->parser.method == HTTP_HEAD;
-  int top = lua_gettop(L);
-  c->closing = !http_should_keep_alive(&c->parser);
-  lua_pushvalue(L, fn);
-  push_request(L, c);
-  if (lua_pcall(L, 1, 3, 0) != LUA_OK) {
-    const char *msg = lua_tostring(L, -1);
-    if (msg != NULL && strcmp(msg, "interrupted") == 0) return -1;
-    fprintf(stderr, "netlua http.server: %s\n", msg ? msg : "(error object)");
-    lua_settop(L, top);
-    queue_error(c, 500, error_text(500));
-    return 0;
-  }
-  {
-    int status = (int)lua_tointeger(L, top + 1);
-    const char *lines = lua_tostring(L, top + 2);
-    size_t len = 0;
-    const char *body = lua_tolstring(L, top + 3, &len);
-    if (status < 100 || status > 999) status = 500;
-    queue_response(c, status, lines, body ? body : "", body ? len : 0, head);
-  }
-  lua_settop(L, top);
-  return 0;
-}
+/* ---- reading requests ------------------------------------------------------ */
 
-/* ---- reading and parsing ------------------------------------------------ */
+enum { READ_OK, READ_STOPPED, READ_CLOSED, READ_IDLE, READ_FAILED };
 
-/* Feeds buffered input to the parser and dispatches each complete request,
- * while nothing waits to be written. Returns -1 when dispatch was
- * interrupted (error on the stack). */
-static int conn_process(lua_State *L, int fn, Conn *c) {
-  while (!c->closing && !has_output(c) && c->in_pos < c->in.len) {
+/* Feeds buffered input to the parser: 1 a request is complete, 0 more
+ * input is needed, or minus the status of the error to answer. */
+static int conn_parse(Conn *c) {
+  while (c->in_pos < c->in.len) {
     size_t n = http_parser_execute(&c->parser, &parser_settings,
                                    c->in.data + c->in_pos, c->in.len - c->in_pos);
     enum http_errno err = HTTP_PARSER_ERRNO(&c->parser);
     c->in_pos += n;
     if (n > 0 && !c->in_request) {
       c->in_request = 1;
-      c->deadline = nl_deadline(c->srv->limits.request_timeout);
+      c->deadline = nl_deadline(c->limits->request_timeout);
     }
     if (c->complete) {
       c->complete = 0;
       http_parser_pause(&c->parser, 0);
-      c->srv->served++;
-      if (dispatch(L, fn, c) < 0) return -1;
-      conn_wait_request(c);
-      continue;
+      return 1;
     }
-    if (err != HPE_OK && err != HPE_PAUSED) {
-      int status = c->error_status ? c->error_status
-                 : err == HPE_HEADER_OVERFLOW ? 431 : 400;
-      queue_error(c, status, error_text(status));
-      break;
-    }
+    if (err != HPE_OK && err != HPE_PAUSED)
+      return -(c->error_status ? c->error_status : err == HPE_HEADER_OVERFLOW ? 431 : 400);
     if (n == 0) break;
   }
   if (c->in_pos == c->in.len) c->in.len = c->in_pos = 0;
   return 0;
 }
 
-/* Reads what is available. Returns -1 when the peer closed or failed. */
-static int conn_read(Conn *c) {
-  char chunk[READ_CHUNK];
+static int serving_stopped(const Conn *c) {
+  return c->srv->g == NULL || atomic_load(&c->srv->g->stopping);
+}
+
+/* Waits for input (and for an interim "100 Continue" to go out). An idle
+ * connection also wakes when serving stops. 0 when the deadline passed. */
+static int conn_wait_input(lua_State *L, Conn *c) {
+  nl_PollFd fds[2];
+  if (has_output(c)) return nl_waitk(L, 1, c->fd, NL_WRITE, c->deadline);
+  if (c->in_request) return nl_waitk(L, 1, c->fd, NL_READ, c->deadline);
+  fds[0].fd = c->fd;
+  fds[0].events = NL_READ;
+  fds[1].fd = c->srv->g->stop_fd;
+  fds[1].events = NL_READ;
+  return nl_waitmanyk(L, 1, fds, 2, c->deadline);
+}
+
+/* An error reply of ours; read() sends it, then closes. */
+static int conn_fail(Conn *c, int status, const char *why) {
+  queue_error(c, status, error_text(status));
+  c->failure = why;
+  c->deadline = nl_deadline(c->limits->send_timeout);
+  return READ_FAILED;
+}
+
+/* Reads until a whole request is parsed (READ_OK), the peer leaves
+ * (READ_CLOSED), serving stops or the keep-alive time ends between requests
+ * (READ_STOPPED, READ_IDLE), or an error reply is due (READ_FAILED). */
+static int conn_await_request(lua_State *L, Conn *c) {
   for (;;) {
-    ssize_t r = recv(c->fd, chunk, sizeof chunk, 0);
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
-    if (r <= 0) return -1;
-    if (buf_add(&c->in, chunk, (size_t)r) != 0) return -1;
-    if ((size_t)r < sizeof chunk || c->in.len > c->srv->limits.max_header + c->srv->limits.max_body + READ_CHUNK)
-      return 0;
-  }
-}
-
-/* ---- the loop ----------------------------------------------------------- */
-
-static double earliest(Server *s, double deadline) {
-  for (int i = 0; i < s->nconn; i++) {
-    double d = s->conns[i]->deadline;
-    if (d >= 0 && (deadline < 0 || d < deadline)) deadline = d;
-  }
-  return deadline;
-}
-
-/* Closes or answers connections whose deadline passed: 408 for a request
- * that did not arrive in time, silence for an idle keep-alive connection or
- * a peer that does not read. */
-static void expire(Server *s) {
-  double now = nl_monotonic();
-  for (int i = s->nconn - 1; i >= 0; i--) {
-    Conn *c = s->conns[i];
-    if (c->deadline < 0 || now < c->deadline) continue;
-    if (c->in_request && !has_output(c) && !c->closing) {
-      queue_error(c, 408, error_text(408));
-      c->deadline = nl_deadline(s->limits.send_timeout);
-      conn_flush(c);
-      if (has_output(c)) continue;
+    int r = conn_parse(c);
+    if (r > 0) return READ_OK;
+    if (r < 0) return conn_fail(c, -r, "bad request");
+    if (has_output(c) && conn_flush(c) < 0) return READ_CLOSED;
+    if (!has_output(c)) {
+      r = conn_recv(c);
+      if (r > 0) continue;
+      if (r < 0) return READ_CLOSED;
+      if (!c->in_request && serving_stopped(c)) return READ_STOPPED;
     }
-    server_drop(s, i);
-  }
-}
-
-/* Handles readiness of connection i. Returns -1 when interrupted. */
-static int conn_ready(lua_State *L, int fn, Server *s, int i, int ready) {
-  Conn *c = s->conns[i];
-  if (ready & NL_WRITE) {
-    if (conn_flush(c) < 0) {
-      server_drop(s, i);
-      return 0;
+    if (conn_wait_input(L, c) == 0) {
+      if (!c->in_request) return READ_IDLE;
+      return conn_fail(c, 408, "timeout");
     }
   }
-  if ((ready & NL_READ) && !has_output(c) && !c->closing) {
-    int gone = conn_read(c) < 0;
-    if (conn_process(L, fn, c) < 0) return -1;
-    if (gone && !has_output(c)) {
-      server_drop(s, i);
-      return 0;
-    }
-    if (gone) c->closing = 1;
-  }
-  if (conn_flush(c) < 0 || (c->closing && !has_output(c))) {
-    server_drop(s, i);
-    return 0;
-  }
-  if (has_output(c)) c->deadline = nl_deadline(s->limits.send_timeout);
-  else if (c->in_pos < c->in.len && conn_process(L, fn, c) < 0) return -1;
-  return 0;
 }
 
-/* Gives pending responses a last chance (up to 1 s) before closing. */
-static void flush_all(Server *s) {
-  double deadline = nl_deadline(1.0);
-  for (int i = 0; i < s->nconn; i++) {
-    Conn *c = s->conns[i];
-    while (has_output(c) && conn_flush(c) == 0 && has_output(c))
-      if (nl_wait(c->fd, NL_WRITE, deadline) <= 0) break;
+/* conn:read() -> request | nil, "stopped" (the connection stays open for the
+ * next serve) | nil, "closed" | "timeout" | "bad request" (closed, after an
+ * error reply when one is due). Restartable: its progress is in the Conn. */
+static int conn_read(lua_State *L) {
+  Conn *c = check_conn(L, 1);
+  int r;
+  lua_settop(L, 1);
+  if (c->fd < 0) return nl_pushfail(L, "closed", NULL);
+  r = c->failure != NULL ? READ_FAILED : conn_await_request(L, c);
+  switch (r) {
+  case READ_OK:
+    c->closing = !http_should_keep_alive(&c->parser);
+    c->head = c->parser.method == HTTP_HEAD;
+    push_request(L, c);
+    return 1;
+  case READ_STOPPED:
+    return nl_pushfail(L, "stopped", NULL);
+  case READ_FAILED: {
+    const char *why = c->failure;
+    (void)conn_drain(L, 1, c);
+    conn_close(c);
+    return nl_pushfail(L, why, NULL);
+  }
+  default:
+    conn_close(c);
+    return nl_pushfail(L, r == READ_IDLE ? "timeout" : "closed", NULL);
   }
 }
 
-static Server *check_server(lua_State *L, int idx) {
-  return luaL_checkudata(L, idx, NL_SERVER_MT);
-}
-
-static Server *check_open(lua_State *L, int idx) {
-  Server *s = check_server(L, idx);
-  if (s->fd < 0) luaL_error(L, "attempt to use a closed server");
-  return s;
-}
-
-static void server_release(Server *s) {
-  while (s->nconn > 0) server_drop(s, s->nconn - 1);
-  free(s->conns);
-  s->conns = NULL;
-  s->capconn = 0;
-  if (s->fd >= 0) {
-    nl_loop_forget(s->fd);
-    close(s->fd);
+/* conn:write(status, header_lines, body) -> true (ready for the next
+ * request) | false (the connection closed: it asked to, failed, or did not
+ * read its reply within send_timeout). Restartable: after a wait it goes on
+ * sending what it queued. */
+static int conn_write(lua_State *L) {
+  Conn *c = check_conn(L, 1);
+  if (!nl_restarting(L)) {
+    int isnum = 0;
+    lua_Integer code = lua_tointegerx(L, 2, &isnum);
+    int status = isnum && code >= 100 && code <= 999 ? (int)code : 500;
+    const char *lines = luaL_optstring(L, 3, NULL);
+    size_t len = 0;
+    const char *body = luaL_optlstring(L, 4, "", &len);
+    if (c->fd < 0) {
+      lua_pushboolean(L, 0);
+      return 1;
+    }
+    queue_response(c, status, lines, body, len, c->head);
+    c->deadline = nl_deadline(c->limits->send_timeout);
+    if (c->srv->g != NULL) group_count(c->srv->g);
   }
-  s->fd = -1;
-  if (s->spare_fd >= 0) close(s->spare_fd);
-  s->spare_fd = -1;
-}
-
-/* srv:run(dispatch[, max_requests[, timeout]]) -> requests served by this
- * call. Serves until srv:close() (from a handler), max_requests requests,
- * or timeout seconds; raises "interrupted" on Ctrl-C. */
-static int srv_run(lua_State *L) {
-  Server *s = check_open(L, 1);
-  lua_Integer max = luaL_optinteger(L, 3, 0);
-  double timeout = luaL_optnumber(L, 4, -1);
-  double until = nl_deadline(timeout);
-  lua_Integer start = s->served;
-  nl_PollFd *fds = NULL;
-  int cap = 0;
-  luaL_checktype(L, 2, LUA_TFUNCTION);
-  lua_settop(L, 2);
-  if (s->running) luaL_error(L, "server is already running");
-  s->stopping = 0;
-  s->running = 1;
-  while (!s->stopping && s->fd >= 0 && (max <= 0 || s->served - start < max)) {
-    int n = s->nconn + 1, r, listening = s->nconn < s->limits.max_connections;
-    if (n > cap) {
-      nl_PollFd *p = realloc(fds, sizeof *p * (size_t)(n + 16));
-      if (p == NULL) break;
-      fds = p;
-      cap = n + 16;
-    }
-    fds[0].fd = listening ? s->fd : -1;
-    fds[0].events = NL_READ;
-    for (int i = 0; i < s->nconn; i++) {
-      Conn *c = s->conns[i];
-      fds[i + 1].fd = c->fd;
-      fds[i + 1].events = has_output(c) ? NL_WRITE : NL_READ;
-    }
-    r = nl_waitmany(fds, n, earliest(s, until));
-    if (r == -EINTR) {
-      free(fds);
-      s->running = 0;
-      return nl_raise_interrupted(L);
-    }
-    for (int i = n - 1; i >= 1 && !s->close_asked; i--) {
-      if (fds[i].ready == 0) continue;
-      if (conn_ready(L, 2, s, i - 1, fds[i].ready) < 0) {
-        free(fds);
-        s->running = 0;
-        return lua_error(L);
-      }
-    }
-    if (!s->close_asked && fds[0].ready) accept_all(s);
-    if (!s->close_asked) expire(s);
-    if (until >= 0 && nl_monotonic() >= until) break;
+  lua_settop(L, 4);
+  if (c->fd < 0 || conn_drain(L, 4, c) < 0 || c->closing) {
+    conn_close(c);
+    lua_pushboolean(L, 0);
+    return 1;
   }
-  free(fds);
-  s->running = 0;
-  if (s->fd >= 0) flush_all(s);
-  if (s->close_asked) server_release(s);
-  lua_pushinteger(L, s->served - start);
+  conn_wait_request(c);
+  lua_pushboolean(L, 1);
   return 1;
 }
 
-/* srv:stop(): run() returns after the current request. */
-static int srv_stop(lua_State *L) {
-  check_server(L, 1)->stopping = 1;
+static int conn_close_m(lua_State *L) {
+  conn_close(check_conn(L, 1));
   return 0;
 }
 
-/* srv:close(): from a handler, run() finishes the current replies, then
- * closes; elsewhere it closes now, giving pending replies a last chance. */
-static int srv_close(lua_State *L) {
-  Server *s = check_server(L, 1);
-  if (s->running) {
-    s->stopping = s->close_asked = 1;
-    return 0;
+static int conn_isopen(lua_State *L) {
+  lua_pushboolean(L, check_conn(L, 1)->fd >= 0);
+  return 1;
+}
+
+static int conn_tostring(lua_State *L) {
+  Conn *c = check_conn(L, 1);
+  if (c->fd < 0) lua_pushliteral(L, "http.server.conn (closed)");
+  else lua_pushfstring(L, "http.server.conn (%s)", c->peer);
+  return 1;
+}
+
+/* ---- accepting ------------------------------------------------------------- */
+
+static int past(double deadline) {
+  return deadline >= 0 && nl_monotonic() >= deadline;
+}
+
+static double sooner(double deadline, double seconds) {
+  double d = nl_deadline(seconds);
+  return deadline >= 0 && deadline < d ? deadline : d;
+}
+
+/* Waits for whatever comes first: the listening socket readable, serving
+ * stopping, the deadline; or only for a little while (`pause`: all
+ * connections taken, or accept failed for want of memory). 0 on timeout. */
+static int wait_to_accept(lua_State *L, Group *g, double deadline, int pause) {
+  nl_PollFd fds[2];
+  fds[0].fd = g->stop_fd;
+  fds[0].events = NL_READ;
+  fds[1].fd = pause ? -1 : g->fd;
+  fds[1].events = NL_READ;
+  if (!pause) return nl_waitmanyk(L, 2, fds, 2, deadline);
+  nl_waitmanyk(L, 2, fds, 1, sooner(deadline, FULL_RECHECK));
+  return !past(deadline);
+}
+
+/* srv:accept([deadline]) -> conn | nil, "stopped" | "timeout". deadline is
+ * on time.monotonic()'s clock. Restartable. */
+static int srv_accept(lua_State *L) {
+  Server *s = check_open(L, 1);
+  Group *g = s->g;
+  double deadline = luaL_optnumber(L, 2, -1);
+  lua_settop(L, 2);
+  new_conn(L, s); /* closed first: nothing leaks if memory runs out */
+  for (;;) {
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    int fd, full = s->nconn >= s->limits.max_connections;
+    if (atomic_load(&g->stopping)) return nl_pushfail(L, "stopped", NULL);
+    if (!full) {
+      fd = accept4(g->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd >= 0) {
+        conn_open(check_conn(L, 3), fd, &ss);
+        return 1;
+      }
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      if ((errno == EMFILE || errno == ENFILE) && group_shed_one(g)) continue;
+      full = errno != EAGAIN && errno != EWOULDBLOCK;
+    }
+    if (!wait_to_accept(L, g, deadline, full)) return nl_pushfail(L, "timeout", NULL);
   }
-  if (s->fd >= 0) flush_all(s);
-  server_release(s);
+}
+
+/* ---- server methods ---------------------------------------------------------- */
+
+/* srv:begin([max_requests]) -> requests served so far. Serving (re)starts:
+ * the stop flag clears; with max_requests, serving stops after that many
+ * more replies (counted over every worker). */
+static int srv_begin(lua_State *L) {
+  Server *s = check_open(L, 1);
+  lua_Integer max = luaL_optinteger(L, 2, 0);
+  group_begin(s->g, max > 0 ? (long long)max : 0);
+  lua_pushinteger(L, (lua_Integer)atomic_load(&s->g->served));
+  return 1;
+}
+
+/* srv:stop([close]): every worker's accept returns "stopped" and idle
+ * connections stop waiting; with close, the server is to close after. */
+static int srv_stop(lua_State *L) {
+  Server *s = check_server(L, 1);
+  if (s->g == NULL) return 0;
+  if (lua_toboolean(L, 2)) atomic_store(&s->g->close_asked, 1);
+  group_stop(s->g);
   return 0;
 }
 
-/* __gc: never waits. */
-static int srv_gc(lua_State *L) {
+/* srv:close_asked() -> whether stop(true) was called (by any worker). */
+static int srv_close_asked(lua_State *L) {
+  Server *s = check_server(L, 1);
+  lua_pushboolean(L, s->g == NULL || atomic_load(&s->g->close_asked));
+  return 1;
+}
+
+static int srv_served(lua_State *L) {
+  Server *s = check_open(L, 1);
+  lua_pushinteger(L, (lua_Integer)atomic_load(&s->g->served));
+  return 1;
+}
+
+/* srv:close(): this state's handle; the socket closes with the last one. */
+static int srv_close(lua_State *L) {
   server_release(check_server(L, 1));
   return 0;
 }
@@ -676,7 +809,7 @@ static int srv_getsockname(lua_State *L) {
   socklen_t len = sizeof ss;
   char host[INET6_ADDRSTRLEN];
   int port;
-  if (getsockname(s->fd, (struct sockaddr *)&ss, &len) != 0) return nl_pusherrno(L, errno);
+  if (getsockname(s->g->fd, (struct sockaddr *)&ss, &len) != 0) return nl_pusherrno(L, errno);
   if (ss.ss_family == AF_INET6) {
     struct sockaddr_in6 *a = (void *)&ss;
     inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
@@ -698,10 +831,34 @@ static int srv_connections(lua_State *L) {
 
 static int srv_tostring(lua_State *L) {
   Server *s = check_server(L, 1);
-  if (s->fd < 0) lua_pushliteral(L, "http.server (closed)");
-  else lua_pushfstring(L, "http.server (%p)", (void *)s);
+  if (s->g == NULL) lua_pushliteral(L, "http.server (closed)");
+  else lua_pushfstring(L, "http.server (%p)", (void *)s->g);
   return 1;
 }
+
+/* ---- crossing to worker threads ---------------------------------------------- */
+
+static void *srv_export(lua_State *L, int idx) {
+  Server *s = check_server(L, idx);
+  if (s->g == NULL) {
+    lua_pushliteral(L, "a closed http.server cannot be passed to a thread");
+    return NULL;
+  }
+  atomic_fetch_add(&s->g->refs, 1);
+  return s->g;
+}
+
+static void srv_import(lua_State *L, void *payload) {
+  push_server(L, payload);
+}
+
+static void srv_discard(void *payload) {
+  group_unref(payload);
+}
+
+static const nl_Transfer srv_transfer = {
+  "http.server_core", srv_export, srv_import, srv_discard
+};
 
 /* ---- listen ------------------------------------------------------------- */
 
@@ -723,7 +880,7 @@ static int open_listener(const char *host, const char *port, int *gai) {
       continue;
     }
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 128) == 0) break;
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, SOMAXCONN) == 0) break;
     int err = errno;
     nl_loop_forget(fd);
     close(fd);
@@ -758,15 +915,13 @@ static int core_listen(lua_State *L) {
   lua_Integer port = luaL_checkinteger(L, 2);
   char portstr[16];
   int gai = 0, fd;
+  Limits limits;
   Server *s;
+  Group *g;
   luaL_argcheck(L, port >= 0 && port <= 65535, 2, "port out of range");
   luaL_checktype(L, 3, LUA_TTABLE);
-  s = lua_newuserdatauv(L, sizeof *s, 0);
-  memset(s, 0, sizeof *s);
-  s->fd = s->spare_fd = -1;
-  luaL_setmetatable(L, NL_SERVER_MT);
-  read_limits(L, 3, &s->limits);
-  if ((s->spare_fd = open_spare()) < 0) return nl_pusherrno(L, errno);
+  read_limits(L, 3, &limits);
+  s = push_server(L, NULL); /* closed first */
   snprintf(portstr, sizeof portstr, "%d", (int)port);
   fd = open_listener(host, portstr, &gai);
   if (fd == -1 && gai != 0) {
@@ -774,7 +929,8 @@ static int core_listen(lua_State *L) {
     return nl_pushfail(L, lua_tostring(L, -1), "EAI_NONAME");
   }
   if (fd < 0) return nl_pusherrno(L, -fd);
-  s->fd = fd;
+  if ((g = group_new(fd, &limits)) == NULL) return nl_pusherrno(L, errno);
+  server_attach(s, g);
   return 1;
 }
 
@@ -799,8 +955,11 @@ static int core_httpdate(lua_State *L) {
 }
 
 static const luaL_Reg srv_methods[] = {
-  {"run", srv_run},
+  {"accept", srv_accept},
+  {"begin", srv_begin},
   {"stop", srv_stop},
+  {"close_asked", srv_close_asked},
+  {"served", srv_served},
   {"close", srv_close},
   {"getsockname", srv_getsockname},
   {"connections", srv_connections},
@@ -808,9 +967,24 @@ static const luaL_Reg srv_methods[] = {
 };
 
 static const luaL_Reg srv_meta[] = {
-  {"__gc", srv_gc},
+  {"__gc", srv_close},
   {"__close", srv_close},
   {"__tostring", srv_tostring},
+  {NULL, NULL}
+};
+
+static const luaL_Reg conn_methods[] = {
+  {"read", conn_read},
+  {"write", conn_write},
+  {"close", conn_close_m},
+  {"isopen", conn_isopen},
+  {NULL, NULL}
+};
+
+static const luaL_Reg conn_meta[] = {
+  {"__gc", conn_close_m},
+  {"__close", conn_close_m},
+  {"__tostring", conn_tostring},
   {NULL, NULL}
 };
 
@@ -823,6 +997,11 @@ static const luaL_Reg core_funcs[] = {
 
 int luaopen_http_server_core(lua_State *L) {
   nl_newclass(L, NL_SERVER_MT, srv_methods, srv_meta);
+  luaL_getmetatable(L, NL_SERVER_MT);
+  lua_pushlightuserdata(L, (void *)&srv_transfer);
+  lua_setfield(L, -2, NL_TRANSFER_FIELD);
+  lua_pop(L, 1);
+  nl_newclass(L, NL_CONN_MT, conn_methods, conn_meta);
   luaL_newlib(L, core_funcs);
   return 1;
 }

@@ -68,6 +68,29 @@ function M.accept(server, quiet)
   end
 end
 
+-- Accepts clients until `count` have come (forever when count is false),
+-- handing each to handle(client); then closes the server.
+function M.serve(server, count, handle)
+  local served = 0
+  while not count or served < count do
+    handle(M.accept(server))
+    served = served + 1
+  end
+  server:close()
+end
+
+-- Sends `text` to client, logging "connection from IP:PORT" (and a failed
+-- send), then closes it. A client that does not read within 5 s is dropped.
+function M.reply(client, text)
+  client:settimeout(5)
+  local ip, port = client:getpeername()
+  local peer = M.where(ip or "?", port or "?")
+  print("connection from " .. peer)
+  local ok, err = client:send(text)
+  if not ok then print(string.format("send to %s failed: %s", peer, err)) end
+  client:close()
+end
+
 -- "127.0.0.1:80", "[::1]:80".
 function M.where(host, port)
   if tostring(host):find(":", 1, true) then return string.format("[%s]:%s", host, port) end

@@ -4,9 +4,9 @@
 -- list points at: real PNG files it draws itself, distinct for each index.
 --
 -- As a script:  netlua scripts/imageapi.lua [--host H] [--port P] [--key K]
---                      [--portfile F] [--lifetime S]
+--                      [--portfile F] [--lifetime S] [--workers N]
 --   (--portfile: write the port there, for --port 0; --lifetime: stop after
---   S seconds)
+--   S seconds; --workers: serve from N threads, or "auto": one per core)
 -- As a module:  local api = require "imageapi"
 --               local srv = api.server{port = 0, key = "k"}  -- then srv:serve()
 --               api.png(i)  -> the bytes of image i
@@ -149,13 +149,14 @@ local function page(req)
     '<img src="/images/meinv-%03d.png">', i, i), {["Content-Type"] = "text/html; charset=utf-8"}
 end
 
--- api.server{host=, port=, key=} -> http.server with the API's routes, or
+-- api.server{host=, port=, key=, workers=} -> http.server with the API's routes, or
 -- nil, msg, code. `srv.url .. "/meinv/"` is the endpoint. A GET of
 -- /shutdown?key=K closes it (for a server running in the background).
 function M.server(opts)
   opts = opts or {}
   local key = opts.key or M.DEFAULT_KEY
-  local srv, msg, code = http.server{host = opts.host or "127.0.0.1", port = opts.port or 0}
+  local srv, msg, code = http.server{host = opts.host or "127.0.0.1", port = opts.port or 0,
+    workers = opts.workers}
   if not srv then return nil, msg, code end
   srv:route("GET", "/meinv/", meinv(srv.url, key))
   srv:route("GET", "/meinv", meinv(srv.url, key))
@@ -174,7 +175,7 @@ end
 
 local function usage()
   io.stderr:write("usage: netlua imageapi.lua [--host H] [--port P] [--key K] [--portfile F]\n" ..
-    "       [--lifetime S]\n")
+    "       [--lifetime S] [--workers N|auto]\n")
   os.exit(2)
 end
 
@@ -188,6 +189,8 @@ local function main(...)
     elseif a == "--key" and v then opts.key = v
     elseif a == "--portfile" and v then opts.portfile = v
     elseif a == "--lifetime" and tonumber(v) then opts.lifetime = tonumber(v)
+    elseif a == "--workers" and v and (v == "auto" or (math.tointeger(tonumber(v)) or 0) >= 1) then
+      opts.workers = v == "auto" and "auto" or math.tointeger(tonumber(v))
     else usage() end
     i = i + 2
   end

@@ -7,23 +7,8 @@
 local cli = require "cli"
 local WELCOME = "欢迎访问菜鸟教程！\r\n"
 
-local function serve(client)
-  client:settimeout(5) -- a client that never reads cannot hold the server
-  local ip, port = client:getpeername()
-  print(string.format("connection from %s", cli.where(ip or "?", port or "?")))
-  local ok, err = client:send(WELCOME)
-  if not ok then print(string.format("send to %s failed: %s", cli.where(ip or "?", port or "?"), err)) end
-  client:close()
-end
-
 local opts = cli.parse({...}, {port = 9999, count = false},
   "netlua scripts/server.lua [host [port]] [--count N]")
 io.stdout:setvbuf("line")
 local server = cli.listen(opts, 512)
-local served = 0
-while not opts.count or served < opts.count do
-  local client = cli.accept(server)
-  serve(client)
-  served = served + 1
-end
-server:close()
+cli.serve(server, opts.count, function(client) cli.reply(client, WELCOME) end)

@@ -94,11 +94,12 @@ t.test("the image API answers tianapi's error shape for a wrong key", function()
   t.rmtree(dir)
 end)
 
-t.test("imageapi.lua as a program: --port 0 --portfile, downloader --api, /shutdown ends it", function()
+for _, workers in ipairs{"", "--workers 2"} do
+t.test("imageapi.lua as a program: --port 0 --portfile " .. workers .. ", downloader --api, /shutdown ends it", function()
   local dir = t.tmpdir()
   local portfile = dir .. "/port"
-  os.execute(string.format("%s %s --port 0 --key k1 --portfile %s --lifetime 30 > %s/out 2>&1 &",
-    t.shellquote(t.NETLUA), t.shellquote(root .. "/scripts/imageapi.lua"), portfile, dir))
+  os.execute(string.format("%s %s --port 0 --key k1 --portfile %s --lifetime 30 %s > %s/out 2>&1 &",
+    t.shellquote(t.NETLUA), t.shellquote(root .. "/scripts/imageapi.lua"), portfile, workers, dir))
   local time = require "time"
   local port
   for _ = 1, 400 do
@@ -125,6 +126,14 @@ t.test("imageapi.lua as a program: --port 0 --portfile, downloader --api, /shutd
   t.match(t.readfile(dir .. "/out"), "image API on http://127%.0%.0%.1:" .. port .. "/meinv/")
   t.rmtree(dir)
 end)
+end
+
+t.test("imageapi.lua: a bad --workers is a usage error", function()
+  local _, err, code = t.netlua(t.shellquote(root .. "/scripts/imageapi.lua") .. " --workers 0")
+  t.eq(code, 2)
+  t.match(err, "usage: netlua imageapi.lua")
+end)
+
 
 t.test("on a terminal a progress bar counts files and bytes", function()
   local dir = t.tmpdir()

@@ -1,0 +1,309 @@
+-- test_http_server_tasks.lua: http.server runs each connection as a task,
+-- so a handler may wait (on a channel, a socket, another HTTP request,
+-- even to its own server) without holding up the other connections; and
+-- `workers = N` serves one port from N threads.
+local t = require "testlib"
+local task = require "task"
+local thread = require "thread"
+local socket = require "socket"
+local http = require "http"
+
+-- Runs fn(srv) as a task while srv serves in this (main) coroutine; serve
+-- returns once fn has finished and closed the server.
+local function serve_while(srv, fn)
+  local result
+  local h = task.spawn(function()
+    result = table.pack(pcall(fn, srv))
+    srv:close()
+  end)
+  srv:serve{timeout = 30}
+  h:join()
+  if not result[1] then error(result[2], 0) end
+  return table.unpack(result, 2, result.n)
+end
+
+t.test("a handler waiting on a channel does not hold up other requests", function()
+  local srv = assert(http.server{port = 0})
+  local gate = thread.channel()
+  srv:route("GET", "/slow", function() return "slow got " .. gate:recv() end)
+  srv:route("GET", "/open", function() gate:send("through") return "opened" end)
+  local order = {}
+  serve_while(srv, function()
+    local slow = task.spawn(function()
+      local r = assert(http.get(srv.url .. "/slow", {timeout = 10}))
+      order[#order + 1] = r.body
+    end)
+    task.sleep(0.05) -- /slow is waiting in its handler now
+    local r = assert(http.get(srv.url .. "/open", {timeout = 10}))
+    order[#order + 1] = r.body
+    assert(slow:join(15))
+  end)
+  t.eq(order[1], "opened")
+  t.eq(order[2], "slow got through")
+end)
+
+t.test("a handler can make HTTP requests to its own server", function()
+  local srv = assert(http.server{port = 0})
+  srv:route("GET", "/inner/:n", function(req) return "inner " .. req.params.n end)
+  srv:route("GET", "/outer/:n", function(req)
+    local r = assert(http.get(srv.url .. "/inner/" .. req.params.n, {timeout = 10}))
+    return r.body .. " via outer"
+  end)
+  local bodies = serve_while(srv, function()
+    local hs, out = {}, {}
+    for i = 1, 5 do
+      hs[i] = task.spawn(function()
+        out[i] = assert(http.get(srv.url .. "/outer/" .. i, {timeout = 10})).body
+      end)
+    end
+    task.all(hs)
+    return out
+  end)
+  for i = 1, 5 do t.eq(bodies[i], "inner " .. i .. " via outer") end
+end)
+
+-- A raw keep-alive client: sends one request, reads one reply.
+local function ask(c, path)
+  assert(c:send("GET " .. path .. " HTTP/1.1\r\nHost: x\r\n\r\n"))
+  local status = c:receive("*l")
+  local len
+  repeat
+    local line = c:receive("*l")
+    len = len or tonumber(line and line:match("^Content%-Length: (%d+)"))
+  until line == "" or line == nil
+  return status, c:receive(len)
+end
+
+t.test("a keep-alive connection stays open from one serve() to the next", function()
+  local srv = assert(http.server{port = 0})
+  local n = 0
+  srv:route("GET", "/n", function() n = n + 1 return tostring(n) end)
+  local c = assert(socket.connect("127.0.0.1", srv.port))
+  c:settimeout(10)
+  local replies = {}
+  local client = task.spawn(function()
+    replies[1] = select(2, ask(c, "/n"))
+    replies[2] = select(2, ask(c, "/n"))
+  end)
+  t.eq(srv:serve{max_requests = 1, timeout = 20}, 1)
+  t.eq(srv:connections(), 1, "the connection is kept")
+  t.eq(srv:serve{max_requests = 1, timeout = 20}, 1)
+  t.ok(client:join(10))
+  t.eq(replies[1], "1")
+  t.eq(replies[2], "2")
+  c:close()
+  srv:close()
+  t.eq(srv:connections(), 0)
+end)
+
+t.test("a script ends as soon as serve() returns, though keep-alive clients stay connected", function()
+  local path, dir = t.script([[
+    local http = require "http"
+    local srv = assert(http.server{port = 0, keepalive_timeout = 120})
+    srv:route("GET", "/", function() return "hi" end)
+    print("listening on 127.0.0.1:" .. srv.port) io.stdout:flush()
+    srv:serve{max_requests = 1, timeout = 60}
+    print("served")
+  ]])
+  local pid, port, sdir = t.start_server(path, "", 20)
+  local c = assert(socket.connect("127.0.0.1", port))
+  c:settimeout(30)
+  local status, body = ask(c, "/")
+  t.eq(status, "HTTP/1.1 200 OK")
+  t.eq(body, "hi")
+  -- The server process exits: our idle connection is closed by it.
+  local line, err = c:receive("*l")
+  t.eq(line, nil)
+  t.eq(err, "closed")
+  c:close()
+  t.finish_server(pid, sdir)
+  t.rmtree(dir)
+end)
+
+t.test("serve{max_requests=N} counts the requests of every connection", function()
+  local srv = assert(http.server{port = 0})
+  srv:route("GET", "/", function() task.sleep(0.01) return "x" end)
+  local hs = {}
+  for i = 1, 6 do
+    hs[i] = task.spawn(function() return assert(http.get(srv.url .. "/", {timeout = 10})).status end)
+  end
+  t.eq(srv:serve{max_requests = 6, timeout = 20}, 6)
+  for i = 1, 6 do t.eq(select(2, hs[i]:join(10)), 200) end
+  srv:close()
+end)
+
+t.test("srv:stop() from another task ends serve(); the server stays open", function()
+  local srv = assert(http.server{port = 0})
+  srv:route("GET", "/", function() return "x" end)
+  task.spawn(function()
+    assert(http.get(srv.url .. "/", {timeout = 10}))
+    srv:stop()
+  end)
+  t.eq(srv:serve{timeout = 20}, 1)
+  local h = task.spawn(function() return assert(http.get(srv.url .. "/", {timeout = 10})).body end)
+  t.eq(srv:serve{max_requests = 1, timeout = 20}, 1)
+  t.eq(select(2, h:join(10)), "x")
+  srv:close()
+end)
+
+t.test("nonsense statuses and headers that break the reply are a 500; the connection goes on", function()
+  local srv = assert(http.server{port = 0})
+  srv:route("GET", "/huge", function() return 1e300, "x" end)
+  srv:route("GET", "/nan", function() return 0 / 0, "x" end)
+  srv:route("GET", "/low", function() return 42, "x" end)
+  srv:route("GET", "/headers", function()
+    return 200, "x", setmetatable({}, {__pairs = function() error("no pairs for you") end})
+  end)
+  srv:route("GET", "/ok", function() return "fine" end)
+  local c = assert(socket.connect("127.0.0.1", srv.port))
+  c:settimeout(10)
+  local got = {}
+  task.spawn(function()
+    for _, path in ipairs{"/huge", "/nan", "/low", "/headers", "/ok"} do
+      got[#got + 1] = ask(c, path)
+    end
+    srv:close()
+  end)
+  srv:serve{timeout = 20}
+  t.eq(got[1], "HTTP/1.1 500 Internal Server Error")
+  t.eq(got[2], "HTTP/1.1 500 Internal Server Error")
+  t.eq(got[3], "HTTP/1.1 500 Internal Server Error")
+  t.eq(got[4], "HTTP/1.1 500 Internal Server Error")
+  t.eq(got[5], "HTTP/1.1 200 OK")
+  c:close()
+end)
+
+t.test("max_connections: a client beyond the limit waits until a connection closes", function()
+  local srv = assert(http.server{port = 0, max_connections = 2})
+  srv:route("GET", "/", function() return "hi" end)
+  local c1 = assert(socket.connect("127.0.0.1", srv.port))
+  local c2 = assert(socket.connect("127.0.0.1", srv.port))
+  local c3 = assert(socket.connect("127.0.0.1", srv.port))
+  for _, c in ipairs{c1, c2, c3} do c:settimeout(10) end
+  local seen = {}
+  task.spawn(function()
+    seen[1] = ask(c1, "/")
+    seen[2] = ask(c2, "/")
+    seen.open = srv:connections()
+    assert(c3:send("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+    c3:settimeout(0.3)
+    seen.waiting = select(2, c3:receive("*l"))
+    c1:close() -- a slot frees: c3 is accepted and answered
+    c3:settimeout(10)
+    seen[3] = c3:receive("*l")
+    srv:close()
+  end)
+  srv:serve{timeout = 30}
+  t.eq(seen[1], "HTTP/1.1 200 OK")
+  t.eq(seen[2], "HTTP/1.1 200 OK")
+  t.eq(seen.open, 2)
+  t.eq(seen.waiting, "timeout", "no reply while two connections are open")
+  t.eq(seen[3], "HTTP/1.1 200 OK")
+  c2:close()
+  c3:close()
+end)
+
+-- ---- workers --------------------------------------------------------------
+
+t.test("workers: bad values raise; 'auto' is one per core", function()
+  t.raises("option 'workers' must be a positive integer", http.server, {port = 0, workers = 0})
+  t.raises("option 'workers' must be a positive integer", http.server, {port = 0, workers = 1.5})
+  t.raises("option 'workers' must be a positive integer", http.server, {port = 0, workers = "many"})
+  local srv = assert(http.server{port = 0, workers = "auto"})
+  t.eq(srv.workers, thread.cpus())
+  srv:close()
+  srv = assert(http.server{port = 0})
+  t.eq(srv.workers, 1, "one worker unless asked")
+  srv:close()
+end)
+
+t.test("workers = 2: while one worker's thread is stuck, the other answers", function()
+  local dir = t.tmpdir()
+  local flag = dir .. "/go"
+  local path = t.script([[
+    local http = require "http"
+    local thread = require "thread"
+    local flag = select(3, ...)
+    local srv = assert(http.server{port = 0, workers = 2})
+    srv:route("GET", "/hold", function()
+      -- blocks this worker's whole thread (not a task wait) until the flag file exists
+      while not io.open(flag) do os.execute("sleep 0.01") end
+      return "held by " .. select(2, thread.self())
+    end)
+    srv:route("GET", "/who", function() return "answered by " .. select(2, thread.self()) end)
+    srv:route("GET", "/stop", function() srv:close() return "bye" end)
+    print("listening on 127.0.0.1:" .. srv.port) io.stdout:flush()
+    print("served", srv:serve{timeout = 60})
+  ]])
+  local pid, port, sdir = t.start_server(path, t.shellquote(flag), 60)
+  local url = "http://127.0.0.1:" .. port
+  local held = task.spawn(function() return assert(http.get(url .. "/hold", {timeout = 30})).body end)
+  task.sleep(0.1) -- /hold has the first worker's thread now
+  local who = assert(http.get(url .. "/who", {timeout = 30})).body
+  t.writefile(flag, "")
+  local ok, hold = held:join(30)
+  t.ok(ok, hold)
+  local a, b = hold:match("held by (%d+)"), who:match("answered by (%d+)")
+  t.ok(a and b, hold .. " / " .. who)
+  t.ok(a ~= b, "two threads served: " .. hold .. " / " .. who)
+  t.eq(assert(http.get(url .. "/stop", {timeout = 30})).body, "bye")
+  local rest = t.finish_server(pid, sdir)
+  t.match(rest or "", "served\t3")
+  t.rmtree(dir)
+end)
+
+t.test("workers = 3: max_requests counts every worker's replies; stop from a worker's handler", function()
+  local path, dir = t.script([[
+    local http = require "http"
+    local srv = assert(http.server{port = 0, workers = 3})
+    srv:route("GET", "/", function() return "x" end)
+    srv:route("GET", "/stop", function() srv:close() return "bye" end)
+    print("listening on 127.0.0.1:" .. srv.port) io.stdout:flush()
+    print("first", srv:serve{max_requests = 20, timeout = 60})
+    print("second", srv:serve{timeout = 60})
+    print(tostring(srv.core))
+  ]])
+  local pid, port, sdir = t.start_server(path, "", 60)
+  local url = "http://127.0.0.1:" .. port
+  local hs = {}
+  for i = 1, 20 do
+    hs[i] = task.spawn(function() return assert(http.get(url .. "/", {timeout = 30})).body end)
+  end
+  for i = 1, 20 do t.eq(select(2, hs[i]:join(30)), "x") end
+  -- the second serve: a handler (in whichever worker) closes the server
+  local r
+  for _ = 1, 100 do
+    r = http.get(url .. "/stop", {timeout = 30})
+    if r then break end
+    task.sleep(0.05) -- between the two serve() calls nobody accepts
+  end
+  t.eq(r and r.body, "bye")
+  local rest = t.finish_server(pid, sdir)
+  t.rmtree(dir)
+  t.match(rest or "", "first\t20")
+  t.match(rest or "", "second\t1")
+  t.match(rest or "", "closed")
+end)
+
+t.test("workers: a handler that cannot be copied to a worker thread is a clear error", function()
+  local srv = assert(http.server{port = 0, workers = 2})
+  local co = coroutine.create(function() end)
+  srv:route("GET", "/", function() return tostring(co) end)
+  t.raises("(a coroutine) cannot be passed to a thread", srv.serve, srv, {timeout = 1})
+  srv:close()
+end)
+
+t.test("workers: Ctrl-C stops every worker and exits 130", function()
+  local path, dir = t.script([[
+    local http = require "http"
+    local srv = assert(http.server{port = 0, workers = 2})
+    srv:route("GET", "/", function() return "x" end)
+    print("ready") io.stdout:flush()
+    srv:serve()
+  ]])
+  local _, _, code = t.interrupt(path)
+  t.eq(code, 130)
+  t.rmtree(dir)
+end)
+
+t.done()
