@@ -389,7 +389,7 @@ function Server:route(method, pattern, handler)
   if type(handler) ~= "function" then error("bad argument #3 to 'route' (function expected)", 2) end
   local lua, names = compile(pattern)
   self.routes[#self.routes + 1] = {method = method:upper(), lua = lua, names = names,
-    handler = handler}
+    exact = #names == 0 and pattern or nil, handler = handler}
   return self
 end
 
@@ -448,13 +448,23 @@ local function find_static(self, req)
   end
 end
 
+local NO_CAPTURES = {}
+
+-- The route for req and its params, or nil and whether a route had the path
+-- (for another method). A route without params compares strings.
 local function match_route(self, req)
-  local method_seen = false
+  local path, method, method_seen = req.path, req.method, false
   for _, r in ipairs(self.routes) do
-    local caps = {req.path:match(r.lua)}
-    if caps[1] ~= nil or req.path:match(r.lua) then
-      if r.method == req.method or r.method == "*" or
-         (r.method == "GET" and req.method == "HEAD") then
+    local caps
+    if r.exact then
+      if path == r.exact then caps = NO_CAPTURES end
+    else
+      caps = {path:match(r.lua)} -- such a pattern always captures
+      if caps[1] == nil then caps = nil end
+    end
+    if caps then
+      if r.method == method or r.method == "*" or
+         (r.method == "GET" and method == "HEAD") then
         local params = {}
         for i, name in ipairs(r.names) do params[name] = caps[i] end
         return r, params
@@ -465,10 +475,18 @@ local function match_route(self, req)
   return nil, method_seen
 end
 
+local TEXT_LINES = "Content-Type: text/plain; charset=utf-8\r\n"
+local JSON_LINES = "Content-Type: application/json\r\n"
+
 -- What a handler returned -> status, header lines, body.
 local function normalize(status, body, headers)
   if type(status) ~= "number" then
     status, body, headers = 200, status, body
+  end
+  if headers == nil then -- the common case, without building tables
+    local kind = type(body)
+    if kind == "string" then return math.floor(status), TEXT_LINES, body end
+    if kind == "table" then return math.floor(status), JSON_LINES, json.encode(body) end
   end
   headers = headers or {}
   local ctype
@@ -502,22 +520,31 @@ local function log_error(req, err)
   io.stderr:flush()
 end
 
--- The function the C loop calls for each request.
+-- xpcall's message handler for route handlers: the traceback, except for
+-- Ctrl-C, which goes on up as it is.
+local function handler_traceback(e)
+  if e == "interrupted" then return e end
+  return debug.traceback(tostring(e), 2)
+end
+
+-- The function each connection's task calls for each request.
 local function make_dispatch(self)
   return function(req)
     setmetatable(req, Request)
-    req.raw_path = req.path
-    req.path = unescape(req.path)
-    req.query, req.query_all = parse_query(req.rawquery)
+    local path = req.path
+    req.raw_path = path
+    if path:find("%", 1, true) then req.path = unescape(path) end
+    if req.rawquery == "" then
+      req.query, req.query_all = {}, {}
+    else
+      req.query, req.query_all = parse_query(req.rawquery)
+    end
     req.server = self
     local status, body, headers
     local route, params = match_route(self, req)
     if route then
       req.params = params
-      local ok, s, b, hd = xpcall(route.handler, function(e)
-        if e == "interrupted" then return e end
-        return debug.traceback(tostring(e), 2)
-      end, req)
+      local ok, s, b, hd = xpcall(route.handler, handler_traceback, req)
       if not ok then
         if s == "interrupted" then error(s, 0) end
         log_error(req, s)
@@ -569,12 +596,20 @@ local function answer(dispatch, req)
   return 500, ERROR_500, "internal server error\n"
 end
 
+-- Requests a connection may answer in a row before the other tasks get a
+-- turn: a client that always has its next request waiting (pipelining)
+-- would otherwise never let its task wait, and no other connection would
+-- be served.
+local BURST = 16
+
 -- One connection's requests, in order, until the peer leaves, the
 -- connection fails or closes, or serving stops ("stopped": it stays open in
 -- st.conns for the next serve).
 local function serve_connection(st, conn)
-  local dispatch = st.dispatch
+  local dispatch, answered = st.dispatch, 0
   while true do
+    answered = answered + 1
+    if answered % BURST == 0 then task.yield() end
     local req, why = conn:read()
     if req == nil then
       if why ~= "stopped" then st.conns[conn] = nil end

@@ -80,6 +80,8 @@ typedef struct Server {
   Group *g;             /* NULL once closed */
   int nconn;            /* open connections made by this handle */
   Limits limits;
+  time_t date_second;   /* when date_line was formatted */
+  char date_line[64];   /* "Date: ...\r\n" */
 } Server;
 
 /* One client connection (user value 1: its Server userdata). */
@@ -455,13 +457,17 @@ static const char *reason_for(int status) {
 
 static void add_str(Buf *b, const char *s) { buf_add(b, s, strlen(s)); }
 
-static void add_date(Buf *b) {
-  char date[64];
+/* The Date line, formatted once a second per server handle. */
+static void add_date(Conn *c) {
+  Server *s = c->srv;
   time_t now = time(NULL);
-  struct tm tm;
-  gmtime_r(&now, &tm);
-  strftime(date, sizeof date, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
-  add_str(b, date);
+  if (now != s->date_second || s->date_line[0] == '\0') {
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(s->date_line, sizeof s->date_line, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+    s->date_second = now;
+  }
+  add_str(&c->out, s->date_line);
 }
 
 /* Queues a complete response. `headers` are "Name: value\r\n" lines from
@@ -473,7 +479,7 @@ static void queue_response(Conn *c, int status, const char *headers,
   Buf *b = &c->out;
   snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\n", status, reason_for(status));
   add_str(b, line);
-  add_date(b);
+  add_date(c);
   if (headers != NULL) add_str(b, headers);
   if (status != 204 && status != 304) {
     snprintf(line, sizeof line, "Content-Length: %zu\r\n", len);

@@ -203,6 +203,37 @@ t.test("max_connections: a client beyond the limit waits until a connection clos
   c3:close()
 end)
 
+t.test("a client pipelining thousands of requests does not keep another waiting until it is done", function()
+  local srv = assert(http.server{port = 0})
+  local order = {}
+  srv:route("GET", "/", function(req)
+    order[#order + 1] = req.headers["x-client"]
+    return "x"
+  end)
+  -- Both clients' requests are in the server's socket buffers before it
+  -- serves: 2,000 from A, then one from B.
+  local a = assert(socket.connect("127.0.0.1", srv.port))
+  local b = assert(socket.connect("127.0.0.1", srv.port))
+  local batch = {}
+  for i = 1, 2000 do batch[i] = "GET / HTTP/1.1\r\nHost: x\r\nX-Client: A\r\n\r\n" end
+  a:settimeout(10)
+  b:settimeout(10)
+  local sending = task.spawn(function() return a:send(table.concat(batch)) end)
+  assert(b:send("GET / HTTP/1.1\r\nHost: x\r\nX-Client: B\r\n\r\n"))
+  task.spawn(function()
+    t.eq(b:receive("*l"), "HTTP/1.1 200 OK")
+    repeat local got = a:receive(65536) until got == nil or #order >= 2001
+    srv:close()
+  end)
+  srv:serve{timeout = 30}
+  assert(sending:join(10))
+  local where
+  for i, who in ipairs(order) do if who == "B" then where = i break end end
+  t.ok(where and where <= 64, "B answered as request " .. tostring(where) .. " of " .. #order)
+  a:close()
+  b:close()
+end)
+
 -- ---- workers --------------------------------------------------------------
 
 t.test("workers: bad values raise; 'auto' is one per core", function()
