@@ -26,6 +26,7 @@
 typedef struct {            /* echo: bytes read but not yet written back */
   char *buf;
   size_t off, len;
+  int out;                  /* registered for EPOLLOUT (a write would block) */
 } Pending;
 
 static Pending pending[MAXFD];
@@ -91,21 +92,38 @@ static int flush_echo(int fd) {
   return 0;
 }
 
-/* Reads and echoes until the socket is drained or must wait for EPOLLOUT. */
+/* Registers for EPOLLOUT while a write is blocked, EPOLLIN otherwise: the
+ * only epoll_ctl calls after ADD, made when the interest really changes. */
+static void want_out(int ep, int fd, int out) {
+  Pending *p = &pending[fd];
+  if (p->out == out) return;
+  struct epoll_event ev = { .events = out ? EPOLLOUT : EPOLLIN, .data.fd = fd };
+  epoll_ctl(ep, EPOLL_CTL_MOD, fd, &ev);
+  p->out = out;
+}
+
+/* Level-triggered, as redis's ae: one read per readable event, written
+ * straight back. A full buffer reads again (more may be queued); a short
+ * read has drained the socket, and were more to arrive epoll reports it
+ * again, so no read just to see EAGAIN. A write that would block switches
+ * the descriptor to EPOLLOUT until the rest is out. */
 static void serve_echo(int ep, int fd) {
   Pending *p = &pending[fd];
   if (!p->buf && !(p->buf = malloc(BUFSZ))) die("malloc");
   for (;;) {
     int r = flush_echo(fd);
     if (r < 0) { close_echo(ep, fd); return; }
-    struct epoll_event ev = { .events = r ? EPOLLOUT : EPOLLIN, .data.fd = fd };
-    if (r) { epoll_ctl(ep, EPOLL_CTL_MOD, fd, &ev); return; }
+    want_out(ep, fd, r);
+    if (r) return;
     ssize_t n = read(fd, p->buf, BUFSZ);
-    if (n > 0) { p->len = (size_t)n; continue; }
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno == EAGAIN) { epoll_ctl(ep, EPOLL_CTL_MOD, fd, &ev); return; }
-    close_echo(ep, fd);
-    return;
+    if (n < 0 && errno == EAGAIN) return;
+    if (n <= 0) { close_echo(ep, fd); return; }
+    p->len = (size_t)n;
+    r = flush_echo(fd);
+    if (r < 0) { close_echo(ep, fd); return; }
+    want_out(ep, fd, r);
+    if (r || n < BUFSZ) return;
   }
 }
 
