@@ -702,11 +702,6 @@ static int conn_close_m(lua_State *L) {
   return 0;
 }
 
-static int conn_isopen(lua_State *L) {
-  lua_pushboolean(L, check_conn(L, 1)->fd >= 0);
-  return 1;
-}
-
 static int conn_tostring(lua_State *L) {
   Conn *c = check_conn(L, 1);
   if (c->fd < 0) lua_pushliteral(L, "http.server.conn (closed)");
@@ -993,7 +988,6 @@ static const luaL_Reg conn_methods[] = {
   {"read", conn_read},
   {"write", conn_write},
   {"close", conn_close_m},
-  {"isopen", conn_isopen},
   {NULL, NULL}
 };
 
