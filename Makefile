@@ -4,6 +4,7 @@
 #   make test         deps + build + run the suite under prove
 #   make SANITIZE=1 test       the same with ASan+UBSan (build/asan/netlua)
 #   make SANITIZE=thread test  the same with TSan      (build/tsan/netlua)
+#   make fuzz [FUZZ_SECONDS=60]  fuzz the HTTP request parser (libFuzzer)
 #   make demo | bench | install PREFIX=/usr/local | clean
 
 # ---- settings -------------------------------------------------------------
@@ -44,7 +45,7 @@ ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(WERROR) \
               -Iruntime -I$(OUT) -MMD -MP
 # libcurl is not linked: runtime/curlload.c dlopens it on first `require "http"`
 # (only its headers are used, through pkg-config --cflags above).
-LDLIBS   := $(STATIC_LUA) -lhttp_parser \
+LDLIBS   := $(STATIC_LUA) \
             -lpthread -lm -ldl
 LDFLAGS  ?=
 ALL_LDFLAGS := -Wl,-E $(SAN_LDFLAGS) $(LDFLAGS)
@@ -58,7 +59,7 @@ GEN_SRC      := $(OUT)/embedded.c
 OBJS := $(patsubst %.c,$(OUT)/%.o,$(RUNTIME_SRC) $(BINDINGS_SRC)) $(OUT)/embedded.o
 
 # ---- build ----------------------------------------------------------------
-.PHONY: all deps test demo bench bench-deps install clean
+.PHONY: all deps test demo bench bench-deps fuzz install clean
 all: $(BIN)
 
 $(BIN): $(OBJS)
@@ -118,6 +119,20 @@ bench-deps:
 build/bench/%: bench/%.c
 	@mkdir -p $(dir $@)
 	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) -O2 -g $(WERROR) -o $@ $< -lpthread
+
+# ---- fuzzing: bounded runs anyone can start (tests/fuzz/) ------------------
+FUZZ_SECONDS ?= 60
+FUZZ_CC      ?= clang
+fuzz: build/fuzz/fuzz_httpparse
+	@mkdir -p build/fuzz/corpus
+	build/fuzz/fuzz_httpparse -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+	  build/fuzz/corpus tests/fuzz/http_seeds
+
+build/fuzz/fuzz_httpparse: tests/fuzz/fuzz_httpparse.c runtime/httpparse.c runtime/buf.c
+	@sh tools/deps.sh clang
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
+	  -fno-sanitize-recover=undefined -Iruntime -o $@ $^
 
 install: $(BIN)
 	install -d $(DESTDIR)$(PREFIX)/bin

@@ -417,6 +417,10 @@ local function mime_type(path)
 end
 M.mime_type = mime_type
 
+-- A reply body streamed from a file (conn:write_file), never read into
+-- memory: {path = real path}.
+local FileBody = {}
+
 -- Serves root/rel where rel comes from a decoded URL path: no NUL, no ".."
 -- segment, and the real path (symlinks resolved) must stay under root.
 local function serve_file(root, rel)
@@ -429,14 +433,13 @@ local function serve_file(root, rel)
   if real ~= root and real:sub(1, #root + 1) ~= root .. "/" then
     return 403, "forbidden\n"
   end
-  local f = io.open(real, "rb")
-  local data = f and f:read("a")
-  if f then f:close() end
-  if data == nil then -- a directory: try its index.html
+  local kind = server_core.filetype(real)
+  if kind == "directory" then -- served by its index.html
     if rel:sub(-1) ~= "/" and rel ~= "" then return 404, "not found\n" end
     return serve_file(root, rel .. "index.html")
   end
-  return 200, data, {["Content-Type"] = mime_type(real)}
+  if kind ~= "file" then return 404, "not found\n" end
+  return 200, setmetatable({path = real}, FileBody), {["Content-Type"] = mime_type(real)}
 end
 
 local function find_static(self, req)
@@ -478,40 +481,69 @@ end
 local TEXT_LINES = "Content-Type: text/plain; charset=utf-8\r\n"
 local JSON_LINES = "Content-Type: application/json\r\n"
 
--- What a handler returned -> status, header lines, body.
+-- Header fields a handler may not set: the server frames every reply.
+local FRAMING = {["content-length"] = true, ["transfer-encoding"] = true,
+  connection = true, date = true}
+
+-- "Name: value\r\n" lines of a handler's headers, sorted. A field whose name
+-- is not a token, or whose value holds CR, LF or NUL, is dropped (it would
+-- split or cut the head), as are the framing fields.
+local function header_lines(headers)
+  local lines = {}
+  for k, v in pairs(headers) do
+    k, v = tostring(k), tostring(v)
+    if k:find("^[%w!#$%%&'*+%-.^_`|~]+$") and not v:find("[\r\n%z]") and
+       not FRAMING[k:lower()] then
+      lines[#lines + 1] = k .. ": " .. v .. "\r\n"
+    end
+  end
+  sort(lines)
+  return concat(lines)
+end
+
+local function has_field(headers, lname)
+  for k in pairs(headers) do
+    if tostring(k):lower() == lname then return true end
+  end
+  return false
+end
+
+-- What a handler returned -> status, header lines, body; or nil and what is
+-- wrong with it. Status is an integer from 200 to 599 (or left out: 200);
+-- `nil, message` is a handler's failure.
 local function normalize(status, body, headers)
+  if status == nil and body ~= nil then
+    return nil, format("nil, %s (a failure)", tostring(body))
+  end
   if type(status) ~= "number" then
     status, body, headers = 200, status, body
   end
+  local code = math.tointeger(status)
+  if code == nil or code < 200 or code > 599 then
+    return nil, format("status %s (a final status is an integer from 200 to 599)", tostring(status))
+  end
+  status = code
   if headers == nil then -- the common case, without building tables
     local kind = type(body)
-    if kind == "string" then return math.floor(status), TEXT_LINES, body end
-    if kind == "table" then return math.floor(status), JSON_LINES, json.encode(body) end
+    if kind == "string" then return status, TEXT_LINES, body end
+    if kind == "table" and getmetatable(body) == nil then return status, JSON_LINES, json.encode(body) end
+  elseif type(headers) ~= "table" then
+    return nil, format("headers of type %s (a table expected)", type(headers))
   end
   headers = headers or {}
-  local ctype
-  for k in pairs(headers) do if tostring(k):lower() == "content-type" then ctype = k end end
-  if type(body) == "table" then
+  local typed = has_field(headers, "content-type")
+  if getmetatable(body) == FileBody then
+    return status, header_lines(headers), body
+  elseif type(body) == "table" then
     body = json.encode(body)
-    if not ctype then headers["Content-Type"] = "application/json" end
+    if not typed then headers["Content-Type"] = "application/json" end
   elseif body == nil then
     body = ""
   else
     body = tostring(body)
-    if not ctype then headers["Content-Type"] = "text/plain; charset=utf-8" end
+    if not typed then headers["Content-Type"] = "text/plain; charset=utf-8" end
   end
-  local lines = {}
-  for k, v in pairs(headers) do
-    k, v = tostring(k), tostring(v)
-    if not k:find("[\r\n:]") and not v:find("[\r\n]") then
-      local lk = k:lower()
-      if lk ~= "content-length" and lk ~= "connection" and lk ~= "date" then
-        lines[#lines + 1] = k .. ": " .. v .. "\r\n"
-      end
-    end
-  end
-  sort(lines)
-  return math.floor(status), concat(lines), body
+  return status, header_lines(headers), body
 end
 
 local function log_error(req, err)
@@ -561,6 +593,10 @@ local function make_dispatch(self)
       end
     end
     local st, lines, data = normalize(status, body, headers)
+    if st == nil then
+      log_error(req, "the handler returned " .. lines)
+      st, lines, data = 500, TEXT_LINES, "internal server error\n"
+    end
     if self.log then
       io.stderr:write(format("%s %s %s %d\n", req.peer, req.method, req.target, st))
     end
@@ -602,6 +638,11 @@ end
 -- be served.
 local BURST = 16
 
+local function write_reply(conn, status, lines, body)
+  if getmetatable(body) == FileBody then return conn:write_file(status, lines, body.path) end
+  return conn:write(status, lines, body)
+end
+
 -- One connection's requests, in order, until the peer leaves, the
 -- connection fails or closes, or serving stops ("stopped": it stays open in
 -- st.conns for the next serve).
@@ -615,7 +656,7 @@ local function serve_connection(st, conn)
       if why ~= "stopped" then st.conns[conn] = nil end
       break
     end
-    if not conn:write(answer(dispatch, req)) then
+    if not write_reply(conn, answer(dispatch, req)) then
       st.conns[conn] = nil
       break
     end

@@ -1,8 +1,8 @@
 /*
  * httpserver.c: the C core of http.server (layer: bindings), preloaded as
- * "http.server_core". It parses HTTP/1.1 with nodejs's http_parser
- * (Debian's libhttp-parser) and does the socket work; bindings/http.lua
- * runs each connection as a task (runtime/sched.c) and routes requests.
+ * "http.server_core". Requests are read by runtime/httpparse.c (strict
+ * HTTP/1.1); this file does the socket work, and bindings/http.lua runs
+ * each connection as a task (runtime/sched.c) and routes requests.
  *
  * Three objects:
  *   Group  the listening socket and what every worker thread of one server
@@ -11,16 +11,20 @@
  *          when serving stops. Reference-counted; it crosses to worker
  *          threads through nl_Transfer (each state wraps it in its own
  *          "http.server" userdata).
- *   Server ("http.server") one state's handle on a Group: accept(), the
- *          count of its open connections.
+ *   Server ("http.server") one state's handle on a Group: accept(), its
+ *          open connections.
  *   Conn  ("http.server.conn") one client connection: buffers, parser,
- *          deadlines. read() returns the next request, write() sends a
- *          reply; both wait through nl_waitk, so in a task they suspend only
- *          that task and restart from the progress kept in the Conn.
+ *          deadlines. read() returns the next request, write() and
+ *          write_file() send a reply; they wait through nl_waitk, so in a
+ *          task they suspend only that task and restart from the progress
+ *          kept in the Conn (one task serves a connection).
  *
  * Limits answer with clear statuses: 414 (URI too long), 431 (headers too
- * large), 413 (body too large), 400 (malformed), 408 (request not complete
- * in time). A slow or stuck client costs only its own task and buffers.
+ * large), 413 (body too large), 400 (malformed), 501 (a transfer coding we
+ * do not decode), 505 (not HTTP/1.x), 408 (request not complete in time).
+ * A slow or stuck client costs only its own task and bounded buffers; when
+ * every connection slot is taken, the one that has been waiting longest for
+ * a request to finish arriving makes room for a new client.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -32,31 +36,31 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <http_parser.h>
 
 #include "netlua.h"
 #include "modules.h"
+#include "buf.h"
+#include "httpparse.h"
 
 #define NL_SERVER_MT "http.server"
 #define NL_CONN_MT "http.server.conn"
 #define READ_CHUNK 16384
+#define FILE_CHUNK (1 << 20) /* bytes one sendfile call may move */
 #define FULL_RECHECK 0.1 /* seconds between looks for a free connection slot */
 
-typedef struct Buf {
-  char *data;
-  size_t len, cap;
-} Buf;
-
 typedef struct Limits {
-  size_t max_uri, max_header, max_body;
+  nl_HttpLimits http;
   double request_timeout, keepalive_timeout, send_timeout;
   int max_connections;
 } Limits;
@@ -74,156 +78,41 @@ typedef struct Group {
   atomic_int close_asked; /* close once serving has stopped */
 } Group;
 
+typedef struct Conn Conn;
+
 /* One state's handle on a Group. Its connections keep it alive (user
  * value), so their limits stay readable after the group is released. */
 typedef struct Server {
   Group *g;             /* NULL once closed */
   int nconn;            /* open connections made by this handle */
+  Conn *conns;          /* ... in a list, for making room when all are taken */
   Limits limits;
   time_t date_second;   /* when date_line was formatted */
   char date_line[64];   /* "Date: ...\r\n" */
 } Server;
 
 /* One client connection (user value 1: its Server userdata). */
-typedef struct Conn {
+struct Conn {
   int fd;
-  http_parser parser;
-  Buf in;          /* bytes read, not yet parsed from `in_pos` on */
+  nl_HttpRequest req;
+  nl_Buf in;       /* bytes read, not yet parsed from `in_pos` on */
   size_t in_pos;
-  Buf url, hdrs;   /* hdrs: name\0value\0 ... */
-  Buf body;
-  Buf out;         /* response bytes not yet written, from out_pos on */
+  nl_Buf out;      /* response bytes not yet written, from out_pos on */
   size_t out_pos;
-  size_t header_bytes;
-  int last_was_value;
-  int complete;    /* a whole request is parsed */
-  int error_status; /* a limit hit while parsing: 413, 414, 431 */
-  int closing;     /* close once `out` is written */
+  int file_fd;     /* a file being sent after `out` (-1: none) */
+  off_t file_pos;
+  uint64_t file_left;
+  int closing;     /* close once the reply is written */
   int in_request;  /* bytes of a request have arrived */
+  int awaiting;    /* read() is waiting for a request: the connection may be shed */
   int head;        /* the request being answered is a HEAD */
   const char *failure; /* why read() is sending an error reply */
   double deadline;
+  double since;    /* when the wait for the current request began */
   char peer[64];
   Server *srv;
   const Limits *limits;
-} Conn;
-
-/* ---- buffers ------------------------------------------------------------ */
-
-static int buf_add(Buf *b, const char *data, size_t len) {
-  if (b->len + len + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 1024;
-    char *p;
-    while (cap < b->len + len + 1) cap *= 2;
-    p = realloc(b->data, cap);
-    if (p == NULL) return -1;
-    b->data = p;
-    b->cap = cap;
-  }
-  if (len > 0) memcpy(b->data + b->len, data, len);
-  b->len += len;
-  b->data[b->len] = '\0';
-  return 0;
-}
-
-static void buf_free(Buf *b) {
-  free(b->data);
-  b->data = NULL;
-  b->len = b->cap = 0;
-}
-
-/* ---- parser callbacks (no Lua in here) ---------------------------------- */
-
-static Conn *conn_of(http_parser *p) { return p->data; }
-
-/* Fails the parse with a limit's status (-1: for on_headers_complete, 1
- * would mean "no body", not an error). */
-static int limit_hit(Conn *c, int status) {
-  c->error_status = status;
-  return -1;
-}
-
-static int on_message_begin(http_parser *p) {
-  Conn *c = conn_of(p);
-  c->url.len = c->hdrs.len = c->body.len = 0;
-  c->header_bytes = 0;
-  c->last_was_value = 0;
-  return 0;
-}
-
-static int on_url(http_parser *p, const char *at, size_t len) {
-  Conn *c = conn_of(p);
-  if (c->url.len + len > c->limits->max_uri) return limit_hit(c, 414);
-  return buf_add(&c->url, at, len) ? limit_hit(c, 500) : 0;
-}
-
-static int count_header(Conn *c, size_t len) {
-  c->header_bytes += len;
-  return c->header_bytes > c->limits->max_header;
-}
-
-static int on_header_field(http_parser *p, const char *at, size_t len) {
-  Conn *c = conn_of(p);
-  if (count_header(c, len)) return limit_hit(c, 431);
-  if (c->last_was_value && buf_add(&c->hdrs, "", 1)) return limit_hit(c, 500);
-  c->last_was_value = 0;
-  return buf_add(&c->hdrs, at, len) ? limit_hit(c, 500) : 0;
-}
-
-static int on_header_value(http_parser *p, const char *at, size_t len) {
-  Conn *c = conn_of(p);
-  if (count_header(c, len)) return limit_hit(c, 431);
-  if (!c->last_was_value && buf_add(&c->hdrs, "", 1)) return limit_hit(c, 500);
-  c->last_was_value = 1;
-  return buf_add(&c->hdrs, at, len) ? limit_hit(c, 500) : 0;
-}
-
-/* True when the request holds "Expect: 100-continue". */
-static int expects_continue(const Conn *c) {
-  for (size_t off = 0; off < c->hdrs.len;) {
-    const char *name = c->hdrs.data + off, *value = name + strlen(name) + 1;
-    if (strcasecmp(name, "expect") == 0 && strcasecmp(value, "100-continue") == 0)
-      return 1;
-    off += strlen(name) + strlen(value) + 2;
-  }
-  return 0;
-}
-
-static int on_headers_complete(http_parser *p) {
-  Conn *c = conn_of(p);
-  if (c->last_was_value && buf_add(&c->hdrs, "", 1)) return limit_hit(c, 500);
-  if ((p->flags & F_CONTENTLENGTH) &&
-      p->content_length > (uint64_t)c->limits->max_body)
-    return limit_hit(c, 413);
-  if (p->http_minor >= 1 && expects_continue(c) &&
-      buf_add(&c->out, "HTTP/1.1 100 Continue\r\n\r\n", 25))
-    return limit_hit(c, 500);
-  return 0;
-}
-
-static int on_body(http_parser *p, const char *at, size_t len) {
-  Conn *c = conn_of(p);
-  if (c->body.len + len > c->limits->max_body) return limit_hit(c, 413);
-  return buf_add(&c->body, at, len) ? limit_hit(c, 500) : 0;
-}
-
-/* Pauses the parser after each request, so requests pipelined in one read
- * are dispatched one by one, in order. */
-static int on_message_complete(http_parser *p) {
-  Conn *c = conn_of(p);
-  c->complete = 1;
-  http_parser_pause(p, 1);
-  return 0;
-}
-
-static const http_parser_settings parser_settings = {
-  .on_message_begin = on_message_begin,
-  .on_url = on_url,
-  .on_header_field = on_header_field,
-  .on_header_value = on_header_value,
-  .on_headers_complete = on_headers_complete,
-  .on_body = on_body,
-  .on_message_complete = on_message_complete,
+  Conn *prev, *next; /* in srv->conns while open */
 };
 
 /* ---- the group: what workers share -------------------------------------- */
@@ -351,7 +240,32 @@ static Conn *check_conn(lua_State *L, int idx) {
 
 static void conn_wait_request(Conn *c) {
   c->in_request = 0;
+  c->since = nl_monotonic();
   c->deadline = nl_deadline(c->limits->keepalive_timeout);
+}
+
+static void conn_link(Conn *c) {
+  Server *s = c->srv;
+  c->prev = NULL;
+  c->next = s->conns;
+  if (s->conns != NULL) s->conns->prev = c;
+  s->conns = c;
+  s->nconn++;
+}
+
+static void conn_unlink(Conn *c) {
+  Server *s = c->srv;
+  if (c->prev != NULL) c->prev->next = c->next;
+  else s->conns = c->next;
+  if (c->next != NULL) c->next->prev = c->prev;
+  c->prev = c->next = NULL;
+  s->nconn--;
+}
+
+static void conn_close_file(Conn *c) {
+  if (c->file_fd >= 0) close(c->file_fd);
+  c->file_fd = -1;
+  c->file_left = 0;
 }
 
 /* Closes the descriptor and frees the buffers. Idempotent. */
@@ -360,13 +274,12 @@ static void conn_close(Conn *c) {
     nl_loop_forget(c->fd); /* wakes a task waiting on it; out of the loop */
     close(c->fd);
     c->fd = -1;
-    c->srv->nconn--;
+    conn_unlink(c);
   }
-  buf_free(&c->in);
-  buf_free(&c->url);
-  buf_free(&c->hdrs);
-  buf_free(&c->body);
-  buf_free(&c->out);
+  conn_close_file(c);
+  nl_http_free(&c->req);
+  nl_buf_free(&c->in);
+  nl_buf_free(&c->out);
   c->in_pos = c->out_pos = 0;
 }
 
@@ -385,6 +298,7 @@ static void new_conn(lua_State *L, Server *s) {
   Conn *c = lua_newuserdatauv(L, sizeof *c, 1);
   memset(c, 0, sizeof *c);
   c->fd = -1;
+  c->file_fd = -1;
   luaL_setmetatable(L, NL_CONN_MT);
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, -2, 1); /* the server outlives its connections */
@@ -399,63 +313,105 @@ static void conn_open(Conn *c, int fd, const struct sockaddr_storage *ss) {
   int one = 1;
   if (ss->ss_family == AF_INET || ss->ss_family == AF_INET6)
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  http_parser_init(&c->parser, HTTP_REQUEST);
-  c->parser.data = c;
+  nl_http_reset(&c->req);
   format_peer(c, ss);
   c->fd = fd;
-  c->srv->nconn++;
+  conn_link(c);
   conn_wait_request(c);
 }
 
-/* Reads what one recv gives: 1 bytes arrived, 0 none yet, -1 the peer
- * closed or failed. */
+/* Reads what one recv gives into `in`, after moving the unparsed rest to
+ * its front (so a client that always pipelines cannot grow it): 1 bytes
+ * arrived, 0 none yet, -1 the peer closed or failed. */
 static int conn_recv(Conn *c) {
-  char chunk[READ_CHUNK];
+  if (c->in_pos > 0) {
+    nl_buf_consume(&c->in, c->in_pos);
+    c->in_pos = 0;
+  }
+  if (nl_buf_reserve(&c->in, READ_CHUNK) != 0) return -1;
   for (;;) {
-    ssize_t r = recv(c->fd, chunk, sizeof chunk, 0);
+    ssize_t r = recv(c->fd, c->in.data + c->in.len, READ_CHUNK, 0);
     if (r < 0 && errno == EINTR) continue;
     if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
     if (r <= 0) return -1;
-    return buf_add(&c->in, chunk, (size_t)r) == 0 ? 1 : -1;
+    c->in.len += (size_t)r;
+    c->in.data[c->in.len] = '\0';
+    return 1;
   }
 }
 
 /* Writes what it can of the pending output. Returns -1 when the peer is
- * gone. */
+ * gone. Any progress restarts the send timeout: it bounds a stall, not the
+ * whole reply. */
 static int conn_flush(Conn *c) {
+  size_t start = c->out_pos;
   while (c->out_pos < c->out.len) {
     ssize_t w = send(c->fd, c->out.data + c->out_pos, c->out.len - c->out_pos,
                      MSG_NOSIGNAL);
     if (w < 0 && errno == EINTR) continue;
-    if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
+    if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
     if (w < 0) return -1;
     c->out_pos += (size_t)w;
   }
-  c->out.len = c->out_pos = 0;
+  if (c->out_pos > start) c->deadline = nl_deadline(c->limits->send_timeout);
+  if (c->out_pos == c->out.len) c->out.len = c->out_pos = 0;
+  return 0;
+}
+
+/* Sends what it can of the file being served after the head: 0 (all sent or
+ * the socket is full), -1 when the peer is gone or the file came up short
+ * (it shrank: the Content-Length sent can no longer be kept). */
+static int conn_send_file(Conn *c) {
+  while (c->file_left > 0) {
+    size_t n = c->file_left < FILE_CHUNK ? (size_t)c->file_left : FILE_CHUNK;
+    ssize_t w = sendfile(c->fd, c->file_fd, &c->file_pos, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
+    if (w <= 0) return -1;
+    c->file_left -= (uint64_t)w;
+    c->deadline = nl_deadline(c->limits->send_timeout);
+  }
+  conn_close_file(c);
   return 0;
 }
 
 static int has_output(const Conn *c) { return c->out_pos < c->out.len; }
 
-/* Sends the pending output, waiting (nl_waitk, restartable) until it is all
- * out or the deadline passes. Returns 0, or -1 when the peer is gone or too
- * slow. */
+static int has_reply_pending(const Conn *c) { return has_output(c) || c->file_fd >= 0; }
+
+/* All connection slots are taken: closes the connection that has waited
+ * longest for a request, idle ones (between requests) before those with a
+ * request half-arrived, so a client that trickles its request in (slowloris)
+ * cannot keep others out. Its task wakes and finds it closed. Returns 1 when
+ * one was closed. */
+static int server_shed_one(Server *s) {
+  Conn *victim = NULL;
+  for (Conn *c = s->conns; c != NULL; c = c->next) {
+    if (!c->awaiting || has_reply_pending(c)) continue;
+    if (victim == NULL || (victim->in_request && !c->in_request) ||
+        (victim->in_request == c->in_request && c->since < victim->since))
+      victim = c;
+  }
+  if (victim == NULL) return 0;
+  conn_close(victim);
+  return 1;
+}
+
+/* Sends the pending output and file, waiting (nl_waitk, restartable) until
+ * all is out or no progress was made for send_timeout. Returns 0, or -1 when
+ * the peer is gone or too slow. */
 static int conn_drain(lua_State *L, int nargs, Conn *c) {
   for (;;) {
     if (conn_flush(c) < 0) return -1;
-    if (!has_output(c)) return 0;
+    if (!has_output(c) && c->file_fd >= 0 && conn_send_file(c) < 0) return -1;
+    if (!has_reply_pending(c)) return 0;
     if (nl_waitk(L, nargs, c->fd, NL_WRITE, c->deadline) == 0) return -1;
   }
 }
 
 /* ---- responses ---------------------------------------------------------- */
 
-static const char *reason_for(int status) {
-  const char *r = http_status_str((enum http_status)status);
-  return (r == NULL || strcmp(r, "<unknown>") == 0) ? "Unknown" : r;
-}
-
-static void add_str(Buf *b, const char *s) { buf_add(b, s, strlen(s)); }
+static void add_str(nl_Buf *b, const char *s) { nl_buf_add(b, s, strlen(s)); }
 
 /* The Date line, formatted once a second per server handle. */
 static void add_date(Conn *c) {
@@ -470,91 +426,107 @@ static void add_date(Conn *c) {
   add_str(&c->out, s->date_line);
 }
 
-/* Queues a complete response. `headers` are "Name: value\r\n" lines from
- * the handler (may be NULL); Date, Content-Length and Connection are ours.
- * HEAD, 204 and 304 get no body. */
-static void queue_response(Conn *c, int status, const char *headers,
-                           const char *body, size_t len, int head) {
+static int has_body(int status) { return status != 204 && status != 304; }
+
+/* Queues a response head. `headers` (hlen bytes) are "Name: value\r\n"
+ * lines from the handler; Date, Content-Length and Connection are ours. A
+ * status that is not a final one (200-599) becomes 500. Returns the status
+ * sent. */
+static int queue_head(Conn *c, int status, const char *headers, size_t hlen,
+                      uint64_t length) {
   char line[128];
-  Buf *b = &c->out;
-  snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\n", status, reason_for(status));
+  nl_Buf *b = &c->out;
+  if (status < 200 || status > 599) status = 500;
+  snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\n", status, nl_http_reason(status));
   add_str(b, line);
   add_date(c);
-  if (headers != NULL) add_str(b, headers);
-  if (status != 204 && status != 304) {
-    snprintf(line, sizeof line, "Content-Length: %zu\r\n", len);
+  nl_buf_add(b, headers, hlen);
+  if (has_body(status)) {
+    snprintf(line, sizeof line, "Content-Length: %llu\r\n", (unsigned long long)length);
     add_str(b, line);
   }
   add_str(b, c->closing ? "Connection: close\r\n\r\n" : "Connection: keep-alive\r\n\r\n");
-  if (!head && status != 204 && status != 304 && status >= 200) buf_add(b, body, len);
+  return status;
 }
+
+/* Queues a complete response; HEAD, 204 and 304 get no body. */
+static void queue_response(Conn *c, int status, const char *headers, size_t hlen,
+                           const char *body, size_t len, int head) {
+  status = queue_head(c, status, headers, hlen, len);
+  if (!head && has_body(status)) nl_buf_add(&c->out, body, len);
+}
+
+static const char TEXT_TYPE[] = "Content-Type: text/plain; charset=utf-8\r\n";
 
 /* An error reply of ours, then the connection closes. */
 static void queue_error(Conn *c, int status, const char *text) {
   c->closing = 1;
-  queue_response(c, status, "Content-Type: text/plain; charset=utf-8\r\n", text,
-                 strlen(text), 0);
+  queue_response(c, status, TEXT_TYPE, sizeof TEXT_TYPE - 1, text, strlen(text), 0);
 }
 
 static const char *error_text(int status) {
   switch (status) {
   case 400: return "bad request\n";
+  case 404: return "not found\n";
   case 408: return "request timeout\n";
   case 413: return "request body too large\n";
   case 414: return "uri too long\n";
   case 431: return "request header fields too large\n";
+  case 501: return "not implemented\n";
+  case 505: return "http version not supported\n";
   default: return "internal server error\n";
   }
 }
 
 /* ---- dispatching into Lua ----------------------------------------------- */
 
-/* Pushes the request table: method, target, path, query (raw string),
- * headers (lower-case names; repeats joined with ", "), body, version,
- * peer. [-0, +1, m] */
-static void push_request(lua_State *L, Conn *c) {
-  struct http_parser_url u;
-  const char *url = c->url.data ? c->url.data : "";
-  size_t len = c->url.len;
-  lua_createtable(L, 0, 9);
-  lua_pushstring(L, http_method_str((enum http_method)c->parser.method));
-  lua_setfield(L, -2, "method");
-  lua_pushlstring(L, url, len);
-  lua_setfield(L, -2, "target");
-  http_parser_url_init(&u);
-  if (http_parser_parse_url(url, len, 0, &u) == 0 && (u.field_set & (1 << UF_PATH)))
-    lua_pushlstring(L, url + u.field_data[UF_PATH].off, u.field_data[UF_PATH].len);
-  else
-    lua_pushliteral(L, "/");
-  lua_setfield(L, -2, "path");
-  if (u.field_set & (1 << UF_QUERY))
-    lua_pushlstring(L, url + u.field_data[UF_QUERY].off, u.field_data[UF_QUERY].len);
-  else
-    lua_pushliteral(L, "");
-  lua_setfield(L, -2, "rawquery");
+/* Pushes a table of fields (names are lower case; repeats joined with
+ * ", "). [-0, +1, m] */
+static void push_fields(lua_State *L, const nl_Buf *fields) {
+  size_t off = 0, nlen, vlen;
+  const char *name, *value;
   lua_newtable(L);
-  for (size_t off = 0; off < c->hdrs.len;) {
-    const char *name = c->hdrs.data + off, *value = name + strlen(name) + 1;
-    luaL_Buffer lower;
-    off += strlen(name) + strlen(value) + 2;
-    luaL_buffinit(L, &lower);
-    for (const char *p = name; *p; p++) luaL_addchar(&lower, (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p));
-    luaL_pushresult(&lower);
+  while (nl_http_next_field(fields, &off, &name, &nlen, &value, &vlen)) {
+    lua_pushlstring(L, name, nlen);
     lua_pushvalue(L, -1);
     if (lua_rawget(L, -3) == LUA_TSTRING) {
       lua_pushliteral(L, ", ");
-      lua_pushstring(L, value);
+      lua_pushlstring(L, value, vlen);
       lua_concat(L, 3);
     } else {
       lua_pop(L, 1);
-      lua_pushstring(L, value);
+      lua_pushlstring(L, value, vlen);
     }
     lua_rawset(L, -3);
   }
+}
+
+/* Pushes the request table: method, target, path, rawquery, headers,
+ * trailers (a chunked body's trailer fields, when it had any), body,
+ * version, peer. [-0, +1, m] */
+static void push_request(lua_State *L, Conn *c) {
+  const nl_HttpRequest *r = &c->req;
+  const char *target = r->target.data ? r->target.data : "", *path, *query;
+  size_t pathlen, querylen;
+  nl_http_split_target(target, r->target.len, &path, &pathlen, &query, &querylen);
+  lua_createtable(L, 0, 10);
+  lua_pushstring(L, r->method);
+  lua_setfield(L, -2, "method");
+  lua_pushlstring(L, target, r->target.len);
+  lua_setfield(L, -2, "target");
+  lua_pushlstring(L, path, pathlen);
+  lua_setfield(L, -2, "path");
+  lua_pushlstring(L, query, querylen);
+  lua_setfield(L, -2, "rawquery");
+  push_fields(L, &r->headers);
   lua_setfield(L, -2, "headers");
-  lua_pushlstring(L, c->body.data ? c->body.data : "", c->body.len);
+  if (r->trailers.len > 0) {
+    push_fields(L, &r->trailers);
+    lua_setfield(L, -2, "trailers");
+  }
+  lua_pushlstring(L, r->body.data ? r->body.data : "", r->body.len);
   lua_setfield(L, -2, "body");
-  lua_pushfstring(L, "%d.%d", (int)c->parser.http_major, (int)c->parser.http_minor);
+  lua_pushfstring(L, "%d.%d", r->major, r->minor);
   lua_setfield(L, -2, "version");
   lua_pushstring(L, c->peer);
   lua_setfield(L, -2, "peer");
@@ -564,29 +536,28 @@ static void push_request(lua_State *L, Conn *c) {
 
 enum { READ_OK, READ_STOPPED, READ_CLOSED, READ_IDLE, READ_FAILED };
 
+static const char CONTINUE[] = "HTTP/1.1 100 Continue\r\n\r\n";
+
 /* Feeds buffered input to the parser: 1 a request is complete, 0 more
  * input is needed, or minus the status of the error to answer. */
 static int conn_parse(Conn *c) {
-  while (c->in_pos < c->in.len) {
-    size_t n = http_parser_execute(&c->parser, &parser_settings,
-                                   c->in.data + c->in_pos, c->in.len - c->in_pos);
-    enum http_errno err = HTTP_PARSER_ERRNO(&c->parser);
-    c->in_pos += n;
-    if (n > 0 && !c->in_request) {
-      c->in_request = 1;
-      c->deadline = nl_deadline(c->limits->request_timeout);
-    }
-    if (c->complete) {
-      c->complete = 0;
-      http_parser_pause(&c->parser, 0);
-      return 1;
-    }
-    if (err != HPE_OK && err != HPE_PAUSED)
-      return -(c->error_status ? c->error_status : err == HPE_HEADER_OVERFLOW ? 431 : 400);
-    if (n == 0) break;
+  size_t used;
+  int r;
+  if (c->in_pos == c->in.len) return 0;
+  if (!c->in_request) {
+    c->in_request = 1;
+    c->since = nl_monotonic();
+    c->deadline = nl_deadline(c->limits->request_timeout);
   }
+  r = nl_http_parse(&c->req, c->in.data + c->in_pos, c->in.len - c->in_pos, &used,
+                    &c->limits->http);
+  c->in_pos += used;
   if (c->in_pos == c->in.len) c->in.len = c->in_pos = 0;
-  return 0;
+  if (r >= 0 && c->req.expect_continue == 1) {
+    c->req.expect_continue = 2; /* sent */
+    if (nl_buf_add(&c->out, CONTINUE, sizeof CONTINUE - 1) != 0) return -500;
+  }
+  return r;
 }
 
 static int serving_stopped(const Conn *c) {
@@ -644,12 +615,15 @@ static int conn_read(lua_State *L) {
   int r;
   lua_settop(L, 1);
   if (c->fd < 0) return nl_pushfail(L, "closed", NULL);
+  c->awaiting = c->failure == NULL;
   r = c->failure != NULL ? READ_FAILED : conn_await_request(L, c);
+  c->awaiting = 0;
   switch (r) {
   case READ_OK:
-    c->closing = !http_should_keep_alive(&c->parser);
-    c->head = c->parser.method == HTTP_HEAD;
+    c->closing = !c->req.keep_alive;
+    c->head = c->req.is_head;
     push_request(L, c);
+    nl_http_reset(&c->req);
     return 1;
   case READ_STOPPED:
     return nl_pushfail(L, "stopped", NULL);
@@ -665,29 +639,13 @@ static int conn_read(lua_State *L) {
   }
 }
 
-/* conn:write(status, header_lines, body) -> true (ready for the next
- * request) | false (the connection closed: it asked to, failed, or did not
- * read its reply within send_timeout). Restartable: after a wait it goes on
- * sending what it queued. */
-static int conn_write(lua_State *L) {
-  Conn *c = check_conn(L, 1);
-  if (!nl_restarting(L)) {
-    int isnum = 0;
-    lua_Integer code = lua_tointegerx(L, 2, &isnum);
-    int status = isnum && code >= 100 && code <= 999 ? (int)code : 500;
-    const char *lines = luaL_optstring(L, 3, NULL);
-    size_t len = 0;
-    const char *body = luaL_optlstring(L, 4, "", &len);
-    if (c->fd < 0) {
-      lua_pushboolean(L, 0);
-      return 1;
-    }
-    queue_response(c, status, lines, body, len, c->head);
-    c->deadline = nl_deadline(c->limits->send_timeout);
-    if (c->srv->g != NULL) group_count(c->srv->g);
-  }
-  lua_settop(L, 4);
-  if (c->fd < 0 || conn_drain(L, 4, c) < 0 || c->closing) {
+/* After a reply is queued: counts it, then sends it (restartable, see
+ * conn_drain) and readies the connection for the next request. Pushes true,
+ * or false when the connection closed (it asked to, failed, or made no
+ * progress for send_timeout). [-0, +1] */
+static int conn_finish_reply(lua_State *L, int nargs, Conn *c) {
+  lua_settop(L, nargs);
+  if (c->fd < 0 || conn_drain(L, nargs, c) < 0 || c->closing) {
     conn_close(c);
     lua_pushboolean(L, 0);
     return 1;
@@ -695,6 +653,76 @@ static int conn_write(lua_State *L) {
   conn_wait_request(c);
   lua_pushboolean(L, 1);
   return 1;
+}
+
+static int arg_status(lua_State *L, int idx) {
+  int isnum = 0;
+  lua_Integer code = lua_tointegerx(L, idx, &isnum);
+  return isnum && code >= 200 && code <= 599 ? (int)code : 500;
+}
+
+static void reply_queued(Conn *c) {
+  c->deadline = nl_deadline(c->limits->send_timeout);
+  if (c->srv->g != NULL) group_count(c->srv->g);
+}
+
+/* conn:write(status, header_lines, body) -> true (ready for the next
+ * request) | false (the connection closed). Restartable: after a wait it
+ * goes on sending what it queued. */
+static int conn_write(lua_State *L) {
+  Conn *c = check_conn(L, 1);
+  if (!nl_restarting(L) && c->fd >= 0) {
+    size_t hlen = 0, len = 0;
+    const char *lines = luaL_optlstring(L, 3, "", &hlen);
+    const char *body = luaL_optlstring(L, 4, "", &len);
+    queue_response(c, arg_status(L, 2), lines, hlen, body, len, c->head);
+    reply_queued(c);
+  }
+  return conn_finish_reply(L, 4, c);
+}
+
+/* Opens the file of a reply: its descriptor (-1, errno set) and size. */
+static int open_reply_file(const char *path, uint64_t *size) {
+  struct stat st;
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) return -1;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    close(fd);
+    errno = EISDIR;
+    return -1;
+  }
+  *size = (uint64_t)st.st_size;
+  return fd;
+}
+
+/* conn:write_file(status, header_lines, path) -> as write(), with the body
+ * streamed from the file (sendfile) in bounded pieces, never held in
+ * memory; HEAD sends the head only. A file that cannot be opened is a 404. */
+static int conn_write_file(lua_State *L) {
+  Conn *c = check_conn(L, 1);
+  if (!nl_restarting(L) && c->fd >= 0) {
+    size_t hlen = 0;
+    const char *lines = luaL_optlstring(L, 3, "", &hlen);
+    const char *path = luaL_checkstring(L, 4);
+    uint64_t size = 0;
+    int fd = open_reply_file(path, &size), status = arg_status(L, 2);
+    if (fd < 0) {
+      queue_response(c, 404, TEXT_TYPE, sizeof TEXT_TYPE - 1, error_text(404),
+                     strlen(error_text(404)), c->head);
+    } else {
+      status = queue_head(c, status, lines, hlen, size);
+      if (c->head || !has_body(status)) {
+        close(fd);
+      } else {
+        c->file_fd = fd;
+        c->file_pos = 0;
+        c->file_left = size;
+        if (size == 0) conn_close_file(c);
+      }
+    }
+    reply_queued(c);
+  }
+  return conn_finish_reply(L, 4, c);
 }
 
 static int conn_close_m(lua_State *L) {
@@ -734,6 +762,12 @@ static int wait_to_accept(lua_State *L, Group *g, double deadline, int pause) {
   return !past(deadline);
 }
 
+/* True when a client waits in the listening socket's queue. */
+static int client_waiting(const Group *g) {
+  struct pollfd p = {.fd = g->fd, .events = POLLIN};
+  return poll(&p, 1, 0) == 1;
+}
+
 /* srv:accept([deadline]) -> conn | nil, "stopped" | "timeout". deadline is
  * on time.monotonic()'s clock. Restartable. */
 static int srv_accept(lua_State *L) {
@@ -746,6 +780,7 @@ static int srv_accept(lua_State *L) {
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
     int fd, full = s->nconn >= s->limits.max_connections;
+    if (full && client_waiting(g) && server_shed_one(s)) full = 0;
     if (atomic_load(&g->stopping)) return nl_pushfail(L, "stopped", NULL);
     if (!full) {
       fd = accept4(g->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -910,9 +945,9 @@ static double field_limit(lua_State *L, int t, const char *k, double dflt, doubl
 /* Timeouts go through nl_deadline, which reads math.huge, NaN and negative
  * ones as "no limit". */
 static void read_limits(lua_State *L, int t, Limits *l) {
-  l->max_uri = (size_t)field_limit(L, t, "max_uri", 8192, 1e15);
-  l->max_header = (size_t)field_limit(L, t, "max_header", 16384, 1e15);
-  l->max_body = (size_t)field_limit(L, t, "max_body", 1048576, 1e15);
+  l->http.max_uri = (size_t)field_limit(L, t, "max_uri", 8192, 1e15);
+  l->http.max_header = (size_t)field_limit(L, t, "max_header", 16384, 1e15);
+  l->http.max_body = (size_t)field_limit(L, t, "max_body", 1048576, 1e15);
   l->request_timeout = field_number(L, t, "request_timeout", 10);
   l->keepalive_timeout = field_number(L, t, "keepalive_timeout", 5);
   l->send_timeout = field_number(L, t, "send_timeout", 10);
@@ -954,6 +989,20 @@ static int core_realpath(lua_State *L) {
   return 1;
 }
 
+/* filetype(path) -> "file", size | "directory" | "other" | nil, msg, code
+ * (for static files: a directory is served by its index.html). */
+static int core_filetype(lua_State *L) {
+  struct stat st;
+  if (stat(luaL_checkstring(L, 1), &st) != 0) return nl_pusherrno(L, errno);
+  if (S_ISREG(st.st_mode)) {
+    lua_pushliteral(L, "file");
+    lua_pushinteger(L, (lua_Integer)st.st_size);
+    return 2;
+  }
+  lua_pushstring(L, S_ISDIR(st.st_mode) ? "directory" : "other");
+  return 1;
+}
+
 /* httpdate([t]) -> "Wed, 25 Nov 2026 16:40:00 GMT" */
 static int core_httpdate(lua_State *L) {
   time_t t = (time_t)luaL_optinteger(L, 1, (lua_Integer)time(NULL));
@@ -987,6 +1036,7 @@ static const luaL_Reg srv_meta[] = {
 static const luaL_Reg conn_methods[] = {
   {"read", conn_read},
   {"write", conn_write},
+  {"write_file", conn_write_file},
   {"close", conn_close_m},
   {NULL, NULL}
 };
@@ -1001,6 +1051,7 @@ static const luaL_Reg conn_meta[] = {
 static const luaL_Reg core_funcs[] = {
   {"listen", core_listen},
   {"realpath", core_realpath},
+  {"filetype", core_filetype},
   {"httpdate", core_httpdate},
   {NULL, NULL}
 };

@@ -7,7 +7,7 @@
 #       benchmark's peers): a failure is reported and the exit status is 0
 BUILD_PKGS="gcc make pkg-config liblua5.4-dev lua-cjson-dev libcurl4-openssl-dev
       libreadline-dev perl python3 netcat-openbsd lua5.4 lua-socket
-      libhttp-parser-dev openssl curl"
+      openssl curl"
 
 optional="" label="netlua"
 if [ "$1" = "--optional" ]; then

@@ -1,0 +1,384 @@
+-- test_http_server_hostile.lua: http.server against clients that lie,
+-- smuggle, trickle or never read, and handlers that return nonsense. Each
+-- case is named after what broke. The server serves in this process (the
+-- main coroutine) while the clients run as tasks on raw sockets.
+local t = require "testlib"
+local task = require "task"
+local socket = require "socket"
+local thread = require "thread"
+local http = require "http"
+local json = require "json"
+
+-- Runs fn(srv) as a task while srv serves; returns fn's results.
+local function serve_while(srv, fn)
+  local result
+  local h = task.spawn(function()
+    result = table.pack(pcall(fn, srv))
+    srv:close()
+  end)
+  srv:serve{timeout = 60}
+  h:join()
+  if not result[1] then error(result[2], 0) end
+  return table.unpack(result, 2, result.n)
+end
+
+-- Sends raw bytes on a new connection and returns all the server sent
+-- until it closed (or `wait` seconds passed).
+local function exchange(srv, bytes, wait)
+  local c = assert(socket.connect("127.0.0.1", srv.port))
+  c:settimeout(wait or 10)
+  assert(c:send(bytes))
+  local data, err, partial = c:receive("*a")
+  c:close()
+  return data or partial, err
+end
+
+-- Reads one response from c: status line, header table, body.
+local function read_response(c)
+  local status = c:receive("*l")
+  if not status then return nil end
+  local headers = {}
+  while true do
+    local line = assert(c:receive("*l"))
+    if line == "" then break end
+    local k, v = line:match("^([^:]+): (.*)$")
+    headers[k:lower()] = v
+  end
+  local body = ""
+  if headers["content-length"] then body = c:receive(tonumber(headers["content-length"])) end
+  return status, headers, body
+end
+
+local function new_server(opts)
+  local srv = assert(http.server(opts or {port = 0}))
+  srv:route("*", "/headers", function(req)
+    return {headers = req.headers, trailers = req.trailers or json.null, body = req.body}
+  end)
+  return srv
+end
+
+-- ---- request parsing -----------------------------------------------------
+
+t.test("a chunked request's trailer is not read past the header buffer nor mixed into headers", function()
+  local srv = new_server()
+  local first, second = serve_while(srv, function()
+    local c = assert(socket.connect("127.0.0.1", srv.port))
+    c:settimeout(10)
+    assert(c:send("POST /headers HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" ..
+      "3\r\nabc\r\n0\r\nX: y\r\nSecret-Trailer: z\r\n\r\n"))
+    local _, _, b1 = read_response(c)
+    -- The same connection: nothing of the first request leaks into this one.
+    assert(c:send("POST /headers HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" ..
+      "2\r\nhi\r\n0\r\n\r\n"))
+    local _, _, b2 = read_response(c)
+    c:close()
+    return json.decode(b1), json.decode(b2)
+  end)
+  t.eq(first.body, "abc")
+  t.eq(first.headers.host, "x")
+  t.eq(first.headers["transfer-encoding"], "chunked")
+  local names = {}
+  for k in pairs(first.headers) do names[#names + 1] = k end
+  table.sort(names)
+  t.eq(table.concat(names, ","), "host,transfer-encoding", "trailers stay out of headers")
+  t.eq(first.trailers.x, "y")
+  t.eq(first.trailers["secret-trailer"], "z")
+  t.eq(second.body, "hi")
+  t.eq(second.trailers, json.null, "no trailers: none carried over")
+  local n = 0
+  for _ in pairs(second.headers) do n = n + 1 end
+  t.eq(n, 2)
+end)
+
+t.test("request smuggling: ambiguous framing is refused, never guessed", function()
+  local srv = new_server()
+  local cases = {
+    {"space before the colon of Content-Length",
+     "POST /headers HTTP/1.1\r\nHost: x\r\nContent-Length : 3\r\n\r\nabc", "400"},
+    {"space before the colon of Transfer-Encoding",
+     "POST /headers HTTP/1.1\r\nHost: x\r\nTransfer-Encoding : chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", "400"},
+    {"obs-folded Transfer-Encoding",
+     "POST /headers HTTP/1.1\r\nHost: x\r\nTransfer-Encoding:\r\n chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", "400"},
+    {"chunk data not followed by CRLF",
+     "POST /headers HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXY0\r\n\r\n", "400"},
+    {"bare LF line ends", "GET /headers HTTP/1.1\nHost: x\n\n", "400"},
+    {"bare LF after a header", "GET /headers HTTP/1.1\r\nHost: x\n\r\n", "400"},
+    {"a transfer coding we do not decode",
+     "POST /headers HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", "501"},
+    {"chunked not last", "POST /headers HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", "400"},
+    {"Content-Length and Transfer-Encoding",
+     "POST /headers HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", "400"},
+    {"two different Content-Lengths",
+     "POST /headers HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", "400"},
+    {"a Content-Length that is not a number",
+     "POST /headers HTTP/1.1\r\nHost: x\r\nContent-Length: +3\r\n\r\nabc", "400"},
+    {"Transfer-Encoding in HTTP/1.0",
+     "POST /headers HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", "400"},
+    {"HTTP/1.1 without Host", "GET /headers HTTP/1.1\r\n\r\n", "400"},
+    {"two Host fields", "GET /headers HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "400"},
+    {"a NUL in a header value", "GET /headers HTTP/1.1\r\nHost: x\r\nX-A: a\0b\r\n\r\n", "400"},
+    {"a space in a field name", "GET /headers HTTP/1.1\r\nHost: x\r\nX A: b\r\n\r\n", "400"},
+    {"a chunk size that is not hex",
+     "POST /headers HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "400"},
+    {"HTTP/2.0 on an HTTP/1 connection", "GET /headers HTTP/2.0\r\nHost: x\r\n\r\n", "505"},
+  }
+  local got = serve_while(srv, function()
+    local out = {}
+    for i, case in ipairs(cases) do out[i] = exchange(srv, case[2]) end
+    return out
+  end)
+  for i, case in ipairs(cases) do
+    t.match(got[i] or "", "^HTTP/1.1 " .. case[3] .. " ", case[1])
+    t.match(got[i] or "", "Connection: close\r\n", case[1] .. ": the connection closes")
+  end
+end)
+
+t.test("what RFC 9112 allows is still understood", function()
+  local srv = new_server()
+  local got = serve_while(srv, function()
+    return {
+      exchange(srv, "\r\nPOST /headers HTTP/1.1\r\nhost:x\r\ncontent-length:  3 \r\nConnection: close\r\n\r\nabc"),
+      exchange(srv, "POST /headers HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked\r\nConnection: close\r\n\r\n" ..
+        "3;name=value;q=\"x y\"\r\nabc\r\n1 ; ext\r\nd\r\n0\r\n\r\n"),
+      exchange(srv, "GET /headers HTTP/1.0\r\n\r\n"),
+      exchange(srv, "GET http://example.test/headers?x=1 HTTP/1.1\r\nHost: example.test\r\nConnection: close\r\n\r\n"),
+    }
+  end)
+  t.match(got[1], "^HTTP/1.1 200 ", "a leading empty line, no space after colons")
+  t.match(got[1], '"body":"abc"')
+  t.match(got[2], "^HTTP/1.1 200 ", "chunk extensions")
+  t.match(got[2], '"body":"abcd"')
+  t.match(got[3], "^HTTP/1.1 200 ", "HTTP/1.0 needs no Host")
+  t.match(got[4], "^HTTP/1.1 200 ", "absolute-form target")
+end)
+
+t.test("limits on a chunked body and its trailers hold", function()
+  local srv = new_server{port = 0, max_body = 10, max_header = 200}
+  local got = serve_while(srv, function()
+    return {
+      exchange(srv, "POST /headers HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" ..
+        "6\r\nabcdef\r\n6\r\nabcdef\r\n0\r\n\r\n"),
+      exchange(srv, "POST /headers HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" ..
+        "0\r\nX: " .. string.rep("y", 300) .. "\r\n\r\n"),
+      exchange(srv, "POST /headers HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" ..
+        "ffffffffffffffffffffffff\r\n"),
+      exchange(srv, "POST /headers HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" ..
+        "1;" .. string.rep("e", 5000) .. "\r\n"),
+    }
+  end)
+  t.match(got[1], "^HTTP/1.1 413 ", "de-chunked body over max_body")
+  t.match(got[2], "^HTTP/1.1 431 ", "trailers over max_header")
+  t.match(got[3], "^HTTP/1.1 413 ", "a chunk size that overflows")
+  t.match(got[4], "^HTTP/1.1 400 ", "a chunk-size line without end")
+end)
+
+-- ---- responses --------------------------------------------------------------
+
+t.test("a NUL in a header value from a handler does not cut the head", function()
+  local srv = new_server()
+  srv:route("GET", "/echo", function(req)
+    return 200, "echoed", {["X-Echo"] = req.query.x, ["X-After"] = "kept", ["Bad\0Name"] = "v"}
+  end)
+  local out = serve_while(srv, function()
+    -- Two pipelined requests: the second reply must not run into the first's body.
+    return exchange(srv, "GET /echo?x=a%00b HTTP/1.1\r\nHost: x\r\n\r\n" ..
+      "GET /echo?x=ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+  end)
+  local first, second = out:match("^(.-echoed)(HTTP/1.1 .*)$")
+  t.ok(first, "two whole replies: " .. out)
+  t.match(first, "Content%-Length: 6\r\n")
+  t.match(first, "X%-After: kept\r\n")
+  t.ok(not first:find("X-Echo", 1, true), "the value with a NUL is dropped")
+  t.ok(not first:find("Bad", 1, true), "the name with a NUL is dropped")
+  t.ok(not first:find("\0", 1, true))
+  t.match(second, "X%-Echo: ok\r\n")
+  t.match(second, "\r\n\r\nechoed$")
+end)
+
+t.test("a handler's invalid status or return is a 500, its framing headers are the server's", function()
+  local srv = new_server()
+  srv:route("GET", "/continue", function() return 100, "interim?" end)
+  srv:route("GET", "/switch", function() return 101 end)
+  srv:route("GET", "/fail", function() return nil, "body" end)
+  srv:route("GET", "/float", function() return 200.5, "x" end)
+  srv:route("GET", "/badheaders", function() return 200, "x", "not a table" end)
+  srv:route("GET", "/te", function()
+    return 200, "plain", {["Transfer-Encoding"] = "chunked", ["content-length"] = "99", Connection = "close"}
+  end)
+  srv:route("GET", "/float-ok", function() return 201.0, "x" end)
+  local got = serve_while(srv, function()
+    local out = {}
+    for _, path in ipairs{"/continue", "/switch", "/fail", "/float", "/badheaders", "/te", "/float-ok"} do
+      out[path] = exchange(srv, "GET " .. path .. " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    end
+    return out
+  end)
+  t.match(got["/continue"], "^HTTP/1.1 500 Internal Server Error\r\n", "1xx is not a final status")
+  t.match(got["/switch"], "^HTTP/1.1 500 ")
+  t.match(got["/fail"], "^HTTP/1.1 500 ", "nil, msg is a failure")
+  t.match(got["/float"], "^HTTP/1.1 500 ")
+  t.match(got["/badheaders"], "^HTTP/1.1 500 ")
+  t.match(got["/te"], "^HTTP/1.1 200 ")
+  t.ok(not got["/te"]:lower():find("transfer-encoding", 1, true), "no Transfer-Encoding next to Content-Length")
+  t.match(got["/te"], "Content%-Length: 5\r\n")
+  t.eq(select(2, got["/te"]:gsub("[Cc]ontent%-[Ll]ength", "")), 1)
+  t.match(got["/float-ok"], "^HTTP/1.1 201 ")
+end)
+
+-- ---- static files, bounded ----------------------------------------------------
+
+local function rss_kib()
+  local f = assert(io.open("/proc/self/status"))
+  local s = f:read("a")
+  f:close()
+  return tonumber(s:match("VmRSS:%s*(%d+)"))
+end
+
+local function make_big_file(dir, name, mib)
+  local path = dir .. "/" .. name
+  local f = assert(io.open(path, "wb"))
+  local block = string.rep("0123456789abcdef", 65536) -- 1 MiB
+  for _ = 1, mib do f:write(block) end
+  f:close()
+  return path
+end
+
+t.test("static files stream from disk: clients that do not read cost no memory", function()
+  local dir = t.tmpdir()
+  make_big_file(dir, "big.bin", 48)
+  local srv = assert(http.server{port = 0})
+  srv:static("/files", dir)
+  local before, after, head
+  serve_while(srv, function()
+    collectgarbage()
+    before = rss_kib()
+    local clients = {}
+    for i = 1, 6 do
+      local c = assert(socket.connect("127.0.0.1", srv.port))
+      c:setoption("tcp-nodelay", true)
+      assert(c:send("GET /files/big.bin HTTP/1.1\r\nHost: x\r\n\r\n"))
+      clients[i] = c
+    end
+    task.sleep(0.5) -- the server sends what the sockets take, then waits
+    after = rss_kib()
+    for _, c in ipairs(clients) do c:close() end
+    local c = assert(socket.connect("127.0.0.1", srv.port))
+    c:settimeout(10)
+    assert(c:send("HEAD /files/big.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+    head = c:receive("*a")
+    c:close()
+  end)
+  t.ok(after - before < 64 * 1024,
+    string.format("6 readers of a 48 MiB file grew the server by %d KiB", after - before))
+  t.match(head, "^HTTP/1.1 200 ")
+  t.match(head, "Content%-Length: 50331648\r\n")
+  t.match(head, "\r\n\r\n$", "HEAD: no body")
+  t.rmtree(dir)
+end)
+
+t.test("static files: the whole file arrives intact, an empty one too, pipelined", function()
+  local dir = t.tmpdir()
+  local path = make_big_file(dir, "data.bin", 3)
+  t.writefile(dir .. "/empty.txt", "")
+  local srv = assert(http.server{port = 0})
+  srv:static("/", dir)
+  local got = serve_while(srv, function()
+    local c = assert(socket.connect("127.0.0.1", srv.port))
+    c:settimeout(10)
+    assert(c:send("GET /data.bin HTTP/1.1\r\nHost: x\r\n\r\nGET /empty.txt HTTP/1.1\r\nHost: x\r\n\r\n"))
+    local s1, h1, b1 = read_response(c)
+    local s2, h2, b2 = read_response(c)
+    c:close()
+    return {s1, h1, b1, s2, h2, b2}
+  end)
+  t.eq(got[1], "HTTP/1.1 200 OK")
+  t.eq(#got[3], 3 * 1048576)
+  t.ok(got[3] == t.readfile(path), "the bytes are the file's")
+  t.eq(got[2]["content-type"], "application/octet-stream")
+  t.eq(got[4], "HTTP/1.1 200 OK")
+  t.eq(got[5]["content-length"], "0")
+  t.eq(got[6], "")
+  t.rmtree(dir)
+end)
+
+t.test("send_timeout bounds a stall, not a slow steady reader", function()
+  local dir = t.tmpdir()
+  make_big_file(dir, "big.bin", 20)
+  local srv = assert(http.server{port = 0, send_timeout = 1})
+  srv:static("/", dir)
+  local total, stalled = serve_while(srv, function()
+    local c = assert(socket.connect("127.0.0.1", srv.port))
+    c:settimeout(10)
+    assert(c:send("GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n"))
+    repeat local line = c:receive("*l") until line == ""
+    local got = 0
+    -- About 5 MB/s: the reply takes several send_timeouts in all.
+    while got < 20 * 1048576 do
+      local piece, err, partial = c:receive(math.min(262144, 20 * 1048576 - got))
+      piece = piece or partial
+      if err and #piece == 0 then break end
+      got = got + #piece
+      task.sleep(0.05)
+    end
+    -- A reader that stops is cut off after send_timeout.
+    assert(c:send("GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n"))
+    task.sleep(2)
+    c:settimeout(0)
+    local rest
+    repeat
+      local piece, err, partial = c:receive(1048576)
+      rest = err
+    until err
+    c:close()
+    return got, rest
+  end)
+  t.eq(total, 20 * 1048576, "every byte arrived")
+  t.eq(stalled, "closed", "a stalled reader is dropped")
+  t.rmtree(dir)
+end)
+
+-- ---- connection pressure ------------------------------------------------------
+
+t.test("slowloris: clients trickling requests do not keep others out", function()
+  local srv = assert(http.server{port = 0, max_connections = 20, request_timeout = 30})
+  srv:route("GET", "/", function() return "hi" end)
+  local answered, probes = serve_while(srv, function()
+    local running = true
+    -- 40 attackers: each sends a byte of a request every 0.2 s, and
+    -- reconnects when the server drops it.
+    for _ = 1, 40 do
+      task.spawn(function()
+        local req = "GET / HTTP/1.1\r\nHost: x\r\nX-Slow: " .. string.rep("a", 1000)
+        while running do
+          local c = socket.connect("127.0.0.1", srv.port)
+          if c then
+            c:settimeout(1)
+            local i = 1
+            while running and i <= #req and c:send(req:sub(i, i)) do
+              i = i + 1
+              task.sleep(0.2)
+            end
+            c:close()
+          else
+            task.sleep(0.1)
+          end
+        end
+      end)
+    end
+    task.sleep(1.5) -- the attackers hold every slot
+    local ok, n = 0, 10
+    for _ = 1, n do
+      local c = assert(socket.connect("127.0.0.1", srv.port))
+      c:settimeout(10)
+      c:send("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+      local status = c:receive("*l")
+      if status == "HTTP/1.1 200 OK" then ok = ok + 1 end
+      c:close()
+    end
+    running = false
+    task.sleep(0.5)
+    return ok, n
+  end)
+  t.eq(answered, probes, "every well-behaved client was answered")
+end)
+t.done()
