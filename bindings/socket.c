@@ -624,12 +624,39 @@ static int resolve_rc(lua_State *L, int nargs, const char *host, const char *ser
   return rc;
 }
 
-/* resolve_rc with luasocket's error string in *err. [-0, +1, e] */
+/* A port given as a number (or a string that reads as one) must be an
+ * integer from 0 to 65535: getaddrinfo wraps "70000" to port 4464. It goes
+ * on in its plain form, written into `num` ("8080" for 8080.0). Returns
+ * NULL, or the error message (in eb). Service names ("http") pass as they
+ * are. */
+static const char *check_port(lua_State *L, const char **serv, char *num, char *eb) {
+  lua_Number n;
+  if (*serv == NULL || lua_stringtonumber(L, *serv) == 0) return NULL;
+  n = lua_tonumber(L, -1);
+  lua_pop(L, 1);
+  if (n != floor(n) || n < 0 || n > 65535) {
+    snprintf(eb, sizeof(ErrBuf), "%s: %s", n == floor(n) ? "port out of range"
+             : "invalid port", *serv);
+    return eb;
+  }
+  snprintf(num, 8, "%d", (int)n);
+  *serv = num;
+  return NULL;
+}
+
+/* resolve_rc with luasocket's error string in *err, after check_port.
+ * [-0, +1, e] */
 static struct addrinfo *resolve(lua_State *L, int nargs, const char *host, const char *serv,
                                 const struct addrinfo *hints, double deadline,
                                 const char **err, char *eb) {
   struct addrinfo *ai;
-  int rc = resolve_rc(L, nargs, host, serv, hints, deadline, &ai);
+  char num[8];
+  int rc;
+  if ((*err = check_port(L, &serv, num, eb)) != NULL) {
+    lua_pushnil(L);
+    return NULL;
+  }
+  rc = resolve_rc(L, nargs, host, serv, hints, deadline, &ai);
   *err = gai_errstr(L, rc, eb);
   return rc == 0 ? ai : NULL;
 }
@@ -1430,8 +1457,11 @@ static int dgram_read(lua_State *L, nl_Socket *s, char *data, size_t size, size_
   }
 }
 
+/* receive([size]), receivefrom([size]): size 0 takes the next datagram and
+ * gives "" (as recv(2) of 0 bytes does, and luasocket). */
 static int dgram_recv_common(lua_State *L, nl_Socket *s, int with_from) {
-  size_t wanted = TO_SIZE(luaL_optnumber(L, 2, NL_DGRAMSIZE)), got = 0;
+  lua_Number n = luaL_optnumber(L, 2, NL_DGRAMSIZE);
+  size_t wanted = TO_SIZE(n), got = 0;
   struct sockaddr_storage from;
   socklen_t fromlen = sizeof from;
   luaL_Buffer b;
@@ -1439,7 +1469,7 @@ static int dgram_recv_common(lua_State *L, nl_Socket *s, int with_from) {
   int err;
   ErrBuf eb;
   int top = lua_gettop(L);
-  if (wanted == 0) wanted = 1;
+  luaL_argcheck(L, n >= 0, 2, "invalid receive size"); /* also NaN */
   if (wanted > NL_MAXDGRAM) wanted = NL_MAXDGRAM; /* no datagram is larger */
   tm_markstart(L, s);
   data = luaL_buffinitsize(L, &b, wanted);
