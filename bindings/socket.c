@@ -11,6 +11,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <netinet/in.h>
@@ -1778,13 +1779,25 @@ static int socket_gethostname(lua_State *L) {
 
 /* ---- select ---------------------------------------------------------------- */
 
+/* The descriptor the number at idx names, or -1 when it names none: not
+ * an integer, negative, or not open (poll would report it ready, POLLNVAL;
+ * epoll would refuse it). select skips those as luasocket skips a closed
+ * socket's -1 (SOCKET_INVALID). */
+static int valid_fd(lua_State *L, int idx) {
+  lua_Number n;
+  if (!lua_isnumber(L, idx)) return -1;
+  n = lua_tonumber(L, idx);
+  if (!(n >= 0 && n <= INT_MAX && n == floor(n))) return -1;
+  return fcntl((int)n, F_GETFD) == -1 ? -1 : (int)n;
+}
+
 /* Calls obj:getfd() (and obj:dirty() when asked) for the object at idx. */
 static int object_fd(lua_State *L, int idx, int *dirty) {
   int fd = -1;
   if (lua_getfield(L, idx, "getfd") == LUA_TFUNCTION) {
     lua_pushvalue(L, idx);
     lua_call(L, 1, 1);
-    if (lua_isnumber(L, -1)) fd = TO_INT(lua_tonumber(L, -1));
+    fd = valid_fd(L, -1);
   }
   lua_pop(L, 1);
   if (dirty != NULL) {
