@@ -56,6 +56,10 @@ void nl_packet_free(nl_Packet *p) {
   free(p);
 }
 
+size_t nl_packet_size(const nl_Packet *p) {
+  return sizeof *p + p->cap + (size_t)p->capslots * sizeof *p->slots;
+}
+
 /* A packet under construction or being unpacked lives in a boxed userdata,
  * so that a Lua error half-way frees it through __gc. */
 typedef struct Box {
