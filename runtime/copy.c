@@ -186,6 +186,20 @@ static int cannot_pass(lua_State *L, int idx, const Where *w, int top_is_func) {
                     push_what(L, idx, w, top_is_func));
 }
 
+/* Raises "argument #2 is too deeply nested to pass to a thread (more than
+ * 200 levels)", naming the outermost place of the value (its full path would
+ * be 200 steps long): the argument, or the upvalue of the thread's body. */
+static int too_deep(lua_State *L, const Where *w, int top_is_func) {
+  luaL_Buffer b;
+  while (w->up != NULL && !(top_is_func && w->up->up == NULL && w->up->index == 1))
+    w = w->up;
+  luaL_buffinit(L, &b);
+  add_where(&b, w);
+  luaL_pushresult(&b);
+  return luaL_error(L, "%s is too deeply nested to pass to a thread (more than %d levels)",
+                    lua_tostring(L, -1), MAX_DEPTH);
+}
+
 /* ---- packing -------------------------------------------------------------- */
 
 typedef struct Packer Packer;
@@ -471,7 +485,7 @@ static void export_pending(Packer *k) {
 static void pack_value(Packer *k, int idx, const Where *w) {
   lua_State *L = k->L;
   idx = lua_absindex(L, idx);
-  if (k->depth >= MAX_DEPTH) luaL_error(L, "value too deeply nested to pass to a thread");
+  if (k->depth >= MAX_DEPTH) too_deep(L, w, k->top_is_func);
   luaL_checkstack(L, 8, "value too deeply nested to pass to a thread");
   k->depth++;
   switch (lua_type(L, idx)) {
