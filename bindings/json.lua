@@ -6,7 +6,7 @@
 -- to cjson.
 local cjson, array_mt, empty_array_mt = ...
 
-local raw_encode, raw_decode = cjson.encode, cjson.decode
+local raw_encode, raw_decode, max_depth = cjson.encode, cjson.decode, cjson.encode_max_depth
 local concat, sort, rep, format = table.concat, table.sort, string.rep, string.format
 local type, pairs, getmetatable, tostring = type, pairs, getmetatable, tostring
 local math_type = math.type
@@ -69,7 +69,8 @@ local function key_string(k)
 end
 
 -- Encodes `value` with `opts` (indent: number of spaces or a string;
--- sort_keys: default true when indenting).
+-- sort_keys: default true when indenting). Nesting is bounded, with the same
+-- error, by cjson's json.encode_max_depth().
 function M._encode_ext(value, opts)
   opts = opts or {}
   local indent = opts.indent
@@ -79,7 +80,7 @@ function M._encode_ext(value, opts)
   end
   local sort_keys = opts.sort_keys
   if sort_keys == nil then sort_keys = indent ~= nil end
-  local out, n, active = {}, 0, {}
+  local out, n, active, limit = {}, 0, {}, max_depth()
 
   local function put(s) n = n + 1; out[n] = s end
   local function newline(depth)
@@ -123,7 +124,7 @@ function M._encode_ext(value, opts)
   function encode(v, depth)
     if type(v) ~= "table" then put(raw_encode(v)); return end
     if active[v] then error("json: cannot encode a table that contains itself", 0) end
-    if depth >= 1000 then error("json: cannot encode, nesting deeper than 1000", 0) end
+    if depth >= limit then error(format("Cannot serialise, excessive nesting (%d)", depth + 1), 0) end
     active[v] = true
     if is_marked_array(v) then
       encode_array(v, #v, depth)

@@ -11,6 +11,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <netinet/in.h>
@@ -85,7 +86,7 @@ typedef struct nl_Socket {
   int nargs;      /* a wait in a task restarts the method with args 1..nargs */
   int askfamily;  /* connect: the family its lookup asked for (a restart asks the same) */
   int tryidx;     /* connect: the address being tried (a restart resumes there) */
-  size_t carried; /* bytes receive() carries in its prefix from earlier rounds */
+  size_t maxline; /* receive("*l") fails on longer lines; 0: no limit */
   int drained;    /* the last read emptied the socket (see io_fill) */
   double birthday, received, sent;
   int npending;
@@ -98,6 +99,7 @@ typedef struct nl_Socket {
 #define IO_DONE 0
 #define IO_TIMEOUT (-1)
 #define IO_CLOSED (-2)
+#define IO_TOOLONG (-4) /* ours: a line over the socket's max-line */
 
 typedef char ErrBuf[128];
 
@@ -109,6 +111,7 @@ static const char *io_error(int err, char *eb) {
     case IO_DONE: return NULL;
     case IO_CLOSED: return "closed";
     case IO_TIMEOUT: return "timeout";
+    case IO_TOOLONG: return "line too long";
     case EADDRINUSE: return "address already in use";
     case EISCONN: return "already connected";
     case EACCES: return "permission denied";
@@ -247,7 +250,6 @@ static double clamp(double d, double lo, double hi) {
 static void tm_markstart(lua_State *L, nl_Socket *s) {
   if (nl_restarting(L)) return;
   s->start = s->total >= 0 ? nl_monotonic() : -1; /* no clock read per call */
-  s->carried = 0;
 }
 
 /* The deadline of the next wait: 'b' per wait, 't' for the whole call. */
@@ -266,7 +268,7 @@ static double tm_deadline(nl_Socket *s) {
 /* Every wait of this module: 1 when ready, 0 on timeout; Ctrl-C raises.
  * Inside a task it suspends only the task, and the method then runs again
  * from the start with its stack values 1..s->nargs (each method that waits
- * sets nargs first and keeps its progress there: receive's prefix, send's
+ * sets nargs first and keeps its progress there: receive's data so far, send's
  * start index); the syscalls below are all safe to repeat. nargs < 0: the
  * method cannot be repeated, the wait blocks the thread's loop instead. */
 static int sock_wait(lua_State *L, nl_Socket *s, int events) {
@@ -623,12 +625,39 @@ static int resolve_rc(lua_State *L, int nargs, const char *host, const char *ser
   return rc;
 }
 
-/* resolve_rc with luasocket's error string in *err. [-0, +1, e] */
+/* A port given as a number (or a string that reads as one) must be an
+ * integer from 0 to 65535: getaddrinfo wraps "70000" to port 4464. It goes
+ * on in its plain form, written into `num` ("8080" for 8080.0). Returns
+ * NULL, or the error message (in eb). Service names ("http") pass as they
+ * are. */
+static const char *check_port(lua_State *L, const char **serv, char *num, char *eb) {
+  lua_Number n;
+  if (*serv == NULL || lua_stringtonumber(L, *serv) == 0) return NULL;
+  n = lua_tonumber(L, -1);
+  lua_pop(L, 1);
+  if (n != floor(n) || n < 0 || n > 65535) {
+    snprintf(eb, sizeof(ErrBuf), "%s: %s", n == floor(n) ? "port out of range"
+             : "invalid port", *serv);
+    return eb;
+  }
+  snprintf(num, 8, "%d", (int)n);
+  *serv = num;
+  return NULL;
+}
+
+/* resolve_rc with luasocket's error string in *err, after check_port.
+ * [-0, +1, e] */
 static struct addrinfo *resolve(lua_State *L, int nargs, const char *host, const char *serv,
                                 const struct addrinfo *hints, double deadline,
                                 const char **err, char *eb) {
   struct addrinfo *ai;
-  int rc = resolve_rc(L, nargs, host, serv, hints, deadline, &ai);
+  char num[8];
+  int rc;
+  if ((*err = check_port(L, &serv, num, eb)) != NULL) {
+    lua_pushnil(L);
+    return NULL;
+  }
+  rc = resolve_rc(L, nargs, host, serv, hints, deadline, &ai);
   *err = gai_errstr(L, rc, eb);
   return rc == 0 ? ai : NULL;
 }
@@ -736,7 +765,7 @@ static const char *do_connect(lua_State *L, nl_Socket *s, const char *host,
 
 /* ---- socket options (luasocket's options.c) ------------------------------ */
 
-enum { O_BOOL, O_INT, O_LINGER, O_MREQ, O_MREQ6, O_IFADDR, O_ERROR };
+enum { O_BOOL, O_INT, O_LINGER, O_MREQ, O_MREQ6, O_IFADDR, O_ERROR, O_MAXLINE };
 
 struct Opt {
   const char *name;
@@ -771,6 +800,7 @@ static const Opt options[] = {
   {"ipv6-multicast-loop", IPPROTO_IPV6, IPV6_MULTICAST_LOOP, O_BOOL},
   {"ipv6-add-membership", IPPROTO_IPV6, IPV6_JOIN_GROUP, O_MREQ6},
   {"ipv6-drop-membership", IPPROTO_IPV6, IPV6_LEAVE_GROUP, O_MREQ6},
+  {"max-line", 0, 0, O_MAXLINE}, /* ours: kept on the object, not the descriptor */
   {NULL, 0, 0, 0}
 };
 
@@ -865,11 +895,30 @@ static int set_addropt(lua_State *L, nl_Socket *s, const Opt *o) {
   return r;
 }
 
+/* Options of stream sockets only (max-line). */
+static void check_stream_opt(lua_State *L, nl_Socket *s, const Opt *o) {
+  if (!is_stream_group(classes[s->kind].group))
+    luaL_argerror(L, 2, lua_pushfstring(L, "unsupported option `%s'", o->name));
+}
+
+/* setoption("max-line", n): a positive integer; math.huge (or any n no
+ * line reaches, from 1e15 on) for none. */
+static int set_maxline(lua_State *L, nl_Socket *s, const Opt *o) {
+  lua_Number n = luaL_checknumber(L, 3);
+  check_stream_opt(L, s, o);
+  luaL_argcheck(L, n >= 1 && n == floor(n), 3,
+                "max-line must be a positive integer or math.huge");
+  s->maxline = n >= 1e15 ? 0 : (size_t)n;
+  lua_pushnumber(L, 1);
+  return 1;
+}
+
 static int sock_setoption(lua_State *L) {
   nl_Socket *s = check_sock(L, 1);
   const Opt *o = check_opt(L, 2);
   int value = 0, extra = 0, r;
   if (o->kind == O_ERROR) luaL_argerror(L, 2, "unsupported option `error'");
+  if (o->kind == O_MAXLINE) return set_maxline(L, s, o);
   if (o->kind == O_BOOL || o->kind == O_INT || o->kind == O_LINGER) {
     opt_values(L, o, &value, &extra);
     if (s->fd < 0 && s->family == AF_UNSPEC)
@@ -900,6 +949,11 @@ static int sock_getoption(lua_State *L) {
   const Opt *o = check_opt(L, 2);
   int value = 0, extra = 0, r = -1;
   ErrBuf eb;
+  if (o->kind == O_MAXLINE) {
+    check_stream_opt(L, s, o);
+    lua_pushnumber(L, s->maxline ? (lua_Number)s->maxline : HUGE_VAL);
+    return 1;
+  }
   if (o->kind != O_BOOL && o->kind != O_INT && o->kind != O_ERROR && o->kind != O_LINGER)
     luaL_argerror(L, 2, lua_pushfstring(L, "unsupported option `%s'", o->name));
   if (s->fd < 0) { /* no descriptor yet: what setoption kept, if anything */
@@ -1105,6 +1159,7 @@ static int stream_accept(lua_State *L) {
       nl_Socket *c = new_sock(L, kind_of(classes[s->kind].group, R_CLIENT),
                               s->family, s->type, s->protocol);
       c->fd = fd;
+      c->maxline = s->maxline;
       return 1;
     }
     err = errno;
@@ -1115,105 +1170,194 @@ static int stream_accept(lua_State *L) {
   return nl_pushfail(L, io_error(err, eb), NULL);
 }
 
-/* Reads `wanted` bytes (luasocket's recvraw). */
-static int recv_count(nl_Socket *s, size_t wanted, luaL_Buffer *b, int lazy) {
-  size_t total = 0;
-  while (total < wanted) {
+/* ---- receive's data so far ------------------------------------------------ */
+
+/* The stack slot where a receive call keeps its data while it waits. */
+#define HELD_SLOT 4
+
+/* Header of that slot's userdata; the data follows it. */
+typedef struct Held {
+  size_t len, got;
+} Held;
+
+/* A receive call's data: its prefix, then what it read. A call that needs
+ * no wait keeps it on the C stack. Before its first wait it moves into a
+ * userdata at HELD_SLOT, where a call restarted after a wait in a task finds
+ * it again; later rounds append there, and the storage grows by doubling, so
+ * a line that arrives in many pieces costs time linear in its length. */
+typedef struct Gather {
+  lua_State *L;
+  char *data;
+  size_t len, cap;
+  size_t got;  /* bytes this call read (its prefix not counted) */
+  Held *held;  /* the userdata at HELD_SLOT; NULL while data is `local` */
+  char local[LUAL_BUFFERSIZE];
+} Gather;
+
+/* Moves the data into a new userdata at HELD_SLOT with room for cap bytes. */
+static void gather_move(Gather *g, size_t cap) {
+  Held *h = lua_newuserdatauv(g->L, sizeof *h + cap, 0);
+  memcpy(h + 1, g->data, g->len);
+  lua_replace(g->L, HELD_SLOT);
+  g->held = h;
+  g->data = (char *)(h + 1);
+  g->cap = cap;
+}
+
+static void gather_add(Gather *g, const char *p, size_t n) {
+  if (g->cap - g->len < n) gather_move(g, g->len + n > 2 * g->cap ? g->len + n : 2 * g->cap);
+  memcpy(g->data + g->len, p, n);
+  g->len += n;
+}
+
+/* A fresh call starts with its prefix; a restarted one where it stopped. */
+static void gather_start(lua_State *L, Gather *g, const char *prefix, size_t plen) {
+  Held *h = lua_touserdata(L, HELD_SLOT);
+  g->L = L;
+  g->held = h;
+  if (h != NULL) {
+    g->data = (char *)(h + 1);
+    g->cap = lua_rawlen(L, HELD_SLOT) - sizeof *h;
+    g->len = h->len;
+    g->got = h->got;
+    return;
+  }
+  g->data = g->local;
+  g->cap = sizeof g->local;
+  g->len = g->got = 0;
+  gather_add(g, prefix, plen);
+}
+
+/* Before a wait: the data goes where a restarted call looks for it. */
+static void gather_keep(Gather *g) {
+  if (g->held == NULL) gather_move(g, g->cap);
+  g->held->len = g->len;
+  g->held->got = g->got;
+}
+
+/* ---- receive ---------------------------------------------------------------- */
+
+/* Reads until the data holds `wanted` bytes (luasocket's recvraw). */
+static int recv_count(nl_Socket *s, Gather *g, size_t wanted, int lazy) {
+  while (g->len < wanted) {
     size_t take;
     int err = io_fill(s, lazy);
     if (err != IO_DONE) return err;
     take = s->last - s->first;
-    if (take > wanted - total) take = wanted - total;
-    luaL_addlstring(b, s->buf + s->first, take);
+    if (take > wanted - g->len) take = wanted - g->len;
+    gather_add(g, s->buf + s->first, take);
     s->first += take;
-    total += take;
   }
   return IO_DONE;
 }
 
-/* Reads up to '\n', dropping every '\r' (luasocket's recvline). */
-static int recv_line(nl_Socket *s, luaL_Buffer *b, int lazy) {
+/* Adds the bytes from s->first up to `end` without their '\r's, moving
+ * s->first past them, while the line stays within `limit` bytes: IO_DONE,
+ * or IO_TOOLONG with the byte that did not fit left unread. */
+static int add_line_bytes(nl_Socket *s, Gather *g, const char *end, size_t limit) {
+  while (s->buf + s->first < end) {
+    const char *p = s->buf + s->first, *cr = memchr(p, '\r', (size_t)(end - p));
+    size_t n = (size_t)((cr ? cr : end) - p), room = g->len < limit ? limit - g->len : 0;
+    if (n > room) {
+      gather_add(g, p, room);
+      s->first += room;
+      return IO_TOOLONG;
+    }
+    gather_add(g, p, n);
+    s->first += n + (cr != NULL);
+  }
+  return IO_DONE;
+}
+
+/* Reads up to '\n', dropping every '\r' (luasocket's recvline); a line
+ * (its prefix included) may hold at most `limit` bytes. */
+static int recv_line(nl_Socket *s, Gather *g, size_t limit, int lazy) {
+  if (g->len > limit) return IO_TOOLONG;
   for (;;) {
+    const char *nl;
     int err = io_fill(s, lazy);
     if (err != IO_DONE) return err;
-    while (s->first < s->last) {
-      char c = s->buf[s->first++];
-      if (c == '\n') return IO_DONE;
-      if (c != '\r') luaL_addchar(b, c);
+    nl = memchr(s->buf + s->first, '\n', s->last - s->first);
+    err = add_line_bytes(s, g, nl ? nl : s->buf + s->last, limit);
+    if (err != IO_DONE) return err;
+    if (nl != NULL) {
+      s->first++;
+      return IO_DONE;
     }
   }
 }
 
 /* Reads until the peer closes (luasocket's recvall). */
-static int recv_all(nl_Socket *s, luaL_Buffer *b, int lazy) {
-  size_t total = s->carried;
+static int recv_all(nl_Socket *s, Gather *g, int lazy) {
   for (;;) {
+    size_t n;
     int err = io_fill(s, lazy);
-    if (err == IO_CLOSED) return total > 0 ? IO_DONE : IO_CLOSED;
+    if (err == IO_CLOSED) return g->got > 0 ? IO_DONE : IO_CLOSED;
     if (err != IO_DONE) return err;
-    luaL_addlstring(b, s->buf + s->first, s->last - s->first);
-    total += s->last - s->first;
-    s->carried += s->last - s->first;
+    n = s->last - s->first;
+    gather_add(g, s->buf + s->first, n);
+    g->got += n;
     s->first = s->last;
   }
 }
 
-/* One round of receive: what is there now, appended to the prefix (the
- * string at 3). Leaves the data so far on top; IO_DONE, IO_AGAIN or an
- * error. */
-static int receive_round(lua_State *L, nl_Socket *s, int by_count, int line) {
-  size_t plen = 0;
-  const char *prefix = luaL_optlstring(L, 3, "", &plen);
-  luaL_Buffer b;
-  int err = IO_DONE, lazy = may_wait_first(L, s);
-  luaL_buffinit(L, &b);
-  luaL_addlstring(&b, prefix, plen);
-  if (by_count) {
-    size_t n = TO_SIZE(lua_tonumber(L, 2));
-    if (n > plen) err = recv_count(s, n - plen, &b, lazy);
-  } else {
-    err = line ? recv_line(s, &b, lazy) : recv_all(s, &b, lazy);
+enum { P_COUNT, P_LINE, P_ALL };
+
+/* The pattern at 2: P_LINE, P_ALL, or P_COUNT with the count in *wanted. */
+static int check_pattern(lua_State *L, size_t *wanted) {
+  const char *p;
+  if (lua_isnumber(L, 2)) {
+    luaL_argcheck(L, lua_tonumber(L, 2) >= 0, 2, "invalid receive pattern");
+    *wanted = TO_SIZE(lua_tonumber(L, 2));
+    return P_COUNT;
   }
-  luaL_pushresult(&b);
-  return err;
+  p = luaL_optstring(L, 2, "*l");
+  if (p[0] == '*') p++;
+  if (p[0] != 'l' && p[0] != 'a') luaL_argerror(L, 2, "invalid receive pattern");
+  return p[0] == 'l' ? P_LINE : P_ALL;
+}
+
+/* One round of receive: what is there now. IO_DONE, IO_AGAIN or an error. */
+static int receive_round(lua_State *L, nl_Socket *s, Gather *g, int pattern, size_t wanted) {
+  int lazy = may_wait_first(L, s);
+  switch (pattern) {
+    case P_COUNT: return recv_count(s, g, wanted, lazy);
+    case P_LINE: return recv_line(s, g, s->maxline ? s->maxline : (size_t)-1, lazy);
+    default: return recv_all(s, g, lazy);
+  }
 }
 
 /* receive([pattern[, prefix]]): data, or nil, err, partial. A round that
- * would block keeps what it read as the new prefix, then waits: so the call
- * can start over after a wait (in a task) without losing data. */
+ * would block keeps the data so far at HELD_SLOT, then waits: a call that
+ * starts over after a wait (in a task) goes on from there. */
 static int stream_receive(lua_State *L) {
   nl_Socket *s = check_role(L, 1, R_CLIENT);
-  int by_count = 0, line = 0, err;
+  size_t plen, wanted = 0;
+  const char *prefix = luaL_optlstring(L, 3, "", &plen);
+  int pattern = check_pattern(L, &wanted), err;
+  Gather g;
   ErrBuf eb;
-  luaL_optlstring(L, 3, "", NULL);
-  lua_settop(L, 3);
-  s->nargs = 3;
+  if (!nl_restarting(L)) lua_settop(L, 3); /* a fresh call holds nothing yet */
+  lua_settop(L, HELD_SLOT);
+  s->nargs = HELD_SLOT;
   tm_markstart(L, s);
-  if (lua_type(L, 2) == LUA_TNUMBER || (lua_isnumber(L, 2))) {
-    luaL_argcheck(L, lua_tonumber(L, 2) >= 0, 2, "invalid receive pattern");
-    by_count = 1;
-  } else {
-    const char *p = luaL_optstring(L, 2, "*l");
-    if (p[0] == '*') p++;
-    if (p[0] != 'l' && p[0] != 'a') luaL_argerror(L, 2, "invalid receive pattern");
-    line = p[0] == 'l';
-  }
-  while ((err = receive_round(L, s, by_count, line)) == IO_AGAIN) {
-    lua_replace(L, 3); /* the data so far is the prefix of the next round */
+  gather_start(L, &g, prefix, plen);
+  while ((err = receive_round(L, s, &g, pattern, wanted)) == IO_AGAIN) {
+    gather_keep(&g);
     if (!sock_wait(L, s, NL_READ)) {
       err = IO_TIMEOUT;
-      lua_pushvalue(L, 3);
       break;
     }
   }
   if (err == IO_DONE) {
+    lua_pushlstring(L, g.data, g.len);
     lua_pushnil(L);
     lua_pushnil(L);
     return 3;
   }
   lua_pushnil(L);
   lua_pushstring(L, io_error(err, eb));
-  lua_pushvalue(L, -3);
+  lua_pushlstring(L, g.data, g.len);
   return 3;
 }
 
@@ -1314,8 +1458,11 @@ static int dgram_read(lua_State *L, nl_Socket *s, char *data, size_t size, size_
   }
 }
 
+/* receive([size]), receivefrom([size]): size 0 takes the next datagram and
+ * gives "" (as recv(2) of 0 bytes does, and luasocket). */
 static int dgram_recv_common(lua_State *L, nl_Socket *s, int with_from) {
-  size_t wanted = TO_SIZE(luaL_optnumber(L, 2, NL_DGRAMSIZE)), got = 0;
+  lua_Number n = luaL_optnumber(L, 2, NL_DGRAMSIZE);
+  size_t wanted = TO_SIZE(n), got = 0;
   struct sockaddr_storage from;
   socklen_t fromlen = sizeof from;
   luaL_Buffer b;
@@ -1323,7 +1470,7 @@ static int dgram_recv_common(lua_State *L, nl_Socket *s, int with_from) {
   int err;
   ErrBuf eb;
   int top = lua_gettop(L);
-  if (wanted == 0) wanted = 1;
+  luaL_argcheck(L, n >= 0, 2, "invalid receive size"); /* also NaN */
   if (wanted > NL_MAXDGRAM) wanted = NL_MAXDGRAM; /* no datagram is larger */
   tm_markstart(L, s);
   data = luaL_buffinitsize(L, &b, wanted);
@@ -1466,7 +1613,7 @@ static int dgram_setsockname(lua_State *L) {
 typedef struct Payload {
   int fd, family, type, protocol, kind, bound;
   double block, total, birthday, received, sent;
-  size_t nbuf;
+  size_t maxline, nbuf;
   char buf[];
 } Payload;
 
@@ -1488,6 +1635,7 @@ static void *sock_export(lua_State *L, int idx) {
   p->protocol = s->protocol; p->kind = s->kind; p->bound = s->bound;
   p->block = s->block; p->total = s->total; p->birthday = s->birthday;
   p->received = s->received; p->sent = s->sent;
+  p->maxline = s->maxline;
   p->nbuf = n;
   memcpy(p->buf, s->buf + s->first, n);
   s->fd = -1; /* the sender's object now reads as closed */
@@ -1501,6 +1649,7 @@ static void sock_import(lua_State *L, void *payload) {
   s->fd = p->fd; s->bound = p->bound;
   s->block = p->block; s->total = p->total; s->birthday = p->birthday;
   s->received = p->received; s->sent = p->sent;
+  s->maxline = p->maxline;
   memcpy(s->buf, p->buf, p->nbuf);
   s->first = 0;
   s->last = p->nbuf;
@@ -1630,13 +1779,25 @@ static int socket_gethostname(lua_State *L) {
 
 /* ---- select ---------------------------------------------------------------- */
 
+/* The descriptor the number at idx names, or -1 when it names none: not
+ * an integer, negative, or not open (poll would report it ready, POLLNVAL;
+ * epoll would refuse it). select skips those as luasocket skips a closed
+ * socket's -1 (SOCKET_INVALID). */
+static int valid_fd(lua_State *L, int idx) {
+  lua_Number n;
+  if (!lua_isnumber(L, idx)) return -1;
+  n = lua_tonumber(L, idx);
+  if (!(n >= 0 && n <= INT_MAX && n == floor(n))) return -1;
+  return fcntl((int)n, F_GETFD) == -1 ? -1 : (int)n;
+}
+
 /* Calls obj:getfd() (and obj:dirty() when asked) for the object at idx. */
 static int object_fd(lua_State *L, int idx, int *dirty) {
   int fd = -1;
   if (lua_getfield(L, idx, "getfd") == LUA_TFUNCTION) {
     lua_pushvalue(L, idx);
     lua_call(L, 1, 1);
-    if (lua_isnumber(L, -1)) fd = TO_INT(lua_tonumber(L, -1));
+    fd = valid_fd(L, -1);
   }
   lua_pop(L, 1);
   if (dirty != NULL) {

@@ -22,6 +22,9 @@
  * once the program is ending.
  */
 #include <errno.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -623,8 +626,27 @@ typedef struct Channel {
   Item *head, *tail;
   size_t count, capacity; /* capacity 0: unbounded */
   size_t reserved;        /* room taken by sends still packing */
+  size_t bytes, peak;     /* memory the queued values hold; most since last empty */
   int closed;
 } Channel;
+
+/* A channel that empties (or goes away) after holding this much gives the
+ * memory back to the system (give_back_memory). */
+#define TRIM_BYTES ((size_t)8 << 20)
+
+/* Freed values stay in malloc's free lists, resident, however many there
+ * were; malloc_trim returns their pages to the system. It walks every
+ * arena, so it runs only after a channel held TRIM_BYTES. Without glibc,
+ * nothing to do. */
+static void give_back_memory(void) {
+#ifdef __GLIBC__
+  malloc_trim(0);
+#endif
+}
+
+static size_t item_size(const Item *it) {
+  return sizeof *it + nl_packet_size(it->packet);
+}
 
 typedef struct ChannelBox {
   Channel *ch;
@@ -635,7 +657,9 @@ static void channel_retain_v(void *ch) { atomic_fetch_add(&((Channel *)ch)->refs
 static void channel_release_v(void *ch) { channel_release((Channel *)ch); }
 
 static void channel_release(Channel *ch) {
+  int trim;
   if (atomic_fetch_sub(&ch->refs, 1) != 1) return;
+  trim = ch->bytes >= TRIM_BYTES;
   while (ch->head != NULL) {
     Item *it = ch->head;
     ch->head = it->next;
@@ -644,6 +668,7 @@ static void channel_release(Channel *ch) {
   }
   pthread_mutex_destroy(&ch->mu);
   free(ch);
+  if (trim) give_back_memory();
 }
 
 static Channel *check_channel(lua_State *L, int idx) {
@@ -738,6 +763,26 @@ static void enqueue(Channel *ch, Item *it) {
   else ch->head = it;
   ch->tail = it;
   ch->count++;
+  ch->bytes += item_size(it);
+  if (ch->bytes > ch->peak) ch->peak = ch->bytes;
+}
+
+/* Takes the first item (there is one). Returns 1 when that emptied a
+ * channel that held TRIM_BYTES: the caller gives the memory back once the
+ * item is freed. */
+static int dequeue(Channel *ch, Item **out) {
+  Item *it = ch->head;
+  int trim = 0;
+  ch->head = it->next;
+  if (ch->head == NULL) ch->tail = NULL;
+  ch->count--;
+  ch->bytes -= item_size(it);
+  if (ch->count == 0) {
+    trim = ch->peak >= TRIM_BYTES;
+    ch->peak = ch->bytes = 0;
+  }
+  *out = it;
+  return trim;
 }
 
 /* ch:send(v[, timeout]) -> true | nil, "timeout"|"closed"
@@ -789,14 +834,11 @@ static int chan_recv(lua_State *L) {
   Item *it = NULL;
   nl_Packet *p;
   Caller c = {L, 2, ch, channel_retain_v, channel_release_v};
-  int w;
+  int w, trim = 0, n;
   lua_settop(L, 2);
   w = chan_lock_wait(L, &c, ch, has_items, deadline);
   if (w == 1 && ch->count > 0) {
-    it = ch->head;
-    ch->head = it->next;
-    if (ch->head == NULL) ch->tail = NULL;
-    ch->count--;
+    trim = dequeue(ch, &it);
     waitlist_wake(&ch->waiters);
   }
   pthread_mutex_unlock(&ch->mu);
@@ -806,7 +848,9 @@ static int chan_recv(lua_State *L) {
   }
   p = it->packet;
   free(it);
-  return nl_unpack(L, p);
+  n = nl_unpack(L, p); /* frees p */
+  if (trim) give_back_memory();
+  return n;
 }
 
 static int chan_close(lua_State *L) {

@@ -56,6 +56,10 @@ void nl_packet_free(nl_Packet *p) {
   free(p);
 }
 
+size_t nl_packet_size(const nl_Packet *p) {
+  return sizeof *p + p->cap + (size_t)p->capslots * sizeof *p->slots;
+}
+
 /* A packet under construction or being unpacked lives in a boxed userdata,
  * so that a Lua error half-way frees it through __gc. */
 typedef struct Box {
@@ -180,6 +184,20 @@ static const char *push_what(lua_State *L, int idx, const Where *w, int top_is_f
 static int cannot_pass(lua_State *L, int idx, const Where *w, int top_is_func) {
   return luaL_error(L, "%s cannot be passed to a thread",
                     push_what(L, idx, w, top_is_func));
+}
+
+/* Raises "argument #2 is too deeply nested to pass to a thread (more than
+ * 200 levels)", naming the outermost place of the value (its full path would
+ * be 200 steps long): the argument, or the upvalue of the thread's body. */
+static int too_deep(lua_State *L, const Where *w, int top_is_func) {
+  luaL_Buffer b;
+  while (w->up != NULL && !(top_is_func && w->up->up == NULL && w->up->index == 1))
+    w = w->up;
+  luaL_buffinit(L, &b);
+  add_where(&b, w);
+  luaL_pushresult(&b);
+  return luaL_error(L, "%s is too deeply nested to pass to a thread (more than %d levels)",
+                    lua_tostring(L, -1), MAX_DEPTH);
 }
 
 /* ---- packing -------------------------------------------------------------- */
@@ -467,7 +485,7 @@ static void export_pending(Packer *k) {
 static void pack_value(Packer *k, int idx, const Where *w) {
   lua_State *L = k->L;
   idx = lua_absindex(L, idx);
-  if (k->depth >= MAX_DEPTH) luaL_error(L, "value too deeply nested to pass to a thread");
+  if (k->depth >= MAX_DEPTH) too_deep(L, w, k->top_is_func);
   luaL_checkstack(L, 8, "value too deeply nested to pass to a thread");
   k->depth++;
   switch (lua_type(L, idx)) {

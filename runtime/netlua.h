@@ -290,6 +290,9 @@ int nl_unpack(lua_State *L, nl_Packet *packet);
 /* Frees a packet that will never be unpacked (discarding moved resources). */
 void nl_packet_free(nl_Packet *packet);
 
+/* The bytes of memory a packet holds (what freeing it gives back). */
+size_t nl_packet_size(const nl_Packet *packet);
+
 /* ---- errors (errors.c) -------------------------------------------------- */
 
 /* Pushes nil, msg and, when code is not NULL, code. Returns the count. */

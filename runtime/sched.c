@@ -7,7 +7,7 @@
  * yields with a continuation that calls the running C function again from
  * the start (Lua 5.4's lua_yieldk): C frames never survive a suspension, so
  * a cancelled task leaves nothing behind, and a binding keeps its progress
- * in its arguments (receive's prefix, send's start index) or its userdata.
+ * in its arguments (receive's data so far, send's start index) or its userdata.
  * The first wait of the restarted call returns what the suspended wait
  * ended with, so timeouts read exactly as in blocking code.
  *

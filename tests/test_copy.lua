@@ -242,6 +242,24 @@ t.test("too deep nesting is an error, not a crash", function()
   t.raises("too deeply nested", thread.spawn, function() end, deep)
 end)
 
+t.test("the nesting limit is 200 levels; the error names the argument or upvalue and the limit (it named neither)", function()
+  local function nest(n)
+    local top = {}
+    local cur = top
+    for _ = 2, n do cur[1] = {} cur = cur[1] end
+    return top
+  end
+  local ok, v = thread.spawn(function(x) return x end, nest(200)):join()
+  t.ok(ok, v)
+  t.raises("argument #2 is too deeply nested to pass to a thread (more than 200 levels)",
+           thread.spawn, function() end, nest(201))
+  local cfg = {inner = nest(300)}
+  t.raises("upvalue 'cfg' is too deeply nested to pass to a thread (more than 200 levels)",
+           thread.spawn, function() return cfg end)
+  local ch = thread.channel()
+  t.raises("argument #1 is too deeply nested", ch.send, ch, {nest(300)})
+end)
+
 t.test("channels cross channels: shared, not copied", function()
   local ch, reply = thread.channel(), thread.channel()
   ch:send(reply)

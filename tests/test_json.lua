@@ -82,6 +82,30 @@ t.test("self-referencing tables are refused", function()
   t.raises("nesting", json.encode, a)
 end)
 
+t.test("encode with indent or sort_keys honours encode_max_depth (it stopped at 1000 whatever the limit)", function()
+  local function nest(n)
+    local top = {}
+    local t_ = top
+    for _ = 2, n do t_[1] = {}; t_ = t_[1] end
+    return top
+  end
+  local saved = json.encode_max_depth()
+  local ok, err = pcall(function()
+    json.encode_max_depth(5)
+    t.eq(json.encode(nest(5), {indent = 1}), json.encode(json.decode(json.encode(nest(5))), {indent = 1}))
+    local plain = select(2, pcall(json.encode, nest(6)))
+    t.eq(plain, "Cannot serialise, excessive nesting (6)", "cjson's own error")
+    t.eq(select(2, pcall(json.encode, nest(6), {indent = 2})), plain)
+    t.eq(select(2, pcall(json.encode, {a = {b = {c = {d = {e = {f = 1}}}}}}, {sort_keys = true})), plain)
+    t.eq(select(2, pcall(json.encode, {json.array({nest(5)})})), plain, "a marked array takes the same path")
+    json.encode_max_depth(1200)
+    t.ok(json.encode(nest(1100), {indent = 0}), "a raised limit is honoured too")
+    t.eq(select(2, pcall(json.encode, nest(1201), {indent = 0})), "Cannot serialise, excessive nesting (1201)")
+  end)
+  json.encode_max_depth(saved)
+  if not ok then error(err, 0) end
+end)
+
 t.test("sparse arrays and bad keys are refused in the extended encoder", function()
   t.raises("sparse", json.encode, {[1] = 1, [100] = 2}, {indent = 1})
   t.raises("key of type boolean", json.encode, {[true] = 1}, {indent = 1})

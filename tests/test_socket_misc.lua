@@ -140,6 +140,33 @@ t.test("select: objects with getfd work, timeout with nothing ready", function()
   c:close() p:close() s:close()
 end)
 
+t.test("select skips objects whose getfd names no open descriptor (999999 and 2^40 read as ready)", function()
+  local c, p, s = pair()
+  local function fake(fd) return {getfd = function() return fd end} end
+  local function check(where)
+    local gone = socket.tcp4() -- its number is free once closed
+    local gone_fd = gone:getfd()
+    gone:close()
+    local fakes = {fake(999999), fake(2^40), fake(gone_fd), fake(3.5), fake(-1), fake(0/0), fake("x")}
+    local r, w, err = socket.select(fakes, fakes, 0.01)
+    t.eq(#r + #w, 0, where .. ": nothing ready")
+    t.eq(err, "timeout", where)
+    c:send("y")
+    local set = {table.unpack(fakes)}
+    set[#set + 1] = p
+    r, w, err = socket.select(set, nil, 1)
+    t.eq(#r, 1, where .. ": only the real socket")
+    t.eq(r[1], p, where)
+    t.eq(err, nil, where)
+    t.eq(p:receive(1), "y")
+  end
+  check("blocking")
+  local task = require "task"
+  local ok, err = task.spawn(function() check("in a task") return true end):join()
+  t.ok(ok, err)
+  c:close() p:close() s:close()
+end)
+
 t.test("dns.toip and dns.tohostname", function()
   local ip, info = socket.dns.toip("localhost")
   t.eq(ip, "127.0.0.1")

@@ -218,6 +218,55 @@ t.test("receive patterns keep every byte across waits (count, line, all, prefix)
   s:close()
 end)
 
+t.test("a long line that arrives in many small pieces in a task is received whole, without recopying it at each wake-up", function()
+  local c, s = pair()
+  local piece, n = string.rep("y", 1024), 256
+  local feeder = task.spawn(function()
+    for _ = 1, n do
+      c:send(piece)
+      task.sleep(0.001) -- the reader wakes up for each piece
+    end
+    c:send("\n")
+  end)
+  collectgarbage("collect")
+  collectgarbage("stop")
+  local before = collectgarbage("count")
+  local reader = task.spawn(function() return s:receive("*l") end)
+  local ok, line = reader:join()
+  local allocated = (collectgarbage("count") - before) * 1024
+  collectgarbage("restart")
+  feeder:join()
+  t.ok(ok, line)
+  t.ok(line == string.rep(piece, n), "the line arrived whole")
+  -- Each wake-up used to copy the whole line so far: about n/2 times its size.
+  t.ok(allocated < 8 * #line, string.format("allocated %d bytes for a %d-byte line", allocated, #line))
+  c:close() s:close()
+end)
+
+t.test("max-line holds across the wake-ups of a receive in a task", function()
+  local c, s = pair()
+  s:setoption("max-line", 10)
+  local feeder = task.spawn(function()
+    for _, part in ipairs({"abc", "def\r", "ghij", "klm\n", "ok\n"}) do
+      c:send(part)
+      task.sleep(0.005)
+    end
+  end)
+  local reader = task.spawn(function()
+    local r = table.pack(s:receive("*l"))
+    return r, s:receive("*l"), s:receive("*l")
+  end)
+  local ok, r, rest, nxt = reader:join()
+  feeder:join()
+  t.ok(ok, r)
+  t.eq(r[1], nil)
+  t.eq(r[2], "line too long")
+  t.eq(r[3], "abcdefghij")
+  t.eq(rest, "klm")
+  t.eq(nxt, "ok")
+  c:close() s:close()
+end)
+
 t.test("receive timeout in a task returns nil, 'timeout' and the partial data ('b' and 't')", function()
   local c, s = pair()
   c:send("part")
