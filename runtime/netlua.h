@@ -177,6 +177,17 @@ void nl_sleepk(lua_State *L, int nargs, double seconds);
  * (it must not restart its timers then). */
 int nl_restarting(lua_State *L);
 
+/* Per-call records. What a call that waits has done so far (bytes carried,
+ * a start index, the address it was trying, its deadline) belongs to the
+ * call, never to the object it works on: many tasks may use one object at
+ * once. The record is a full userdata in the call's own stack slot `slot`
+ * (the last of the `nargs` it passes to its waits), so a replay finds it
+ * there and it is collected when the call returns or its task is
+ * cancelled. A call makes it only when it is about to wait: one that
+ * completes at once allocates nothing. */
+void *nl_callrec_new(lua_State *L, int slot, size_t size); /* zeroed, at slot */
+void *nl_callrec_get(lua_State *L, int slot); /* a replay's record, else NULL */
+
 /* nl_deadline(timeout), except in a call restarted after a wait in a task:
  * then the deadline of that wait, so a timeout spans the whole call. */
 double nl_deadlinek(lua_State *L, double timeout);

@@ -137,6 +137,22 @@ void nl_restart_clear(lua_State *L) {
   if (t != NULL) t->restart_pending = 0;
 }
 
+void *nl_callrec_new(lua_State *L, int slot, size_t size) {
+  void *rec;
+  if (lua_gettop(L) < slot) lua_settop(L, slot);
+  rec = lua_newuserdatauv(L, size, 0);
+  memset(rec, 0, size);
+  lua_replace(L, slot);
+  return rec;
+}
+
+/* Only a replay looks at the slot: in a fresh call it holds whatever the
+ * caller passed. */
+void *nl_callrec_get(lua_State *L, int slot) {
+  if (!nl_restarting(L) || lua_type(L, slot) != LUA_TUSERDATA) return NULL;
+  return lua_touserdata(L, slot);
+}
+
 double nl_deadlinek(lua_State *L, double timeout) {
   nl_Task *t = nl_current_task(L);
   if (t != NULL && t->restart_pending) return t->w.deadline;
