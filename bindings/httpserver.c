@@ -36,7 +36,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
@@ -764,8 +763,8 @@ static int wait_to_accept(lua_State *L, Group *g, double deadline, int pause) {
 
 /* True when a client waits in the listening socket's queue. */
 static int client_waiting(const Group *g) {
-  struct pollfd p = {.fd = g->fd, .events = POLLIN};
-  return poll(&p, 1, 0) == 1;
+  nl_PollFd listener = {g->fd, NL_READ, 0};
+  return nl_waitmany_now(&listener, 1) == 1;
 }
 
 /* srv:accept([deadline]) -> conn | nil, "stopped" | "timeout". deadline is

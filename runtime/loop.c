@@ -1,13 +1,16 @@
 /*
- * loop.c: the event loop each OS thread owns (layer: runtime). No Lua here:
- * the loop knows descriptors (epoll), timers (a binary heap of deadlines),
- * a wake-up eventfd for other threads, and the control descriptor (Ctrl-C in
- * the main thread, shutdown in the others). Suspended callers are nl_Waiters:
- * a task of the scheduler (sched.c) or a C stack that runs the loop itself
- * until its own waiter fires (nl_loop_runonce). Only this file knows epoll,
- * as redis's ae_epoll.c; another backend would replace this file.
+ * loop.c: the event loop each OS thread owns, and the one place where
+ * netlua waits (layer: runtime). No Lua here: the loop knows descriptors
+ * (epoll), timers (a binary heap of deadlines), a wake-up eventfd for other
+ * threads, and the control descriptor (Ctrl-C in the main thread, shutdown
+ * in the others), handled here only. Suspended callers are nl_Waiters: a
+ * task of the scheduler (sched.c), or a C stack (nl_wait, nl_waitmany: any
+ * blocking call, in any thread) that runs the loop until its own waiter
+ * fires, so the thread's tasks go on running meanwhile. Only this file knows
+ * epoll and poll, as redis's ae_epoll.c; another backend would replace it.
  */
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -33,8 +36,8 @@ struct nl_Loop {
   size_t nheap, capheap;
   nl_LoopRunner runner;
   void *runner_ud;
-  int users; /* live tasks: while > 0, every wait goes through the loop */
-  int running; /* inside the runner: a wait there must not run the loop */
+  int users; /* live tasks */
+  int running; /* inside the runner: a wait there must not run it again */
 };
 
 static _Thread_local nl_Loop *this_loop;
@@ -91,9 +94,8 @@ void nl_loop_setrunner(nl_Loop *loop, nl_LoopRunner runner, void *ud) {
 
 void nl_loop_use(nl_Loop *loop, int delta) { loop->users += delta; }
 
-/* The loop a C stack should wait through: only outside tasks. A task that
- * blocks (a wait that cannot suspend it) blocks the thread, as before;
- * running the other tasks from inside it would nest without bound. */
+/* The loop, when tasks live on it and a wait here may run them (not from
+ * inside a task: that would nest without bound). */
 nl_Loop *nl_loop_active(void) {
   nl_Loop *loop = this_loop;
   return loop != NULL && loop->users > 0 && loop->running == 0 ? loop : NULL;
@@ -340,13 +342,14 @@ static void drain_wakefd(nl_Loop *loop) {
   if (read(loop->wakefd, &n, sizeof n) < 0) { /* nothing pending */ }
 }
 
-/* One round for the C stack that owns `self`: runs ready tasks, waits for
+/* One round for the C stack that owns `self`: runs ready tasks (unless it
+ * is a task blocking the thread: then they wait their turn), waits for
  * descriptors and timers (not past `self`'s deadline), fires what is due.
  * Ctrl-C (or shutdown, in threads) ends `self` with -EINTR. */
 void nl_loop_runonce(nl_Loop *loop, nl_Waiter *self) {
   struct epoll_event events[MAX_EVENTS];
   int more = 0, n, timeout;
-  if (loop->runner) {
+  if (loop->runner && loop->running == 0) {
     loop->running++;
     more = loop->runner(loop->runner_ud);
     loop->running--;
@@ -400,5 +403,63 @@ int nl_loop_wait(nl_Loop *loop, nl_PollFd *fds, int n, double deadline) {
     }
   }
   if (watches != stack) free(watches);
+  return r;
+}
+
+/* ---- the blocking waits ------------------------------------------------------- */
+
+int nl_waitmany(nl_PollFd *fds, int n, double deadline) {
+  nl_Loop *loop = nl_loop();
+  for (int i = 0; i < n; i++) fds[i].ready = 0;
+  if (loop == NULL) return -ENOMEM;
+  return nl_loop_wait(loop, fds, n, deadline);
+}
+
+int nl_wait(int fd, int events, double deadline) {
+  nl_PollFd one = {fd, events, 0};
+  int r = nl_waitmany(&one, fd >= 0 ? 1 : 0, deadline);
+  return r > 0 ? one.ready : r;
+}
+
+/* ---- readiness now --------------------------------------------------------------- */
+
+#define STACK_POLLFDS 16
+
+static int from_poll(short revents, int wanted) {
+  int ready = 0;
+  if (revents & (POLLERR | POLLHUP | POLLNVAL)) return wanted;
+  if (revents & POLLIN) ready |= NL_READ;
+  if (revents & POLLOUT) ready |= NL_WRITE;
+  return ready & wanted;
+}
+
+/* Readiness of fds right now, without waiting: how many are ready, or
+ * -errno. */
+int nl_waitmany_now(nl_PollFd *fds, int n) {
+  struct pollfd stack[STACK_POLLFDS];
+  struct pollfd *pfds = stack;
+  int r;
+  if (n > STACK_POLLFDS) {
+    pfds = malloc(sizeof *pfds * (size_t)n);
+    if (pfds == NULL) return -ENOMEM;
+  }
+  for (int i = 0; i < n; i++) {
+    pfds[i].fd = fds[i].fd;
+    pfds[i].events = (short)(((fds[i].events & NL_READ) ? POLLIN : 0) |
+                             ((fds[i].events & NL_WRITE) ? POLLOUT : 0));
+    pfds[i].revents = 0;
+    fds[i].ready = 0;
+  }
+  do r = poll(pfds, (nfds_t)n, 0); while (r < 0 && errno == EINTR);
+  if (r > 0) {
+    r = 0;
+    for (int i = 0; i < n; i++) {
+      fds[i].ready = from_poll(pfds[i].revents, fds[i].events);
+      if (fds[i].ready) r++;
+    }
+  } else if (r < 0) {
+    r = -errno;
+  }
+  if (pfds != stack) free(pfds);
   return r;
 }

@@ -67,12 +67,12 @@ extern const nl_Embedded nl_embedded[];
  * [-nargs, +1, e] */
 void nl_runembedded(lua_State *L, const char *name, int nargs);
 
-/* ---- clocks (wait.c) ---------------------------------------------------- */
+/* ---- clocks (clock.c) ---------------------------------------------------- */
 
 double nl_monotonic(void); /* seconds from an arbitrary point, never jumps */
 double nl_walltime(void);  /* seconds since the epoch, microsecond resolution */
 
-/* ---- the one waiting point (wait.c) ------------------------------------- */
+/* ---- the one waiting point (loop.c) ------------------------------------- */
 
 #define NL_READ  1
 #define NL_WRITE 2
@@ -104,6 +104,10 @@ typedef struct nl_PollFd {
  * Returns how many have ready events (>0), 0 on timeout, -EINTR when
  * interrupted, or another -errno. */
 int nl_waitmany(nl_PollFd *fds, int n, double deadline);
+
+/* Readiness of fds right now, without waiting: how many are ready (ready
+ * set), or -errno. */
+int nl_waitmany_now(nl_PollFd *fds, int n);
 
 /* nl_wait for bindings: raises the "interrupted" error instead of -EINTR.
  * Returns ready events, or 0 on timeout. */
@@ -259,7 +263,7 @@ int nl_raise_interrupted(lua_State *L);
 void nl_begin_shutdown(void);
 int nl_shutting_down(void);
 
-/* Descriptors nl_wait also watches (internal to the runtime's wait code). */
+/* Descriptors every loop also watches (internal to loop.c). */
 int nl_interrupt_fd(void); /* main thread: readable while Ctrl-C is pending */
 int nl_shutdown_fd(void);  /* every thread: readable once shutdown began */
 int nl_is_main_thread(void);

@@ -225,6 +225,17 @@ static nl_Watch *task_watches(lua_State *L, nl_Task *t, int n) {
   return t->watches;
 }
 
+int nl_waitL(lua_State *L, int fd, int events, double deadline) {
+  int r = nl_wait(fd, events, deadline);
+  if (r == -EINTR) nl_raise_interrupted(L);
+  return r < 0 ? events : r; /* a wait that failed: let the syscall report it */
+}
+
+void nl_sleepL(lua_State *L, double seconds) {
+  if (!(seconds > 0)) return;
+  nl_waitL(L, -1, 0, nl_deadline(seconds));
+}
+
 int nl_waitk(lua_State *L, int nargs, int fd, int events, double deadline) {
   nl_Task *t = suspendable(L, nargs);
   nl_Watch *w;

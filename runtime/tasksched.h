@@ -52,7 +52,6 @@ void nl_task_start(lua_State *L, int idx, nl_Task *t, lua_State *co, int nargs);
 void nl_task_resume(nl_Sched *s, nl_Task *t);
 void nl_task_cancel(nl_Sched *s, nl_Task *t);
 int nl_task_yield(lua_State *L, nl_Task *t);
-int nl_waitmany_now(nl_PollFd *fds, int n);
 void nl_task_dropext(nl_Task *t);
 
 #endif
