@@ -235,21 +235,23 @@ t.test("images that fail twice are saved with --retries 3, not with 1", function
   t.rmtree(dir)
 end)
 
-t.test("Ctrl-C while downloading: exit 130, no partial files", function()
+for _, how in ipairs{{"INT", "Ctrl-C", 130}, {"TERM", "SIGTERM", 143}} do
+t.test(how[2] .. " while downloading: exit " .. how[3] .. ", no partial files", function()
   local dir = t.tmpdir()
   os.execute("mkdir " .. dir .. "/ready")
   local path, sdir = t.script(string.format([[
     arg = {[0] = %q}
     assert(loadfile(%q))("--api", %q, "--out", %q, "--timeout", "25")
   ]], downloader, downloader, api .. "stall", dir .. "/ready"))
-  local out, err, code = t.interrupt(path)
-  t.eq(code, 130, err)
+  local out, err, code = t.interrupt(path, nil, how[1])
+  t.eq(code, how[3], err)
   t.match(out, "downloading 1 image into")
   t.match(err, "interrupted")
   t.eq(#tree(dir .. "/ready"), 0)
   t.rmtree(dir)
   t.rmtree(sdir)
 end)
+end
 
 t.test("bad usage exits 2 with the usage line", function()
   for _, args in ipairs({"--bogus", "--num", "--num 0", "--threads x", "--timeout -1"}) do
