@@ -2,12 +2,15 @@
 --
 -- usage: netlua scripts/downloader.lua [--api URL] [--key K] [--num N]
 --          [--out DIR] [--threads N] [--retries N] [--timeout S]
+--          [--max-size N]
 --
 -- Reads a tianapi-style image list (GET URL?key=K&num=N answering
 -- {"code":200,"newslist":[{"picUrl":...}...]}) and downloads every picUrl,
 -- at most --threads at a time, each with a browser user-agent, a timeout and
 -- up to --retries tries (the tutorial's getHTMLText), into --out (default
--- ./downloads). With no --api it first starts the bundled image API
+-- ./downloads). An image larger than --max-size (bytes, or with a K, M or G
+-- suffix; default 20M), counted after any Content-Encoding is decoded, is
+-- stopped there and reported as a failure; nothing of it stays on disk. With no --api it first starts the bundled image API
 -- (scripts/imageapi.lua) on a free loopback port, so it works offline.
 -- Exit status 0 only when every image was saved; 1 otherwise; 2 bad usage.
 local http = require "http"
@@ -25,27 +28,44 @@ end
 local function usage(msg)
   if msg then io.stderr:write("downloader: ", msg, "\n") end
   io.stderr:write("usage: netlua downloader.lua [--api URL] [--key K] [--num N] [--out DIR]" ..
-    " [--threads N] [--retries N] [--timeout S]\n")
+    " [--threads N] [--retries N] [--timeout S] [--max-size N]\n")
   os.exit(2)
 end
 
 -- ---- arguments ------------------------------------------------------------
 
+local SIZE_UNITS = {[""] = 1, K = 1024, M = 1024 ^ 2, G = 1024 ^ 3}
+
+-- "20M" -> 20971520: bytes, or KiB, MiB, GiB with the suffix K, M or G
+-- (k, 20MiB, 20MB and 20B read as binary units too); nil if malformed.
+local function parse_size(s)
+  local n, unit = s:match("^(%d+%.?%d*)%s*([kKmMgG]?)i?[bB]?$")
+  if not n then return nil end
+  return math.floor(tonumber(n) * SIZE_UNITS[unit:upper()])
+end
+
 local function parse_args(args)
-  local o = {num = 10, out = "./downloads", threads = 4, retries = 3, timeout = 30}
-  local numeric = {num = "integer", threads = "integer", retries = "integer", timeout = "number"}
+  local o = {num = 10, out = "./downloads", threads = 4, retries = 3, timeout = 30,
+    max_size = 20 * 1024 * 1024}
+  local numeric = {num = "integer", threads = "integer", retries = "integer", timeout = "number",
+    max_size = "size"}
   local i = 1
   while i <= #args do
-    local name, value = args[i]:match("^%-%-([%w]+)$"), args[i + 1]
+    local name, value = args[i]:match("^%-%-([%w-]+)$"), args[i + 1]
+    name = name and name:gsub("-", "_")
     if name == "help" then usage() end
     if not name or not (numeric[name] or name == "api" or name == "key" or name == "out") then
       usage("unknown option " .. args[i])
     end
-    if value == nil then usage("--" .. name .. " needs a value") end
-    if numeric[name] then
+    local flag = "--" .. name:gsub("_", "-")
+    if value == nil then usage(flag .. " needs a value") end
+    if numeric[name] == "size" then
+      value = parse_size(value)
+      if not value or value <= 0 then usage(flag .. " needs a positive size (bytes, or 512K, 20M, 1G)") end
+    elseif numeric[name] then
       local n = tonumber(value)
       if not n or (numeric[name] == "integer" and n ~= math.floor(n)) or n <= 0 then
-        usage("--" .. name .. " needs a positive " .. numeric[name])
+        usage(flag .. " needs a positive " .. numeric[name])
       end
       value = numeric[name] == "integer" and math.tointeger(n) or n
     end
@@ -180,12 +200,17 @@ local function download_all(o, urls, names)
   local list = {}
   for i, url in ipairs(urls) do
     list[i] = {url = url, output = o.out .. "/" .. names[i], user_agent = USER_AGENT,
-      timeout = o.timeout, retries = o.retries - 1, retry_backoff = 0.2}
+      timeout = o.timeout, retries = o.retries - 1, retry_backoff = 0.2,
+      max_body = o.max_size}
   end
+  local too_large = "larger than --max-size " .. human(o.max_size) .. ", stopped"
   progress(0, #urls, 0, started)
-  http.request_many(list, {concurrency = o.threads, progress = function(i, res, msg)
+  http.request_many(list, {concurrency = o.threads, progress = function(i, res, msg, code)
     if res then bytes = bytes + (res.bytes or 0)
-    else failures[#failures + 1] = {i, urls[i], msg} end
+    else
+      if code == "CURLE_FILESIZE_EXCEEDED" then msg = too_large end
+      failures[#failures + 1] = {i, urls[i], msg}
+    end
     done = done + 1
     progress(done, #urls, bytes, started)
   end})

@@ -154,7 +154,7 @@ t.test("not on a terminal there is no progress bar", function()
   t.rmtree(dir)
 end)
 
-local port, stop = h.peer(120)
+local port, stop, peerdir = h.peer(120)
 local api = "http://127.0.0.1:" .. port .. "/api/"
 
 t.test("hostile file names stay inside --out, never empty, never overwrite", function()
@@ -253,8 +253,49 @@ t.test(how[2] .. " while downloading: exit " .. how[3] .. ", no partial files", 
 end)
 end
 
+-- How many /endless replies the peer saw the client hang up on.
+local function endless_stopped()
+  local n = 0
+  for _ in (t.readfile(peerdir .. "/log") or ""):gmatch("endless: stopped after") do n = n + 1 end
+  return n
+end
+
+for _, size in ipairs{{"--max-size 1M", "1.0 MiB"}, {"", "20.0 MiB"}} do
+t.test("images past --max-size (" .. size[2] .. ") are stopped, reported, not kept", function()
+  local dir = t.tmpdir()
+  local before = endless_stopped()
+  local out, err, code = run("--api " .. api .. "huge " .. size[1] .. " --out " .. dir)
+  t.eq(code, 1, err)
+  t.match(out, "downloaded 1 of 3 images")
+  t.match(out, "failed: 2")
+  t.match(out, "/endless/64: larger than %-%-max%-size " .. size[2]:gsub("%.", "%%.") .. ", stopped")
+  t.match(out, "/bomb/128: larger than %-%-max%-size " .. size[2]:gsub("%.", "%%.") .. ", stopped")
+  t.eq(table.concat(tree(dir), ","), "good.png", "no partial files left")
+  local time = require "time"
+  for _ = 1, 200 do
+    if endless_stopped() > before then break end
+    time.sleep(0.05)
+  end
+  t.eq(endless_stopped(), before + 1, "the endless image was cut off")
+  t.rmtree(dir)
+end)
+end
+
+t.test("--max-size takes bytes or K, M, G", function()
+  local dir = t.tmpdir()
+  local out, err, code = run("--api " .. api .. "mixed --retries 1 --max-size 10 --out " .. dir)
+  t.eq(code, 1, err)
+  t.match(out, "/img/good.png: larger than %-%-max%-size 10 B")
+  out, err, code = run("--api " .. api .. "mixed --retries 1 --max-size 2K --out " .. dir)
+  t.eq(code, 1, err)
+  t.match(out, "downloaded 1 of 3 images")
+  t.eq(table.concat(tree(dir), ","), "good.png")
+  t.rmtree(dir)
+end)
+
 t.test("bad usage exits 2 with the usage line", function()
-  for _, args in ipairs({"--bogus", "--num", "--num 0", "--threads x", "--timeout -1"}) do
+  for _, args in ipairs({"--bogus", "--num", "--num 0", "--threads x", "--timeout -1",
+      "--max-size 0", "--max-size x", "--max-size 10Q", "--max-size -5M", "--max-size"}) do
     local _, err, code = run(args)
     t.eq(code, 2, args)
     t.match(err, "usage: netlua downloader.lua", args)
