@@ -179,6 +179,56 @@ t.test("hostile file names stay inside --out, never empty, never overwrite", fun
   t.rmtree(dir)
 end)
 
+-- Why a file name is not safe, or nil: longer than the cap, not UTF-8, a
+-- control, bidi or invisible character, a leading "." or "-".
+local function unsafe_name(f)
+  if #f > 120 then return "longer than 120 bytes" end
+  if not utf8.len(f) then return "not UTF-8" end
+  if f == "" or f:find("^[.-]") then return "starts with . or -" end
+  for _, cp in utf8.codes(f) do
+    if cp < 0x20 or (cp >= 0x7F and cp <= 0x9F) or (cp >= 0x200B and cp <= 0x200F) or
+       (cp >= 0x2028 and cp <= 0x202E) or (cp >= 0x2060 and cp <= 0x206F) or cp == 0xFEFF then
+      return string.format("holds U+%04X", cp)
+    end
+  end
+end
+
+-- One run over /api/names; the cases below check its files.
+local names_dir, names = t.tmpdir(), {}
+
+t.test("hostile names (/api/names): every image saved, every name safe", function()
+  local out, err, code = run("--api " .. api .. "names --out " .. names_dir)
+  for _, f in ipairs(tree(names_dir)) do names[f] = true end
+  t.eq(code, 0, err .. out)
+  t.match(out, "downloaded 15 of 15 images")
+  for f in pairs(names) do t.eq(unsafe_name(f), nil, f) end
+  t.eq(t.readfile(names_dir .. "/evil_gnp.exe"), "IMG:/img/evil%E2%80%AEgnp.exe")
+end)
+
+for _, case in ipairs{
+    {"a 250-byte name with a 300-byte extension is cut to 120 bytes, no extension",
+      string.rep("a", 120)},
+    {"U+202E RIGHT-TO-LEFT OVERRIDE is replaced", "evil_gnp.exe"},
+    {"U+2066 and U+200B (bidi isolate, zero width) are replaced", "x_y_z.png"},
+    {"U+0085 (a C1 control) is replaced", "next_line.png"},
+    {"invalid UTF-8 bytes are replaced", "bad__name.png"},
+    {"an overlong '/' (C0 AF) is replaced", "__etc__passwd"},
+    {"a cut-off UTF-8 sequence is replaced", "trunc__.png"},
+    {"a leading - is replaced", "_rf.png"},
+    {"a leading . is replaced (a hidden file before, stripped)", "_bashrc"},
+    {"'.' becomes image-NNN", "image-009"},
+    {"a name of dashes becomes image-NNN", "image-014"},
+    {"a name of nothing but U+202E becomes image-NNN", "image-015"},
+    {"a long name is cut between characters, its extension kept",
+      "x" .. string.rep("é", 57) .. ".png"},
+    {"a long name and its clash stay within 120 bytes",
+      string.rep("c", 116) .. ".png", string.rep("c", 114) .. "-2.png"}} do
+  t.test("file names: " .. case[1], function()
+    for i = 2, #case do t.ok(names[case[i]], case[i]) end
+  end)
+end
+t.rmtree(names_dir)
+
 t.test("an API answering non-JSON: clear message, exit 1", function()
   local dir = t.tmpdir()
   local _, err, code = run("--api " .. api .. "badjson --out " .. dir .. "/o")
