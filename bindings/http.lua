@@ -165,11 +165,13 @@ local function random_suffix()
 end
 
 -- A temporary name next to `path`, in the same directory so the final
--- rename stays on one file system.
+-- rename stays on one file system; at most NAME_MAX (255) bytes, so any
+-- name that fits has a temporary name that fits too.
 local function temp_name(path)
   local dir, base = path:match("^(.*/)([^/]*)$")
   if not dir then dir, base = "", path end
-  return dir .. "." .. base .. ".part-" .. random_suffix()
+  local suffix = ".part-" .. random_suffix()
+  return dir .. "." .. base:sub(1, 254 - #suffix) .. suffix
 end
 
 -- Turns a raw result into what the API returns: a response, or nil, msg,

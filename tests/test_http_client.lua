@@ -168,6 +168,15 @@ t.test("a download with an error status leaves nothing and keeps the old file", 
   t.rmtree(dir)
 end)
 
+t.test("a download to a 255-byte file name works: its temporary name fits too", function()
+  local dir = t.tmpdir()
+  local name = string.rep("n", 251) .. ".png"
+  local r = assert(http.download(base .. "/big/10", dir .. "/" .. name))
+  t.eq(r.bytes, 10)
+  t.eq(table.concat(h.ls(dir), ","), name)
+  t.rmtree(dir)
+end)
+
 t.test("a download into a missing directory fails cleanly", function()
   local res, msg, code = http.download(base .. "/big/10", "/nonexistent-dir-netlua/x")
   t.eq(res, nil)
