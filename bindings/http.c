@@ -5,7 +5,10 @@
  * timer through callbacks, and we wait for them through the runtime's
  * nl_waitmany, so Ctrl-C interrupts a transfer and nothing blocks elsewhere.
  * Bodies and headers collect in malloc'd buffers (never Lua memory inside a
- * curl callback, so no longjmp can cross curl's frames). Everything a batch
+ * curl callback, so no longjmp can cross curl's frames). A body is bounded
+ * by its spec's max_body, counted after curl's content decoding, so neither
+ * an endless reply nor a compression bomb can fill memory or disk: the write
+ * callback stops the transfer as it passes the limit. Everything a batch
  * owns hangs off one userdata whose __gc cleans up, whatever raised.
  * The Lua half (bindings/http.lua) builds the user-facing API: options,
  * retries, responses, downloads, and the server on top of http.server_core.
@@ -43,6 +46,8 @@ typedef struct Transfer {
   int fd;          /* output file, or -1 */
   int to_file;     /* the body goes to a file: count bytes, keep none */
   int write_errno; /* why writing the output file failed */
+  curl_off_t max_body; /* most body bytes (decoded) accepted; -1 no limit */
+  int too_large;   /* stopped for passing max_body */
   int started, done;
   int reported;    /* passed to the on_done callback */
   CURLcode result;
@@ -91,9 +96,20 @@ static void buf_free(Buf *b) {
 
 /* ---- curl callbacks (no Lua in here) ------------------------------------ */
 
+/* True (and noted) when len more bytes would pass the body limit. */
+static int over_limit(Transfer *t, size_t len) {
+  if (t->max_body < 0 || (curl_off_t)len <= t->max_body - (curl_off_t)t->body.len)
+    return 0;
+  t->too_large = 1;
+  return 1;
+}
+
+/* Gets the body after content decoding; returning less than len stops the
+ * transfer. */
 static size_t on_body(char *data, size_t size, size_t nmemb, void *ud) {
   Transfer *t = ud;
   size_t len = size * nmemb, off = 0;
+  if (over_limit(t, len)) return 0;
   if (!t->to_file) return buf_add(&t->body, data, len) == 0 ? len : 0;
   while (off < len) {
     ssize_t w = write(t->fd, data + off, len - off);
@@ -288,6 +304,12 @@ static long to_ms(double seconds) {
   return (long)(seconds * 1000 + 0.5);
 }
 
+/* max_body: -1 (no limit) when absent, for math.huge and past curl_off_t. */
+static curl_off_t to_limit(double n) {
+  if (!(n >= 0) || n >= 9e18) return -1;
+  return (curl_off_t)n;
+}
+
 /* max_redirects: -1 (no limit) for math.huge or negative; 30 for NaN. */
 static long to_redirects(double n) {
   if (isnan(n)) return 30;
@@ -336,6 +358,7 @@ static int setup_transfer(lua_State *L, int spec, Transfer *t) {
   curl_easy_setopt(easy, CURLOPT_MAXREDIRS, to_redirects(opt_number(L, spec, "max_redirects", 30)));
   curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, (long)verify);
   curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, verify ? 2L : 0L);
+  t->max_body = to_limit(opt_number(L, spec, "max_body", -1));
   set_timeouts(L, spec, easy);
   set_method_and_body(L, spec, easy);
   set_headers(L, spec, t);
@@ -385,7 +408,7 @@ static void collect_done(Batch *b) {
     Transfer *t;
     if (msg->msg != CURLMSG_DONE) continue;
     curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&t);
-    t->result = msg->data.result;
+    t->result = t->too_large ? CURLE_FILESIZE_EXCEEDED : msg->data.result;
     t->done = 1;
     curl_multi_remove_handle(b->multi, t->easy);
     close_output(t);
@@ -460,7 +483,8 @@ static const char *curl_name(CURLcode code) {
 }
 
 /* The lowercase reason for a failed transfer: "timeout", "connection
- * refused", "could not resolve host: x", else curl's own words. */
+ * refused", "could not resolve host: x", "body too large", else curl's own
+ * words. */
 static void push_reason(lua_State *L, Transfer *t) {
   char text[CURL_ERROR_SIZE + 64];
   long oserr = 0;
@@ -469,6 +493,8 @@ static void push_reason(lua_State *L, Transfer *t) {
     nl_strerror(t->write_errno, text, sizeof text);
   } else if (t->result == CURLE_OPERATION_TIMEDOUT) {
     strcpy(text, "timeout");
+  } else if (t->result == CURLE_FILESIZE_EXCEEDED) {
+    strcpy(text, "body too large");
   } else if (t->result == CURLE_COULDNT_CONNECT && oserr != 0) {
     nl_strerror((int)oserr, text, sizeof text);
   } else {

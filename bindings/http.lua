@@ -13,8 +13,10 @@ local task = require "task"
 local type, pairs, ipairs, tostring, error = type, pairs, ipairs, tostring, error
 local format, concat, sort = string.format, table.concat, table.sort
 
+-- max_body: the default limit for a body kept in memory (a script may
+-- change it); a download has none unless its options give one.
 local M = {_NAME = "http", curl_version = core.curl_version,
-  user_agent = core.user_agent}
+  user_agent = core.user_agent, max_body = 64 * 1024 * 1024}
 
 M.escape = core.escape
 
@@ -25,7 +27,7 @@ local OPTIONS = {url = "string", method = "string", headers = "table",
   connect_timeout = "number", follow_redirects = "boolean",
   max_redirects = "number", retries = "number", retry_backoff = "number",
   retry_5xx = "boolean", verify = "boolean", user_agent = "string",
-  output = "string"}
+  output = "string", max_body = "number"}
 
 local function check_options(opts, level)
   if type(opts) ~= "table" then
@@ -39,6 +41,9 @@ local function check_options(opts, level)
     end
   end
   if opts.url == nil then error("http: option 'url' missing", level + 1) end
+  if opts.max_body ~= nil and not (opts.max_body >= 0) then
+    error("http: option 'max_body' must be at least 0", level + 1)
+  end
 end
 
 -- "a=1&b=x%20y" with keys sorted; a table value repeats its key.
@@ -73,7 +78,8 @@ local function build_spec(opts)
     method = opts.method and opts.method:upper() or nil, body = opts.body,
     timeout = opts.timeout, connect_timeout = opts.connect_timeout,
     follow_redirects = opts.follow_redirects, max_redirects = opts.max_redirects,
-    verify = opts.verify, user_agent = opts.user_agent, headers = {}}
+    verify = opts.verify, user_agent = opts.user_agent, headers = {},
+    max_body = opts.max_body or (opts.output == nil and M.max_body or nil)}
   local has_type = false
   for name, value in pairs(opts.headers or {}) do
     if type(value) ~= "table" then value = {value} end
@@ -159,11 +165,13 @@ local function random_suffix()
 end
 
 -- A temporary name next to `path`, in the same directory so the final
--- rename stays on one file system.
+-- rename stays on one file system; at most NAME_MAX (255) bytes, so any
+-- name that fits has a temporary name that fits too.
 local function temp_name(path)
   local dir, base = path:match("^(.*/)([^/]*)$")
   if not dir then dir, base = "", path end
-  return dir .. "." .. base .. ".part-" .. random_suffix()
+  local suffix = ".part-" .. random_suffix()
+  return dir .. "." .. base:sub(1, 254 - #suffix) .. suffix
 end
 
 -- Turns a raw result into what the API returns: a response, or nil, msg,

@@ -2,7 +2,8 @@
  * main.c: the netlua command line, in the shape of Lua's own lua.c (layer:
  * runtime). All set-up runs inside a protected call (pmain); a message
  * handler adds the traceback; lua_close always runs so __gc closes
- * descriptors. Exit codes: 0 ok, 1 error, 2 bad usage, 130 Ctrl-C.
+ * descriptors. Exit codes: 0 ok, 1 error, 2 bad usage, 128 + the signal
+ * when an interrupt ends the run (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -15,14 +16,14 @@
 #include "netlua.h"
 
 #define EXIT_USAGE 2
-#define EXIT_INTERRUPTED 130
 #define PROMPT1 "> "
 #define PROMPT2 ">> "
 #define MAX_INPUT_LINE 512
 
 static const char *progname = NL_PROGNAME;
 
-/* Set by the message handler when the error that ends the run is Ctrl-C. */
+/* Set by the message handler when the error that ends the run is an
+ * interrupt (Ctrl-C, SIGTERM, SIGHUP). */
 static int ended_by_interrupt;
 
 static const char usage_line[] =
@@ -74,7 +75,7 @@ static int report(lua_State *L, int status) {
   return status;
 }
 
-/* Message handler: notes Ctrl-C and appends a traceback. */
+/* Message handler: notes an interrupt and appends a traceback. */
 static int message_handler(lua_State *L) {
   const char *msg = lua_tostring(L, 1);
   if (msg != NULL && strcmp(msg, "interrupted") == 0) ended_by_interrupt = 1;
@@ -423,7 +424,7 @@ static int pmain(lua_State *L) {
   case 1: ok = 0; break;
   }
   lua_pushinteger(L, ok ? EXIT_SUCCESS
-                        : (ended_by_interrupt ? EXIT_INTERRUPTED : EXIT_FAILURE));
+                        : (ended_by_interrupt ? 128 + nl_interrupt_signal() : EXIT_FAILURE));
   return 1;
 }
 

@@ -30,7 +30,7 @@ void nl_atexit(lua_State *L, int idx);
 
 /* Runs what nl_atexit registered (main only). Returns 0, or 1 when one of
  * them failed, its error message is printed; 2 when one was interrupted by
- * Ctrl-C (the program then exits 130). */
+ * Ctrl-C (the program then exits 128 + the signal, 130 for SIGINT). */
 int nl_run_atexit(lua_State *L);
 
 /* Process-wide set-up of the search path, once, before any state exists:
@@ -230,10 +230,16 @@ void nl_sched_cancelall(lua_State *L);
 void nl_restart_clear(lua_State *L);
 
 /* ---- Ctrl-C and shutdown (signals.c) ------------------------------------ */
+/* "Ctrl-C" below stands for any of SIGINT, SIGTERM and SIGHUP. */
 
-/* Once, in main, before any thread: SIGPIPE ignored, SIGINT handled.
+/* Once, in main, before any thread: SIGPIPE ignored; SIGINT, SIGTERM and
+ * SIGHUP (unless ignored from the start) handled.
  * `L` is the main state, whose running Lua code Ctrl-C interrupts too. */
 void nl_signals_init(lua_State *L);
+
+/* The signal of the latest interrupt (SIGINT when none came): an uncaught
+ * "interrupted" ends the program with 128 + this. */
+int nl_interrupt_signal(void);
 
 /* Signal mask for new threads: they never take async signals. */
 void nl_signals_block_in_thread(void);
@@ -259,7 +265,7 @@ void nl_interrupt_again(void);
 int nl_raise_interrupted(lua_State *L);
 
 /* The program is ending: waits in every thread return -EINTR from now on,
- * and a further Ctrl-C exits at once with status 130. */
+ * and a further Ctrl-C exits at once with status 128 + its signal. */
 void nl_begin_shutdown(void);
 int nl_shutting_down(void);
 

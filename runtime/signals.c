@@ -1,13 +1,16 @@
 /*
  * signals.c: Ctrl-C, SIGPIPE and shutdown for the whole process (layer:
- * runtime). Only the main thread takes SIGINT; the handler records it, wakes
+ * runtime). SIGINT, SIGTERM and SIGHUP are all "Ctrl-C": an interrupt that
+ * a script can catch, and that ends it with 128 + the signal's number when
+ * it does not. Only the main thread takes them; the handler records one, wakes
  * the main thread's wait through a self-pipe and hooks the Lua code that is
  * running so that it stops too (as lua.c does): the main state, and the task
  * coroutine the scheduler is resuming (hooks are per coroutine in Lua 5.4,
  * so the scheduler tells us which one runs: one pointer store per resume,
  * nothing else while no Ctrl-C is pending). Waits consume the interrupt and
- * raise "interrupted". A second Ctrl-C that arrives while the first is still
- * unanswered, or once shutdown began, ends the process (130).
+ * raise "interrupted". A second one that arrives while the first is still
+ * unanswered, or once shutdown began, ends the process (128 + its number).
+ * A SIGHUP ignored when netlua started (nohup) stays ignored.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,6 +22,7 @@
 #include "netlua.h"
 
 static volatile sig_atomic_t interrupt_pending;
+static volatile sig_atomic_t interrupt_signo = SIGINT; /* the latest one */
 static volatile sig_atomic_t shutdown_begun;
 static int interrupt_pipe[2] = {-1, -1};
 static int shutdown_pipe[2] = {-1, -1};
@@ -44,12 +48,26 @@ static void post_interrupt(void) {
   if (task != NULL) lua_sethook(task, stop_hook, STOP_MASK, 1);
 }
 
-static void on_sigint(int sig) {
+static void on_interrupt(int sig) {
   int saved_errno = errno;
-  (void)sig;
-  if (shutdown_begun || interrupt_pending) _exit(130);
+  if (shutdown_begun || interrupt_pending) _exit(128 + sig);
+  interrupt_signo = sig;
   post_interrupt();
   errno = saved_errno;
+}
+
+int nl_interrupt_signal(void) { return interrupt_signo; }
+
+/* Installs on_interrupt for sig; with keep_ignored, a signal the parent
+ * had set to be ignored stays ignored. */
+static void catch_interrupt(int sig, int keep_ignored) {
+  struct sigaction sa, old;
+  if (keep_ignored && sigaction(sig, NULL, &old) == 0 && old.sa_handler == SIG_IGN)
+    return;
+  sa.sa_handler = on_interrupt;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0; /* no SA_RESTART: blocking calls return EINTR */
+  sigaction(sig, &sa, NULL);
 }
 
 lua_State *nl_signals_running(lua_State *co) {
@@ -71,16 +89,14 @@ static void make_pipe(int fds[2]) {
 }
 
 void nl_signals_init(lua_State *L) {
-  struct sigaction sa;
   this_is_main = 1;
   main_state = L;
   make_pipe(interrupt_pipe);
   make_pipe(shutdown_pipe);
   signal(SIGPIPE, SIG_IGN);
-  sa.sa_handler = on_sigint;
-  sigemptyset(&sa.sa_mask);
-  sa.sa_flags = 0; /* no SA_RESTART: blocking calls return EINTR */
-  sigaction(SIGINT, &sa, NULL);
+  catch_interrupt(SIGINT, 0);
+  catch_interrupt(SIGTERM, 0);
+  catch_interrupt(SIGHUP, 1);
 }
 
 void nl_signals_block_in_thread(void) {

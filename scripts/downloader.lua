@@ -2,12 +2,15 @@
 --
 -- usage: netlua scripts/downloader.lua [--api URL] [--key K] [--num N]
 --          [--out DIR] [--threads N] [--retries N] [--timeout S]
+--          [--max-size N]
 --
 -- Reads a tianapi-style image list (GET URL?key=K&num=N answering
 -- {"code":200,"newslist":[{"picUrl":...}...]}) and downloads every picUrl,
 -- at most --threads at a time, each with a browser user-agent, a timeout and
 -- up to --retries tries (the tutorial's getHTMLText), into --out (default
--- ./downloads). With no --api it first starts the bundled image API
+-- ./downloads). An image larger than --max-size (bytes, or with a K, M or G
+-- suffix; default 20M), counted after any Content-Encoding is decoded, is
+-- stopped there and reported as a failure; nothing of it stays on disk. With no --api it first starts the bundled image API
 -- (scripts/imageapi.lua) on a free loopback port, so it works offline.
 -- Exit status 0 only when every image was saved; 1 otherwise; 2 bad usage.
 local http = require "http"
@@ -25,27 +28,44 @@ end
 local function usage(msg)
   if msg then io.stderr:write("downloader: ", msg, "\n") end
   io.stderr:write("usage: netlua downloader.lua [--api URL] [--key K] [--num N] [--out DIR]" ..
-    " [--threads N] [--retries N] [--timeout S]\n")
+    " [--threads N] [--retries N] [--timeout S] [--max-size N]\n")
   os.exit(2)
 end
 
 -- ---- arguments ------------------------------------------------------------
 
+local SIZE_UNITS = {[""] = 1, K = 1024, M = 1024 ^ 2, G = 1024 ^ 3}
+
+-- "20M" -> 20971520: bytes, or KiB, MiB, GiB with the suffix K, M or G
+-- (k, 20MiB, 20MB and 20B read as binary units too); nil if malformed.
+local function parse_size(s)
+  local n, unit = s:match("^(%d+%.?%d*)%s*([kKmMgG]?)i?[bB]?$")
+  if not n then return nil end
+  return math.floor(tonumber(n) * SIZE_UNITS[unit:upper()])
+end
+
 local function parse_args(args)
-  local o = {num = 10, out = "./downloads", threads = 4, retries = 3, timeout = 30}
-  local numeric = {num = "integer", threads = "integer", retries = "integer", timeout = "number"}
+  local o = {num = 10, out = "./downloads", threads = 4, retries = 3, timeout = 30,
+    max_size = 20 * 1024 * 1024}
+  local numeric = {num = "integer", threads = "integer", retries = "integer", timeout = "number",
+    max_size = "size"}
   local i = 1
   while i <= #args do
-    local name, value = args[i]:match("^%-%-([%w]+)$"), args[i + 1]
+    local name, value = args[i]:match("^%-%-([%w-]+)$"), args[i + 1]
+    name = name and name:gsub("-", "_")
     if name == "help" then usage() end
     if not name or not (numeric[name] or name == "api" or name == "key" or name == "out") then
       usage("unknown option " .. args[i])
     end
-    if value == nil then usage("--" .. name .. " needs a value") end
-    if numeric[name] then
+    local flag = "--" .. name:gsub("_", "-")
+    if value == nil then usage(flag .. " needs a value") end
+    if numeric[name] == "size" then
+      value = parse_size(value)
+      if not value or value <= 0 then usage(flag .. " needs a positive size (bytes, or 512K, 20M, 1G)") end
+    elseif numeric[name] then
       local n = tonumber(value)
       if not n or (numeric[name] == "integer" and n ~= math.floor(n)) or n <= 0 then
-        usage("--" .. name .. " needs a positive " .. numeric[name])
+        usage(flag .. " needs a positive " .. numeric[name])
       end
       value = numeric[name] == "integer" and math.tointeger(n) or n
     end
@@ -118,32 +138,89 @@ end
 
 -- ---- file names -------------------------------------------------------------
 
--- A safe file name from a URL's last path segment: decoded, no path
--- separators, no "..", no leading dots or control characters, never empty.
+-- The longest file name the downloader makes, in bytes, "-N" and extension
+-- included (the temporary ".NAME.part-XXXXXXXXXXXX" must fit NAME_MAX too).
+local MAX_NAME = 120
+-- An extension longer than this (dot included) is not one: it is dropped.
+local MAX_EXT = 10
+
+-- Code points that may not appear in a name: C0 and C1 controls, DEL, and
+-- the invisible ones that make a name read differently from what it is
+-- (bidi overrides and isolates such as U+202E, zero-width characters, line
+-- separators, BOM, tags).
+local UNSAFE = {{0x00, 0x1F}, {0x7F, 0x9F}, {0xAD, 0xAD}, {0x061C, 0x061C},
+  {0x180E, 0x180E}, {0x200B, 0x200F}, {0x2028, 0x202E}, {0x2060, 0x206F},
+  {0xFEFF, 0xFEFF}, {0xFFF9, 0xFFFB}, {0xE0000, 0xE007F}}
+
+local function unsafe(c)
+  local cp = utf8.codepoint(c)
+  for _, r in ipairs(UNSAFE) do
+    if cp >= r[1] and cp <= r[2] then return "_" end
+  end
+end
+
+-- s with every byte that is not part of valid UTF-8 replaced by "_".
+local function valid_utf8(s)
+  local out, i = {}, 1
+  while i <= #s do
+    local ok, bad = utf8.len(s, i)
+    if ok then out[#out + 1] = s:sub(i) break end
+    out[#out + 1] = s:sub(i, bad - 1) .. "_"
+    i = bad + 1
+  end
+  return table.concat(out)
+end
+
+-- The first n bytes of s, not cutting a UTF-8 character, without trailing
+-- dots or spaces (they would meet the extension's dot).
+local function cut(s, n)
+  if #s > n then
+    while n > 0 and (s:byte(n + 1) or 0) & 0xC0 == 0x80 do n = n - 1 end
+    s = s:sub(1, n)
+  end
+  return (s:gsub("[ .]+$", ""))
+end
+
+-- stem, extension (".png", or "" when there is none or it is too long).
+local function split_ext(name)
+  local stem, ext = name:match("^(.+)(%.%w+)$")
+  if not stem or #ext > MAX_EXT then return name, "" end
+  return stem, ext
+end
+
+-- stem .. suffix .. ext within MAX_NAME bytes, the stem cut to fit.
+local function fit(stem, suffix, ext)
+  return cut(stem, MAX_NAME - #suffix - #ext) .. suffix .. ext
+end
+
+-- A safe file name from a URL's last path segment: decoded; valid UTF-8
+-- without controls, bidi or invisible characters, path separators or ".."
+-- (each replaced by "_" or "."); not starting with "." or "-" (so never "."
+-- or "..", never hidden, never read as an option); at most MAX_NAME bytes,
+-- a short extension kept; image-NNN when nothing readable is left.
 local function safe_name(url, i)
   local path = url:match("^%a[%w+.-]*://[^/?#]*([^?#]*)") or url:match("^([^?#]*)")
-  local seg = http.unescape(path:match("([^/]*)$") or "")
-  seg = seg:gsub("[%c/\\]", "_"):gsub("%.%.+", "."):gsub("^[%s._]+", ""):gsub("%s+$", "")
-  if #seg > 120 then
-    local ext = seg:match("(%.[%w]+)$") or ""
-    seg = seg:sub(1, 120 - #ext) .. ext
-  end
-  if seg == "" then seg = string.format("image-%03d", i) end
+  local seg = valid_utf8(http.unescape(path:match("([^/]*)$") or ""))
+  seg = seg:gsub(utf8.charpattern, unsafe):gsub("[/\\]", "_"):gsub("%.%.+", ".")
+  local stem, ext = split_ext((seg:gsub("^ +", ""):gsub(" +$", "")))
+  seg = fit(stem, "", ext)
+  seg = seg:gsub("^[.-]", "_")
+  if not seg:find("[%w\128-\255]") then seg = string.format("image-%03d", i) end
   return seg
 end
 
 -- Names for every URL; a name already taken gets -2, -3 ... before its
--- extension, so no download overwrites another.
+-- extension (the stem shortened if need be), so no download overwrites
+-- another.
 local function unique_names(urls)
   local used, names = {}, {}
   for i, url in ipairs(urls) do
     local name = safe_name(url, i)
-    local stem, ext = name:match("^(.+)(%.[%w]+)$")
-    if not stem then stem, ext = name, "" end
+    local stem, ext = split_ext(name)
     local n = 1
     while used[name] do
       n = n + 1
-      name = string.format("%s-%d%s", stem, n, ext)
+      name = fit(stem, "-" .. n, ext)
     end
     used[name], names[i] = true, name
   end
@@ -180,12 +257,17 @@ local function download_all(o, urls, names)
   local list = {}
   for i, url in ipairs(urls) do
     list[i] = {url = url, output = o.out .. "/" .. names[i], user_agent = USER_AGENT,
-      timeout = o.timeout, retries = o.retries - 1, retry_backoff = 0.2}
+      timeout = o.timeout, retries = o.retries - 1, retry_backoff = 0.2,
+      max_body = o.max_size}
   end
+  local too_large = "larger than --max-size " .. human(o.max_size) .. ", stopped"
   progress(0, #urls, 0, started)
-  http.request_many(list, {concurrency = o.threads, progress = function(i, res, msg)
+  http.request_many(list, {concurrency = o.threads, progress = function(i, res, msg, code)
     if res then bytes = bytes + (res.bytes or 0)
-    else failures[#failures + 1] = {i, urls[i], msg} end
+    else
+      if code == "CURLE_FILESIZE_EXCEEDED" then msg = too_large end
+      failures[#failures + 1] = {i, urls[i], msg}
+    end
     done = done + 1
     progress(done, #urls, bytes, started)
   end})

@@ -27,7 +27,10 @@ local function start(cmd, args)
   return pid, tonumber(port), dir
 end
 
--- Stops a server from start() by PID; returns its stderr.
+-- Stops a server from start() by PID (SIGTERM); returns its stderr, less
+-- the reports of that "interrupted" (netlua's end on SIGTERM, as on
+-- Ctrl-C; a worker's connection task interrupted mid-write reports it as
+-- "netlua http.server: interrupted").
 local function stop(pid, dir)
   os.execute("kill " .. pid .. " 2>/dev/null")
   for _ = 1, 100 do
@@ -35,7 +38,7 @@ local function stop(pid, dir)
     time.sleep(0.05)
   end
   os.execute("kill -KILL " .. pid .. " 2>/dev/null")
-  local err = t.readfile(dir .. "/err")
+  local err = t.readfile(dir .. "/err"):gsub("netlua[%w. ]*: interrupted\nstack traceback:\n.*$", "")
   t.rmtree(dir)
   return err
 end

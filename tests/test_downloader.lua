@@ -154,7 +154,7 @@ t.test("not on a terminal there is no progress bar", function()
   t.rmtree(dir)
 end)
 
-local port, stop = h.peer(120)
+local port, stop, peerdir = h.peer(120)
 local api = "http://127.0.0.1:" .. port .. "/api/"
 
 t.test("hostile file names stay inside --out, never empty, never overwrite", function()
@@ -178,6 +178,56 @@ t.test("hostile file names stay inside --out, never empty, never overwrite", fun
   t.eq(t.readfile(dir .. "/out/same-2.png"), "IMG:/img2/same.png")
   t.rmtree(dir)
 end)
+
+-- Why a file name is not safe, or nil: longer than the cap, not UTF-8, a
+-- control, bidi or invisible character, a leading "." or "-".
+local function unsafe_name(f)
+  if #f > 120 then return "longer than 120 bytes" end
+  if not utf8.len(f) then return "not UTF-8" end
+  if f == "" or f:find("^[.-]") then return "starts with . or -" end
+  for _, cp in utf8.codes(f) do
+    if cp < 0x20 or (cp >= 0x7F and cp <= 0x9F) or (cp >= 0x200B and cp <= 0x200F) or
+       (cp >= 0x2028 and cp <= 0x202E) or (cp >= 0x2060 and cp <= 0x206F) or cp == 0xFEFF then
+      return string.format("holds U+%04X", cp)
+    end
+  end
+end
+
+-- One run over /api/names; the cases below check its files.
+local names_dir, names = t.tmpdir(), {}
+
+t.test("hostile names (/api/names): every image saved, every name safe", function()
+  local out, err, code = run("--api " .. api .. "names --out " .. names_dir)
+  for _, f in ipairs(tree(names_dir)) do names[f] = true end
+  t.eq(code, 0, err .. out)
+  t.match(out, "downloaded 15 of 15 images")
+  for f in pairs(names) do t.eq(unsafe_name(f), nil, f) end
+  t.eq(t.readfile(names_dir .. "/evil_gnp.exe"), "IMG:/img/evil%E2%80%AEgnp.exe")
+end)
+
+for _, case in ipairs{
+    {"a 250-byte name with a 300-byte extension is cut to 120 bytes, no extension",
+      string.rep("a", 120)},
+    {"U+202E RIGHT-TO-LEFT OVERRIDE is replaced", "evil_gnp.exe"},
+    {"U+2066 and U+200B (bidi isolate, zero width) are replaced", "x_y_z.png"},
+    {"U+0085 (a C1 control) is replaced", "next_line.png"},
+    {"invalid UTF-8 bytes are replaced", "bad__name.png"},
+    {"an overlong '/' (C0 AF) is replaced", "__etc__passwd"},
+    {"a cut-off UTF-8 sequence is replaced", "trunc__.png"},
+    {"a leading - is replaced", "_rf.png"},
+    {"a leading . is replaced (a hidden file before, stripped)", "_bashrc"},
+    {"'.' becomes image-NNN", "image-009"},
+    {"a name of dashes becomes image-NNN", "image-014"},
+    {"a name of nothing but U+202E becomes image-NNN", "image-015"},
+    {"a long name is cut between characters, its extension kept",
+      "x" .. string.rep("é", 57) .. ".png"},
+    {"a long name and its clash stay within 120 bytes",
+      string.rep("c", 116) .. ".png", string.rep("c", 114) .. "-2.png"}} do
+  t.test("file names: " .. case[1], function()
+    for i = 2, #case do t.ok(names[case[i]], case[i]) end
+  end)
+end
+t.rmtree(names_dir)
 
 t.test("an API answering non-JSON: clear message, exit 1", function()
   local dir = t.tmpdir()
@@ -235,24 +285,67 @@ t.test("images that fail twice are saved with --retries 3, not with 1", function
   t.rmtree(dir)
 end)
 
-t.test("Ctrl-C while downloading: exit 130, no partial files", function()
+for _, how in ipairs{{"INT", "Ctrl-C", 130}, {"TERM", "SIGTERM", 143}} do
+t.test(how[2] .. " while downloading: exit " .. how[3] .. ", no partial files", function()
   local dir = t.tmpdir()
   os.execute("mkdir " .. dir .. "/ready")
   local path, sdir = t.script(string.format([[
     arg = {[0] = %q}
     assert(loadfile(%q))("--api", %q, "--out", %q, "--timeout", "25")
   ]], downloader, downloader, api .. "stall", dir .. "/ready"))
-  local out, err, code = t.interrupt(path)
-  t.eq(code, 130, err)
+  local out, err, code = t.interrupt(path, nil, how[1])
+  t.eq(code, how[3], err)
   t.match(out, "downloading 1 image into")
   t.match(err, "interrupted")
   t.eq(#tree(dir .. "/ready"), 0)
   t.rmtree(dir)
   t.rmtree(sdir)
 end)
+end
+
+-- How many /endless replies the peer saw the client hang up on.
+local function endless_stopped()
+  local n = 0
+  for _ in (t.readfile(peerdir .. "/log") or ""):gmatch("endless: stopped after") do n = n + 1 end
+  return n
+end
+
+for _, size in ipairs{{"--max-size 1M", "1.0 MiB"}, {"", "20.0 MiB"}} do
+t.test("images past --max-size (" .. size[2] .. ") are stopped, reported, not kept", function()
+  local dir = t.tmpdir()
+  local before = endless_stopped()
+  local out, err, code = run("--api " .. api .. "huge " .. size[1] .. " --out " .. dir)
+  t.eq(code, 1, err)
+  t.match(out, "downloaded 1 of 3 images")
+  t.match(out, "failed: 2")
+  t.match(out, "/endless/64: larger than %-%-max%-size " .. size[2]:gsub("%.", "%%.") .. ", stopped")
+  t.match(out, "/bomb/128: larger than %-%-max%-size " .. size[2]:gsub("%.", "%%.") .. ", stopped")
+  t.eq(table.concat(tree(dir), ","), "good.png", "no partial files left")
+  local time = require "time"
+  for _ = 1, 200 do
+    if endless_stopped() > before then break end
+    time.sleep(0.05)
+  end
+  t.eq(endless_stopped(), before + 1, "the endless image was cut off")
+  t.rmtree(dir)
+end)
+end
+
+t.test("--max-size takes bytes or K, M, G", function()
+  local dir = t.tmpdir()
+  local out, err, code = run("--api " .. api .. "mixed --retries 1 --max-size 10 --out " .. dir)
+  t.eq(code, 1, err)
+  t.match(out, "/img/good.png: larger than %-%-max%-size 10 B")
+  out, err, code = run("--api " .. api .. "mixed --retries 1 --max-size 2K --out " .. dir)
+  t.eq(code, 1, err)
+  t.match(out, "downloaded 1 of 3 images")
+  t.eq(table.concat(tree(dir), ","), "good.png")
+  t.rmtree(dir)
+end)
 
 t.test("bad usage exits 2 with the usage line", function()
-  for _, args in ipairs({"--bogus", "--num", "--num 0", "--threads x", "--timeout -1"}) do
+  for _, args in ipairs({"--bogus", "--num", "--num 0", "--threads x", "--timeout -1",
+      "--max-size 0", "--max-size x", "--max-size 10Q", "--max-size -5M", "--max-size"}) do
     local _, err, code = run(args)
     t.eq(code, 2, args)
     t.match(err, "usage: netlua downloader.lua", args)

@@ -6,7 +6,7 @@ local h = require "httphelp"
 local http = require "http"
 local json = require "json"
 
-local port, stop = h.peer(90)
+local port, stop, peerdir = h.peer(90)
 local base = "http://127.0.0.1:" .. port
 
 t.test("GET returns status, reason, lower-case headers, body, url, elapsed", function()
@@ -168,6 +168,15 @@ t.test("a download with an error status leaves nothing and keeps the old file", 
   t.rmtree(dir)
 end)
 
+t.test("a download to a 255-byte file name works: its temporary name fits too", function()
+  local dir = t.tmpdir()
+  local name = string.rep("n", 251) .. ".png"
+  local r = assert(http.download(base .. "/big/10", dir .. "/" .. name))
+  t.eq(r.bytes, 10)
+  t.eq(table.concat(h.ls(dir), ","), name)
+  t.rmtree(dir)
+end)
+
 t.test("a download into a missing directory fails cleanly", function()
   local res, msg, code = http.download(base .. "/big/10", "/nonexistent-dir-netlua/x")
   t.eq(res, nil)
@@ -261,10 +270,123 @@ t.test("request_many keeps stalled transfers from blocking the others", function
   for i = 2, 6 do t.eq(rs[i]:json().query.i[1], tostring(i)) end
 end)
 
+-- The peer's "endless: ..." lines (one per /endless reply that ended).
+local function endless_fates()
+  local fates = {}
+  for line in (t.readfile(peerdir .. "/log") or ""):gmatch("endless: ([^\n]*)") do
+    fates[#fates + 1] = line
+  end
+  return fates
+end
+
+-- Waits (at most 10 s) for the peer to report how /endless reply number n
+-- ended; returns that line.
+local function endless_fate(n)
+  local time = require "time"
+  for _ = 1, 200 do
+    local fates = endless_fates()
+    if fates[n] then return fates[n] end
+    time.sleep(0.05)
+  end
+  error("the peer never finished /endless reply " .. n)
+end
+
+local MiB = 1024 * 1024
+
+t.test("max_body: an endless chunked reply stops there, the connection closed", function()
+  local before = #endless_fates()
+  local res, msg, code = http.get(base .. "/endless/64", {max_body = MiB})
+  t.eq(res, nil)
+  t.eq(msg, "body too large")
+  t.eq(code, "CURLE_FILESIZE_EXCEEDED")
+  local fate = endless_fate(before + 1)
+  t.match(fate, "^stopped after %d+ bytes$", "the peer saw the client hang up")
+  t.ok(tonumber(fate:match("%d+")) < 64 * MiB, fate)
+end)
+
+t.test("max_body: a body of exactly max_body bytes is kept, one more byte is not", function()
+  local r = assert(http.get(base .. "/big/1000", {max_body = 1000}))
+  t.eq(#r.body, 1000)
+  local res, msg, code = http.get(base .. "/big/1000", {max_body = 999})
+  t.eq(res, nil)
+  t.eq(msg, "body too large")
+  t.eq(code, "CURLE_FILESIZE_EXCEEDED")
+  t.eq(assert(http.get(base .. "/big/0", {max_body = 0})).body, "")
+end)
+
+t.test("max_body counts decoded bytes: a gzip bomb stops there", function()
+  local head = assert(http.request{url = base .. "/bomb/128", method = "HEAD"})
+  t.eq(head.headers["content-encoding"], "gzip")
+  t.ok(tonumber(head.headers["content-length"]) < MiB, "the bomb is small on the wire")
+  local res, msg, code = http.get(base .. "/bomb/128", {max_body = MiB})
+  t.eq(res, nil)
+  t.eq(msg, "body too large")
+  t.eq(code, "CURLE_FILESIZE_EXCEEDED")
+  local r = assert(http.get(base .. "/bomb/1", {max_body = MiB}))
+  t.eq(r.body, string.rep("\0", MiB), "a bomb within the limit is decoded whole")
+end)
+
+t.test("bodies kept in memory stop at http.max_body (64 MiB) by default", function()
+  t.eq(http.max_body, 64 * MiB)
+  local before = #endless_fates()
+  local res, msg = http.get(base .. "/endless/128")
+  t.eq(res, nil)
+  t.eq(msg, "body too large")
+  t.match(endless_fate(before + 1), "^stopped after")
+  res, msg = http.get(base .. "/bomb/128")
+  t.eq(res, nil)
+  t.eq(msg, "body too large")
+end)
+
+t.test("a script changes the default with http.max_body, a request with max_body", function()
+  local saved = http.max_body
+  http.max_body = 100
+  local res, msg = http.get(base .. "/big/101")
+  t.eq(res, nil)
+  t.eq(msg, "body too large")
+  t.eq(#assert(http.get(base .. "/big/101", {max_body = 101})).body, 101)
+  t.eq(#assert(http.get(base .. "/big/2000", {max_body = math.huge})).body, 2000)
+  local rs = http.request_many({base .. "/big/100", base .. "/big/101"})
+  t.eq(#rs[1].body, 100)
+  t.eq(rs[2].error, "body too large")
+  http.max_body = saved
+end)
+
+t.test("a download past max_body leaves neither a temporary file nor the file", function()
+  local dir = t.tmpdir()
+  local before = #endless_fates()
+  local res, msg, code = http.download(base .. "/endless/64", dir .. "/e.png", {max_body = MiB})
+  t.eq(res, nil)
+  t.eq(msg, "body too large")
+  t.eq(code, "CURLE_FILESIZE_EXCEEDED")
+  t.match(endless_fate(before + 1), "^stopped after")
+  res, msg = http.download(base .. "/bomb/128", dir .. "/b.png", {max_body = MiB})
+  t.eq(res, nil)
+  t.eq(msg, "body too large")
+  t.eq(#h.ls(dir), 0)
+  local r = assert(http.download(base .. "/bomb/1", dir .. "/ok.png", {max_body = MiB}))
+  t.eq(r.bytes, MiB)
+  t.eq(table.concat(h.ls(dir), ","), "ok.png")
+  t.rmtree(dir)
+end)
+
+t.test("a download has no size limit unless max_body is given", function()
+  local dir = t.tmpdir()
+  local saved = http.max_body
+  http.max_body = 10
+  local r = assert(http.download(base .. "/big/5000", dir .. "/big.bin"))
+  t.eq(r.bytes, 5000)
+  http.max_body = saved
+  t.rmtree(dir)
+end)
+
 t.test("programming errors raise", function()
   t.raises("unknown option 'bogus'", http.request, {url = base, bogus = 1})
   t.raises("option 'url' missing", http.request, {})
   t.raises("option 'timeout' must be a number", http.request, {url = base, timeout = "1"})
+  t.raises("option 'max_body' must be a number", http.request, {url = base, max_body = "1M"})
+  t.raises("option 'max_body' must be at least 0", http.request, {url = base, max_body = -1})
+  t.raises("option 'max_body' must be at least 0", http.request, {url = base, max_body = 0 / 0})
   t.raises("string expected", http.get, 42)
   t.raises("concurrency", http.request_many, {}, {concurrency = 0})
   t.raises("line break", http.get, base, {headers = {X = "a\r\nInjected: 1"}})

@@ -155,10 +155,11 @@ function M.rmtree(dir)
 end
 
 -- Starts `netlua script`, waits (at most 20 s) until its stdout holds
--- "ready", sends SIGINT; for each further marker in `then_markers`, waits
--- until stderr holds it and sends SIGINT again. Returns stdout, stderr and
--- the exit status.
-function M.interrupt(script, then_markers)
+-- "ready", sends SIGINT (or the signal named by `signal`, "TERM", "HUP");
+-- for each further marker in `then_markers`, waits until stderr holds it
+-- and sends the signal again. Returns stdout, stderr and the exit status.
+function M.interrupt(script, then_markers, signal)
+  local kill = "kill -" .. (signal or "INT") .. " $pid"
   local dir = M.tmpdir()
   local lines = {
     string.format("%s %s > %s/out 2> %s/err < /dev/null &",
@@ -166,11 +167,11 @@ function M.interrupt(script, then_markers)
     "pid=$!",
     "waitfor() { i=0; while ! grep -q \"$1\" \"$2\" 2>/dev/null && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done; }",
     string.format("waitfor ready %s/out", dir),
-    "kill -INT $pid",
+    kill,
   }
   for _, marker in ipairs(then_markers or {}) do
     lines[#lines + 1] = string.format("waitfor %s %s/err", M.shellquote(marker), dir)
-    lines[#lines + 1] = "kill -INT $pid"
+    lines[#lines + 1] = kill
   end
   lines[#lines + 1] = "( sleep 20; kill -KILL $pid ) >/dev/null 2>&1 & guard=$!"
   lines[#lines + 1] = "wait $pid; status=$?; kill $guard 2>/dev/null; exit $status"

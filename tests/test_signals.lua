@@ -1,0 +1,127 @@
+-- test_signals.lua: SIGTERM and SIGHUP are Ctrl-C: the catchable error
+-- "interrupted", to-be-closed variables run, and uncaught the program ends
+-- with 128 + the signal (143, 129). Ctrl-C itself is in test_cli.lua.
+package.path = (arg[0]:match("^(.*)/") or ".") .. "/?.lua;" .. package.path
+local t = require "testlib"
+
+-- A SIGHUP ignored by whoever started the tests is ignored by every
+-- netlua they start too (as it should): the SIGHUP cases then skip.
+local function hup_ignored()
+  local out = t.sh("grep '^SigIgn:' /proc/self/status")
+  local mask = tonumber((out or ""):match("SigIgn:%s*(%x+)") or "0", 16)
+  return mask % 2 == 1
+end
+
+local SIGNALS = {{"TERM", 143}, {"HUP", 129}}
+
+for _, sig in ipairs(SIGNALS) do
+  local name, status = sig[1], sig[2]
+  t.test("SIG" .. name .. " during a wait: uncaught, 'interrupted', exit " .. status, function()
+    if name == "HUP" and hup_ignored() then return t.skip(nil, "SIGHUP is ignored here") end
+    local path, dir = t.script([[
+      local time = require "time"
+      print("ready"); io.stdout:flush()
+      time.sleep(60)
+      print("not reached")
+    ]])
+    local out, err, code = t.interrupt(path, nil, name)
+    t.eq(code, status)
+    t.eq(out, "ready\n")
+    t.match(err, "^netlua: interrupted\n")
+    t.rmtree(dir)
+  end)
+end
+
+t.test("SIGTERM is a catchable error and to-be-closed variables run", function()
+  local path, dir = t.script([[
+    local time = require "time"
+    local function wait()
+      local guard <close> = setmetatable({}, {__close = function() print("closed") end})
+      print("ready"); io.stdout:flush()
+      time.sleep(60)
+    end
+    print(pcall(wait))
+    time.sleep(0.01) -- waits still work afterwards
+    print("after")
+  ]])
+  local out, err, code = t.interrupt(path, nil, "TERM")
+  t.eq(code, 0, err)
+  t.eq(out, "ready\nclosed\nfalse\tinterrupted\nafter\n")
+  t.rmtree(dir)
+end)
+
+t.test("SIGTERM interrupts a busy loop in a task: exit 143", function()
+  local path, dir = t.script([[
+    local task = require "task"
+    task.spawn(function()
+      print("ready"); io.stdout:flush()
+      local n = 0
+      while true do n = n + 1 end
+    end)
+  ]])
+  local out, err, code = t.interrupt(path, nil, "TERM")
+  t.eq(code, 143)
+  t.eq(out, "ready\n")
+  t.match(err, "interrupted")
+  t.rmtree(dir)
+end)
+
+t.test("a second SIGTERM during cleanup still exits 143", function()
+  local path, dir = t.script([[
+    local time = require "time"
+    stuck = setmetatable({}, {__gc = function()
+      io.stderr:write("cleaning\n"); io.stderr:flush()
+      pcall(time.sleep, 60)
+      pcall(time.sleep, 60)
+    end})
+    print("ready"); io.stdout:flush()
+    time.sleep(60)
+  ]])
+  local _, err, code = t.interrupt(path, {"cleaning"}, "TERM")
+  t.eq(code, 143)
+  t.match(err, "interrupted")
+  t.match(err, "cleaning")
+  t.rmtree(dir)
+end)
+
+t.test("SIGTERM while waiting for a thread: the thread stops, exit 143", function()
+  local path, dir = t.script([[
+    local thread = require "thread"
+    local th = thread.spawn(function() require("time").sleep(60) end)
+    print("ready"); io.stdout:flush()
+    th:join()
+  ]])
+  local out, err, code = t.interrupt(path, nil, "TERM")
+  t.eq(code, 143)
+  t.eq(out, "ready\n")
+  t.match(err, "interrupted")
+  t.rmtree(dir)
+end)
+
+t.test("SIGHUP ignored from the start (nohup) stays ignored", function()
+  local path, dir = t.script([[
+    os.execute("kill -HUP $PPID")
+    require("time").sleep(0.01)
+    print("still here")
+  ]])
+  local out, err, code = t.sh("trap '' HUP; exec " .. t.shellquote(t.NETLUA) .. " " .. t.shellquote(path))
+  t.eq(code, 0, err)
+  t.eq(out, "still here\n")
+  t.rmtree(dir)
+end)
+
+t.test("SIGHUP not ignored: the same script is interrupted, exit 129", function()
+  if hup_ignored() then return t.skip(nil, "SIGHUP is ignored here") end
+  local path, dir = t.script([[
+    os.execute("kill -HUP $PPID")
+    require("time").sleep(0.01)
+    print("still here")
+  ]])
+  local out, err, code = t.netlua(t.shellquote(path))
+  t.eq(code, 129)
+  t.eq(out, "")
+  t.match(err, "^netlua: interrupted\n")
+  t.rmtree(dir)
+end)
+
+t.done()
