@@ -554,6 +554,11 @@ local function normalize(status, body, headers)
   return status, header_lines(headers), body
 end
 
+-- Ctrl-C (or SIGTERM) on its way up, possibly with a traceback behind it.
+local function is_interrupted(err)
+  return type(err) == "string" and (err == "interrupted" or err:find("^interrupted\n") ~= nil)
+end
+
 local function log_error(req, err)
   io.stderr:write(format("netlua http.server: error in handler for %s %s: %s\n",
     req.method, req.path, tostring(err)))
@@ -697,7 +702,7 @@ local function finish_connections(st)
       conn:close()
       st.conns[conn] = nil
       st.tasks[conn] = nil
-      if err ~= "interrupted" then
+      if not is_interrupted(err) then
         io.stderr:write("netlua http.server: ", tostring(err), "\n")
       end
     end
