@@ -376,6 +376,19 @@ void nl_loop_runonce(nl_Loop *loop, nl_Waiter *self) {
   fire_timers(loop);
 }
 
+/* The first ready watch woke the waiter and disarmed its siblings; others
+ * may be ready too (select reports them all), so look at them all now. */
+static int collect_ready(nl_PollFd *fds, const nl_Watch *watches, int n) {
+  int r = n > 1 ? nl_waitmany_now(fds, n) : 0;
+  if (r > 0) return r;
+  r = 0;
+  for (int i = 0; i < n; i++) {
+    fds[i].ready = watches[i].ready;
+    if (fds[i].ready) r++;
+  }
+  return r;
+}
+
 /* A C stack waits through the loop, so the tasks of this thread keep
  * running meanwhile (the main script joining a task, a thread receiving). */
 int nl_loop_wait(nl_Loop *loop, nl_PollFd *fds, int n, double deadline) {
@@ -395,13 +408,7 @@ int nl_loop_wait(nl_Loop *loop, nl_PollFd *fds, int n, double deadline) {
   while (r == 0 && self.result == NL_PENDING) nl_loop_runonce(loop, &self);
   nl_waiter_disarm(loop, &self);
   if (r == 0) r = self.result;
-  if (r > 0) {
-    r = 0;
-    for (int i = 0; i < n; i++) {
-      fds[i].ready = watches[i].ready;
-      if (fds[i].ready) r++;
-    }
-  }
+  if (r > 0) r = collect_ready(fds, watches, n);
   if (watches != stack) free(watches);
   return r;
 }
