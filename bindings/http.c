@@ -11,9 +11,9 @@
  * callback stops the transfer as it passes the limit. Everything a batch
  * owns hangs off one userdata whose __gc cleans up, whatever raised.
  * The Lua half (bindings/http.lua) builds the user-facing API: options,
- * retries, responses, downloads, and the server on top of http.server_core.
+ * retries, responses and downloads, and re-exports http.server.
  * libcurl is loaded, and curl_global_init run once, by runtime/curlload.c
- * when http is first required (state.c), never from here.
+ * on the first transfer (need_curl), in any thread.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -27,6 +27,7 @@
 
 #include "netlua.h"
 #include "modules.h"
+#include "sock.h"
 #include "curlnames.h"
 
 #define NL_BATCH_MT "http.batch"
@@ -158,6 +159,15 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *ud,
   }
   b->watches[i].events = ((what & CURL_POLL_IN) ? NL_READ : 0) |
                          ((what & CURL_POLL_OUT) ? NL_WRITE : 0);
+  return 0;
+}
+
+/* Every socket curl closes goes through the runtime, so no loop keeps a
+ * registration for its number (a new socket could get it and never be
+ * reported ready). */
+static int on_close_socket(void *ud, curl_socket_t fd) {
+  (void)ud;
+  nl_closefd(fd);
   return 0;
 }
 
@@ -345,6 +355,7 @@ static int setup_transfer(lua_State *L, int spec, Transfer *t) {
   curl_easy_setopt(easy, CURLOPT_PRIVATE, t);
   curl_easy_setopt(easy, CURLOPT_URL, url);
   curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
   curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, t->errbuf);
   curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
@@ -558,10 +569,17 @@ static int push_results(lua_State *L, Batch *b) {
  * body|written, url, elapsed} or {error, code}, in input order; on_done(i,
  * result) is called as each one finishes. Raises "interrupted" on Ctrl-C
  * after every transfer has been stopped and freed. */
+/* Loads libcurl on first use; no usable libcurl is a clear error. */
+static void need_curl(lua_State *L) {
+  const char *err = nl_curl_load();
+  if (err != NULL) luaL_error(L, "http needs libcurl (libcurl4): %s", err);
+}
+
 static int http_perform(lua_State *L) {
   int n, concurrency, cb;
   Batch *b;
   luaL_checktype(L, 1, LUA_TTABLE);
+  need_curl(L);
   n = (int)luaL_len(L, 1);
   concurrency = (int)luaL_optinteger(L, 2, 8);
   luaL_argcheck(L, concurrency >= 1, 2, "concurrency must be at least 1");
@@ -617,6 +635,13 @@ static int http_escape(lua_State *L) {
   return 1;
 }
 
+/* curl_version() -> the version of the libcurl that http loads. */
+static int http_curl_version(lua_State *L) {
+  need_curl(L);
+  lua_pushstring(L, curl_version_info(CURLVERSION_NOW)->version);
+  return 1;
+}
+
 static const luaL_Reg batch_meta[] = {
   {"__gc", batch_close},
   {"__close", batch_close},
@@ -626,14 +651,15 @@ static const luaL_Reg batch_meta[] = {
 static const luaL_Reg http_funcs[] = {
   {"perform", http_perform},
   {"escape", http_escape},
+  {"curl_version", http_curl_version},
   {NULL, NULL}
 };
 
+/* Requiring http maps no libcurl (a server-only script never needs it):
+ * the first transfer, or curl_version, loads it. */
 int luaopen_http(lua_State *L) {
   nl_newclass(L, NL_BATCH_MT, NULL, batch_meta);
   luaL_newlib(L, http_funcs);
-  lua_pushstring(L, curl_version_info(CURLVERSION_NOW)->version);
-  lua_setfield(L, -2, "curl_version");
   lua_pushliteral(L, DEFAULT_USER_AGENT);
   lua_setfield(L, -2, "user_agent");
   nl_runembedded(L, "http", 1);

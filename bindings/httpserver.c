@@ -1,8 +1,9 @@
 /*
  * httpserver.c: the C core of http.server (layer: bindings), preloaded as
- * "http.server_core". Requests are read by runtime/httpparse.c (strict
- * HTTP/1.1); this file does the socket work, and bindings/http.lua runs
- * each connection as a task (runtime/sched.c) and routes requests.
+ * the core of "http.server". Requests are read by runtime/httpparse.c
+ * (strict HTTP/1.1); this file does the socket work, and
+ * bindings/httpserver.lua runs each connection as a task (runtime/sched.c)
+ * and routes requests.
  *
  * Three objects:
  *   Group  the listening socket and what every worker thread of one server
@@ -791,7 +792,9 @@ static int srv_accept(lua_State *L) {
       if ((errno == EMFILE || errno == ENFILE) && group_shed_one(g)) continue;
       full = errno != EAGAIN && errno != EWOULDBLOCK;
     }
-    if (!wait_to_accept(L, g, deadline, full)) return nl_pushfail(L, "timeout", NULL);
+    int waited = wait_to_accept(L, g, deadline, full);
+    if (waited == 0) return nl_pushfail(L, "timeout", NULL);
+    if (waited < 0) return nl_pusherrno(L, -waited);
   }
 }
 
@@ -892,7 +895,7 @@ static void srv_discard(void *payload) {
 }
 
 static const nl_Transfer srv_transfer = {
-  "http.server_core", srv_export, srv_import, srv_discard
+  "http.server", srv_export, srv_import, srv_discard
 };
 
 /* ---- listen ------------------------------------------------------------- */
@@ -1055,7 +1058,9 @@ static const luaL_Reg core_funcs[] = {
   {NULL, NULL}
 };
 
-int luaopen_http_server_core(lua_State *L) {
+/* http.server: the core's functions handed to the Lua half
+ * (bindings/httpserver.lua), which returns the module. */
+int luaopen_http_server(lua_State *L) {
   nl_newclass(L, NL_SERVER_MT, srv_methods, srv_meta);
   luaL_getmetatable(L, NL_SERVER_MT);
   lua_pushlightuserdata(L, (void *)&srv_transfer);
@@ -1063,5 +1068,6 @@ int luaopen_http_server_core(lua_State *L) {
   lua_pop(L, 1);
   nl_newclass(L, NL_CONN_MT, conn_methods, conn_meta);
   luaL_newlib(L, core_funcs);
+  nl_runembedded(L, "httpserver", 1);
   return 1;
 }

@@ -12,7 +12,7 @@ int luaopen_json(lua_State *L);
 int luaopen_cjson_safe(lua_State *L); /* lua-cjson's static library */
 int luaopen_time(lua_State *L);
 int luaopen_http(lua_State *L);
-int luaopen_http_server_core(lua_State *L);
+int luaopen_http_server(lua_State *L);
 int luaopen_thread(lua_State *L);
 int luaopen_socket(lua_State *L);
 int luaopen_task(lua_State *L);

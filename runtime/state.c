@@ -5,6 +5,7 @@
  * file on disk) and the same module search path: next to the main script,
  * then NETLUA_PATH, then Lua's defaults.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,21 +24,13 @@ static int open_json_as_cjson(lua_State *L) {
   return 1;
 }
 
-/* require "http" loads libcurl first (curlload.c): scripts that never use
- * http don't pay for it. No libcurl is an error, not a crash. */
-static int open_http_with_curl(lua_State *L) {
-  const char *err = nl_curl_load();
-  if (err != NULL) return luaL_error(L, "http needs libcurl (libcurl4): %s", err);
-  return luaopen_http(L);
-}
-
 static const luaL_Reg preloaded_modules[] = {
   {"json", luaopen_json},
   {"cjson", open_json_as_cjson},
   {"cjson.safe", luaopen_cjson_safe},
   {"time", luaopen_time},
-  {"http", open_http_with_curl},
-  {"http.server_core", luaopen_http_server_core},
+  {"http", luaopen_http},
+  {"http.server", luaopen_http_server},
   {"thread", luaopen_thread},
   {"socket", luaopen_socket},
   {"task", luaopen_task},
@@ -103,8 +96,16 @@ static int open_everything(lua_State *L) {
   return 0;
 }
 
+/* The state's thread gets its event loop now, while descriptors are
+ * certainly to be had: every wait goes through it, and one that could not
+ * be made later (out of descriptors) would leave nothing to wait with. */
 lua_State *nl_newstate(void) {
-  lua_State *L = luaL_newstate();
+  lua_State *L;
+  if (nl_loop() == NULL) {
+    fprintf(stderr, "netlua: cannot create the event loop: %s\n", strerror(errno));
+    return NULL;
+  }
+  L = luaL_newstate();
   if (L == NULL) return NULL;
   *(void **)lua_getextraspace(L) = NULL; /* not a task (sched.c) */
   lua_pushcfunction(L, open_everything);

@@ -1,7 +1,8 @@
--- test_http_load.lua: libcurl is loaded when `http` is first required
--- (runtime/curlload.c), not at start-up: a script that never uses http does
--- not map it; one that does gets a working client, in any thread; without a
--- usable libcurl, require "http" is a clear, catchable error.
+-- test_http_load.lua: libcurl is loaded by the first HTTP transfer
+-- (runtime/curlload.c), not at start-up nor by require "http": a script that
+-- only serves never maps it; one that makes requests gets a working client,
+-- in any thread; without a usable libcurl, servers still run and the first
+-- client call is a clear, catchable error.
 local t = require "testlib"
 
 -- A Lua source fragment: a function telling whether libcurl is mapped.
@@ -14,9 +15,9 @@ local function curl_mapped()
 end
 ]]
 
-t.test("a script that never requires http does not map libcurl", function()
+t.test("a script that never makes a request does not map libcurl", function()
   local path, dir = t.script(MAPPED .. [[
-    for _, m in ipairs{"socket", "thread", "json", "cjson", "time", "http.server_core"} do
+    for _, m in ipairs{"socket", "thread", "json", "cjson", "time", "http.server", "http"} do
       require(m)
     end
     print(curl_mapped() and "mapped" or "not mapped")
@@ -27,12 +28,37 @@ t.test("a script that never requires http does not map libcurl", function()
   t.rmtree(dir)
 end)
 
-t.test("require 'http' then maps libcurl and the client makes real requests", function()
+t.test("a server-only script serves without mapping libcurl, alone or through http", function()
+  local path, dir = t.script(MAPPED .. [[
+    local socket, task = require "socket", require "task"
+    local function serve_one(new)
+      local srv = assert(new{port = 0})
+      srv:route("GET", "/hi", function() return "hello" end)
+      local reply
+      task.spawn(function()
+        local c = assert(socket.connect("127.0.0.1", srv.port))
+        c:send("GET /hi HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        reply = c:receive("*a")
+        c:close()
+        srv:close()
+      end)
+      srv:serve{timeout = 20}
+      return reply:match("hello$")
+    end
+    print(serve_one(require "http.server"), serve_one(require("http").server))
+    print(curl_mapped() and "mapped" or "not mapped")
+  ]])
+  local out, err, code = t.netlua(t.shellquote(path))
+  t.eq(code, 0, err)
+  t.eq(out, "hello\thello\nnot mapped\n")
+  t.rmtree(dir)
+end)
+
+t.test("the first request maps libcurl and the client makes real requests", function()
   local path, dir = t.script(MAPPED .. [[
     local thread = require "thread"
-    local before = curl_mapped()
     local http = require "http"
-    print(before, curl_mapped(), type(http.curl_version))
+    print(curl_mapped(), type(http.curl_version), curl_mapped())
     local ready = thread.channel()
     local bg = thread.spawn(function(ch)
       local h = require "http"
@@ -50,7 +76,7 @@ t.test("require 'http' then maps libcurl and the client makes real requests", fu
   ]])
   local out, err, code = t.netlua(t.shellquote(path))
   t.eq(code, 0, err)
-  t.eq(out, "false\ttrue\tstring\n200\thello\n"
+  t.eq(out, "false\tstring\ttrue\n200\thello\n"
     .. "nil\tconnection refused\tCURLE_COULDNT_CONNECT\n")
   t.rmtree(dir)
 end)
@@ -90,23 +116,28 @@ local function with_broken_libcurl(args)
   return out, err, code
 end
 
-t.test("without a usable libcurl, require 'http' raises a clear error", function()
+t.test("without a usable libcurl, a request raises a clear error and servers still run", function()
   local out, err, code = with_broken_libcurl("-e " .. t.shellquote([[
-    local ok, e = pcall(require, "http")
+    local http = require "http"
+    local ok, e = pcall(http.get, "http://127.0.0.1:1/")
     print(ok, e)
-    print(pcall(require, "http"))
+    print(pcall(function() return http.curl_version end))
     print(require("json").encode{1}, type(require("socket").tcp))
+    local srv = assert(http.server{port = 0})
+    print(type(srv.port))
+    srv:close()
   ]]))
   t.eq(code, 0, err)
   local lines = {}
   for line in out:gmatch("[^\n]+") do lines[#lines + 1] = line end
-  t.match(lines[1], "^false\thttp needs libcurl %(libcurl4%): .*libcurl%.so%.4")
-  t.match(lines[2], "^false\thttp needs libcurl %(libcurl4%)")
+  t.match(lines[1], "^false\t.*http needs libcurl %(libcurl4%): .*libcurl%.so%.4")
+  t.match(lines[2], "^false\t.*http needs libcurl %(libcurl4%)")
   t.eq(lines[3], "[1]\tfunction")
+  t.eq(lines[4], "number")
 end)
 
 t.test("without a usable libcurl, uncaught: exit 1 and the message; -v says so", function()
-  local _, err, code = with_broken_libcurl("-e 'require \"http\"'")
+  local _, err, code = with_broken_libcurl("-e 'require(\"http\").get(\"http://127.0.0.1:1/\")'")
   t.eq(code, 1)
   t.match(err, "^netlua: http needs libcurl %(libcurl4%):")
   local out, err2, code2 = with_broken_libcurl("-v")

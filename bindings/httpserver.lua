@@ -1,0 +1,525 @@
+-- httpserver.lua: the Lua half of http.server (layer: bindings). It
+-- receives the C core (bindings/httpserver.c: listening, connections,
+-- requests read by runtime/httpparse.c) and routes requests, serves static
+-- files, turns handler results into replies and runs a task per
+-- connection, in this thread and in worker threads. It needs no libcurl:
+-- `require "http.server"` alone serves; `require "http"` re-exports it.
+local server_core = ...
+
+local json = require "json"
+local time = require "time"
+local task = require "task"
+
+local type, pairs, ipairs, tostring, error = type, pairs, ipairs, tostring, error
+local format, concat, sort = string.format, table.concat, table.sort
+
+local M = {_NAME = "http.server"}
+
+local Server = {}
+Server.__index = Server
+Server.__name = "http.server"
+
+local Request = {}
+Request.__index = Request
+
+function Request:json()
+  return json.decode(self.body)
+end
+
+local function unescape(s)
+  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+M.unescape = unescape
+
+-- "a=1&b=x+y&a=2" -> {a="1", b="x y"}, {a={"1","2"}, b={"x y"}}
+local function parse_query(raw)
+  local first, all = {}, {}
+  for pair in raw:gmatch("[^&;]+") do
+    local k, v = pair:match("^([^=]*)=?(.*)$")
+    k, v = unescape((k:gsub("%+", " "))), unescape((v:gsub("%+", " ")))
+    if first[k] == nil then first[k] = v end
+    all[k] = all[k] or {}
+    all[k][#all[k] + 1] = v
+  end
+  return first, all
+end
+M.parse_query = parse_query
+
+local SERVER_OPTIONS = {host = "string", port = "number", max_uri = "number",
+  max_header = "number", max_body = "number", request_timeout = "number",
+  keepalive_timeout = "number", send_timeout = "number",
+  max_connections = "number", log = "boolean", workers = "any"}
+
+-- workers = N (threads), "auto" (one per core) or 1 (the default).
+local function worker_count(n)
+  if n == nil then return 1 end
+  if n == "auto" then return require("thread").cpus() end
+  if math.type(n) ~= "integer" or n < 1 then
+    error("http.server: option 'workers' must be a positive integer or \"auto\"", 3)
+  end
+  return n
+end
+
+-- http.server{host=, port=, ...} -> server | nil, msg, code
+function M.new(opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then error("bad argument #1 to 'server' (table expected)", 2) end
+  for k, v in pairs(opts) do
+    if SERVER_OPTIONS[k] == nil then error(format("http.server: unknown option '%s'", tostring(k)), 2) end
+    if SERVER_OPTIONS[k] ~= "any" and type(v) ~= SERVER_OPTIONS[k] then
+      error(format("http.server: option '%s' must be a %s", k, SERVER_OPTIONS[k]), 2)
+    end
+  end
+  local workers = worker_count(opts.workers)
+  local core_srv, msg, code = server_core.listen(opts.host or "127.0.0.1", opts.port or 8000, opts)
+  if not core_srv then return nil, msg, code end
+  local host, port = core_srv:getsockname()
+  local self = setmetatable({core = core_srv, host = host, port = port,
+    routes = {}, statics = {}, log = opts.log, workers = workers}, Server)
+  self.url = format(host:find(":", 1, true) and "http://[%s]:%d" or "http://%s:%d", host, port)
+  return self
+end
+
+-- Route patterns: "/exact", "/users/:id" (a segment into req.params.id),
+-- "/files/*" (the rest into req.params[1]).
+local function compile(pattern)
+  local names = {}
+  local lua = pattern:gsub("[%^%$%(%)%%%.%[%]%+%-%?]", "%%%0")
+  lua = lua:gsub(":([%w_]+)", function(name) names[#names + 1] = name return "([^/]+)" end)
+  if lua:sub(-1) == "*" then
+    lua = lua:sub(1, -2) .. "(.*)"
+    names[#names + 1] = 1
+  end
+  return "^" .. lua .. "$", names
+end
+
+function Server:route(method, pattern, handler)
+  if type(method) ~= "string" then error("bad argument #1 to 'route' (string expected)", 2) end
+  if type(pattern) ~= "string" then error("bad argument #2 to 'route' (string expected)", 2) end
+  if type(handler) ~= "function" then error("bad argument #3 to 'route' (function expected)", 2) end
+  local lua, names = compile(pattern)
+  self.routes[#self.routes + 1] = {method = method:upper(), lua = lua, names = names,
+    exact = #names == 0 and pattern or nil, handler = handler}
+  return self
+end
+
+function Server:static(prefix, dir)
+  if type(prefix) ~= "string" or type(dir) ~= "string" then
+    error("bad arguments to 'static' (prefix and directory strings expected)", 2)
+  end
+  local root, msg = server_core.realpath(dir)
+  if not root then error(format("http.server: static directory '%s': %s", dir, msg), 2) end
+  if prefix:sub(-1) ~= "/" then prefix = prefix .. "/" end
+  self.statics[#self.statics + 1] = {prefix = prefix, root = root}
+  return self
+end
+
+local MIME = {html = "text/html; charset=utf-8", htm = "text/html; charset=utf-8",
+  txt = "text/plain; charset=utf-8", css = "text/css", js = "text/javascript",
+  json = "application/json", png = "image/png", jpg = "image/jpeg",
+  jpeg = "image/jpeg", gif = "image/gif", svg = "image/svg+xml",
+  ico = "image/x-icon", webp = "image/webp", pdf = "application/pdf",
+  xml = "application/xml", wasm = "application/wasm", lua = "text/plain; charset=utf-8"}
+
+local function mime_type(path)
+  local ext = path:match("%.([%w]+)$")
+  return ext and MIME[ext:lower()] or "application/octet-stream"
+end
+M.mime_type = mime_type
+
+-- A reply body streamed from a file (conn:write_file), never read into
+-- memory: {path = real path}.
+local FileBody = {}
+
+-- Serves root/rel where rel comes from a decoded URL path: no NUL, no ".."
+-- segment, and the real path (symlinks resolved) must stay under root.
+local function serve_file(root, rel)
+  if rel:find("\0", 1, true) then return 400, "bad request\n" end
+  for seg in rel:gmatch("[^/]+") do
+    if seg == ".." then return 403, "forbidden\n" end
+  end
+  local real = server_core.realpath(root .. "/" .. rel)
+  if not real then return 404, "not found\n" end
+  if real ~= root and real:sub(1, #root + 1) ~= root .. "/" then
+    return 403, "forbidden\n"
+  end
+  local kind = server_core.filetype(real)
+  if kind == "directory" then -- served by its index.html
+    if rel:sub(-1) ~= "/" and rel ~= "" then return 404, "not found\n" end
+    return serve_file(root, rel .. "index.html")
+  end
+  if kind ~= "file" then return 404, "not found\n" end
+  return 200, setmetatable({path = real}, FileBody), {["Content-Type"] = mime_type(real)}
+end
+
+local function find_static(self, req)
+  if req.method ~= "GET" and req.method ~= "HEAD" then return nil end
+  for _, s in ipairs(self.statics) do
+    if req.path:sub(1, #s.prefix) == s.prefix or req.path .. "/" == s.prefix then
+      return serve_file(s.root, req.path:sub(#s.prefix + 1))
+    end
+  end
+end
+
+local NO_CAPTURES = {}
+
+-- The route for req and its params, or nil and whether a route had the path
+-- (for another method). A route without params compares strings.
+local function match_route(self, req)
+  local path, method, method_seen = req.path, req.method, false
+  for _, r in ipairs(self.routes) do
+    local caps
+    if r.exact then
+      if path == r.exact then caps = NO_CAPTURES end
+    else
+      caps = {path:match(r.lua)} -- such a pattern always captures
+      if caps[1] == nil then caps = nil end
+    end
+    if caps then
+      if r.method == method or r.method == "*" or
+         (r.method == "GET" and method == "HEAD") then
+        local params = {}
+        for i, name in ipairs(r.names) do params[name] = caps[i] end
+        return r, params
+      end
+      method_seen = true
+    end
+  end
+  return nil, method_seen
+end
+
+local TEXT_LINES = "Content-Type: text/plain; charset=utf-8\r\n"
+local JSON_LINES = "Content-Type: application/json\r\n"
+
+-- Header fields a handler may not set: the server frames every reply.
+local FRAMING = {["content-length"] = true, ["transfer-encoding"] = true,
+  connection = true, date = true}
+
+-- "Name: value\r\n" lines of a handler's headers, sorted. A field whose name
+-- is not a token, or whose value holds CR, LF or NUL, is dropped (it would
+-- split or cut the head), as are the framing fields.
+local function header_lines(headers)
+  local lines = {}
+  for k, v in pairs(headers) do
+    k, v = tostring(k), tostring(v)
+    if k:find("^[%w!#$%%&'*+%-.^_`|~]+$") and not v:find("[\r\n%z]") and
+       not FRAMING[k:lower()] then
+      lines[#lines + 1] = k .. ": " .. v .. "\r\n"
+    end
+  end
+  sort(lines)
+  return concat(lines)
+end
+
+local function has_field(headers, lname)
+  for k in pairs(headers) do
+    if tostring(k):lower() == lname then return true end
+  end
+  return false
+end
+
+-- What a handler returned -> status, header lines, body; or nil and what is
+-- wrong with it. Status is an integer from 200 to 599 (or left out: 200);
+-- `nil, message` is a handler's failure.
+local function normalize(status, body, headers)
+  if status == nil and body ~= nil then
+    return nil, format("nil, %s (a failure)", tostring(body))
+  end
+  if type(status) ~= "number" then
+    status, body, headers = 200, status, body
+  end
+  local code = math.tointeger(status)
+  if code == nil or code < 200 or code > 599 then
+    return nil, format("status %s (a final status is an integer from 200 to 599)", tostring(status))
+  end
+  status = code
+  if headers == nil then -- the common case, without building tables
+    local kind = type(body)
+    if kind == "string" then return status, TEXT_LINES, body end
+    if kind == "table" and getmetatable(body) == nil then return status, JSON_LINES, json.encode(body) end
+  elseif type(headers) ~= "table" then
+    return nil, format("headers of type %s (a table expected)", type(headers))
+  end
+  headers = headers or {}
+  local typed = has_field(headers, "content-type")
+  if getmetatable(body) == FileBody then
+    return status, header_lines(headers), body
+  elseif type(body) == "table" then
+    body = json.encode(body)
+    if not typed then headers["Content-Type"] = "application/json" end
+  elseif body == nil then
+    body = ""
+  else
+    body = tostring(body)
+    if not typed then headers["Content-Type"] = "text/plain; charset=utf-8" end
+  end
+  return status, header_lines(headers), body
+end
+
+-- Ctrl-C (or SIGTERM) on its way up, possibly with a traceback behind it.
+local function is_interrupted(err)
+  return type(err) == "string" and (err == "interrupted" or err:find("^interrupted\n") ~= nil)
+end
+
+local function log_error(req, err)
+  io.stderr:write(format("netlua http.server: error in handler for %s %s: %s\n",
+    req.method, req.path, tostring(err)))
+  io.stderr:flush()
+end
+
+-- xpcall's message handler for route handlers: the traceback, except for
+-- Ctrl-C, which goes on up as it is.
+local function handler_traceback(e)
+  if e == "interrupted" then return e end
+  return debug.traceback(tostring(e), 2)
+end
+
+-- The function each connection's task calls for each request.
+local function make_dispatch(self)
+  return function(req)
+    setmetatable(req, Request)
+    local path = req.path
+    req.raw_path = path
+    if path:find("%", 1, true) then req.path = unescape(path) end
+    if req.rawquery == "" then
+      req.query, req.query_all = {}, {}
+    else
+      req.query, req.query_all = parse_query(req.rawquery)
+    end
+    req.server = self
+    local status, body, headers
+    local route, params = match_route(self, req)
+    if route then
+      req.params = params
+      local ok, s, b, hd = xpcall(route.handler, handler_traceback, req)
+      if not ok then
+        if s == "interrupted" then error(s, 0) end
+        log_error(req, s)
+        status, body, headers = 500, "internal server error\n", nil
+      else
+        status, body, headers = s, b, hd
+        if status == nil and body == nil then status = 204 end
+      end
+    else
+      status, body, headers = find_static(self, req)
+      if status == nil then
+        if params then status, body = 405, "method not allowed\n"
+        else status, body = 404, "not found\n" end
+      end
+    end
+    local st, lines, data = normalize(status, body, headers)
+    if st == nil then
+      log_error(req, "the handler returned " .. lines)
+      st, lines, data = 500, TEXT_LINES, "internal server error\n"
+    end
+    if self.log then
+      io.stderr:write(format("%s %s %s %d\n", req.peer, req.method, req.target, st))
+    end
+    return st, lines, data
+  end
+end
+
+-- ---- serving: a task per connection ----------------------------------------
+-- What serving needs in this state (the server table itself may be a copy
+-- in a worker thread, so none of it lives there): the dispatch function,
+-- the open connections, the tasks serving them.
+local live = setmetatable({}, {__mode = "k"})
+
+local function state_of(self)
+  local st = live[self]
+  if st == nil then
+    st = {conns = {}, tasks = {}, dispatch = make_dispatch(self)}
+    live[self] = st
+  end
+  return st
+end
+
+local ERROR_500 = "Content-Type: text/plain; charset=utf-8\r\n"
+
+-- dispatch(req) under pcall: a failure outside the handler (which dispatch
+-- already catches) is still a 500 and a line on stderr, never a client left
+-- waiting. Ctrl-C goes on up.
+local function answer(dispatch, req)
+  local ok, status, lines, body = pcall(dispatch, req)
+  if ok then return status, lines, body end
+  if status == "interrupted" then error(status, 0) end
+  log_error(req, status)
+  return 500, ERROR_500, "internal server error\n"
+end
+
+-- Requests a connection may answer in a row before the other tasks get a
+-- turn: a client that always has its next request waiting (pipelining)
+-- would otherwise never let its task wait, and no other connection would
+-- be served.
+local BURST = 16
+
+local function write_reply(conn, status, lines, body)
+  if getmetatable(body) == FileBody then return conn:write_file(status, lines, body.path) end
+  return conn:write(status, lines, body)
+end
+
+-- One connection's requests, in order, until the peer leaves, the
+-- connection fails or closes, or serving stops ("stopped": it stays open in
+-- st.conns for the next serve).
+local function serve_connection(st, conn)
+  local dispatch, answered = st.dispatch, 0
+  while true do
+    answered = answered + 1
+    if answered % BURST == 0 then task.yield() end
+    local req, why = conn:read()
+    if req == nil then
+      if why ~= "stopped" then st.conns[conn] = nil end
+      break
+    end
+    if not write_reply(conn, answer(dispatch, req)) then
+      st.conns[conn] = nil
+      break
+    end
+  end
+  st.tasks[conn] = nil
+end
+
+local function spawn_connection(st, conn)
+  st.tasks[conn] = task.spawn(serve_connection, st, conn)
+end
+
+local function accept_loop(core, st, deadline)
+  while true do
+    local conn, why = core:accept(deadline)
+    if conn == nil then return why end
+    st.conns[conn] = true
+    spawn_connection(st, conn)
+  end
+end
+
+-- After serving stopped: idle connections have left their tasks; waits for
+-- the others to finish the request in hand. A task that failed (a bug, or
+-- Ctrl-C in a handler) loses its connection.
+local function finish_connections(st)
+  local pending = {}
+  for conn, t in pairs(st.tasks) do pending[conn] = t end
+  for conn, t in pairs(pending) do
+    local ok, err = t:join()
+    if not ok then
+      conn:close()
+      st.conns[conn] = nil
+      st.tasks[conn] = nil
+      if not is_interrupted(err) then
+        io.stderr:write("netlua http.server: ", tostring(err), "\n")
+      end
+    end
+  end
+end
+
+-- Serves in this state until serving stops: the accept loop runs in the
+-- caller, each connection in its own task. Returns the accept loop's
+-- outcome (pcall's).
+local function serve_here(self, st, deadline)
+  st.serving = true
+  for conn in pairs(st.conns) do spawn_connection(st, conn) end
+  local ok, err = pcall(accept_loop, self.core, st, deadline)
+  self.core:stop()
+  finish_connections(st)
+  st.serving = false
+  return ok, err
+end
+
+-- A worker thread: the server table arrives as a copy (its handlers with
+-- their upvalues, its core sharing the listening socket).
+function M._serve_worker(self, deadline)
+  setmetatable(self, Server)
+  local st = state_of(self)
+  local ok, err = serve_here(self, st, deadline)
+  for conn in pairs(st.conns) do conn:close() end
+  self.core:close()
+  if not ok then error(err, 0) end
+end
+
+local function worker_main(self, deadline)
+  return require("http.server")._serve_worker(self, deadline)
+end
+
+local function join_workers(list)
+  local failure
+  for _, t in ipairs(list) do
+    local ok, err = t:join()
+    if not ok and failure == nil then failure = err end
+  end
+  return failure
+end
+
+-- Starts workers - 1 threads serving beside this one.
+local function start_workers(self)
+  local list = {}
+  if self.workers <= 1 then return list end
+  local thread = require "thread"
+  for _ = 2, self.workers do
+    local ok, t = pcall(thread.spawn, worker_main, self, live[self].deadline)
+    if not ok then
+      self.core:stop()
+      join_workers(list)
+      error(format("http.server: cannot start a worker: %s", tostring(t)), 3)
+    end
+    list[#list + 1] = t
+  end
+  return list
+end
+
+-- srv:serve([{max_requests=N, timeout=S}]) -> requests served. Serves until
+-- srv:stop() or srv:close() (from a handler or another task), N requests, S
+-- seconds; Ctrl-C raises "interrupted".
+function Server:serve(how)
+  how = how or {}
+  local core = self.core
+  local st = state_of(self)
+  if st.serving then error("server is already running", 2) end
+  if how.timeout ~= nil and how.timeout >= 0 then
+    st.deadline = time.monotonic() + how.timeout
+  else
+    st.deadline = nil
+  end
+  local start = core:begin(how.max_requests)
+  local workers = start_workers(self)
+  local ok, err = serve_here(self, st, st.deadline)
+  local failure = join_workers(workers)
+  local served = core:served() - start
+  if core:close_asked() then self:close() end
+  if not ok then error(err, 0) end
+  if failure ~= nil then error(format("http.server: a worker failed: %s", tostring(failure)), 2) end
+  return served
+end
+
+-- srv:step(timeout): serves what arrives within `timeout` seconds.
+function Server:step(timeout)
+  return self:serve{timeout = timeout or 0}
+end
+
+-- srv:stop(): serve() returns once the requests in hand are answered.
+function Server:stop()
+  self.core:stop()
+end
+
+-- srv:close(): while serving (from a handler or another task), serve()
+-- returns after the requests in hand, then closes; otherwise closes now.
+function Server:close()
+  local st = live[self]
+  if st ~= nil and st.serving then
+    self.core:stop(true)
+    return
+  end
+  if st ~= nil then
+    for conn in pairs(st.conns) do conn:close() end
+    st.conns = {}
+  end
+  self.core:close()
+end
+
+function Server:connections()
+  return self.core:connections()
+end
+
+Server.__close = Server.close
+Server.__gc = nil
+
+-- http.server{...} is http.server.new{...}.
+return setmetatable(M, {__call = function(_, opts) return M.new(opts) end})
