@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -222,4 +223,43 @@ int nl_getnameinfo(const struct sockaddr *sa, socklen_t salen, char *host,
   rc = nl_lookup_nameinfo(job, host, hostlen, serv, servlen);
   nl_lookup_release(job);
   return rc;
+}
+
+int nl_listen_tcp(const char *host, int port, int backlog, int *gai) {
+  struct addrinfo hints, *res, *ai;
+  char serv[16];
+  int fd = -EADDRNOTAVAIL;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  snprintf(serv, sizeof serv, "%d", port);
+  *gai = nl_getaddrinfo(host, serv, &hints, &res, NL_NODEADLINE);
+  if (*gai != 0) return -1;
+  for (ai = res; ai != NULL; ai = ai->ai_next) {
+    int one = 1;
+    fd = nl_socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
+    if (fd < 0) continue;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, backlog) == 0) break;
+    int err = errno;
+    nl_closefd(fd);
+    fd = -err;
+  }
+  freeaddrinfo(res);
+  return fd;
+}
+
+void nl_addr_format(const struct sockaddr *sa, char *host, size_t hostlen, int *port) {
+  host[0] = '\0';
+  *port = 0;
+  if (sa->sa_family == AF_INET6) {
+    const struct sockaddr_in6 *a = (const void *)sa;
+    inet_ntop(AF_INET6, &a->sin6_addr, host, (socklen_t)hostlen);
+    *port = ntohs(a->sin6_port);
+  } else if (sa->sa_family == AF_INET) {
+    const struct sockaddr_in *a = (const void *)sa;
+    inet_ntop(AF_INET, &a->sin_addr, host, (socklen_t)hostlen);
+    *port = ntohs(a->sin_port);
+  }
 }

@@ -60,4 +60,15 @@ int nl_socket(int family, int type, int protocol);
 /* Closes fd, retrying nothing (close must not be retried on Linux). */
 void nl_closefd(int fd);
 
+/* A listening TCP socket on host:port (SO_REUSEADDR, non-blocking,
+ * close-on-exec), trying each address the name resolves to (through
+ * nl_getaddrinfo, so Ctrl-C interrupts a slow lookup). Returns the
+ * descriptor, or -errno; a failed lookup returns -1 with its getaddrinfo
+ * code in *gai (NL_EAI_INTERRUPTED: Ctrl-C). */
+int nl_listen_tcp(const char *host, int port, int backlog, int *gai);
+
+/* The numeric host of an IPv4 or IPv6 socket address and its port (0 and
+ * "" for other families). */
+void nl_addr_format(const struct sockaddr *sa, char *host, size_t hostlen, int *port);
+
 #endif

@@ -1,0 +1,541 @@
+/*
+ * httpconn.c: one client connection of http.server (layer: bindings,
+ * "http.server.conn"): reading requests through runtime/httpparse.c,
+ * queueing and sending replies (a file streams with sendfile), deadlines,
+ * and making room when every connection slot is taken. conn:read() returns
+ * the next request, conn:write() and conn:write_file() send a reply; they
+ * wait through nl_waitk, so in a task they suspend only that task and
+ * restart from the progress kept in the Conn (one task serves a connection).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include "httpserver.h"
+#include "sock.h"
+
+#define READ_CHUNK 16384
+#define FILE_CHUNK (1 << 20) /* bytes one sendfile call may move */
+
+/* ---- connections ---------------------------------------------------------- */
+
+Conn *httpconn_check(lua_State *L, int idx) {
+  return luaL_checkudata(L, idx, NL_CONN_MT);
+}
+
+static void conn_wait_request(Conn *c) {
+  c->in_request = 0;
+  c->since = nl_monotonic();
+  c->deadline = nl_deadline(c->limits->keepalive_timeout);
+}
+
+static void conn_link(Conn *c) {
+  Server *s = c->srv;
+  c->prev = NULL;
+  c->next = s->conns;
+  if (s->conns != NULL) s->conns->prev = c;
+  s->conns = c;
+  s->nconn++;
+}
+
+static void conn_unlink(Conn *c) {
+  Server *s = c->srv;
+  if (c->prev != NULL) c->prev->next = c->next;
+  else s->conns = c->next;
+  if (c->next != NULL) c->next->prev = c->prev;
+  c->prev = c->next = NULL;
+  s->nconn--;
+}
+
+static void conn_close_file(Conn *c) {
+  if (c->file_fd >= 0) close(c->file_fd);
+  c->file_fd = -1;
+  c->file_left = 0;
+}
+
+/* Closes the descriptor and frees the buffers. Idempotent. */
+static void conn_close(Conn *c) {
+  if (c->fd >= 0) {
+    nl_loop_forget(c->fd); /* wakes a task waiting on it; out of the loop */
+    close(c->fd);
+    c->fd = -1;
+    conn_unlink(c);
+  }
+  conn_close_file(c);
+  nl_http_free(&c->req);
+  nl_buf_free(&c->in);
+  nl_buf_free(&c->out);
+  c->in_pos = c->out_pos = 0;
+}
+
+static void format_peer(Conn *c, const struct sockaddr_storage *ss) {
+  int port;
+  nl_addr_format((const struct sockaddr *)ss, c->peer, sizeof c->peer, &port);
+}
+
+/* Pushes a closed Conn of the server at index 1. [-0, +1, m] */
+void httpconn_new(lua_State *L, Server *s) {
+  Conn *c = lua_newuserdatauv(L, sizeof *c, 1);
+  memset(c, 0, sizeof *c);
+  c->fd = -1;
+  c->file_fd = -1;
+  luaL_setmetatable(L, NL_CONN_MT);
+  lua_pushvalue(L, 1);
+  lua_setiuservalue(L, -2, 1); /* the server outlives its connections */
+  c->srv = s;
+  c->limits = &s->limits;
+}
+
+/* The closed Conn c takes accepted descriptor fd. Replies go out at once
+ * (TCP_NODELAY): with Nagle's algorithm a reply to a pipelined request
+ * waited for the peer's delayed ACK of the one before (40 ms). */
+void httpconn_open(Conn *c, int fd, const struct sockaddr_storage *ss) {
+  int one = 1;
+  if (ss->ss_family == AF_INET || ss->ss_family == AF_INET6)
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  nl_http_reset(&c->req);
+  format_peer(c, ss);
+  c->fd = fd;
+  conn_link(c);
+  conn_wait_request(c);
+}
+
+/* Reads what one recv gives into `in`, after moving the unparsed rest to
+ * its front (so a client that always pipelines cannot grow it): 1 bytes
+ * arrived, 0 none yet, -1 the peer closed or failed. */
+static int conn_recv(Conn *c) {
+  if (c->in_pos > 0) {
+    nl_buf_consume(&c->in, c->in_pos);
+    c->in_pos = 0;
+  }
+  if (nl_buf_reserve(&c->in, READ_CHUNK) != 0) return -1;
+  for (;;) {
+    ssize_t r = recv(c->fd, c->in.data + c->in.len, READ_CHUNK, 0);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
+    if (r <= 0) return -1;
+    c->in.len += (size_t)r;
+    c->in.data[c->in.len] = '\0';
+    return 1;
+  }
+}
+
+/* Writes what it can of the pending output. Returns -1 when the peer is
+ * gone. Any progress restarts the send timeout: it bounds a stall, not the
+ * whole reply. */
+static int conn_flush(Conn *c) {
+  size_t start = c->out_pos;
+  while (c->out_pos < c->out.len) {
+    ssize_t w = send(c->fd, c->out.data + c->out_pos, c->out.len - c->out_pos,
+                     MSG_NOSIGNAL);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    if (w < 0) return -1;
+    c->out_pos += (size_t)w;
+  }
+  if (c->out_pos > start) c->deadline = nl_deadline(c->limits->send_timeout);
+  if (c->out_pos == c->out.len) c->out.len = c->out_pos = 0;
+  return 0;
+}
+
+/* Sends what it can of the file being served after the head: 0 (all sent or
+ * the socket is full), -1 when the peer is gone or the file came up short
+ * (it shrank: the Content-Length sent can no longer be kept). */
+static int conn_send_file(Conn *c) {
+  while (c->file_left > 0) {
+    size_t n = c->file_left < FILE_CHUNK ? (size_t)c->file_left : FILE_CHUNK;
+    ssize_t w = sendfile(c->fd, c->file_fd, &c->file_pos, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
+    if (w <= 0) return -1;
+    c->file_left -= (uint64_t)w;
+    c->deadline = nl_deadline(c->limits->send_timeout);
+  }
+  conn_close_file(c);
+  return 0;
+}
+
+static int has_output(const Conn *c) { return c->out_pos < c->out.len; }
+
+static int has_reply_pending(const Conn *c) { return has_output(c) || c->file_fd >= 0; }
+
+/* All connection slots are taken: closes the connection that has waited
+ * longest for a request, idle ones (between requests) before those with a
+ * request half-arrived, so a client that trickles its request in (slowloris)
+ * cannot keep others out. Its task wakes and finds it closed. Returns 1 when
+ * one was closed. */
+int httpconn_shed_one(Server *s) {
+  Conn *victim = NULL;
+  for (Conn *c = s->conns; c != NULL; c = c->next) {
+    if (!c->awaiting || has_reply_pending(c)) continue;
+    if (victim == NULL || (victim->in_request && !c->in_request) ||
+        (victim->in_request == c->in_request && c->since < victim->since))
+      victim = c;
+  }
+  if (victim == NULL) return 0;
+  conn_close(victim);
+  return 1;
+}
+
+/* Sends the pending output and file, waiting (nl_waitk, restartable) until
+ * all is out or no progress was made for send_timeout. Returns 0, or -1 when
+ * the peer is gone or too slow. */
+static int conn_drain(lua_State *L, int nargs, Conn *c) {
+  for (;;) {
+    if (conn_flush(c) < 0) return -1;
+    if (!has_output(c) && c->file_fd >= 0 && conn_send_file(c) < 0) return -1;
+    if (!has_reply_pending(c)) return 0;
+    if (nl_waitk(L, nargs, c->fd, NL_WRITE, c->deadline) == 0) return -1;
+  }
+}
+
+/* ---- responses ---------------------------------------------------------- */
+
+static void add_str(nl_Buf *b, const char *s) { nl_buf_add(b, s, strlen(s)); }
+
+/* The Date line, formatted once a second per server handle. */
+static void add_date(Conn *c) {
+  Server *s = c->srv;
+  time_t now = time(NULL);
+  if (now != s->date_second || s->date_line[0] == '\0') {
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(s->date_line, sizeof s->date_line, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+    s->date_second = now;
+  }
+  add_str(&c->out, s->date_line);
+}
+
+static int has_body(int status) { return status != 204 && status != 304; }
+
+/* Queues a response head. `headers` (hlen bytes) are "Name: value\r\n"
+ * lines from the handler; Date, Content-Length and Connection are ours. A
+ * status that is not a final one (200-599) becomes 500. Returns the status
+ * sent. */
+static int queue_head(Conn *c, int status, const char *headers, size_t hlen,
+                      uint64_t length) {
+  char line[128];
+  nl_Buf *b = &c->out;
+  if (status < 200 || status > 599) status = 500;
+  snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\n", status, nl_http_reason(status));
+  add_str(b, line);
+  add_date(c);
+  nl_buf_add(b, headers, hlen);
+  if (has_body(status)) {
+    snprintf(line, sizeof line, "Content-Length: %llu\r\n", (unsigned long long)length);
+    add_str(b, line);
+  }
+  add_str(b, c->closing ? "Connection: close\r\n\r\n" : "Connection: keep-alive\r\n\r\n");
+  return status;
+}
+
+/* Queues a complete response; HEAD, 204 and 304 get no body. */
+static void queue_response(Conn *c, int status, const char *headers, size_t hlen,
+                           const char *body, size_t len, int head) {
+  status = queue_head(c, status, headers, hlen, len);
+  if (!head && has_body(status)) nl_buf_add(&c->out, body, len);
+}
+
+static const char TEXT_TYPE[] = "Content-Type: text/plain; charset=utf-8\r\n";
+
+/* An error reply of ours, then the connection closes. */
+static void queue_error(Conn *c, int status, const char *text) {
+  c->closing = 1;
+  queue_response(c, status, TEXT_TYPE, sizeof TEXT_TYPE - 1, text, strlen(text), 0);
+}
+
+static const char *error_text(int status) {
+  switch (status) {
+  case 400: return "bad request\n";
+  case 404: return "not found\n";
+  case 408: return "request timeout\n";
+  case 413: return "request body too large\n";
+  case 414: return "uri too long\n";
+  case 431: return "request header fields too large\n";
+  case 501: return "not implemented\n";
+  case 505: return "http version not supported\n";
+  default: return "internal server error\n";
+  }
+}
+
+/* ---- dispatching into Lua ----------------------------------------------- */
+
+/* Pushes a table of fields (names are lower case; repeats joined with
+ * ", "). [-0, +1, m] */
+static void push_fields(lua_State *L, const nl_Buf *fields) {
+  size_t off = 0, nlen, vlen;
+  const char *name, *value;
+  lua_newtable(L);
+  while (nl_http_next_field(fields, &off, &name, &nlen, &value, &vlen)) {
+    lua_pushlstring(L, name, nlen);
+    lua_pushvalue(L, -1);
+    if (lua_rawget(L, -3) == LUA_TSTRING) {
+      lua_pushliteral(L, ", ");
+      lua_pushlstring(L, value, vlen);
+      lua_concat(L, 3);
+    } else {
+      lua_pop(L, 1);
+      lua_pushlstring(L, value, vlen);
+    }
+    lua_rawset(L, -3);
+  }
+}
+
+/* Pushes the request table: method, target, path, rawquery, headers,
+ * trailers (a chunked body's trailer fields, when it had any), body,
+ * version, peer. [-0, +1, m] */
+static void push_request(lua_State *L, Conn *c) {
+  const nl_HttpRequest *r = &c->req;
+  const char *target = r->target.data ? r->target.data : "", *path, *query;
+  size_t pathlen, querylen;
+  nl_http_split_target(target, r->target.len, &path, &pathlen, &query, &querylen);
+  lua_createtable(L, 0, 10);
+  lua_pushstring(L, r->method);
+  lua_setfield(L, -2, "method");
+  lua_pushlstring(L, target, r->target.len);
+  lua_setfield(L, -2, "target");
+  lua_pushlstring(L, path, pathlen);
+  lua_setfield(L, -2, "path");
+  lua_pushlstring(L, query, querylen);
+  lua_setfield(L, -2, "rawquery");
+  push_fields(L, &r->headers);
+  lua_setfield(L, -2, "headers");
+  if (r->trailers.len > 0) {
+    push_fields(L, &r->trailers);
+    lua_setfield(L, -2, "trailers");
+  }
+  lua_pushlstring(L, r->body.data ? r->body.data : "", r->body.len);
+  lua_setfield(L, -2, "body");
+  lua_pushfstring(L, "%d.%d", r->major, r->minor);
+  lua_setfield(L, -2, "version");
+  lua_pushstring(L, c->peer);
+  lua_setfield(L, -2, "peer");
+}
+
+/* ---- reading requests ------------------------------------------------------ */
+
+enum { READ_OK, READ_STOPPED, READ_CLOSED, READ_IDLE, READ_FAILED };
+
+static const char CONTINUE[] = "HTTP/1.1 100 Continue\r\n\r\n";
+
+/* Feeds buffered input to the parser: 1 a request is complete, 0 more
+ * input is needed, or minus the status of the error to answer. */
+static int conn_parse(Conn *c) {
+  size_t used;
+  int r;
+  if (c->in_pos == c->in.len) return 0;
+  if (!c->in_request) {
+    c->in_request = 1;
+    c->since = nl_monotonic();
+    c->deadline = nl_deadline(c->limits->request_timeout);
+  }
+  r = nl_http_parse(&c->req, c->in.data + c->in_pos, c->in.len - c->in_pos, &used,
+                    &c->limits->http);
+  c->in_pos += used;
+  if (c->in_pos == c->in.len) c->in.len = c->in_pos = 0;
+  if (r >= 0 && c->req.expect_continue == 1) {
+    c->req.expect_continue = 2; /* sent */
+    if (nl_buf_add(&c->out, CONTINUE, sizeof CONTINUE - 1) != 0) return -500;
+  }
+  return r;
+}
+
+static int serving_stopped(const Conn *c) {
+  return c->srv->g == NULL || atomic_load(&c->srv->g->stopping);
+}
+
+/* Waits for input (and for an interim "100 Continue" to go out). An idle
+ * connection also wakes when serving stops. 0 when the deadline passed. */
+static int conn_wait_input(lua_State *L, Conn *c) {
+  nl_PollFd fds[2];
+  if (has_output(c)) return nl_waitk(L, 1, c->fd, NL_WRITE, c->deadline);
+  if (c->in_request) return nl_waitk(L, 1, c->fd, NL_READ, c->deadline);
+  fds[0].fd = c->fd;
+  fds[0].events = NL_READ;
+  fds[1].fd = c->srv->g->stop_fd;
+  fds[1].events = NL_READ;
+  return nl_waitmanyk(L, 1, fds, 2, c->deadline);
+}
+
+/* An error reply of ours; read() sends it, then closes. */
+static int conn_fail(Conn *c, int status, const char *why) {
+  queue_error(c, status, error_text(status));
+  c->failure = why;
+  c->deadline = nl_deadline(c->limits->send_timeout);
+  return READ_FAILED;
+}
+
+/* Reads until a whole request is parsed (READ_OK), the peer leaves
+ * (READ_CLOSED), serving stops or the keep-alive time ends between requests
+ * (READ_STOPPED, READ_IDLE), or an error reply is due (READ_FAILED). */
+static int conn_await_request(lua_State *L, Conn *c) {
+  for (;;) {
+    int r = conn_parse(c);
+    if (r > 0) return READ_OK;
+    if (r < 0) return conn_fail(c, -r, "bad request");
+    if (has_output(c) && conn_flush(c) < 0) return READ_CLOSED;
+    if (!has_output(c)) {
+      r = conn_recv(c);
+      if (r > 0) continue;
+      if (r < 0) return READ_CLOSED;
+      if (!c->in_request && serving_stopped(c)) return READ_STOPPED;
+    }
+    if (conn_wait_input(L, c) == 0) {
+      if (!c->in_request) return READ_IDLE;
+      return conn_fail(c, 408, "timeout");
+    }
+  }
+}
+
+/* conn:read() -> request | nil, "stopped" (the connection stays open for the
+ * next serve) | nil, "closed" | "timeout" | "bad request" (closed, after an
+ * error reply when one is due). Restartable: its progress is in the Conn. */
+static int conn_read(lua_State *L) {
+  Conn *c = httpconn_check(L, 1);
+  int r;
+  lua_settop(L, 1);
+  if (c->fd < 0) return nl_pushfail(L, "closed", NULL);
+  c->awaiting = c->failure == NULL;
+  r = c->failure != NULL ? READ_FAILED : conn_await_request(L, c);
+  c->awaiting = 0;
+  switch (r) {
+  case READ_OK:
+    c->closing = !c->req.keep_alive;
+    c->head = c->req.is_head;
+    push_request(L, c);
+    nl_http_reset(&c->req);
+    return 1;
+  case READ_STOPPED:
+    return nl_pushfail(L, "stopped", NULL);
+  case READ_FAILED: {
+    const char *why = c->failure;
+    (void)conn_drain(L, 1, c);
+    conn_close(c);
+    return nl_pushfail(L, why, NULL);
+  }
+  default:
+    conn_close(c);
+    return nl_pushfail(L, r == READ_IDLE ? "timeout" : "closed", NULL);
+  }
+}
+
+/* After a reply is queued: counts it, then sends it (restartable, see
+ * conn_drain) and readies the connection for the next request. Pushes true,
+ * or false when the connection closed (it asked to, failed, or made no
+ * progress for send_timeout). [-0, +1] */
+static int conn_finish_reply(lua_State *L, int nargs, Conn *c) {
+  lua_settop(L, nargs);
+  if (c->fd < 0 || conn_drain(L, nargs, c) < 0 || c->closing) {
+    conn_close(c);
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  conn_wait_request(c);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int arg_status(lua_State *L, int idx) {
+  int isnum = 0;
+  lua_Integer code = lua_tointegerx(L, idx, &isnum);
+  return isnum && code >= 200 && code <= 599 ? (int)code : 500;
+}
+
+static void reply_queued(Conn *c) {
+  c->deadline = nl_deadline(c->limits->send_timeout);
+  if (c->srv->g != NULL) http_group_count(c->srv->g);
+}
+
+/* conn:write(status, header_lines, body) -> true (ready for the next
+ * request) | false (the connection closed). Restartable: after a wait it
+ * goes on sending what it queued. */
+static int conn_write(lua_State *L) {
+  Conn *c = httpconn_check(L, 1);
+  if (!nl_restarting(L) && c->fd >= 0) {
+    size_t hlen = 0, len = 0;
+    const char *lines = luaL_optlstring(L, 3, "", &hlen);
+    const char *body = luaL_optlstring(L, 4, "", &len);
+    queue_response(c, arg_status(L, 2), lines, hlen, body, len, c->head);
+    reply_queued(c);
+  }
+  return conn_finish_reply(L, 4, c);
+}
+
+/* Opens the file of a reply: its descriptor (-1, errno set) and size. */
+static int open_reply_file(const char *path, uint64_t *size) {
+  struct stat st;
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) return -1;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    close(fd);
+    errno = EISDIR;
+    return -1;
+  }
+  *size = (uint64_t)st.st_size;
+  return fd;
+}
+
+/* conn:write_file(status, header_lines, path) -> as write(), with the body
+ * streamed from the file (sendfile) in bounded pieces, never held in
+ * memory; HEAD sends the head only. A file that cannot be opened is a 404. */
+static int conn_write_file(lua_State *L) {
+  Conn *c = httpconn_check(L, 1);
+  if (!nl_restarting(L) && c->fd >= 0) {
+    size_t hlen = 0;
+    const char *lines = luaL_optlstring(L, 3, "", &hlen);
+    const char *path = luaL_checkstring(L, 4);
+    uint64_t size = 0;
+    int fd = open_reply_file(path, &size), status = arg_status(L, 2);
+    if (fd < 0) {
+      queue_response(c, 404, TEXT_TYPE, sizeof TEXT_TYPE - 1, error_text(404),
+                     strlen(error_text(404)), c->head);
+    } else {
+      status = queue_head(c, status, lines, hlen, size);
+      if (c->head || !has_body(status)) {
+        close(fd);
+      } else {
+        c->file_fd = fd;
+        c->file_pos = 0;
+        c->file_left = size;
+        if (size == 0) conn_close_file(c);
+      }
+    }
+    reply_queued(c);
+  }
+  return conn_finish_reply(L, 4, c);
+}
+
+static int conn_close_m(lua_State *L) {
+  conn_close(httpconn_check(L, 1));
+  return 0;
+}
+
+static int conn_tostring(lua_State *L) {
+  Conn *c = httpconn_check(L, 1);
+  if (c->fd < 0) lua_pushliteral(L, "http.server.conn (closed)");
+  else lua_pushfstring(L, "http.server.conn (%s)", c->peer);
+  return 1;
+}
+
+const luaL_Reg httpconn_methods[] = {
+  {"read", conn_read},
+  {"write", conn_write},
+  {"write_file", conn_write_file},
+  {"close", conn_close_m},
+  {NULL, NULL}
+};
+
+const luaL_Reg httpconn_meta[] = {
+  {"__gc", conn_close_m},
+  {"__close", conn_close_m},
+  {"__tostring", conn_tostring},
+  {NULL, NULL}
+};

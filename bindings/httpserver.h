@@ -1,0 +1,88 @@
+/*
+ * httpserver.h: what the two C files of http.server share (layer:
+ * bindings, private to httpserver.c and httpconn.c): the Group every worker
+ * shares, a state's Server handle on it, one client connection.
+ */
+#ifndef NETLUA_HTTPSERVER_H
+#define NETLUA_HTTPSERVER_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "netlua.h"
+#include "buf.h"
+#include "httpparse.h"
+
+#define NL_SERVER_MT "http.server"
+#define NL_CONN_MT "http.server.conn"
+
+typedef struct Limits {
+  nl_HttpLimits http;
+  double request_timeout, keepalive_timeout, send_timeout;
+  int max_connections;
+} Limits;
+
+/* What the workers of one server share. */
+typedef struct Group {
+  atomic_int refs;
+  int fd;               /* the listening socket */
+  int stop_fd;          /* eventfd: readable while serving stops */
+  atomic_int spare_fd;  /* held open so an EMFILE accept can shed the client */
+  Limits limits;
+  atomic_llong served;  /* requests answered, by every worker */
+  atomic_llong max_served; /* stop when served reaches it (0: never) */
+  atomic_int stopping;
+  atomic_int close_asked; /* close once serving has stopped */
+} Group;
+
+typedef struct Conn Conn;
+
+/* One state's handle on a Group. Its connections keep it alive (user
+ * value), so their limits stay readable after the group is released. */
+typedef struct Server {
+  Group *g;             /* NULL once closed */
+  int nconn;            /* open connections made by this handle */
+  Conn *conns;          /* ... in a list, for making room when all are taken */
+  Limits limits;
+  time_t date_second;   /* when date_line was formatted */
+  char date_line[64];   /* "Date: ...\r\n" */
+} Server;
+
+/* One client connection (user value 1: its Server userdata). */
+struct Conn {
+  int fd;
+  nl_HttpRequest req;
+  nl_Buf in;       /* bytes read, not yet parsed from `in_pos` on */
+  size_t in_pos;
+  nl_Buf out;      /* response bytes not yet written, from out_pos on */
+  size_t out_pos;
+  int file_fd;     /* a file being sent after `out` (-1: none) */
+  off_t file_pos;
+  uint64_t file_left;
+  int closing;     /* close once the reply is written */
+  int in_request;  /* bytes of a request have arrived */
+  int awaiting;    /* read() is waiting for a request: the connection may be shed */
+  int head;        /* the request being answered is a HEAD */
+  const char *failure; /* why read() is sending an error reply */
+  double deadline;
+  double since;    /* when the wait for the current request began */
+  char peer[64];
+  Server *srv;
+  const Limits *limits;
+  Conn *prev, *next; /* in srv->conns while open */
+};
+
+/* httpserver.c */
+void http_group_count(Group *g); /* one more reply; may stop serving */
+
+/* httpconn.c */
+void httpconn_new(lua_State *L, Server *s); /* a closed Conn of the server at 1 [-0,+1,m] */
+Conn *httpconn_check(lua_State *L, int idx);
+void httpconn_open(Conn *c, int fd, const struct sockaddr_storage *ss);
+int httpconn_shed_one(Server *s);
+extern const luaL_Reg httpconn_methods[], httpconn_meta[];
+
+#endif
