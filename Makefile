@@ -14,8 +14,6 @@ PKGS     := lua5.4 lua5.4-cjson libcurl
 WERROR   ?= $(if $(CI),-Werror)
 SANITIZE ?=
 
-LUA_LIBDIR := $(shell pkg-config --variable=libdir lua5.4 2>/dev/null)
-LUA_MULTI  := $(shell pkg-config --libs-only-L lua5.4 2>/dev/null)
 LIBDIR_MA  := $(shell dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo x86_64-linux-gnu)
 LUA_A      := /usr/lib/$(LIBDIR_MA)/liblua5.4.a
 STATIC_LUA := $(LUA_A) /usr/lib/$(LIBDIR_MA)/liblua5.4-cjson.a

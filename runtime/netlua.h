@@ -241,9 +241,6 @@ void nl_signals_init(lua_State *L);
  * "interrupted" ends the program with 128 + this. */
 int nl_interrupt_signal(void);
 
-/* Signal mask for new threads: they never take async signals. */
-void nl_signals_block_in_thread(void);
-
 /* pthread_create with every async signal blocked from the thread's first
  * instruction on (the mask is inherited). Returns 0 or an errno value. */
 #include <pthread.h>

@@ -99,16 +99,6 @@ void nl_signals_init(lua_State *L) {
   catch_interrupt(SIGHUP, 1);
 }
 
-void nl_signals_block_in_thread(void) {
-  sigset_t all;
-  sigfillset(&all);
-  sigdelset(&all, SIGSEGV);
-  sigdelset(&all, SIGBUS);
-  sigdelset(&all, SIGFPE);
-  sigdelset(&all, SIGILL);
-  pthread_sigmask(SIG_BLOCK, &all, NULL);
-}
-
 int nl_take_interrupt(void) {
   char drain[64];
   if (!this_is_main || !interrupt_pending) return 0;
