@@ -122,15 +122,6 @@ static int task_claim(lua_State *L) {
   return 0;
 }
 
-/* task.sleep(s): suspends the task (or blocks the script) s seconds. */
-static int task_sleep(lua_State *L) {
-  double seconds = luaL_checknumber(L, 1);
-  luaL_argcheck(L, seconds >= 0 && !isnan(seconds), 1,
-                "sleep length must be a non-negative number");
-  nl_sleepk(L, 1, seconds);
-  return 0;
-}
-
 /* task.yield(): lets the other ready tasks run. Outside a task: runs the
  * ready tasks once. */
 static int task_yield(lua_State *L) {
@@ -171,7 +162,7 @@ static const luaL_Reg task_meta[] = {
 
 static const luaL_Reg task_funcs[] = {
   {"spawn", task_spawn},
-  {"sleep", task_sleep},
+  {"sleep", nl_sleep_lua},
   {"yield", task_yield},
   {"self", task_self},
   {"count", task_count},

@@ -20,14 +20,6 @@ static int time_monotonic(lua_State *L) {
   return 1;
 }
 
-static int time_sleep(lua_State *L) {
-  double seconds = luaL_checknumber(L, 1);
-  luaL_argcheck(L, seconds >= 0 && !isnan(seconds), 1,
-                "sleep length must be a non-negative number");
-  nl_sleepk(L, 1, seconds);
-  return 0;
-}
-
 /* Splits the optional timestamp at `idx` (default: now) into local broken-
  * down time and microseconds, rounding as Python does to the microsecond. */
 static void local_time_at(lua_State *L, int idx, struct tm *tm, long *usec) {
@@ -113,7 +105,7 @@ static int time_format(lua_State *L) {
 static const luaL_Reg time_funcs[] = {
   {"now", time_now},
   {"monotonic", time_monotonic},
-  {"sleep", time_sleep},
+  {"sleep", nl_sleep_lua},
   {"datetime", time_datetime},
   {"format", time_format},
   {NULL, NULL}

@@ -177,6 +177,10 @@ int nl_waitk(lua_State *L, int nargs, int fd, int events, double deadline);
 int nl_waitmanyk(lua_State *L, int nargs, nl_PollFd *fds, int n, double deadline);
 void nl_sleepk(lua_State *L, int nargs, double seconds);
 
+/* The sleep(seconds) of time, task and thread: one argument check (a
+ * non-negative number), then nl_sleepk. A lua_CFunction. */
+int nl_sleep_lua(lua_State *L);
+
 /* True while the running C function is being called again after a wait
  * (it must not restart its timers then). */
 int nl_restarting(lua_State *L);

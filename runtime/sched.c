@@ -290,6 +290,13 @@ void nl_sleepk(lua_State *L, int nargs, double seconds) {
   nl_waitk(L, nargs, -1, 0, nl_deadline(seconds));
 }
 
+int nl_sleep_lua(lua_State *L) {
+  double seconds = luaL_checknumber(L, 1);
+  luaL_argcheck(L, seconds >= 0, 1, "sleep length must be a non-negative number");
+  nl_sleepk(L, 1, seconds);
+  return 0;
+}
+
 /* ---- wait queues ------------------------------------------------------------- */
 
 void nl_queue_unlink(nl_Waiter *w) {
