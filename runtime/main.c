@@ -439,12 +439,13 @@ int main(int argc, char **argv) {
   int status, code;
   if (argv[0] && argv[0][0]) progname = NL_PROGNAME;
   set_script_dir(find_script(argc, argv));
+  nl_signals_init();
   L = nl_newstate();
   if (L == NULL) {
     print_message("cannot create state: not enough memory");
     return EXIT_FAILURE;
   }
-  nl_signals_init(L);
+  nl_signals_hook(L);
   lua_pushcfunction(L, pmain);
   lua_pushinteger(L, argc);
   lua_pushlightuserdata(L, argv);

@@ -236,10 +236,13 @@ void nl_restart_clear(lua_State *L);
 /* ---- Ctrl-C and shutdown (signals.c) ------------------------------------ */
 /* "Ctrl-C" below stands for any of SIGINT, SIGTERM and SIGHUP. */
 
-/* Once, in main, before any thread: SIGPIPE ignored; SIGINT, SIGTERM and
- * SIGHUP (unless ignored from the start) handled.
- * `L` is the main state, whose running Lua code Ctrl-C interrupts too. */
-void nl_signals_init(lua_State *L);
+/* Once, in main, before any state or thread (the main thread's loop watches
+ * the Ctrl-C descriptor made here): SIGPIPE ignored; SIGINT, SIGTERM and
+ * SIGHUP (unless ignored from the start) handled. */
+void nl_signals_init(void);
+
+/* The main state, whose running Lua code Ctrl-C interrupts too. */
+void nl_signals_hook(lua_State *L);
 
 /* The signal of the latest interrupt (SIGINT when none came): an uncaught
  * "interrupted" ends the program with 128 + this. */

@@ -88,9 +88,10 @@ static void make_pipe(int fds[2]) {
   if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) abort();
 }
 
-void nl_signals_init(lua_State *L) {
+void nl_signals_hook(lua_State *L) { main_state = L; }
+
+void nl_signals_init(void) {
   this_is_main = 1;
-  main_state = L;
   make_pipe(interrupt_pipe);
   make_pipe(shutdown_pipe);
   signal(SIGPIPE, SIG_IGN);
