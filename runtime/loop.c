@@ -418,7 +418,7 @@ int nl_loop_wait(nl_Loop *loop, nl_PollFd *fds, int n, double deadline) {
 int nl_waitmany(nl_PollFd *fds, int n, double deadline) {
   nl_Loop *loop = nl_loop();
   for (int i = 0; i < n; i++) fds[i].ready = 0;
-  if (loop == NULL) return -ENOMEM;
+  if (loop == NULL) return errno > 0 ? -errno : -ENOMEM; /* EMFILE: no descriptors */
   return nl_loop_wait(loop, fds, n, deadline);
 }
 

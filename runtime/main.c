@@ -440,6 +440,12 @@ int main(int argc, char **argv) {
   if (argv[0] && argv[0][0]) progname = NL_PROGNAME;
   set_script_dir(find_script(argc, argv));
   nl_signals_init();
+  /* The main thread's loop is made first, while descriptors are certainly
+   * to be had: a script that uses them all up still has it to wait with. */
+  if (nl_loop() == NULL) {
+    print_message("cannot create the event loop");
+    return EXIT_FAILURE;
+  }
   L = nl_newstate();
   if (L == NULL) {
     print_message("cannot create state: not enough memory");

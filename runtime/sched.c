@@ -225,10 +225,15 @@ static nl_Watch *task_watches(lua_State *L, nl_Task *t, int n) {
   return t->watches;
 }
 
+/* A wait that cannot be made (no loop: out of descriptors or memory) raises:
+ * retrying the call would spin. One the loop refused (a regular file, which
+ * epoll does not take) lets the call go on: its syscall reports. */
 int nl_waitL(lua_State *L, int fd, int events, double deadline) {
   int r = nl_wait(fd, events, deadline);
   if (r == -EINTR) nl_raise_interrupted(L);
-  return r < 0 ? events : r; /* a wait that failed: let the syscall report it */
+  if (r == -EMFILE || r == -ENFILE || r == -ENOMEM)
+    luaL_error(L, "cannot wait: %s", strerror(-r));
+  return r < 0 ? events : r;
 }
 
 void nl_sleepL(lua_State *L, double seconds) {

@@ -96,15 +96,8 @@ static int open_everything(lua_State *L) {
   return 0;
 }
 
-/* The state's thread gets its event loop now, while descriptors are
- * certainly to be had: every wait goes through it, and one that could not
- * be made later (out of descriptors) would leave nothing to wait with. */
 lua_State *nl_newstate(void) {
   lua_State *L;
-  if (nl_loop() == NULL) {
-    fprintf(stderr, "netlua: cannot create the event loop: %s\n", strerror(errno));
-    return NULL;
-  }
   L = luaL_newstate();
   if (L == NULL) return NULL;
   *(void **)lua_getextraspace(L) = NULL; /* not a task (sched.c) */
