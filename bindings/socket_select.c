@@ -89,7 +89,7 @@ static void return_ready(lua_State *L, int tab, int n, nl_PollFd *fds, int ready
 }
 
 int socket_select(lua_State *L) {
-  int nr = table_len(L, 1), nw = table_len(L, 2), dirty, r;
+  int nr = table_len(L, 1), nw = table_len(L, 2), dirty, r, now;
   double timeout = luaL_optnumber(L, 3, -1);
   nl_PollFd *fds;
   ErrBuf eb;
@@ -100,6 +100,9 @@ int socket_select(lua_State *L) {
   dirty = collect_fds(L, 1, nr, NL_READ, fds, 5);
   collect_fds(L, 2, nw, NL_WRITE, fds + nr, 6);
   r = nl_waitmanyk(L, 3, fds, nr + nw, dirty ? nl_monotonic() : nl_deadline(timeout));
+  /* A wait ends at the first descriptor that is ready: the others ready at
+   * that moment are asked again, so every one of them is returned. */
+  if (r > 0 && (now = nl_waitmany_now(fds, nr + nw)) > 0) r = now;
   if (r < 0) {
     lua_pushstring(L, nl_strerror(-r, eb, sizeof eb));
     return 3;
