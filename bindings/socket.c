@@ -64,18 +64,22 @@ const char *sock_ioerror(int err, char *eb) {
   }
 }
 
+/* nil and the message of io code or errno `err`. */
+int sock_pusherror(lua_State *L, int err) {
+  ErrBuf eb;
+  return nl_pushfail(L, sock_ioerror(err, eb), NULL);
+}
 
 /* Each class's metatable holds its index in sock_classes[] at this integer key
  * (register_classes): the cheapest lookup Lua has. */
 #define KIND_KEY 1
 
 /* The socket at idx, or NULL. Every method call checks its object, so this
- * is on every message's path, where luaL_testudata class by class took two
- * registry lookups by name per class tried (40 % of the task echo server's
- * user time). A method carries its class's metatable as upvalue 1
- * (register_classes): called on its own class, one comparison. Otherwise
- * (another class, a module function) one lookup in the object's metatable;
- * a metatable edited by hand is caught by the kind the object records. */
+ * is on every message's path: a method carries its class's metatable as
+ * upvalue 1 (register_classes), and called on its own class the check is
+ * one comparison. Otherwise (another class, a module function) one lookup
+ * in the object's metatable; a metatable edited by hand is caught by the
+ * kind the object records. */
 nl_Socket *sock_test(lua_State *L, int idx) {
   nl_Socket *s;
   lua_Integer k;
@@ -148,11 +152,19 @@ int sock_openfd(nl_Socket *s, int family) {
   return IO_DONE;
 }
 
-void sock_destroy(nl_Socket *s) {
+/* Closes the descriptor (connect tries the next address on a fresh one). */
+void sock_closefd(nl_Socket *s) {
   nl_closefd(s->fd);
   s->fd = -1;
   s->drained = 0;
   s->first = s->last = 0;
+}
+
+/* close, __close, __gc: the calls waiting on the socket end with "closed"
+ * (nl_closefd wakes those waiting on the descriptor). Idempotent. */
+void sock_destroy(nl_Socket *s) {
+  call_detach(s);
+  sock_closefd(s);
   s->npending = 0;
 }
 
@@ -304,7 +316,12 @@ static void *sock_export(lua_State *L, int idx) {
   p->maxline = s->maxline;
   p->nbuf = n;
   memcpy(p->buf, s->buf + s->first, n);
-  s->fd = -1; /* the sender's object now reads as closed */
+  /* The sender's object now reads as closed: its loop forgets the
+   * descriptor, and the calls that wait on it end with "closed". */
+  call_detach(s);
+  nl_loop_forget(s->fd);
+  s->fd = -1;
+  s->drained = 0;
   s->first = s->last = 0;
   return p;
 }
@@ -458,6 +475,7 @@ static void register_classes(lua_State *L) {
 
 int luaopen_socket(lua_State *L) {
   register_classes(L);
+  call_open(L);
   luaL_newlib(L, socket_funcs);
   lua_newtable(L);
   luaL_setfuncs(L, dns_funcs, 0);

@@ -1,12 +1,11 @@
 /*
  * socket_dns.c: addresses and names for the socket module (layer:
  * bindings), after luasocket's inet.c: address formatting, name lookups
- * (which suspend only the task inside a task), bind and connect over the
+ * (inside a task only the task waits for one), bind and connect over the
  * addresses a name resolves to, and the socket.dns functions.
  */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <math.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,10 +16,15 @@
 
 #include "socket_int.h"
 
+/* A lookup's outcome when its socket was closed meanwhile (beside the
+ * getaddrinfo codes and sock.h's NL_EAI_*). */
+#define EAI_CLOSED (-10100)
+
 /* luasocket's socket_gaistrerror; raises "interrupted" on Ctrl-C. */
-static const char *inet_gaierror(lua_State *L, int rc, char *eb) {
+static const char *gai_message(lua_State *L, int rc, char *eb) {
   switch (rc) {
     case 0: return NULL;
+    case EAI_CLOSED: return "closed";
     case NL_EAI_TIMEOUT: return "timeout";
     case NL_EAI_INTERRUPTED: nl_raise_interrupted(L); return NULL;
     case EAI_AGAIN: return "temporary failure in name resolution";
@@ -37,26 +41,9 @@ static const char *inet_gaierror(lua_State *L, int rc, char *eb) {
   }
 }
 
-
-static int io_connect(lua_State *L, nl_Socket *s, const struct sockaddr *sa, socklen_t len) {
-  int err = 0;
-  socklen_t elen = sizeof err;
-  if (s->fd < 0) return IO_CLOSED;
-  if (connect(s->fd, sa, len) == 0) return IO_DONE;
-  /* Called again after a wait in a task: a second connect reports how the
-   * first one went (0 or its error), EALREADY while still in progress. */
-  if (errno == EISCONN && nl_restarting(L)) return IO_DONE;
-  /* EINTR: the connection goes on in the background, as EINPROGRESS */
-  if (errno != EINPROGRESS && errno != EAGAIN && errno != EINTR && errno != EALREADY)
-    return errno;
-  if (!sock_wait(L, s, NL_WRITE)) return IO_TIMEOUT;
-  if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0) return errno;
-  return err;
-}
-
 /* ---- addresses ------------------------------------------------------------ */
 
-static const char *inet_family(int family) {
+static const char *family_name(int family) {
   switch (family) {
     case AF_INET: return "inet";
     case AF_INET6: return "inet6";
@@ -74,7 +61,7 @@ static void push_port(lua_State *L, int port, int as_string) {
  * gives the port as a string from getsockname/getpeername, as an integer
  * from receivefrom. */
 int inet_pushaddr(lua_State *L, const struct sockaddr_storage *ss, socklen_t len,
-                     int port_string) {
+                  int port_string) {
   char ip[INET6_ADDRSTRLEN];
   if (ss->ss_family == AF_INET) {
     const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
@@ -95,31 +82,53 @@ int inet_pushaddr(lua_State *L, const struct sockaddr_storage *ss, socklen_t len
     lua_pushliteral(L, "unknown family");
     return 2;
   }
-  lua_pushstring(L, inet_family(ss->ss_family));
+  lua_pushstring(L, family_name(ss->ss_family));
   return 3;
 }
 
-static int addrinfo_gc(lua_State *L) {
-  struct addrinfo **box = luaL_checkudata(L, 1, NL_ADDRINFO_MT);
-  if (*box != NULL) freeaddrinfo(*box);
-  *box = NULL;
-  return 0;
+int inet_unixaddr(const char *path, struct sockaddr_un *un, socklen_t *len) {
+  size_t n = strlen(path);
+  if (n >= sizeof un->sun_path) return ENAMETOOLONG;
+  memset(un, 0, sizeof *un);
+  un->sun_family = AF_UNIX;
+  memcpy(un->sun_path, path, n);
+  *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+  return IO_DONE;
 }
 
-/* ---- name resolution that suspends only the task --------------------------- */
+/* A port given as a number (or a string that reads as one) must be an
+ * integer from 0 to 65535: getaddrinfo wraps "70000" to port 4464. It goes
+ * on in its plain form, written into `num` ("8080" for 8080.0). Returns
+ * NULL, or the error message (in eb). Service names ("http") pass as they
+ * are. */
+static const char *check_port(lua_State *L, const char **serv, char *num, char *eb) {
+  lua_Number n;
+  if (*serv == NULL || lua_stringtonumber(L, *serv) == 0) return NULL;
+  n = lua_tonumber(L, -1);
+  lua_pop(L, 1);
+  if (n != floor(n) || n < 0 || n > 65535) {
+    snprintf(eb, sizeof(ErrBuf), "%s: %s", n == floor(n) ? "port out of range"
+             : "invalid port", *serv);
+    return eb;
+  }
+  snprintf(num, 8, "%d", (int)n);
+  *serv = num;
+  return NULL;
+}
 
-/* Outside tasks a lookup waits in nl_getaddrinfo (runtime/sock.c), which
- * blocks the thread but honours deadlines and Ctrl-C. In a task it must not
- * hold up the others: the job runs in sock.c's helper thread and the task
- * waits on the job's descriptor with nl_waitk. The method then starts over
- * from the top, so each lookup of the running call is recorded, with its
- * outcome, in the task's ext slot: the call, replayed, finds the lookups it
- * already made (their results, or the one it was waiting for) instead of
- * asking again, and its first wait takes the outcome of the suspended one.
- * The record belongs to one call: every method that resolves opens with
- * inet_lookupsbegin, which drops what an earlier call left. A cancelled task
- * drops its record through the slot's cleanup; an unfinished job is then
- * freed by its thread. */
+/* ---- name lookups that suspend only the task ------------------------------- */
+
+/* A lookup of a name (not a numeric address) runs in sock.c's helper
+ * thread, a job whose descriptor is readable once it is done, and the call
+ * waits on that descriptor like on a socket (call_waitfor): inside a task
+ * only the task waits; outside, the wait runs the thread's other tasks.
+ * The call then starts over from the top, so each lookup it makes is kept,
+ * with its outcome, in the call's record: replayed, the call finds the
+ * lookups it made (their results, or the one it was waiting for) instead
+ * of asking again. The record frees them when the call ends; a job that is
+ * still running is then freed by its thread. With no task on the thread
+ * (or in a task that cannot yield) a lookup blocks the thread in
+ * nl_getaddrinfo, which honours deadlines and Ctrl-C. */
 
 typedef struct Lookup {
   struct Lookup *next;
@@ -134,11 +143,6 @@ typedef struct Lookup {
   socklen_t salen;
 } Lookup;
 
-typedef struct Lookups {
-  nl_TaskExt ext; /* first: the scheduler frees it through ext.cleanup */
-  Lookup *head, *tail;
-} Lookups;
-
 static void lookup_free(Lookup *lk) {
   nl_lookup_release(lk->job);
   if (lk->res != NULL) freeaddrinfo(lk->res);
@@ -147,40 +151,18 @@ static void lookup_free(Lookup *lk) {
   free(lk);
 }
 
-static void lookups_cleanup(nl_TaskExt *ext) {
-  Lookups *ls = (Lookups *)ext;
-  while (ls->head != NULL) {
-    Lookup *next = ls->head->next;
-    lookup_free(ls->head);
-    ls->head = next;
+void inet_lookupsfree(Lookup *lookups) {
+  while (lookups != NULL) {
+    Lookup *next = lookups->next;
+    lookup_free(lookups);
+    lookups = next;
   }
-  free(ls);
 }
 
-/* At the top of every method that resolves: a fresh call (not one starting
- * over after a wait) must not find the lookups of an earlier call. */
-void inet_lookupsbegin(lua_State *L) {
-  nl_TaskExt **slot = nl_task_ext(L);
-  if (slot == NULL || nl_restarting(L) || *slot == NULL) return;
-  if ((*slot)->cleanup != lookups_cleanup) return;
-  lookups_cleanup(*slot);
-  *slot = NULL;
-}
-
-/* The running call's record, made on first use; NULL when the lookup has
- * to block the thread as before: not a task, a method that cannot start
- * over (nargs < 0), a task that cannot yield here, no memory. Another
- * binding's record left in the slot by an earlier call is dropped. */
-static Lookups *lookups_of(lua_State *L, int nargs) {
-  nl_TaskExt **slot = nargs >= 0 && lua_isyieldable(L) ? nl_task_ext(L) : NULL;
-  Lookups *ls;
-  if (slot == NULL) return NULL;
-  if (*slot != NULL && (*slot)->cleanup == lookups_cleanup) return (Lookups *)*slot;
-  if ((ls = calloc(1, sizeof *ls)) == NULL) return NULL;
-  if (*slot != NULL) (*slot)->cleanup(*slot);
-  ls->ext.cleanup = lookups_cleanup;
-  *slot = &ls->ext;
-  return ls;
+/* The call's socket is closed: a lookup it waits for wakes it now. */
+void inet_lookupswake(Lookup *lookups) {
+  for (; lookups != NULL; lookups = lookups->next)
+    if (lookups->job != NULL) nl_loop_forget(nl_lookup_fd(lookups->job));
 }
 
 static int same_str(const char *a, const char *b) {
@@ -214,9 +196,9 @@ static void name_key(Lookup *key, const struct sockaddr *sa, socklen_t salen, in
   memcpy(&key->sa, sa, key->salen);
 }
 
-/* A new entry for `key`, its job started (a job that cannot start is an
- * EAI_MEMORY outcome). NULL when out of memory. */
-static Lookup *lookup_add(Lookups *ls, const Lookup *key) {
+/* A new entry of the record for `key`, its job started (a job that cannot
+ * start is an EAI_MEMORY outcome). NULL when out of memory. */
+static Lookup *lookup_add(CallRec *rec, const Lookup *key) {
   Lookup *lk = malloc(sizeof *lk);
   if (lk == NULL) return NULL;
   *lk = *key;
@@ -238,24 +220,28 @@ static Lookup *lookup_add(Lookups *ls, const Lookup *key) {
     lk->job = nl_lookup_addr(lk->host, lk->serv, &hints);
   }
   if (lk->job == NULL) lk->rc = EAI_MEMORY;
-  if (ls->tail) ls->tail->next = lk;
-  else ls->head = lk;
-  ls->tail = lk;
+  lk->next = rec->lookups;
+  rec->lookups = lk;
   return lk;
 }
 
-/* Waits for the entry's job (suspends the task: the call starts over and
- * comes back here, where nl_waitk hands over the outcome), then keeps its
- * outcome in the entry and lets the job go. A call replayed after this wait
- * always passes through nl_waitk, so a later wait of the call does not take
- * its outcome. */
-static void lookup_finish(lua_State *L, int nargs, Lookup *lk, double deadline) {
+/* Waits for the entry's job (in a task the call starts over and comes
+ * back here, where the wait hands over the outcome), then keeps its
+ * outcome in the entry and lets the job go. A replayed call always passes
+ * through the wait, so a later wait of the call does not take its outcome.
+ * A socket closed meanwhile leaves the job to the record. */
+static void lookup_finish(Call *c, Lookup *lk, double deadline) {
   nl_Lookup *job = lk->job;
-  int fd = nl_lookup_fd(job), r = 1;
-  if (!nl_lookup_done(job) || nl_restarting(L)) r = nl_waitk(L, nargs, fd, NL_READ, deadline);
+  int fd = nl_lookup_fd(job), err = IO_DONE;
+  if (!nl_lookup_done(job) || nl_restarting(c->L)) err = call_waitfor(c, fd, NL_READ, deadline);
+  if (err == IO_CLOSED) {
+    lk->rc = EAI_CLOSED;
+    return;
+  }
   /* not suspended (the loop could not watch the descriptor): block */
-  while (r > 0 && !nl_lookup_done(job)) r = nl_waitL(L, fd, NL_READ, deadline);
-  if (r > 0 || nl_lookup_done(job)) {
+  while (err == IO_DONE && !nl_lookup_done(job))
+    err = nl_waitL(c->L, fd, NL_READ, deadline) > 0 ? IO_DONE : IO_TIMEOUT;
+  if (err == IO_DONE || nl_lookup_done(job)) {
     lk->rc = lk->reverse ? nl_lookup_nameinfo(job, lk->name, sizeof lk->name, lk->service,
                                               sizeof lk->service)
                          : nl_lookup_addrinfo(job, &lk->res);
@@ -267,35 +253,42 @@ static void lookup_finish(lua_State *L, int nargs, Lookup *lk, double deadline) 
   nl_lookup_release(job);
 }
 
-/* The finished lookup `key` of the running call in a task (errno set for
- * EAI_SYSTEM); NULL: do it the blocking way (see lookups_of; also a call
- * replayed after a later wait that finds no record of this lookup). */
-static Lookup *lookup_k(lua_State *L, int nargs, const Lookup *key, double deadline) {
-  Lookups *ls = lookups_of(L, nargs);
-  Lookup *lk;
-  if (ls == NULL) return NULL;
-  for (lk = ls->head; lk != NULL && !lookup_same(lk, key); lk = lk->next) {}
-  if (lk == NULL && (nl_restarting(L) || (lk = lookup_add(ls, key)) == NULL)) return NULL;
-  if (lk->job != NULL) lookup_finish(L, nargs, lk, deadline);
+/* The finished lookup `key` of the call (errno set for EAI_SYSTEM); NULL:
+ * do it the blocking way (see above; also when out of memory). */
+static Lookup *lookup_k(Call *c, const Lookup *key, double deadline) {
+  lua_State *L = c->L;
+  Lookup *lk = NULL;
+  if (call_intask(L) ? !lua_isyieldable(L) : nl_loop_active() == NULL) return NULL;
+  if (c->rec != NULL)
+    for (lk = c->rec->lookups; lk != NULL && !lookup_same(lk, key); lk = lk->next) {}
+  if (lk == NULL && (lk = lookup_add(call_keep(c), key)) == NULL) return NULL;
+  if (lk->job != NULL) lookup_finish(c, lk, deadline);
   errno = lk->err;
   return lk;
 }
 
+static int addrinfo_gc(lua_State *L) {
+  struct addrinfo **box = luaL_checkudata(L, 1, NL_ADDRINFO_MT);
+  if (*box != NULL) freeaddrinfo(*box);
+  *box = NULL;
+  return 0;
+}
+
 /* Resolves into a box on the stack that __gc frees even when a later wait
- * raises (in a task the call's record owns the list and the box stays
+ * raises (with a job, the call's record owns the list and the box stays
  * empty); returns 0 and the list in *ai, or a getaddrinfo/NL_EAI_* code.
- * nargs: as for nl_waitk. [-0, +1, e] */
-static int inet_resolverc(lua_State *L, int nargs, const char *host, const char *serv,
+ * [-0, +1, e] */
+static int resolve_rc(Call *c, const char *host, const char *serv,
                       const struct addrinfo *hints, double deadline, struct addrinfo **ai) {
-  struct addrinfo **box = lua_newuserdatauv(L, sizeof *box, 0);
+  struct addrinfo **box = lua_newuserdatauv(c->L, sizeof *box, 0);
   Lookup key, *lk;
   int rc;
   *box = NULL;
   *ai = NULL;
-  luaL_setmetatable(L, NL_ADDRINFO_MT);
+  luaL_setmetatable(c->L, NL_ADDRINFO_MT);
   if (!nl_resolves_at_once(host, hints)) { /* numeric ones never wait */
     addr_key(&key, host, serv, hints);
-    if ((lk = lookup_k(L, nargs, &key, deadline)) != NULL) {
+    if ((lk = lookup_k(c, &key, deadline)) != NULL) {
       *ai = lk->res;
       return lk->rc;
     }
@@ -305,76 +298,67 @@ static int inet_resolverc(lua_State *L, int nargs, const char *host, const char 
   return rc;
 }
 
-/* A port given as a number (or a string that reads as one) must be an
- * integer from 0 to 65535: getaddrinfo wraps "70000" to port 4464. It goes
- * on in its plain form, written into `num` ("8080" for 8080.0). Returns
- * NULL, or the error message (in eb). Service names ("http") pass as they
- * are. */
-static const char *check_port(lua_State *L, const char **serv, char *num, char *eb) {
-  lua_Number n;
-  if (*serv == NULL || lua_stringtonumber(L, *serv) == 0) return NULL;
-  n = lua_tonumber(L, -1);
-  lua_pop(L, 1);
-  if (n != floor(n) || n < 0 || n > 65535) {
-    snprintf(eb, sizeof(ErrBuf), "%s: %s", n == floor(n) ? "port out of range"
-             : "invalid port", *serv);
-    return eb;
-  }
-  snprintf(num, 8, "%d", (int)n);
-  *serv = num;
-  return NULL;
-}
-
-/* inet_resolverc with luasocket's error string in *err, after check_port.
+/* resolve_rc with luasocket's error string in *err, after check_port.
  * [-0, +1, e] */
-struct addrinfo *inet_resolve(lua_State *L, int nargs, const char *host, const char *serv,
-                                const struct addrinfo *hints, double deadline,
-                                const char **err, char *eb) {
+struct addrinfo *inet_resolve(Call *c, const char *host, const char *serv,
+                              const struct addrinfo *hints, double deadline,
+                              const char **err, char *eb) {
   struct addrinfo *ai;
   char num[8];
   int rc;
-  if ((*err = check_port(L, &serv, num, eb)) != NULL) {
-    lua_pushnil(L);
+  if ((*err = check_port(c->L, &serv, num, eb)) != NULL) {
+    lua_pushnil(c->L);
     return NULL;
   }
-  rc = inet_resolverc(L, nargs, host, serv, hints, deadline, &ai);
-  *err = inet_gaierror(L, rc, eb);
+  rc = resolve_rc(c, host, serv, hints, deadline, &ai);
+  *err = gai_message(c->L, rc, eb);
   return rc == 0 ? ai : NULL;
 }
 
-/* getnameinfo under the same rules as inet_resolverc (nothing on the stack). */
-static int reverse_rc(lua_State *L, int nargs, const struct sockaddr *sa, socklen_t salen,
+/* getnameinfo under the same rules as resolve_rc (nothing on the stack). */
+static int reverse_rc(Call *c, const struct sockaddr *sa, socklen_t salen,
                       char *host, size_t hostlen, char *serv, size_t servlen, int flags) {
   Lookup key, *lk;
   name_key(&key, sa, salen, flags);
-  if ((lk = lookup_k(L, nargs, &key, NL_NODEADLINE)) == NULL)
+  if ((lk = lookup_k(c, &key, NL_NODEADLINE)) == NULL)
     return nl_getnameinfo(sa, salen, host, hostlen, serv, servlen, flags, NL_NODEADLINE);
   if (lk->rc == 0 && host != NULL && hostlen > 0) snprintf(host, hostlen, "%s", lk->name);
   if (lk->rc == 0 && serv != NULL && servlen > 0) snprintf(serv, servlen, "%s", lk->service);
   return lk->rc;
 }
 
-int inet_unixaddr(lua_State *L, const char *path, struct sockaddr_un *un, socklen_t *len) {
-  size_t n = strlen(path);
-  if (n >= sizeof un->sun_path) return ENAMETOOLONG;
-  memset(un, 0, sizeof *un);
-  un->sun_family = AF_UNIX;
-  memcpy(un->sun_path, path, n);
-  *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
-  return IO_DONE;
+/* ---- bind and connect (luasocket's inet_trybind, inet_tryconnect) -------- */
+
+/* Connects to one address: IO_DONE or an io code. `again`: the replay of
+ * the call that waited for this very connect, where a second connect
+ * reports how the first one went (0 or its error; EALREADY while still in
+ * progress). */
+static int io_connect(Call *c, const struct sockaddr *sa, socklen_t len, int again) {
+  nl_Socket *s = c->s;
+  int err = 0;
+  socklen_t elen = sizeof err;
+  if (s->fd < 0) return IO_CLOSED;
+  if (connect(s->fd, sa, len) == 0) return IO_DONE;
+  if (errno == EISCONN && again) return IO_DONE;
+  /* EINTR: the connection goes on in the background, as EINPROGRESS */
+  if (errno != EINPROGRESS && errno != EAGAIN && errno != EINTR && errno != EALREADY)
+    return errno;
+  if ((err = call_wait(c, s->fd, NL_WRITE)) != IO_DONE) return err;
+  if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0) return errno;
+  return err;
 }
 
-/* Binds to the first address `host` resolves to that works (luasocket's
- * inet_trybind); "*" is the wildcard. */
-const char *inet_trybind(lua_State *L, int nargs, nl_Socket *s, const char *host,
-                           const char *serv, char *eb) {
+/* Binds to the first address `host` resolves to that works; "*" is the
+ * wildcard. A name's lookup has no deadline, as luasocket's. */
+const char *inet_trybind(Call *c, const char *host, const char *serv, char *eb) {
+  nl_Socket *s = c->s;
   struct addrinfo hints, *ai;
   const char *err = NULL;
-  int top = lua_gettop(L);
+  int top = lua_gettop(c->L);
   if (s->family == AF_UNIX) {
     struct sockaddr_un un;
     socklen_t len;
-    int e = inet_unixaddr(L, host, &un, &len);
+    int e = inet_unixaddr(host, &un, &len);
     if (e == IO_DONE && s->fd < 0) e = sock_openfd(s, AF_UNIX);
     if (e == IO_DONE && bind(s->fd, (struct sockaddr *)&un, len) != 0) e = errno;
     if (e == IO_DONE) s->bound = 1;
@@ -386,7 +370,7 @@ const char *inet_trybind(lua_State *L, int nargs, nl_Socket *s, const char *host
   hints.ai_protocol = sock_classes[s->kind].group == G_RAW ? 0 : s->protocol;
   hints.ai_flags = AI_PASSIVE;
   if (strcmp(host, "*") == 0) host = NULL;
-  ai = inet_resolve(L, nargs, host, serv ? serv : "0", &hints, NL_NODEADLINE, &err, eb);
+  ai = inet_resolve(c, host, serv ? serv : "0", &hints, NL_NODEADLINE, &err, eb);
   for (; ai != NULL; ai = ai->ai_next) {
     int e = sock_openfd(s, ai->ai_family);
     if (e == IO_DONE && bind(s->fd, ai->ai_addr, ai->ai_addrlen) != 0) e = errno;
@@ -396,52 +380,59 @@ const char *inet_trybind(lua_State *L, int nargs, nl_Socket *s, const char *host
       break;
     }
   }
-  lua_settop(L, top);
+  lua_settop(c->L, top);
   return err;
 }
 
 /* Connects to each address `host` resolves to, in order, until one
- * answers (luasocket's inet_tryconnect); name resolution counts against the
- * same timeout. A zero timeout leaves the connection in progress. A call
- * that starts over after a wait in a task sees the same list (same lookup)
- * and goes on with the address it was trying. */
-const char *inet_tryconnect(lua_State *L, nl_Socket *s, const char *host,
-                              const char *serv, char *eb) {
+ * answers; the lookup counts against the same timeout. A zero timeout
+ * leaves the connection in progress. The replay of a call that waited
+ * finds the same list (its lookup) and goes on with the address it was
+ * trying, in the family its lookup asked for (the socket's own family
+ * changes with the address it tries). A socket closed meanwhile ends the
+ * call with "closed": it does not go on to the next address. */
+const char *inet_tryconnect(Call *c, const char *host, const char *serv, char *eb) {
+  nl_Socket *s = c->s;
   struct addrinfo hints, *ai;
   const char *err = NULL;
-  int top = lua_gettop(L), tried = 0, i = 0, skip = 0;
-  if (nl_restarting(L)) {
-    skip = s->tryidx;
-  } else {
-    s->askfamily = s->family;
-    s->tryidx = 0;
-  }
-  timeout_markstart(L, s);
+  int top = lua_gettop(c->L), family = c->p.trying ? c->p.family : s->family;
+  int tried = 0, i;
   if (s->family == AF_UNIX) {
     struct sockaddr_un un;
     socklen_t len;
-    int e = inet_unixaddr(L, host, &un, &len);
+    int e = inet_unixaddr(host, &un, &len);
     if (e == IO_DONE && s->fd < 0) e = sock_openfd(s, AF_UNIX);
-    if (e == IO_DONE) e = io_connect(L, s, (struct sockaddr *)&un, len);
+    if (e == IO_DONE) {
+      int again = c->p.trying;
+      c->p.trying = 1;
+      e = io_connect(c, (struct sockaddr *)&un, len, again);
+    }
     return sock_ioerror(e, eb);
   }
   memset(&hints, 0, sizeof hints);
-  hints.ai_family = s->askfamily;
+  hints.ai_family = family;
   hints.ai_socktype = s->type;
-  ai = inet_resolve(L, s->nargs, host, serv, &hints, timeout_deadline(s), &err, eb);
-  for (; ai != NULL; ai = ai->ai_next) {
-    int e;
-    if (i++ < skip) continue;
-    s->tryidx = i - 1;
-    if (tried++ && !s->bound) sock_destroy(s); /* a failed connect: fresh fd */
+  ai = inet_resolve(c, host, serv, &hints, call_deadline(c), &err, eb);
+  for (i = 0; ai != NULL; ai = ai->ai_next, i++) {
+    int e, again = c->p.trying && c->p.tryidx == i;
+    if (c->p.trying && i < c->p.tryidx) continue;
+    if (tried++ && !s->bound) sock_closefd(s); /* a failed connect: fresh fd */
     e = sock_openfd(s, ai->ai_family);
-    if (e == IO_DONE) e = io_connect(L, s, ai->ai_addr, ai->ai_addrlen);
+    if (e == IO_DONE) {
+      c->p.trying = 1;
+      c->p.tryidx = i;
+      c->p.family = family;
+      e = io_connect(c, ai->ai_addr, ai->ai_addrlen, again);
+    }
+    if (c->rec != NULL && c->rec->closed) e = IO_CLOSED;
     err = sock_ioerror(e, eb);
-    if (err == NULL || s->block == 0 || s->total == 0) break;
+    if (err == NULL || e == IO_CLOSED || s->block == 0 || s->total == 0) break;
   }
-  lua_settop(L, top);
+  lua_settop(c->L, top);
   return err;
 }
+
+/* ---- dns ----------------------------------------------------------------------- */
 
 int socket_gethostname(lua_State *L) {
   char name[256];
@@ -450,8 +441,6 @@ int socket_gethostname(lua_State *L) {
   lua_pushstring(L, name);
   return 1;
 }
-
-/* ---- dns --------------------------------------------------------------------- */
 
 static void push_resolved(lua_State *L, const char *name, struct addrinfo *ai) {
   char ip[INET6_ADDRSTRLEN];
@@ -475,32 +464,30 @@ static void push_resolved(lua_State *L, const char *name, struct addrinfo *ai) {
 static const char *host_error(lua_State *L, int rc, char *eb) {
   if (rc == EAI_NONAME || rc == EAI_NODATA || rc == EAI_FAIL || rc == EAI_ADDRFAMILY)
     return "host not found";
-  return inet_gaierror(L, rc, eb);
+  return gai_message(L, rc, eb);
 }
 
-/* Forward lookup of IPv4 addresses (luasocket's gethostbyname), for a
- * dns.* function whose only argument is at 1. [-0, +1, e] */
-static struct addrinfo *lookup4(lua_State *L, const char *name, const char **err, char *eb) {
+/* Forward lookup of IPv4 addresses (luasocket's gethostbyname). [-0, +1, e] */
+static struct addrinfo *lookup4(Call *c, const char *name, const char **err, char *eb) {
   struct addrinfo hints, *ai;
   int rc;
   memset(&hints, 0, sizeof hints);
   hints.ai_family = AF_INET;
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_flags = AI_CANONNAME;
-  rc = inet_resolverc(L, 1, name, NULL, &hints, NL_NODEADLINE, &ai);
-  *err = rc ? host_error(L, rc, eb) : NULL;
+  rc = resolve_rc(c, name, NULL, &hints, NL_NODEADLINE, &ai);
+  *err = rc ? host_error(c->L, rc, eb) : NULL;
   return rc ? NULL : ai;
 }
 
 static int dns_toip(lua_State *L) {
   const char *name = luaL_checkstring(L, 1);
   const char *err;
-  ErrBuf eb;
   struct addrinfo *ai;
-  lua_settop(L, 1);
-  inet_lookupsbegin(L);
-  ai = lookup4(L, name, &err, eb);
-  if (ai == NULL) return nl_pushfail(L, err, NULL);
+  Call c;
+  ErrBuf eb;
+  call_begin(&c, L, NULL, SIDE_NONE, 1, 2);
+  if ((ai = lookup4(&c, name, &err, eb)) == NULL) return nl_pushfail(L, err, NULL);
   push_resolved(L, ai->ai_canonname ? ai->ai_canonname : name, ai);
   lua_getfield(L, -1, "ip");
   lua_rawgeti(L, -1, 1);
@@ -514,20 +501,20 @@ static int dns_tohostname(lua_State *L) {
   struct sockaddr_in sa;
   char host[NI_MAXHOST];
   const char *err;
-  ErrBuf eb;
   int rc;
-  lua_settop(L, 1);
-  inet_lookupsbegin(L);
+  Call c;
+  ErrBuf eb;
+  call_begin(&c, L, NULL, SIDE_NONE, 1, 2);
   memset(&sa, 0, sizeof sa);
   sa.sin_family = AF_INET;
   if (inet_pton(AF_INET, addr, &sa.sin_addr) != 1) {
-    struct addrinfo *ai = lookup4(L, addr, &err, eb);
+    struct addrinfo *ai = lookup4(&c, addr, &err, eb);
     if (ai == NULL) return nl_pushfail(L, err, NULL);
     lua_pushstring(L, ai->ai_canonname ? ai->ai_canonname : addr);
     push_resolved(L, lua_tostring(L, -1), ai);
     return 2;
   }
-  rc = reverse_rc(L, 1, (struct sockaddr *)&sa, sizeof sa, host, sizeof host, NULL, 0,
+  rc = reverse_rc(&c, (struct sockaddr *)&sa, sizeof sa, host, sizeof host, NULL, 0,
                   NI_NAMEREQD);
   if (rc != 0) return nl_pushfail(L, host_error(L, rc, eb), NULL);
   lua_pushstring(L, host);
@@ -543,10 +530,10 @@ static int dns_getaddrinfo(lua_State *L) {
   const char *host = luaL_checkstring(L, 1);
   struct addrinfo hints, *ai;
   const char *err;
-  ErrBuf eb;
   int i = 0;
-  lua_settop(L, 1);
-  inet_lookupsbegin(L);
+  Call c;
+  ErrBuf eb;
+  call_begin(&c, L, NULL, SIDE_NONE, 1, 2);
   memset(&hints, 0, sizeof hints);
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -554,7 +541,7 @@ static int dns_getaddrinfo(lua_State *L) {
     host = NULL;
     hints.ai_flags = AI_PASSIVE;
   }
-  ai = inet_resolve(L, 1, host, NULL, &hints, NL_NODEADLINE, &err, eb);
+  ai = inet_resolve(&c, host, NULL, &hints, NL_NODEADLINE, &err, eb);
   if (ai == NULL) return nl_pushfail(L, err, NULL);
   lua_newtable(L);
   for (; ai != NULL; ai = ai->ai_next) {
@@ -564,7 +551,7 @@ static int dns_getaddrinfo(lua_State *L) {
         : (const void *)&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr;
     if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6) continue;
     lua_createtable(L, 0, 2);
-    lua_pushstring(L, inet_family(ai->ai_family));
+    lua_pushstring(L, family_name(ai->ai_family));
     lua_setfield(L, -2, "family");
     lua_pushstring(L, inet_ntop(ai->ai_family, a, ip, sizeof ip));
     lua_setfield(L, -2, "addr");
@@ -573,48 +560,47 @@ static int dns_getaddrinfo(lua_State *L) {
   return 1;
 }
 
+/* getnameinfo(host, serv): the names of every address `host` resolves to
+ * (nil without a host), and the name of the service (nil without one). */
 static int dns_getnameinfo(lua_State *L) {
   const char *host = luaL_optstring(L, 1, NULL);
   const char *serv = luaL_optstring(L, 2, NULL);
   struct addrinfo hints, *ai;
   char name[NI_MAXHOST], service[NI_MAXSERV];
   const char *err;
-  ErrBuf eb;
   int i = 0, rc;
+  Call c;
+  ErrBuf eb;
   if (host == NULL && serv == NULL) return luaL_error(L, "invalid arguments");
-  lua_settop(L, 2);
-  inet_lookupsbegin(L);
+  call_begin(&c, L, NULL, SIDE_NONE, 2, 3);
   memset(&hints, 0, sizeof hints);
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
-  ai = inet_resolve(L, 2, host, serv, &hints, NL_NODEADLINE, &err, eb);
+  ai = inet_resolve(&c, host, serv, &hints, NL_NODEADLINE, &err, eb);
   if (ai == NULL) return nl_pushfail(L, err, NULL);
-  lua_newtable(L);
+  if (host != NULL) lua_newtable(L);
+  else lua_pushnil(L);
   service[0] = '\0';
   for (; ai != NULL; ai = ai->ai_next) {
-    rc = reverse_rc(L, 2, ai->ai_addr, ai->ai_addrlen, name, sizeof name,
+    rc = reverse_rc(&c, ai->ai_addr, ai->ai_addrlen, name, sizeof name,
                     service, sizeof service, 0);
-    if (rc != 0) return nl_pushfail(L, inet_gaierror(L, rc, eb), NULL);
+    if (rc != 0) return nl_pushfail(L, gai_message(L, rc, eb), NULL);
     if (host == NULL) continue;
     lua_pushstring(L, name);
     lua_rawseti(L, -2, ++i);
   }
-  if (host == NULL) lua_pushnil(L);
-  else lua_pushvalue(L, -1);
   if (serv != NULL) lua_pushstring(L, service);
   else lua_pushnil(L);
   return 2;
 }
 
-static int dns_gethostname(lua_State *L) { return socket_gethostname(L); }
-
 const luaL_Reg dns_funcs[] = {
   {"toip", dns_toip}, {"tohostname", dns_tohostname},
-  {"gethostname", dns_gethostname}, {"getaddrinfo", dns_getaddrinfo},
+  {"gethostname", socket_gethostname}, {"getaddrinfo", dns_getaddrinfo},
   {"getnameinfo", dns_getnameinfo}, {NULL, NULL}
 };
 
-/* The metatable of the boxes that free a lookup's addresses (inet_resolverc). */
+/* The metatable of the boxes that free a lookup's addresses (resolve_rc). */
 void inet_open(lua_State *L) {
   luaL_newmetatable(L, NL_ADDRINFO_MT);
   lua_pushcfunction(L, addrinfo_gc);

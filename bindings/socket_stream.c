@@ -1,20 +1,18 @@
 /*
  * socket_stream.c: the stream classes' methods (TCP and Unix stream) of the
- * socket module (layer: bindings): raw I/O, the receive buffer and
- * luasocket's receive patterns (buffer.c), send, accept, listen, bind,
- * connect, shutdown, and socket.connect.
+ * socket module (layer: bindings), after luasocket's tcp.c over buffer.c:
+ * the receive buffer and the receive patterns, recv, send, accept,
+ * listen, bind, connect, shutdown, and socket.connect. Receiving calls
+ * (receive, recv, accept) take turns on the socket's read side, sending
+ * and connecting ones on its write side (socket_call.c).
  */
 #include <errno.h>
-#include <math.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
 #include "socket_int.h"
 
 /* ---- raw I/O (luasocket's usocket.c) ------------------------------------- */
-
-#define IO_AGAIN (-3) /* would block: wait, then call again */
 
 /* May the next read of a drained socket wait first? A read that came back
  * short emptied the socket's queue; the call that follows (an echo's next
@@ -25,12 +23,13 @@
  * "timeout" after one try), not on the replay of a suspended call (its
  * wait reports the one that ended), not where a task cannot suspend (the
  * read may succeed where the wait would raise). */
-static int may_wait_first(lua_State *L, nl_Socket *s) {
+static int may_wait_first(Call *c) {
+  nl_Socket *s = c->s;
   double d;
-  if (!s->drained || s->block == 0 || nl_restarting(L)) return 0;
-  if (nl_task_ext(L) != NULL && !lua_isyieldable(L)) return 0;
+  if (!s->drained || s->block == 0 || nl_restarting(c->L)) return 0;
+  if (call_intask(c->L) && !lua_isyieldable(c->L)) return 0;
   if (s->block < 0 && s->total < 0) return 1;
-  d = timeout_deadline(s);
+  d = call_deadline(c);
   return d < 0 || d > nl_monotonic();
 }
 
@@ -45,11 +44,11 @@ static int io_fill(nl_Socket *s, int lazy) {
   for (;;) {
     ssize_t n;
     if (s->fd < 0) return IO_CLOSED;
-    n = recv(s->fd, s->buf, NL_BUFSIZE, 0);
+    n = recv(s->fd, s->buf, SOCK_BUFSIZE, 0);
     if (n > 0) {
       s->last = (size_t)n;
       s->received += (double)n;
-      s->drained = n < NL_BUFSIZE;
+      s->drained = n < SOCK_BUFSIZE;
       return IO_DONE;
     }
     if (n == 0) return IO_CLOSED;
@@ -57,15 +56,6 @@ static int io_fill(nl_Socket *s, int lazy) {
     if (errno != EAGAIN && errno != EWOULDBLOCK)
       return (errno == ECONNRESET || errno == ECONNABORTED) ? IO_CLOSED : errno;
     return IO_AGAIN;
-  }
-}
-
-/* io_fill, waiting while there is nothing to read. */
-static int io_fill_wait(lua_State *L, nl_Socket *s) {
-  for (;;) {
-    int err = io_fill(s, may_wait_first(L, s));
-    if (err != IO_AGAIN) return err;
-    if (!sock_wait(L, s, NL_READ)) return IO_TIMEOUT;
   }
 }
 
@@ -89,107 +79,37 @@ static int io_send(nl_Socket *s, const char *data, size_t len, size_t *sent) {
   }
   return IO_DONE;
 }
-/* ---- stream methods (tcp, unix) ------------------------------------------ */
-
-static int stream_bind(lua_State *L) {
-  nl_Socket *s = sock_checkrole(L, 1, R_MASTER);
-  const char *host = luaL_checkstring(L, 2);
-  const char *port = sock_optport(L, 3);
-  ErrBuf eb;
-  lua_settop(L, 3);
-  inet_lookupsbegin(L);
-  return sock_pushresult(L, inet_trybind(L, 3, s, host, port, eb));
-}
-
-/* On a master or, as luasocket (tcp{any}), a client: connecting a connected
- * socket again answers "already connected". */
-static int stream_connect(lua_State *L) {
-  nl_Socket *s = sock_check(L, 1);
-  const char *host = luaL_checkstring(L, 2);
-  const char *port = s->family == AF_UNIX ? NULL : luaL_checkstring(L, 3);
-  ErrBuf eb;
-  const char *err;
-  lua_settop(L, 3);
-  s->nargs = 3;
-  if (sock_classes[s->kind].role != R_CLIENT) sock_checkrole(L, 1, R_MASTER);
-  inet_lookupsbegin(L);
-  err = inet_tryconnect(L, s, host, port, eb);
-  if (err == NULL) sock_setkind(L, 1, s, sock_kind(sock_classes[s->kind].group, R_CLIENT));
-  return sock_pushresult(L, err);
-}
-
-static int stream_listen(lua_State *L) {
-  nl_Socket *s = sock_checkrole(L, 1, R_MASTER);
-  int backlog = TO_INT(luaL_optnumber(L, 2, 32));
-  ErrBuf eb;
-  if (s->fd < 0) {
-    int e = sock_openfd(s, s->family == AF_UNSPEC ? AF_INET : s->family);
-    if (e != IO_DONE) return nl_pushfail(L, sock_ioerror(e, eb), NULL);
-  }
-  if (listen(s->fd, backlog) != 0) return nl_pushfail(L, sock_ioerror(errno, eb), NULL);
-  sock_setkind(L, 1, s, sock_kind(sock_classes[s->kind].group, R_SERVER));
-  lua_pushnumber(L, 1);
-  return 1;
-}
-
-static int stream_accept(lua_State *L) {
-  nl_Socket *s = sock_checkrole(L, 1, R_SERVER);
-  ErrBuf eb;
-  int err;
-  lua_settop(L, 1);
-  s->nargs = 1;
-  timeout_markstart(L, s);
-  for (;;) {
-    int fd;
-    if (s->fd < 0) { err = IO_CLOSED; break; }
-    fd = accept4(s->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd >= 0) {
-      nl_Socket *c = sock_new(L, sock_kind(sock_classes[s->kind].group, R_CLIENT),
-                              s->family, s->type, s->protocol);
-      c->fd = fd;
-      c->maxline = s->maxline;
-      return 1;
-    }
-    err = errno;
-    if (err == EINTR || err == ECONNABORTED) continue;
-    if (err != EAGAIN && err != EWOULDBLOCK) break;
-    if (!sock_wait(L, s, NL_READ)) { err = IO_TIMEOUT; break; }
-  }
-  return nl_pushfail(L, sock_ioerror(err, eb), NULL);
-}
 
 /* ---- receive's data so far ------------------------------------------------ */
 
-/* The stack slot where a receive call keeps its data while it waits. */
-#define HELD_SLOT 4
-
-/* Header of that slot's userdata; the data follows it. */
-typedef struct Held {
-  size_t len, got;
-} Held;
+/* receive's stack: 1 socket, 2 pattern, 3 prefix, then the data it holds
+ * while it waits and its record. */
+#define RECV_DATA 4
+#define RECV_SLOT 5
 
 /* A receive call's data: its prefix, then what it read. A call that needs
- * no wait keeps it on the C stack. Before its first wait it moves into a
- * userdata at HELD_SLOT, where a call restarted after a wait in a task finds
- * it again; later rounds append there, and the storage grows by doubling, so
- * a line that arrives in many pieces costs time linear in its length. */
+ * no wait keeps it on the C stack. Before it waits, data it holds moves
+ * into a userdata at RECV_DATA (its length in the call's record), where
+ * the replay finds it again; later rounds append there, and the storage
+ * grows by doubling, so a line that arrives in many pieces costs time
+ * linear in its length. */
 typedef struct Gather {
   lua_State *L;
   char *data;
   size_t len, cap;
   size_t got;  /* bytes this call read (its prefix not counted) */
-  Held *held;  /* the userdata at HELD_SLOT; NULL while data is `local` */
+  int held;    /* data is the userdata at RECV_DATA, not `local` */
   char local[LUAL_BUFFERSIZE];
 } Gather;
 
-/* Moves the data into a new userdata at HELD_SLOT with room for cap bytes. */
+/* Moves the data into a new userdata at RECV_DATA with room for cap bytes. */
 static void gather_move(Gather *g, size_t cap) {
-  Held *h = lua_newuserdatauv(g->L, sizeof *h + cap, 0);
-  memcpy(h + 1, g->data, g->len);
-  lua_replace(g->L, HELD_SLOT);
-  g->held = h;
-  g->data = (char *)(h + 1);
+  char *p = lua_newuserdatauv(g->L, cap, 0);
+  memcpy(p, g->data, g->len);
+  lua_replace(g->L, RECV_DATA);
+  g->data = p;
   g->cap = cap;
+  g->held = 1;
 }
 
 static void gather_add(Gather *g, const char *p, size_t n) {
@@ -198,29 +118,29 @@ static void gather_add(Gather *g, const char *p, size_t n) {
   g->len += n;
 }
 
-/* A fresh call starts with its prefix; a restarted one where it stopped. */
-static void gather_start(lua_State *L, Gather *g, const char *prefix, size_t plen) {
-  Held *h = lua_touserdata(L, HELD_SLOT);
-  g->L = L;
-  g->held = h;
-  if (h != NULL) {
-    g->data = (char *)(h + 1);
-    g->cap = lua_rawlen(L, HELD_SLOT) - sizeof *h;
-    g->len = h->len;
-    g->got = h->got;
+/* A fresh call starts with its prefix; a replay where it stopped. */
+static void gather_start(Gather *g, Call *c, const char *prefix, size_t plen) {
+  g->L = c->L;
+  if (c->p.len > 0) {
+    g->data = lua_touserdata(c->L, RECV_DATA);
+    g->cap = lua_rawlen(c->L, RECV_DATA);
+    g->len = c->p.len;
+    g->got = c->p.got;
+    g->held = 1;
     return;
   }
   g->data = g->local;
   g->cap = sizeof g->local;
   g->len = g->got = 0;
+  g->held = 0;
   gather_add(g, prefix, plen);
 }
 
-/* Before a wait: the data goes where a restarted call looks for it. */
-static void gather_keep(Gather *g) {
-  if (g->held == NULL) gather_move(g, g->cap);
-  g->held->len = g->len;
-  g->held->got = g->got;
+/* Before a wait: the data goes where the replay looks for it. */
+static void gather_keep(Gather *g, Call *c) {
+  if (g->len > 0 && !g->held) gather_move(g, g->cap);
+  c->p.len = g->len;
+  c->p.got = g->got;
 }
 
 /* ---- receive ---------------------------------------------------------------- */
@@ -306,8 +226,9 @@ static int check_pattern(lua_State *L, size_t *wanted) {
 }
 
 /* One round of receive: what is there now. IO_DONE, IO_AGAIN or an error. */
-static int receive_round(lua_State *L, nl_Socket *s, Gather *g, int pattern, size_t wanted) {
-  int lazy = may_wait_first(L, s);
+static int receive_round(Call *c, Gather *g, int pattern, size_t wanted) {
+  nl_Socket *s = c->s;
+  int lazy = may_wait_first(c);
   switch (pattern) {
     case P_COUNT: return recv_count(s, g, wanted, lazy);
     case P_LINE: return recv_line(s, g, s->maxline ? s->maxline : (size_t)-1, lazy);
@@ -316,52 +237,48 @@ static int receive_round(lua_State *L, nl_Socket *s, Gather *g, int pattern, siz
 }
 
 /* receive([pattern[, prefix]]): data, or nil, err, partial. A round that
- * would block keeps the data so far at HELD_SLOT, then waits: a call that
- * starts over after a wait (in a task) goes on from there. */
+ * would block keeps the data so far, then waits: the replay of a call
+ * suspended in a task goes on from there. */
 static int stream_receive(lua_State *L) {
   nl_Socket *s = sock_checkrole(L, 1, R_CLIENT);
   size_t plen, wanted = 0;
   const char *prefix = luaL_optlstring(L, 3, "", &plen);
   int pattern = check_pattern(L, &wanted), err;
+  Call c;
   Gather g;
-  ErrBuf eb;
-  if (!nl_restarting(L)) lua_settop(L, 3); /* a fresh call holds nothing yet */
-  lua_settop(L, HELD_SLOT);
-  s->nargs = HELD_SLOT;
-  timeout_markstart(L, s);
-  gather_start(L, &g, prefix, plen);
-  while ((err = receive_round(L, s, &g, pattern, wanted)) == IO_AGAIN) {
-    gather_keep(&g);
-    if (!sock_wait(L, s, NL_READ)) {
-      err = IO_TIMEOUT;
-      break;
-    }
+  call_begin(&c, L, s, SIDE_READ, 3, RECV_SLOT);
+  gather_start(&g, &c, prefix, plen);
+  err = call_turn(&c);
+  while (err == IO_DONE && (err = receive_round(&c, &g, pattern, wanted)) == IO_AGAIN) {
+    gather_keep(&g, &c);
+    err = call_wait(&c, s->fd, NL_READ);
   }
   if (err == IO_DONE) {
     lua_pushlstring(L, g.data, g.len);
     lua_pushnil(L);
     lua_pushnil(L);
-    return 3;
+  } else {
+    ErrBuf eb;
+    lua_pushnil(L);
+    lua_pushstring(L, sock_ioerror(err, eb));
+    lua_pushlstring(L, g.data, g.len);
   }
-  lua_pushnil(L);
-  lua_pushstring(L, sock_ioerror(err, eb));
-  lua_pushlstring(L, g.data, g.len);
   return 3;
 }
 
 /* recv([n]): Python's meaning: whatever is there, up to n bytes. */
 static int stream_recv(lua_State *L) {
   nl_Socket *s = sock_checkrole(L, 1, R_CLIENT);
-  lua_Integer n = luaL_optinteger(L, 2, NL_BUFSIZE);
+  lua_Integer n = luaL_optinteger(L, 2, SOCK_BUFSIZE);
   size_t take;
   int err;
-  ErrBuf eb;
+  Call c;
   luaL_argcheck(L, n > 0, 2, "size must be positive");
-  lua_settop(L, 2);
-  s->nargs = 2;
-  timeout_markstart(L, s);
-  err = io_fill_wait(L, s);
-  if (err != IO_DONE) return nl_pushfail(L, sock_ioerror(err, eb), NULL);
+  call_begin(&c, L, s, SIDE_READ, 2, 3);
+  err = call_turn(&c);
+  while (err == IO_DONE && (err = io_fill(s, may_wait_first(&c))) == IO_AGAIN)
+    err = call_wait(&c, s->fd, NL_READ);
+  if (err != IO_DONE) return sock_pusherror(L, err);
   take = s->last - s->first;
   if (take > (size_t)n) take = (size_t)n;
   lua_pushlstring(L, s->buf + s->first, take);
@@ -370,49 +287,111 @@ static int stream_recv(lua_State *L) {
 }
 
 /* send(data[, i[, j]]): index of the last byte sent, or nil, err, last.
- * Before a wait, i moves past what was sent (the call can start over). */
+ * The call holds the write side until it ends, so the bytes of one send
+ * are never interleaved with another's. */
 static int stream_send(lua_State *L) {
   nl_Socket *s = sock_checkrole(L, 1, R_CLIENT);
-  size_t size, sent = 0;
+  size_t size, sent;
   const char *data = luaL_checklstring(L, 2, &size);
-  long start, end;
-  int err = IO_DONE;
-  ErrBuf eb;
-  luaL_optnumber(L, 3, 1);
-  luaL_optnumber(L, 4, -1);
-  lua_settop(L, 4);
-  s->nargs = 4;
-  timeout_markstart(L, s);
-  for (;;) {
-    start = TO_LONG(luaL_optnumber(L, 3, 1));
-    end = TO_LONG(luaL_optnumber(L, 4, -1));
-    if (start < 0) start = (long)size + start + 1;
-    if (end < 0) end = (long)size + end + 1;
-    if (start < 1) start = 1;
-    if (end > (long)size) end = (long)size;
-    sent = 0;
-    if (start > end) break;
-    err = io_send(s, data + start - 1, (size_t)(end - start + 1), &sent);
+  long start = TO_LONG(luaL_optnumber(L, 3, 1)), end = TO_LONG(luaL_optnumber(L, 4, -1));
+  long next;
+  int err;
+  Call c;
+  if (start < 0) start = (long)size + start + 1;
+  if (end < 0) end = (long)size + end + 1;
+  if (start < 1) start = 1;
+  if (end > (long)size) end = (long)size;
+  call_begin(&c, L, s, SIDE_WRITE, 4, 5);
+  next = c.p.next > 0 ? (long)c.p.next : start;
+  err = call_turn(&c);
+  while (err == IO_DONE && next <= end) {
+    err = io_send(s, data + next - 1, (size_t)(end - next + 1), &sent);
+    next += (long)sent;
     if (err != IO_AGAIN) break;
-    lua_pushinteger(L, (lua_Integer)(start + (long)sent));
-    lua_replace(L, 3);
-    if (!sock_wait(L, s, NL_WRITE)) {
-      err = IO_TIMEOUT;
-      sent = 0;
-      start = TO_LONG(lua_tonumber(L, 3));
-      break;
-    }
+    c.p.next = (size_t)next;
+    err = call_wait(&c, s->fd, NL_WRITE);
   }
   if (err != IO_DONE) {
-    lua_pushnil(L);
-    lua_pushstring(L, sock_ioerror(err, eb));
-    lua_pushnumber(L, (double)sent + (double)start - 1);
+    sock_pusherror(L, err);
+    lua_pushnumber(L, (double)next - 1);
     return 3;
   }
-  lua_pushnumber(L, (double)sent + (double)start - 1);
+  lua_pushnumber(L, (double)next - 1);
   lua_pushnil(L);
   lua_pushnil(L);
   return 3;
+}
+
+/* ---- accept, listen, bind, connect, shutdown ------------------------------ */
+
+static int stream_accept(lua_State *L) {
+  nl_Socket *s = sock_checkrole(L, 1, R_SERVER);
+  int err;
+  Call c;
+  call_begin(&c, L, s, SIDE_READ, 1, 2);
+  err = call_turn(&c);
+  while (err == IO_DONE) {
+    int fd;
+    if (s->fd < 0) {
+      err = IO_CLOSED;
+      break;
+    }
+    fd = accept4(s->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+      nl_Socket *client = sock_new(L, sock_kind(sock_classes[s->kind].group, R_CLIENT),
+                                   s->family, s->type, s->protocol);
+      client->fd = fd;
+      client->maxline = s->maxline;
+      return 1;
+    }
+    err = errno;
+    if (err == EINTR || err == ECONNABORTED) err = IO_DONE;
+    else if (err == EAGAIN || err == EWOULDBLOCK) err = call_wait(&c, s->fd, NL_READ);
+  }
+  return sock_pusherror(L, err);
+}
+
+static int stream_listen(lua_State *L) {
+  nl_Socket *s = sock_checkrole(L, 1, R_MASTER);
+  int backlog = TO_INT(luaL_optnumber(L, 2, 32));
+  int err = s->fd < 0 ? sock_openfd(s, s->family == AF_UNSPEC ? AF_INET : s->family) : IO_DONE;
+  if (err == IO_DONE && listen(s->fd, backlog) != 0) err = errno;
+  if (err != IO_DONE) return sock_pusherror(L, err);
+  sock_setkind(L, 1, s, sock_kind(sock_classes[s->kind].group, R_SERVER));
+  lua_pushnumber(L, 1);
+  return 1;
+}
+
+static int stream_bind(lua_State *L) {
+  nl_Socket *s = sock_checkrole(L, 1, R_MASTER);
+  const char *host = luaL_checkstring(L, 2);
+  const char *port = sock_optport(L, 3);
+  int err;
+  Call c;
+  ErrBuf eb;
+  call_begin(&c, L, s, SIDE_WRITE, 3, 4);
+  err = call_turn(&c);
+  if (err != IO_DONE) return sock_pusherror(L, err);
+  return sock_pushresult(L, inet_trybind(&c, host, port, eb));
+}
+
+/* On a master or, as luasocket (tcp{any}), a client: connecting a connected
+ * socket again answers "already connected". */
+static int stream_connect(lua_State *L) {
+  nl_Socket *s = sock_check(L, 1);
+  const char *host = luaL_checkstring(L, 2);
+  const char *port = s->family == AF_UNIX ? NULL : luaL_checkstring(L, 3);
+  const char *err;
+  int e;
+  Call c;
+  ErrBuf eb;
+  if (sock_classes[s->kind].role != R_CLIENT) sock_checkrole(L, 1, R_MASTER);
+  call_begin(&c, L, s, SIDE_WRITE, 3, 4);
+  e = call_turn(&c);
+  if (e != IO_DONE) return sock_pusherror(L, e);
+  err = inet_tryconnect(&c, host, port, eb);
+  if (err == NULL) sock_setkind(L, 1, s, sock_kind(sock_classes[s->kind].group, R_CLIENT));
+  return sock_pushresult(L, err);
 }
 
 static int stream_shutdown(lua_State *L) {
@@ -424,6 +403,9 @@ static int stream_shutdown(lua_State *L) {
   lua_pushnumber(L, 1);
   return 1;
 }
+
+/* socket.connect(host, port[, lhost, lport, family]): a tcp{client}. Its
+ * stack: the five arguments, the new socket, the call's record. */
 int socket_connect(lua_State *L) {
   static const char *const families[] = {"unspec", "inet", "inet6", NULL};
   static const int fams[] = {AF_UNSPEC, AF_INET, AF_INET6};
@@ -432,25 +414,23 @@ int socket_connect(lua_State *L) {
   const char *lhost = luaL_optstring(L, 3, NULL);
   const char *lport = luaL_optstring(L, 4, "0");
   int family = fams[luaL_checkoption(L, 5, "unspec", families)];
-  nl_Socket *s = NULL;
+  nl_Socket *s = nl_restarting(L) ? sock_test(L, 6) : NULL;
   const char *err = NULL;
+  Call c;
   ErrBuf eb;
-  /* After a wait in a task the call starts over with its socket at 6. */
-  if (nl_restarting(L)) s = sock_test(L, 6);
-  inet_lookupsbegin(L);
   if (s == NULL) {
     lua_settop(L, 5);
     s = sock_new(L, sock_kind(G_TCP, R_MASTER), family, SOCK_STREAM, 0);
   }
-  lua_settop(L, 6);
-  s->nargs = 6;
-  if (lhost != NULL && !s->bound) err = inet_trybind(L, 6, s, lhost, lport, eb);
-  if (err == NULL) err = inet_tryconnect(L, s, host, port, eb);
+  call_begin(&c, L, s, SIDE_WRITE, 6, 7);
+  if (lhost != NULL && !s->bound) err = inet_trybind(&c, lhost, lport, eb);
+  if (err == NULL) err = inet_tryconnect(&c, host, port, eb);
   if (err != NULL) {
     sock_destroy(s);
     return nl_pushfail(L, err, NULL);
   }
-  sock_setkind(L, -1, s, sock_kind(G_TCP, R_CLIENT));
+  sock_setkind(L, 6, s, sock_kind(G_TCP, R_CLIENT));
+  lua_pushvalue(L, 6);
   return 1;
 }
 
