@@ -145,8 +145,11 @@ static void gather_keep(Gather *g, Call *c) {
 
 /* ---- receive ---------------------------------------------------------------- */
 
-/* Reads until the data holds `wanted` bytes (luasocket's recvraw). */
+/* Reads until the data holds `wanted` bytes (luasocket's recvraw). As
+ * luasocket, a count the prefix does not already hold reads at least
+ * once: receive(0) waits for data (and takes none), or fails. */
 static int recv_count(nl_Socket *s, Gather *g, size_t wanted, int lazy) {
+  if (wanted == 0 && g->len == 0) return io_fill(s, lazy);
   while (g->len < wanted) {
     size_t take;
     int err = io_fill(s, lazy);
