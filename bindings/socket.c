@@ -14,6 +14,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -473,10 +474,23 @@ static void register_classes(lua_State *L) {
   inet_open(L);
 }
 
+/* socket._SETSIZE: how many descriptors socket.select can watch. It has
+ * no FD_SETSIZE cap (it waits through the loop's epoll or poll), so the
+ * limit is the process's own: its RLIMIT_NOFILE when the module loads. */
+static lua_Integer select_limit(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
+      rl.rlim_cur > INT_MAX)
+    return INT_MAX;
+  return (lua_Integer)rl.rlim_cur;
+}
+
 int luaopen_socket(lua_State *L) {
   register_classes(L);
   call_open(L);
   luaL_newlib(L, socket_funcs);
+  lua_pushinteger(L, select_limit());
+  lua_setfield(L, -2, "_SETSIZE");
   lua_newtable(L);
   luaL_setfuncs(L, dns_funcs, 0);
   lua_setfield(L, -2, "dns");

@@ -24,6 +24,16 @@ t.test("module basics: _VERSION, gettime, sleep, gethostname, require names", fu
   t.eq(require("socket.unix"), socket.unix)
 end)
 
+t.test("socket._SETSIZE said 1024 though select has no FD_SETSIZE cap; it is the descriptor limit", function()
+  local sh = io.popen("ulimit -n")
+  local limit = sh:read("l")
+  sh:close()
+  local want = limit == "unlimited" and math.maxinteger or tonumber(limit)
+  if want > 2147483647 then want = 2147483647 end
+  t.eq(socket._SETSIZE, want)
+  t.eq(math.type(socket._SETSIZE), "integer")
+end)
+
 t.test("boolean options set and read back", function()
   local c, p, s = pair()
   for _, name in ipairs({"tcp-nodelay", "keepalive", "reuseaddr", "reuseport"}) do
