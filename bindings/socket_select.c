@@ -88,29 +88,54 @@ static void return_ready(lua_State *L, int tab, int n, nl_PollFd *fds, int ready
   }
 }
 
+/* select's stack: recvt, sendt, timeout, the call's record, then the
+ * descriptors of a large select and the two result lists. */
+#define SELECT_SLOT 4
+#define STACK_FDS 64
+
+/* Waits until one of fds is ready or `deadline`: how many are ready
+ * (every one ready then, not only the one that woke the wait), 0, or
+ * -errno. In a task the call starts over when it wakes and comes back
+ * here, where the wait hands over. */
+static int wait_ready(Call *c, nl_PollFd *fds, int n, double deadline) {
+  int r, now;
+  call_keep(c);
+  r = nl_waitmanyk(c->L, c->slot, fds, n, deadline);
+  if (r > 0 && (now = nl_waitmany_now(fds, n)) > 0) r = now;
+  return r;
+}
+
+/* select(recvt, sendt[, timeout]): a call that finds something ready (or
+ * buffered) does not wait and allocates nothing beyond its result lists;
+ * one that waits keeps its deadline in its record, so a task woken by a
+ * readiness another task consumed first waits again only until then. */
 int socket_select(lua_State *L) {
-  int nr = table_len(L, 1), nw = table_len(L, 2), dirty, r, now;
+  int nr = table_len(L, 1), nw = table_len(L, 2), dirty, r, ready, n;
   double timeout = luaL_optnumber(L, 3, -1);
-  nl_PollFd *fds;
+  nl_PollFd stack[STACK_FDS], *fds = stack;
+  Call c;
   ErrBuf eb;
-  lua_settop(L, 3);
-  fds = lua_newuserdatauv(L, sizeof *fds * (size_t)(nr + nw + 1), 0); /* 4 */
-  lua_newtable(L);                                                   /* 5 */
-  lua_newtable(L);                                                   /* 6 */
-  dirty = collect_fds(L, 1, nr, NL_READ, fds, 5);
-  collect_fds(L, 2, nw, NL_WRITE, fds + nr, 6);
-  r = nl_waitmanyk(L, 3, fds, nr + nw, dirty ? nl_monotonic() : nl_deadline(timeout));
-  /* A wait ends at the first descriptor that is ready: the others ready at
-   * that moment are asked again, so every one of them is returned. */
-  if (r > 0 && (now = nl_waitmany_now(fds, nr + nw)) > 0) r = now;
+  call_begin(&c, L, NULL, SIDE_NONE, 3, SELECT_SLOT);
+  if (c.rec == NULL) c.p.deadline = nl_deadline(timeout);
+  n = nr + nw;
+  if (n > STACK_FDS) fds = lua_newuserdatauv(L, sizeof *fds * (size_t)n, 0);
+  lua_newtable(L);
+  lua_newtable(L);
+  ready = lua_gettop(L) - 1; /* the readable list; the writable one above it */
+  dirty = collect_fds(L, 1, nr, NL_READ, fds, ready);
+  collect_fds(L, 2, nw, NL_WRITE, fds + nr, ready + 1);
+  if (c.rec != NULL) /* a replay: its wait hands over, and waits on if it may */
+    r = wait_ready(&c, fds, n, dirty ? nl_monotonic() : c.p.deadline);
+  else if ((r = nl_waitmany_now(fds, n)) == 0 && !dirty &&
+           !(c.p.deadline >= 0 && c.p.deadline <= nl_monotonic()))
+    r = wait_ready(&c, fds, n, c.p.deadline);
   if (r < 0) {
     lua_pushstring(L, nl_strerror(-r, eb, sizeof eb));
     return 3;
   }
-  return_ready(L, 1, nr, fds, 5);
-  return_ready(L, 2, nw, fds + nr, 6);
+  return_ready(L, 1, nr, fds, ready);
+  return_ready(L, 2, nw, fds + nr, ready + 1);
   if (r == 0 && dirty == 0) lua_pushliteral(L, "timeout");
   else lua_pushnil(L);
   return 3;
 }
-
