@@ -123,7 +123,7 @@ void sock_setkind(lua_State *L, int idx, nl_Socket *s, int kind) {
 
 /* Pushes a closed socket of class `kind`; its descriptor comes later. */
 nl_Socket *sock_new(lua_State *L, int kind, int family, int type, int protocol) {
-  nl_Socket *s = lua_newuserdatauv(L, sizeof *s, 0);
+  nl_Socket *s = lua_newuserdatauv(L, sizeof *s, 1);
   memset(s, 0, offsetof(nl_Socket, buf));
   s->fd = -1;
   s->family = family;

@@ -108,14 +108,17 @@ void call_detach(nl_Socket *s) {
 
 /* ---- the call ------------------------------------------------------------------ */
 
-/* A fresh call keeps its `nargs` arguments, its record's slot is empty; a
+/* A call on the socket at stack index `sidx` (0: on no socket). A fresh
+ * call keeps its `nargs` arguments and its record's slot is empty; a
  * replay finds its record there. The 't' timeout starts now (a clock read
  * only when it is set). */
-void call_begin(Call *c, lua_State *L, nl_Socket *s, int side, int nargs, int slot) {
+void call_begin(Call *c, lua_State *L, int sidx, int side, int nargs, int slot) {
+  nl_Socket *s = sidx > 0 ? lua_touserdata(L, sidx) : NULL;
   CallRec *rec = nl_callrec_get(L, slot);
-  if (rec != NULL && !luaL_testudata(L, slot, NL_CALL_MT)) rec = NULL;
+  if (rec != NULL && lua_rawlen(L, slot) != sizeof *rec) rec = NULL;
   c->L = L;
   c->s = s;
+  c->sidx = sidx;
   c->side = side;
   c->slot = slot;
   c->rec = rec;
@@ -151,16 +154,47 @@ int call_intask(lua_State *L) {
   return nl_current_task(L) != NULL;
 }
 
-/* Makes the call's record in its slot, to-be-closed. [-0, +0, m] */
+/* Makes the call's record in its slot, to-be-closed: the one its socket
+ * keeps from its last call when there is one (a socket's calls wait one
+ * after another, so waiting allocates nothing in the steady state), else a
+ * new one. [-0, +0, m] */
 static CallRec *rec_make(Call *c) {
   lua_State *L = c->L;
-  CallRec *rec = nl_callrec_new(L, c->slot, sizeof *rec);
-  luaL_getmetatable(L, NL_CALL_MT);
-  lua_setmetatable(L, c->slot);
+  CallRec *rec;
+  if (c->sidx > 0 && lua_getiuservalue(L, c->sidx, SPARE_UV) == LUA_TUSERDATA) {
+    rec = lua_touserdata(L, -1);
+    memset(rec, 0, sizeof *rec);
+    lua_replace(L, c->slot);
+    lua_pushnil(L);
+    lua_setiuservalue(L, c->sidx, SPARE_UV);
+  } else {
+    if (c->sidx > 0) lua_pop(L, 1);
+    rec = nl_callrec_new(L, c->slot, sizeof *rec);
+    luaL_getmetatable(L, NL_CALL_MT);
+    lua_setmetatable(L, c->slot);
+  }
   lua_toclose(L, c->slot);
   rec->side = c->side;
   c->rec = rec;
   return rec;
+}
+
+/* Every method that began a call returns through here with its n results
+ * on top: the side it holds goes to the next call in line, its lookups are
+ * freed, and its record goes back to its socket for the next call. (Its
+ * slot's __close does the same for a call that raises or is cancelled,
+ * without keeping the record.) */
+int call_return(Call *c, int n) {
+  CallRec *rec = c->rec;
+  if (rec == NULL) return n;
+  rec_release(rec);
+  inet_lookupsfree(rec->lookups);
+  rec->lookups = NULL;
+  if (c->sidx > 0) {
+    lua_pushvalue(c->L, c->slot);
+    lua_setiuservalue(c->L, c->sidx, SPARE_UV);
+  }
+  return n;
 }
 
 /* Before a wait: the call's record, made if it has none, holds the

@@ -486,7 +486,7 @@ static int dns_toip(lua_State *L) {
   struct addrinfo *ai;
   Call c;
   ErrBuf eb;
-  call_begin(&c, L, NULL, SIDE_NONE, 1, 2);
+  call_begin(&c, L, 0, SIDE_NONE, 1, 2);
   if ((ai = lookup4(&c, name, &err, eb)) == NULL) return nl_pushfail(L, err, NULL);
   push_resolved(L, ai->ai_canonname ? ai->ai_canonname : name, ai);
   lua_getfield(L, -1, "ip");
@@ -504,7 +504,7 @@ static int dns_tohostname(lua_State *L) {
   int rc;
   Call c;
   ErrBuf eb;
-  call_begin(&c, L, NULL, SIDE_NONE, 1, 2);
+  call_begin(&c, L, 0, SIDE_NONE, 1, 2);
   memset(&sa, 0, sizeof sa);
   sa.sin_family = AF_INET;
   if (inet_pton(AF_INET, addr, &sa.sin_addr) != 1) {
@@ -533,7 +533,7 @@ static int dns_getaddrinfo(lua_State *L) {
   int i = 0;
   Call c;
   ErrBuf eb;
-  call_begin(&c, L, NULL, SIDE_NONE, 1, 2);
+  call_begin(&c, L, 0, SIDE_NONE, 1, 2);
   memset(&hints, 0, sizeof hints);
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -572,7 +572,7 @@ static int dns_getnameinfo(lua_State *L) {
   Call c;
   ErrBuf eb;
   if (host == NULL && serv == NULL) return luaL_error(L, "invalid arguments");
-  call_begin(&c, L, NULL, SIDE_NONE, 2, 3);
+  call_begin(&c, L, 0, SIDE_NONE, 2, 3);
   memset(&hints, 0, sizeof hints);
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;

@@ -24,6 +24,7 @@
 #define MAX_PENDING 8       /* options kept before the descriptor exists */
 #define NL_ADDRINFO_MT "socket.addrinfo"
 #define NL_CALL_MT "socket.call"
+#define SPARE_UV 1          /* a socket's user value: its spare call record */
 
 /* luasocket's io codes: IO_DONE, or a positive errno */
 #define IO_DONE 0
@@ -132,13 +133,15 @@ struct CallRec {
 typedef struct Call {
   lua_State *L;
   nl_Socket *s;  /* NULL: a call on no socket (select, dns.*) */
+  int sidx;      /* the socket's stack index (0: none) */
   int side;      /* SIDE_* */
   int slot;      /* its record's stack slot: the nargs of its waits */
   CallRec *rec;  /* its record: a replay's, or made at its first wait */
   Progress p;
 } Call;
 
-void call_begin(Call *c, lua_State *L, nl_Socket *s, int side, int nargs, int slot);
+void call_begin(Call *c, lua_State *L, int sidx, int side, int nargs, int slot);
+int call_return(Call *c, int n);
 int call_turn(Call *c);
 CallRec *call_keep(Call *c);
 int call_wait(Call *c, int fd, int events);

@@ -115,7 +115,7 @@ int socket_select(lua_State *L) {
   nl_PollFd stack[STACK_FDS], *fds = stack;
   Call c;
   ErrBuf eb;
-  call_begin(&c, L, NULL, SIDE_NONE, 3, SELECT_SLOT);
+  call_begin(&c, L, 0, SIDE_NONE, 3, SELECT_SLOT);
   if (c.rec == NULL) c.p.deadline = nl_deadline(timeout);
   n = nr + nw;
   if (n > STACK_FDS) fds = lua_newuserdatauv(L, sizeof *fds * (size_t)n, 0);

@@ -249,7 +249,7 @@ static int stream_receive(lua_State *L) {
   int pattern = check_pattern(L, &wanted), err;
   Call c;
   Gather g;
-  call_begin(&c, L, s, SIDE_READ, 3, RECV_SLOT);
+  call_begin(&c, L, 1, SIDE_READ, 3, RECV_SLOT);
   gather_start(&g, &c, prefix, plen);
   err = call_turn(&c);
   while (err == IO_DONE && (err = receive_round(&c, &g, pattern, wanted)) == IO_AGAIN) {
@@ -266,7 +266,7 @@ static int stream_receive(lua_State *L) {
     lua_pushstring(L, sock_ioerror(err, eb));
     lua_pushlstring(L, g.data, g.len);
   }
-  return 3;
+  return call_return(&c, 3);
 }
 
 /* recv([n]): Python's meaning: whatever is there, up to n bytes. */
@@ -277,16 +277,16 @@ static int stream_recv(lua_State *L) {
   int err;
   Call c;
   luaL_argcheck(L, n > 0, 2, "size must be positive");
-  call_begin(&c, L, s, SIDE_READ, 2, 3);
+  call_begin(&c, L, 1, SIDE_READ, 2, 3);
   err = call_turn(&c);
   while (err == IO_DONE && (err = io_fill(s, may_wait_first(&c))) == IO_AGAIN)
     err = call_wait(&c, s->fd, NL_READ);
-  if (err != IO_DONE) return sock_pusherror(L, err);
+  if (err != IO_DONE) return call_return(&c, sock_pusherror(L, err));
   take = s->last - s->first;
   if (take > (size_t)n) take = (size_t)n;
   lua_pushlstring(L, s->buf + s->first, take);
   s->first += take;
-  return 1;
+  return call_return(&c, 1);
 }
 
 /* send(data[, i[, j]]): index of the last byte sent, or nil, err, last.
@@ -304,7 +304,7 @@ static int stream_send(lua_State *L) {
   if (end < 0) end = (long)size + end + 1;
   if (start < 1) start = 1;
   if (end > (long)size) end = (long)size;
-  call_begin(&c, L, s, SIDE_WRITE, 4, 5);
+  call_begin(&c, L, 1, SIDE_WRITE, 4, 5);
   next = c.p.next > 0 ? (long)c.p.next : start;
   err = call_turn(&c);
   while (err == IO_DONE && next <= end) {
@@ -317,12 +317,12 @@ static int stream_send(lua_State *L) {
   if (err != IO_DONE) {
     sock_pusherror(L, err);
     lua_pushnumber(L, (double)next - 1);
-    return 3;
+  } else {
+    lua_pushnumber(L, (double)next - 1);
+    lua_pushnil(L);
+    lua_pushnil(L);
   }
-  lua_pushnumber(L, (double)next - 1);
-  lua_pushnil(L);
-  lua_pushnil(L);
-  return 3;
+  return call_return(&c, 3);
 }
 
 /* ---- accept, listen, bind, connect, shutdown ------------------------------ */
@@ -331,7 +331,7 @@ static int stream_accept(lua_State *L) {
   nl_Socket *s = sock_checkrole(L, 1, R_SERVER);
   int err;
   Call c;
-  call_begin(&c, L, s, SIDE_READ, 1, 2);
+  call_begin(&c, L, 1, SIDE_READ, 1, 2);
   err = call_turn(&c);
   while (err == IO_DONE) {
     int fd;
@@ -345,13 +345,13 @@ static int stream_accept(lua_State *L) {
                                    s->family, s->type, s->protocol);
       client->fd = fd;
       client->maxline = s->maxline;
-      return 1;
+      return call_return(&c, 1);
     }
     err = errno;
     if (err == EINTR || err == ECONNABORTED) err = IO_DONE;
     else if (err == EAGAIN || err == EWOULDBLOCK) err = call_wait(&c, s->fd, NL_READ);
   }
-  return sock_pusherror(L, err);
+  return call_return(&c, sock_pusherror(L, err));
 }
 
 static int stream_listen(lua_State *L) {
@@ -366,16 +366,17 @@ static int stream_listen(lua_State *L) {
 }
 
 static int stream_bind(lua_State *L) {
-  nl_Socket *s = sock_checkrole(L, 1, R_MASTER);
-  const char *host = luaL_checkstring(L, 2);
-  const char *port = sock_optport(L, 3);
+  const char *host, *port;
   int err;
   Call c;
   ErrBuf eb;
-  call_begin(&c, L, s, SIDE_WRITE, 3, 4);
+  sock_checkrole(L, 1, R_MASTER);
+  host = luaL_checkstring(L, 2);
+  port = sock_optport(L, 3);
+  call_begin(&c, L, 1, SIDE_WRITE, 3, 4);
   err = call_turn(&c);
-  if (err != IO_DONE) return sock_pusherror(L, err);
-  return sock_pushresult(L, inet_trybind(&c, host, port, eb));
+  if (err != IO_DONE) return call_return(&c, sock_pusherror(L, err));
+  return call_return(&c, sock_pushresult(L, inet_trybind(&c, host, port, eb)));
 }
 
 /* On a master or, as luasocket (tcp{any}), a client: connecting a connected
@@ -389,12 +390,12 @@ static int stream_connect(lua_State *L) {
   Call c;
   ErrBuf eb;
   if (sock_classes[s->kind].role != R_CLIENT) sock_checkrole(L, 1, R_MASTER);
-  call_begin(&c, L, s, SIDE_WRITE, 3, 4);
+  call_begin(&c, L, 1, SIDE_WRITE, 3, 4);
   e = call_turn(&c);
-  if (e != IO_DONE) return sock_pusherror(L, e);
+  if (e != IO_DONE) return call_return(&c, sock_pusherror(L, e));
   err = inet_tryconnect(&c, host, port, eb);
   if (err == NULL) sock_setkind(L, 1, s, sock_kind(sock_classes[s->kind].group, R_CLIENT));
-  return sock_pushresult(L, err);
+  return call_return(&c, sock_pushresult(L, err));
 }
 
 static int stream_shutdown(lua_State *L) {
@@ -425,16 +426,16 @@ int socket_connect(lua_State *L) {
     lua_settop(L, 5);
     s = sock_new(L, sock_kind(G_TCP, R_MASTER), family, SOCK_STREAM, 0);
   }
-  call_begin(&c, L, s, SIDE_WRITE, 6, 7);
+  call_begin(&c, L, 6, SIDE_WRITE, 6, 7);
   if (lhost != NULL && !s->bound) err = inet_trybind(&c, lhost, lport, eb);
   if (err == NULL) err = inet_tryconnect(&c, host, port, eb);
   if (err != NULL) {
     sock_destroy(s);
-    return nl_pushfail(L, err, NULL);
+    return call_return(&c, nl_pushfail(L, err, NULL));
   }
   sock_setkind(L, 6, s, sock_kind(G_TCP, R_CLIENT));
   lua_pushvalue(L, 6);
-  return 1;
+  return call_return(&c, 1);
 }
 
 const luaL_Reg stream_methods[] = {

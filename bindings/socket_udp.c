@@ -45,18 +45,18 @@ static int dgram_recv_common(lua_State *L, nl_Socket *s, int with_from) {
   Call c;
   luaL_argcheck(L, n >= 0, 2, "invalid receive size"); /* also NaN */
   if (wanted > DGRAM_MAX) wanted = DGRAM_MAX;
-  call_begin(&c, L, s, SIDE_READ, 2, 3);
+  call_begin(&c, L, 1, SIDE_READ, 2, 3);
   err = dgram_read(&c, data, wanted, &got, &from, &fromlen);
-  if (err != IO_DONE) return sock_pusherror(L, err);
+  if (err != IO_DONE) return call_return(&c, sock_pusherror(L, err));
   lua_pushlstring(L, data, got);
-  if (!with_from) return 1;
+  if (!with_from) return call_return(&c, 1);
   if (s->family == AF_UNIX && fromlen <= offsetof(struct sockaddr_un, sun_path)) {
     lua_pushliteral(L, ""); /* an unbound sender */
-    return 2;
+    return call_return(&c, 2);
   }
   pushed = inet_pushaddr(L, &from, fromlen, 0);
   if (pushed == 3) lua_pop(L, 1); /* ip, port: no family */
-  return pushed == 3 ? 3 : 1 + pushed;
+  return call_return(&c, pushed == 3 ? 3 : 1 + pushed);
 }
 
 static int dgram_receive(lua_State *L) {
@@ -83,21 +83,22 @@ static int dgram_write(Call *c, const char *data, size_t len,
     if (n >= 0) {
       s->sent += (double)n;
       lua_pushnumber(c->L, (double)n);
-      return 1;
+      return call_return(c, 1);
     }
     if (errno == EINTR) continue;
     if (errno != EAGAIN && errno != EWOULDBLOCK) err = errno;
     else err = call_wait(c, s->fd, NL_WRITE);
   }
-  return sock_pusherror(c->L, err);
+  return call_return(c, sock_pusherror(c->L, err));
 }
 
 static int dgram_send(lua_State *L) {
-  nl_Socket *s = sock_checkrole(L, 1, R_CONN);
   size_t len;
-  const char *data = luaL_checklstring(L, 2, &len);
+  const char *data;
   Call c;
-  call_begin(&c, L, s, SIDE_WRITE, 2, 3);
+  sock_checkrole(L, 1, R_CONN);
+  data = luaL_checklstring(L, 2, &len);
+  call_begin(&c, L, 1, SIDE_WRITE, 2, 3);
   return dgram_write(&c, data, len, NULL, 0);
 }
 
@@ -115,13 +116,13 @@ static int dgram_sendto(lua_State *L) {
   int e;
   Call c;
   ErrBuf eb;
-  call_begin(&c, L, s, SIDE_WRITE, 4, 5);
+  call_begin(&c, L, 1, SIDE_WRITE, 4, 5);
   if (s->family == AF_UNIX) {
     struct sockaddr_un un;
     socklen_t ulen;
     e = inet_unixaddr(ip, &un, &ulen);
     if (e == IO_DONE && s->fd < 0) e = sock_openfd(s, AF_UNIX);
-    if (e != IO_DONE) return sock_pusherror(L, e);
+    if (e != IO_DONE) return call_return(&c, sock_pusherror(L, e));
     return dgram_write(&c, data, len, (struct sockaddr *)&un, ulen);
   }
   memset(&hints, 0, sizeof hints);
@@ -129,9 +130,9 @@ static int dgram_sendto(lua_State *L) {
   hints.ai_socktype = raw ? 0 : s->type;
   hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
   ai = inet_resolve(&c, ip, port, &hints, NL_NODEADLINE, &err, eb);
-  if (ai == NULL) return nl_pushfail(L, err, NULL);
+  if (ai == NULL) return call_return(&c, nl_pushfail(L, err, NULL));
   e = sock_openfd(s, s->fd < 0 ? ai->ai_family : s->family);
-  if (e != IO_DONE) return sock_pusherror(L, e);
+  if (e != IO_DONE) return call_return(&c, sock_pusherror(L, e));
   return dgram_write(&c, data, len, ai->ai_addr, ai->ai_addrlen);
 }
 
@@ -152,22 +153,23 @@ static int dgram_setpeername(lua_State *L) {
     lua_pushnumber(L, 1);
     return 1;
   }
-  call_begin(&c, L, s, SIDE_WRITE, 3, 4); /* a name's lookup waits */
-  if ((e = call_turn(&c)) != IO_DONE) return sock_pusherror(L, e);
+  call_begin(&c, L, 1, SIDE_WRITE, 3, 4); /* a name's lookup waits */
+  if ((e = call_turn(&c)) != IO_DONE) return call_return(&c, sock_pusherror(L, e));
   err = inet_tryconnect(&c, host, s->family == AF_UNIX ? NULL : sock_optport(L, 3), eb);
   if (err == NULL) sock_setkind(L, 1, s, sock_kind(group, R_CONN));
-  return sock_pushresult(L, err);
+  return call_return(&c, sock_pushresult(L, err));
 }
 
 static int dgram_setsockname(lua_State *L) {
-  nl_Socket *s = sock_checkrole(L, 1, R_UNCONN);
-  const char *host = luaL_checkstring(L, 2);
+  const char *host;
   int e;
   Call c;
   ErrBuf eb;
-  call_begin(&c, L, s, SIDE_WRITE, 3, 4);
-  if ((e = call_turn(&c)) != IO_DONE) return sock_pusherror(L, e);
-  return sock_pushresult(L, inet_trybind(&c, host, sock_optport(L, 3), eb));
+  sock_checkrole(L, 1, R_UNCONN);
+  host = luaL_checkstring(L, 2);
+  call_begin(&c, L, 1, SIDE_WRITE, 3, 4);
+  if ((e = call_turn(&c)) != IO_DONE) return call_return(&c, sock_pusherror(L, e));
+  return call_return(&c, sock_pushresult(L, inet_trybind(&c, host, sock_optport(L, 3), eb)));
 }
 
 const luaL_Reg dgram_methods[] = {
