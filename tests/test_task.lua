@@ -359,6 +359,37 @@ t.test("a select in a task woken for data someone else took first waited again w
   c:close() s:close()
 end)
 
+t.test("each receive that waited in a task allocated a 1 KiB buffer; a socket's waits now allocate nothing", function()
+  local c, s = pair()
+  local echo = task.spawn(function()
+    while true do
+      local d = s:receive(1)
+      if not d or not s:send(d) then break end
+    end
+  end)
+  local h = task.spawn(function()
+    collectgarbage("stop")
+    local grown = {}
+    for batch = 1, 3 do -- the first one also grows the stacks the waits use
+      local before = collectgarbage("count")
+      for _ = 1, 100 do -- each receive on both sides waits for the other
+        c:send("x")
+        assert(c:receive(1) == "x")
+      end
+      grown[batch] = collectgarbage("count") - before
+    end
+    collectgarbage("restart")
+    return grown
+  end)
+  local ok, grown = h:join(10)
+  t.eq(ok, true, grown)
+  t.eq(grown[2], 0)
+  t.eq(grown[3], 0)
+  c:close()
+  echo:join(10)
+  s:close()
+end)
+
 t.test("send of a large block from a task completes while the peer reads slowly", function()
   local c, s = pair()
   local block = {}
