@@ -6,9 +6,9 @@
  * module, over the private header socket_int.h: socket_stream.c (TCP and
  * Unix stream I/O), socket_udp.c (datagrams), socket_options.c,
  * socket_select.c, socket_dns.c (addresses, name lookups, bind and
- * connect, dns.*) and socket_call.c (timeouts and the waiting point). The
- * Lua half (socket.lua) adds try/newtry/protect/skip, bind, connect4/6 and
- * socket.unix.
+ * connect, dns.*) and socket_call.c (a call that waits: its timeouts, its
+ * record, its turn on the socket). The Lua half (socket.lua) adds
+ * try/newtry/protect/skip, bind, connect4/6 and socket.unix.
  */
 #include <errno.h>
 #include <math.h>
@@ -45,8 +45,6 @@ int sock_kind(int group, int role) {
 }
 
 int sock_isstream(int group) { return group == G_TCP || group == G_UNIX; }
-
-void opt_applypending(nl_Socket *s);
 
 /* luasocket's socket_strerror/io_strerror, lowercase for the others. */
 const char *sock_ioerror(int err, char *eb) {
@@ -153,7 +151,8 @@ int sock_openfd(nl_Socket *s, int family) {
   return IO_DONE;
 }
 
-/* Closes the descriptor (connect tries the next address on a fresh one). */
+/* Closes the descriptor and empties the buffer (connect tries the next
+ * address on a fresh descriptor). */
 void sock_closefd(nl_Socket *s) {
   nl_closefd(s->fd);
   s->fd = -1;
@@ -257,10 +256,9 @@ static int sock_setstats(lua_State *L) {
 static int push_name(lua_State *L, nl_Socket *s, int peer) {
   struct sockaddr_storage ss;
   socklen_t len = sizeof ss;
-  ErrBuf eb;
   int r = peer ? getpeername(s->fd, (struct sockaddr *)&ss, &len)
                : getsockname(s->fd, (struct sockaddr *)&ss, &len);
-  if (r != 0) return nl_pushfail(L, sock_ioerror(errno, eb), NULL);
+  if (r != 0) return sock_pusherror(L, errno);
   return inet_pushaddr(L, &ss, len, 1);
 }
 
@@ -317,13 +315,12 @@ static void *sock_export(lua_State *L, int idx) {
   p->maxline = s->maxline;
   p->nbuf = n;
   memcpy(p->buf, s->buf + s->first, n);
-  /* The sender's object now reads as closed: its loop forgets the
-   * descriptor, and the calls that wait on it end with "closed". */
+  /* The sender's object now reads as closed: the calls that wait on it
+   * end with "closed", its loop forgets the descriptor. */
   call_detach(s);
   nl_loop_forget(s->fd);
   s->fd = -1;
-  s->drained = 0;
-  s->first = s->last = 0;
+  sock_closefd(s);
   return p;
 }
 
@@ -352,12 +349,8 @@ static const nl_Transfer sock_transfer = {"socket", sock_export, sock_import, so
 
 static int make_sock(lua_State *L, int kind, int family, int type, int protocol) {
   nl_Socket *s = sock_new(L, kind, family, type, protocol);
-  ErrBuf eb;
-  if (family != AF_UNSPEC) {
-    int e = sock_openfd(s, family);
-    if (e != IO_DONE) return nl_pushfail(L, sock_ioerror(e, eb), NULL);
-  }
-  return 1;
+  int e = family != AF_UNSPEC ? sock_openfd(s, family) : IO_DONE;
+  return e == IO_DONE ? 1 : sock_pusherror(L, e);
 }
 
 static int socket_tcp(lua_State *L) {
@@ -412,7 +405,6 @@ static int socket_raw(lua_State *L) {
   return 1;
 }
 
-/* socket.connect(host, port[, lhost, lport, family]): a tcp{client}. */
 static int socket_gettime(lua_State *L) {
   lua_pushnumber(L, nl_walltime());
   return 1;

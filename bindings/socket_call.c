@@ -1,10 +1,9 @@
 /*
  * socket_call.c: a call of the socket module that waits (layer:
- * bindings): its timeout (luasocket's timeout.c), its record, and its turn
- * on a side of its socket. Every wait of a socket method goes through
- * call_wait or call_turn, which call the runtime's nl_waitk/nl_waitqueue
- * (where Ctrl-C and the task scheduler plug in); lookups wait through
- * call_wait too (socket_dns.c).
+ * bindings): its timeouts (luasocket's timeout.c), its record, and its
+ * turn on a side of its socket. Every wait of the module goes through
+ * call_waitfor or call_turn, which call the runtime's nl_waitk or
+ * nl_waitqueue (where Ctrl-C and the task scheduler plug in).
  *
  * Tasks sharing a socket: the calls on one side of a socket take turns,
  * first come first served. A call that can finish without waiting just
@@ -82,6 +81,13 @@ void call_open(lua_State *L) {
   lua_pop(L, 1);
 }
 
+/* The record's socket was closed or moved: its call ends with "closed". */
+static void rec_detach(CallRec *rec) {
+  rec->closed = 1;
+  rec->state = REC_FREE;
+  rec->s = NULL;
+}
+
 /* The socket is closed or moves to another thread: every call on it ends
  * with "closed". Queued ones are woken here; a holder waits on the socket
  * (nl_loop_forget wakes it, the caller's next step) or on a lookup. */
@@ -91,16 +97,12 @@ void call_detach(nl_Socket *s) {
     CallRec *rec = sd->holder;
     sd->holder = NULL;
     if (rec != NULL) {
-      rec->closed = 1;
-      rec->state = REC_FREE;
-      rec->s = NULL;
+      rec_detach(rec);
       inet_lookupswake(rec->lookups);
     }
     while ((rec = sd->head) != NULL) {
       queue_remove(sd, rec);
-      rec->closed = 1;
-      rec->state = REC_FREE;
-      rec->s = NULL;
+      rec_detach(rec);
       nl_wakeall(&rec->q);
     }
   }
@@ -179,11 +181,11 @@ static CallRec *rec_make(Call *c) {
   return rec;
 }
 
-/* Every method that began a call returns through here with its n results
- * on top: the side it holds goes to the next call in line, its lookups are
- * freed, and its record goes back to its socket for the next call. (Its
- * slot's __close does the same for a call that raises or is cancelled,
- * without keeping the record.) */
+/* Every method that began a call on a socket returns through here with its
+ * n results on top: the side it holds goes to the next call in line, its
+ * lookups are freed, and its record goes back to its socket for the next
+ * call. (Its slot's __close does the same for a call that raises or is
+ * cancelled, without keeping the record, and for a call on no socket.) */
 int call_return(Call *c, int n) {
   CallRec *rec = c->rec;
   if (rec == NULL) return n;

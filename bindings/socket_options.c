@@ -12,8 +12,6 @@
 
 #include "socket_int.h"
 
-/* ---- socket options (luasocket's options.c) ------------------------------ */
-
 enum { O_BOOL, O_INT, O_LINGER, O_MREQ, O_MREQ6, O_IFADDR, O_ERROR, O_MAXLINE };
 
 struct Opt {

@@ -8,8 +8,6 @@
 
 #include "socket_int.h"
 
-/* ---- select ---------------------------------------------------------------- */
-
 /* The descriptor the number at idx names, or -1 when it names none: not
  * an integer, negative, or not open (poll would report it ready, POLLNVAL;
  * epoll would refuse it). select skips those as luasocket skips a closed
