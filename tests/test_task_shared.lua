@@ -285,14 +285,16 @@ t.test("a socket moved to another thread left a task waiting on it forever; the 
   c:close()
 end)
 
-t.test("a task cancelled while it holds a socket's turn hands it to the next task in line", function()
+t.test("a task cancelled while it holds a socket's turn, or waits for it, hands it on to the next task in line", function()
   local c, s = pair()
   local a = task.spawn(function() return s:receive("*l") end)
-  local b = task.spawn(function() return s:receive("*l") end)
+  local b = task.spawn(function() return s:receive("*l") end) -- in line behind a
+  local d = task.spawn(function() return s:receive("*l") end) -- behind b
   c:send("par") pause()
-  t.eq(a:cancel(), true)
+  t.eq(a:cancel(), true) -- a held the socket's read side, and "par"
+  t.eq(b:cancel(), true) -- b waited in line
   c:send("t of a line\n")
-  t.eq(join(b), "t of a line", "b reads on from where the cancelled call stopped")
+  t.eq(join(d), "t of a line", "d reads on from where the cancelled call stopped")
   c:close() s:close()
 end)
 
