@@ -146,10 +146,14 @@ static void gather_keep(Gather *g, Call *c) {
 /* ---- receive ---------------------------------------------------------------- */
 
 /* Reads until the data holds `wanted` bytes (luasocket's recvraw). As
- * luasocket, a count the prefix does not already hold reads at least
- * once: receive(0) waits for data (and takes none), or fails. */
+ * luasocket, a count the prefix does not already hold reads at least once,
+ * so receive(0) on a closed socket (or one the peer closed) fails; it
+ * never waits for data, though (luasocket's does). */
 static int recv_count(nl_Socket *s, Gather *g, size_t wanted, int lazy) {
-  if (wanted == 0 && g->len == 0) return io_fill(s, lazy);
+  if (wanted == 0 && g->len == 0) {
+    int err = io_fill(s, 0);
+    return err == IO_AGAIN ? IO_DONE : err;
+  }
   while (g->len < wanted) {
     size_t take;
     int err = io_fill(s, lazy);
