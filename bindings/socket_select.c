@@ -92,15 +92,11 @@ static void return_ready(lua_State *L, int tab, int n, nl_PollFd *fds, int ready
 #define STACK_FDS 64
 
 /* Waits until one of fds is ready or `deadline`: how many are ready
- * (every one ready then, not only the one that woke the wait), 0, or
- * -errno. In a task the call starts over when it wakes and comes back
- * here, where the wait hands over. */
+ * (every one ready then), 0, or -errno. In a task the call starts over
+ * when it wakes and comes back here, where the wait hands over. */
 static int wait_ready(Call *c, nl_PollFd *fds, int n, double deadline) {
-  int r, now;
   call_keep(c);
-  r = nl_waitmanyk(c->L, c->slot, fds, n, deadline);
-  if (r > 0 && (now = nl_waitmany_now(fds, n)) > 0) r = now;
-  return r;
+  return nl_waitmanyk(c->L, c->slot, fds, n, deadline);
 }
 
 /* select(recvt, sendt[, timeout]): a call that finds something ready (or
