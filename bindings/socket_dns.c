@@ -62,28 +62,33 @@ static void push_port(lua_State *L, int port, int as_string) {
  * from receivefrom. */
 int inet_pushaddr(lua_State *L, const struct sockaddr_storage *ss, socklen_t len,
                   int port_string) {
-  char ip[INET6_ADDRSTRLEN];
-  if (ss->ss_family == AF_INET) {
-    const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
-    lua_pushstring(L, inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip));
-    push_port(L, ntohs(a->sin_port), port_string);
-  } else if (ss->ss_family == AF_INET6) {
-    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
-    lua_pushstring(L, inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof ip));
-    push_port(L, ntohs(a->sin6_port), port_string);
-  } else if (ss->ss_family == AF_UNIX) {
+  if (ss->ss_family == AF_INET || ss->ss_family == AF_INET6) {
+    char ip[INET6_ADDRSTRLEN];
+    int port;
+    nl_addr_format((const struct sockaddr *)ss, ip, sizeof ip, &port);
+    lua_pushstring(L, ip);
+    push_port(L, port, port_string);
+    lua_pushstring(L, family_name(ss->ss_family));
+    return 3;
+  }
+  if (ss->ss_family == AF_UNIX) {
     const struct sockaddr_un *a = (const struct sockaddr_un *)ss;
     size_t off = offsetof(struct sockaddr_un, sun_path);
     size_t n = len > off ? strnlen(a->sun_path, len - off) : 0;
     lua_pushlstring(L, a->sun_path, n);
     return 1;
-  } else {
-    lua_pushnil(L);
-    lua_pushliteral(L, "unknown family");
-    return 2;
   }
-  lua_pushstring(L, family_name(ss->ss_family));
-  return 3;
+  lua_pushnil(L);
+  lua_pushliteral(L, "unknown family");
+  return 2;
+}
+
+/* Pushes the numeric address of an IPv4 or IPv6 socket address. */
+static void push_ip(lua_State *L, const struct sockaddr *sa) {
+  char ip[INET6_ADDRSTRLEN];
+  int port;
+  nl_addr_format(sa, ip, sizeof ip, &port);
+  lua_pushstring(L, ip);
 }
 
 int inet_unixaddr(const char *path, struct sockaddr_un *un, socklen_t *len) {
@@ -443,7 +448,6 @@ int socket_gethostname(lua_State *L) {
 }
 
 static void push_resolved(lua_State *L, const char *name, struct addrinfo *ai) {
-  char ip[INET6_ADDRSTRLEN];
   int n = 0;
   lua_createtable(L, 0, 3);
   lua_pushstring(L, name);
@@ -452,10 +456,8 @@ static void push_resolved(lua_State *L, const char *name, struct addrinfo *ai) {
   lua_setfield(L, -2, "alias");
   lua_newtable(L);
   for (; ai != NULL; ai = ai->ai_next) {
-    const struct sockaddr_in *a = (const struct sockaddr_in *)ai->ai_addr;
     if (ai->ai_family != AF_INET) continue;
-    inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip);
-    lua_pushstring(L, ip);
+    push_ip(L, ai->ai_addr);
     lua_rawseti(L, -2, ++n);
   }
   lua_setfield(L, -2, "ip");
@@ -545,15 +547,11 @@ static int dns_getaddrinfo(lua_State *L) {
   if (ai == NULL) return nl_pushfail(L, err, NULL);
   lua_newtable(L);
   for (; ai != NULL; ai = ai->ai_next) {
-    char ip[INET6_ADDRSTRLEN];
-    const void *a = ai->ai_family == AF_INET
-        ? (const void *)&((struct sockaddr_in *)ai->ai_addr)->sin_addr
-        : (const void *)&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr;
     if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6) continue;
     lua_createtable(L, 0, 2);
     lua_pushstring(L, family_name(ai->ai_family));
     lua_setfield(L, -2, "family");
-    lua_pushstring(L, inet_ntop(ai->ai_family, a, ip, sizeof ip));
+    push_ip(L, ai->ai_addr);
     lua_setfield(L, -2, "addr");
     lua_rawseti(L, -2, ++i);
   }
