@@ -410,6 +410,7 @@ static int socket_gettime(lua_State *L) {
   return 1;
 }
 
+/* luasocket's sleep: a negative time sleeps none (time.sleep raises). */
 static int socket_sleep(lua_State *L) {
   nl_sleepk(L, 1, luaL_checknumber(L, 1));
   return 0;
