@@ -9,7 +9,6 @@ local error, pcall, select, setmetatable, getmetatable, ipairs, type, tostring =
 
 socket._VERSION = "LuaSocket 3.0.0"
 socket._NAME = "socket"
-socket._SETSIZE = 1024
 socket._DATAGRAMSIZE = 8192
 socket.BLOCKSIZE = 2048
 

@@ -24,6 +24,16 @@ t.test("module basics: _VERSION, gettime, sleep, gethostname, require names", fu
   t.eq(require("socket.unix"), socket.unix)
 end)
 
+t.test("socket._SETSIZE said 1024 though select has no FD_SETSIZE cap; it is the descriptor limit", function()
+  local sh = io.popen("ulimit -n")
+  local limit = sh:read("l")
+  sh:close()
+  local want = limit == "unlimited" and math.maxinteger or tonumber(limit)
+  if want > 2147483647 then want = 2147483647 end
+  t.eq(socket._SETSIZE, want)
+  t.eq(math.type(socket._SETSIZE), "integer")
+end)
+
 t.test("boolean options set and read back", function()
   local c, p, s = pair()
   for _, name in ipairs({"tcp-nodelay", "keepalive", "reuseaddr", "reuseport"}) do
@@ -105,6 +115,18 @@ t.test("select: readable when data waits, both tables associative", function()
   t.eq(w[1], c)
   t.eq(w[c], 1)
   c:close() p:close() s:close()
+end)
+
+t.test("select that waits returns every socket ready when it wakes, not only the first", function()
+  local task = require "task"
+  local c1, p1, s1 = pair()
+  local c2, p2, s2 = pair()
+  task.spawn(function() c1:send("x") c2:send("y") end) -- both while select waits
+  local r, w, err = socket.select({p1, p2}, nil, 5)
+  t.eq(err, nil)
+  t.eq(#r, 2)
+  t.eq(r[p1] ~= nil and r[p2] ~= nil, true)
+  for _, s in ipairs({c1, p1, s1, c2, p2, s2}) do s:close() end
 end)
 
 t.test("select: a listening socket is readable when a client waits", function()

@@ -97,6 +97,47 @@ t.test("receive N and the prefix argument", function()
   closeall(c, p, s)
 end)
 
+t.test("receive(0) on a closed socket gave \"\"; it is nil, 'closed' as luasocket's", function()
+  local c, p, s = pair()
+  t.eq(p:receive(0), "", "nothing to read: \"\" at once (luasocket's waits)")
+  c:send("x")
+  t.eq(p:receive(0), "", "data there: it takes none")
+  t.eq(p:receive(0, "pre"), "pre", "a prefix that holds the count: no read")
+  t.eq(p:receive(1), "x")
+  c:close()
+  t.eq(select(2, p:receive(0)), "closed", "the peer closed")
+  p:close()
+  local data, err, partial = p:receive(0)
+  t.eq(data, nil)
+  t.eq(err, "closed")
+  t.eq(partial, "")
+  closeall(c, p, s)
+end)
+
+t.test("receive, recv and send that need no wait allocate nothing (in a task and outside)", function()
+  local task = require "task"
+  local c, p, s = pair()
+  local function calls()
+    assert(p:receive(1) == "x") -- fills the socket's buffer with what was sent
+    local before = collectgarbage("count")
+    for _ = 1, 200 do
+      assert(p:receive(1) == "x") -- one-byte strings are interned: no allocation
+      assert(p:recv(1) == "x")
+      assert(p:send("y") == 1)
+    end
+    return collectgarbage("count") - before
+  end
+  collectgarbage("stop")
+  c:send(string.rep("x", 401))
+  t.eq(calls(), 0, "outside tasks")
+  c:send(string.rep("x", 401))
+  local ok, grown = task.spawn(calls):join()
+  t.eq(ok, true, grown)
+  t.eq(grown, 0, "in a task")
+  collectgarbage("restart")
+  closeall(c, p, s)
+end)
+
 t.test("receive *a reads until the peer closes", function()
   local c, p, s = pair()
   c:send("all of it\nand more")

@@ -330,6 +330,66 @@ t.test("accept, recv and select time out in tasks; a zero timeout never suspends
   server:close() c:close() s:close()
 end)
 
+t.test("a select in a task woken for data someone else took first waited again with a fresh timeout; its timeout is the call's", function()
+  local c, s = pair()
+  local selecting, drops = true, 0
+  local sel = task.spawn(function()
+    local r, _, err = socket.select({s}, nil, 0.2)
+    selecting = false
+    return #r, err
+  end)
+  local dripper = task.spawn(function()
+    for i = 1, 500 do -- far longer than the select's timeout
+      c:send("x")
+      drops = i
+      if not selecting then break end
+      task.sleep(0.01)
+    end
+  end)
+  s:settimeout(0.5)
+  while selecting do
+    s:recv(100) -- the main script takes each drop before the select's task runs again
+  end
+  local ok, n, err = sel:join(10)
+  t.eq(ok, true)
+  t.eq(n, 0)
+  t.eq(err, "timeout")
+  t.ok(drops < 500, "the select timed out while the drops went on")
+  dripper:join(10)
+  c:close() s:close()
+end)
+
+t.test("each receive that waited in a task allocated a 1 KiB buffer; a socket's waits now allocate nothing", function()
+  local c, s = pair()
+  local echo = task.spawn(function()
+    while true do
+      local d = s:receive(1)
+      if not d or not s:send(d) then break end
+    end
+  end)
+  local h = task.spawn(function()
+    collectgarbage("stop")
+    local grown = {}
+    for batch = 1, 3 do -- the first one also grows the stacks the waits use
+      local before = collectgarbage("count")
+      for _ = 1, 100 do -- each receive on both sides waits for the other
+        c:send("x")
+        assert(c:receive(1) == "x")
+      end
+      grown[batch] = collectgarbage("count") - before
+    end
+    collectgarbage("restart")
+    return grown
+  end)
+  local ok, grown = h:join(10)
+  t.eq(ok, true, grown)
+  t.eq(grown[2], 0)
+  t.eq(grown[3], 0)
+  c:close()
+  echo:join(10)
+  s:close()
+end)
+
 t.test("send of a large block from a task completes while the peer reads slowly", function()
   local c, s = pair()
   local block = {}

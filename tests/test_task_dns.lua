@@ -387,6 +387,21 @@ case("cancelling a task in a lookup releases its descriptors and memory", functi
     "descriptors back to before true\nafter 127.0.0.1\n")
 end)
 
+case("a connect closed by another task while it waited for its name lookup went on to connect; it ends with 'closed' at once", function()
+  local out = run([[
+    local server = assert(socket.bind("127.0.0.1", 0))
+    local _, port = server:getsockname()
+    local m = socket.tcp()
+    local a = task.spawn(function() return m:connect("slow.test", port) end)
+    print("held", until_held("held"))
+    m:close()
+    print("A", a:join(5))  -- before the name server answers
+    print("released", release())
+    print("fd", m:getfd())
+  ]])
+  t.eq(out, "held true\nA true nil closed\nreleased 1\nfd -1.0\n")
+end)
+
 case("a name that does not exist fails in a task as outside tasks", function()
   local out = run([[
     local function attempts()
