@@ -331,18 +331,6 @@ static void stop_hook(lua_State *L, lua_Debug *ar) {
     nl_raise_interrupted(L);
 }
 
-static int body_handler(lua_State *L) {
-  const char *msg = lua_tostring(L, 1);
-  if (msg == NULL) {
-    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
-      msg = lua_tostring(L, -1);
-    else
-      msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
-  }
-  luaL_traceback(L, L, msg, 1);
-  return 1;
-}
-
 /* Unpacks the function and arguments, runs it, packs the results. */
 static int body(lua_State *L) {
   Record *r = (Record *)lua_touserdata(L, 1);
@@ -379,7 +367,7 @@ static int cancel_tasks(lua_State *L) {
 static void run_body(lua_State *L, Record *r) {
   lua_sethook(L, stop_hook, LUA_MASKCOUNT, STOP_HOOK_COUNT);
   set_self(L, r);
-  lua_pushcfunction(L, body_handler);
+  lua_pushcfunction(L, nl_msghandler);
   lua_pushcfunction(L, body);
   lua_pushlightuserdata(L, r);
   if (lua_pcall(L, 1, 0, 1) == LUA_OK) {
@@ -389,7 +377,7 @@ static void run_body(lua_State *L, Record *r) {
   r->ok = 0;
   r->error = strdup(lua_tostring(L, -1));
   /* threads never take Ctrl-C: "interrupted" here means shutdown */
-  r->interrupted = strncmp(lua_tostring(L, -1), "interrupted\n", 12) == 0;
+  r->interrupted = nl_is_interrupted(L, -1);
   lua_settop(L, 0);
   lua_pushcfunction(L, cancel_tasks);
   lua_pcall(L, 0, 0, 0); /* tasks the failed thread leaves: their resources close */

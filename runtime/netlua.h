@@ -318,6 +318,14 @@ const char *nl_errname(int err);
 /* strerror in lowercase, into buf. Returns buf. */
 const char *nl_strerror(int err, char *buf, size_t size);
 
+/* Message handler for lua_pcall (lua.c's): the error as a string (from
+ * __tostring, or naming its type) followed by the traceback. */
+int nl_msghandler(lua_State *L);
+
+/* True when the value at idx is the "interrupted" error (nl_raise_interrupted),
+ * also when a message handler added a traceback to it. */
+int nl_is_interrupted(lua_State *L, int idx);
+
 /* Creates a metatable for userdata type `tname` with `methods` in __index
  * and `meta` as metamethods. Leaves nothing on the stack. */
 void nl_newclass(lua_State *L, const char *tname, const luaL_Reg *methods,

@@ -436,10 +436,10 @@ static void finish(nl_Sched *s, nl_Task *t, int status, int nres) {
     if (t->cancelled) {
       lua_pushliteral(H, "cancelled");
     } else {
+      t->interrupted = nl_is_interrupted(co, -1);
       msg = lua_tostring(co, -1);
       if (msg == NULL) msg = lua_pushfstring(co, "(error object is a %s value)",
                                              luaL_typename(co, -1));
-      t->interrupted = strcmp(msg, "interrupted") == 0;
       luaL_traceback(H, co, msg, 0);
       lua_resetthread(co); /* its to-be-closed variables run now */
     }
