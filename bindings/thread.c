@@ -87,9 +87,7 @@ static void drain(int fd) {
 typedef struct Caller {
   lua_State *L;
   int nargs;
-  void *obj;
-  void (*retain)(void *obj);
-  void (*release)(void *obj);
+  nl_Shared *obj;
 } Caller;
 
 /* A task's entry on a wait list: it outlives the C frames of the call that
@@ -100,8 +98,7 @@ typedef struct TaskNode {
   Waiter w;
   pthread_mutex_t *mu; /* of the object whose list holds w, or NULL */
   WaitList *wl;
-  void *obj;
-  void (*release)(void *obj);
+  nl_Shared *obj;
 } TaskNode;
 
 static void node_unlink(TaskNode *n) {
@@ -111,7 +108,7 @@ static void node_unlink(TaskNode *n) {
   pthread_mutex_unlock(n->mu);
   n->wl = NULL;
   n->mu = NULL;
-  n->release(n->obj);
+  nl_shared_release(n->obj);
 }
 
 static void node_cleanup(nl_TaskExt *ext) {
@@ -157,8 +154,7 @@ static int task_wait_on(Caller *c, nl_TaskExt **slot, pthread_mutex_t *mu, WaitL
   n->mu = mu;
   n->wl = wl;
   n->obj = c->obj;
-  n->release = c->release;
-  c->retain(c->obj);
+  nl_shared_retain(c->obj);
   pthread_mutex_unlock(mu);
   r = nl_waitk(c->L, c->nargs, fd, NL_READ, deadline);
   node_unlink(n);
@@ -275,8 +271,7 @@ static int thread_waitall(lua_State *L) {
 /* What a thread and its handle share. The running thread holds one
  * reference, the handle another. */
 typedef struct Record {
-  atomic_int refs;
-  pthread_mutex_t mu;
+  nl_Shared sh;     /* first: references, lock */
   WaitList waiters; /* joiners */
   pthread_t tid;
   long id;
@@ -290,12 +285,9 @@ typedef struct Record {
   int joined;         /* a join delivered the outcome */
 } Record;
 
-static void record_release(Record *r);
-static void record_retain_v(void *r) { atomic_fetch_add(&((Record *)r)->refs, 1); }
-static void record_release_v(void *r) { record_release((Record *)r); }
-
-static void record_release(Record *r) {
-  if (atomic_fetch_sub(&r->refs, 1) != 1) return;
+/* The last reference went: an error nobody joined is printed now. */
+static void record_destroy(nl_Shared *sh) {
+  Record *r = (Record *)sh;
   if (r->error != NULL && !r->joined && !r->interrupted) {
     fprintf(stderr, "Exception in thread %s:\n%s\n", r->name, r->error);
     fflush(stderr);
@@ -304,7 +296,6 @@ static void record_release(Record *r) {
   nl_packet_free(r->results);
   free(r->error);
   free(r->name);
-  pthread_mutex_destroy(&r->mu);
   free(r);
 }
 
@@ -316,8 +307,7 @@ static Record *record_new(long id, const char *name, int daemon) {
     free(r);
     return NULL;
   }
-  atomic_init(&r->refs, 1);
-  pthread_mutex_init(&r->mu, NULL);
+  nl_shared_init(&r->sh, NL_THREAD_MT, record_destroy);
   r->id = id;
   r->daemon = daemon;
   return r;
@@ -395,11 +385,11 @@ static void *thread_main(void *arg) {
   } else {
     r->error = strdup("cannot create state: not enough memory");
   }
-  pthread_mutex_lock(&r->mu);
+  nl_shared_lock(&r->sh);
   r->done = 1;
   waitlist_wake(&r->waiters);
-  pthread_mutex_unlock(&r->mu);
-  record_release(r);
+  nl_shared_unlock(&r->sh);
+  nl_shared_release(&r->sh);
   procs_done(daemon);
   return NULL;
 }
@@ -419,9 +409,9 @@ static Handle *check_handle(lua_State *L, int idx) {
 
 static int record_done(Record *r) {
   int done;
-  pthread_mutex_lock(&r->mu);
+  nl_shared_lock(&r->sh);
   done = r->done;
-  pthread_mutex_unlock(&r->mu);
+  nl_shared_unlock(&r->sh);
   return done;
 }
 
@@ -436,7 +426,7 @@ static int handle_gc(lua_State *L) {
   Handle *h = (Handle *)luaL_checkudata(L, 1, NL_THREAD_MT);
   if (h->r == NULL) return 0;
   handle_reap(h, record_done(h->r));
-  record_release(h->r);
+  nl_shared_release(&h->r->sh);
   h->r = NULL;
   return 0;
 }
@@ -485,14 +475,14 @@ static int thr_join(lua_State *L) {
   double timeout = luaL_optnumber(L, 2, -1);
   double deadline = nl_deadlinek(L, timeout);
   int fd = waiter_fd(L), w = 1, done;
-  Caller c = {L, 2, r, record_retain_v, record_release_v};
+  Caller c = {L, 2, &r->sh};
   lua_settop(L, 2);
   task_rejoin(L, fd);
-  pthread_mutex_lock(&r->mu);
-  while (!r->done && w > 0) w = wait_on(&c, &r->mu, &r->waiters, fd, deadline);
+  nl_shared_lock(&r->sh);
+  while (!r->done && w > 0) w = wait_on(&c, &r->sh.mu, &r->waiters, fd, deadline);
   lua_settop(L, 1);
   done = r->done;
-  pthread_mutex_unlock(&r->mu);
+  nl_shared_unlock(&r->sh);
   if (w == -EINTR && !done) return nl_raise_interrupted(L);
   if (!done) return nl_pushfail(L, "timeout", NULL);
   handle_reap(h, 1);
@@ -587,11 +577,11 @@ static int thread_spawn(lua_State *L) {
   h->r = r = record_new(id, name, daemon);
   if (r == NULL) return luaL_error(L, "not enough memory");
   r->start = nl_pack(L, first + 1, n);
-  atomic_fetch_add(&r->refs, 1); /* the thread's */
+  nl_shared_retain(&r->sh); /* the thread's */
   procs_add(daemon);
   err = nl_thread_start(&r->tid, thread_main, r);
   if (err != 0) {
-    atomic_fetch_sub(&r->refs, 1);
+    nl_shared_release(&r->sh);
     procs_done(daemon);
     return nl_pusherrno(L, err);
   }
@@ -608,8 +598,7 @@ typedef struct Item {
 } Item;
 
 typedef struct Channel {
-  atomic_int refs;
-  pthread_mutex_t mu;
+  nl_Shared sh;     /* first: references, lock */
   WaitList waiters; /* senders and receivers */
   Item *head, *tail;
   size_t count, capacity; /* capacity 0: unbounded */
@@ -636,61 +625,34 @@ static size_t item_size(const Item *it) {
   return sizeof *it + nl_packet_size(it->packet);
 }
 
-typedef struct ChannelBox {
-  Channel *ch;
-} ChannelBox;
-
-static void channel_release(Channel *ch);
-static void channel_retain_v(void *ch) { atomic_fetch_add(&((Channel *)ch)->refs, 1); }
-static void channel_release_v(void *ch) { channel_release((Channel *)ch); }
-
-static void channel_release(Channel *ch) {
-  int trim;
-  if (atomic_fetch_sub(&ch->refs, 1) != 1) return;
-  trim = ch->bytes >= TRIM_BYTES;
+/* The last reference went: the values still queued go with it. */
+static void channel_destroy(nl_Shared *sh) {
+  Channel *ch = (Channel *)sh;
+  int trim = ch->bytes >= TRIM_BYTES;
   while (ch->head != NULL) {
     Item *it = ch->head;
     ch->head = it->next;
     nl_packet_free(it->packet);
     free(it);
   }
-  pthread_mutex_destroy(&ch->mu);
   free(ch);
   if (trim) give_back_memory();
 }
 
 static Channel *check_channel(lua_State *L, int idx) {
-  ChannelBox *b = (ChannelBox *)luaL_checkudata(L, idx, NL_CHANNEL_MT);
-  if (b->ch == NULL) luaL_error(L, "attempt to use a released channel");
-  return b->ch;
-}
-
-/* Pushes a new channel userdata owning one reference to ch. */
-static void push_channel(lua_State *L, Channel *ch) {
-  ChannelBox *b = (ChannelBox *)lua_newuserdatauv(L, sizeof *b, 0);
-  b->ch = NULL;
-  luaL_setmetatable(L, NL_CHANNEL_MT);
-  b->ch = ch;
-}
-
-static int chan_gc(lua_State *L) {
-  ChannelBox *b = (ChannelBox *)luaL_checkudata(L, 1, NL_CHANNEL_MT);
-  if (b->ch != NULL) channel_release(b->ch);
-  b->ch = NULL;
-  return 0;
+  return (Channel *)nl_checkshared(L, idx, NL_CHANNEL_MT);
 }
 
 static int thread_channel(lua_State *L) {
   lua_Integer cap = luaL_optinteger(L, 1, 0);
   Channel *ch;
   luaL_argcheck(L, lua_isnoneornil(L, 1) || cap > 0, 1, "capacity must be positive");
-  push_channel(L, NULL);
+  nl_Shared **box = nl_pushshared(L, NL_CHANNEL_MT, NULL);
   ch = (Channel *)calloc(1, sizeof *ch);
   if (ch == NULL) return luaL_error(L, "not enough memory");
-  atomic_init(&ch->refs, 1);
-  pthread_mutex_init(&ch->mu, NULL);
+  nl_shared_init(&ch->sh, NL_CHANNEL_MT, channel_destroy);
   ch->capacity = (size_t)cap;
-  ((ChannelBox *)lua_touserdata(L, -1))->ch = ch;
+  *box = &ch->sh;
   return 1;
 }
 
@@ -710,14 +672,14 @@ static int chan_wait(Caller *c, Channel *ch, int fd, int (*ready)(const Channel 
   while (!ready(ch) && !ch->closed && w > 0) {
     if (deadline >= 0 && nl_monotonic() >= deadline) return 0;
     if (fd < 0) return NEED_WAITER;
-    w = wait_on(c, &ch->mu, &ch->waiters, fd, deadline);
+    w = wait_on(c, &ch->sh.mu, &ch->waiters, fd, deadline);
   }
   if (ready(ch) || ch->closed) return 1;
   return w;
 }
 
 /* Locks ch and waits as chan_wait does, fetching the waiter only when
- * needed; returns with ch->mu held. May raise (no eventfd), never locked. */
+ * needed; returns with ch locked. May raise (no eventfd), never locked. */
 static int chan_lock_wait(lua_State *L, Caller *c, Channel *ch,
                           int (*ready)(const Channel *), double deadline) {
   int fd = -1, w;
@@ -726,10 +688,10 @@ static int chan_lock_wait(lua_State *L, Caller *c, Channel *ch,
     task_rejoin(L, fd);
   }
   for (;;) {
-    pthread_mutex_lock(&ch->mu);
+    nl_shared_lock(&ch->sh);
     w = chan_wait(c, ch, fd, ready, deadline);
     if (w != NEED_WAITER) return w;
-    pthread_mutex_unlock(&ch->mu);
+    nl_shared_unlock(&ch->sh);
     fd = waiter_fd(L);
   }
 }
@@ -783,13 +745,13 @@ static int chan_send(lua_State *L) {
   int w, status;
   nl_Packet *p;
   Item *it;
-  Caller c = {L, 3, ch, channel_retain_v, channel_release_v};
+  Caller c = {L, 3, &ch->sh};
   luaL_argcheck(L, !lua_isnoneornil(L, 2), 2, "cannot send nil");
   lua_settop(L, 3);
   w = chan_lock_wait(L, &c, ch, has_room, deadline);
   if (w == 1 && !ch->closed) ch->reserved++;
   else if (w == 1) w = 2; /* closed */
-  pthread_mutex_unlock(&ch->mu);
+  nl_shared_unlock(&ch->sh);
   if (w == -EINTR) return nl_raise_interrupted(L);
   if (w != 1) return nl_pushfail(L, w == 0 ? "timeout" : "closed", NULL);
   lua_pushcfunction(L, pack_one);
@@ -797,7 +759,7 @@ static int chan_send(lua_State *L) {
   status = lua_pcall(L, 1, 1, 0);
   p = status == LUA_OK ? (nl_Packet *)lua_touserdata(L, -1) : NULL;
   it = p != NULL ? (Item *)malloc(sizeof *it) : NULL;
-  pthread_mutex_lock(&ch->mu);
+  nl_shared_lock(&ch->sh);
   ch->reserved--;
   if (it != NULL) {
     it->next = NULL;
@@ -805,7 +767,7 @@ static int chan_send(lua_State *L) {
     enqueue(ch, it); /* even if closed meanwhile: it was sent before */
   }
   waitlist_wake(&ch->waiters);
-  pthread_mutex_unlock(&ch->mu);
+  nl_shared_unlock(&ch->sh);
   if (status != LUA_OK) return lua_error(L);
   if (it == NULL) {
     nl_packet_free(p);
@@ -821,7 +783,7 @@ static int chan_recv(lua_State *L) {
   double deadline = nl_deadlinek(L, luaL_optnumber(L, 2, -1));
   Item *it = NULL;
   nl_Packet *p;
-  Caller c = {L, 2, ch, channel_retain_v, channel_release_v};
+  Caller c = {L, 2, &ch->sh};
   int w, trim = 0, n;
   lua_settop(L, 2);
   w = chan_lock_wait(L, &c, ch, has_items, deadline);
@@ -829,7 +791,7 @@ static int chan_recv(lua_State *L) {
     trim = dequeue(ch, &it);
     waitlist_wake(&ch->waiters);
   }
-  pthread_mutex_unlock(&ch->mu);
+  nl_shared_unlock(&ch->sh);
   if (it == NULL) {
     if (w == -EINTR) return nl_raise_interrupted(L);
     return nl_pushfail(L, w == 0 ? "timeout" : "closed", NULL);
@@ -843,19 +805,19 @@ static int chan_recv(lua_State *L) {
 
 static int chan_close(lua_State *L) {
   Channel *ch = check_channel(L, 1);
-  pthread_mutex_lock(&ch->mu);
+  nl_shared_lock(&ch->sh);
   ch->closed = 1;
   waitlist_wake(&ch->waiters);
-  pthread_mutex_unlock(&ch->mu);
+  nl_shared_unlock(&ch->sh);
   return 0;
 }
 
 static int chan_len(lua_State *L) {
   Channel *ch = check_channel(L, 1);
   size_t n;
-  pthread_mutex_lock(&ch->mu);
+  nl_shared_lock(&ch->sh);
   n = ch->count;
-  pthread_mutex_unlock(&ch->mu);
+  nl_shared_unlock(&ch->sh);
   lua_pushinteger(L, (lua_Integer)n);
   return 1;
 }
@@ -863,9 +825,9 @@ static int chan_len(lua_State *L) {
 static int chan_closed(lua_State *L) {
   Channel *ch = check_channel(L, 1);
   int closed;
-  pthread_mutex_lock(&ch->mu);
+  nl_shared_lock(&ch->sh);
   closed = ch->closed;
-  pthread_mutex_unlock(&ch->mu);
+  nl_shared_unlock(&ch->sh);
   lua_pushboolean(L, closed);
   return 1;
 }
@@ -887,33 +849,8 @@ static int chan_iter(lua_State *L) {
   return 1;
 }
 
-static int chan_tostring(lua_State *L) {
-  ChannelBox *b = (ChannelBox *)luaL_checkudata(L, 1, NL_CHANNEL_MT);
-  lua_pushfstring(L, "%s: %p", NL_CHANNEL_MT, (void *)b->ch);
-  return 1;
-}
-
-static int chan_eq(lua_State *L) {
-  ChannelBox *a = (ChannelBox *)luaL_checkudata(L, 1, NL_CHANNEL_MT);
-  ChannelBox *b = (ChannelBox *)luaL_checkudata(L, 2, NL_CHANNEL_MT);
-  lua_pushboolean(L, a->ch == b->ch);
-  return 1;
-}
-
-static void *chan_export(lua_State *L, int idx) {
-  Channel *ch = check_channel(L, idx);
-  atomic_fetch_add(&ch->refs, 1);
-  return ch;
-}
-
-static void chan_import(lua_State *L, void *payload) {
-  push_channel(L, (Channel *)payload);
-}
-
-static void chan_discard(void *payload) { channel_release((Channel *)payload); }
-
-static const nl_Transfer chan_transfer = {"thread", chan_export, chan_import,
-                                          chan_discard};
+static const nl_Transfer shared_transfer = {"thread", nl_shared_export, nl_shared_import,
+                                            nl_shared_discard};
 
 static const luaL_Reg chan_methods[] = {
   {"send", chan_send},
@@ -925,82 +862,51 @@ static const luaL_Reg chan_methods[] = {
 };
 
 static const luaL_Reg chan_meta[] = {
-  {"__gc", chan_gc},
+  {"__gc", nl_shared_gc},
   {"__close", chan_close},
   {"__len", chan_len},
-  {"__eq", chan_eq},
-  {"__tostring", chan_tostring},
+  {"__eq", nl_shared_eq},
+  {"__tostring", nl_shared_tostring},
   {NULL, NULL}
 };
 
 /* ---- mutexes ---------------------------------------------------------------- */
 
 typedef struct Mutex {
-  atomic_int refs;
-  pthread_mutex_t mu;
+  nl_Shared sh;     /* first: references, lock */
   WaitList waiters;
   int locked;
 } Mutex;
 
-typedef struct MutexBox {
-  Mutex *m;
-} MutexBox;
-
-static void mutex_release(Mutex *m);
-static void mutex_retain_v(void *m) { atomic_fetch_add(&((Mutex *)m)->refs, 1); }
-static void mutex_release_v(void *m) { mutex_release((Mutex *)m); }
-
-static void mutex_release(Mutex *m) {
-  if (atomic_fetch_sub(&m->refs, 1) != 1) return;
-  pthread_mutex_destroy(&m->mu);
-  free(m);
-}
+static void mutex_destroy(nl_Shared *sh) { free(sh); }
 
 static Mutex *check_mutex(lua_State *L, int idx) {
-  MutexBox *b = (MutexBox *)luaL_checkudata(L, idx, NL_MUTEX_MT);
-  if (b->m == NULL) luaL_error(L, "attempt to use a released mutex");
-  return b->m;
-}
-
-static void push_mutex(lua_State *L, Mutex *m) {
-  MutexBox *b = (MutexBox *)lua_newuserdatauv(L, sizeof *b, 0);
-  b->m = NULL;
-  luaL_setmetatable(L, NL_MUTEX_MT);
-  b->m = m;
-}
-
-static int mutex_gc(lua_State *L) {
-  MutexBox *b = (MutexBox *)luaL_checkudata(L, 1, NL_MUTEX_MT);
-  if (b->m != NULL) mutex_release(b->m);
-  b->m = NULL;
-  return 0;
+  return (Mutex *)nl_checkshared(L, idx, NL_MUTEX_MT);
 }
 
 static int thread_mutex(lua_State *L) {
-  Mutex *m;
-  push_mutex(L, NULL);
-  m = (Mutex *)calloc(1, sizeof *m);
+  nl_Shared **box = nl_pushshared(L, NL_MUTEX_MT, NULL);
+  Mutex *m = (Mutex *)calloc(1, sizeof *m);
   if (m == NULL) return luaL_error(L, "not enough memory");
-  atomic_init(&m->refs, 1);
-  pthread_mutex_init(&m->mu, NULL);
-  ((MutexBox *)lua_touserdata(L, -1))->m = m;
+  nl_shared_init(&m->sh, NL_MUTEX_MT, mutex_destroy);
+  *box = &m->sh;
   return 1;
 }
 
 /* Takes the lock, waiting until `deadline`: 1 taken, 0 timeout, -EINTR. */
 static int mutex_take(lua_State *L, int nargs, Mutex *m, double deadline) {
   int fd = waiter_fd(L), w = 1;
-  Caller c = {L, nargs, m, mutex_retain_v, mutex_release_v};
+  Caller c = {L, nargs, &m->sh};
   task_rejoin(L, fd);
-  pthread_mutex_lock(&m->mu);
-  while (m->locked && w > 0) w = wait_on(&c, &m->mu, &m->waiters, fd, deadline);
+  nl_shared_lock(&m->sh);
+  while (m->locked && w > 0) w = wait_on(&c, &m->sh.mu, &m->waiters, fd, deadline);
   if (!m->locked) {
     m->locked = 1;
     w = 1;
   } else if (w > 0) {
     w = 0;
   }
-  pthread_mutex_unlock(&m->mu);
+  nl_shared_unlock(&m->sh);
   return w;
 }
 
@@ -1020,9 +926,9 @@ static int mutex_lock(lua_State *L) {
 static int mutex_trylock(lua_State *L) {
   Mutex *m = check_mutex(L, 1);
   int taken = 0;
-  pthread_mutex_lock(&m->mu);
+  nl_shared_lock(&m->sh);
   if (!m->locked) m->locked = taken = 1;
-  pthread_mutex_unlock(&m->mu);
+  nl_shared_unlock(&m->sh);
   lua_pushboolean(L, taken);
   return 1;
 }
@@ -1030,20 +936,20 @@ static int mutex_trylock(lua_State *L) {
 static int mutex_unlock(lua_State *L) {
   Mutex *m = check_mutex(L, 1);
   int was;
-  pthread_mutex_lock(&m->mu);
+  nl_shared_lock(&m->sh);
   was = m->locked;
   m->locked = 0;
   waitlist_wake(&m->waiters);
-  pthread_mutex_unlock(&m->mu);
+  nl_shared_unlock(&m->sh);
   if (!was) return luaL_error(L, "unlock of an unlocked mutex");
   return 0;
 }
 
 static void mutex_give(Mutex *m) {
-  pthread_mutex_lock(&m->mu);
+  nl_shared_lock(&m->sh);
   m->locked = 0;
   waitlist_wake(&m->waiters);
-  pthread_mutex_unlock(&m->mu);
+  nl_shared_unlock(&m->sh);
 }
 
 /* The lock m:with holds, as a to-be-closed value on the stack of the call:
@@ -1067,7 +973,7 @@ static int guard_close(lua_State *L) {
 static int guard_gc(lua_State *L) {
   Guard *g = (Guard *)luaL_checkudata(L, 1, NL_GUARD_MT);
   guard_close(L);
-  if (g->m != NULL) mutex_release(g->m);
+  if (g->m != NULL) nl_shared_release(&g->m->sh);
   g->m = NULL;
   return 0;
 }
@@ -1077,7 +983,7 @@ static void push_guard(lua_State *L, Mutex *m) {
   g->m = NULL;
   g->held = 0;
   luaL_setmetatable(L, NL_GUARD_MT);
-  mutex_retain_v(m);
+  nl_shared_retain(&m->sh);
   g->m = m;
 }
 
@@ -1110,27 +1016,6 @@ static int mutex_with(lua_State *L) {
   return with_results(L, LUA_OK, 0);
 }
 
-static int mutex_tostring(lua_State *L) {
-  MutexBox *b = (MutexBox *)luaL_checkudata(L, 1, NL_MUTEX_MT);
-  lua_pushfstring(L, "%s: %p", NL_MUTEX_MT, (void *)b->m);
-  return 1;
-}
-
-static void *mutex_export(lua_State *L, int idx) {
-  Mutex *m = check_mutex(L, idx);
-  atomic_fetch_add(&m->refs, 1);
-  return m;
-}
-
-static void mutex_import(lua_State *L, void *payload) {
-  push_mutex(L, (Mutex *)payload);
-}
-
-static void mutex_discard(void *payload) { mutex_release((Mutex *)payload); }
-
-static const nl_Transfer mutex_transfer = {"thread", mutex_export, mutex_import,
-                                           mutex_discard};
-
 static const luaL_Reg mutex_methods[] = {
   {"lock", mutex_lock},
   {"unlock", mutex_unlock},
@@ -1140,8 +1025,9 @@ static const luaL_Reg mutex_methods[] = {
 };
 
 static const luaL_Reg mutex_meta[] = {
-  {"__gc", mutex_gc},
-  {"__tostring", mutex_tostring},
+  {"__gc", nl_shared_gc},
+  {"__eq", nl_shared_eq},
+  {"__tostring", nl_shared_tostring},
   {NULL, NULL}
 };
 
@@ -1188,15 +1074,6 @@ static const luaL_Reg thread_funcs[] = {
   {NULL, NULL}
 };
 
-static void new_shared_class(lua_State *L, const char *tname, const luaL_Reg *methods,
-                             const luaL_Reg *meta, const nl_Transfer *transfer) {
-  nl_newclass(L, tname, methods, meta);
-  luaL_getmetatable(L, tname);
-  lua_pushlightuserdata(L, (void *)transfer);
-  lua_setfield(L, -2, NL_TRANSFER_FIELD);
-  lua_pop(L, 1);
-}
-
 static void new_thread_class(lua_State *L) {
   luaL_newmetatable(L, NL_THREAD_MT);
   luaL_setfuncs(L, thr_meta, 0);
@@ -1208,8 +1085,8 @@ static void new_thread_class(lua_State *L) {
 
 int luaopen_thread(lua_State *L) {
   new_thread_class(L);
-  new_shared_class(L, NL_CHANNEL_MT, chan_methods, chan_meta, &chan_transfer);
-  new_shared_class(L, NL_MUTEX_MT, mutex_methods, mutex_meta, &mutex_transfer);
+  nl_newclass_transfer(L, NL_CHANNEL_MT, chan_methods, chan_meta, &shared_transfer);
+  nl_newclass_transfer(L, NL_MUTEX_MT, mutex_methods, mutex_meta, &shared_transfer);
   nl_newclass(L, NL_GUARD_MT, NULL, guard_meta);
   if (nl_is_main_thread()) {
     waiter_fd(L); /* thread_waitall at exit must not fail for want of one */

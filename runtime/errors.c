@@ -78,3 +78,12 @@ void nl_newclass(lua_State *L, const char *tname, const luaL_Reg *methods,
   }
   lua_pop(L, 1);
 }
+
+void nl_newclass_transfer(lua_State *L, const char *tname, const luaL_Reg *methods,
+                          const luaL_Reg *meta, const nl_Transfer *transfer) {
+  nl_newclass(L, tname, methods, meta);
+  luaL_getmetatable(L, tname);
+  lua_pushlightuserdata(L, (void *)transfer);
+  lua_setfield(L, -2, NL_TRANSFER_FIELD);
+  lua_pop(L, 1);
+}

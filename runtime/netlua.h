@@ -9,6 +9,8 @@
 #ifndef NETLUA_H
 #define NETLUA_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include "lua.h"
 #include "lauxlib.h"
@@ -236,7 +238,6 @@ void nl_signals_block_in_thread(void);
 
 /* pthread_create with every async signal blocked from the thread's first
  * instruction on (the mask is inherited). Returns 0 or an errno value. */
-#include <pthread.h>
 int nl_thread_start(pthread_t *thread, void *(*fn)(void *), void *arg);
 
 /* True (and the interrupt consumed) when Ctrl-C arrived since last asked. */
@@ -304,6 +305,46 @@ void nl_packet_free(nl_Packet *packet);
 /* The bytes of memory a packet holds (what freeing it gives back). */
 size_t nl_packet_size(const nl_Packet *packet);
 
+/* ---- objects shared between threads (shared.c) -------------------------- */
+
+/* The head of a C structure that threads share (a channel, a mutex, a
+ * thread's record): its reference count and the lock that guards it and its
+ * wait queues. Each state wraps it in a userdata of its own (a box) that
+ * holds one reference. */
+typedef struct nl_Shared nl_Shared;
+struct nl_Shared {
+  atomic_int refs;
+  pthread_mutex_t mu;
+  const char *tname;                 /* class of its boxes */
+  void (*destroy)(nl_Shared *s);     /* frees it once unreferenced */
+};
+
+/* One reference (the caller's), lock initialised. No Lua. */
+void nl_shared_init(nl_Shared *s, const char *tname, void (*destroy)(nl_Shared *s));
+void nl_shared_retain(nl_Shared *s);
+void nl_shared_release(nl_Shared *s); /* the last one calls destroy */
+void nl_shared_lock(nl_Shared *s);
+void nl_shared_unlock(nl_Shared *s);
+
+/* Pushes a new box of class `tname` owning one reference to s (s may be
+ * NULL: the box is made closed first, the constructor then fills the
+ * returned slot). [-0, +1, m] */
+nl_Shared **nl_pushshared(lua_State *L, const char *tname, nl_Shared *s);
+
+/* The object of the box at idx; raises "attempt to use a released X". */
+nl_Shared *nl_checkshared(lua_State *L, int idx, const char *tname);
+
+/* Metamethods of a box: __gc drops its reference, __tostring "tname: 0x..",
+ * __eq compares the objects. */
+int nl_shared_gc(lua_State *L);
+int nl_shared_tostring(lua_State *L);
+int nl_shared_eq(lua_State *L);
+
+/* nl_Transfer hooks of a box: a crossing box takes one more reference. */
+void *nl_shared_export(lua_State *L, int idx);
+void nl_shared_import(lua_State *L, void *payload);
+void nl_shared_discard(void *payload);
+
 /* ---- errors (errors.c) -------------------------------------------------- */
 
 /* Pushes nil, msg and, when code is not NULL, code. Returns the count. */
@@ -330,5 +371,10 @@ int nl_is_interrupted(lua_State *L, int idx);
  * and `meta` as metamethods. Leaves nothing on the stack. */
 void nl_newclass(lua_State *L, const char *tname, const luaL_Reg *methods,
                  const luaL_Reg *meta);
+
+/* nl_newclass for a type whose values can cross into another thread's
+ * state: `transfer` goes under NL_TRANSFER_FIELD. */
+void nl_newclass_transfer(lua_State *L, const char *tname, const luaL_Reg *methods,
+                          const luaL_Reg *meta, const nl_Transfer *transfer);
 
 #endif
