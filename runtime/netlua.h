@@ -206,13 +206,6 @@ struct nl_TaskExt { void (*cleanup)(nl_TaskExt *ext); };
  * lookups). */
 nl_TaskExt **nl_task_ext(lua_State *L);
 
-/* A list of waiters woken together (task joins, channels). */
-typedef struct nl_WaitQueue { nl_Waiter *head; } nl_WaitQueue;
-/* Waits until nl_wakeall(q) or the deadline: 1 woken, 0 timeout. Restarts
- * as nl_waitk in tasks; the caller re-checks its condition. */
-int nl_waitqueue(lua_State *L, int nargs, nl_WaitQueue *q, double deadline);
-void nl_wakeall(nl_WaitQueue *q);
-
 /* Runs the loop until every task of this state has finished (main, when
  * the script returns; threads, when their function returns). Returns 0, or
  * -EINTR when Ctrl-C/shutdown stopped it. */
@@ -344,6 +337,84 @@ int nl_shared_eq(lua_State *L);
 void *nl_shared_export(lua_State *L, int idx);
 void nl_shared_import(lua_State *L, void *payload);
 void nl_shared_discard(void *payload);
+
+/* ---- wait queues: waiting on shared objects (waitqueue.c) --------------- */
+
+/* One queue type for every wait on a shared object (a channel's receivers
+ * and senders, a mutex, a thread's or a task's joiners), in a task or not,
+ * from any thread. Waiters queue in order (FIFO) and a wake-up is a
+ * hand-over: the waker takes the first waiter off the queue and gives it a
+ * status (and a value: a channel's item), so what it hands over (the value,
+ * the room, the lock) is that waiter's even before it runs, and nobody
+ * arriving later takes it first. A waiter that goes away without taking what
+ * it was handed (its task cancelled, Ctrl-C) passes it on through the
+ * queue's pass_on. The queue's owner lock guards it; NULL owner: a queue of
+ * one thread (task joins).
+ *
+ * Who is woken how: a task of the waker's own thread is made ready at once;
+ * a task of another thread is posted to its scheduler's inbox and that
+ * thread's loop is woken (nl_loop_wakeup), the loop then makes it ready;
+ * blocking code (no task) waits in nl_wait on its state's eventfd, which the
+ * waker writes. */
+typedef struct nl_WaitQueue nl_WaitQueue;
+typedef struct nl_QueueWait nl_QueueWait;
+typedef struct nl_Inbox nl_Inbox;
+
+struct nl_WaitQueue {
+  nl_QueueWait *head, *tail;
+  nl_Shared *owner; /* its lock and references; NULL: one thread's queue */
+  /* With the owner locked: `w` was handed w->status/w->value and goes away
+   * without taking them; give them to the next waiter or back to the owner. */
+  void (*pass_on)(nl_WaitQueue *q, nl_QueueWait *w);
+};
+
+/* One waiter: in a task it lives in the call's record (nl_callrec_new),
+ * else on the C stack of nl_queue_until. pass_on reads status and value;
+ * the rest is the runtime's. */
+struct nl_QueueWait {
+  int status;  /* 0 while waiting or timed out; then the waker's (> 0) */
+  void *value; /* what the waker handed over with it */
+  nl_QueueWait *prev, *next; /* on the queue, then on an inbox */
+  nl_WaitQueue *queue;
+  int state;   /* listed, posted to an inbox, done (guarded by the owner) */
+  int pending; /* listed or holding an outcome not yet taken (its thread's) */
+  pthread_t thread;  /* whose it is */
+  nl_Waiter *waiter; /* a task's: fired by the loop; NULL: blocking */
+  nl_Inbox *inbox;   /* a task's scheduler's */
+  int fd;            /* blocking: the eventfd the waker writes */
+  int *depth;        /* blocking: waits nested on that eventfd */
+};
+
+void nl_queue_init(nl_WaitQueue *q, nl_Shared *owner,
+                   void (*pass_on)(nl_WaitQueue *q, nl_QueueWait *w));
+
+/* A call that may wait on q: with the owner locked, `ready(q, value)`
+ * says whether the call can go on now (> 0, its status; it may set *value
+ * and change the object, a channel's item taken, a mutex taken) or must wait
+ * (0). Waits until the first waiter is handed an outcome, `deadline`, or
+ * Ctrl-C. Returns ready's status, the waker's (*value set to what it handed
+ * over), 0 on timeout, or -EINTR (Ctrl-C/shutdown, in blocking waits; the
+ * caller raises). No lock is held on return.
+ *
+ * In a task that can suspend, a call that must wait keeps its waiter in a
+ * record at stack slot `slot` (the last of the values its waits pass; made
+ * only then) and suspends; the replayed call, entering this again, finds its
+ * outcome there. The record is a to-be-closed value: however the call ends
+ * (it returns, raises, its task is cancelled), a waiter still listed leaves
+ * the queue and an outcome it did not take is passed on. Elsewhere (the main
+ * script, a thread's function, a coroutine of the user's own; slot < 0
+ * always) it blocks on this state's eventfd through nl_wait. */
+int nl_queue_until(lua_State *L, int slot, nl_WaitQueue *q, double deadline,
+                   int (*ready)(nl_WaitQueue *q, void **value), void **value);
+
+/* With the owner locked: hands `status` (> 0) and `value` to the first
+ * waiter and wakes it. Returns 1, or 0 when nobody waits. */
+int nl_queue_wakeone(nl_WaitQueue *q, int status, void *value);
+void nl_queue_wakeall(nl_WaitQueue *q, int status);
+
+/* Makes this state's eventfd for blocking waits now (main, at start-up), so
+ * that a wait later cannot fail for want of a descriptor. */
+void nl_queue_setup(lua_State *L);
 
 /* ---- errors (errors.c) -------------------------------------------------- */
 

@@ -37,6 +37,7 @@ struct nl_Sched {
   lua_State *L;       /* the state's main thread */
   lua_State *H;       /* bookkeeping stack: table of live tasks at 1 */
   lua_State *running; /* the task coroutine being resumed, or NULL */
+  nl_Inbox *inbox;    /* tasks woken by other threads (waitqueue.c) */
   nl_Task *head, *tail; /* ready queue */
   int live;           /* tasks not finished */
 };
@@ -46,7 +47,6 @@ nl_Task *nl_current_task(lua_State *L);
 int nl_sched_run(void *ud);
 void nl_sched_ready(nl_Task *t);
 void nl_sched_unready(nl_Task *t);
-void nl_queue_unlink(nl_Waiter *w);
 void nl_task_init(nl_Sched *s, nl_Task *t);
 void nl_task_start(lua_State *L, int idx, nl_Task *t, lua_State *co, int nargs);
 void nl_task_resume(nl_Sched *s, nl_Task *t);
@@ -54,5 +54,15 @@ void nl_task_cancel(nl_Sched *s, nl_Task *t);
 int nl_task_yield(lua_State *L, nl_Task *t);
 int nl_waitmany_now(nl_PollFd *fds, int n);
 void nl_task_dropext(nl_Task *t);
+
+/* The running task when the wait of a call passing `nargs` values can
+ * suspend it; NULL when it blocks; raises where a task cannot wait. */
+nl_Task *nl_task_suspendable(lua_State *L, int nargs);
+
+/* waitqueue.c: the inbox through which other threads wake this scheduler's
+ * tasks; nl_inbox_deliver runs in its own thread, from the runner. */
+nl_Inbox *nl_inbox_new(nl_Loop *loop);
+void nl_inbox_free(nl_Inbox *in);
+void nl_inbox_deliver(nl_Inbox *in);
 
 #endif
