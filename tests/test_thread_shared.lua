@@ -14,10 +14,12 @@ local function until_waiting(hs)
   end
 end
 
-local function join_all(hs)
+-- Joins every handle (within `timeout` seconds each, 10 by default: a
+-- guard against a lost wake-up); each must have succeeded.
+local function join_all(hs, timeout)
   local out = {}
   for i, h in ipairs(hs) do
-    local r = table.pack(h:join())
+    local r = table.pack(h:join(timeout or 10))
     assert(r[1], tostring(r[2]))
     out[i] = r
   end
@@ -133,7 +135,7 @@ t.test("a receiving task cancelled after a value was handed to it passes the val
   ch:send("v1")                -- handed to a, which has not run yet
   t.eq(a:cancel(), true)
   t.eq(b:cancel(), true)       -- cancelled while still queued
-  t.eq(select(2, c:join()), "v1")
+  t.eq(select(2, c:join(10)), "v1")
   local d = task.spawn(function() return ch:recv() end)
   until_waiting{d}
   ch:send("v2")
@@ -194,7 +196,7 @@ t.test("a task cancelled after the lock was handed to it passes the lock on (the
   until_waiting{a, b}
   m:unlock()                   -- handed to a, which has not run yet
   a:cancel()
-  t.eq(select(2, b:join()), "b")
+  t.eq(select(2, b:join(10)), "b")
   t.eq(m:trylock(), true, "b gave it back")
   local c = task.spawn(function() m:lock() return "c" end)
   until_waiting{c}
@@ -237,7 +239,7 @@ t.test("two tasks joining one thread handle both get its results", function()
   local b = task.spawn(function() return th:join() end)
   until_waiting{a, b}
   go:send(true)
-  for _, r in ipairs(join_all{a, b}) do
+  for _, r in ipairs(join_all({a, b}, 10)) do
     t.eq(r[2], true)
     t.eq(r[3], "r")
     t.eq(r[4], 2)
@@ -260,48 +262,56 @@ t.test("tasks waiting on a channel receive what blocking code in another thread 
   t.eq(table.concat(log, " "), "1=1 2=2 3=3 4=4")
 end)
 
-t.test("a task in one thread and blocking code in another send and receive on one channel: every value arrives once", function()
+t.test("values cross one full channel both ways between a task and blocking code in another thread: every one, in order (the task's wake-ups from the thread were lost)", function()
   local N = 2000
-  local ch = thread.channel(1)        -- sends block while the other side's value waits
-  local th = thread.spawn(function(c, n)
+  local ch, turn = thread.channel(1), thread.channel()
+  local th = thread.spawn(function(c, tn, n)
+    for i = 1, n do c:send(-i) end         -- blocks while full: the task receives
+    tn:recv()                              -- the task has them all
     local got = {}
-    for i = 1, n do c:send(-i) got[#got + 1] = c:recv() end
+    for i = 1, n do got[i] = c:recv() end  -- blocks while empty: the task sends
     return got
-  end, ch, N)
+  end, ch, turn, N)
   local h = task.spawn(function()
     local got = {}
-    for i = 1, N do ch:send(i) got[#got + 1] = ch:recv() end
+    for i = 1, N do got[i] = ch:recv() end
+    turn:send(true)
+    for i = 1, N do ch:send(i) end
     return got
   end)
-  local mine, theirs = select(2, h:join()), select(2, th:join())
-  local seen, total = {}, 0
-  for _, list in ipairs{mine, theirs} do
-    for _, v in ipairs(list) do
-      t.ok(not seen[v], "value " .. v .. " received twice")
-      seen[v] = true
-      total = total + 1
-    end
+  local mine = select(2, h:join(30))
+  if not mine then ch:close() end          -- let the thread end
+  local theirs = select(2, th:join(30))
+  t.eq(type(mine), "table", "the task finished")
+  t.eq(type(theirs), "table", "the thread finished")
+  for i = 1, N do
+    t.eq(mine[i], -i)
+    t.eq(theirs[i], i)
   end
-  t.eq(total, 2 * N)
 end)
 
 t.test("a lock that blocking code in another thread unlocks goes to the waiting task: that thread cannot take it back first (the task starved)", function()
-  local m, locked, go = thread.mutex(), thread.channel(), thread.channel()
-  local th = thread.spawn(function(mu, l, g)
+  local m, locked, go, took = thread.mutex(), thread.channel(), thread.channel(), thread.channel()
+  local th = thread.spawn(function(mu, l, g, tk)
     mu:lock()
     l:send(true)
     g:recv()
     mu:unlock()
-    local took = mu:trylock()
-    if took then mu:unlock() end
-    return took
-  end, m, locked, go)
+    local got = mu:trylock()
+    if got then mu:unlock() end
+    tk:send(got)
+  end, m, locked, go, took)
   locked:recv()
-  local h = task.spawn(function() m:lock() m:unlock() return "had it" end)
+  local h = task.spawn(function()
+    m:lock()
+    local theirs = took:recv()   -- the lock is ours until the thread has tried
+    m:unlock()
+    return theirs
+  end)
   until_waiting{h}
   go:send(true)
-  t.eq(select(2, h:join()), "had it")
-  t.eq(select(2, th:join()), false)
+  t.eq(select(2, h:join(10)), false)
+  t.ok(th:join())
 end)
 
 t.test("a task's wake-up from another thread is not lost while another task's own coroutine blocks the thread (it waited for ever)", function()
