@@ -7,9 +7,11 @@
  * yields with a continuation that calls the running C function again from
  * the start (Lua 5.4's lua_yieldk): C frames never survive a suspension, so
  * a cancelled task leaves nothing behind, and a binding keeps its progress
- * in its arguments (receive's data so far, send's start index) or its userdata.
+ * in its stack slots: its arguments and a per-call record (nl_callrec_new).
  * The first wait of the restarted call returns what the suspended wait
- * ended with, so timeouts read exactly as in blocking code.
+ * ended with, so timeouts read exactly as in blocking code. Tasks that
+ * other threads wake (a channel, a mutex) come through the scheduler's
+ * inbox (waitqueue.c), delivered at the start of each run.
  *
  * The Lua face of all this (task.spawn, join, cancel ...) is bindings/task.c,
  * built on the functions at the end of this file.
