@@ -11,7 +11,8 @@
  * first waiting sender. So what was handed to a waiter is its own before it
  * runs, and a waiter that goes away (its task cancelled, Ctrl-C) passes it on
  * (pass_on_value, pass_on_room). With waiters queued the channel is empty
- * (receivers) or full (senders): a new call queues behind them.
+ * (receivers) or full (senders): a new call queues behind them. A send
+ * given room before a close still delivers (end_if_drained).
  */
 #include <errno.h>
 #ifdef __GLIBC__
@@ -133,6 +134,14 @@ static int dequeue(Channel *ch, Item **out) {
   return status;
 }
 
+/* A closed channel ends for its receivers once it is drained and no send
+ * that began before the close (given room, packing) is still under way:
+ * until then a recv waits for that value rather than report "closed". */
+static void end_if_drained(Channel *ch) {
+  if (ch->closed && ch->count == 0 && ch->reserved == 0)
+    nl_queue_wakeall(&ch->recvq, GOT_CLOSED);
+}
+
 /* pass_on of the receivers' queue: the value goes to the next receiver, or
  * back to the front of the channel. */
 static void pass_on_value(nl_WaitQueue *q, nl_QueueWait *w) {
@@ -149,6 +158,7 @@ static void pass_on_room(nl_WaitQueue *q, nl_QueueWait *w) {
   if (w->status != GOT_ROOM) return;
   ch->reserved--;
   grant_room(ch);
+  end_if_drained(ch);
 }
 
 /* ---- thread.channel and its methods ---------------------------------------- */
@@ -183,7 +193,7 @@ static int can_send(nl_WaitQueue *q, void **value) {
 static int can_recv(nl_WaitQueue *q, void **value) {
   Channel *ch = (Channel *)q->owner;
   if (ch->count > 0) return dequeue(ch, (Item **)value);
-  return ch->closed ? GOT_CLOSED : 0;
+  return ch->closed && ch->reserved == 0 ? GOT_CLOSED : 0;
 }
 
 /* nl_pack under lua_pcall, so that send can give back its room. */
@@ -218,6 +228,7 @@ static int chan_send(lua_State *L) {
   /* even if closed meanwhile: it was sent before */
   if (it != NULL && !nl_queue_wakeone(&ch->recvq, GOT_VALUE, it)) enqueue(ch, it);
   grant_room(ch); /* ours, when the value went straight to a receiver or nowhere */
+  end_if_drained(ch);
   nl_shared_unlock(&ch->sh);
   if (status != LUA_OK) return lua_error(L);
   if (it == NULL) {
@@ -251,8 +262,8 @@ static int chan_close(lua_State *L) {
   Channel *ch = check_channel(L, 1);
   nl_shared_lock(&ch->sh);
   ch->closed = 1;
-  nl_queue_wakeall(&ch->recvq, GOT_CLOSED);
   nl_queue_wakeall(&ch->sendq, GOT_CLOSED);
+  end_if_drained(ch);
   nl_shared_unlock(&ch->sh);
   return 0;
 }

@@ -126,6 +126,19 @@ t.test("close while tasks wait on both ends: each waiter gets nil, 'closed'; a v
   t.eq(select(2, full:recv()), "closed")
 end)
 
+t.test("a send given room before the close still delivers: a recv after the close waits for its value (it said 'closed' while the value was on its way)", function()
+  local ch = thread.channel(1)
+  ch:send("queued")
+  local s = task.spawn(function() return ch:send("granted") end)
+  until_waiting{s}
+  t.eq(ch:recv(), "queued")    -- the room goes to s, which has not run yet
+  ch:close()
+  local v, why = ch:recv(10)
+  t.eq(v, "granted", why)
+  t.eq(select(2, ch:recv()), "closed")
+  t.eq(select(2, s:join()), true)
+end)
+
 t.test("a receiving task cancelled after a value was handed to it passes the value on (the value was lost)", function()
   local ch = thread.channel()
   local a = task.spawn(function() return ch:recv() end)
