@@ -260,6 +260,21 @@ t.test("two tasks joining one thread handle both get its results", function()
   t.eq(select(2, th:join()), "r")
 end)
 
+t.test("two tasks and the main script joining one task all get its results", function()
+  local ch = thread.channel()
+  local h = task.spawn(function() return "r", ch:recv() end)
+  local a = task.spawn(function() return h:join() end)
+  local b = task.spawn(function() return h:join() end)
+  until_waiting{h, a, b}
+  ch:send(2)
+  t.eq(select(3, h:join(10)), 2)
+  for _, r in ipairs(join_all{a, b}) do
+    t.eq(r[2], true)
+    t.eq(r[3], "r")
+    t.eq(r[4], 2)
+  end
+end)
+
 -- ---- across OS threads -------------------------------------------------------------------
 
 t.test("tasks waiting on a channel receive what blocking code in another thread sends, in the order they began to wait (the last waiter got the first value)", function()
