@@ -172,15 +172,15 @@ static void leave(nl_QueueWait *w, int give_back) {
 /* The record of a call that waits in a task: its waiter, and a reference
  * to the queue's owner while the call lives (the object must outlive the
  * waiter, also when the state closes and boxes go in any order). */
-typedef struct Record {
+typedef struct CallRecord {
   nl_QueueWait w;
   nl_Shared *ref;
-} Record;
+} CallRecord;
 
 /* __close and __gc of a record: the call ended (returned, raised, its task
  * cancelled or its state closed). */
 static int record_close(lua_State *L) {
-  Record *r = (Record *)luaL_checkudata(L, 1, RECORD_MT);
+  CallRecord *r = (CallRecord *)luaL_checkudata(L, 1, RECORD_MT);
   if (r->w.pending) {
     lock(r->w.queue);
     leave(&r->w, 1);
@@ -286,7 +286,7 @@ static nl_QueueWait *prepare(lua_State *L, int slot, nl_WaitQueue *q, nl_QueueWa
   nl_Task *t = slot > 0 ? nl_task_suspendable(L, slot) : NULL;
   nl_QueueWait *w;
   if (t != NULL) {
-    Record *r = (Record *)nl_callrec_new(L, slot, sizeof *r);
+    CallRecord *r = (CallRecord *)nl_callrec_new(L, slot, sizeof *r);
     if (luaL_newmetatable(L, RECORD_MT)) {
       lua_pushcfunction(L, record_close);
       lua_setfield(L, -2, "__close");
@@ -317,7 +317,7 @@ static nl_QueueWait *prepare(lua_State *L, int slot, nl_WaitQueue *q, nl_QueueWa
 /* With the owner locked: lists w at the tail of its queue, unlocks and
  * waits. In a task it suspends (the replay resumes); it returns only when
  * it could not. Returns the outcome (see nl_queue_until). */
-static int wait(lua_State *L, int slot, nl_QueueWait *w, double deadline) {
+static int wait_listed(lua_State *L, int slot, nl_QueueWait *w, double deadline) {
   nl_WaitQueue *q = w->queue;
   w->status = 0;
   w->value = NULL;
@@ -336,12 +336,12 @@ static int wait(lua_State *L, int slot, nl_QueueWait *w, double deadline) {
   return w->status;
 }
 
-/* In a call replayed after wait() suspended it: its waiter, off the queue,
- * with its outcome. Else NULL. */
+/* In a call replayed after wait_listed() suspended it: its waiter, off the
+ * queue, with its outcome. Else NULL. */
 static nl_QueueWait *resume(lua_State *L, int slot) {
-  Record *r;
+  CallRecord *r;
   if (slot <= 0 || nl_callrec_get(L, slot) == NULL ||
-      (r = (Record *)luaL_testudata(L, slot, RECORD_MT)) == NULL)
+      (r = (CallRecord *)luaL_testudata(L, slot, RECORD_MT)) == NULL)
     return NULL;
   nl_waitk(L, slot, -1, 0, NL_NODEADLINE); /* takes the replayed wait's outcome */
   if (r->w.pending) {
@@ -367,7 +367,7 @@ int nl_queue_until(lua_State *L, int slot, nl_WaitQueue *q, double deadline,
       unlock(q);
       w = prepare(L, slot, q, &local);
     }
-    status = wait(L, slot, w, deadline);
+    status = wait_listed(L, slot, w, deadline);
   } else {
     status = w->status;
   }
