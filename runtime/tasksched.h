@@ -27,6 +27,7 @@ typedef struct nl_Task {
   int claimed;     /* task.all will join it: its error is not printed */
   struct nl_Task *next_ready;
   nl_WaitQueue joiners;
+  nl_QueueWait qwait; /* its entry on a queue of nl_waitqueue */
   nl_Watch one, *watches; /* watches of its current wait */
   int capwatches;
   nl_TaskExt *ext;    /* a binding's wait record (nl_task_ext) */

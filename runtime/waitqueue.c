@@ -374,3 +374,56 @@ int nl_queue_until(lua_State *L, int slot, nl_WaitQueue *q, double deadline,
   if (value != NULL) *value = w->value;
   return status;
 }
+
+/* ---- queues of one thread, woken together (nl_waitqueue) ---------------------- */
+
+/* The task's waiter leaves its wait (woken, timed out, cancelled): its
+ * entry leaves the queue. */
+static void task_entry_unlink(nl_Waiter *tw) {
+  nl_QueueWait *w = (nl_QueueWait *)tw->queue;
+  if (w->state == W_LISTED) remove_from(&w->queue->head, &w->queue->tail, w);
+  w->state = W_DONE;
+  w->pending = 0;
+  tw->queue = NULL;
+}
+
+int nl_waitqueue(lua_State *L, int nargs, nl_WaitQueue *q, double deadline) {
+  nl_Task *t = nl_task_suspendable(L, nargs);
+  nl_QueueWait local, *w;
+  int r;
+  if (t != NULL && nl_restarting(L)) /* the replay: the suspended wait's outcome */
+    return nl_waitk(L, nargs, -1, NL_READ, NL_NODEADLINE) != 0;
+  if (deadline >= 0 && deadline <= nl_monotonic()) return 0;
+  if (t != NULL) {
+    w = &t->qwait;
+    memset(w, 0, sizeof *w);
+    w->waiter = &t->w;
+    w->inbox = t->sched->inbox;
+  } else {
+    BlockFd *b = blockfd(L);
+    w = &local;
+    memset(w, 0, sizeof *w);
+    w->fd = b->fd;
+    w->depth = &b->depth;
+  }
+  w->queue = q;
+  w->thread = pthread_self();
+  append(&q->head, &q->tail, w);
+  w->state = W_LISTED;
+  w->pending = 1;
+  if (t == NULL) {
+    r = block(L, w, deadline);
+    if (r == -EINTR) return nl_raise_interrupted(L);
+    return r > 0;
+  }
+  t->w.queue = w;
+  t->w.unlink = task_entry_unlink;
+  nl_waitk(L, nargs, -1, 0, deadline); /* suspends: the replay returns above */
+  if (t->w.unlink != NULL) { /* not suspended: the deadline passed meanwhile */
+    t->w.unlink = NULL;
+    task_entry_unlink(&t->w);
+  }
+  return w->status > 0;
+}
+
+void nl_wakeall(nl_WaitQueue *q) { nl_queue_wakeall(q, 1); }
