@@ -5,7 +5,9 @@
  * scheduling itself is the runtime's (runtime/sched.c); this file only
  * translates between Lua and it.
  */
+#include <errno.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 
 #include "netlua.h"
@@ -49,19 +51,24 @@ static int push_outcome(lua_State *L, int idx) {
   return (int)n;
 }
 
-/* h:join([timeout]): true, results... | false, err | nil, "timeout". */
+/* A joiner may go on once the task is done. */
+static int task_done(nl_WaitQueue *q, void **value) {
+  nl_Task *t = (nl_Task *)(void *)((char *)q - offsetof(nl_Task, joiners));
+  (void)value;
+  return t->state == NL_TASK_DONE;
+}
+
+/* h:join([timeout]): true, results... | false, err | nil, "timeout". A
+ * join that waits in a task keeps its record in slot 3. */
 static int task_join(lua_State *L) {
   nl_Task *t = check_task(L, 1);
-  double timeout = luaL_optnumber(L, 2, -1);
-  lua_settop(L, 2);
-  if (t->state != NL_TASK_DONE) {
-    if (t->co == L) return luaL_error(L, "a task cannot join itself");
-    t->joined = 1;
-    if (!nl_waitqueue(L, 2, &t->joiners, nl_deadline(timeout)) &&
-        t->state != NL_TASK_DONE)
-      return nl_pushfail(L, "timeout", NULL);
-  }
+  int status;
+  if (t->co == L) return luaL_error(L, "a task cannot join itself");
   t->joined = 1;
+  status = nl_queue_until(L, 3, &t->joiners, nl_deadline(luaL_optnumber(L, 2, -1)),
+                          task_done, NULL);
+  if (status == -EINTR) return nl_raise_interrupted(L);
+  if (status == 0) return nl_pushfail(L, "timeout", NULL);
   return push_outcome(L, 1);
 }
 

@@ -1,250 +1,64 @@
 /*
- * thread.c: the `thread` module (layer: bindings). OS threads, each running
- * its own Lua state from nl_newstate; channels and mutexes shared between
- * them.
+ * thread.c: the `thread` module (layer: bindings): OS threads, each running
+ * its own Lua state from nl_newstate, and their handles; thread.spawn, join,
+ * daemon threads, self, cpus, sleep. Channels (channel.c) and mutexes
+ * (mutex.c) are the module's other two files; luaopen_thread, here, opens
+ * all three.
  *
- * Values cross by copy (nl_pack/nl_unpack). Shared objects (the record of a
- * running thread, channels, mutexes) are reference-counted C structures that
- * each state wraps in its own userdata; the nl_Transfer of channels and
- * mutexes takes a reference when one crosses.
+ * A thread and its handle share a reference-counted record (nl_Shared):
+ * its start packet, then its outcome. Joiners wait on the record's wait
+ * queue (runtime/waitqueue.c), in a task or not, and are all woken when it
+ * is done. Values cross by copy (nl_pack/nl_unpack).
  *
- * Waiting. Every blocking call (join, send, recv, lock, sleep) waits in
- * nl_wait, the runtime's one waiting point, so Ctrl-C (main thread) and
- * shutdown (other threads) interrupt it with no polling. Each state owns an
- * eventfd, its "waiter"; a blocked call puts its waiter on the shared
- * object's wait list, unlocks, and nl_waits on the eventfd; whoever changes
- * the object writes to every listed eventfd. An eventfd stays readable, so a
- * wake-up between unlock and wait is never lost; spurious wake-ups just loop.
- *
- * Process-wide state (one of a kind, hence a C global, guarded by a mutex):
- * the count of running non-daemon threads the main script waits for at exit,
- * as Python's threading._shutdown does, and the flag that stops busy threads
- * once the program is ending.
+ * Process-wide state (one of a kind, hence a C global, guarded by its own
+ * lock): the count of running non-daemon threads the main script waits for
+ * at exit, as Python's threading._shutdown does, and the flag that stops busy
+ * threads once the program is ending.
  */
 #include <errno.h>
-#ifdef __GLIBC__
-#include <malloc.h>
-#endif
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "netlua.h"
 #include "modules.h"
+#include "thread.h"
 
-#define NL_THREAD_MT "thread.handle"
-#define NL_CHANNEL_MT "thread.channel"
-#define NL_MUTEX_MT "thread.mutex"
-#define NL_GUARD_MT "thread.mutexguard"
-#define WAITER_KEY "thread.waiter"
 #define SELF_KEY "thread.self"
 #define STOP_HOOK_COUNT 1000
 
-/* ---- waiting on shared objects ------------------------------------------- */
-
-typedef struct Waiter {
-  struct Waiter *next, *prev;
-  int fd;
-} Waiter;
-
-typedef struct WaitList {
-  Waiter *head;
-} WaitList;
-
-static void waitlist_add(WaitList *wl, Waiter *w) {
-  w->prev = NULL;
-  w->next = wl->head;
-  if (wl->head != NULL) wl->head->prev = w;
-  wl->head = w;
-}
-
-static void waitlist_remove(WaitList *wl, Waiter *w) {
-  if (w->prev != NULL) w->prev->next = w->next;
-  else wl->head = w->next;
-  if (w->next != NULL) w->next->prev = w->prev;
-}
-
-/* Wakes every waiter; called with the object's mutex held. */
-static void waitlist_wake(WaitList *wl) {
-  for (Waiter *w = wl->head; w != NULL; w = w->next) {
-    uint64_t one = 1;
-    while (write(w->fd, &one, sizeof one) < 0 && errno == EINTR) {}
-  }
-}
-
-static void drain(int fd) {
-  uint64_t n;
-  while (read(fd, &n, sizeof n) < 0 && errno == EINTR) {}
-}
-
-/* Who waits. In a task, the wait suspends only the task, and the method
- * then starts over with its stack values 1..nargs (runtime/sched.c); `obj`
- * (the shared object) stays referenced while the task's waiter is listed on
- * it. L == NULL: a plain C wait. */
-typedef struct Caller {
-  lua_State *L;
-  int nargs;
-  void *obj;
-  void (*retain)(void *obj);
-  void (*release)(void *obj);
-} Caller;
-
-/* A task's entry on a wait list: it outlives the C frames of the call that
- * waited (they are gone while the task is suspended), so it lives in the
- * task's extension slot; the call that starts over takes it off the list. */
-typedef struct TaskNode {
-  nl_TaskExt ext; /* first: the runtime frees it through ext.cleanup */
-  Waiter w;
-  pthread_mutex_t *mu; /* of the object whose list holds w, or NULL */
-  WaitList *wl;
-  void *obj;
-  void (*release)(void *obj);
-} TaskNode;
-
-static void node_unlink(TaskNode *n) {
-  if (n->wl == NULL) return;
-  pthread_mutex_lock(n->mu);
-  waitlist_remove(n->wl, &n->w);
-  pthread_mutex_unlock(n->mu);
-  n->wl = NULL;
-  n->mu = NULL;
-  n->release(n->obj);
-}
-
-static void node_cleanup(nl_TaskExt *ext) {
-  TaskNode *n = (TaskNode *)ext;
-  node_unlink(n);
-  free(n);
-}
-
-/* At the start of a method that waits: when it starts over after a wait in
- * a task, its entry leaves the old list and the state's eventfd is drained
- * (every task waiting on it was woken when it became readable). */
-static void task_rejoin(lua_State *L, int fd) {
-  nl_TaskExt **slot;
-  uint64_t n;
-  if (!nl_restarting(L) || (slot = nl_task_ext(L)) == NULL) return;
-  if (*slot != NULL && (*slot)->cleanup == node_cleanup) node_unlink((TaskNode *)*slot);
-  while (read(fd, &n, sizeof n) < 0 && errno == EINTR) {}
-}
-
-/* wait_on for a task: lists the task's node, unlocks, suspends (does not
- * return then). Returns when the wait ends without suspending (a zero or
- * past deadline, or the outcome of the wait the call is starting over
- * from): 1 woken, 0 timeout, with *mu held again. -1: no memory, use the
- * plain wait. */
-static int task_wait_on(Caller *c, nl_TaskExt **slot, pthread_mutex_t *mu, WaitList *wl,
-                        int fd, double deadline) {
-  TaskNode *n = (TaskNode *)*slot;
-  int r;
-  if (n != NULL && n->ext.cleanup != node_cleanup) { /* another binding's record */
-    (*slot)->cleanup(*slot);
-    *slot = NULL;
-    n = NULL;
-  }
-  if (n == NULL) {
-    n = (TaskNode *)calloc(1, sizeof *n);
-    if (n == NULL) return -1;
-    n->ext.cleanup = node_cleanup;
-    *slot = &n->ext;
-  }
-  node_unlink(n);
-  n->w.fd = fd;
-  waitlist_add(wl, &n->w);
-  n->mu = mu;
-  n->wl = wl;
-  n->obj = c->obj;
-  n->release = c->release;
-  c->retain(c->obj);
-  pthread_mutex_unlock(mu);
-  r = nl_waitk(c->L, c->nargs, fd, NL_READ, deadline);
-  node_unlink(n);
-  if (r > 0) drain(fd);
-  pthread_mutex_lock(mu);
-  return r > 0 ? 1 : 0;
-}
-
-/* Called with *mu held: releases it while waiting, holds it again on
- * return. Returns 1 when woken (the caller re-checks), 0 when the deadline
- * passed, -EINTR when interrupted. */
-static int wait_on(Caller *c, pthread_mutex_t *mu, WaitList *wl, int fd, double deadline) {
-  Waiter w;
-  int r;
-  nl_TaskExt **slot = c != NULL ? nl_task_ext(c->L) : NULL;
-  if (slot != NULL && (r = task_wait_on(c, slot, mu, wl, fd, deadline)) >= 0) return r;
-  w.fd = fd;
-  waitlist_add(wl, &w);
-  pthread_mutex_unlock(mu);
-  r = nl_wait(fd, NL_READ, deadline);
-  if (r > 0) drain(fd);
-  pthread_mutex_lock(mu);
-  waitlist_remove(wl, &w);
-  if (r == -EINTR) return r;
-  return r > 0 || r < 0 ? 1 : 0;
-}
-
-/* The waiter eventfd of this state (one per state, so one per thread). */
-typedef struct WaiterBox {
-  int fd;
-} WaiterBox;
-
-static int waiterbox_gc(lua_State *L) {
-  WaiterBox *b = (WaiterBox *)lua_touserdata(L, 1);
-  if (b->fd >= 0) close(b->fd);
-  b->fd = -1;
-  return 0;
-}
-
-static int waiter_fd(lua_State *L) {
-  WaiterBox *b;
-  if (lua_getfield(L, LUA_REGISTRYINDEX, WAITER_KEY) == LUA_TUSERDATA) {
-    b = (WaiterBox *)lua_touserdata(L, -1);
-    lua_pop(L, 1);
-    return b->fd;
-  }
-  lua_pop(L, 1);
-  b = (WaiterBox *)lua_newuserdatauv(L, sizeof *b, 0);
-  b->fd = -1;
-  lua_newtable(L);
-  lua_pushcfunction(L, waiterbox_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_setmetatable(L, -2);
-  b->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (b->fd < 0) {
-    int err = errno;
-    char buf[128];
-    luaL_error(L, "cannot create eventfd: %s", nl_strerror(err, buf, sizeof buf));
-  }
-  lua_setfield(L, LUA_REGISTRYINDEX, WAITER_KEY);
-  return b->fd;
-}
+const nl_Transfer thread_shared_transfer = {"thread", nl_shared_export, nl_shared_import,
+                                            nl_shared_discard};
 
 /* ---- process-wide: threads the program waits for at exit ------------------ */
 
 static struct {
-  pthread_mutex_t mu;
-  int running;       /* non-daemon threads not finished yet */
-  WaitList waiters;  /* woken when `running` drops */
+  nl_Shared sh;          /* its lock (never freed) */
+  nl_WaitQueue waiters;  /* the main state at exit, woken when none runs */
+  int running;           /* non-daemon threads not finished yet */
   atomic_long nextid;
-  atomic_int stopping; /* the program is ending: busy threads stop */
-} procs = {PTHREAD_MUTEX_INITIALIZER, 0, {NULL}, 1, 0};
+  atomic_int stopping;   /* the program is ending: busy threads stop */
+} procs = {{1, PTHREAD_MUTEX_INITIALIZER, NULL, NULL}, {NULL, NULL, &procs.sh, NULL}, 0, 1, 0};
 
 static void procs_add(int daemon) {
   if (daemon) return;
-  pthread_mutex_lock(&procs.mu);
+  nl_shared_lock(&procs.sh);
   procs.running++;
-  pthread_mutex_unlock(&procs.mu);
+  nl_shared_unlock(&procs.sh);
 }
 
 static void procs_done(int daemon) {
   if (daemon) return;
-  pthread_mutex_lock(&procs.mu);
-  procs.running--;
-  waitlist_wake(&procs.waiters);
-  pthread_mutex_unlock(&procs.mu);
+  nl_shared_lock(&procs.sh);
+  if (--procs.running == 0) nl_queue_wakeall(&procs.waiters, 1);
+  nl_shared_unlock(&procs.sh);
+}
+
+static int none_running(nl_WaitQueue *q, void **value) {
+  (void)q;
+  (void)value;
+  return procs.running == 0;
 }
 
 static void stop_everything(void) {
@@ -256,16 +70,12 @@ static void stop_everything(void) {
  * Ctrl-C here (or one that ended the script) stops them: their waits return
  * "interrupted" and a count hook stops busy Lua code. */
 static int thread_waitall(lua_State *L) {
-  int fd = waiter_fd(L), interrupted = 0;
+  int interrupted = 0;
   if (nl_shutting_down()) stop_everything();
-  pthread_mutex_lock(&procs.mu);
-  while (procs.running > 0) {
-    if (wait_on(NULL, &procs.mu, &procs.waiters, fd, NL_NODEADLINE) == -EINTR) {
-      interrupted = 1;
-      stop_everything();
-    }
+  while (nl_queue_until(L, -1, &procs.waiters, NL_NODEADLINE, none_running, NULL) == -EINTR) {
+    interrupted = 1;
+    stop_everything();
   }
-  pthread_mutex_unlock(&procs.mu);
   if (interrupted) return nl_raise_interrupted(L);
   return 0;
 }
@@ -275,9 +85,8 @@ static int thread_waitall(lua_State *L) {
 /* What a thread and its handle share. The running thread holds one
  * reference, the handle another. */
 typedef struct Record {
-  atomic_int refs;
-  pthread_mutex_t mu;
-  WaitList waiters; /* joiners */
+  nl_Shared sh;         /* first: references, lock */
+  nl_WaitQueue joiners; /* woken together when it is done */
   pthread_t tid;
   long id;
   int daemon;
@@ -290,12 +99,9 @@ typedef struct Record {
   int joined;         /* a join delivered the outcome */
 } Record;
 
-static void record_release(Record *r);
-static void record_retain_v(void *r) { atomic_fetch_add(&((Record *)r)->refs, 1); }
-static void record_release_v(void *r) { record_release((Record *)r); }
-
-static void record_release(Record *r) {
-  if (atomic_fetch_sub(&r->refs, 1) != 1) return;
+/* The last reference went: an error nobody joined is printed now. */
+static void record_destroy(nl_Shared *sh) {
+  Record *r = (Record *)sh;
   if (r->error != NULL && !r->joined && !r->interrupted) {
     fprintf(stderr, "Exception in thread %s:\n%s\n", r->name, r->error);
     fflush(stderr);
@@ -304,7 +110,6 @@ static void record_release(Record *r) {
   nl_packet_free(r->results);
   free(r->error);
   free(r->name);
-  pthread_mutex_destroy(&r->mu);
   free(r);
 }
 
@@ -316,8 +121,8 @@ static Record *record_new(long id, const char *name, int daemon) {
     free(r);
     return NULL;
   }
-  atomic_init(&r->refs, 1);
-  pthread_mutex_init(&r->mu, NULL);
+  nl_shared_init(&r->sh, NL_THREAD_MT, record_destroy);
+  nl_queue_init(&r->joiners, &r->sh, NULL);
   r->id = id;
   r->daemon = daemon;
   return r;
@@ -329,18 +134,6 @@ static void stop_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   if (atomic_load_explicit(&procs.stopping, memory_order_relaxed))
     nl_raise_interrupted(L);
-}
-
-static int body_handler(lua_State *L) {
-  const char *msg = lua_tostring(L, 1);
-  if (msg == NULL) {
-    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
-      msg = lua_tostring(L, -1);
-    else
-      msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
-  }
-  luaL_traceback(L, L, msg, 1);
-  return 1;
 }
 
 /* Unpacks the function and arguments, runs it, packs the results. */
@@ -379,7 +172,7 @@ static int cancel_tasks(lua_State *L) {
 static void run_body(lua_State *L, Record *r) {
   lua_sethook(L, stop_hook, LUA_MASKCOUNT, STOP_HOOK_COUNT);
   set_self(L, r);
-  lua_pushcfunction(L, body_handler);
+  lua_pushcfunction(L, nl_msghandler);
   lua_pushcfunction(L, body);
   lua_pushlightuserdata(L, r);
   if (lua_pcall(L, 1, 0, 1) == LUA_OK) {
@@ -389,7 +182,7 @@ static void run_body(lua_State *L, Record *r) {
   r->ok = 0;
   r->error = strdup(lua_tostring(L, -1));
   /* threads never take Ctrl-C: "interrupted" here means shutdown */
-  r->interrupted = strncmp(lua_tostring(L, -1), "interrupted\n", 12) == 0;
+  r->interrupted = nl_is_interrupted(L, -1);
   lua_settop(L, 0);
   lua_pushcfunction(L, cancel_tasks);
   lua_pcall(L, 0, 0, 0); /* tasks the failed thread leaves: their resources close */
@@ -407,11 +200,11 @@ static void *thread_main(void *arg) {
   } else {
     r->error = strdup("cannot create state: not enough memory");
   }
-  pthread_mutex_lock(&r->mu);
+  nl_shared_lock(&r->sh);
   r->done = 1;
-  waitlist_wake(&r->waiters);
-  pthread_mutex_unlock(&r->mu);
-  record_release(r);
+  nl_queue_wakeall(&r->joiners, 1);
+  nl_shared_unlock(&r->sh);
+  nl_shared_release(&r->sh);
   procs_done(daemon);
   return NULL;
 }
@@ -431,9 +224,9 @@ static Handle *check_handle(lua_State *L, int idx) {
 
 static int record_done(Record *r) {
   int done;
-  pthread_mutex_lock(&r->mu);
+  nl_shared_lock(&r->sh);
   done = r->done;
-  pthread_mutex_unlock(&r->mu);
+  nl_shared_unlock(&r->sh);
   return done;
 }
 
@@ -448,7 +241,7 @@ static int handle_gc(lua_State *L) {
   Handle *h = (Handle *)luaL_checkudata(L, 1, NL_THREAD_MT);
   if (h->r == NULL) return 0;
   handle_reap(h, record_done(h->r));
-  record_release(h->r);
+  nl_shared_release(&h->r->sh);
   h->r = NULL;
   return 0;
 }
@@ -490,23 +283,20 @@ static int push_outcome(lua_State *L, Handle *h) {
   return n;
 }
 
-/* t:join([timeout]) -> true, results... | false, err | nil, "timeout" */
+static int thread_done(nl_WaitQueue *q, void **value) {
+  (void)value;
+  return ((Record *)q->owner)->done;
+}
+
+/* t:join([timeout]) -> true, results... | false, err | nil, "timeout". A
+ * waiting join keeps its record in slot 3; every joiner is woken, the
+ * first fills the handle's cache and the others read it. */
 static int thr_join(lua_State *L) {
   Handle *h = check_handle(L, 1);
-  Record *r = h->r;
-  double timeout = luaL_optnumber(L, 2, -1);
-  double deadline = nl_deadlinek(L, timeout);
-  int fd = waiter_fd(L), w = 1, done;
-  Caller c = {L, 2, r, record_retain_v, record_release_v};
-  lua_settop(L, 2);
-  task_rejoin(L, fd);
-  pthread_mutex_lock(&r->mu);
-  while (!r->done && w > 0) w = wait_on(&c, &r->mu, &r->waiters, fd, deadline);
-  lua_settop(L, 1);
-  done = r->done;
-  pthread_mutex_unlock(&r->mu);
-  if (w == -EINTR && !done) return nl_raise_interrupted(L);
-  if (!done) return nl_pushfail(L, "timeout", NULL);
+  double deadline = nl_deadline(luaL_optnumber(L, 2, -1));
+  int status = nl_queue_until(L, 3, &h->r->joiners, deadline, thread_done, NULL);
+  if (status == -EINTR) return nl_raise_interrupted(L);
+  if (status == 0) return nl_pushfail(L, "timeout", NULL);
   handle_reap(h, 1);
   return push_outcome(L, h);
 }
@@ -599,11 +389,11 @@ static int thread_spawn(lua_State *L) {
   h->r = r = record_new(id, name, daemon);
   if (r == NULL) return luaL_error(L, "not enough memory");
   r->start = nl_pack(L, first + 1, n);
-  atomic_fetch_add(&r->refs, 1); /* the thread's */
+  nl_shared_retain(&r->sh); /* the thread's */
   procs_add(daemon);
   err = nl_thread_start(&r->tid, thread_main, r);
   if (err != 0) {
-    atomic_fetch_sub(&r->refs, 1);
+    nl_shared_release(&r->sh);
     procs_done(daemon);
     return nl_pusherrno(L, err);
   }
@@ -612,558 +402,7 @@ static int thread_spawn(lua_State *L) {
   return 1;
 }
 
-/* ---- channels ------------------------------------------------------------- */
-
-typedef struct Item {
-  struct Item *next;
-  nl_Packet *packet;
-} Item;
-
-typedef struct Channel {
-  atomic_int refs;
-  pthread_mutex_t mu;
-  WaitList waiters; /* senders and receivers */
-  Item *head, *tail;
-  size_t count, capacity; /* capacity 0: unbounded */
-  size_t reserved;        /* room taken by sends still packing */
-  size_t bytes, peak;     /* memory the queued values hold; most since last empty */
-  int closed;
-} Channel;
-
-/* A channel that empties (or goes away) after holding this much gives the
- * memory back to the system (give_back_memory). */
-#define TRIM_BYTES ((size_t)8 << 20)
-
-/* Freed values stay in malloc's free lists, resident, however many there
- * were; malloc_trim returns their pages to the system. It walks every
- * arena, so it runs only after a channel held TRIM_BYTES. Without glibc,
- * nothing to do. */
-static void give_back_memory(void) {
-#ifdef __GLIBC__
-  malloc_trim(0);
-#endif
-}
-
-static size_t item_size(const Item *it) {
-  return sizeof *it + nl_packet_size(it->packet);
-}
-
-typedef struct ChannelBox {
-  Channel *ch;
-} ChannelBox;
-
-static void channel_release(Channel *ch);
-static void channel_retain_v(void *ch) { atomic_fetch_add(&((Channel *)ch)->refs, 1); }
-static void channel_release_v(void *ch) { channel_release((Channel *)ch); }
-
-static void channel_release(Channel *ch) {
-  int trim;
-  if (atomic_fetch_sub(&ch->refs, 1) != 1) return;
-  trim = ch->bytes >= TRIM_BYTES;
-  while (ch->head != NULL) {
-    Item *it = ch->head;
-    ch->head = it->next;
-    nl_packet_free(it->packet);
-    free(it);
-  }
-  pthread_mutex_destroy(&ch->mu);
-  free(ch);
-  if (trim) give_back_memory();
-}
-
-static Channel *check_channel(lua_State *L, int idx) {
-  ChannelBox *b = (ChannelBox *)luaL_checkudata(L, idx, NL_CHANNEL_MT);
-  if (b->ch == NULL) luaL_error(L, "attempt to use a released channel");
-  return b->ch;
-}
-
-/* Pushes a new channel userdata owning one reference to ch. */
-static void push_channel(lua_State *L, Channel *ch) {
-  ChannelBox *b = (ChannelBox *)lua_newuserdatauv(L, sizeof *b, 0);
-  b->ch = NULL;
-  luaL_setmetatable(L, NL_CHANNEL_MT);
-  b->ch = ch;
-}
-
-static int chan_gc(lua_State *L) {
-  ChannelBox *b = (ChannelBox *)luaL_checkudata(L, 1, NL_CHANNEL_MT);
-  if (b->ch != NULL) channel_release(b->ch);
-  b->ch = NULL;
-  return 0;
-}
-
-static int thread_channel(lua_State *L) {
-  lua_Integer cap = luaL_optinteger(L, 1, 0);
-  Channel *ch;
-  luaL_argcheck(L, lua_isnoneornil(L, 1) || cap > 0, 1, "capacity must be positive");
-  push_channel(L, NULL);
-  ch = (Channel *)calloc(1, sizeof *ch);
-  if (ch == NULL) return luaL_error(L, "not enough memory");
-  atomic_init(&ch->refs, 1);
-  pthread_mutex_init(&ch->mu, NULL);
-  ch->capacity = (size_t)cap;
-  ((ChannelBox *)lua_touserdata(L, -1))->ch = ch;
-  return 1;
-}
-
-#define NEED_WAITER 3
-
-/* Waits (mutex held) until `ready(ch)` or closed; returns 1, 0 on timeout,
- * or -EINTR. `fd` is the state's waiter, fetched before locking (nothing
- * here may raise); -1 when the caller has none yet: a call that must really
- * wait then returns NEED_WAITER, and the caller unlocks, fetches it and
- * tries again. So a send that finds room, or a recv that finds an item or
- * times out at once, needs no eventfd: a new thread started while the
- * process is out of descriptors can still pass values (chatserver's client
- * threads died creating one, and the hub never heard of them). */
-static int chan_wait(Caller *c, Channel *ch, int fd, int (*ready)(const Channel *),
-                     double deadline) {
-  int w = 1;
-  while (!ready(ch) && !ch->closed && w > 0) {
-    if (deadline >= 0 && nl_monotonic() >= deadline) return 0;
-    if (fd < 0) return NEED_WAITER;
-    w = wait_on(c, &ch->mu, &ch->waiters, fd, deadline);
-  }
-  if (ready(ch) || ch->closed) return 1;
-  return w;
-}
-
-/* Locks ch and waits as chan_wait does, fetching the waiter only when
- * needed; returns with ch->mu held. May raise (no eventfd), never locked. */
-static int chan_lock_wait(lua_State *L, Caller *c, Channel *ch,
-                          int (*ready)(const Channel *), double deadline) {
-  int fd = -1, w;
-  if (nl_restarting(L)) { /* after a wait in a task: it has its waiter */
-    fd = waiter_fd(L);
-    task_rejoin(L, fd);
-  }
-  for (;;) {
-    pthread_mutex_lock(&ch->mu);
-    w = chan_wait(c, ch, fd, ready, deadline);
-    if (w != NEED_WAITER) return w;
-    pthread_mutex_unlock(&ch->mu);
-    fd = waiter_fd(L);
-  }
-}
-
-static int has_room(const Channel *ch) {
-  return ch->capacity == 0 || ch->count + ch->reserved < ch->capacity;
-}
-
-static int has_items(const Channel *ch) { return ch->count > 0; }
-
-/* nl_pack under lua_pcall, so that send can give back its reserved room. */
-static int pack_one(lua_State *L) {
-  lua_pushlightuserdata(L, nl_pack(L, 1, 1));
-  return 1;
-}
-
-static void enqueue(Channel *ch, Item *it) {
-  if (ch->tail != NULL) ch->tail->next = it;
-  else ch->head = it;
-  ch->tail = it;
-  ch->count++;
-  ch->bytes += item_size(it);
-  if (ch->bytes > ch->peak) ch->peak = ch->bytes;
-}
-
-/* Takes the first item (there is one). Returns 1 when that emptied a
- * channel that held TRIM_BYTES: the caller gives the memory back once the
- * item is freed. */
-static int dequeue(Channel *ch, Item **out) {
-  Item *it = ch->head;
-  int trim = 0;
-  ch->head = it->next;
-  if (ch->head == NULL) ch->tail = NULL;
-  ch->count--;
-  ch->bytes -= item_size(it);
-  if (ch->count == 0) {
-    trim = ch->peak >= TRIM_BYTES;
-    ch->peak = ch->bytes = 0;
-  }
-  *out = it;
-  return trim;
-}
-
-/* ch:send(v[, timeout]) -> true | nil, "timeout"|"closed"
- * Room is reserved before v is packed: packing moves sockets out of this
- * state, so a send that times out or finds the channel closed must fail
- * before that, leaving the socket with the sender. */
-static int chan_send(lua_State *L) {
-  Channel *ch = check_channel(L, 1);
-  double deadline = nl_deadlinek(L, luaL_optnumber(L, 3, -1));
-  int w, status;
-  nl_Packet *p;
-  Item *it;
-  Caller c = {L, 3, ch, channel_retain_v, channel_release_v};
-  luaL_argcheck(L, !lua_isnoneornil(L, 2), 2, "cannot send nil");
-  lua_settop(L, 3);
-  w = chan_lock_wait(L, &c, ch, has_room, deadline);
-  if (w == 1 && !ch->closed) ch->reserved++;
-  else if (w == 1) w = 2; /* closed */
-  pthread_mutex_unlock(&ch->mu);
-  if (w == -EINTR) return nl_raise_interrupted(L);
-  if (w != 1) return nl_pushfail(L, w == 0 ? "timeout" : "closed", NULL);
-  lua_pushcfunction(L, pack_one);
-  lua_pushvalue(L, 2);
-  status = lua_pcall(L, 1, 1, 0);
-  p = status == LUA_OK ? (nl_Packet *)lua_touserdata(L, -1) : NULL;
-  it = p != NULL ? (Item *)malloc(sizeof *it) : NULL;
-  pthread_mutex_lock(&ch->mu);
-  ch->reserved--;
-  if (it != NULL) {
-    it->next = NULL;
-    it->packet = p;
-    enqueue(ch, it); /* even if closed meanwhile: it was sent before */
-  }
-  waitlist_wake(&ch->waiters);
-  pthread_mutex_unlock(&ch->mu);
-  if (status != LUA_OK) return lua_error(L);
-  if (it == NULL) {
-    nl_packet_free(p);
-    return luaL_error(L, "not enough memory");
-  }
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
-/* ch:recv([timeout]) -> value | nil, "timeout"|"closed" */
-static int chan_recv(lua_State *L) {
-  Channel *ch = check_channel(L, 1);
-  double deadline = nl_deadlinek(L, luaL_optnumber(L, 2, -1));
-  Item *it = NULL;
-  nl_Packet *p;
-  Caller c = {L, 2, ch, channel_retain_v, channel_release_v};
-  int w, trim = 0, n;
-  lua_settop(L, 2);
-  w = chan_lock_wait(L, &c, ch, has_items, deadline);
-  if (w == 1 && ch->count > 0) {
-    trim = dequeue(ch, &it);
-    waitlist_wake(&ch->waiters);
-  }
-  pthread_mutex_unlock(&ch->mu);
-  if (it == NULL) {
-    if (w == -EINTR) return nl_raise_interrupted(L);
-    return nl_pushfail(L, w == 0 ? "timeout" : "closed", NULL);
-  }
-  p = it->packet;
-  free(it);
-  n = nl_unpack(L, p); /* frees p */
-  if (trim) give_back_memory();
-  return n;
-}
-
-static int chan_close(lua_State *L) {
-  Channel *ch = check_channel(L, 1);
-  pthread_mutex_lock(&ch->mu);
-  ch->closed = 1;
-  waitlist_wake(&ch->waiters);
-  pthread_mutex_unlock(&ch->mu);
-  return 0;
-}
-
-static int chan_len(lua_State *L) {
-  Channel *ch = check_channel(L, 1);
-  size_t n;
-  pthread_mutex_lock(&ch->mu);
-  n = ch->count;
-  pthread_mutex_unlock(&ch->mu);
-  lua_pushinteger(L, (lua_Integer)n);
-  return 1;
-}
-
-static int chan_closed(lua_State *L) {
-  Channel *ch = check_channel(L, 1);
-  int closed;
-  pthread_mutex_lock(&ch->mu);
-  closed = ch->closed;
-  pthread_mutex_unlock(&ch->mu);
-  lua_pushboolean(L, closed);
-  return 1;
-}
-
-/* for v in ch:iter() do: recv until closed and drained. */
-static int chan_next(lua_State *L) {
-  int n;
-  lua_settop(L, 0);
-  lua_pushvalue(L, lua_upvalueindex(1));
-  n = chan_recv(L);
-  if (lua_isnil(L, -n)) return 0;
-  return n;
-}
-
-static int chan_iter(lua_State *L) {
-  check_channel(L, 1);
-  lua_settop(L, 1);
-  lua_pushcclosure(L, chan_next, 1);
-  return 1;
-}
-
-static int chan_tostring(lua_State *L) {
-  ChannelBox *b = (ChannelBox *)luaL_checkudata(L, 1, NL_CHANNEL_MT);
-  lua_pushfstring(L, "%s: %p", NL_CHANNEL_MT, (void *)b->ch);
-  return 1;
-}
-
-static int chan_eq(lua_State *L) {
-  ChannelBox *a = (ChannelBox *)luaL_checkudata(L, 1, NL_CHANNEL_MT);
-  ChannelBox *b = (ChannelBox *)luaL_checkudata(L, 2, NL_CHANNEL_MT);
-  lua_pushboolean(L, a->ch == b->ch);
-  return 1;
-}
-
-static void *chan_export(lua_State *L, int idx) {
-  Channel *ch = check_channel(L, idx);
-  atomic_fetch_add(&ch->refs, 1);
-  return ch;
-}
-
-static void chan_import(lua_State *L, void *payload) {
-  push_channel(L, (Channel *)payload);
-}
-
-static void chan_discard(void *payload) { channel_release((Channel *)payload); }
-
-static const nl_Transfer chan_transfer = {"thread", chan_export, chan_import,
-                                          chan_discard};
-
-static const luaL_Reg chan_methods[] = {
-  {"send", chan_send},
-  {"recv", chan_recv},
-  {"close", chan_close},
-  {"closed", chan_closed},
-  {"iter", chan_iter},
-  {NULL, NULL}
-};
-
-static const luaL_Reg chan_meta[] = {
-  {"__gc", chan_gc},
-  {"__close", chan_close},
-  {"__len", chan_len},
-  {"__eq", chan_eq},
-  {"__tostring", chan_tostring},
-  {NULL, NULL}
-};
-
-/* ---- mutexes ---------------------------------------------------------------- */
-
-typedef struct Mutex {
-  atomic_int refs;
-  pthread_mutex_t mu;
-  WaitList waiters;
-  int locked;
-} Mutex;
-
-typedef struct MutexBox {
-  Mutex *m;
-} MutexBox;
-
-static void mutex_release(Mutex *m);
-static void mutex_retain_v(void *m) { atomic_fetch_add(&((Mutex *)m)->refs, 1); }
-static void mutex_release_v(void *m) { mutex_release((Mutex *)m); }
-
-static void mutex_release(Mutex *m) {
-  if (atomic_fetch_sub(&m->refs, 1) != 1) return;
-  pthread_mutex_destroy(&m->mu);
-  free(m);
-}
-
-static Mutex *check_mutex(lua_State *L, int idx) {
-  MutexBox *b = (MutexBox *)luaL_checkudata(L, idx, NL_MUTEX_MT);
-  if (b->m == NULL) luaL_error(L, "attempt to use a released mutex");
-  return b->m;
-}
-
-static void push_mutex(lua_State *L, Mutex *m) {
-  MutexBox *b = (MutexBox *)lua_newuserdatauv(L, sizeof *b, 0);
-  b->m = NULL;
-  luaL_setmetatable(L, NL_MUTEX_MT);
-  b->m = m;
-}
-
-static int mutex_gc(lua_State *L) {
-  MutexBox *b = (MutexBox *)luaL_checkudata(L, 1, NL_MUTEX_MT);
-  if (b->m != NULL) mutex_release(b->m);
-  b->m = NULL;
-  return 0;
-}
-
-static int thread_mutex(lua_State *L) {
-  Mutex *m;
-  push_mutex(L, NULL);
-  m = (Mutex *)calloc(1, sizeof *m);
-  if (m == NULL) return luaL_error(L, "not enough memory");
-  atomic_init(&m->refs, 1);
-  pthread_mutex_init(&m->mu, NULL);
-  ((MutexBox *)lua_touserdata(L, -1))->m = m;
-  return 1;
-}
-
-/* Takes the lock, waiting until `deadline`: 1 taken, 0 timeout, -EINTR. */
-static int mutex_take(lua_State *L, int nargs, Mutex *m, double deadline) {
-  int fd = waiter_fd(L), w = 1;
-  Caller c = {L, nargs, m, mutex_retain_v, mutex_release_v};
-  task_rejoin(L, fd);
-  pthread_mutex_lock(&m->mu);
-  while (m->locked && w > 0) w = wait_on(&c, &m->mu, &m->waiters, fd, deadline);
-  if (!m->locked) {
-    m->locked = 1;
-    w = 1;
-  } else if (w > 0) {
-    w = 0;
-  }
-  pthread_mutex_unlock(&m->mu);
-  return w;
-}
-
-/* m:lock([timeout]) -> true | nil, "timeout" */
-static int mutex_lock(lua_State *L) {
-  Mutex *m = check_mutex(L, 1);
-  int w;
-  double deadline = nl_deadlinek(L, luaL_optnumber(L, 2, -1));
-  lua_settop(L, 2);
-  w = mutex_take(L, 2, m, deadline);
-  if (w == -EINTR) return nl_raise_interrupted(L);
-  if (w == 0) return nl_pushfail(L, "timeout", NULL);
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
-static int mutex_trylock(lua_State *L) {
-  Mutex *m = check_mutex(L, 1);
-  int taken = 0;
-  pthread_mutex_lock(&m->mu);
-  if (!m->locked) m->locked = taken = 1;
-  pthread_mutex_unlock(&m->mu);
-  lua_pushboolean(L, taken);
-  return 1;
-}
-
-static int mutex_unlock(lua_State *L) {
-  Mutex *m = check_mutex(L, 1);
-  int was;
-  pthread_mutex_lock(&m->mu);
-  was = m->locked;
-  m->locked = 0;
-  waitlist_wake(&m->waiters);
-  pthread_mutex_unlock(&m->mu);
-  if (!was) return luaL_error(L, "unlock of an unlocked mutex");
-  return 0;
-}
-
-static void mutex_give(Mutex *m) {
-  pthread_mutex_lock(&m->mu);
-  m->locked = 0;
-  waitlist_wake(&m->waiters);
-  pthread_mutex_unlock(&m->mu);
-}
-
-/* The lock m:with holds, as a to-be-closed value on the stack of the call:
- * Lua closes it however the call ends (return, error, a task cancelled
- * while it waits inside fn, the coroutine closed), so the lock is given
- * back exactly once. It keeps a reference to the mutex. */
-typedef struct Guard {
-  Mutex *m;
-  int held;
-} Guard;
-
-static int guard_close(lua_State *L) {
-  Guard *g = (Guard *)luaL_checkudata(L, 1, NL_GUARD_MT);
-  if (g->held) {
-    g->held = 0;
-    mutex_give(g->m);
-  }
-  return 0;
-}
-
-static int guard_gc(lua_State *L) {
-  Guard *g = (Guard *)luaL_checkudata(L, 1, NL_GUARD_MT);
-  guard_close(L);
-  if (g->m != NULL) mutex_release(g->m);
-  g->m = NULL;
-  return 0;
-}
-
-static void push_guard(lua_State *L, Mutex *m) {
-  Guard *g = (Guard *)lua_newuserdatauv(L, sizeof *g, 0);
-  g->m = NULL;
-  g->held = 0;
-  luaL_setmetatable(L, NL_GUARD_MT);
-  mutex_retain_v(m);
-  g->m = m;
-}
-
-static int with_results(lua_State *L, int status, lua_KContext ctx) {
-  (void)status;
-  (void)ctx;
-  return lua_gettop(L) - 2; /* above the mutex and the guard */
-}
-
-/* m:with(fn, ...) -> fn's results; the lock is released even on error. In
- * a task, fn may wait (lua_callk): the task keeps the lock meanwhile, and
- * other tasks wanting it suspend in their own m:lock()/m:with(). The guard
- * is made before the lock is taken (on top: a wait for the lock calls this
- * again with it), so no failure can come between taking and guarding. */
-static int mutex_with(lua_State *L) {
-  Mutex *m = check_mutex(L, 1);
-  Guard *g;
-  int w, top;
-  luaL_checktype(L, 2, LUA_TFUNCTION);
-  if (!nl_restarting(L) || !luaL_testudata(L, -1, NL_GUARD_MT)) push_guard(L, m);
-  top = lua_gettop(L);
-  g = (Guard *)lua_touserdata(L, top);
-  w = mutex_take(L, top, m, NL_NODEADLINE);
-  if (w == -EINTR) return nl_raise_interrupted(L);
-  nl_restart_clear(L); /* fn's waits are its own */
-  g->held = 1;
-  lua_rotate(L, 2, 1); /* mutex, guard, fn, args... */
-  lua_toclose(L, 2);
-  lua_callk(L, top - 3, LUA_MULTRET, 0, with_results);
-  return with_results(L, LUA_OK, 0);
-}
-
-static int mutex_tostring(lua_State *L) {
-  MutexBox *b = (MutexBox *)luaL_checkudata(L, 1, NL_MUTEX_MT);
-  lua_pushfstring(L, "%s: %p", NL_MUTEX_MT, (void *)b->m);
-  return 1;
-}
-
-static void *mutex_export(lua_State *L, int idx) {
-  Mutex *m = check_mutex(L, idx);
-  atomic_fetch_add(&m->refs, 1);
-  return m;
-}
-
-static void mutex_import(lua_State *L, void *payload) {
-  push_mutex(L, (Mutex *)payload);
-}
-
-static void mutex_discard(void *payload) { mutex_release((Mutex *)payload); }
-
-static const nl_Transfer mutex_transfer = {"thread", mutex_export, mutex_import,
-                                           mutex_discard};
-
-static const luaL_Reg mutex_methods[] = {
-  {"lock", mutex_lock},
-  {"unlock", mutex_unlock},
-  {"trylock", mutex_trylock},
-  {"with", mutex_with},
-  {NULL, NULL}
-};
-
-static const luaL_Reg mutex_meta[] = {
-  {"__gc", mutex_gc},
-  {"__tostring", mutex_tostring},
-  {NULL, NULL}
-};
-
-static const luaL_Reg guard_meta[] = {
-  {"__close", guard_close},
-  {"__gc", guard_gc},
-  {NULL, NULL}
-};
-
-/* ---- the rest of the module -------------------------------------------------- */
+/* ---- the module ---------------------------------------------------------------- */
 
 static int thread_sleep(lua_State *L) {
   double s = luaL_checknumber(L, 1);
@@ -1200,15 +439,6 @@ static const luaL_Reg thread_funcs[] = {
   {NULL, NULL}
 };
 
-static void new_shared_class(lua_State *L, const char *tname, const luaL_Reg *methods,
-                             const luaL_Reg *meta, const nl_Transfer *transfer) {
-  nl_newclass(L, tname, methods, meta);
-  luaL_getmetatable(L, tname);
-  lua_pushlightuserdata(L, (void *)transfer);
-  lua_setfield(L, -2, NL_TRANSFER_FIELD);
-  lua_pop(L, 1);
-}
-
 static void new_thread_class(lua_State *L) {
   luaL_newmetatable(L, NL_THREAD_MT);
   luaL_setfuncs(L, thr_meta, 0);
@@ -1220,11 +450,10 @@ static void new_thread_class(lua_State *L) {
 
 int luaopen_thread(lua_State *L) {
   new_thread_class(L);
-  new_shared_class(L, NL_CHANNEL_MT, chan_methods, chan_meta, &chan_transfer);
-  new_shared_class(L, NL_MUTEX_MT, mutex_methods, mutex_meta, &mutex_transfer);
-  nl_newclass(L, NL_GUARD_MT, NULL, guard_meta);
+  thread_open_channel(L);
+  thread_open_mutex(L);
   if (nl_is_main_thread()) {
-    waiter_fd(L); /* thread_waitall at exit must not fail for want of one */
+    nl_queue_setup(L); /* thread_waitall at exit must not fail for want of an eventfd */
     lua_pushcfunction(L, thread_waitall);
     nl_atexit(L, -1);
     lua_pop(L, 1);

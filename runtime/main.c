@@ -75,19 +75,10 @@ static int report(lua_State *L, int status) {
   return status;
 }
 
-/* Message handler: notes an interrupt and appends a traceback. */
+/* Message handler: notes Ctrl-C, then the runtime's (traceback added). */
 static int message_handler(lua_State *L) {
-  const char *msg = lua_tostring(L, 1);
-  if (msg != NULL && strcmp(msg, "interrupted") == 0) ended_by_interrupt = 1;
-  else ended_by_interrupt = 0;
-  if (msg == NULL) {
-    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
-      return 1;
-    msg = lua_pushfstring(L, "(error object is a %s value)",
-                          luaL_typename(L, 1));
-  }
-  luaL_traceback(L, L, msg, 1);
-  return 1;
+  ended_by_interrupt = nl_is_interrupted(L, 1);
+  return nl_msghandler(L);
 }
 
 static int docall(lua_State *L, int narg, int nres) {

@@ -9,6 +9,8 @@
 #ifndef NETLUA_H
 #define NETLUA_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include "lua.h"
 #include "lauxlib.h"
@@ -200,24 +202,16 @@ void *nl_callrec_get(lua_State *L, int slot); /* a replay's record, else NULL */
  * then the deadline of that wait, so a timeout spans the whole call. */
 double nl_deadlinek(lua_State *L, double timeout);
 
-/* A binding's record of a task's wait on a shared object (thread.c's wait
- * lists). Its cleanup runs when the task ends, is cancelled or collected. */
+/* A binding's record kept with a task (socket.c's lookups). Its cleanup
+ * runs when the task ends, is cancelled or collected. */
 typedef struct nl_TaskExt nl_TaskExt;
 struct nl_TaskExt { void (*cleanup)(nl_TaskExt *ext); };
 
 /* The running task's slot for such a record; NULL outside tasks. Bindings
  * share it: one that finds another's record there (its cleanup is not its
  * own) runs that cleanup and takes the slot, so a record may only be relied
- * on across the waits of one call (thread.c's wait node, socket.c's
- * lookups). */
+ * on across the waits of one call (socket.c's lookups). */
 nl_TaskExt **nl_task_ext(lua_State *L);
-
-/* A list of waiters woken together (task joins, channels). */
-typedef struct nl_WaitQueue { nl_Waiter *head; } nl_WaitQueue;
-/* Waits until nl_wakeall(q) or the deadline: 1 woken, 0 timeout. Restarts
- * as nl_waitk in tasks; the caller re-checks its condition. */
-int nl_waitqueue(lua_State *L, int nargs, nl_WaitQueue *q, double deadline);
-void nl_wakeall(nl_WaitQueue *q);
 
 /* Runs the loop until every task of this state has finished (main, when
  * the script returns; threads, when their function returns). Returns 0, or
@@ -229,8 +223,8 @@ int nl_sched_drain(lua_State *L);
 void nl_sched_cancelall(lua_State *L);
 
 /* A restarted call (nl_restarting) that got past its waits and now calls
- * Lua code, which may wait in turn (mutex:with): that code's waits are
- * fresh ones, not the replay of the suspended one. */
+ * Lua code, which may wait in turn: that code's waits are fresh ones, not
+ * the replay of the suspended one. */
 void nl_restart_clear(lua_State *L);
 
 /* ---- Ctrl-C and shutdown (signals.c) ------------------------------------ */
@@ -250,7 +244,6 @@ int nl_interrupt_signal(void);
 
 /* pthread_create with every async signal blocked from the thread's first
  * instruction on (the mask is inherited). Returns 0 or an errno value. */
-#include <pthread.h>
 int nl_thread_start(pthread_t *thread, void *(*fn)(void *), void *arg);
 
 /* True (and the interrupt consumed) when Ctrl-C arrived since last asked. */
@@ -318,6 +311,133 @@ void nl_packet_free(nl_Packet *packet);
 /* The bytes of memory a packet holds (what freeing it gives back). */
 size_t nl_packet_size(const nl_Packet *packet);
 
+/* ---- objects shared between threads (shared.c) -------------------------- */
+
+/* The head of a C structure that threads share (a channel, a mutex, a
+ * thread's record): its reference count and the lock that guards it and its
+ * wait queues. Each state wraps it in a userdata of its own (a box) that
+ * holds one reference. */
+typedef struct nl_Shared nl_Shared;
+struct nl_Shared {
+  atomic_int refs;
+  pthread_mutex_t mu;
+  const char *tname;                 /* class of its boxes */
+  void (*destroy)(nl_Shared *s);     /* frees it once unreferenced */
+};
+
+/* One reference (the caller's), lock initialised. No Lua. */
+void nl_shared_init(nl_Shared *s, const char *tname, void (*destroy)(nl_Shared *s));
+void nl_shared_retain(nl_Shared *s);
+void nl_shared_release(nl_Shared *s); /* the last one calls destroy */
+void nl_shared_lock(nl_Shared *s);
+void nl_shared_unlock(nl_Shared *s);
+
+/* Pushes a new box of class `tname` owning one reference to s (s may be
+ * NULL: the box is made closed first, the constructor then fills the
+ * returned slot). [-0, +1, m] */
+nl_Shared **nl_pushshared(lua_State *L, const char *tname, nl_Shared *s);
+
+/* The object of the box at idx; raises "attempt to use a released X". */
+nl_Shared *nl_checkshared(lua_State *L, int idx, const char *tname);
+
+/* Metamethods of a box: __gc drops its reference, __tostring "tname: 0x..",
+ * __eq compares the objects. */
+int nl_shared_gc(lua_State *L);
+int nl_shared_tostring(lua_State *L);
+int nl_shared_eq(lua_State *L);
+
+/* nl_Transfer hooks of a box: a crossing box takes one more reference. */
+void *nl_shared_export(lua_State *L, int idx);
+void nl_shared_import(lua_State *L, void *payload);
+void nl_shared_discard(void *payload);
+
+/* ---- wait queues: waiting on shared objects (waitqueue.c) --------------- */
+
+/* One queue type for every wait on a shared object (a channel's receivers
+ * and senders, a mutex, a thread's or a task's joiners), in a task or not,
+ * from any thread. Waiters queue in order (FIFO) and a wake-up is a
+ * hand-over: the waker takes the first waiter off the queue and gives it a
+ * status (and a value: a channel's item), so what it hands over (the value,
+ * the room, the lock) is that waiter's even before it runs, and nobody
+ * arriving later takes it first. A waiter that goes away without taking what
+ * it was handed (its task cancelled, Ctrl-C) passes it on through the
+ * queue's pass_on. The queue's owner lock guards it; NULL owner: a queue of
+ * one thread (task joins).
+ *
+ * Who is woken how: a task of the waker's own thread is made ready at once;
+ * a task of another thread is posted to its scheduler's inbox and that
+ * thread's loop is woken (nl_loop_wakeup), the loop then makes it ready;
+ * blocking code (no task) waits in nl_wait on its state's eventfd, which the
+ * waker writes. */
+typedef struct nl_WaitQueue nl_WaitQueue;
+typedef struct nl_QueueWait nl_QueueWait;
+typedef struct nl_Inbox nl_Inbox;
+
+struct nl_WaitQueue {
+  nl_QueueWait *head, *tail;
+  nl_Shared *owner; /* its lock and references; NULL: one thread's queue */
+  /* With the owner locked: `w` was handed w->status/w->value and goes away
+   * without taking them; give them to the next waiter or back to the owner. */
+  void (*pass_on)(nl_WaitQueue *q, nl_QueueWait *w);
+};
+
+/* One waiter: in a task it lives in the call's record (nl_callrec_new),
+ * else on the C stack of nl_queue_until. pass_on reads status and value;
+ * the rest is the runtime's. */
+struct nl_QueueWait {
+  int status;  /* 0 while waiting or timed out; then the waker's (> 0) */
+  void *value; /* what the waker handed over with it */
+  nl_QueueWait *prev, *next; /* on the queue, then on an inbox */
+  nl_WaitQueue *queue;
+  int state;   /* listed, posted to an inbox, done (guarded by the owner) */
+  int pending; /* listed or holding an outcome not yet taken (its thread's) */
+  pthread_t thread;  /* whose it is */
+  nl_Waiter *waiter; /* a task's: fired by the loop; NULL: blocking */
+  nl_Inbox *inbox;   /* a task's scheduler's */
+  int fd;            /* blocking: the eventfd the waker writes */
+  int *depth;        /* blocking: waits nested on that eventfd */
+};
+
+void nl_queue_init(nl_WaitQueue *q, nl_Shared *owner,
+                   void (*pass_on)(nl_WaitQueue *q, nl_QueueWait *w));
+
+/* A call that may wait on q: with the owner locked, `ready(q, value)`
+ * says whether the call can go on now (> 0, its status; it may set *value
+ * and change the object, a channel's item taken, a mutex taken) or must wait
+ * (0). Waits until the first waiter is handed an outcome, `deadline`, or
+ * Ctrl-C. Returns ready's status, the waker's (*value set to what it handed
+ * over), 0 on timeout, or -EINTR (Ctrl-C/shutdown, in blocking waits; the
+ * caller raises). No lock is held on return.
+ *
+ * In a task that can suspend, a call that must wait keeps its waiter in a
+ * record at stack slot `slot` (the last of the values its waits pass; made
+ * only then) and suspends; the replayed call, entering this again, finds its
+ * outcome there. The record is a to-be-closed value: however the call ends
+ * (it returns, raises, its task is cancelled), a waiter still listed leaves
+ * the queue and an outcome it did not take is passed on. Elsewhere (the main
+ * script, a thread's function, a coroutine of the user's own; slot < 0
+ * always) it blocks on this state's eventfd through nl_wait. */
+int nl_queue_until(lua_State *L, int slot, nl_WaitQueue *q, double deadline,
+                   int (*ready)(nl_WaitQueue *q, void **value), void **value);
+
+/* With the owner locked: hands `status` (> 0) and `value` to the first
+ * waiter and wakes it. Returns 1, or 0 when nobody waits. */
+int nl_queue_wakeone(nl_WaitQueue *q, int status, void *value);
+void nl_queue_wakeall(nl_WaitQueue *q, int status);
+
+/* For a queue of one thread (owner NULL) whose waiters are all woken
+ * together and re-check their condition (socket.c's turns): waits until
+ * nl_wakeall(q) or `deadline`: 1 woken, 0 timeout; Ctrl-C raises. A task
+ * waits with an entry of its own (it waits for one thing at a time), so the
+ * call needs no record for it; the call is replayed as after nl_waitk and
+ * this wait then returns the suspended one's outcome. */
+int nl_waitqueue(lua_State *L, int nargs, nl_WaitQueue *q, double deadline);
+void nl_wakeall(nl_WaitQueue *q); /* nl_queue_wakeall(q, 1) */
+
+/* Makes this state's eventfd for blocking waits now (main, at start-up), so
+ * that a wait later cannot fail for want of a descriptor. */
+void nl_queue_setup(lua_State *L);
+
 /* ---- errors (errors.c) -------------------------------------------------- */
 
 /* Pushes nil, msg and, when code is not NULL, code. Returns the count. */
@@ -332,9 +452,22 @@ const char *nl_errname(int err);
 /* strerror in lowercase, into buf. Returns buf. */
 const char *nl_strerror(int err, char *buf, size_t size);
 
+/* Message handler for lua_pcall (lua.c's): the error as a string (from
+ * __tostring, or naming its type) followed by the traceback. */
+int nl_msghandler(lua_State *L);
+
+/* True when the value at idx is the "interrupted" error (nl_raise_interrupted),
+ * also when a message handler added a traceback to it. */
+int nl_is_interrupted(lua_State *L, int idx);
+
 /* Creates a metatable for userdata type `tname` with `methods` in __index
  * and `meta` as metamethods. Leaves nothing on the stack. */
 void nl_newclass(lua_State *L, const char *tname, const luaL_Reg *methods,
                  const luaL_Reg *meta);
+
+/* nl_newclass for a type whose values can cross into another thread's
+ * state: `transfer` goes under NL_TRANSFER_FIELD. */
+void nl_newclass_transfer(lua_State *L, const char *tname, const luaL_Reg *methods,
+                          const luaL_Reg *meta, const nl_Transfer *transfer);
 
 #endif

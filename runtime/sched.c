@@ -7,9 +7,11 @@
  * yields with a continuation that calls the running C function again from
  * the start (Lua 5.4's lua_yieldk): C frames never survive a suspension, so
  * a cancelled task leaves nothing behind, and a binding keeps its progress
- * in its arguments (receive's data so far, send's start index) or its userdata.
+ * in its stack slots: its arguments and a per-call record (nl_callrec_new).
  * The first wait of the restarted call returns what the suspended wait
- * ended with, so timeouts read exactly as in blocking code.
+ * ended with, so timeouts read exactly as in blocking code. Tasks that
+ * other threads wake (a channel, a mutex) come through the scheduler's
+ * inbox (waitqueue.c), delivered at the start of each run.
  *
  * The Lua face of all this (task.spawn, join, cancel ...) is bindings/task.c,
  * built on the functions at the end of this file.
@@ -29,6 +31,8 @@
 static int sched_gc(lua_State *L) {
   nl_Sched *s = lua_touserdata(L, 1);
   s->head = s->tail = NULL;
+  nl_inbox_free(s->inbox);
+  s->inbox = NULL;
   if (s->loop != NULL) {
     nl_loop_setrunner(s->loop, NULL, NULL);
     nl_loop_use(s->loop, -s->live);
@@ -55,6 +59,8 @@ nl_Sched *nl_sched(lua_State *L) {
   lua_setmetatable(L, -2);
   s->loop = nl_loop();
   if (s->loop == NULL) luaL_error(L, "cannot create the event loop");
+  s->inbox = nl_inbox_new(s->loop);
+  if (s->inbox == NULL) luaL_error(L, "not enough memory");
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
   s->L = lua_tothread(L, -1);
   lua_pop(L, 1);
@@ -98,7 +104,9 @@ static void task_wake(nl_Waiter *w) { nl_sched_ready(w->data); }
  * in between). Returns nonzero when some are ready again. */
 int nl_sched_run(void *ud) {
   nl_Sched *s = ud;
-  nl_Task *last = s->tail;
+  nl_Task *last;
+  nl_inbox_deliver(s->inbox); /* tasks other threads woke */
+  last = s->tail;
   while (s->head != NULL) {
     nl_Task *t = s->head;
     s->head = t->next_ready;
@@ -125,6 +133,10 @@ static nl_Task *suspendable(lua_State *L, int nargs) {
                   "outside that function (fetch the data first, then sort or "
                   "format it)");
   return t;
+}
+
+nl_Task *nl_task_suspendable(lua_State *L, int nargs) {
+  return suspendable(L, nargs);
 }
 
 int nl_restarting(lua_State *L) {
@@ -199,17 +211,9 @@ static int restart_k(lua_State *L, int status, lua_KContext ctx) {
 }
 
 static int suspend(lua_State *L, nl_Task *t, int nargs, nl_Watch *watches, int n,
-                   double deadline, nl_WaitQueue *q) {
+                   double deadline) {
   int r = nl_waiter_arm(t->sched->loop, &t->w, watches, n, deadline);
   if (r != 0) return r;
-  if (q != NULL) {
-    t->w.qprev = NULL;
-    t->w.qnext = q->head;
-    if (q->head) q->head->qprev = &t->w;
-    q->head = &t->w;
-    t->w.queue = q;
-    t->w.unlink = nl_queue_unlink;
-  }
   t->state = NL_TASK_WAITING;
   return lua_yieldk(L, 0, nargs, restart_k);
 }
@@ -251,7 +255,7 @@ int nl_waitk(lua_State *L, int nargs, int fd, int events, double deadline) {
   w = task_watches(L, t, 1);
   w->fd = fd;
   w->events = events;
-  (void)suspend(L, t, nargs, w, fd >= 0 ? 1 : 0, deadline, NULL);
+  (void)suspend(L, t, nargs, w, fd >= 0 ? 1 : 0, deadline);
   return events; /* could not arm (a file, no memory): let the call retry */
 }
 
@@ -282,7 +286,7 @@ int nl_waitmanyk(lua_State *L, int nargs, nl_PollFd *fds, int n, double deadline
     w[i].fd = fds[i].fd;
     w[i].events = fds[i].events;
   }
-  r = suspend(L, t, nargs, w, n, deadline, NULL);
+  r = suspend(L, t, nargs, w, n, deadline);
   return r;
 }
 
@@ -300,56 +304,6 @@ int nl_sleep_lua(lua_State *L) {
   luaL_argcheck(L, seconds >= 0, 1, "sleep length must be a non-negative number");
   nl_sleepk(L, 1, seconds);
   return 0;
-}
-
-/* ---- wait queues ------------------------------------------------------------- */
-
-void nl_queue_unlink(nl_Waiter *w) {
-  nl_WaitQueue *q = w->queue;
-  if (q == NULL) return;
-  if (w->qprev) w->qprev->qnext = w->qnext;
-  else q->head = w->qnext;
-  if (w->qnext) w->qnext->qprev = w->qprev;
-  w->qprev = w->qnext = NULL;
-  w->queue = NULL;
-}
-
-void nl_wakeall(nl_WaitQueue *q) {
-  nl_Loop *loop = nl_loop();
-  while (q->head != NULL) {
-    nl_Waiter *w = q->head;
-    if (loop == NULL) { nl_queue_unlink(w); continue; }
-    nl_waiter_fire(loop, w, 1); /* unlinks w */
-    if (q->head == w) nl_queue_unlink(w);
-  }
-}
-
-int nl_waitqueue(lua_State *L, int nargs, nl_WaitQueue *q, double deadline) {
-  nl_Task *t = suspendable(L, nargs);
-  nl_Loop *loop;
-  nl_Waiter self;
-  int r;
-  if (t != NULL) {
-    if (take_restart(t, &r)) return r > 0;
-    if (deadline >= 0 && deadline <= nl_monotonic()) return 0;
-    r = suspend(L, t, nargs, NULL, 0, deadline, q);
-    return luaL_error(L, "cannot wait: %s", strerror(-r));
-  }
-  if (deadline >= 0 && deadline <= nl_monotonic()) return 0;
-  loop = nl_loop();
-  if (loop == NULL) return luaL_error(L, "cannot create the event loop");
-  nl_waiter_init(&self, NULL, NULL);
-  if ((r = nl_waiter_arm(loop, &self, NULL, 0, deadline)) != 0)
-    return luaL_error(L, "cannot wait: %s", strerror(-r));
-  self.qnext = q->head;
-  if (q->head) q->head->qprev = &self;
-  q->head = &self;
-  self.queue = q;
-  self.unlink = nl_queue_unlink;
-  while (self.result == NL_PENDING) nl_loop_runonce(loop, &self);
-  nl_waiter_disarm(loop, &self);
-  if (self.result == -EINTR) nl_raise_interrupted(L);
-  return self.result > 0;
 }
 
 /* ---- draining the loop at the end ------------------------------------------- */
@@ -407,6 +361,7 @@ void nl_sched_cancelall(lua_State *L) {
 void nl_task_init(nl_Sched *s, nl_Task *t) {
   memset(t, 0, sizeof *t);
   t->sched = s;
+  nl_queue_init(&t->joiners, NULL, NULL);
   nl_waiter_init(&t->w, task_wake, t);
   t->state = NL_TASK_NEW;
 }
@@ -459,10 +414,10 @@ static void finish(nl_Sched *s, nl_Task *t, int status, int nres) {
     if (t->cancelled) {
       lua_pushliteral(H, "cancelled");
     } else {
+      t->interrupted = nl_is_interrupted(co, -1);
       msg = lua_tostring(co, -1);
       if (msg == NULL) msg = lua_pushfstring(co, "(error object is a %s value)",
                                              luaL_typename(co, -1));
-      t->interrupted = strcmp(msg, "interrupted") == 0;
       luaL_traceback(H, co, msg, 0);
       lua_resetthread(co); /* its to-be-closed variables run now */
     }
@@ -487,7 +442,7 @@ static void finish(nl_Sched *s, nl_Task *t, int status, int nres) {
   s->live--;
   nl_loop_use(s->loop, -1);
   if (s->live == 0) nl_loop_wakeup(s->loop); /* a drain may be about to sleep */
-  nl_wakeall(&t->joiners);
+  nl_queue_wakeall(&t->joiners, 1);
 }
 
 void nl_task_resume(nl_Sched *s, nl_Task *t) {

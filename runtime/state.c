@@ -139,7 +139,7 @@ int nl_run_atexit(lua_State *L) {
   for (lua_Integer i = 1; lua_rawgeti(L, -1, i) != LUA_TNIL; i++) {
     if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
       const char *msg = lua_tostring(L, -1);
-      if (msg != NULL && strcmp(msg, "interrupted") == 0) interrupted = 1;
+      if (nl_is_interrupted(L, -1)) interrupted = 1;
       lua_writestringerror("%s: ", NL_PROGNAME);
       lua_writestringerror("%s\n", msg ? msg : "(error object is not a string)");
       lua_pop(L, 1);

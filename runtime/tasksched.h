@@ -27,6 +27,7 @@ typedef struct nl_Task {
   int claimed;     /* task.all will join it: its error is not printed */
   struct nl_Task *next_ready;
   nl_WaitQueue joiners;
+  nl_QueueWait qwait; /* its entry on a queue of nl_waitqueue */
   nl_Watch one, *watches; /* watches of its current wait */
   int capwatches;
   nl_TaskExt *ext;    /* a binding's wait record (nl_task_ext) */
@@ -37,6 +38,7 @@ struct nl_Sched {
   lua_State *L;       /* the state's main thread */
   lua_State *H;       /* bookkeeping stack: table of live tasks at 1 */
   lua_State *running; /* the task coroutine being resumed, or NULL */
+  nl_Inbox *inbox;    /* tasks woken by other threads (waitqueue.c) */
   nl_Task *head, *tail; /* ready queue */
   int live;           /* tasks not finished */
 };
@@ -46,12 +48,21 @@ nl_Task *nl_current_task(lua_State *L);
 int nl_sched_run(void *ud);
 void nl_sched_ready(nl_Task *t);
 void nl_sched_unready(nl_Task *t);
-void nl_queue_unlink(nl_Waiter *w);
 void nl_task_init(nl_Sched *s, nl_Task *t);
 void nl_task_start(lua_State *L, int idx, nl_Task *t, lua_State *co, int nargs);
 void nl_task_resume(nl_Sched *s, nl_Task *t);
 void nl_task_cancel(nl_Sched *s, nl_Task *t);
 int nl_task_yield(lua_State *L, nl_Task *t);
 void nl_task_dropext(nl_Task *t);
+
+/* The running task when the wait of a call passing `nargs` values can
+ * suspend it; NULL when it blocks; raises where a task cannot wait. */
+nl_Task *nl_task_suspendable(lua_State *L, int nargs);
+
+/* waitqueue.c: the inbox through which other threads wake this scheduler's
+ * tasks; nl_inbox_deliver runs in its own thread, from the runner. */
+nl_Inbox *nl_inbox_new(nl_Loop *loop);
+void nl_inbox_free(nl_Inbox *in);
+void nl_inbox_deliver(nl_Inbox *in);
 
 #endif

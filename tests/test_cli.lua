@@ -128,6 +128,15 @@ t.test("an error object that is a table is reported by type", function()
   t.match(err, "error object is a table value")
 end)
 
+t.test("an error object with __tostring gets its traceback in main as in a thread (main printed the message alone)", function()
+  local code_text = "local e = setmetatable({}, {__tostring = function() return 'custom' end}) "
+  local _, err, code = t.netlua("-e " .. q(code_text .. "error(e)"))
+  t.eq(code, 1)
+  t.match(err, "^netlua: custom\nstack traceback:")
+  local out = t.netlua("-e " .. q("print(select(2, require('thread').spawn(function() " .. code_text .. "error(e) end):join()))"))
+  t.match(out, "^custom\nstack traceback:")
+end)
+
 t.test("bad option: one usage line on stderr, exit 2", function()
   local out, err, code = t.netlua("-z")
   t.eq(code, 2)
