@@ -458,7 +458,7 @@ static int step(lua_State *L, Batch *b) {
     fds[i].events = b->watches[i].events;
   }
   if (n == 0 && deadline < 0) deadline = nl_deadline(0.05); /* not expected */
-  if (nl_task_ext(L) != NULL) r = nl_waitmanyk(L, 4, fds, n, deadline);
+  if (nl_in_task(L)) r = nl_waitmanyk(L, 4, fds, n, deadline);
   else r = nl_waitmany(fds, n, deadline);
   if (r > 0) {
     for (int i = 0; i < n; i++) {

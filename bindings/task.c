@@ -116,7 +116,6 @@ static int task_gc(lua_State *L) {
     nl_waiter_disarm(t->sched->loop, &t->w);
   else if (t->state == NL_TASK_READY)
     nl_sched_unready(t);
-  nl_task_dropext(t);
   free(t->watches);
   t->watches = NULL;
   return 0;

@@ -404,13 +404,6 @@ static int thread_spawn(lua_State *L) {
 
 /* ---- the module ---------------------------------------------------------------- */
 
-static int thread_sleep(lua_State *L) {
-  double s = luaL_checknumber(L, 1);
-  luaL_argcheck(L, s >= 0, 1, "non-negative number expected");
-  nl_sleepk(L, 1, s);
-  return 0;
-}
-
 /* thread.self() -> name, id ("MainThread", 0 in the main state) */
 static int thread_self(lua_State *L) {
   if (lua_getfield(L, LUA_REGISTRYINDEX, SELF_KEY) != LUA_TTABLE) {
@@ -433,7 +426,7 @@ static const luaL_Reg thread_funcs[] = {
   {"spawn", thread_spawn},
   {"channel", thread_channel},
   {"mutex", thread_mutex},
-  {"sleep", thread_sleep},
+  {"sleep", nl_sleep_lua},
   {"self", thread_self},
   {"cpus", thread_cpus},
   {NULL, NULL}

@@ -198,20 +198,8 @@ int nl_restarting(lua_State *L);
 void *nl_callrec_new(lua_State *L, int slot, size_t size); /* zeroed, at slot */
 void *nl_callrec_get(lua_State *L, int slot); /* a replay's record, else NULL */
 
-/* nl_deadline(timeout), except in a call restarted after a wait in a task:
- * then the deadline of that wait, so a timeout spans the whole call. */
-double nl_deadlinek(lua_State *L, double timeout);
-
-/* A binding's record kept with a task (socket.c's lookups). Its cleanup
- * runs when the task ends, is cancelled or collected. */
-typedef struct nl_TaskExt nl_TaskExt;
-struct nl_TaskExt { void (*cleanup)(nl_TaskExt *ext); };
-
-/* The running task's slot for such a record; NULL outside tasks. Bindings
- * share it: one that finds another's record there (its cleanup is not its
- * own) runs that cleanup and takes the slot, so a record may only be relied
- * on across the waits of one call (socket.c's lookups). */
-nl_TaskExt **nl_task_ext(lua_State *L);
+/* True when L is a running task, whose waits (nl_waitk ...) suspend it. */
+int nl_in_task(lua_State *L);
 
 /* Runs the loop until every task of this state has finished (main, when
  * the script returns; threads, when their function returns). Returns 0, or
@@ -222,10 +210,6 @@ int nl_sched_drain(lua_State *L);
  * script failed or was interrupted): their to-be-closed variables run. */
 void nl_sched_cancelall(lua_State *L);
 
-/* A restarted call (nl_restarting) that got past its waits and now calls
- * Lua code, which may wait in turn: that code's waits are fresh ones, not
- * the replay of the suspended one. */
-void nl_restart_clear(lua_State *L);
 
 /* ---- Ctrl-C and shutdown (signals.c) ------------------------------------ */
 /* "Ctrl-C" below stands for any of SIGINT, SIGTERM and SIGHUP. */

@@ -139,14 +139,14 @@ nl_Task *nl_task_suspendable(lua_State *L, int nargs) {
   return suspendable(L, nargs);
 }
 
+int nl_in_task(lua_State *L) {
+  nl_Task *t = nl_current_task(L);
+  return t != NULL && t->state == NL_TASK_RUNNING;
+}
+
 int nl_restarting(lua_State *L) {
   nl_Task *t = nl_current_task(L);
   return t != NULL && t->restart_pending;
-}
-
-void nl_restart_clear(lua_State *L) {
-  nl_Task *t = nl_current_task(L);
-  if (t != NULL) t->restart_pending = 0;
 }
 
 void *nl_callrec_new(lua_State *L, int slot, size_t size) {
@@ -163,24 +163,6 @@ void *nl_callrec_new(lua_State *L, int slot, size_t size) {
 void *nl_callrec_get(lua_State *L, int slot) {
   if (!nl_restarting(L) || lua_type(L, slot) != LUA_TUSERDATA) return NULL;
   return lua_touserdata(L, slot);
-}
-
-double nl_deadlinek(lua_State *L, double timeout) {
-  nl_Task *t = nl_current_task(L);
-  if (t != NULL && t->restart_pending) return t->w.deadline;
-  return nl_deadline(timeout);
-}
-
-nl_TaskExt **nl_task_ext(lua_State *L) {
-  nl_Task *t = nl_current_task(L);
-  if (t == NULL || t->state != NL_TASK_RUNNING) return NULL;
-  return &t->ext;
-}
-
-void nl_task_dropext(nl_Task *t) {
-  nl_TaskExt *ext = t->ext;
-  t->ext = NULL;
-  if (ext != NULL) ext->cleanup(ext);
 }
 
 /* Takes the outcome of the suspended wait the restarted call is replaying:
@@ -396,7 +378,6 @@ static void report_failure(lua_State *H, nl_Task *t) {
 static void finish(nl_Sched *s, nl_Task *t, int status, int nres) {
   lua_State *H = s->H, *co = t->co;
   int ok = status == LUA_OK;
-  nl_task_dropext(t);
   lua_rawgetp(H, 1, t); /* the task's userdata */
   if (ok) {
     lua_createtable(H, nres + 1, 1);
@@ -470,7 +451,6 @@ void nl_task_cancel(nl_Sched *s, nl_Task *t) {
   if (t->state == NL_TASK_WAITING) nl_waiter_disarm(s->loop, &t->w);
   t->cancelled = 1;
   t->restart_pending = 0;
-  nl_task_dropext(t); /* while the objects it waited on are still alive */
   lua_resetthread(t->co);
   lua_settop(t->co, 0);
   finish(s, t, LUA_ERRRUN, 0);

@@ -30,7 +30,6 @@ typedef struct nl_Task {
   nl_QueueWait qwait; /* its entry on a queue of nl_waitqueue */
   nl_Watch one, *watches; /* watches of its current wait */
   int capwatches;
-  nl_TaskExt *ext;    /* a binding's wait record (nl_task_ext) */
 } nl_Task;
 
 struct nl_Sched {
@@ -53,7 +52,6 @@ void nl_task_start(lua_State *L, int idx, nl_Task *t, lua_State *co, int nargs);
 void nl_task_resume(nl_Sched *s, nl_Task *t);
 void nl_task_cancel(nl_Sched *s, nl_Task *t);
 int nl_task_yield(lua_State *L, nl_Task *t);
-void nl_task_dropext(nl_Task *t);
 
 /* The running task when the wait of a call passing `nargs` values can
  * suspend it; NULL when it blocks; raises where a task cannot wait. */
