@@ -28,22 +28,18 @@
 #include "netlua.h"
 #include "modules.h"
 #include "sock.h"
+#include "buf.h"
 #include "curlnames.h"
 
 #define NL_BATCH_MT "http.batch"
 #define DEFAULT_USER_AGENT "netlua/" NL_VERSION
 
-/* A growable byte buffer. */
-typedef struct Buf {
-  char *data;
-  size_t len, cap;
-} Buf;
 
 /* One transfer of a batch. */
 typedef struct Transfer {
   CURL *easy;
   struct curl_slist *headers;
-  Buf body, head;
+  nl_Buf body, head;
   int fd;          /* output file, or -1 */
   int to_file;     /* the body goes to a file: count bytes, keep none */
   int write_errno; /* why writing the output file failed */
@@ -74,27 +70,6 @@ typedef struct Batch {
 
 /* ---- buffers ------------------------------------------------------------ */
 
-static int buf_add(Buf *b, const char *data, size_t len) {
-  if (b->len + len > b->cap) {
-    size_t cap = b->cap ? b->cap : 4096;
-    char *p;
-    while (cap < b->len + len) cap *= 2;
-    p = realloc(b->data, cap);
-    if (p == NULL) return -1;
-    b->data = p;
-    b->cap = cap;
-  }
-  memcpy(b->data + b->len, data, len);
-  b->len += len;
-  return 0;
-}
-
-static void buf_free(Buf *b) {
-  free(b->data);
-  b->data = NULL;
-  b->len = b->cap = 0;
-}
-
 /* ---- curl callbacks (no Lua in here) ------------------------------------ */
 
 /* True (and noted) when len more bytes would pass the body limit. */
@@ -111,7 +86,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud) {
   Transfer *t = ud;
   size_t len = size * nmemb, off = 0;
   if (over_limit(t, len)) return 0;
-  if (!t->to_file) return buf_add(&t->body, data, len) == 0 ? len : 0;
+  if (!t->to_file) return nl_buf_add(&t->body, data, len) == 0 ? len : 0;
   while (off < len) {
     ssize_t w = write(t->fd, data + off, len - off);
     if (w < 0 && errno == EINTR) continue;
@@ -131,7 +106,7 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *ud) {
   Transfer *t = ud;
   size_t len = size * nmemb;
   if (len >= 5 && memcmp(data, "HTTP/", 5) == 0) t->head.len = 0;
-  return buf_add(&t->head, data, len) == 0 ? len : 0;
+  return nl_buf_add(&t->head, data, len) == 0 ? len : 0;
 }
 
 static int on_socket(CURL *easy, curl_socket_t fd, int what, void *ud,
@@ -191,8 +166,8 @@ static void transfer_free(Batch *b, Transfer *t) {
   t->headers = NULL;
   if (t->fd >= 0) close(t->fd);
   t->fd = -1;
-  buf_free(&t->body);
-  buf_free(&t->head);
+  nl_buf_free(&t->body);
+  nl_buf_free(&t->head);
 }
 
 /* One idempotent cleanup for __gc, __close and the end of perform(). */

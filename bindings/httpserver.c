@@ -429,11 +429,7 @@ static const luaL_Reg core_funcs[] = {
 /* http.server: the core's functions handed to the Lua half
  * (bindings/httpserver.lua), which returns the module. */
 int luaopen_http_server(lua_State *L) {
-  nl_newclass(L, NL_SERVER_MT, srv_methods, srv_meta);
-  luaL_getmetatable(L, NL_SERVER_MT);
-  lua_pushlightuserdata(L, (void *)&srv_transfer);
-  lua_setfield(L, -2, NL_TRANSFER_FIELD);
-  lua_pop(L, 1);
+  nl_newclass_transfer(L, NL_SERVER_MT, srv_methods, srv_meta, &srv_transfer);
   nl_newclass(L, NL_CONN_MT, httpconn_methods, httpconn_meta);
   luaL_newlib(L, core_funcs);
   nl_runembedded(L, "httpserver", 1);
