@@ -458,6 +458,7 @@ local function start_workers(self)
     if not ok then
       self.core:stop()
       join_workers(list)
+      if is_interrupted(t) then error("interrupted", 0) end -- Ctrl-C while starting them
       error(format("http.server: cannot start a worker: %s", tostring(t)), 3)
     end
     list[#list + 1] = t
