@@ -1,12 +1,12 @@
 -- json.lua: the Lua half of the json module (layer: bindings). It receives
--- lua-cjson's C table and adds what upstream lacks: decode errors that give
--- the line and column, and an encoder for pretty printing (sorted keys) and
--- for tables marked as arrays (json.empty_array, json.array_mt). json.c sends
--- encode() here only when one of those is needed; plain values go straight
--- to cjson.
+-- lua-cjson's C table and adds what upstream lacks: decode errors in words
+-- with the line and column (json.c calls _decode_error with cjson's
+-- message), and an encoder for pretty printing (sorted keys) and for marked
+-- arrays cjson cannot write (_encode_ext). json.c sends encode() here only
+-- when one of those is needed; everything else goes to cjson's encoder.
 local cjson, array_mt, empty_array_mt = ...
 
-local raw_encode, raw_decode, max_depth = cjson.encode, cjson.decode, cjson.encode_max_depth
+local raw_encode, max_depth = cjson.encode, cjson.encode_max_depth
 local concat, sort, rep, format = table.concat, table.sort, string.rep, string.format
 local type, pairs, getmetatable, tostring = type, pairs, getmetatable, tostring
 local math_type = math.type
@@ -18,26 +18,135 @@ M._NAME = "json"
 M.array_mt = array_mt
 M.empty_array = setmetatable({}, empty_array_mt)
 
--- "line 3, column 7" for the byte offset cjson reports.
+-- ---- decode errors in words ----------------------------------------------
+-- cjson says "Expected comma or array end but found T_NUMBER at character
+-- 4"; json.c has the text too and asks _decode_error for a sentence:
+-- "json: unexpected number 2 at line 1, column 4 (expected ',' or ']')".
+
+-- Line and column (in characters, when the line is UTF-8) of a byte offset.
 local function where(text, offset)
   local line, line_start = 1, 1
   for pos in text:sub(1, offset - 1):gmatch("()\n") do
     line, line_start = line + 1, pos + 1
   end
-  return line, offset - line_start + 1
+  local before = text:sub(line_start, offset - 1)
+  return line, (utf8.len(before) or #before) + 1
 end
 
-function M.decode(text)
-  local ok, result = pcall(raw_decode, text)
-  if ok then return result end
-  local offset = type(text) == "string" and type(result) == "string"
-                 and tonumber(result:match("at character (%d+)"))
-  if offset then
-    local line, column = where(text, offset)
-    local what = result:gsub("^%u", string.lower)
-    error(format("json: %s (line %d, column %d)", what, line, column), 2)
+local function quoted(s)
+  if #s > 24 then s = s:sub(1, 20) .. "..." end
+  return "'" .. s .. "'"
+end
+
+-- The bad thing at offset: a word, one UTF-8 character, or a byte.
+local function thing_at(text, offset)
+  local word = text:match("^[%w_.+-]+", offset)
+  if word then return quoted(word) end
+  local char = text:match("^" .. utf8.charpattern, offset)
+  if char and utf8.len(char) and char:byte() >= 32 and char ~= "\127" then
+    return quoted(char)
   end
-  error(result, 2)
+  return format("byte 0x%02X", text:byte(offset) or 0)
+end
+
+local punctuation = {
+  T_OBJ_BEGIN = "'{'", T_OBJ_END = "'}'", T_ARR_BEGIN = "'['",
+  T_ARR_END = "']'", T_COLON = "':'", T_COMMA = "','",
+}
+
+local function found_text(found, text, offset)
+  if found == "T_END" then return "unexpected end of input" end
+  if punctuation[found] then return "unexpected " .. punctuation[found] end
+  if found == "T_STRING" then
+    local s = text:match('^"[^"]*"?', offset) or '"'
+    return "unexpected string " .. (#s > 24 and s:sub(1, 20) .. '..."' or s)
+  end
+  if found == "T_NUMBER" then
+    return "unexpected number " .. (text:match("^[%w.+-]+", offset) or "")
+  end
+  if found == "T_BOOLEAN" or found == "T_NULL" then
+    return "unexpected " .. (text:match("^%a+", offset) or "literal")
+  end
+  if found == "invalid number" then return "invalid number " .. thing_at(text, offset) end
+  return "unexpected " .. thing_at(text, offset) -- invalid token
+end
+
+local function previous_char(text, offset)
+  return text:sub(1, offset - 1):match("(%S)%s*$")
+end
+
+local function expected_text(expected, text, offset)
+  local prev = previous_char(text, offset)
+  if expected == "value" then
+    if prev == "," or prev == ":" then return "a value after '" .. prev .. "'" end
+    if prev == "[" then return "a value or ']'" end
+    return "a value"
+  elseif expected == "object key string" then
+    if prev == "," then return "a key string after ','" end
+    return "a key string or '}'"
+  elseif expected == "colon" then
+    return "':' after the key"
+  elseif expected == "comma or object end" then
+    return "',' or '}'"
+  elseif expected == "comma or array end" then
+    return "',' or ']'"
+  elseif expected == "the end" then
+    return "the end of input"
+  end
+  return expected
+end
+
+-- Where an unterminated string opened: the last quote not escaped.
+local function string_start(text)
+  local start
+  for pos, slashes in text:gmatch('()(\\*)"') do
+    if #slashes % 2 == 0 then start = pos + #slashes end
+  end
+  return start or 1
+end
+
+function M._decode_error(text, msg)
+  local expected, found, offset = msg:match("^Expected (.-) but found (.-) at character (%d+)$")
+  offset = tonumber(offset)
+  if offset then
+    local what
+    if found == "unexpected end of string" then
+      offset = string_start(text)
+      what, expected = "unterminated string", "'\"' before the end of input"
+    elseif found == "invalid escape code" then
+      what = "invalid escape " .. quoted(text:match("^\\.?", offset) or "\\") .. " in a string"
+      expected = [[one of \" \\ \/ \b \f \n \r \t \uXXXX]]
+    elseif found == "invalid unicode escape code" then
+      what = "invalid escape " .. quoted(text:match("^\\u[^\"]?[^\"]?[^\"]?[^\"]?", offset) or "\\u") .. " in a string"
+      expected = [[\u and four hex digits, a surrogate pair for U+10000 and up]]
+    else
+      what = found_text(found, text, offset)
+      expected = expected_text(expected, text, offset)
+    end
+    local line, column = where(text, offset)
+    return format("json: %s at line %d, column %d (expected %s)", what, line, column, expected)
+  end
+  local depth, at = msg:match("^Found too many nested data structures %((%d+)%) at character (%d+)$")
+  if depth then
+    local line, column = where(text, tonumber(at))
+    return format("json: too deeply nested at line %d, column %d (more than %d levels; json.decode_max_depth sets the limit)",
+      line, column, depth - 1)
+  end
+  if msg:find("UTF-16 or UTF-32", 1, true) then
+    return "json: UTF-16 and UTF-32 are not supported (expected UTF-8 text)"
+  end
+  return "json: " .. msg
+end
+
+-- ---- the extended encoder (indent, sort_keys, odd marked arrays) -----------
+
+-- How json.c writes numbers: integers exactly, floats as cjson does, with
+-- ".0" when that would read back as an integer.
+local function number_text(v)
+  if math_type(v) == "integer" then return format("%d", v) end
+  local s = raw_encode(v)
+  if not s:find("[^%d-]") then s = s .. ".0" end
+  return s
 end
 
 local function is_marked_array(t)
@@ -64,7 +173,7 @@ end
 local function key_string(k)
   local kt = type(k)
   if kt == "string" then return k end
-  if kt == "number" then return raw_encode(k) end
+  if kt == "number" then return number_text(k) end
   error("json: cannot encode a table key of type " .. kt, 0)
 end
 
@@ -122,7 +231,9 @@ function M._encode_ext(value, opts)
   end
 
   function encode(v, depth)
-    if type(v) ~= "table" then put(raw_encode(v)); return end
+    local vt = type(v)
+    if vt == "number" then put(number_text(v)); return end
+    if vt ~= "table" then put(raw_encode(v)); return end
     if active[v] then error("json: cannot encode a table that contains itself", 0) end
     if depth >= limit then error(format("Cannot serialise, excessive nesting (%d)", depth + 1), 0) end
     active[v] = true

@@ -1,7 +1,8 @@
 /*
  * modules.h: the luaopen_* function of every built-in module (layer:
  * runtime). state.c preloads each into every state; each binding defines
- * exactly one of these and nothing else that is not static.
+ * exactly one of these (json.c two: json and cjson.safe) and nothing else
+ * that is not static.
  */
 #ifndef NETLUA_MODULES_H
 #define NETLUA_MODULES_H
@@ -9,7 +10,7 @@
 #include "lua.h"
 
 int luaopen_json(lua_State *L);
-int luaopen_cjson_safe(lua_State *L); /* lua-cjson's static library */
+int luaopen_json_safe(lua_State *L);
 int luaopen_time(lua_State *L);
 int luaopen_http(lua_State *L);
 int luaopen_http_server(lua_State *L);

@@ -27,7 +27,7 @@ static int open_json_as_cjson(lua_State *L) {
 static const luaL_Reg preloaded_modules[] = {
   {"json", luaopen_json},
   {"cjson", open_json_as_cjson},
-  {"cjson.safe", luaopen_cjson_safe},
+  {"cjson.safe", luaopen_json_safe},
   {"time", luaopen_time},
   {"http", luaopen_http},
   {"http.server", luaopen_http_server},

@@ -7,18 +7,19 @@
 --
 -- Reading standard input blocks, so a daemon thread does it and passes the
 -- lines through a channel; the main thread owns the socket.
-local socket = require "socket"
+local cli = require "cli"
 local thread = require "thread"
 
-local host = arg[1] or "127.0.0.1"
-local port = tonumber(arg[2] or 6790) or error("port must be a number", 0)
+local opts = cli.parse({...}, {
+  usage = "netlua scripts/chatclient.lua [host [port]]",
+  help = "A client for chatserver.lua: sends the lines typed on standard input and\n" ..
+    "prints what the server broadcasts; at the end of input it sends /quit.\n\n" ..
+    "  host   the server's name or address (default 127.0.0.1)\n" ..
+    "  port   its port (default 6790)\n",
+  args = {{"host", "host", "127.0.0.1"}, {"port", "peer_port", 6790}},
+})
 io.stdout:setvbuf("line")
-
-local sock, err = socket.connect(host, port)
-if not sock then
-  io.stderr:write(string.format("netlua: cannot connect to %s port %s: %s\n", host, port, err))
-  os.exit(1)
-end
+local sock = cli.connect(opts.host, opts.port)
 
 local typed = thread.channel()
 thread.spawn{function()

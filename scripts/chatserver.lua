@@ -114,8 +114,10 @@ local function session(client, id, hub)
   hub:send({"leave", id, why})
 end
 
-local opts = cli.parse({...}, {port = 6790, count = false},
-  "netlua scripts/chatserver.lua [host [port]] [--count N]")
+local opts = cli.parse({...}, cli.server_spec{name = "chatserver.lua", port = 6790,
+  about = "A chat server, one thread per client: each line a client sends goes to the\n" ..
+    "others as \"[id] text\"; /quit leaves. Connect with nc or chatclient.lua.",
+  lines = "              (N clients have come and gone)\n"})
 io.stdout:setvbuf("line")
 local server = cli.listen(opts, 64)
 

@@ -1,46 +1,134 @@
--- cli.lua: what the server and client scripts share: their command line
--- (`[host [port]] [--flag N]...`), how they print an address, and how they
--- fail. Found by `require "cli"` because it sits next to them.
+-- cli.lua: what the scripts share: one command-line parser (positional
+-- arguments, `--name value` options, `--help`), how they print an address,
+-- and how they fail. Found by `require "cli"` because it sits next to them.
 local M = {}
 
--- Bad command-line use: the message and the usage line on stderr, status 2.
-local function usage_error(msg, usage)
-  io.stderr:write("netlua: ", msg, "\n")
-  if usage then io.stderr:write("usage: ", usage, "\n") end
+-- ---- the command line --------------------------------------------------
+
+-- Kinds of values: each turns the text into the value, or returns nil and
+-- what the value must be ("port must be a number from 0 to 65535, not 'x'").
+M.kinds = {
+  host = function(s)
+    if s ~= "" then return s end
+    return nil, "a host name or address"
+  end,
+  port = function(s) -- a port to listen on: 0 picks a free one
+    local n = math.tointeger(tonumber(s))
+    if n and n >= 0 and n <= 65535 then return n end
+    return nil, "a number from 0 to 65535"
+  end,
+  peer_port = function(s) -- a port to connect or send to
+    local n = math.tointeger(tonumber(s))
+    if n and n >= 1 and n <= 65535 then return n end
+    return nil, "a number from 1 to 65535"
+  end,
+  count = function(s)
+    local n = math.tointeger(tonumber(s))
+    if n and n >= 1 then return n end
+    return nil, "a whole number from 1 up"
+  end,
+  seconds = function(s)
+    local n = tonumber(s)
+    if n and n > 0 and n < math.huge then return n end
+    return nil, "a number of seconds above 0"
+  end,
+  text = function(s) return s end,
+}
+
+-- Bad use: "netlua: <message>" and the usage line on stderr, status 2.
+function M.usage_error(spec, fmt, ...)
+  io.stderr:write("netlua: ", string.format(fmt, ...), "\n")
+  io.stderr:write("usage: ", spec.usage, "\n")
   os.exit(2)
 end
+local usage_error = M.usage_error
 
--- Parses positional host and port plus `--name N` options whose names are
--- keys of `defaults` (each a positive integer), and `--name` switches whose
--- names are keys of `switches` (true when given). Returns a table with host,
--- port and those options; on bad use prints `usage` and exits 2.
-function M.parse(args, defaults, usage, switches)
-  switches = switches or {}
-  local opts, pos, i = {host = "127.0.0.1"}, {}, 1
-  for k, v in pairs(defaults) do opts[k] = v end
+local function help(spec)
+  io.stdout:write("usage: ", spec.usage, "\n")
+  if spec.help then io.stdout:write("\n", (spec.help:gsub("\n*$", "\n"))) end
+  os.exit(0)
+end
+
+-- The value of `text` as `kind` (a name in M.kinds or a function), or a
+-- usage error naming `what` (the option or argument) and the bad text.
+local function convert(spec, what, kind, text)
+  local value, must = (type(kind) == "function" and kind or M.kinds[kind])(text)
+  if value == nil then usage_error(spec, "%s must be %s, not '%s'", what, must, text) end
+  return value
+end
+
+-- Parses `args` as `spec` says; returns a table of the values by name.
+--   spec.usage    the usage line: "netlua scripts/x.lua [host [port]] [--count N]"
+--   spec.help     what --help prints under it
+--   spec.args     the positional arguments in order: {name, kind, default}
+--   spec.options  --name options: name = {kind, default}; kind "switch"
+--                 takes no value and is true when given
+--   spec.short    one-letter aliases: c = "count" makes -c N mean --count N
+-- Options may come anywhere, as `--name value` or `--name=value`; `--`
+-- ends them. Bad use prints the message and the usage line on stderr and
+-- exits 2; -h or --help prints the usage and help on stdout and exits 0.
+function M.parse(args, spec)
+  local opts, pos, options, i = {}, {}, spec.options or {}, 1
+  for _, a in ipairs(spec.args or {}) do opts[a[1]] = a[3] end
+  for name, o in pairs(options) do opts[name] = o[2] end
+  local only_positional = false
   while i <= #args do
-    local flag = args[i]:match("^%-%-([%w-]+)$")
-    if flag and switches[flag] then
-      opts[flag] = true
-    elseif flag and flag ~= "host" and flag ~= "port" and defaults[flag] ~= nil then
-      local n = math.tointeger(tonumber(args[i + 1]))
-      if not n or n < 1 then usage_error("--" .. flag .. " needs a positive number", usage) end
-      opts[flag] = n
-      i = i + 1
-    elseif flag then
-      usage_error("unknown option --" .. flag, usage)
+    local a = args[i]
+    local name, inline = a:match("^%-%-([%w-]+)=(.*)$")
+    if not name then name = a:match("^%-%-([%w-]+)$") end
+    if not name and a:match("^%-%w$") then
+      name = a == "-h" and "help" or (spec.short or {})[a:sub(2)]
+    end
+    if only_positional or not name then
+      if a == "--" and not only_positional then
+        only_positional = true
+      elseif a:match("^%-%-?%a") and not only_positional then
+        usage_error(spec, "unknown option %s", a)
+      else
+        pos[#pos + 1] = a
+      end
+    elseif name == "help" then
+      help(spec)
+    elseif not options[name] then
+      usage_error(spec, "unknown option --%s", name)
+    elseif options[name][1] == "switch" then
+      if inline then usage_error(spec, "--%s takes no value", name) end
+      opts[name] = true
     else
-      pos[#pos + 1] = args[i]
+      local text = inline
+      if text == nil then
+        i = i + 1
+        text = args[i]
+        if text == nil then usage_error(spec, "--%s needs a value", name) end
+      end
+      opts[name] = convert(spec, "--" .. name, options[name][1], text)
     end
     i = i + 1
   end
-  opts.host = pos[1] or opts.host
-  opts.port = math.tointeger(tonumber(pos[2] or opts.port))
-  if not opts.port or opts.port < 0 or opts.port > 65535 then
-    usage_error("port must be a number from 0 to 65535", usage)
+  local positional = spec.args or {}
+  if #pos > #positional then usage_error(spec, "unexpected argument '%s'", pos[#positional + 1]) end
+  for k, text in ipairs(pos) do
+    local a = positional[k]
+    opts[a[1]] = convert(spec, a[1], a[2], text)
   end
   return opts
 end
+
+-- ---- addresses and failures ----------------------------------------------
+
+-- "127.0.0.1:80", "[::1]:80".
+function M.where(host, port)
+  if tostring(host):find(":", 1, true) then return string.format("[%s]:%s", host, port) end
+  return string.format("%s:%s", host, port)
+end
+
+-- Prints "netlua: <message>" on stderr and exits with status 1.
+function M.fail(fmt, ...)
+  io.stderr:write("netlua: ", string.format(fmt, ...), "\n")
+  os.exit(1)
+end
+
+-- ---- servers and clients ---------------------------------------------------
 
 -- A TCP server listening on opts.host:opts.port (backlog clients queued), or
 -- "netlua: cannot listen on HOST:PORT: <reason>" and status 1. Prints
@@ -52,6 +140,14 @@ function M.listen(opts, backlog, note)
   local ip, port = server:getsockname()
   print("listening on " .. M.where(ip, port) .. (note or ""))
   return server
+end
+
+-- A TCP connection to host:port, or "netlua: cannot connect to HOST:PORT:
+-- <reason>" and status 1.
+function M.connect(host, port)
+  local sock, err = require("socket").connect(host, port)
+  if not sock then M.fail("cannot connect to %s: %s", M.where(host, port), err) end
+  return sock
 end
 
 -- The next client of `server`. An accept that fails (out of descriptors,
@@ -91,16 +187,23 @@ function M.reply(client, text)
   client:close()
 end
 
--- "127.0.0.1:80", "[::1]:80".
-function M.where(host, port)
-  if tostring(host):find(":", 1, true) then return string.format("[%s]:%s", host, port) end
-  return string.format("%s:%s", host, port)
-end
-
--- Prints "netlua: <message>" on stderr and exits with status 1.
-function M.fail(fmt, ...)
-  io.stderr:write("netlua: ", string.format(fmt, ...), "\n")
-  os.exit(1)
+-- The spec of a server's command line, `[host [port]] [--count N]` and
+-- the `extra` options: s.name (the script's file name), s.port (its
+-- default port), s.about (what it does), s.options and s.usage (extra
+-- options and their part of the usage line), s.lines (their help lines).
+function M.server_spec(s)
+  local options = {count = {"count", false}}
+  for k, v in pairs(s.options or {}) do options[k] = v end
+  return {
+    usage = string.format("netlua scripts/%s [host [port]] [--count N]%s", s.name, s.usage or ""),
+    help = s.about .. "\n\n" ..
+      "  host        the address to listen on (default 127.0.0.1; 0.0.0.0 or ::\n" ..
+      "              for other machines too)\n" ..
+      string.format("  port        the port (default %d; 0 picks a free one)\n", s.port) ..
+      "  --count N   stop after N clients\n" .. (s.lines or ""),
+    args = {{"host", "host", "127.0.0.1"}, {"port", "port", s.port}},
+    options = options,
+  }
 end
 
 return M

@@ -1,7 +1,11 @@
 -- demo.lua: a short tour of the runtime (run by `make demo`).
 -- Usage: netlua scripts/demo.lua
+local cli = require "cli"
 local json = require "json"
 local time = require "time"
+
+cli.parse({...}, {usage = "netlua scripts/demo.lua",
+  help = "A short tour of the runtime: time, sleep and JSON (what `make demo` runs first)."})
 
 print("netlua runs Lua " .. _VERSION:match("%d+%.%d+") .. " with modules built in.")
 print("time.datetime()  -> " .. time.datetime())

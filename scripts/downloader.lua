@@ -10,11 +10,22 @@
 -- up to --retries tries (the tutorial's getHTMLText), into --out (default
 -- ./downloads). An image larger than --max-size (bytes, or with a K, M or G
 -- suffix; default 20M), counted after any Content-Encoding is decoded, is
--- stopped there and reported as a failure; nothing of it stays on disk. With no --api it first starts the bundled image API
--- (scripts/imageapi.lua) on a free loopback port, so it works offline.
+-- stopped there and reported as a failure; nothing of it stays on disk.
+-- With no --api it first starts the bundled image API
+-- (scripts/imageapi.lua) on a free loopback port, so it works offline. The
+-- key is --key, else $IMAGEAPI_KEY, else netlua-demo-key: the same rule as
+-- imageapi.lua's, so the two work together by default.
 -- Exit status 0 only when every image was saved; 1 otherwise; 2 bad usage.
+-- Its neighbours cli.lua and imageapi.lua sit next to it; netlua finds
+-- modules next to the main script, and this finds them also when another
+-- script loads this one (the tests do).
+local HERE = (arg and arg[0] and arg[0]:match("^(.*)/[^/]*$")) or "."
+package.path = HERE .. "/?.lua;" .. package.path
+
 local http = require "http"
 local time = require "time"
+local cli = require "cli"
+local imageapi = require "imageapi"
 
 local USER_AGENT = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 " ..
   "(KHTML, like Gecko) Chrome/120.0 Safari/537.36"
@@ -23,13 +34,6 @@ local USER_AGENT = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36
 local Failure = {}
 local function fail(fmt, ...)
   error(setmetatable({msg = string.format(fmt, ...)}, Failure), 0)
-end
-
-local function usage(msg)
-  if msg then io.stderr:write("downloader: ", msg, "\n") end
-  io.stderr:write("usage: netlua downloader.lua [--api URL] [--key K] [--num N] [--out DIR]" ..
-    " [--threads N] [--retries N] [--timeout S] [--max-size N]\n")
-  os.exit(2)
 end
 
 -- ---- arguments ------------------------------------------------------------
@@ -44,44 +48,41 @@ local function parse_size(s)
   return math.floor(tonumber(n) * SIZE_UNITS[unit:upper()])
 end
 
+local function size(s)
+  local n = parse_size(s)
+  if n and n > 0 then return n end
+  return nil, "a positive size (bytes, or 512K, 20M, 1G)"
+end
+
+local SPEC = {
+  usage = "netlua scripts/downloader.lua [--api URL] [--key K] [--num N] [--out DIR]\n" ..
+    "       [--threads N] [--retries N] [--timeout S] [--max-size N]",
+  help = "The tutorial's image downloader: fetches a tianapi-style image list\n" ..
+    "(URL?key=K&num=N) and downloads every picUrl in it, several at a time.\n\n" ..
+    "  --api URL      the list's URL (default: the bundled image API, started on a\n" ..
+    "                 free loopback port, so it works offline)\n" ..
+    "  --key K        the API's key (default: $IMAGEAPI_KEY, else netlua-demo-key,\n" ..
+    "                 which the bundled API and imageapi.lua accept by default)\n" ..
+    "  --num N        how many images to ask for (default 10)\n" ..
+    "  --out DIR      where to save them (default ./downloads)\n" ..
+    "  --threads N    downloads at once (default 4)\n" ..
+    "  --retries N    tries per request (default 3)\n" ..
+    "  --timeout S    seconds per request (default 30)\n" ..
+    "  --max-size N   largest image, in bytes or 512K, 20M, 1G (default 20M)\n",
+  options = {api = {"text"}, key = {"text"}, num = {"count", 10}, out = {"text", "./downloads"},
+    threads = {"count", 4}, retries = {"count", 3}, timeout = {"seconds", 30},
+    ["max-size"] = {size, 20 * 1024 * 1024}},
+}
+
 local function parse_args(args)
-  local o = {num = 10, out = "./downloads", threads = 4, retries = 3, timeout = 30,
-    max_size = 20 * 1024 * 1024}
-  local numeric = {num = "integer", threads = "integer", retries = "integer", timeout = "number",
-    max_size = "size"}
-  local i = 1
-  while i <= #args do
-    local name, value = args[i]:match("^%-%-([%w-]+)$"), args[i + 1]
-    name = name and name:gsub("-", "_")
-    if name == "help" then usage() end
-    if not name or not (numeric[name] or name == "api" or name == "key" or name == "out") then
-      usage("unknown option " .. args[i])
-    end
-    local flag = "--" .. name:gsub("_", "-")
-    if value == nil then usage(flag .. " needs a value") end
-    if numeric[name] == "size" then
-      value = parse_size(value)
-      if not value or value <= 0 then usage(flag .. " needs a positive size (bytes, or 512K, 20M, 1G)") end
-    elseif numeric[name] then
-      local n = tonumber(value)
-      if not n or (numeric[name] == "integer" and n ~= math.floor(n)) or n <= 0 then
-        usage(flag .. " needs a positive " .. numeric[name])
-      end
-      value = numeric[name] == "integer" and math.tointeger(n) or n
-    end
-    o[name] = value
-    i = i + 2
-  end
+  local o = cli.parse(args, SPEC)
+  o.max_size = o["max-size"]
   return o
 end
 
 -- ---- the bundled API, in the background -----------------------------------
 
 local function quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
-local function script_dir()
-  return (arg and arg[0] and arg[0]:match("^(.*)/[^/]*$")) or "."
-end
 
 -- Starts scripts/imageapi.lua on a free loopback port. Returns its endpoint
 -- and a stop function.
@@ -95,7 +96,7 @@ local function start_bundled_api(key)
     ch:send(srv.endpoint)
     srv:serve()
     srv:close()
-  end, ready, key, script_dir(), name = "imageapi", daemon = true}
+  end, ready, key, HERE, name = "imageapi", daemon = true}
   local endpoint = ready:recv(10)
   if not endpoint then fail("could not start the bundled image API") end
   return endpoint, function()
@@ -106,6 +107,37 @@ end
 
 -- ---- the list -------------------------------------------------------------
 
+-- What tianapi's error codes mean (its messages are in Chinese), and the
+-- bundled API's messages word for word.
+local API_CODES = {
+  [100] = "internal server error", [110] = "this API is offline",
+  [120] = "this API is under maintenance", [130] = "too many calls too fast",
+  [140] = "no permission to call this API", [150] = "no calls left",
+  [160] = "the account has not applied for this API",
+  [170] = "the Referer is not allowed", [180] = "the IP address is not allowed",
+  [190] = "this key cannot be used", [230] = "wrong or empty key",
+  [240] = "the key parameter is missing", [250] = "no data",
+  [260] = "a parameter is empty", [270] = "a parameter's value is wrong",
+  [280] = "a required parameter is missing", [290] = "input too long",
+}
+local API_MESSAGES = {
+  ["key错误或为空"] = "wrong or empty key", ["num参数错误"] = "wrong num parameter",
+}
+local KEY_CODES = {[190] = true, [230] = true, [240] = true}
+
+-- "error code 230: key错误或为空 (wrong or empty key)", and how to set the
+-- key when the key is what is wrong.
+local function api_error(code, msg)
+  local english = API_MESSAGES[msg] or API_CODES[code]
+  local text = string.format("error code %s: %s", tostring(code), tostring(msg))
+  if english and english ~= msg then text = text .. " (" .. english .. ")" end
+  if KEY_CODES[code] then
+    text = text .. "; the key is --key K, else $IMAGEAPI_KEY, else " .. imageapi.DEFAULT_KEY ..
+      " (what imageapi.lua accepts by default)"
+  end
+  return text
+end
+
 -- Fetches and checks the image list; exits 1 with a clear message when the
 -- API fails, answers non-JSON, an error code, or a list without picUrl.
 local function fetch_list(o)
@@ -113,26 +145,26 @@ local function fetch_list(o)
     user_agent = USER_AGENT, timeout = o.timeout, retries = o.retries - 1,
     retry_backoff = 0.2})
   if not res then fail("cannot reach the API %s: %s", o.api, msg) end
-  if res.status ~= 200 then fail("the API answered HTTP %d %s", res.status, res.reason) end
+  if res.status ~= 200 then fail("the API %s answered HTTP %d %s", o.api, res.status, res.reason) end
   local ok, data = pcall(res.json, res)
   if not ok or type(data) ~= "table" then
-    fail("the API did not answer JSON (got %q...)", res.body:sub(1, 40))
+    fail("the API %s did not answer JSON (got %q...)", o.api, res.body:sub(1, 40))
   end
   if data.code ~= 200 then
     local code = math.type(data.code) == "float" and math.tointeger(data.code) or data.code
-    fail("the API answered error code %s: %s", tostring(code), tostring(data.msg))
+    fail("the API %s answered %s", o.api, api_error(code, data.msg))
   end
-  if type(data.newslist) ~= "table" then fail("the API answer has no newslist") end
+  if type(data.newslist) ~= "table" then fail("the API %s answered no newslist", o.api) end
   local urls, missing = {}, 0
   for i, item in ipairs(data.newslist) do
     if type(item) == "table" and type(item.picUrl) == "string" and item.picUrl ~= "" then
       urls[#urls + 1] = item.picUrl
     else
       missing = missing + 1
-      io.stderr:write(string.format("downloader: entry %d of the list has no picUrl\n", i))
+      io.stderr:write(string.format("netlua: entry %d of the list from %s has no picUrl\n", i, o.api))
     end
   end
-  if #urls == 0 then fail("the API's list holds no picUrl") end
+  if #urls == 0 then fail("the list from %s holds no picUrl", o.api) end
   return urls, missing
 end
 
@@ -280,12 +312,11 @@ end
 local function main(...)
   local o = parse_args({...})
   local stop
+  o.key = imageapi.key(o.key)
   if not o.api then
-    o.key = o.key or "netlua-demo-key"
     o.api, stop = start_bundled_api(o.key)
     print("started the bundled image API at " .. o.api)
   end
-  o.key = o.key or ""
   local ok, err = pcall(function()
     local urls, missing = fetch_list(o)
     local names = unique_names(urls)
@@ -305,7 +336,7 @@ local function main(...)
   end)
   if stop then stop() end
   if not ok and getmetatable(err) == Failure then
-    io.stderr:write("downloader: ", err.msg, "\n")
+    io.stderr:write("netlua: ", err.msg, "\n")
     os.exit(1)
   end
   if not ok then error(err, 0) end

@@ -25,8 +25,11 @@ local function serve(client, quiet)
   if peer then print("closed " .. peer) end
 end
 
-local opts = cli.parse({...}, {port = 7000, count = false},
-  "netlua scripts/echoserver.lua [host [port]] [--count N] [--quiet]", {quiet = true})
+local opts = cli.parse({...}, cli.server_spec{name = "echoserver.lua", port = 7000,
+  about = "An echo server with one task per client, all on one OS thread: every byte a\n" ..
+    "client sends comes back to it.",
+  options = {quiet = {"switch", false}}, usage = " [--quiet]",
+  lines = "  --quiet     no line per client\n"})
 io.stdout:setvbuf("line")
 local server = cli.listen(opts, 4096)
 local accepted = 0

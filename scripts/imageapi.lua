@@ -6,7 +6,8 @@
 -- As a script:  netlua scripts/imageapi.lua [--host H] [--port P] [--key K]
 --                      [--portfile F] [--lifetime S] [--workers N]
 --   (--portfile: write the port there, for --port 0; --lifetime: stop after
---   S seconds; --workers: serve from N threads, or "auto": one per core)
+--   S seconds; --workers: serve from N threads, or "auto": one per core;
+--   the key: --key, else $IMAGEAPI_KEY, else netlua-demo-key)
 -- As a module:  local api = require "imageapi"
 --               local srv = api.server{port = 0, key = "k"}  -- then srv:serve()
 --               api.png(i)  -> the bytes of image i
@@ -173,31 +174,45 @@ end
 
 -- ---- as a script ----------------------------------------------------------
 
-local function usage()
-  io.stderr:write("usage: netlua imageapi.lua [--host H] [--port P] [--key K] [--portfile F]\n" ..
-    "       [--lifetime S] [--workers N|auto]\n")
-  os.exit(2)
+-- The key: --key, else the environment's IMAGEAPI_KEY, else the demo key
+-- (downloader.lua takes its key the same way, so the two agree).
+function M.key(given)
+  local env = os.getenv("IMAGEAPI_KEY")
+  return given or (env ~= "" and env) or M.DEFAULT_KEY
 end
 
+local function workers(s)
+  if s == "auto" then return s end
+  local n = math.tointeger(tonumber(s))
+  if n and n >= 1 then return n end
+  return nil, "a whole number from 1 up or auto"
+end
+
+local SPEC = {
+  usage = "netlua scripts/imageapi.lua [--host H] [--port P] [--key K] [--portfile F]\n" ..
+    "       [--lifetime S] [--workers N|auto]",
+  help = "A local stand-in for tianapi's image list: GET /meinv/?key=K&num=N answers\n" ..
+    "{\"code\":200,\"msg\":\"success\",\"newslist\":[...]} (at most 50), and the PNGs its\n" ..
+    "picUrls name. A wrong key gets {\"code\":230,\"msg\":\"key错误或为空\"} (wrong or\n" ..
+    "empty key), as tianapi answers.\n\n" ..
+    "  --host H          the address to listen on (default 127.0.0.1)\n" ..
+    "  --port P          the port (default 8000; 0 picks a free one)\n" ..
+    "  --key K           the key it accepts (default: $IMAGEAPI_KEY, else\n" ..
+    "                    " .. M.DEFAULT_KEY .. ", the downloader's default too)\n" ..
+    "  --portfile F      write the port to F (for --port 0)\n" ..
+    "  --lifetime S      stop after S seconds\n" ..
+    "  --workers N|auto  serve from N threads (auto: one per core)\n",
+  options = {host = {"host", "127.0.0.1"}, port = {"port", 8000}, key = {"text"},
+    portfile = {"text"}, lifetime = {"seconds"}, workers = {workers}},
+}
+
 local function main(...)
-  local args, opts = {...}, {port = 8000}
-  local i = 1
-  while i <= #args do
-    local a, v = args[i], args[i + 1]
-    if a == "--host" and v then opts.host = v
-    elseif a == "--port" and tonumber(v) then opts.port = math.tointeger(tonumber(v))
-    elseif a == "--key" and v then opts.key = v
-    elseif a == "--portfile" and v then opts.portfile = v
-    elseif a == "--lifetime" and tonumber(v) then opts.lifetime = tonumber(v)
-    elseif a == "--workers" and v and (v == "auto" or (math.tointeger(tonumber(v)) or 0) >= 1) then
-      opts.workers = v == "auto" and "auto" or math.tointeger(tonumber(v))
-    else usage() end
-    i = i + 2
-  end
+  local cli = require "cli"
+  local opts = cli.parse({...}, SPEC)
+  opts.key = M.key(opts.key)
   local srv, msg = M.server(opts)
   if not srv then
-    io.stderr:write("imageapi: cannot listen: ", msg, "\n")
-    os.exit(1)
+    cli.fail("cannot listen on %s: %s", cli.where(opts.host, opts.port), msg)
   end
   if opts.portfile then
     local f = assert(io.open(opts.portfile .. ".tmp", "w"))
@@ -205,8 +220,7 @@ local function main(...)
     f:close()
     os.rename(opts.portfile .. ".tmp", opts.portfile)
   end
-  print(string.format("image API on %s?key=%s&num=10 (Ctrl-C stops)", srv.endpoint,
-    opts.key or M.DEFAULT_KEY))
+  print(string.format("image API on %s?key=%s&num=10 (Ctrl-C stops)", srv.endpoint, opts.key))
   io.stdout:flush()
   local ok, err = pcall(srv.serve, srv, {timeout = opts.lifetime})
   srv:close()

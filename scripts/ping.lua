@@ -1,25 +1,37 @@
--- ping.lua: ICMP echo over a raw socket, printing round-trip times as ping
--- does. Raw sockets need root or CAP_NET_RAW; without them it falls back to
--- an unprivileged ICMP datagram socket when the system allows one.
---   netlua scripts/ping.lua [host] [-c count] [-i interval]
--- host defaults to 127.0.0.1 (IPv4 only), count to 4, interval to 1 second.
+-- ping.lua: ICMP echo (IPv4) and ICMPv6 echo (IPv6) over a raw socket,
+-- printing round-trip times as ping does. Raw sockets need root or
+-- CAP_NET_RAW; without them it falls back to an unprivileged ICMP datagram
+-- socket when the system allows one (net.ipv4.ping_group_range).
+--   netlua scripts/ping.lua [host] [-c count] [-i interval] [-4 | -6]
+-- host defaults to 127.0.0.1, count to 4, interval to 1 second; a name is
+-- pinged at the first address it resolves to (-4, -6: of that family).
 local socket = require "socket"
+local cli = require "cli"
 
-local function parse_args(args)
-  local opts, i = {host = "127.0.0.1", count = 4, interval = 1}, 1
-  while i <= #args do
-    local a = args[i]
-    if a == "-c" then opts.count = tonumber(args[i + 1]); i = i + 1
-    elseif a == "-i" then opts.interval = tonumber(args[i + 1]); i = i + 1
-    else opts.host = a end
-    i = i + 1
-  end
-  if not opts.count or not opts.interval then
-    io.stderr:write("usage: netlua scripts/ping.lua [host] [-c count] [-i interval]\n")
-    os.exit(2)
-  end
-  return opts
+local opts = cli.parse({...}, {
+  usage = "netlua scripts/ping.lua [host] [-c count] [-i interval] [-4 | -6]",
+  help = "Sends ICMP echo requests (ICMPv6 for IPv6) and prints the round-trip times.\n" ..
+    "Needs root or CAP_NET_RAW, or ICMP datagram sockets (net.ipv4.ping_group_range).\n\n" ..
+    "  host                   the name or address to ping (default 127.0.0.1)\n" ..
+    "  -c N, --count N        send N requests (default 4)\n" ..
+    "  -i S, --interval S     wait S seconds between requests (default 1)\n" ..
+    "  -4, --ipv4, -6, --ipv6 use an address of that family only\n",
+  args = {{"host", "host", "127.0.0.1"}},
+  options = {count = {"count", 4}, interval = {"seconds", 1},
+    ipv4 = {"switch", false}, ipv6 = {"switch", false}},
+  short = {c = "count", i = "interval", ["4"] = "ipv4", ["6"] = "ipv6"},
+})
+if opts.ipv4 and opts.ipv6 then
+  cli.usage_error({usage = "netlua scripts/ping.lua [host] [-c count] [-i interval] [-4 | -6]"},
+    "-4 and -6 exclude each other")
 end
+
+-- What differs between the two families: the socket's names, the echo
+-- types, and whether reads carry the IP header (IPv4 raw sockets only).
+local FAMILY = {
+  inet = {protocol = "icmp", request = 8, reply = 0, header = true},
+  inet6 = {protocol = "icmpv6", request = 128, reply = 129, header = false},
+}
 
 -- The Internet checksum (RFC 1071) of a string.
 local function checksum(data)
@@ -30,18 +42,20 @@ local function checksum(data)
   return ~sum & 0xffff
 end
 
-local function echo_request(id, seq)
+-- An echo request. ICMPv6's checksum covers a pseudo-header with both
+-- addresses, so the kernel computes it (it does for raw ICMPv6 sockets).
+local function echo_request(fam, id, seq)
   local payload = string.pack(">d", socket.gettime()) .. string.rep("Q", 48)
-  local header = string.pack(">BBI2I2I2", 8, 0, 0, id, seq)
-  local sum = checksum(header .. payload)
-  return string.pack(">BBI2I2I2", 8, 0, sum, id, seq) .. payload
+  local header = string.pack(">BBI2I2I2", fam.request, 0, 0, id, seq)
+  local sum = fam == FAMILY.inet and checksum(header .. payload) or 0
+  return string.pack(">BBI2I2I2", fam.request, 0, sum, id, seq) .. payload
 end
 
--- Parses a reply: type, id, seq, ttl (nil for datagram sockets) and the
--- ICMP part's length. Raw IPv4 sockets deliver the IP header too.
-local function parse_reply(packet, raw)
+-- Parses a reply: type, id, seq, ttl (IPv4 raw sockets only: the IP header
+-- holds it) and the ICMP part's length.
+local function parse_reply(packet, fam, raw)
   local ttl
-  if raw then
+  if raw and fam.header then
     local ihl = (packet:byte(1) & 0x0f) * 4
     ttl = packet:byte(9)
     packet = packet:sub(ihl + 1)
@@ -51,50 +65,56 @@ local function parse_reply(packet, raw)
   return kind, id, seq, ttl, #packet
 end
 
-local function open_socket()
-  local sock, err = socket.raw("inet", "icmp")
+-- A raw socket, else an ICMP datagram one; exits 1 saying why neither.
+local function open_socket(family, ip)
+  local fam = FAMILY[family]
+  local sock, err = socket.raw(family, fam.protocol)
   if sock then return sock, true end
-  local dgram = socket.raw("inet", "icmp", "dgram")
+  local dgram, derr = socket.raw(family, fam.protocol, "dgram")
   if dgram then return dgram, false end
-  io.stderr:write("netlua: cannot ping: ", err, "\n")
-  os.exit(1)
+  cli.fail("cannot ping %s: %s; and %s", ip, err, derr)
 end
 
+-- The address to ping: host itself when it is one, else the first address
+-- it resolves to (of the family asked for).
 local function resolve(host)
-  local ip, err = socket.dns.toip(host)
-  if not ip then
-    io.stderr:write(string.format("netlua: cannot resolve %s: %s\n", host, err))
-    os.exit(1)
+  local infos, err = socket.dns.getaddrinfo(host)
+  if not infos then cli.fail("cannot resolve %s: %s", host, err) end
+  for _, info in ipairs(infos) do
+    if (info.family == "inet" and not opts.ipv6) or (info.family == "inet6" and not opts.ipv4) then
+      return info.addr, info.family
+    end
   end
-  return ip
+  cli.fail("%s has no %s address", host, opts.ipv4 and "IPv4" or "IPv6")
 end
 
 -- Waits for the reply to `seq` until `deadline`; returns bytes, ttl or nil.
-local function await_reply(sock, raw, id, seq, deadline)
+local function await_reply(sock, fam, raw, id, seq, deadline)
   while true do
     local left = deadline - socket.gettime()
     if left <= 0 then return nil end
     sock:settimeout(left)
     local packet = sock:receivefrom()
     if not packet then return nil end
-    local kind, rid, rseq, ttl, size = parse_reply(packet, raw)
-    if kind == 0 and rseq == seq and (rid == id or not raw) then return size, ttl end
+    local kind, rid, rseq, ttl, size = parse_reply(packet, fam, raw)
+    if kind == fam.reply and rseq == seq and (rid == id or not raw) then return size, ttl end
   end
 end
 
-local opts = parse_args({...})
 io.stdout:setvbuf("line")
-local ip = resolve(opts.host)
-local sock, raw = open_socket()
+local ip, family = resolve(opts.host)
+local fam = FAMILY[family]
+local sock, raw = open_socket(family, ip)
 local id = math.random(1, 0xffff)
-print(string.format("PING %s (%s): 56 data bytes%s", opts.host, ip, raw and "" or " (icmp datagram socket)"))
+print(string.format("PING %s (%s): 56 data bytes%s", opts.host, ip,
+  raw and "" or " (icmp datagram socket)"))
 local sent, received, times = 0, 0, {}
 for seq = 1, opts.count do
   local start = socket.gettime()
-  local ok, err = sock:sendto(echo_request(id, seq), ip)
+  local ok, err = sock:sendto(echo_request(fam, id, seq), ip)
   sent = sent + 1
-  if not ok then print(string.format("send failed: %s", err)) end
-  local size, ttl = await_reply(sock, raw, id, seq, start + 1)
+  if not ok then print(string.format("send to %s failed: %s", ip, err)) end
+  local size, ttl = await_reply(sock, fam, raw, id, seq, start + 1)
   if size then
     local ms = (socket.gettime() - start) * 1000
     received = received + 1

@@ -7,8 +7,9 @@
 local cli = require "cli"
 local WELCOME = "欢迎访问菜鸟教程！\r\n"
 
-local opts = cli.parse({...}, {port = 9999, count = false},
-  "netlua scripts/server.lua [host [port]] [--count N]")
+local opts = cli.parse({...}, cli.server_spec{name = "server.lua", port = 9999,
+  about = "The tutorial's welcome server: each client gets \"欢迎访问菜鸟教程！\" and CRLF\n" ..
+    "(UTF-8), then the connection closes."})
 io.stdout:setvbuf("line")
 local server = cli.listen(opts, 512)
 cli.serve(server, opts.count, function(client) cli.reply(client, WELCOME) end)

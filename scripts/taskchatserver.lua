@@ -52,8 +52,10 @@ local function session(client, id)
   client:close()
 end
 
-local opts = cli.parse({...}, {port = 6790, count = false},
-  "netlua scripts/taskchatserver.lua [host [port]] [--count N]")
+local opts = cli.parse({...}, cli.server_spec{name = "taskchatserver.lua", port = 6790,
+  about = "The chat server of chatserver.lua with one task per client instead of one\n" ..
+    "thread. Connect with nc or chatclient.lua.",
+  lines = "              (N clients have come and gone)\n"})
 io.stdout:setvbuf("line")
 local server = cli.listen(opts, 64)
 local next_id = 0

@@ -9,8 +9,8 @@ local cli = require "cli"
 local task = require "task"
 local time = require "time"
 
-local opts = cli.parse({...}, {port = 6789, count = false},
-  "netlua scripts/tasktimeserver.lua [host [port]] [--count N]")
+local opts = cli.parse({...}, cli.server_spec{name = "tasktimeserver.lua", port = 6789,
+  about = "The date-time server of timeserver.lua with one task per client, on one thread."})
 io.stdout:setvbuf("line")
 local server = cli.listen(opts, 512)
 cli.serve(server, opts.count, function(client) -- each client in its own task

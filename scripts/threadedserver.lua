@@ -30,8 +30,11 @@ local function worker(jobs)
   end
 end
 
-local opts = cli.parse({...}, {port = 6789, count = false, workers = thread.cpus()},
-  "netlua scripts/threadedserver.lua [host [port]] [--workers N] [--count N]")
+local opts = cli.parse({...}, cli.server_spec{name = "threadedserver.lua", port = 6789,
+  about = "The date-time server with a pool of worker threads: the main thread accepts\n" ..
+    "and hands each connection to a free worker.",
+  options = {workers = {"count", thread.cpus()}}, usage = " [--workers N]",
+  lines = "  --workers N the number of worker threads (default: the CPUs)\n"})
 io.stdout:setvbuf("line")
 local server = cli.listen(opts, 512, string.format(" with %d workers", opts.workers))
 

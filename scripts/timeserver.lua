@@ -8,8 +8,9 @@
 local cli = require "cli"
 local time = require "time"
 
-local opts = cli.parse({...}, {port = 6789, count = false},
-  "netlua scripts/timeserver.lua [host [port]] [--count N]")
+local opts = cli.parse({...}, cli.server_spec{name = "timeserver.lua", port = 6789,
+  about = "The tutorial's date-time server: each client gets the date-time as Python's\n" ..
+    "str(datetime.now()) prints it, then the connection closes."})
 io.stdout:setvbuf("line")
 local server = cli.listen(opts, 512)
 cli.serve(server, opts.count, function(client) -- one client after the other

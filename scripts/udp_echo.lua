@@ -49,20 +49,35 @@ local function client(host, port, message)
   cli.fail("no reply from %s (udp): %s", cli.where(host, port), err)
 end
 
-io.stdout:setvbuf("line")
-local args, pos, count = {...}, {}, nil
-local i = 1
-while i <= #args do
-  if args[i] == "--count" then count = tonumber(args[i + 1]); i = i + 1
-  else pos[#pos + 1] = args[i] end
-  i = i + 1
-end
-local mode, host, port = pos[1], pos[2] or "127.0.0.1", tonumber(pos[3] or 9999)
-if mode == "server" then
-  server(host, port, count)
-elseif mode == "client" then
-  client(host, port, pos[4] or "hello")
+local USAGE = "netlua scripts/udp_echo.lua server [host [port]] [--count N]\n" ..
+  "       netlua scripts/udp_echo.lua client [host [port]] [message]"
+local HELP = "A UDP echo server and its client.\n\n" ..
+  "  server      echoes each datagram back to its sender\n" ..
+  "  client      sends `message` (default \"hello\") and prints the reply; tries\n" ..
+  "              three times, one second apart\n" ..
+  "  host        the address to listen on or send to (default 127.0.0.1)\n" ..
+  "  port        the port (default 9999; the server's 0 picks a free one)\n" ..
+  "  --count N   the server stops after N datagrams\n"
+
+local specs = {
+  server = {usage = USAGE, help = HELP, options = {count = {"count", false}},
+    args = {{"host", "host", "127.0.0.1"}, {"port", "port", 9999}}},
+  client = {usage = USAGE, help = HELP,
+    args = {{"host", "host", "127.0.0.1"}, {"port", "peer_port", 9999}, {"message", "text", "hello"}}},
+}
+
+local args = {...}
+local mode = args[1]
+if specs[mode] then
+  local opts = cli.parse({table.unpack(args, 2)}, specs[mode])
+  io.stdout:setvbuf("line")
+  if mode == "server" then server(opts.host, opts.port, opts.count)
+  else client(opts.host, opts.port, opts.message) end
 else
-  io.stderr:write("usage: netlua scripts/udp_echo.lua server|client [host [port]] [--count N | message]\n")
-  os.exit(2)
+  local only = {usage = USAGE, help = HELP}
+  for _, a in ipairs(args) do -- --help, or an unknown option
+    if a:match("^%-%-?%a") then cli.parse({a}, only) end
+  end
+  if mode == nil then cli.usage_error(only, "server or client is missing") end
+  cli.usage_error(only, "the first argument must be server or client, not '%s'", mode)
 end

@@ -131,7 +131,7 @@ end
 t.test("imageapi.lua: a bad --workers is a usage error", function()
   local _, err, code = t.netlua(t.shellquote(root .. "/scripts/imageapi.lua") .. " --workers 0")
   t.eq(code, 2)
-  t.match(err, "usage: netlua imageapi.lua")
+  t.match(err, "usage: netlua scripts/imageapi.lua")
 end)
 
 
@@ -348,7 +348,7 @@ t.test("bad usage exits 2 with the usage line", function()
       "--max-size 0", "--max-size x", "--max-size 10Q", "--max-size -5M", "--max-size"}) do
     local _, err, code = run(args)
     t.eq(code, 2, args)
-    t.match(err, "usage: netlua downloader.lua", args)
+    t.match(err, "usage: netlua scripts/downloader.lua", args)
   end
 end)
 
