@@ -17,6 +17,7 @@
  */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "netlua.h"
@@ -28,8 +29,10 @@ int luaopen_cjson(lua_State *L); /* lua-cjson's; json.c alone calls it */
 #define JSON_EMPTY_ARRAY_MT "json.empty_array"
 #define DEFAULT_MAX_DEPTH 1000 /* cjson's encode_max_depth until changed */
 
-/* The marker an encode puts in place of a value cjson would write wrongly;
- * the output pass replaces its encoding, "\u0001N" in quotes, by the text. */
+/* The marker an encode puts in place of a value cjson would write wrongly
+ * is the string "\1" followed by the text to write ("[]", "123456789012345",
+ * "2.0"); cjson writes it as "\u0001TEXT" (quotes included), which the
+ * output pass replaces by TEXT. */
 #define MARK_BYTE '\1'
 #define MARK_JSON "u0001" /* after the backslash */
 
@@ -270,13 +273,14 @@ typedef struct {
   int fallback;  /* json.lua's encoder must do it */
   int abort;     /* nested too deep (a cycle?): let cjson report it */
   int marklike;  /* a string starts with MARK_BYTE */
-  int sites;     /* stack index of the site list; 0 until the first */
+  int sites;     /* stack index of the site list */
   int nsites;
 } Walk;
 
 /* upvalues of encode: 1 cjson.encode, 2 json._encode_ext, 3 array_mt,
  * 4 empty_array's metatable, 5 cjson.encode_number_precision,
- * 6 cjson.encode_max_depth */
+ * 6 cjson.encode_max_depth, 7 the output buffer (OutBuf), 8 the site list
+ * kept between calls (nil while a call has it) */
 
 static int ask_cjson(lua_State *L, int upvalue) {
   int v;
@@ -347,16 +351,12 @@ static void push_number_text(lua_State *L, int idx) {
 }
 
 
-/* Notes that t[key] (key at -3, value at -2) is to be written as the text
- * on top of the stack: a site is {t, key, value, text} in the site list.
- * [-1, +0, e] */
+/* Notes that t[key] (key at -3, value at -2) is to be replaced by the
+ * marker on top of the stack: a site is {t, key, value, marker} in the
+ * site list. [-1, +0, e] */
 static void add_site(Walk *w, int t) {
   lua_State *L = w->L;
   int base = w->nsites++ * 4;
-  if (base == 0) {
-    lua_newtable(L);
-    lua_replace(L, w->sites);
-  }
   lua_pushvalue(L, t);
   lua_rawseti(L, w->sites, base + 1);
   lua_pushvalue(L, -3);
@@ -408,7 +408,10 @@ static void walk_table(Walk *w, int t, int depth) {
     }
     if (vt == LUA_TNUMBER) {
       if (number_needs_text(w, -1)) {
-        push_number_text(L, lua_gettop(L));
+        int v = lua_gettop(L);
+        lua_pushliteral(L, "\1");
+        push_number_text(L, v);
+        lua_concat(L, 2);
         add_site(w, t);
       }
     } else if (vt == LUA_TSTRING) {
@@ -416,7 +419,7 @@ static void walk_table(Walk *w, int t, int depth) {
     } else if (vt == LUA_TTABLE) {
       int v = lua_gettop(L);
       if (is_marked_array(L, v) && is_empty(L, v)) {
-        lua_pushliteral(L, "[]");
+        lua_pushliteral(L, "\1[]");
         add_site(w, t);
       } else {
         walk_table(w, v, depth + 1);
@@ -431,57 +434,97 @@ static void walk_table(Walk *w, int t, int depth) {
     w->fallback = 1;
 }
 
-/* Pushes the output at `out` with "\/" written "/" and each site's marker,
- * "\u0001N" in quotes, replaced by its text. Only backslashes are looked
- * at, pair by pair, so an escaped quote never starts a marker.
- * [-0, +1, m] */
+/* The output pass's buffer, kept between calls as cjson keeps its own
+ * (encode_keep_buffer): a fresh megabyte on every call costs more in page
+ * faults than the pass itself. encode holds it as upvalue 7. */
+typedef struct {
+  char *data;
+  size_t cap;
+} OutBuf;
+
+#define OUTBUF_MT "json.outbuf"
+#define OUTBUF_KEEP ((size_t)4 << 20) /* a larger one is freed after use */
+
+static int outbuf_gc(lua_State *L) {
+  OutBuf *o = (OutBuf *)luaL_checkudata(L, 1, OUTBUF_MT);
+  free(o->data);
+  o->data = NULL;
+  o->cap = 0;
+  return 0;
+}
+
+static void out_add(lua_State *L, OutBuf *o, size_t *n, const char *s, size_t len) {
+  if (len > o->cap - *n) {
+    size_t cap = o->cap * 2 > *n + len ? o->cap * 2 : *n + len + 4096;
+    char *data = (char *)realloc(o->data, cap);
+    if (data == NULL) luaL_error(L, "not enough memory");
+    o->data = data;
+    o->cap = cap;
+  }
+  memcpy(o->data + *n, s, len);
+  *n += len;
+}
+
+/* Pushes the output at `out` with "\/" written "/" and, when there are
+ * sites, each marker "\u0001TEXT" (quotes included) written TEXT. Only
+ * backslashes are looked at, pair by pair, so an escaped quote never
+ * starts a marker. [-0, +1, m] */
 static void push_output(lua_State *L, int out, int sites) {
-  size_t len;
+  OutBuf *o = (OutBuf *)lua_touserdata(L, lua_upvalueindex(7));
+  size_t len, n = 0;
   const char *s = lua_tolstring(L, out, &len);
   const char *end = s + len, *p = s, *q, *pair_end = NULL;
-  luaL_Buffer b;
   if (sites == 0 && memchr(s, '/', len) == NULL) {
     lua_pushvalue(L, out);
     return;
   }
-  luaL_buffinit(L, &b);
   while ((q = memchr(p, '\\', (size_t)(end - p))) != NULL && q + 1 < end) {
     if (q[1] == '/') {
-      luaL_addlstring(&b, p, (size_t)(q - p));
-      luaL_addchar(&b, '/');
+      out_add(L, o, &n, p, (size_t)(q - p));
+      out_add(L, o, &n, "/", 1);
       p = pair_end = q + 2;
-    } else if (sites != 0 && q > s && q[-1] == '"' && pair_end != q &&
+    } else if (sites && q > s && q[-1] == '"' && pair_end != q &&
                end - q > 6 && memcmp(q + 1, MARK_JSON, 5) == 0) {
-      lua_Integer k = 0;
-      luaL_addlstring(&b, p, (size_t)(q - 1 - p)); /* not the quote */
-      for (q += 6; q < end && *q >= '0' && *q <= '9'; q++) k = k * 10 + (*q - '0');
-      lua_rawgeti(L, sites, k * 4 + 4);
-      luaL_addvalue(&b);
-      p = pair_end = q + 1; /* past the closing quote */
+      const char *text = q + 6, *close = memchr(text, '"', (size_t)(end - text));
+      if (close == NULL) close = end;
+      out_add(L, o, &n, p, (size_t)(q - 1 - p)); /* not the quote */
+      out_add(L, o, &n, text, (size_t)(close - text));
+      p = pair_end = close + 1; /* past the closing quote */
     } else {
-      luaL_addlstring(&b, p, (size_t)(q + 2 - p));
+      out_add(L, o, &n, p, (size_t)(q + 2 - p));
       p = pair_end = q + 2;
     }
   }
-  luaL_addlstring(&b, p, (size_t)(end - p));
-  luaL_pushresult(&b);
+  out_add(L, o, &n, p, (size_t)(end - p));
+  lua_pushlstring(L, o->data, n);
+  if (o->cap > OUTBUF_KEEP) {
+    free(o->data);
+    o->data = NULL;
+    o->cap = 0;
+  }
 }
 
-/* Puts each site's marker (apply) or its value back (restore) in place. */
+/* Puts each site's marker (apply) or its value back (restore) in place:
+ * fields that exist, so nothing is allocated and nothing can fail. */
 static void set_sites(lua_State *L, int sites, int n, int apply) {
   for (int i = apply ? 0 : n - 1; apply ? i < n : i >= 0; i += apply ? 1 : -1) {
     lua_rawgeti(L, sites, i * 4 + 1);
     lua_rawgeti(L, sites, i * 4 + 2);
-    if (apply) {
-      char mark[32];
-      snprintf(mark, sizeof mark, "%c%d", MARK_BYTE, i);
-      lua_pushstring(L, mark);
-    } else {
-      lua_rawgeti(L, sites, i * 4 + 3);
-    }
+    lua_rawgeti(L, sites, i * 4 + (apply ? 4 : 3));
     lua_rawset(L, -3);
     lua_pop(L, 1);
   }
+}
+
+/* Empties the site list (it must not keep the caller's values alive) and
+ * gives it back to the next call. */
+static void put_back_sites(lua_State *L, int sites, int n) {
+  for (int i = 1; i <= n * 4; i++) {
+    lua_pushnil(L);
+    lua_rawseti(L, sites, i);
+  }
+  lua_pushvalue(L, sites);
+  lua_replace(L, lua_upvalueindex(8));
 }
 
 /* json.encode(v[, opts]): cjson's encoder, with the sites the walk found
@@ -494,7 +537,15 @@ static int json_encode(lua_State *L) {
   luaL_checkany(L, 1);
   if (with_options) luaL_checktype(L, 2, LUA_TTABLE);
   lua_settop(L, 2);
-  lua_pushnil(L); /* 3: the site list, once there is a site */
+  /* 3: the site list; a call made while another has it (from a __gc)
+   * makes its own */
+  if (lua_pushvalue(L, lua_upvalueindex(8)), lua_type(L, 3) == LUA_TTABLE) {
+    lua_pushnil(L);
+    lua_replace(L, lua_upvalueindex(8));
+  } else {
+    lua_pop(L, 1);
+    lua_newtable(L);
+  }
   memset(&w, 0, sizeof w);
   w.L = L;
   w.sites = 3;
@@ -510,8 +561,11 @@ static int json_encode(lua_State *L) {
       return 1;
     }
   }
-  if (w.abort) w.nsites = 0; /* cjson raises its nesting error */
   if (w.nsites > 0 && w.marklike) w.fallback = 1;
+  if (w.abort || w.fallback || with_options) {
+    put_back_sites(L, 3, w.nsites);
+    w.nsites = 0;
+  }
   if (with_options || w.fallback) {
     lua_pushvalue(L, lua_upvalueindex(2)); /* json._encode_ext(v, opts) */
     lua_pushvalue(L, 1);
@@ -521,12 +575,13 @@ static int json_encode(lua_State *L) {
     return 1;
   }
   set_sites(L, 3, w.nsites, 1);
-  lua_pushvalue(L, lua_upvalueindex(1)); /* cjson.encode(v) */
-  lua_pushvalue(L, 1);
+  lua_pushvalue(L, lua_upvalueindex(1)); /* cjson.encode(v); cjson raises */
+  lua_pushvalue(L, 1);                   /* its nesting error on abort */
   status = lua_pcall(L, 1, 1, 0);
   set_sites(L, 3, w.nsites, 0);
+  if (!w.abort) put_back_sites(L, 3, w.nsites);
   if (status != LUA_OK) return lua_error(L);
-  push_output(L, 4, w.nsites > 0 ? 3 : 0);
+  push_output(L, 4, w.nsites > 0);
   return 1;
 }
 
@@ -564,7 +619,14 @@ int luaopen_json(lua_State *L) {
   lua_pushvalue(L, 3);
   lua_getfield(L, 1, "encode_number_precision");
   lua_getfield(L, 1, "encode_max_depth");
-  lua_pushcclosure(L, json_encode, 6);
+  memset(lua_newuserdatauv(L, sizeof(OutBuf), 0), 0, sizeof(OutBuf));
+  if (luaL_newmetatable(L, OUTBUF_MT)) {
+    lua_pushcfunction(L, outbuf_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_setmetatable(L, -2);
+  lua_newtable(L);
+  lua_pushcclosure(L, json_encode, 8);
   lua_setfield(L, 4, "encode");
   lua_getfield(L, 1, "decode");
   lua_getfield(L, 4, "_decode_error");

@@ -199,6 +199,18 @@ t.test("encode marks nothing on the value it writes, even when it fails", functi
   t.eq(json.encode({"\1x", 1.0}), '["\\u0001x",1.0]', "a string that looks like encode's own marker")
 end)
 
+t.test("encode keeps nothing of the value alive after it returns", function()
+  local weak = setmetatable({}, {__mode = "v"})
+  do
+    local v = {list = {json.array(), 2.0}}
+    weak[1], weak[2] = v, v.list
+    t.eq(json.encode(v), '{"list":[[],2.0]}')
+  end
+  collectgarbage()
+  collectgarbage()
+  t.eq(next(weak), nil, "the value was collected")
+end)
+
 t.test("encode writes / plainly", function()
   t.eq(json.encode("a/b"), '"a/b"')
   t.eq(json.encode({url = "http://x.test/a/b.png"}), '{"url":"http://x.test/a/b.png"}')
