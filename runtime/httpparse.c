@@ -61,17 +61,6 @@ int nl_http_next_field(const nl_Buf *fields, size_t *off, const char **name,
   return 1;
 }
 
-const char *nl_http_field(const nl_Buf *fields, const char *name, size_t *len) {
-  size_t off = 0, nlen, vlen, want = strlen(name);
-  const char *n, *v;
-  while (nl_http_next_field(fields, &off, &n, &nlen, &v, &vlen))
-    if (nlen == want && memcmp(n, name, want) == 0) {
-      if (len != NULL) *len = vlen;
-      return v;
-    }
-  return NULL;
-}
-
 /* Parses one field line (without its CRLF) into `fields`: a token, a colon
  * right after it, optional white space, a value of field bytes. 0 or -400
  * (-500: out of memory). */
@@ -384,10 +373,6 @@ int nl_http_parse(nl_HttpRequest *r, const char *data, size_t len, size_t *used,
     *used = pos;
   }
   return NL_HTTP_DONE;
-}
-
-int nl_http_in_body(const nl_HttpRequest *r) {
-  return r->state != ST_HEAD && r->state != ST_DONE;
 }
 
 /* A body buffer above this size is given back between requests, so an idle

@@ -54,9 +54,6 @@ typedef struct nl_HttpRequest {
 int nl_http_parse(nl_HttpRequest *r, const char *data, size_t len, size_t *used,
                   const nl_HttpLimits *limits);
 
-/* True once the head is parsed and the body is still to come. */
-int nl_http_in_body(const nl_HttpRequest *r);
-
 /* Ready for the next request on the connection (storage kept, but a large
  * body's given back). */
 void nl_http_reset(nl_HttpRequest *r);
@@ -66,9 +63,6 @@ void nl_http_free(nl_HttpRequest *r);
  * value with their lengths and moves *off on; 0 at the end. */
 int nl_http_next_field(const nl_Buf *fields, size_t *off, const char **name,
                        size_t *namelen, const char **value, size_t *valuelen);
-
-/* The first value of field `name` (lower case), or NULL. */
-const char *nl_http_field(const nl_Buf *fields, const char *name, size_t *len);
 
 /* Splits a request-target into its path and query (without '?'). The path
  * of a target that has none is "/" (returned as a static string). */

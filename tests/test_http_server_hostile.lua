@@ -9,18 +9,7 @@ local thread = require "thread"
 local http = require "http"
 local json = require "json"
 
--- Runs fn(srv) as a task while srv serves; returns fn's results.
-local function serve_while(srv, fn)
-  local result
-  local h = task.spawn(function()
-    result = table.pack(pcall(fn, srv))
-    srv:close()
-  end)
-  srv:serve{timeout = 60}
-  h:join()
-  if not result[1] then error(result[2], 0) end
-  return table.unpack(result, 2, result.n)
-end
+local serve_while = t.serve_while
 
 -- Sends raw bytes on a new connection and returns all the server sent
 -- until it closed (or `wait` seconds passed).

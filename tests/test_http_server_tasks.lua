@@ -8,19 +8,7 @@ local thread = require "thread"
 local socket = require "socket"
 local http = require "http"
 
--- Runs fn(srv) as a task while srv serves in this (main) coroutine; serve
--- returns once fn has finished and closed the server.
-local function serve_while(srv, fn)
-  local result
-  local h = task.spawn(function()
-    result = table.pack(pcall(fn, srv))
-    srv:close()
-  end)
-  srv:serve{timeout = 30}
-  h:join()
-  if not result[1] then error(result[2], 0) end
-  return table.unpack(result, 2, result.n)
-end
+local serve_while = t.serve_while
 
 t.test("a handler waiting on a channel does not hold up other requests", function()
   local srv = assert(http.server{port = 0})

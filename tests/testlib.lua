@@ -183,6 +183,23 @@ function M.interrupt(script, then_markers, signal)
   return out, err, code
 end
 
+-- ---- http.server in this process ----------------------------------------
+
+-- Runs fn(srv) as a task while srv serves in the calling (main) coroutine;
+-- once fn has finished, the server closes and serve returns. Returns fn's
+-- results, or raises its error.
+function M.serve_while(srv, fn)
+  local result
+  local h = require("task").spawn(function()
+    result = table.pack(pcall(fn, srv))
+    srv:close()
+  end)
+  srv:serve{timeout = 60}
+  h:join()
+  if not result[1] then error(result[2], 0) end
+  return table.unpack(result, 2, result.n)
+end
+
 -- ---- server scripts in the background ----------------------------------
 
 -- Starts `netlua SCRIPT 127.0.0.1 0 ARGS` in the background (killed after
