@@ -467,6 +467,18 @@ static void register_classes(lua_State *L) {
   inet_open(L);
 }
 
+/* {class name = its methods}, for socket.lua's additions (starttls).
+ * [-0, +1, m] */
+static void push_class_methods(lua_State *L) {
+  lua_createtable(L, 0, NCLASSES);
+  for (int k = 0; k < NCLASSES; k++) {
+    luaL_getmetatable(L, sock_classes[k].name);
+    lua_getfield(L, -1, "__index");
+    lua_setfield(L, -3, sock_classes[k].name);
+    lua_pop(L, 1);
+  }
+}
+
 /* socket._SETSIZE: how many descriptors socket.select can watch. It has
  * no FD_SETSIZE cap (it waits through the loop's epoll or poll), so the
  * limit is the process's own: its RLIMIT_NOFILE when the module loads. */
@@ -487,6 +499,8 @@ int luaopen_socket(lua_State *L) {
   lua_newtable(L);
   luaL_setfuncs(L, dns_funcs, 0);
   lua_setfield(L, -2, "dns");
+  push_class_methods(L);
+  lua_setfield(L, -2, "_classes"); /* socket.lua takes it away */
   nl_runembedded(L, "socket", 1);
   return 1;
 }

@@ -34,6 +34,8 @@ static const luaL_Reg preloaded_modules[] = {
   {"thread", luaopen_thread},
   {"socket", luaopen_socket},
   {"task", luaopen_task},
+  {"ssl", luaopen_ssl},
+  {"ssl.https", luaopen_ssl_https},
   {NULL, NULL}
 };
 
