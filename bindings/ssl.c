@@ -88,6 +88,7 @@ static int push_alpn(lua_State *L, int idx) {
   luaL_Buffer b;
   int t = lua_type(L, idx);
   if (t == LUA_TNIL || t == LUA_TNONE) return 0;
+  idx = lua_absindex(L, idx); /* luaL_buffinit pushes */
   luaL_buffinit(L, &b);
   for (lua_Integer i = 1;; i++) {
     size_t len;
