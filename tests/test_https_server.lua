@@ -147,6 +147,35 @@ t.test("plain HTTP, garbage and a stalled handshake lose only their own connecti
   t.eq(out, "hello over tls\n")
 end)
 
+t.test("ssl.https (LuaSec's) verifies by default, and with cafile talks", function()
+  local https = require "ssl.https"
+  local body, code = https.request("https://localhost:" .. port .. "/hello")
+  t.eq(body, nil)
+  t.eq(code, "certificate verify failed: unable to get local issuer certificate")
+  local chunks = {}
+  local ok, status, headers = https.request{url = "https://localhost:" .. port .. "/hello",
+    cafile = C.ca.cert, sink = require("ltn12").sink.table(chunks)}
+  t.eq(ok, 1)
+  t.eq(status, 200)
+  t.eq(headers["content-length"], "15")
+  t.eq(table.concat(chunks), "hello over tls\n")
+  body, code = https.request{url = "https://127.0.0.1:" .. port .. "/hello", verify = "none",
+    sink = require("ltn12").sink.table(chunks)}
+  t.eq(code, 200, "verify = 'none' opts out")
+end)
+
+t.test("socket.http takes https:// URLs through ssl.https", function()
+  local http = require "socket.http"
+  local https = require "ssl.https"
+  local body, code = http.request("https://localhost:" .. port .. "/hello")
+  t.eq(body, nil)
+  t.match(code, "^certificate verify failed")
+  https.TIMEOUT = 10
+  body, code = https.request("https://localhost:" .. port .. "/echo", "posted")
+  t.eq(body, nil, "still the system's CA store")
+  t.match(code, "^certificate verify failed")
+end)
+
 t.test("a bad tls option is a clear error", function()
   local http = require "http"
   t.raises("tls option 'key' is required", http.server, {port = 0, tls = {certificate = "x"}})
