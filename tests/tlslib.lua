@@ -17,25 +17,18 @@ function M.missing()
   return nil
 end
 
+-- The test CA and certificates, made with scripts/makecert.sh (the script
+-- learners use), plus a self-signed one and an encrypted key.
 local MAKE_CERTS = [=[
 set -e
-key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1.key"; }
-key ca
-openssl req -x509 -key ca.key -out ca.pem -days 30 -subj "/CN=netlua test CA"
-# sign NAME CN SAN DAYS USAGE: a certificate signed by the test CA
-sign() {
-  key "$1"
-  openssl req -new -key "$1.key" -out "$1.csr" -subj "/CN=$2"
-  printf 'subjectAltName=%s\nbasicConstraints=CA:FALSE\nextendedKeyUsage=%s\n' "$3" "$5" > "$1.ext"
-  openssl x509 -req -in "$1.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days "$4" \
-    -extfile "$1.ext" -out "$1.pem"
-}
-sign server localhost DNS:localhost,IP:127.0.0.1 30 serverAuth
-sign expired localhost DNS:localhost,IP:127.0.0.1 -1 serverAuth
-sign wrong a.test DNS:a.test 30 serverAuth
-sign btest b.test DNS:b.test 30 serverAuth
-sign client "netlua client" DNS:client.test 30 clientAuth
-key self
+m() { sh "$MAKECERT" "$@"; }
+m ca .
+m cert . server localhost DNS:localhost,IP:127.0.0.1 30
+m cert . expired localhost DNS:localhost,IP:127.0.0.1 -1
+m cert . wrong a.test DNS:a.test 30
+m cert . btest b.test DNS:b.test 30
+m cert . client "netlua client" DNS:client.test 30 clientAuth
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out self.key
 openssl req -x509 -key self.key -out self.pem -days 30 -subj /CN=localhost \
   -addext subjectAltName=DNS:localhost,IP:127.0.0.1
 openssl pkey -in server.key -aes256 -passout pass:secret -out server-enc.key
@@ -46,7 +39,11 @@ openssl pkey -in server.key -aes256 -passout pass:secret -out server-enc.key
 -- name.cert and name.key paths; server.enckey (password "secret").
 function M.certs()
   local dir = t.tmpdir()
-  local _, err, code = t.sh("cd " .. dir .. " && sh -c " .. t.shellquote(MAKE_CERTS) .. " 2>&1")
+  local tests = arg[0]:match("^(.*)/[^/]*$") or "."
+  if tests:sub(1, 1) ~= "/" then tests = os.getenv("PWD") .. "/" .. tests end
+  local makecert = tests .. "/../scripts/makecert.sh"
+  local _, err, code = t.sh("cd " .. dir .. " && MAKECERT=" .. t.shellquote(makecert) ..
+    " sh -c " .. t.shellquote(MAKE_CERTS) .. " 2>&1")
   assert(code == 0, "making certificates failed: " .. tostring(err))
   local c = {dir = dir}
   for _, n in ipairs{"ca", "server", "expired", "wrong", "btest", "client", "self"} do
