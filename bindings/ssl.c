@@ -208,7 +208,8 @@ Conn *ssl_checkconn(lua_State *L, int idx) {
   return luaL_checkudata(L, idx, NL_SSLCONN_MT);
 }
 
-/* A connection that is still open (closed ones raise). */
+/* A connection that is still open (closed ones raise). receive, send and
+ * dohandshake answer nil, "closed" instead, as LuaSec and luasocket do. */
 static Conn *check_open(lua_State *L, int idx) {
   Conn *c = ssl_checkconn(L, idx);
   if (c->ssl == NULL) luaL_error(L, "attempt to use a closed ssl connection");
@@ -343,11 +344,12 @@ static double call_start(const Conn *c, const CallRec *r) {
 
 /* conn:dohandshake(): true, or nil, err. Stack: 1 conn, 2 the record. */
 static int conn_dohandshake(lua_State *L) {
-  Conn *c = check_open(L, 1);
+  Conn *c = ssl_checkconn(L, 1);
   CallRec *r = rec_get(L, 2);
   double start = call_start(c, r);
   nl_TlsErr err;
   int step;
+  if (c->ssl == NULL) return nl_pushfail(L, "closed", NULL);
   if (r == NULL) lua_settop(L, 1);
   while ((step = nl_tls_handshake(c->ssl, err)) > 0) {
     const char *why;
@@ -465,7 +467,7 @@ static int check_pattern(lua_State *L, size_t *wanted) {
 /* conn:receive([pattern[, prefix]]): data, or nil, err, partial (luasocket's
  * returns). The count includes the prefix, as luasocket's does. */
 static int conn_receive(lua_State *L) {
-  Conn *c = check_open(L, 1);
+  Conn *c = ssl_checkconn(L, 1);
   size_t plen, wanted = 0;
   const char *prefix = luaL_optlstring(L, 3, "", &plen);
   int pattern = check_pattern(L, &wanted), step;
@@ -513,7 +515,7 @@ static int conn_receive(lua_State *L) {
 /* conn:send(data[, i[, j]]): index of the last byte sent, or nil, err,
  * last (luasocket's). Stack: 1 conn, 2 data, 3 i, 4 j, 5 its record. */
 static int conn_send(lua_State *L) {
-  Conn *c = check_open(L, 1);
+  Conn *c = ssl_checkconn(L, 1);
   size_t size, n;
   const char *data = luaL_checklstring(L, 2, &size);
   lua_Integer i = luaL_optinteger(L, 3, 1), j = luaL_optinteger(L, 4, -1);

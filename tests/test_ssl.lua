@@ -192,6 +192,43 @@ t.test("a handshake nobody answers times out with 'timeout'; settimeout(0) says 
   server:close()
 end)
 
+t.test("a peer that closes before the handshake: 'closed'; a closed connection says 'closed'", function()
+  local server = assert(socket.bind("127.0.0.1", 0))
+  local _, port = server:getsockname()
+  local sock = assert(socket.connect("127.0.0.1", port))
+  server:accept():close()
+  local conn = assert(ssl.wrap(sock, {mode = "client", verify = "none"}))
+  conn:settimeout(10)
+  local ok, err = conn:dohandshake()
+  t.eq(ok, nil)
+  t.eq(err, "closed")
+  conn:close()
+  t.eq(select(2, conn:receive()), "closed")
+  t.eq(select(2, conn:send("x")), "closed")
+  t.eq(select(2, conn:dohandshake()), "closed")
+  server:close()
+end)
+
+t.test("Ctrl-C interrupts a handshake that waits", function()
+  local server = assert(socket.bind("127.0.0.1", 0))
+  local _, port = server:getsockname()
+  local script, dir = t.script(string.format([[
+    local ssl, socket = require "ssl", require "socket"
+    local conn = assert(ssl.wrap(assert(socket.connect("127.0.0.1", %d)),
+      {mode = "client", verify = "none"}))
+    print("ready")
+    io.stdout:flush()
+    conn:dohandshake()
+    print("not reached")
+  ]], port))
+  local out, err, code = t.interrupt(script)
+  t.eq(out, "ready\n")
+  t.match(err, "interrupted")
+  t.eq(code, 130)
+  t.rmtree(dir)
+  server:close()
+end)
+
 t.test("a peer that speaks plain text fails the handshake with a message", function()
   local port, proc = tls.python_server{mode = "plain"}
   local conn, err = ssl.connect("localhost", port, {cafile = C.ca.cert, timeout = 10})
