@@ -121,7 +121,7 @@ void sock_setkind(lua_State *L, int idx, nl_Socket *s, int kind) {
 
 /* Pushes a closed socket of class `kind`; its descriptor comes later. */
 nl_Socket *sock_new(lua_State *L, int kind, int family, int type, int protocol) {
-  nl_Socket *s = lua_newuserdatauv(L, sizeof *s, 1);
+  nl_Socket *s = lua_newuserdatauv(L, sizeof *s, 2);
   memset(s, 0, offsetof(nl_Socket, buf));
   s->fd = -1;
   s->family = family;
@@ -205,6 +205,21 @@ static int sock_setfd(lua_State *L) {
   s->fd = TO_INT(luaL_checknumber(L, 2));
   s->drained = 0;
   return 0;
+}
+
+/* Remembers the host name (or address) at hostidx as the one the socket
+ * at sidx was connected to: starttls and ssl.wrap check the certificate
+ * against it. */
+void sock_setname(lua_State *L, int sidx, int hostidx) {
+  lua_pushvalue(L, hostidx);
+  lua_setiuservalue(L, sidx, NAME_UV);
+}
+
+/* socket._connectedname(sock): that name, or nil (for the ssl module). */
+static int socket_connectedname(lua_State *L) {
+  sock_check(L, 1);
+  lua_getiuservalue(L, 1, NAME_UV);
+  return 1;
 }
 
 static int sock_getfamily(lua_State *L) {
@@ -439,6 +454,7 @@ static const luaL_Reg socket_funcs[] = {
   {"connect", socket_connect}, {"select", socket_select},
   {"gettime", socket_gettime}, {"sleep", socket_sleep},
   {"gethostname", socket_gethostname}, {"raw", socket_raw},
+  {"_connectedname", socket_connectedname},
   {"_unix_stream", socket_unix_stream}, {"_unix_dgram", socket_unix_dgram},
   {NULL, NULL}
 };

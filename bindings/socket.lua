@@ -153,38 +153,8 @@ setmetatable(unix, {__call = function(_, ...) return unix.stream(...) end})
 socket.unix = unix
 socket._unix_stream, socket._unix_dgram = nil, nil
 
--- The name each tcp socket was connected to (weak keys), so that
--- sock:starttls() and ssl.wrap can check the certificate against it.
 local classes = socket._classes
 socket._classes = nil
-local connected_to = setmetatable({}, {__mode = "k"})
-
-local function remember(sock, host, ok, ...)
-  if ok then connected_to[sock] = host end
-  return ok, ...
-end
-
-for _, class in ipairs{"tcp{master}", "tcp{client}"} do
-  local methods = classes[class]
-  local connect = methods.connect
-  methods.connect = function(self, host, ...)
-    return remember(self, host, connect(self, host, ...))
-  end
-  methods.setpeername = methods.connect
-end
-
-local c_connect = socket.connect
-function socket.connect(host, ...)
-  local sock, err = c_connect(host, ...)
-  if sock then connected_to[sock] = host end
-  return sock, err
-end
-
--- socket._connectedname(sock): the host name or address sock was connected
--- to by connect (nil when unknown); the ssl module asks.
-function socket._connectedname(sock)
-  return connected_to[sock]
-end
 
 -- sock:starttls([ctx or params]): TLS on this connected socket, handshake
 -- done, verifying the name it was connected to (ssl.starttls).
