@@ -142,6 +142,45 @@ t.test("ALPN: the server picks from what the client offers", function()
   t.eq(results[1][2], "http/1.1")
 end)
 
+t.test("openssl s_client and Python's ssl client against netlua's ssl server in a thread", function()
+  local srv = assert(socket.bind("127.0.0.1", 0))
+  local _, port = srv:getsockname()
+  local th = thread.spawn(function(server, cert, key)
+    local ssl_ = require "ssl"
+    local ctx = assert(ssl_.newcontext{mode = "server", certificate = cert, key = key,
+      alpn = "echo/1"})
+    server:settimeout(20)
+    local seen = {}
+    for i = 1, 2 do
+      local conn = assert(ssl_.wrap(assert(server:accept()), ctx))
+      conn:settimeout(20)
+      assert(conn:dohandshake())
+      seen[i] = conn:getalpn() or "none"
+      local line = conn:receive()
+      conn:send(line:upper() .. "\n")
+      conn:close()
+    end
+    server:close()
+    return table.concat(seen, ",")
+  end, srv, C.server.cert, C.server.key)
+  local out = t.sh(string.format("openssl s_client -connect 127.0.0.1:%d -servername localhost " ..
+    "-CAfile %s -verify_return_error -alpn echo/1 -quiet 2>&1", port, t.shellquote(C.ca.cert)),
+    {stdin = "from s_client\n"})
+  t.match(out, "FROM S_CLIENT")
+  out = t.sh(tls.PYTHON .. " -c " .. t.shellquote([[
+import ssl, socket, sys
+ctx = ssl.create_default_context(cafile=sys.argv[1])
+with socket.create_connection(("127.0.0.1", int(sys.argv[2]))) as raw:
+    with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+        s.sendall(b"from python\n")
+        print(s.recv(100).decode(), end="")
+]]) .. " " .. t.shellquote(C.ca.cert) .. " " .. port)
+  t.eq(out, "FROM PYTHON\n")
+  local ok, seen = th:join()
+  t.ok(ok, seen)
+  t.eq(seen, "echo/1,none")
+end)
+
 t.test("certificate objects: subject, issuer, digest, dates, extensions, pem", function()
   local port, proc = tls.python_server{cert = C.server.cert, key = C.server.key}
   local conn = assert(ssl.connect("localhost", port, {cafile = C.ca.cert, timeout = 20}))
