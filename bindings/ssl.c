@@ -256,13 +256,15 @@ Conn *ssl_pushconn(lua_State *L) {
   return c;
 }
 
-/* core.create(ctx, fd[, host]): a connection on fd (which it now owns)
- * that has not shaken hands yet. `host`: the name the client meant to
- * reach (SNI, and checked unless the context says verify "none"). */
+/* core.create(ctx, fd[, host[, maxline]]): a connection on fd (which it
+ * now owns) that has not shaken hands yet. `host`: the name the client
+ * meant to reach (SNI, and checked unless the context says verify "none");
+ * `maxline`: the socket's max-line. */
 static int ssl_create(lua_State *L) {
   Context *x = check_context(L, 1);
   int fd = (int)luaL_checkinteger(L, 2);
   const char *host = luaL_optstring(L, 3, NULL);
+  lua_Number maxline = luaL_optnumber(L, 4, HUGE_VAL);
   nl_TlsErr err;
   Conn *c;
   luaL_argcheck(L, fd >= 0, 2, "invalid descriptor (a closed socket?)");
@@ -270,6 +272,7 @@ static int ssl_create(lua_State *L) {
   c->ssl = nl_tls_new(x->ctx, fd, err);
   if (c->ssl == NULL) return nl_pushfail(L, err, NULL);
   c->fd = fd;
+  c->maxline = maxline >= 1 && maxline < 1e15 ? (size_t)maxline : 0;
   c->server = x->server;
   c->verify = x->verify;
   if (host != NULL && *host != '\0' && ssl_sethost(c, host, err) != 0)
@@ -434,8 +437,15 @@ static int take(Conn *c, Gather *g, size_t max, int stop, int nocr) {
 
 enum { P_COUNT, P_LINE, P_ALL };
 
+/* The room left for a line under the connection's max-line. */
+static size_t line_room(const Conn *c, const Gather *g) {
+  if (c->maxline == 0) return (size_t)-1;
+  return g->len < c->maxline ? c->maxline - g->len : 0;
+}
+
 /* One round: reads until the pattern is met or TLS must wait. 0 done, a
- * want, NL_TLS_CLOSED, NL_TLS_FAIL. */
+ * want, NL_TLS_CLOSED, NL_TLS_FAIL ("line too long": the rest of the line
+ * stays unread). */
 static int receive_round(Conn *c, Gather *g, int pattern, size_t wanted, size_t got0,
                          nl_TlsErr err) {
   for (;;) {
@@ -444,7 +454,11 @@ static int receive_round(Conn *c, Gather *g, int pattern, size_t wanted, size_t 
     step = conn_fill(c, err);
     if (step == NL_TLS_CLOSED && pattern == P_ALL) return g->len > got0 ? 0 : step;
     if (step != 0) return step;
-    if (pattern == P_LINE && take(c, g, (size_t)-1, '\n', 1)) return 0;
+    if (pattern == P_LINE && take(c, g, line_room(c, g), '\n', 1)) return 0;
+    if (pattern == P_LINE && c->first < c->last) {
+      snprintf(err, NL_TLS_ERRSIZE, "line too long");
+      return NL_TLS_FAIL;
+    }
     if (pattern == P_COUNT) take(c, g, wanted - g->len, -1, 0);
     if (pattern == P_ALL) take(c, g, (size_t)-1, -1, 0);
   }
@@ -584,6 +598,32 @@ static int conn_gettimeout(lua_State *L) {
   return 2;
 }
 
+/* conn:setoption("max-line", n) / getoption("max-line"): as the socket's
+ * (the only option a TLS connection has; wrap takes the socket's). */
+static void check_maxline_option(lua_State *L) {
+  const char *name = luaL_checkstring(L, 2);
+  if (strcmp(name, "max-line") != 0)
+    luaL_argerror(L, 2, "unsupported option (a TLS connection has only max-line)");
+}
+
+static int conn_setoption(lua_State *L) {
+  Conn *c = ssl_checkconn(L, 1);
+  lua_Number n;
+  check_maxline_option(L);
+  n = luaL_checknumber(L, 3);
+  luaL_argcheck(L, n >= 1, 3, "max-line must be at least 1");
+  c->maxline = n >= 1e15 ? 0 : (size_t)n;
+  lua_pushnumber(L, 1);
+  return 1;
+}
+
+static int conn_getoption(lua_State *L) {
+  Conn *c = ssl_checkconn(L, 1);
+  check_maxline_option(L);
+  lua_pushnumber(L, c->maxline ? (lua_Number)c->maxline : HUGE_VAL);
+  return 1;
+}
+
 static int conn_getfd(lua_State *L) {
   lua_pushinteger(L, ssl_checkconn(L, 1)->fd);
   return 1;
@@ -716,6 +756,7 @@ static const luaL_Reg conn_methods[] = {
   {"getfd", conn_getfd}, {"dirty", conn_dirty}, {"want", conn_want},
   {"getalpn", conn_getalpn}, {"getsniname", conn_getsniname}, {"info", conn_info},
   {"getstats", conn_getstats}, {"sni", ssl_sni},
+  {"setoption", conn_setoption}, {"getoption", conn_getoption},
   {"getpeercertificate", ssl_getpeercertificate}, {"getpeerchain", ssl_getpeerchain},
   {"getpeerverification", ssl_getpeerverification},
   {"getlocalcertificate", ssl_getlocalcertificate},

@@ -29,10 +29,11 @@ local function context_of(cfg, mode)
 end
 
 -- Takes the socket's descriptor into a new connection (LuaSec's wrap: the
--- socket is left without one). `host`: the name to send and check.
+-- socket is left without one), with its max-line. `host`: the name to send
+-- and check.
 local function take(sock, ctx, host)
   local fd = sock:getfd()
-  local conn, err = core.create(ctx, fd, host)
+  local conn, err = core.create(ctx, fd, host, sock:getoption("max-line"))
   if not conn then return nil, err end
   sock:setfd(-1)
   return conn

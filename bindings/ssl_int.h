@@ -29,6 +29,7 @@ typedef struct Conn {
   int verify; /* its context's */
   char *host; /* the name a client meant to reach (malloc), or NULL */
   double block, total; /* luasocket's timeouts */
+  size_t maxline;      /* receive("*l") fails on longer lines; 0: no limit */
   double received, sent;
   size_t first, last;  /* plaintext not yet returned: buf[first..last) */
   char buf[SSL_BUFSIZE];
