@@ -27,7 +27,7 @@ t.writefile(C.dir .. "/big.bin", big)
 local SERVER = [[
 local http = require "http"
 local cert, key, dir = ...
-local srv = assert(http.server{port = 0, request_timeout = 1, workers = 2,
+local srv = assert(http.server{port = 0, request_timeout = 1, keepalive_timeout = 30, workers = 2,
   tls = {certificate = cert, key = key, password = "secret"}})
 srv:route("GET", "/hello", function() return "hello over tls\n" end)
 srv:route("POST", "/echo", function(req) return req.body end)
