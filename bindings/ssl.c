@@ -112,22 +112,25 @@ static int push_alpn(lua_State *L, int idx) {
   return 1;
 }
 
-/* LuaSec's options that still mean something on OpenSSL 3; the rest
- * (no_sslv2, single_dh_use ...) are accepted and are what OpenSSL does
- * anyway. */
+/* One of LuaSec's options: those that still mean something on OpenSSL 3
+ * are applied; the rest (no_sslv2, single_dh_use ...) are what OpenSSL 3
+ * does anyway. */
+static void apply_option(SSL_CTX *ctx, const char *o) {
+  if (strcmp(o, "cipher_server_preference") == 0)
+    SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
+  else if (strcmp(o, "no_compression") == 0)
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION);
+  else if (strcmp(o, "no_ticket") == 0)
+    SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+}
+
+/* params.options: a name or a list of names. */
 static void apply_options(lua_State *L, SSL_CTX *ctx) {
-  int top = lua_gettop(L);
-  if (lua_getfield(L, 1, "options") == LUA_TSTRING) lua_newtable(L), lua_insert(L, -2),
-      lua_rawseti(L, -2, 1);
-  if (lua_istable(L, -1))
+  int top = lua_gettop(L), t = lua_getfield(L, 1, "options");
+  if (t == LUA_TSTRING) apply_option(ctx, lua_tostring(L, -1));
+  else if (t == LUA_TTABLE)
     for (lua_Integer i = 1; lua_rawgeti(L, -1, i) == LUA_TSTRING; i++) {
-      const char *o = lua_tostring(L, -1);
-      if (strcmp(o, "cipher_server_preference") == 0)
-        SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
-      else if (strcmp(o, "no_compression") == 0)
-        SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION);
-      else if (strcmp(o, "no_ticket") == 0)
-        SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+      apply_option(ctx, lua_tostring(L, -1));
       lua_pop(L, 1);
     }
   lua_settop(L, top);
@@ -171,22 +174,19 @@ static int configure(lua_State *L, Context *x, nl_TlsErr err) {
 
 /* ssl.newcontext(params): a context, or nil, err. */
 static int ssl_newcontext(lua_State *L) {
-  static const char *const modes[] = {"client", "server", NULL};
+  const char *mode;
   Context *x;
   nl_TlsErr err;
   int server, depth;
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
-  lua_getfield(L, 1, "mode");
-  if (lua_isnil(L, -1)) return luaL_error(L, "ssl parameter 'mode' is required (client or server)");
-  server = luaL_checkoption(L, -1, NULL, modes);
-  lua_settop(L, 1);
-  x = lua_newuserdatauv(L, sizeof *x, 0);
+  mode = opt_field(L, "mode");
+  if (mode == NULL || (strcmp(mode, "client") != 0 && strcmp(mode, "server") != 0))
+    return luaL_error(L, "ssl parameter 'mode' must be \"client\" or \"server\"");
+  server = strcmp(mode, "server") == 0;
+  x = lua_newuserdatauv(L, sizeof *x, 0); /* params, ctx */
   memset(x, 0, sizeof *x);
   luaL_setmetatable(L, NL_SSLCTX_MT);
-  lua_insert(L, 1); /* ctx, params */
-  lua_settop(L, 2);
-  lua_insert(L, 1); /* params, ctx: opt_field reads index 1 */
   x->server = server;
   x->verify = parse_verify(L);
   lua_getfield(L, 1, "depth");

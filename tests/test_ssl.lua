@@ -281,7 +281,8 @@ t.test("openssl s_server: a client against OpenSSL's own server", function()
 end)
 
 t.test("bad parameters are clear errors", function()
-  t.raises("'mode' is required", ssl.newcontext, {})
+  t.raises("'mode' must be \"client\" or \"server\"", ssl.newcontext, {})
+  t.raises("'mode' must be", ssl.newcontext, {mode = "both"})
   t.raises("invalid verify option 'bogus'", ssl.newcontext, {mode = "client", verify = "bogus"})
   local ctx, err = ssl.newcontext{mode = "server", certificate = "/nonexistent.pem"}
   t.eq(ctx, nil)
