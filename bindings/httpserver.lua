@@ -45,6 +45,19 @@ local function parse_query(raw)
 end
 M.parse_query = parse_query
 
+-- req:form() -> fields, all_fields | nil, msg: an
+-- application/x-www-form-urlencoded body read as parse_query reads a query.
+-- The body is already within the server's max_body.
+function Request:form()
+  local ctype = self.headers["content-type"]
+  if ctype == nil then return nil, "not a form (no Content-Type)" end
+  local media = ctype:match("^%s*([^;%s]+)")
+  if media == nil or media:lower() ~= "application/x-www-form-urlencoded" then
+    return nil, format("not a form (Content-Type: %s)", ctype)
+  end
+  return parse_query(self.body)
+end
+
 local SERVER_OPTIONS = {host = "string", port = "number", max_uri = "number",
   max_header = "number", max_body = "number", request_timeout = "number",
   keepalive_timeout = "number", send_timeout = "number",
