@@ -183,6 +183,29 @@ function M.interrupt(script, then_markers, signal)
   return out, err, code
 end
 
+-- ---- tasks --------------------------------------------------------------
+
+-- Runs the ready tasks until every handle in hs waits.
+function M.until_waiting(hs)
+  local task = require "task"
+  for _, h in ipairs(hs) do
+    while h:status() ~= "waiting" do task.yield() end
+  end
+end
+
+-- Joins every handle (within `timeout` seconds each, 10 by default: a
+-- guard against a lost wake-up); each must have succeeded. Returns the
+-- packed outcomes.
+function M.join_all(hs, timeout)
+  local out = {}
+  for i, h in ipairs(hs) do
+    local r = table.pack(h:join(timeout or 10))
+    assert(r[1], tostring(r[2]))
+    out[i] = r
+  end
+  return out
+end
+
 -- ---- http.server in this process ----------------------------------------
 
 -- Runs fn(srv) as a task while srv serves in the calling (main) coroutine;
