@@ -2,7 +2,7 @@
 -- socket.url, ltn12, mime from Debian's lua-socket) running on netlua's
 -- socket core: the same client program prints the same under netlua and
 -- under lua5.4 with the real luasocket, and socket.http requests run
--- concurrently in tasks.
+-- concurrently in tasks; socket.smtp speaks to a peer on loopback.
 package.path = (arg[0]:match("^(.*)/") or ".") .. "/?.lua;" .. package.path
 local t = require "testlib"
 local h = require "httphelp"
@@ -79,6 +79,42 @@ t.test("two socket.http.request calls run at once in tasks (each handler waits f
     srv:serve{timeout = 30}']])
   t.eq(code, 0, err)
   t.eq(out, "true\t200\tmet 1\ntrue\t200\tmet 2\n")
+end)
+
+t.test("socket.smtp sends a message to an SMTP peer on loopback (a task of this script)", function()
+  local out, err, code = t.netlua([[-e '
+    local socket, smtp, task = require "socket", require "socket.smtp", require "task"
+    local server = assert(socket.bind("127.0.0.1", 0))
+    local port = select(2, server:getsockname())
+    local peer = task.spawn(function()               -- RFC 5321, the least of it
+      local c = assert(server:accept())
+      c:settimeout(10)
+      local said = {}
+      c:send("220 test ready\r\n")
+      while true do
+        local line = assert(c:receive("*l"))
+        said[#said + 1] = line
+        local verb = line:sub(1, 4):upper()
+        if verb == "EHLO" or verb == "HELO" then c:send("250 hi\r\n")
+        elseif verb == "DATA" then
+          c:send("354 go on\r\n")
+          repeat local l = assert(c:receive("*l")) said[#said + 1] = l until l == "."
+          c:send("250 queued\r\n")
+        elseif verb == "QUIT" then c:send("221 bye\r\n") break
+        else c:send("250 ok\r\n") end
+      end
+      c:close()
+      return said
+    end)
+    local ok, e = smtp.send{from = "<ann@example.org>", rcpt = "<bob@example.org>",
+      server = "127.0.0.1", port = port,
+      source = smtp.message{headers = {subject = "hi"}, body = "sent through netlua"}}
+    print(ok, e)
+    local said = select(2, peer:join())
+    print(said[2], said[3])
+    for _, l in ipairs(said) do if l == "sent through netlua" then print("body arrived") end end']])
+  t.eq(code, 0, err)
+  t.eq(out, "1\tnil\nMAIL FROM:<ann@example.org>\tRCPT TO:<bob@example.org>\nbody arrived\n")
 end)
 
 stop()
