@@ -22,4 +22,14 @@ function task.all(list, timeout)
   return out
 end
 
+-- task.semaphore(n) is thread.semaphore (bindings/mutex.c: a counting
+-- lock on the runtime's wait queue, shared by tasks and threads alike),
+-- looked up on first use so that loading task does not load thread.
+setmetatable(task, {__index = function(t, k)
+  if k ~= "semaphore" then return nil end
+  local semaphore = require("thread").semaphore
+  rawset(t, k, semaphore)
+  return semaphore
+end})
+
 return task

@@ -426,6 +426,7 @@ static const luaL_Reg thread_funcs[] = {
   {"spawn", thread_spawn},
   {"channel", thread_channel},
   {"mutex", thread_mutex},
+  {"semaphore", thread_semaphore},
   {"sleep", nl_sleep_lua},
   {"self", thread_self},
   {"cpus", thread_cpus},

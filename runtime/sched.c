@@ -241,11 +241,22 @@ int nl_waitk(lua_State *L, int nargs, int fd, int events, double deadline) {
   return events; /* could not arm (a file, no memory): let the call retry */
 }
 
-/* Readiness now, without waiting (after a restart, or a zero timeout). */
-static int poll_now(nl_PollFd *fds, int n) {
-  return nl_waitmany_now(fds, n);
+/* After a restart: the readiness the loop saw on the watches (the one
+ * that woke the task; its siblings were disarmed then). */
+static int ready_from_watches(nl_Task *t, nl_PollFd *fds, int n) {
+  const nl_Watch *w = n <= 1 ? &t->one : t->watches;
+  int r = 0;
+  for (int i = 0; i < n; i++) {
+    fds[i].ready = w[i].ready;
+    if (fds[i].ready) r++;
+  }
+  return r;
 }
 
+/* The caller has found nothing ready (its syscall said EAGAIN, or it polled
+ * itself), so a task suspends at once: the loop's epoll reports a
+ * descriptor that is ready already. After waking, the result says which
+ * one woke it; a caller that reports every ready one (select) polls them. */
 int nl_waitmanyk(lua_State *L, int nargs, nl_PollFd *fds, int n, double deadline) {
   nl_Task *t = suspendable(L, nargs);
   nl_Watch *w;
@@ -256,12 +267,7 @@ int nl_waitmanyk(lua_State *L, int nargs, nl_PollFd *fds, int n, double deadline
     if (r == -EINTR) nl_raise_interrupted(L);
     return r;
   }
-  if (take_restart(t, &r)) {
-    if (r <= 0) return 0;
-    if ((r = poll_now(fds, n)) != 0) return r;
-  } else if ((r = poll_now(fds, n)) != 0) {
-    return r;
-  }
+  if (take_restart(t, &r)) return r > 0 ? ready_from_watches(t, fds, n) : 0;
   if (deadline >= 0 && deadline <= nl_monotonic()) return 0;
   w = task_watches(L, t, n);
   for (int i = 0; i < n; i++) {

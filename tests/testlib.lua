@@ -183,6 +183,51 @@ function M.interrupt(script, then_markers, signal)
   return out, err, code
 end
 
+-- ---- tasks --------------------------------------------------------------
+
+-- Runs the ready tasks until every handle in hs waits.
+function M.until_waiting(hs)
+  local task = require "task"
+  for _, h in ipairs(hs) do
+    while h:status() ~= "waiting" do task.yield() end
+  end
+end
+
+-- Joins every handle (within `timeout` seconds each, 10 by default: a
+-- guard against a lost wake-up); each must have succeeded. Returns the
+-- packed outcomes.
+function M.join_all(hs, timeout)
+  local out = {}
+  for i, h in ipairs(hs) do
+    local r = table.pack(h:join(timeout or 10))
+    assert(r[1], tostring(r[2]))
+    out[i] = r
+  end
+  return out
+end
+
+-- ---- standard error ---------------------------------------------------------
+
+-- Calls fn(...) with io.stderr replaced by a recorder, so the lines code in
+-- this state writes there (an http.server handler's log line) are checked
+-- by the test rather than shown in prove's output. Returns what was
+-- written, then fn's results; raises fn's error after restoring io.stderr.
+function M.capture_stderr(fn, ...)
+  local real, parts = io.stderr, {}
+  local recorder = {
+    write = function(self, ...)
+      for i = 1, select("#", ...) do parts[#parts + 1] = tostring((select(i, ...))) end
+      return self
+    end,
+    flush = function(self) return self end,
+  }
+  io.stderr = recorder
+  local r = table.pack(pcall(fn, ...))
+  io.stderr = real
+  if not r[1] then error(r[2], 0) end
+  return table.concat(parts), table.unpack(r, 2, r.n)
+end
+
 -- ---- http.server in this process ----------------------------------------
 
 -- Runs fn(srv) as a task while srv serves in the calling (main) coroutine;
