@@ -90,6 +90,7 @@ typedef struct Record {
   pthread_t tid;
   long id;
   int daemon;
+  int quiet; /* an error it ends with is not printed */
   char *name;
   nl_Packet *start; /* function and arguments, until the thread takes them */
   /* set by the thread before `done`: */
@@ -99,13 +100,8 @@ typedef struct Record {
   int joined;         /* a join delivered the outcome */
 } Record;
 
-/* The last reference went: an error nobody joined is printed now. */
 static void record_destroy(nl_Shared *sh) {
   Record *r = (Record *)sh;
-  if (r->error != NULL && !r->joined && !r->interrupted) {
-    fprintf(stderr, "Exception in thread %s:\n%s\n", r->name, r->error);
-    fflush(stderr);
-  }
   nl_packet_free(r->start);
   nl_packet_free(r->results);
   free(r->error);
@@ -189,6 +185,16 @@ static void run_body(lua_State *L, Record *r) {
   lua_settop(L, 0);
 }
 
+/* The error that ended the thread is printed when it ends, as Python's
+ * threading prints it, whether or not a join() will look at it (a join
+ * that ignores what it returns must not hide it); not for a quiet thread,
+ * nor for one stopped because the program is ending. */
+static void print_failure(Record *r) {
+  if (r->error == NULL || r->quiet || r->interrupted) return;
+  fprintf(stderr, "Exception in thread %s:\n%s\n", r->name, r->error);
+  fflush(stderr);
+}
+
 static void *thread_main(void *arg) {
   Record *r = (Record *)arg;
   int daemon = r->daemon;
@@ -200,6 +206,7 @@ static void *thread_main(void *arg) {
   } else {
     r->error = strdup("cannot create state: not enough memory");
   }
+  print_failure(r);
   nl_shared_lock(&r->sh);
   r->done = 1;
   nl_queue_wakeall(&r->joiners, 1);
@@ -345,9 +352,16 @@ static const luaL_Reg thr_meta[] = {
 
 /* ---- spawn ------------------------------------------------------------------ */
 
-/* Spawn options from the table form: thread.spawn{fn, args..., name=, daemon=}.
- * Leaves fn and the args on the stack from index 2 on. */
-static int spawn_options(lua_State *L, const char **name, int *daemon) {
+/* A boolean option of the table form: false when absent. */
+static int flag_option(lua_State *L, const char *key) {
+  int on = lua_getfield(L, 1, key) != LUA_TNIL && lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return on;
+}
+
+/* Spawn options from the table form: thread.spawn{fn, args..., name=,
+ * daemon=, quiet=}. Leaves fn and the args on the stack from index 2 on. */
+static int spawn_options(lua_State *L, const char **name, int *daemon, int *quiet) {
   lua_Integer n;
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
@@ -355,8 +369,8 @@ static int spawn_options(lua_State *L, const char **name, int *daemon) {
     if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "option 'name' must be a string");
     *name = lua_tostring(L, -1);
   }
-  *daemon = lua_getfield(L, 1, "daemon") != LUA_TNIL && lua_toboolean(L, -1);
-  lua_pop(L, 1);
+  *daemon = flag_option(L, "daemon");
+  *quiet = flag_option(L, "quiet");
   n = (lua_Integer)lua_rawlen(L, 1);
   luaL_checkstack(L, (int)n + 4, "too many arguments");
   for (lua_Integer i = 1; i <= n; i++) lua_rawgeti(L, 1, i);
@@ -365,13 +379,13 @@ static int spawn_options(lua_State *L, const char **name, int *daemon) {
 
 static int thread_spawn(lua_State *L) {
   const char *name = NULL;
-  int daemon = 0, first = 1, n = lua_gettop(L), err;
+  int daemon = 0, quiet = 0, first = 1, n = lua_gettop(L), err;
   long id;
   char defname[32];
   Handle *h;
   Record *r;
   if (lua_type(L, 1) == LUA_TTABLE) {
-    n = spawn_options(L, &name, &daemon);
+    n = spawn_options(L, &name, &daemon, &quiet);
     first = lua_gettop(L) - n + 1;
   }
   if (n < 1 || (lua_type(L, first) != LUA_TFUNCTION && lua_type(L, first) != LUA_TSTRING))
@@ -388,6 +402,7 @@ static int thread_spawn(lua_State *L) {
   lua_insert(L, first);
   h->r = r = record_new(id, name, daemon);
   if (r == NULL) return luaL_error(L, "not enough memory");
+  r->quiet = quiet;
   r->start = nl_pack(L, first + 1, n);
   nl_shared_retain(&r->sh); /* the thread's */
   procs_add(daemon);

@@ -18,6 +18,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -356,20 +357,22 @@ int nl_task_yield(lua_State *L, nl_Task *t) {
 /* A task ended with an error (its outcome table on top of H).
  * Ctrl-C that it did not catch goes on to the code waiting for the tasks
  * (the main script), as Python's KeyboardInterrupt leaves asyncio.run. Any
- * other error is printed now, with its traceback, as Python prints an
- * exception that ends a thread, unless a join() waits for it at this moment
- * or task.all() claimed it; a join later still returns it. */
+ * other error is printed now, with its traceback, as Python's threading
+ * prints the exception that ends a thread, whether or not a join() will
+ * look at it (a join that ignores what it returns must not hide it), unless
+ * the task was spawned quiet; a join still returns it. */
 static void report_failure(lua_State *H, nl_Task *t) {
   const char *msg;
   if (t->interrupted) {
     nl_interrupt_again();
     return;
   }
-  if (t->joiners.head != NULL || t->claimed) return;
+  if (t->quiet) return;
   lua_rawgeti(H, -1, 2);
   msg = lua_tostring(H, -1);
-  lua_writestringerror("%s: error in a task nobody joined: ", NL_PROGNAME);
-  lua_writestringerror("%s\n", msg ? msg : "(error object is not a string)");
+  fprintf(stderr, "%s: error in task %ld: %s\n", NL_PROGNAME, t->id,
+          msg ? msg : "(error object is not a string)");
+  fflush(stderr);
   lua_pop(H, 1);
 }
 
@@ -468,6 +471,7 @@ void nl_task_start(lua_State *L, int idx, nl_Task *t, lua_State *co, int nargs) 
   lua_pushvalue(L, idx);
   lua_xmove(L, s->H, 1);
   lua_rawsetp(s->H, 1, t); /* anchored while live */
+  t->id = ++s->spawned;
   s->live++;
   nl_loop_use(s->loop, 1);
   nl_sched_ready(t);

@@ -201,14 +201,31 @@ t.test("an error in a thread nobody joins is printed with its name", function()
   t.match(err, "stack traceback:")
 end)
 
-t.test("an error that was joined is not printed again", function()
+t.test("a thread's error is printed when it fails, even if a join ignores it (issue 13)", function()
   local out, err, code = run([[
     local thread = require "thread"
-    local th = thread.spawn(function() error("handled") end)
-    print(th:join())
+    local th = thread.spawn(function() return counter + 1 end)
+    th:join()
+    print("joined")
+    th = nil
+    collectgarbage() collectgarbage()
   ]])
   t.eq(code, 0, err)
-  t.match(out, "^false\t")
+  t.eq(out, "joined\n")
+  t.match(err, "^Exception in thread Thread%-%d+:\n[^\n]*attempt to perform arithmetic on a nil value %(global 'counter'%)\nstack traceback:")
+  local _, count = err:gsub("Exception in thread", "")
+  t.eq(count, 1, err)
+end)
+
+t.test("a quiet thread's error is only returned by join", function()
+  local out, err, code = run([[
+    local thread = require "thread"
+    local th = thread.spawn{function() error("handled") end, quiet = true}
+    print(th:join())
+    thread.spawn{function() error("never joined") end, quiet = true, name = "q"}
+  ]])
+  t.eq(code, 0, err)
+  t.match(out, "^false\t[^\n]*handled\n")
   t.eq(err, "")
 end)
 
