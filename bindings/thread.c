@@ -33,13 +33,21 @@ const nl_Transfer thread_shared_transfer = {"thread", nl_shared_export, nl_share
 
 /* ---- process-wide: threads the program waits for at exit ------------------ */
 
+/* What a thread stopped by Ctrl-C at exit waited on (nl_report_waits). */
+typedef struct Report {
+  long id;
+  char *text; /* "  thread NAME: ...\n", then its tasks' lines */
+  struct Report *next;
+} Report;
+
 static struct {
   nl_Shared sh;          /* its lock (never freed) */
   nl_WaitQueue waiters;  /* the main state at exit, woken when none runs */
   int running;           /* non-daemon threads not finished yet */
   atomic_long nextid;
   atomic_int stopping;   /* the program is ending: busy threads stop */
-} procs = {{1, PTHREAD_MUTEX_INITIALIZER, NULL, NULL}, {NULL, NULL, &procs.sh, NULL}, 0, 1, 0};
+  Report *reports;       /* in the order of the threads' ids */
+} procs = {{1, PTHREAD_MUTEX_INITIALIZER, NULL, NULL}, {NULL, NULL, &procs.sh, NULL}, 0, 1, 0, NULL};
 
 static void procs_add(int daemon) {
   if (daemon) return;
@@ -66,16 +74,50 @@ static void stop_everything(void) {
   atomic_store(&procs.stopping, 1);
 }
 
+/* Files a stopped thread's report, keeping the list in id order. */
+static void add_report(long id, char *text) {
+  Report *rep = text ? (Report *)malloc(sizeof *rep) : NULL, **p;
+  if (rep == NULL) {
+    free(text);
+    return;
+  }
+  rep->id = id;
+  rep->text = text;
+  nl_shared_lock(&procs.sh);
+  for (p = &procs.reports; *p != NULL && (*p)->id < id; p = &(*p)->next) {}
+  rep->next = *p;
+  *p = rep;
+  nl_shared_unlock(&procs.sh);
+}
+
+/* Prints and frees the reports (main, once every thread has ended). */
+static void print_reports(void) {
+  Report *rep, *next;
+  nl_shared_lock(&procs.sh);
+  rep = procs.reports;
+  procs.reports = NULL;
+  nl_shared_unlock(&procs.sh);
+  for (; rep != NULL; rep = next) {
+    next = rep->next;
+    nl_print_waits(rep->text);
+    free(rep->text);
+    free(rep);
+  }
+}
+
 /* nl_atexit hook of the main state: waits for every non-daemon thread. A
  * Ctrl-C here (or one that ended the script) stops them: their waits return
- * "interrupted" and a count hook stops busy Lua code. */
+ * "interrupted" and a count hook stops busy Lua code. Stopped by a Ctrl-C
+ * while the script waited for them, each says what it waited on. */
 static int thread_waitall(lua_State *L) {
   int interrupted = 0;
   if (nl_shutting_down()) stop_everything();
   while (nl_queue_until(L, -1, &procs.waiters, NL_NODEADLINE, none_running, NULL) == -EINTR) {
     interrupted = 1;
+    nl_report_waits();
     stop_everything();
   }
+  print_reports();
   if (interrupted) return nl_raise_interrupted(L);
   return 0;
 }
@@ -151,6 +193,26 @@ static int body(lua_State *L) {
   return 0;
 }
 
+/* Stopped by the shutdown a Ctrl-C began while the script waited for it:
+ * what it waited on (noted by nl_raise_interrupted where it stopped) and
+ * what its tasks wait on, filed for thread_waitall to print:
+ * "  thread NAME: receive on a channel (app.lua:9)\n" ... */
+static void report_waits(lua_State *L, Record *r) {
+  if (r->daemon || !nl_reporting_waits()) return;
+  lua_pushfstring(L, "  thread %s: ", r->name);
+  if (lua_getfield(L, LUA_REGISTRYINDEX, NL_STOPPED_KEY) != LUA_TSTRING) {
+    lua_pop(L, 1);
+    lua_pushliteral(L, "waiting for its tasks");
+  }
+  lua_pushliteral(L, "\n");
+  lua_pushfstring(L, "  thread %s, ", r->name);
+  nl_sched_describe(L, lua_tostring(L, -1));
+  lua_remove(L, -2);
+  lua_concat(L, 4);
+  add_report(r->id, strdup(lua_tostring(L, -1)));
+  lua_pop(L, 1);
+}
+
 static void set_self(lua_State *L, Record *r) {
   lua_createtable(L, 0, 2);
   lua_pushstring(L, r->name);
@@ -180,6 +242,7 @@ static void run_body(lua_State *L, Record *r) {
   /* threads never take Ctrl-C: "interrupted" here means shutdown */
   r->interrupted = nl_is_interrupted(L, -1);
   lua_settop(L, 0);
+  if (r->interrupted) report_waits(L, r);
   lua_pushcfunction(L, cancel_tasks);
   lua_pcall(L, 0, 0, 0); /* tasks the failed thread leaves: their resources close */
   lua_settop(L, 0);

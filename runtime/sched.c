@@ -339,6 +339,48 @@ void nl_sched_cancelall(lua_State *L) {
   }
 }
 
+/* ---- what the live tasks wait on -------------------------------------------- */
+
+static int by_id(const void *a, const void *b) {
+  long x = (*(nl_Task *const *)a)->id, y = (*(nl_Task *const *)b)->id;
+  return (x > y) - (x < y);
+}
+
+/* One line for task t: "PREFIXtask N: what (where)\n". [-0, +0, m] */
+static void describe_task(lua_State *L, luaL_Buffer *b, nl_Task *t, const char *prefix) {
+  lua_pushfstring(L, "%stask %d: ", prefix, (int)t->id);
+  luaL_addvalue(b);
+  nl_describe_wait(L, t->co, 0);
+  luaL_addvalue(b);
+  luaL_addchar(b, '\n');
+}
+
+void nl_sched_describe(lua_State *L, const char *prefix) {
+  nl_Sched *s;
+  nl_Task **list;
+  luaL_Buffer b;
+  int n = 0;
+  lua_getfield(L, LUA_REGISTRYINDEX, SCHED_KEY);
+  s = lua_touserdata(L, -1); /* NULL: no task was ever spawned here */
+  lua_pop(L, 1);
+  if (s == NULL || s->live == 0) {
+    lua_pushliteral(L, "");
+    return;
+  }
+  list = lua_newuserdatauv(L, (size_t)s->live * sizeof *list, 0); /* freed with the stack */
+  lua_pushnil(s->H);
+  while (lua_next(s->H, 1) && n < s->live) {
+    list[n++] = lua_touserdata(s->H, -1);
+    lua_pop(s->H, 1);
+  }
+  lua_settop(s->H, 1);
+  qsort(list, (size_t)n, sizeof *list, by_id);
+  luaL_buffinit(L, &b);
+  for (int i = 0; i < n; i++) describe_task(L, &b, list[i], prefix);
+  luaL_pushresult(&b);
+  lua_remove(L, -2); /* the list */
+}
+
 /* ---- task lifecycle (used by bindings/task.c) ----------------------------- */
 
 void nl_task_init(nl_Sched *s, nl_Task *t) {

@@ -12,90 +12,114 @@ local function hup_ignored()
   return mask % 2 == 1
 end
 
-local SIGNALS = {{"TERM", 143}, {"HUP", 129}}
-
-for _, sig in ipairs(SIGNALS) do
-  local name, status = sig[1], sig[2]
-  t.test("SIG" .. name .. " during a wait: uncaught, 'interrupted', exit " .. status, function()
-    if name == "HUP" and hup_ignored() then return t.skip(nil, "SIGHUP is ignored here") end
-    local path, dir = t.script([[
-      local time = require "time"
-      print("ready"); io.stdout:flush()
-      time.sleep(60)
-      print("not reached")
-    ]])
-    local out, err, code = t.interrupt(path, nil, name)
-    t.eq(code, status)
-    t.eq(out, "ready\n")
-    t.match(err, "^netlua: interrupted\n")
-    t.rmtree(dir)
-  end)
-end
-
-t.test("SIGTERM is a catchable error and to-be-closed variables run", function()
-  local path, dir = t.script([[
-    local time = require "time"
-    local function wait()
-      local guard <close> = setmetatable({}, {__close = function() print("closed") end})
-      print("ready"); io.stdout:flush()
-      time.sleep(60)
-    end
-    print(pcall(wait))
-    time.sleep(0.01) -- waits still work afterwards
-    print("after")
-  ]])
-  local out, err, code = t.interrupt(path, nil, "TERM")
-  t.eq(code, 0, err)
-  t.eq(out, "ready\nclosed\nfalse\tinterrupted\nafter\n")
-  t.rmtree(dir)
-end)
+-- During a wait, caught, in a busy loop, twice: the cases Ctrl-C passes
+-- (test_cli.lua), for SIGTERM and SIGHUP.
+t.interrupt_cases("TERM", 143)
+t.interrupt_cases("HUP", 129, function() return hup_ignored() and "SIGHUP is ignored here" or nil end)
 
 t.test("SIGTERM interrupts a busy loop in a task: exit 143", function()
-  local path, dir = t.script([[
+  local out, err, code = t.interrupt_script([[
     local task = require "task"
     task.spawn(function()
       print("ready"); io.stdout:flush()
       local n = 0
       while true do n = n + 1 end
     end)
-  ]])
-  local out, err, code = t.interrupt(path, nil, "TERM")
+  ]], nil, "TERM")
   t.eq(code, 143)
   t.eq(out, "ready\n")
   t.match(err, "interrupted")
-  t.rmtree(dir)
-end)
-
-t.test("a second SIGTERM during cleanup still exits 143", function()
-  local path, dir = t.script([[
-    local time = require "time"
-    stuck = setmetatable({}, {__gc = function()
-      io.stderr:write("cleaning\n"); io.stderr:flush()
-      pcall(time.sleep, 60)
-      pcall(time.sleep, 60)
-    end})
-    print("ready"); io.stdout:flush()
-    time.sleep(60)
-  ]])
-  local _, err, code = t.interrupt(path, {"cleaning"}, "TERM")
-  t.eq(code, 143)
-  t.match(err, "interrupted")
-  t.match(err, "cleaning")
-  t.rmtree(dir)
 end)
 
 t.test("SIGTERM while waiting for a thread: the thread stops, exit 143", function()
-  local path, dir = t.script([[
+  local out, err, code = t.interrupt_script([[
     local thread = require "thread"
     local th = thread.spawn(function() require("time").sleep(60) end)
     print("ready"); io.stdout:flush()
     th:join()
-  ]])
-  local out, err, code = t.interrupt(path, nil, "TERM")
+  ]], nil, "TERM")
   t.eq(code, 143)
   t.eq(out, "ready\n")
-  t.match(err, "interrupted")
-  t.rmtree(dir)
+  t.match(err, "^netlua: interrupted\n")
+  t.ok(not err:find("still waiting"), "the script had not ended: no listing\n" .. err)
+end)
+
+-- ---- Ctrl-C after the script returned: what it still waited for ------------
+
+-- The line of `source` holding `marker`.
+local function line_of(source, marker)
+  local n = 0
+  for line in (source .. "\n"):gmatch("([^\n]*)\n") do
+    n = n + 1
+    if line:find(marker, 1, true) then return n end
+  end
+  error("no line holds " .. marker)
+end
+
+local function escape(s) return (s:gsub("%p", "%%%0")) end
+
+t.test("Ctrl-C after the main chunk returned lists each task, what it waits on and where (issue 13)", function()
+  local source = [[
+    local socket, task, thread = require "socket", require "task", require "thread"
+    local server = assert(socket.bind("127.0.0.1", 0))
+    local port = select(2, server:getsockname())
+    local client = assert(socket.connect("127.0.0.1", port))
+    local conn = server:accept()
+    task.spawn(function() server:accept() end)        -- ACCEPT
+    task.spawn(function() conn:receive("*l") end)     -- RECEIVE
+    local ch = thread.channel()
+    task.spawn(function() ch:recv() end)              -- CHANNEL
+    task.spawn(function() task.sleep(3600) end)       -- SLEEP
+    task.spawn(function()                             -- the others wait now
+      print(port, (select(2, client:getsockname())))
+      print("ready") io.stdout:flush()
+    end)
+  ]]
+  local out, err, code = t.interrupt_script(source)
+  t.eq(code, 130, err)
+  local port, cport = out:match("^(%d+)\t(%d+)\nready\n$")
+  t.ok(port, out)
+  local function at(marker) return " (script.lua:" .. line_of(source, marker) .. ")\n" end
+  local want = "netlua: the script had ended and was still waiting for:\n" ..
+    "  task 1: accept on 127.0.0.1:" .. port .. at("ACCEPT") ..
+    "  task 2: receive on tcp 127.0.0.1:" .. port .. " <- 127.0.0.1:" .. cport .. at("RECEIVE") ..
+    "  task 3: receive on a channel" .. at("CHANNEL") ..
+    "  task 4: sleep" .. at("SLEEP") ..
+    "netlua: interrupted\n"
+  t.match(err, "^" .. escape(want):gsub("script%%%.lua", "[^\n]*script%%.lua") .. "$")
+end)
+
+t.test("Ctrl-C while the script waits at exit for threads lists each thread and its tasks (issue 13)", function()
+  local source = [[
+    local socket, thread = require "socket", require "thread"
+    local ready, never = thread.channel(), thread.channel()
+    local server = assert(socket.bind("127.0.0.1", 0))
+    print((select(2, server:getsockname())))
+    thread.spawn{function(ready, never)
+      ready:send(1)
+      never:recv()                                     -- RECV
+    end, ready, never, name = "receiver"}
+    thread.spawn{function(ready, server)
+      local task = require "task"
+      task.spawn(function() task.sleep(3600) end)      -- TASK
+      task.spawn(function() ready:send(1) end)
+      server:accept()                                  -- ACCEPT
+    end, ready, server, name = "acceptor"}
+    thread.spawn{function() require("time").sleep(3600) end, name = "helper", daemon = true}
+    ready:recv() ready:recv()
+    print("ready") io.stdout:flush()
+  ]]
+  local out, err, code = t.interrupt_script(source)
+  t.eq(code, 130, err)
+  local port = out:match("^(%d+)\nready\n$")
+  t.ok(port, out)
+  local function at(marker) return " (script.lua:" .. line_of(source, marker) .. ")\n" end
+  local want = "netlua: the script had ended and was still waiting for:\n" ..
+    "  thread receiver: receive on a channel" .. at("RECV") ..
+    "  thread acceptor: accept on 127.0.0.1:" .. port .. at("ACCEPT") ..
+    "  thread acceptor, task 1: sleep" .. at("TASK") ..
+    "netlua: interrupted\n"
+  t.match(err, "^" .. escape(want):gsub("script%%%.lua", "[^\n]*script%%.lua") .. "$")
 end)
 
 t.test("SIGHUP ignored from the start (nohup) stays ignored", function()

@@ -183,6 +183,81 @@ function M.interrupt(script, then_markers, signal)
   return out, err, code
 end
 
+-- Writes `source` to a script, runs it under M.interrupt (same markers and
+-- signal) and removes it. Returns stdout, stderr and the exit status.
+function M.interrupt_script(source, then_markers, signal)
+  local path, dir = M.script(source)
+  local out, err, code = M.interrupt(path, then_markers, signal)
+  M.rmtree(dir)
+  return out, err, code
+end
+
+-- The cases every interrupting signal must pass (Ctrl-C is SIGINT; SIGTERM
+-- and SIGHUP behave as it does): registers them for `signal` ("INT",
+-- "TERM", "HUP"), whose uncaught status is `status`. `skip()` returns a
+-- reason to skip them, or nil.
+function M.interrupt_cases(signal, status, skip)
+  local what = "SIG" .. signal
+  local function case(name, fn)
+    M.test(what .. " " .. name, function()
+      local why = skip and skip()
+      if why then return M.skip(nil, why) end
+      fn()
+    end)
+  end
+  case("during a wait: uncaught, exit " .. status .. " with 'interrupted'", function()
+    local out, err, code = M.interrupt_script([[
+      local time = require "time"
+      print("ready"); io.stdout:flush()
+      time.sleep(60)
+      print("not reached")
+    ]], nil, signal)
+    M.eq(code, status)
+    M.eq(out, "ready\n")
+    M.match(err, "^netlua: interrupted\n")
+  end)
+  case("is a catchable error and to-be-closed variables run", function()
+    local out, err, code = M.interrupt_script([[
+      local time = require "time"
+      local function wait()
+        local guard <close> = setmetatable({}, {__close = function() print("closed") end})
+        print("ready"); io.stdout:flush()
+        time.sleep(60)
+      end
+      print(pcall(wait))
+      time.sleep(0.01) -- waits still work afterwards
+      print("after")
+    ]], nil, signal)
+    M.eq(code, 0, err)
+    M.eq(out, "ready\nclosed\nfalse\tinterrupted\nafter\n")
+  end)
+  case("interrupts a busy loop: uncaught, exit " .. status, function()
+    local out, err, code = M.interrupt_script([[
+      print("ready"); io.stdout:flush()
+      local n = 0
+      while true do n = n + 1 end
+    ]], nil, signal)
+    M.eq(code, status)
+    M.eq(out, "ready\n")
+    M.match(err, "^netlua: interrupted\n")
+  end)
+  case("a second one during cleanup still exits " .. status, function()
+    local _, err, code = M.interrupt_script([[
+      local time = require "time"
+      stuck = setmetatable({}, {__gc = function()
+        io.stderr:write("cleaning\n"); io.stderr:flush()
+        pcall(time.sleep, 60)
+        pcall(time.sleep, 60)
+      end})
+      print("ready"); io.stdout:flush()
+      time.sleep(60)
+    ]], {"cleaning"}, signal)
+    M.eq(code, status)
+    M.match(err, "interrupted")
+    M.match(err, "cleaning")
+  end)
+end
+
 -- ---- http.server in this process ----------------------------------------
 
 -- Runs fn(srv) as a task while srv serves in the calling (main) coroutine;
