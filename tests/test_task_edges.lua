@@ -101,7 +101,7 @@ end)
 
 t.test("a thread whose function fails cancels the tasks it leaves: their to-be-closed variables run", function()
   local ch = thread.channel()
-  local th = thread.spawn(function(c)
+  local th = thread.spawn{function(c)
     local task = require "task"
     task.spawn(function()
       local guard <close> = setmetatable({}, {__close = function() c:send("task closed") end})
@@ -109,7 +109,7 @@ t.test("a thread whose function fails cancels the tasks it leaves: their to-be-c
     end)
     task.yield()
     error("thread fails")
-  end, ch)
+  end, ch, quiet = true}
   local ok, err = th:join()
   t.eq(ok, false)
   t.match(err, "thread fails")
@@ -185,10 +185,10 @@ end)
 
 t.test("a task that fails closes its to-be-closed variables when it ends", function()
   local log = {}
-  local h = task.spawn(function()
+  local h = task.spawn{function()
     local c <close> = setmetatable({}, {__close = function() log[#log + 1] = "closed" end})
     error("failure with a resource")
-  end)
+  end, quiet = true}
   local ok = h:join()
   t.eq(ok, false)
   t.eq(table.concat(log, ","), "closed")
@@ -231,9 +231,9 @@ end)
 
 t.test("mutex:with releases the lock when fn fails after a wait and when the task is cancelled inside fn", function()
   local m = thread.mutex()
-  local failing = task.spawn(function()
+  local failing = task.spawn{function()
     m:with(function() task.sleep(0.001) error("failed while holding") end)
-  end)
+  end, quiet = true}
   local ok, err = failing:join()
   t.eq(ok, false)
   t.match(err, "failed while holding")

@@ -90,6 +90,28 @@ function M.done()
   os.exit(failed == 0 and 0 or 1)
 end
 
+-- Calls fn(...) with io.stderr replaced by a recorder, so the lines that
+-- Lua code writes there (http.server's error log) are checked rather than
+-- mixed into prove's output; io.stderr comes back however fn ends. Returns
+-- the text written, then fn's results. (What C code prints, a failed task's
+-- or thread's error, cannot be caught so: those tests spawn them quiet or
+-- run a child netlua.)
+function M.capture_stderr(fn, ...)
+  local real, written = io.stderr, {}
+  local recorder = {}
+  function recorder.write(self, ...)
+    for i = 1, select("#", ...) do written[#written + 1] = tostring((select(i, ...))) end
+    return self
+  end
+  function recorder.flush() return true end
+  function recorder.setvbuf() return true end
+  io.stderr = setmetatable(recorder, {__name = "FILE*"})
+  local result = table.pack(pcall(fn, ...))
+  io.stderr = real
+  if not result[1] then error(result[2], 0) end
+  return table.concat(written), table.unpack(result, 2, result.n)
+end
+
 -- ---- files and processes -----------------------------------------------
 
 function M.tmpdir()
