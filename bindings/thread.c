@@ -139,7 +139,6 @@ typedef struct Record {
   int done, ok, interrupted;
   nl_Packet *results; /* ok: the function's results */
   char *error;        /* not ok: message and traceback */
-  int joined;         /* a join delivered the outcome */
 } Record;
 
 static void record_destroy(nl_Shared *sh) {
@@ -196,9 +195,11 @@ static int body(lua_State *L) {
 /* Stopped by the shutdown a Ctrl-C began while the script waited for it:
  * what it waited on (noted by nl_raise_interrupted where it stopped) and
  * what its tasks wait on, filed for thread_waitall to print:
- * "  thread NAME: receive on a channel (app.lua:9)\n" ... */
-static void report_waits(lua_State *L, Record *r) {
-  if (r->daemon || !nl_reporting_waits()) return;
+ * "  thread NAME: receive on a channel (app.lua:9)\n" ... Runs under
+ * pcall with the record at 1, the stop hook off (it would stop the words
+ * being found). */
+static int report_waits(lua_State *L) {
+  Record *r = (Record *)lua_touserdata(L, 1);
   lua_pushfstring(L, "  thread %s: ", r->name);
   if (lua_getfield(L, LUA_REGISTRYINDEX, NL_STOPPED_KEY) != LUA_TSTRING) {
     lua_pop(L, 1);
@@ -210,7 +211,17 @@ static void report_waits(lua_State *L, Record *r) {
   lua_remove(L, -2);
   lua_concat(L, 4);
   add_report(r->id, strdup(lua_tostring(L, -1)));
-  lua_pop(L, 1);
+  return 0;
+}
+
+static void report_stopped(lua_State *L, Record *r) {
+  if (r->daemon || !nl_reporting_waits()) return;
+  lua_sethook(L, NULL, 0, 0);
+  lua_pushcfunction(L, report_waits);
+  lua_pushlightuserdata(L, r);
+  lua_pcall(L, 1, 0, 0); /* out of memory: no report */
+  lua_settop(L, 0);
+  lua_sethook(L, stop_hook, LUA_MASKCOUNT, STOP_HOOK_COUNT);
 }
 
 static void set_self(lua_State *L, Record *r) {
@@ -242,7 +253,7 @@ static void run_body(lua_State *L, Record *r) {
   /* threads never take Ctrl-C: "interrupted" here means shutdown */
   r->interrupted = nl_is_interrupted(L, -1);
   lua_settop(L, 0);
-  if (r->interrupted) report_waits(L, r);
+  if (r->interrupted) report_stopped(L, r);
   lua_pushcfunction(L, cancel_tasks);
   lua_pcall(L, 0, 0, 0); /* tasks the failed thread leaves: their resources close */
   lua_settop(L, 0);
@@ -331,7 +342,6 @@ static int push_outcome(lua_State *L, Handle *h) {
     return n;
   }
   lua_pop(L, 1);
-  r->joined = 1;
   n = lua_gettop(L);
   lua_pushboolean(L, r->ok);
   if (r->ok) {
