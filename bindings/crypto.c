@@ -30,6 +30,7 @@
 
 #define NL_HASH_MT "crypto.hash"
 #define NL_HMAC_MT "crypto.hmac"
+#define NL_MD_MT "crypto.digestbox" /* internal: a fetched digest */
 
 /* A hash or an HMAC in progress; both pointers are NULL once closed. */
 typedef struct Hasher {
@@ -49,32 +50,65 @@ static int raise_openssl(lua_State *L, const char *what) {
   return luaL_error(L, "%s", text);
 }
 
-/* The digest called `name` (a new reference for the caller to free), or a
- * raised argument error "unknown digest 'x'". */
-static EVP_MD *fetch_md(lua_State *L, int arg) {
-  const char *name = luaL_checkstring(L, arg);
-  EVP_MD *md = EVP_MD_fetch(NULL, name, NULL);
-  if (md == NULL) {
+/* ---- digests, fetched once per state -------------------------------------- */
+
+/* A fetched digest, in a box that frees it. Every function that names a
+ * digest has the state's cache (name -> box) as upvalue 1, so a digest is
+ * fetched (a locked look-up in OpenSSL) once per state and name rather than
+ * at each call. The cache holds at most MAX_CACHED names: beyond that a
+ * digest lives in a box on the stack for the call only. */
+typedef struct MdBox {
+  EVP_MD *md;
+} MdBox;
+
+#define MAX_CACHED 64
+#define CACHE_COUNT "#" /* the cache's own entry: how many names it holds */
+
+static int mdbox_gc(lua_State *L) {
+  MdBox *box = (MdBox *)luaL_checkudata(L, 1, NL_MD_MT);
+  EVP_MD_free(box->md);
+  box->md = NULL;
+  return 0;
+}
+
+/* Pushes the box of the digest called name (from the cache, else fetched
+ * now) and returns the digest, or NULL when OpenSSL knows no such name
+ * (its box then holds nothing). [-0, +1, m] */
+static const EVP_MD *push_md(lua_State *L, const char *name) {
+  int cache = lua_upvalueindex(1);
+  MdBox *box;
+  lua_Integer count;
+  if (lua_getfield(L, cache, name) == LUA_TUSERDATA) return ((MdBox *)lua_touserdata(L, -1))->md;
+  lua_pop(L, 1);
+  box = (MdBox *)lua_newuserdatauv(L, sizeof *box, 0);
+  box->md = NULL;
+  luaL_setmetatable(L, NL_MD_MT);
+  if ((box->md = EVP_MD_fetch(NULL, name, NULL)) == NULL) {
     ERR_clear_error();
-    luaL_argerror(L, arg, lua_pushfstring(L, "unknown digest '%s'", name));
+    return NULL;
   }
+  lua_getfield(L, cache, CACHE_COUNT);
+  count = lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  if (count < MAX_CACHED) {
+    lua_pushvalue(L, -1);
+    lua_setfield(L, cache, name);
+    lua_pushinteger(L, count + 1);
+    lua_setfield(L, cache, CACHE_COUNT);
+  }
+  return box->md;
+}
+
+/* The digest named by argument arg, its box pushed; raises "unknown digest
+ * 'x'" for a name OpenSSL does not know. [-0, +1, v] */
+static const EVP_MD *check_md(lua_State *L, int arg) {
+  const char *name = luaL_checkstring(L, arg);
+  const EVP_MD *md = push_md(L, name);
+  if (md == NULL) luaL_argerror(L, arg, lua_pushfstring(L, "unknown digest '%s'", name));
   return md;
 }
 
 /* ---- one call --------------------------------------------------------------- */
-
-/* The raw digest of the string at idx with md, into out; its length, or 0
- * after a failure (the error queue emptied). Frees md. */
-static unsigned digest_into(lua_State *L, EVP_MD *md, int idx, unsigned char *out) {
-  size_t len;
-  const char *data = luaL_checklstring(L, idx, &len);
-  unsigned outlen = 0;
-  int ok = EVP_MD_get_size(md) > 0 && EVP_MD_get_size(md) <= EVP_MAX_MD_SIZE &&
-           EVP_Digest(data, len, out, &outlen, md, NULL);
-  EVP_MD_free(md);
-  if (!ok) ERR_clear_error();
-  return ok ? outlen : 0;
-}
 
 /* Pushes len bytes as they are, or as lowercase hex. */
 static void push_bytes(lua_State *L, const unsigned char *p, size_t len, int hex) {
@@ -87,31 +121,32 @@ static void push_bytes(lua_State *L, const unsigned char *p, size_t len, int hex
   lua_pushlstring(L, text, 2 * len);
 }
 
-/* digest(name, data) and hexdigest(name, data); upvalue 1: hex or not. */
-static int crypto_digest(lua_State *L) {
+/* Pushes the digest with md of the string at idx, raw or hex. */
+static int push_one_call(lua_State *L, const EVP_MD *md, int idx, int hex) {
   unsigned char out[EVP_MAX_MD_SIZE];
-  EVP_MD *md;
-  unsigned len;
-  luaL_checkstring(L, 2);
-  md = fetch_md(L, 1);
-  len = digest_into(L, md, 2, out);
-  if (len == 0) return luaL_error(L, "digest '%s' cannot hash in one call", lua_tostring(L, 1));
-  push_bytes(L, out, len, lua_toboolean(L, lua_upvalueindex(1)));
+  unsigned len = 0;
+  size_t size;
+  const char *data = luaL_checklstring(L, idx, &size);
+  if (EVP_MD_get_size(md) <= 0 || EVP_MD_get_size(md) > EVP_MAX_MD_SIZE)
+    return luaL_error(L, "digest '%s' has no fixed-size output", EVP_MD_get0_name(md));
+  if (!EVP_Digest(data, size, out, &len, md, NULL)) return raise_openssl(L, "digest");
+  push_bytes(L, out, len, hex);
   return 1;
 }
 
-/* md5(data), sha1(data) ...: the raw digest; upvalue 1: the digest's name. */
+/* digest(name, data) and hexdigest(name, data); upvalue 2: hex or not. */
+static int crypto_digest(lua_State *L) {
+  luaL_checkstring(L, 2);
+  return push_one_call(L, check_md(L, 1), 2, lua_toboolean(L, lua_upvalueindex(2)));
+}
+
+/* md5(data), sha1(data) ...: the raw digest; upvalue 2: the digest's name. */
 static int crypto_named(lua_State *L) {
-  unsigned char out[EVP_MAX_MD_SIZE];
-  unsigned len;
-  const char *name = lua_tostring(L, lua_upvalueindex(1));
-  EVP_MD *md;
+  const char *name = lua_tostring(L, lua_upvalueindex(2));
+  const EVP_MD *md;
   luaL_checkstring(L, 1);
-  if ((md = EVP_MD_fetch(NULL, name, NULL)) == NULL) return raise_openssl(L, name);
-  len = digest_into(L, md, 1, out);
-  if (len == 0) return raise_openssl(L, name);
-  lua_pushlstring(L, (const char *)out, len);
-  return 1;
+  if ((md = push_md(L, name)) == NULL) return luaL_error(L, "OpenSSL offers no %s", name);
+  return push_one_call(L, md, 1, 0);
 }
 
 /* ---- hash and HMAC objects -------------------------------------------------- */
@@ -228,17 +263,14 @@ static int hasher_size(lua_State *L) {
 
 /* crypto.hash(name[, data]): a streaming hash of any digest OpenSSL knows. */
 static int crypto_hash(lua_State *L) {
+  const EVP_MD *md;
   Hasher *h;
-  EVP_MD *md;
-  int ok;
   lua_settop(L, 2);
   if (!lua_isnil(L, 2)) luaL_checkstring(L, 2);
+  md = check_md(L, 1);
   h = push_hasher(L, NL_HASH_MT);
-  md = fetch_md(L, 1);
   h->md = EVP_MD_CTX_new();
-  ok = h->md != NULL && EVP_DigestInit_ex(h->md, md, NULL);
-  EVP_MD_free(md);
-  if (!ok) return raise_openssl(L, "hash");
+  if (h->md == NULL || !EVP_DigestInit_ex(h->md, md, NULL)) return raise_openssl(L, "hash");
   if (!lua_isnil(L, 2)) hasher_feed(L, h, 2);
   return 1;
 }
@@ -249,17 +281,14 @@ static int crypto_hmac(lua_State *L) {
   size_t keylen;
   const char *key = luaL_checklstring(L, 2, &keylen);
   Hasher *h;
-  EVP_MD *md;
   EVP_MAC *mac;
   OSSL_PARAM params[2];
-  int ok, xof;
+  int ok;
   lua_settop(L, 3);
   if (!lua_isnil(L, 3)) luaL_checkstring(L, 3);
+  if (EVP_MD_get_flags(check_md(L, 1)) & EVP_MD_FLAG_XOF) /* "unknown digest" as hash */
+    luaL_argerror(L, 1, "an extendable-output digest cannot make an HMAC");
   h = push_hasher(L, NL_HMAC_MT);
-  md = fetch_md(L, 1); /* the same "unknown digest" error as hash */
-  xof = (EVP_MD_get_flags(md) & EVP_MD_FLAG_XOF) != 0;
-  EVP_MD_free(md);
-  if (xof) luaL_argerror(L, 1, "an extendable-output digest cannot make an HMAC");
   params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
                                                (char *)lua_tostring(L, 1), 0);
   params[1] = OSSL_PARAM_construct_end();
@@ -347,11 +376,11 @@ static int crypto_unhex(lua_State *L) {
   return 1;
 }
 
-/* base64(s) and base64url(s); upvalue 1: URL-safe (then without padding). */
+/* base64(s) and base64url(s); upvalue 2: URL-safe (then without padding). */
 static int crypto_base64(lua_State *L) {
   size_t len;
   const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &len);
-  int url = lua_toboolean(L, lua_upvalueindex(1));
+  int url = lua_toboolean(L, lua_upvalueindex(2));
   luaL_Buffer b;
   luaL_argcheck(L, len <= ((size_t)-1) / 4 * 3 - 3, 1, "string too long");
   char *out = luaL_buffinitsize(L, &b, nl_base64_encoded_len(len));
@@ -359,14 +388,14 @@ static int crypto_base64(lua_State *L) {
   return 1;
 }
 
-/* unbase64(s) and unbase64url(s); upvalue 1: URL-safe. */
+/* unbase64(s) and unbase64url(s); upvalue 2: URL-safe. */
 static int crypto_unbase64(lua_State *L) {
   size_t len;
   const char *s = luaL_checklstring(L, 1, &len);
   luaL_Buffer b;
   nl_CodecError e;
   unsigned char *out = (unsigned char *)luaL_buffinitsize(L, &b, len / 4 * 3 + 3);
-  long long n = nl_base64_decode(out, s, len, lua_toboolean(L, lua_upvalueindex(1)), &e);
+  long long n = nl_base64_decode(out, s, len, lua_toboolean(L, lua_upvalueindex(2)), &e);
   if (n < 0) return push_codec_error(L, s, &e);
   luaL_pushresultsize(&b, (size_t)n);
   return 1;
@@ -400,32 +429,49 @@ static const luaL_Reg crypto_funcs[] = {
   {NULL, NULL}
 };
 
-/* Sets t[name] = fn with one upvalue, pushed by the caller. [-1, +0] */
-static void set_closure(lua_State *L, const char *name, lua_CFunction fn) {
-  lua_pushcclosure(L, fn, 1);
+static const luaL_Reg mdbox_meta[] = {
+  {"__gc", mdbox_gc},
+  {NULL, NULL}
+};
+
+/* Sets t[name] = fn with upvalues the cache and the variant on top, which
+ * it pops. Stack: t, variant. [-1, +0, m] */
+static void set_closure(lua_State *L, int cache, const char *name, lua_CFunction fn) {
+  lua_pushvalue(L, cache);
+  lua_insert(L, -2);
+  lua_pushcclosure(L, fn, 2);
   lua_setfield(L, -2, name);
 }
 
+/* Every function gets the state's digest cache as upvalue 1; those that
+ * come in variants get theirs (a flag, a digest's name) as upvalue 2. */
 int luaopen_crypto(lua_State *L) {
   static const char *const named[] = {"md5", "sha1", "sha256", "sha512"};
+  static const struct {
+    const char *name;
+    lua_CFunction fn;
+    int variant;
+  } variants[] = {
+    {"digest", crypto_digest, 0},     {"hexdigest", crypto_digest, 1},
+    {"base64", crypto_base64, 0},     {"base64url", crypto_base64, 1},
+    {"unbase64", crypto_unbase64, 0}, {"unbase64url", crypto_unbase64, 1},
+  };
+  int cache;
   nl_newclass(L, NL_HASH_MT, hasher_methods, hasher_meta);
   nl_newclass(L, NL_HMAC_MT, hasher_methods, hasher_meta);
-  luaL_newlib(L, crypto_funcs);
+  nl_newclass(L, NL_MD_MT, NULL, mdbox_meta);
+  lua_newtable(L); /* cache */
+  cache = lua_gettop(L);
+  luaL_newlibtable(L, crypto_funcs); /* cache, module */
+  lua_pushvalue(L, cache);
+  luaL_setfuncs(L, crypto_funcs, 1);
   for (size_t i = 0; i < sizeof named / sizeof named[0]; i++) {
     lua_pushstring(L, named[i]);
-    set_closure(L, named[i], crypto_named);
+    set_closure(L, cache, named[i], crypto_named);
   }
-  lua_pushboolean(L, 0);
-  set_closure(L, "digest", crypto_digest);
-  lua_pushboolean(L, 1);
-  set_closure(L, "hexdigest", crypto_digest);
-  lua_pushboolean(L, 0);
-  set_closure(L, "base64", crypto_base64);
-  lua_pushboolean(L, 1);
-  set_closure(L, "base64url", crypto_base64);
-  lua_pushboolean(L, 0);
-  set_closure(L, "unbase64", crypto_unbase64);
-  lua_pushboolean(L, 1);
-  set_closure(L, "unbase64url", crypto_unbase64);
+  for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++) {
+    lua_pushboolean(L, variants[i].variant);
+    set_closure(L, cache, variants[i].name, variants[i].fn);
+  }
   return 1;
 }

@@ -99,6 +99,22 @@ t.test("streaming in odd chunk sizes equals one call", function()
   end
 end)
 
+t.test("a digest named in many spellings hashes alike, beyond the state's cache of 64 names", function()
+  local want = crypto.hexdigest("blake2b512", "x")
+  local base, n = "blake2b512", 0
+  for mask = 0, 127 do -- every upper/lower-case spelling of its 7 letters
+    local bit = 0
+    local name = base:gsub("%a", function(c)
+      bit = bit + 1
+      return (mask >> (bit - 1)) & 1 == 1 and c:upper() or c
+    end)
+    t.eq(crypto.hexdigest(name, "x"), want, name)
+    t.eq(crypto.hash(name, "x"):hexdigest(), want, name)
+    n = n + 1
+  end
+  t.eq(n, 128)
+end)
+
 t.test("update chains, and digest/hexdigest leave the hash going (Python's semantics)", function()
   local h = crypto.hash("sha256")
   t.eq(h:update("ab"), h, "update returns the object")
