@@ -10,7 +10,7 @@
 # ---- settings -------------------------------------------------------------
 CC       ?= cc
 PREFIX   ?= /usr/local
-PKGS     := lua5.4 lua5.4-cjson libcurl
+PKGS     := lua5.4 lua5.4-cjson libcurl openssl
 WERROR   ?= $(if $(CI),-Werror)
 SANITIZE ?=
 
@@ -44,6 +44,7 @@ ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(WERROR) \
 # libcurl is not linked: runtime/curlload.c dlopens it on first `require "http"`
 # (only its headers are used, through pkg-config --cflags above).
 LDLIBS   := $(STATIC_LUA) \
+            $(shell pkg-config --libs openssl) \
             -lpthread -lm -ldl
 LDFLAGS  ?=
 ALL_LDFLAGS := -Wl,-E $(SAN_LDFLAGS) $(LDFLAGS)

@@ -159,6 +159,11 @@ function M.sh(cmdline, opts)
   return out, err, code
 end
 
+-- True when the command `name` (a name on PATH or a path) can be run.
+function M.have(name)
+  return os.execute("command -v " .. M.shellquote(name) .. " > /dev/null 2>&1") == true
+end
+
 -- Runs netlua with the given argument string (already shell-quoted).
 function M.netlua(args, opts)
   return M.sh(M.shellquote(NETLUA) .. " " .. args, opts)
