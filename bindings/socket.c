@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -46,7 +47,15 @@ int sock_kind(int group, int role) {
 
 int sock_isstream(int group) { return group == G_TCP || group == G_UNIX; }
 
-/* luasocket's socket_strerror/io_strerror, lowercase for the others. */
+/* strerror(err) as the C library words it ("Operation already in
+ * progress"), as luasocket passes it on: scripts compare these strings. */
+const char *sock_strerror(int err, char *eb) {
+  const char *text = strerror_r(err, eb, sizeof(ErrBuf));
+  if (text != eb) snprintf(eb, sizeof(ErrBuf), "%s", text);
+  return eb;
+}
+
+/* luasocket's socket_strerror/io_strerror. */
 const char *sock_ioerror(int err, char *eb) {
   switch (err) {
     case IO_DONE: return NULL;
@@ -59,7 +68,7 @@ const char *sock_ioerror(int err, char *eb) {
     case ECONNREFUSED: return "connection refused";
     case ECONNABORTED: case ECONNRESET: case EPIPE: return "closed";
     case ETIMEDOUT: return "timeout";
-    default: return nl_strerror(err, eb, sizeof(ErrBuf));
+    default: return sock_strerror(err, eb);
   }
 }
 

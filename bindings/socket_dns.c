@@ -36,7 +36,7 @@ static const char *gai_message(lua_State *L, int rc, char *eb) {
     case EAI_OVERFLOW: return "argument buffer overflow";
     case EAI_SERVICE: return "service not supported for socket type";
     case EAI_SOCKTYPE: return "ai_socktype not supported";
-    case EAI_SYSTEM: return nl_strerror(errno, eb, sizeof(ErrBuf));
+    case EAI_SYSTEM: return sock_strerror(errno, eb);
     default: return gai_strerror(rc);
   }
 }
@@ -441,7 +441,7 @@ const char *inet_tryconnect(Call *c, const char *host, const char *serv, char *e
 
 int socket_gethostname(lua_State *L) {
   char name[256];
-  if (gethostname(name, sizeof name) != 0) return nl_pusherrno(L, errno);
+  if (gethostname(name, sizeof name) != 0) return sock_pusherror(L, errno);
   name[sizeof name - 1] = '\0';
   lua_pushstring(L, name);
   return 1;

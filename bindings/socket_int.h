@@ -163,6 +163,7 @@ nl_Socket *sock_new(lua_State *L, int kind, int family, int type, int protocol);
 int sock_openfd(nl_Socket *s, int family);
 void sock_closefd(nl_Socket *s);
 void sock_destroy(nl_Socket *s);
+const char *sock_strerror(int err, char *eb);
 const char *sock_ioerror(int err, char *eb);
 const char *sock_optport(lua_State *L, int idx);
 int sock_pushresult(lua_State *L, const char *err);

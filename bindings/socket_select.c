@@ -124,7 +124,7 @@ int socket_select(lua_State *L) {
            !(c.p.deadline >= 0 && c.p.deadline <= nl_monotonic()))
     r = wait_ready(&c, fds, n, c.p.deadline);
   if (r < 0) {
-    lua_pushstring(L, nl_strerror(-r, eb, sizeof eb));
+    lua_pushstring(L, sock_ioerror(-r, eb));
     return 3;
   }
   return_ready(L, 1, nr, fds, ready);
