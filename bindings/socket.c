@@ -173,6 +173,7 @@ void sock_closefd(nl_Socket *s) {
  * (nl_closefd wakes those waiting on the descriptor). Idempotent. */
 void sock_destroy(nl_Socket *s) {
   call_detach(s);
+  inet_pendingfree(s);
   sock_closefd(s);
   s->npending = 0;
 }
@@ -204,8 +205,12 @@ static int sock_dirty(lua_State *L) {
   return 1;
 }
 
+/* The descriptor; while a connect's lookup runs (socket_dns.c), the
+ * lookup's, which turns readable when it is done. */
 static int sock_getfd(lua_State *L) {
-  lua_pushnumber(L, sock_check(L, 1)->fd);
+  nl_Socket *s = sock_check(L, 1);
+  int fd = inet_pendingfd(s);
+  lua_pushnumber(L, fd >= 0 ? fd : s->fd);
   return 1;
 }
 
@@ -327,6 +332,7 @@ static void *sock_export(lua_State *L, int idx) {
   /* The sender's object now reads as closed: the calls that wait on it
    * end with "closed", its loop forgets the descriptor. */
   call_detach(s);
+  inet_pendingfree(s);
   nl_loop_forget(s->fd);
   s->fd = -1;
   sock_closefd(s);

@@ -92,6 +92,7 @@ typedef struct nl_Socket {
   int drained;    /* the last read emptied the socket (see io_fill) */
   double birthday, received, sent;
   Side sides[NSIDES];
+  struct Lookup *lookup; /* a name lookup a connect left running (socket_dns.c) */
   int npending;
   Pending pending[MAX_PENDING];
   size_t first, last;
@@ -197,6 +198,8 @@ const char *inet_trybind(Call *c, const char *host, const char *serv, char *eb);
 const char *inet_tryconnect(Call *c, const char *host, const char *serv, char *eb);
 void inet_lookupsfree(struct Lookup *lookups);
 void inet_lookupswake(struct Lookup *lookups);
+void inet_pendingfree(nl_Socket *s);
+int inet_pendingfd(const nl_Socket *s);
 void inet_open(lua_State *L);
 int socket_gethostname(lua_State *L);
 extern const luaL_Reg dns_funcs[];

@@ -446,5 +446,125 @@ case("lookups and channel waits take turns in one task", function()
   t.eq(out, "true " .. string.rep("127.0.0.1 timeout timeout", 3, " ") .. "\n")
 end)
 
+-- A dispatcher's connect: settimeout(0), connect until the answer is
+-- neither "timeout" nor "Operation already in progress", select for
+-- writability in between. Prints every answer that differs from the last.
+local DISPATCH = [[
+    local function dispatch_connect(c, connect, ...)
+      local seen, last = {}, nil
+      for _ = 1, 100 do
+        local ok, err = connect(c, ...)
+        local answer = ok and tostring(ok) or err
+        if answer ~= last then seen[#seen + 1] = answer end
+        last = answer
+        if err ~= "timeout" and err ~= "Operation already in progress" then break end
+        socket.select(nil, {c}, 5)
+      end
+      return table.concat(seen, ", ")
+    end
+]]
+
+case("a connect with timeout 0 to a name leaves its lookup in progress: select waits for it, connect goes on", function()
+  local out = run(DISPATCH .. [[
+    local server = assert(socket.bind("127.0.0.1", 0))
+    local _, port = server:getsockname()
+    local c = socket.tcp()
+    c:settimeout(0)
+    print("1", c:connect("slow.test", port))
+    print("2", c:connect("slow.test", port))
+    print("class", tostring(c):match("^[^:]+"))
+    print("getfd is the lookup's", c:getfd() >= 0)
+    print("not writable yet", #select(2, socket.select(nil, {c}, 0)))
+    print("held", until_held("held"))
+    print("released", release())
+    local _, w = socket.select(nil, {c}, 5)
+    print("writable once resolved", w[1] == c)
+    print("loop", dispatch_connect(c, c.connect, "slow.test", port))
+    server:settimeout(5)
+    print("accepted", server:accept() ~= nil)
+    print("peer", c:getpeername())
+  ]])
+  t.match(out, "^1 nil timeout\n2 nil Operation already in progress\nclass tcp{client}\n" ..
+    "getfd is the lookup's true\nnot writable yet 0\nheld true\nreleased 1\n" ..
+    "writable once resolved true\nloop Operation already in progress, 1%.0\naccepted true\n" ..
+    "peer 127%.0%.0%.1 %d+ inet\n$")
+end)
+
+case("a dispatcher's connect to a name that does not resolve ends with luasocket's message", function()
+  local out = run(DISPATCH .. [[
+    local c = socket.tcp()
+    c:settimeout(0)
+    print("1", c:connect("never.test", 80))
+    print("2", c:connect("never.test", 80))
+    for _ = 1, 500 do -- A and AAAA
+      if held().never >= 2 then break end
+      task.sleep(0.01)
+    end
+    control:send("answer never")
+    print("answered", replies:recv())
+    print("writable once answered", select(2, socket.select(nil, {c}, 5))[1] == c)
+    print("loop", dispatch_connect(c, c.connect, "never.test", 80))
+    print("missing", dispatch_connect(socket.tcp(), function(s, ...)
+      s:settimeout(0)
+      return s:connect(...)
+    end, "missing.test", 80))
+  ]])
+  t.eq(out, "1 nil timeout\n2 nil Operation already in progress\nanswered 2\n" ..
+    "writable once answered true\nloop host or service not provided, or not known\n" ..
+    "missing timeout, host or service not provided, or not known\n")
+end)
+
+case("udp:setpeername with timeout 0 to a name goes on as connect does", function()
+  local out = run(DISPATCH .. [[
+    local u = socket.udp()
+    u:settimeout(0)
+    local b = task.spawn(function() until_held("held") return release() end)
+    print("loop", dispatch_connect(u, u.setpeername, "slow.test", 9))
+    print("released", select(2, b:join()))
+    print("peer", u:getpeername())
+    print("class", tostring(u):match("^[^:]+"))
+  ]])
+  -- select (outside tasks it runs them) wakes once the lookup is done
+  t.eq(out, "loop timeout, 1.0\nreleased 1\n" ..
+    "peer 127.0.0.1 9 inet\nclass udp{connected}\n")
+end)
+
+case("dispatchers in two tasks: one connects to a slow name while the other's select-based echo goes on", function()
+  local out = run(DISPATCH .. [[
+    local server = assert(socket.bind("127.0.0.1", 0))
+    local _, port = server:getsockname()
+    server:settimeout(0)
+    local a = task.spawn(function()
+      local c = socket.tcp()
+      c:settimeout(0)
+      return dispatch_connect(c, c.connect, "slow.test", port), c:getpeername()
+    end)
+    local b = task.spawn(function()
+      local accepted = {}
+      for _ = 1, 2 do
+        local s, err
+        repeat
+          socket.select({server}, nil, 5)
+          s, err = server:accept()
+        until s or err ~= "timeout"
+        accepted[#accepted + 1] = s
+        if #accepted == 1 then
+          -- the first is B's own, made while A's name is still held
+          print("A resolving while B accepted", until_held("held"))
+          release()
+        end
+      end
+      return #accepted
+    end)
+    local own = socket.tcp()
+    own:settimeout(0)
+    print("B's own", dispatch_connect(own, own.connect, "127.0.0.1", port))
+    print("A", a:join())
+    print("B", b:join())
+  ]])
+  t.match(out, "^B's own timeout, 1%.0\nA resolving while B accepted true\n" ..
+    "A true timeout, Operation already in progress, 1%.0 127%.0%.0%.1 %d+ inet\nB true 2\n$")
+end)
+
 t.rmtree(dir)
 t.done()
