@@ -164,21 +164,16 @@ local function show(...)
 end
 ]=]
 
-local dir = t.tmpdir()
-t.writefile(dir .. "/resolv.conf", "")
-t.writefile(dir .. "/nsswitch.conf", "hosts: dns\n")
-local MOUNT = "timeout -s KILL 60 unshare -m sh -c 'mount --bind " .. dir ..
-  "/resolv.conf /etc/resolv.conf && mount --bind " .. dir ..
-  "/nsswitch.conf /etc/nsswitch.conf && RESOLV=" .. dir .. "/resolv.conf "
-local usable = t.sh(MOUNT .. "echo mounted'") == "mounted\n"
-local WHY = "needs unshare -m and mount (root) for a private resolv.conf"
+local private_sh, dir_or_why = t.private_etc{["resolv.conf"] = "",
+                                              ["nsswitch.conf"] = "hosts: dns\n"}
 
 -- Runs PRELUDE .. body in the private namespace; returns its stdout (tabs
 -- as spaces) and checks that it ended well (exit 0, nothing on stderr: ASan
 -- reports land there).
 local function run(body)
   local script = t.script(PRELUDE .. body)
-  local out, err, code = t.sh(MOUNT .. "exec " .. t.shellquote(t.NETLUA) .. " " .. script .. "'")
+  local out, err, code = private_sh("RESOLV=" .. dir_or_why .. "/resolv.conf exec " ..
+                                    t.shellquote(t.NETLUA) .. " " .. script)
   t.eq(err, "", "stderr")
   t.eq(code, 0, "exit status")
   return (out:gsub("\t", " "))
@@ -186,7 +181,7 @@ end
 
 local function case(name, fn)
   t.test(name, function()
-    if not usable then return t.skip(name, WHY) end
+    if not private_sh then return t.skip(name, dir_or_why) end
     fn()
   end)
 end
@@ -566,5 +561,5 @@ case("dispatchers in two tasks: one connects to a slow name while the other's se
     "A true timeout, Operation already in progress, 1%.0 127%.0%.0%.1 %d+ inet\nB true 2\n$")
 end)
 
-t.rmtree(dir)
+if private_sh then t.rmtree(dir_or_why) end
 t.done()
