@@ -143,7 +143,7 @@ t.test("out of descriptors, a server says so once and waits (accept failing spun
   os.execute("kill " .. srv.pid)
   c:close()
   out = stop(srv)
-  local n = select(2, out:gsub("accept failed: too many open files\n", ""))
+  local n = select(2, out:gsub("accept failed: Too many open files\n", ""))
   t.eq(n, 1, "lines saying accept failed")
 end)
 
