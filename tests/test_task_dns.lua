@@ -162,6 +162,25 @@ local function show(...)
   for i = 1, select("#", ...) do out[#out + 1] = tostring((select(i, ...))) end
   return table.concat(out, " ")
 end
+
+-- How many descriptors the process has open.
+local pid = io.open("/proc/self/stat"):read("n")
+local function nfds()
+  local p = io.popen("ls /proc/" .. pid .. "/fd | wc -l")
+  local n = p:read("n")
+  p:close()
+  return n
+end
+
+-- Polls (bounded) until no more than `base` are open (<=: base may count
+-- a sanitizer's passing descriptor): helper threads end when answered.
+local function fds_back(base)
+  for _ = 1, 1000 do
+    if nfds() <= base then return true end
+    require("time").sleep(0.01)
+  end
+  return false
+end
 ]=]
 
 local private_sh, dir_or_why = t.private_etc{["resolv.conf"] = "",
@@ -343,13 +362,6 @@ end)
 case("cancelling a task in a lookup releases its descriptors and memory", function()
   local out = run([[
     local time = require "time"
-    local pid = io.open("/proc/self/stat"):read("n")
-    local function nfds()
-      local p = io.popen("ls /proc/" .. pid .. "/fd | wc -l")
-      local n = p:read("n")
-      p:close()
-      return n
-    end
     task.spawn(socket.dns.toip, "fast.test"):join() -- the loop and resolver set up
     local base = nfds()
     local a = task.spawn(function() return socket.dns.toip("never.test") end)
@@ -368,13 +380,7 @@ case("cancelling a task in a lookup releases its descriptors and memory", functi
     print("join", a:join())
     control:send("answer never")
     print("answered", replies:recv())
-    local n
-    for _ = 1, 1000 do    -- the helper threads end when answered
-      n = nfds()          -- (<=: base may count a sanitizer's passing fd)
-      if n <= base then break end
-      time.sleep(0.01)
-    end
-    print("descriptors back to before", n <= base)
+    print("descriptors back to before", fds_back(base))
     print("after", (select(2, task.spawn(socket.dns.toip, "fast.test"):join())))
   ]])
   t.eq(out, "held 3\nmore descriptors while resolving true\ncancel true true\n" ..
@@ -507,6 +513,24 @@ case("a dispatcher's connect to a name that does not resolve ends with luasocket
   t.eq(out, "1 nil timeout\n2 nil Operation already in progress\nanswered 2\n" ..
     "writable once answered true\nloop host or service not provided, or not known\n" ..
     "missing timeout, host or service not provided, or not known\n")
+end)
+
+case("closing a socket whose connect left its lookup running releases the lookup", function()
+  local out = run([[
+    task.spawn(socket.dns.toip, "fast.test"):join() -- the loop and resolver set up
+    local base = nfds()
+    local c = socket.tcp()
+    c:settimeout(0)
+    print("1", c:connect("slow.test", 80))
+    print("held", until_held("held"))
+    print("more descriptors while resolving", nfds() > base)
+    c:close()
+    print("getfd after close", c:getfd())
+    print("released", release())
+    print("descriptors back to before", fds_back(base))
+  ]])
+  t.eq(out, "1 nil timeout\nheld true\nmore descriptors while resolving true\n" ..
+    "getfd after close -1.0\nreleased 1\ndescriptors back to before true\n")
 end)
 
 case("udp:setpeername with timeout 0 to a name goes on as connect does", function()
