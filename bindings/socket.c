@@ -131,7 +131,7 @@ void sock_setkind(lua_State *L, int idx, nl_Socket *s, int kind) {
 /* Pushes a closed socket of class `kind`; its descriptor comes later. */
 nl_Socket *sock_new(lua_State *L, int kind, int family, int type, int protocol) {
   nl_Socket *s = lua_newuserdatauv(L, sizeof *s, 1);
-  memset(s, 0, offsetof(nl_Socket, buf));
+  memset(s, 0, sizeof *s);
   s->fd = -1;
   s->family = family;
   s->type = type;
@@ -176,6 +176,8 @@ void sock_destroy(nl_Socket *s) {
   inet_pendingfree(s);
   sock_closefd(s);
   s->npending = 0;
+  free(s->buf);
+  s->buf = NULL;
 }
 
 /* ---- methods shared by every class ------------------------------------------ */
@@ -270,10 +272,13 @@ static int sock_setstats(lua_State *L) {
 static int push_name(lua_State *L, nl_Socket *s, int peer) {
   struct sockaddr_storage ss;
   socklen_t len = sizeof ss;
-  int r = peer ? getpeername(s->fd, (struct sockaddr *)&ss, &len)
-               : getsockname(s->fd, (struct sockaddr *)&ss, &len);
+  int r;
+  if (peer && s->peerlen > 0 && s->fd >= 0)
+    return inet_pushaddr(L, &s->peer, s->peerlen, 0);
+  r = peer ? getpeername(s->fd, (struct sockaddr *)&ss, &len)
+           : getsockname(s->fd, (struct sockaddr *)&ss, &len);
   if (r != 0) return sock_pusherror(L, errno);
-  return inet_pushaddr(L, &ss, len, 1);
+  return inet_pushaddr(L, &ss, len, !peer);
 }
 
 static int sock_getsockname(lua_State *L) {
@@ -346,9 +351,11 @@ static void sock_import(lua_State *L, void *payload) {
   s->block = p->block; s->total = p->total; s->birthday = p->birthday;
   s->received = p->received; s->sent = p->sent;
   s->maxline = p->maxline;
-  memcpy(s->buf, p->buf, p->nbuf);
-  s->first = 0;
-  s->last = p->nbuf;
+  if (p->nbuf > 0 && (s->buf = malloc(SOCK_BUFSIZE)) != NULL) {
+    memcpy(s->buf, p->buf, p->nbuf);
+    s->first = 0;
+    s->last = p->nbuf;
+  }
   free(p);
 }
 

@@ -53,13 +53,13 @@ static const char *family_name(int family) {
 }
 
 static void push_port(lua_State *L, int port, int as_string) {
-  if (as_string) lua_pushfstring(L, "%d", port);
-  else lua_pushinteger(L, port);
+  lua_pushinteger(L, port);
+  if (as_string) lua_tolstring(L, -1, NULL); /* converts in place */
 }
 
 /* Pushes ip, port, family (or a Unix path); returns how many. luasocket
- * gives the port as a string from getsockname/getpeername, as an integer
- * from receivefrom. */
+ * gives the port as a string from getsockname, as an integer from
+ * getpeername and receivefrom. */
 int inet_pushaddr(lua_State *L, const struct sockaddr_storage *ss, socklen_t len,
                   int port_string) {
   if (ss->ss_family == AF_INET || ss->ss_family == AF_INET6) {

@@ -96,7 +96,15 @@ typedef struct nl_Socket {
   int npending;
   Pending pending[MAX_PENDING];
   size_t first, last;
-  char buf[SOCK_BUFSIZE];
+  /* The peer's address as accept4 gave it, kept while the connection is
+   * known alive (no error or end of stream seen, no shutdown), so
+   * getpeername on an accepted socket needs no system call; peerlen 0:
+   * ask the kernel. */
+  socklen_t peerlen;
+  struct sockaddr_storage peer;
+  /* The receive buffer, SOCK_BUFSIZE bytes, made by the first read (a
+   * socket that only sends, accepts or listens never has one). */
+  char *buf;
 } nl_Socket;
 
 /* ---- a call that waits (socket_call.c) ----------------------------------- */

@@ -7,6 +7,7 @@
  * and connecting ones on its write side (socket_call.c).
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -41,6 +42,7 @@ static int io_fill(nl_Socket *s, int lazy) {
   s->first = s->last = 0;
   if (lazy && s->drained && s->fd >= 0) return IO_AGAIN;
   s->drained = 0;
+  if (s->buf == NULL && s->fd >= 0 && (s->buf = malloc(SOCK_BUFSIZE)) == NULL) return ENOMEM;
   for (;;) {
     ssize_t n;
     if (s->fd < 0) return IO_CLOSED;
@@ -51,11 +53,11 @@ static int io_fill(nl_Socket *s, int lazy) {
       s->drained = n < SOCK_BUFSIZE;
       return IO_DONE;
     }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return IO_AGAIN;
+    s->peerlen = 0;
     if (n == 0) return IO_CLOSED;
-    if (errno == EINTR) continue;
-    if (errno != EAGAIN && errno != EWOULDBLOCK)
-      return (errno == ECONNRESET || errno == ECONNABORTED) ? IO_CLOSED : errno;
-    return IO_AGAIN;
+    return (errno == ECONNRESET || errno == ECONNABORTED) ? IO_CLOSED : errno;
   }
 }
 
@@ -73,9 +75,9 @@ static int io_send(nl_Socket *s, const char *data, size_t len, size_t *sent) {
       continue;
     }
     if (errno == EINTR) continue;
-    if (errno == EPIPE || errno == ECONNRESET) return IO_CLOSED;
-    if (errno != EAGAIN && errno != EWOULDBLOCK) return errno;
-    return IO_AGAIN;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return IO_AGAIN;
+    s->peerlen = 0;
+    return (errno == EPIPE || errno == ECONNRESET) ? IO_CLOSED : errno;
   }
   return IO_DONE;
 }
@@ -338,17 +340,23 @@ static int stream_accept(lua_State *L) {
   call_begin(&c, L, 1, SIDE_READ, 1, 2);
   err = call_turn(&c);
   while (err == IO_DONE) {
+    struct sockaddr_storage peer;
+    socklen_t peerlen = sizeof peer;
     int fd;
     if (s->fd < 0) {
       err = IO_CLOSED;
       break;
     }
-    fd = accept4(s->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    fd = accept4(s->fd, (struct sockaddr *)&peer, &peerlen, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
       nl_Socket *client = sock_new(L, sock_kind(sock_classes[s->kind].group, R_CLIENT),
                                    s->family, s->type, s->protocol);
       client->fd = fd;
       client->maxline = s->maxline;
+      if (peer.ss_family == AF_INET || peer.ss_family == AF_INET6) {
+        client->peer = peer;
+        client->peerlen = peerlen;
+      }
       return call_return(&c, 1);
     }
     err = errno;
@@ -410,6 +418,7 @@ static int stream_shutdown(lua_State *L) {
   static const int how[] = {SHUT_RD, SHUT_WR, SHUT_RDWR};
   nl_Socket *s = sock_checkrole(L, 1, R_CLIENT);
   int m = luaL_checkoption(L, 2, "both", modes);
+  s->peerlen = 0;
   shutdown(s->fd, how[m]);
   lua_pushnumber(L, 1);
   return 1;

@@ -348,4 +348,54 @@ t.test("Ctrl-C interrupts select and a blocking receive", function()
   t.eq(code, 0)
 end)
 
+-- What getpeername answers on an accepted socket (netlua keeps the address
+-- accept gave while the connection is known alive) must be what luasocket
+-- answers: the same address, the port as a number (getsockname: a string),
+-- and after the peer resets or the socket closes, the kernel's error.
+local peername_program = [[
+local socket = require "socket"
+local server = assert(socket.bind("127.0.0.1", 0))
+local ip, port = server:getsockname()
+local client = assert(socket.connect(ip, port))
+local peer = assert(server:accept())
+local cip, cport = client:getsockname()
+local pip, pport = peer:getpeername()
+print("accepted peer is the client", pip == cip, pport == tonumber(cport))
+print("port types", type(cport), type(pport), type(select(2, client:getpeername())))
+client:setoption("linger", {on = true, timeout = 0})
+client:close()
+socket.sleep(0.05)
+print("after reset, receive", peer:receive(1))
+print("after reset, getpeername", peer:getpeername())
+local c2 = assert(socket.connect(ip, port))
+local p2 = assert(server:accept())
+p2:shutdown("send")
+print("after shutdown, getpeername", (p2:getpeername()))
+c2:close()
+print("after the peer closed, receive", p2:receive("*a"))
+p2:close()
+print("closed, getpeername", p2:getpeername())
+local u = socket.udp()
+assert(u:setsockname("127.0.0.1", 0))
+assert(u:setpeername(ip, port))
+print("udp port types", type(select(2, u:getsockname())), type(select(2, u:getpeername())))
+]]
+
+t.test("getpeername on an accepted socket answers as luasocket: number port, the kernel's error after a reset", function()
+  local path, dir = t.script(peername_program)
+  local out, err, code = t.netlua(t.shellquote(path))
+  t.eq(err, "")
+  t.eq(code, 0)
+  t.match(out, "accepted peer is the client\ttrue\ttrue\n")
+  t.match(out, "port types\tstring\tnumber\tnumber\n")
+  t.match(out, "after reset, getpeername\tnil\t[Tt]ransport endpoint is not connected\n")
+  t.match(out, "after shutdown, getpeername\t127.0.0.1\n")
+  t.match(out, "udp port types\tstring\tnumber\n")
+  if select(3, t.sh("lua5.4 -e 'require \"socket\"'")) == 0 then
+    local theirs = t.sh("lua5.4 " .. t.shellquote(path))
+    t.eq(out:lower(), theirs:lower())
+  end
+  t.rmtree(dir)
+end)
+
 t.done()
