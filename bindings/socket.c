@@ -333,7 +333,7 @@ static void *sock_export(lua_State *L, int idx) {
   p->received = s->received; p->sent = s->sent;
   p->maxline = s->maxline;
   p->nbuf = n;
-  memcpy(p->buf, s->buf + s->first, n);
+  if (n > 0) memcpy(p->buf, s->buf + s->first, n); /* no buffer before a read */
   /* The sender's object now reads as closed: the calls that wait on it
    * end with "closed", its loop forgets the descriptor. */
   call_detach(s);
