@@ -16,9 +16,10 @@ local format, concat, sort = string.format, table.concat, table.sort
 -- max_body: the default limit for a body kept in memory (a script may
 -- change it); a download has none unless its options give one.
 local server = require "http.server"
+local url = require "http.url"
 
 local M = {_NAME = "http", user_agent = core.user_agent, max_body = 64 * 1024 * 1024,
-  server = server, unescape = server.unescape, parse_query = server.parse_query,
+  server = server, url = url, unescape = server.unescape, parse_query = server.parse_query,
   mime_type = server.mime_type}
 
 M.escape = core.escape
@@ -55,21 +56,7 @@ local function check_options(opts, level)
 end
 
 -- "a=1&b=x%20y" with keys sorted; a table value repeats its key.
-local function encode_query(q)
-  local keys, parts = {}, {}
-  for k in pairs(q) do keys[#keys + 1] = tostring(k) end
-  sort(keys)
-  for _, k in ipairs(keys) do
-    local v = q[k]
-    if v == nil then v = q[tonumber(k)] end
-    if type(v) ~= "table" then v = {v} end
-    for _, item in ipairs(v) do
-      if type(item) == "boolean" then item = item and "true" or "false" end
-      parts[#parts + 1] = core.escape(k) .. "=" .. core.escape(tostring(item))
-    end
-  end
-  return concat(parts, "&")
-end
+local encode_query = url.encode_query
 M.encode_query = encode_query
 
 local function with_query(url, query)

@@ -45,6 +45,19 @@ local function parse_query(raw)
 end
 M.parse_query = parse_query
 
+-- req:form() -> fields, all_fields | nil, msg: an
+-- application/x-www-form-urlencoded body read as parse_query reads a query.
+-- The body is already within the server's max_body.
+function Request:form()
+  local ctype = self.headers["content-type"]
+  if ctype == nil then return nil, "not a form (no Content-Type)" end
+  local media = ctype:match("^%s*([^;%s]+)")
+  if media == nil or media:lower() ~= "application/x-www-form-urlencoded" then
+    return nil, format("not a form (Content-Type: %s)", ctype)
+  end
+  return parse_query(self.body)
+end
+
 local SERVER_OPTIONS = {host = "string", port = "number", max_uri = "number",
   max_header = "number", max_body = "number", request_timeout = "number",
   keepalive_timeout = "number", send_timeout = "number",
@@ -99,7 +112,7 @@ function Server:route(method, pattern, handler)
   if type(handler) ~= "function" then error("bad argument #3 to 'route' (function expected)", 2) end
   local lua, names = compile(pattern)
   self.routes[#self.routes + 1] = {method = method:upper(), lua = lua, names = names,
-    exact = #names == 0 and pattern or nil, handler = handler}
+    exact = #names == 0 and pattern or nil, pattern = pattern, handler = handler}
   return self
 end
 
@@ -218,14 +231,50 @@ local function has_field(headers, lname)
   return false
 end
 
+-- A table body as JSON, or nil and why it cannot be (a function or a
+-- coroutine inside, a cycle, a sparse array).
+local function json_body(body)
+  local ok, text = pcall(json.encode, body)
+  if ok then return text end
+  local why = tostring(text):gsub("^json: ", ""):gsub("^%u", string.lower)
+  return nil, format("a table that is not JSON (%s)", why)
+end
+
+-- What a handler returned, as the log line words it.
+local function shown(v)
+  if type(v) == "string" then return format("%q", #v > 40 and v:sub(1, 40) .. "..." or v) end
+  return "a " .. type(v)
+end
+
+local BODY_KINDS = {string = true, table = true, number = true, ["nil"] = true}
+
+-- A returned status that is not a number: the first value is the body,
+-- unless it is a status written as a string ("404", "text").
+local function wrong_status(status, body)
+  if type(status) == "string" and body ~= nil and type(body) ~= "table" and
+     math.tointeger(tonumber(status)) then
+    return format("the status %s as a string (return %s, ... with a number)", shown(status), status)
+  end
+  if not BODY_KINDS[type(status)] then
+    return format("%s (a reply is status, body, headers or a body alone: a string, a table or nil)",
+      shown(status))
+  end
+  if body ~= nil and type(body) ~= "table" then
+    return format("%s, %s (the status goes first, a number: return 200, body)", shown(status), shown(body))
+  end
+end
+
 -- What a handler returned -> status, header lines, body; or nil and what is
 -- wrong with it. Status is an integer from 200 to 599 (or left out: 200);
--- `nil, message` is a handler's failure.
+-- `nil, message` is a handler's failure. A body is a string, a number (its
+-- text), a table (JSON) or nil; a body alone may come with headers.
 local function normalize(status, body, headers)
   if status == nil and body ~= nil then
     return nil, format("nil, %s (a failure)", tostring(body))
   end
   if type(status) ~= "number" then
+    local wrong = wrong_status(status, body)
+    if wrong then return nil, wrong end
     status, body, headers = 200, status, body
   end
   local code = math.tointeger(status)
@@ -233,10 +282,17 @@ local function normalize(status, body, headers)
     return nil, format("status %s (a final status is an integer from 200 to 599)", tostring(status))
   end
   status = code
+  local kind = type(body)
+  if not BODY_KINDS[kind] and getmetatable(body) ~= FileBody then
+    return nil, format("a body of type %s (a body is a string, a table sent as JSON, or nil)", kind)
+  end
   if headers == nil then -- the common case, without building tables
-    local kind = type(body)
     if kind == "string" then return status, TEXT_LINES, body end
-    if kind == "table" and getmetatable(body) == nil then return status, JSON_LINES, json.encode(body) end
+    if kind == "table" and getmetatable(body) == nil then
+      local text, why = json_body(body)
+      if text == nil then return nil, why end
+      return status, JSON_LINES, text
+    end
   elseif type(headers) ~= "table" then
     return nil, format("headers of type %s (a table expected)", type(headers))
   end
@@ -244,8 +300,10 @@ local function normalize(status, body, headers)
   local typed = has_field(headers, "content-type")
   if getmetatable(body) == FileBody then
     return status, header_lines(headers), body
-  elseif type(body) == "table" then
-    body = json.encode(body)
+  elseif kind == "table" then
+    local why
+    body, why = json_body(body)
+    if body == nil then return nil, why end
     if not typed then headers["Content-Type"] = "application/json" end
   elseif body == nil then
     body = ""
@@ -261,9 +319,14 @@ local function is_interrupted(err)
   return type(err) == "string" and (err == "interrupted" or err:find("^interrupted\n") ~= nil)
 end
 
-local function log_error(req, err)
-  io.stderr:write(format("netlua http.server: error in handler for %s %s: %s\n",
-    req.method, req.path, tostring(err)))
+-- The line on stderr for a handler that failed: the request, and the
+-- route's pattern when it is not the path itself.
+local function log_error(req, err, route)
+  local where = req.method .. " " .. req.path
+  if route ~= nil and route.pattern ~= req.path then
+    where = format("%s (route %s %s)", where, route.method, route.pattern)
+  end
+  io.stderr:write(format("netlua http.server: error in handler for %s: %s\n", where, tostring(err)))
   io.stderr:flush()
 end
 
@@ -294,7 +357,7 @@ local function make_dispatch(self)
       local ok, s, b, hd = xpcall(route.handler, handler_traceback, req)
       if not ok then
         if s == "interrupted" then error(s, 0) end
-        log_error(req, s)
+        log_error(req, s, route)
         status, body, headers = 500, "internal server error\n", nil
       else
         status, body, headers = s, b, hd
@@ -309,7 +372,7 @@ local function make_dispatch(self)
     end
     local st, lines, data = normalize(status, body, headers)
     if st == nil then
-      log_error(req, "the handler returned " .. lines)
+      log_error(req, "the handler returned " .. lines, route)
       st, lines, data = 500, TEXT_LINES, "internal server error\n"
     end
     if self.log then
@@ -454,7 +517,8 @@ local function start_workers(self)
   if self.workers <= 1 then return list end
   local thread = require "thread"
   for _ = 2, self.workers do
-    local ok, t = pcall(thread.spawn, worker_main, self, live[self].deadline)
+    -- quiet: serve() raises a worker's error itself (join_workers)
+    local ok, t = pcall(thread.spawn, {worker_main, self, live[self].deadline, quiet = true})
     if not ok then
       self.core:stop()
       join_workers(list)

@@ -128,10 +128,13 @@ int socket_select(lua_State *L) {
   ready = lua_gettop(L) - 1; /* the readable list; the writable one above it */
   dirty = collect_fds(L, 1, nr, NL_READ, fds, ready);
   collect_fds(L, 2, nw, NL_WRITE, fds + nr, ready + 1);
-  if (c.rec != NULL) /* a replay: its wait hands over, and waits on if it may */
+  if (c.rec != NULL) { /* a replay: its wait hands over */
     r = wait_ready(&c, fds, n, dirty ? nl_monotonic() : c.p.deadline);
-  else if ((r = nl_waitmany_now(fds, n)) == 0 && !dirty &&
-           !(c.p.deadline >= 0 && c.p.deadline <= nl_monotonic()))
+    if (r > 0) r = nl_waitmany_now(fds, n); /* all that are ready, if another task left them */
+  } else {
+    r = nl_waitmany_now(fds, n);
+  }
+  if (r == 0 && !dirty && !(c.p.deadline >= 0 && c.p.deadline <= nl_monotonic()))
     r = wait_ready(&c, fds, n, c.p.deadline);
   if (r < 0) {
     lua_pushstring(L, sock_ioerror(-r, eb));

@@ -1,6 +1,6 @@
 -- task.lua: the Lua half of the task module (layer: bindings). Receives the
 -- C half's table and adds what is simpler in Lua.
-local task, claim = ...
+local task = ...
 local monotonic = require("time").monotonic
 
 -- task.all(handles[, timeout]): joins every task; returns a list with one
@@ -12,7 +12,6 @@ function task.all(list, timeout)
   end
   local deadline = timeout and timeout >= 0 and monotonic() + timeout
   local out = {}
-  for _, h in ipairs(list) do claim(h) end -- their errors come back here
   for i, h in ipairs(list) do
     local left = deadline and math.max(0, deadline - monotonic())
     local r = table.pack(h:join(left))
@@ -21,5 +20,15 @@ function task.all(list, timeout)
   end
   return out
 end
+
+-- task.semaphore(n) is thread.semaphore (bindings/mutex.c: a counting
+-- lock on the runtime's wait queue, shared by tasks and threads alike),
+-- looked up on first use so that loading task does not load thread.
+setmetatable(task, {__index = function(t, k)
+  if k ~= "semaphore" then return nil end
+  local semaphore = require("thread").semaphore
+  rawset(t, k, semaphore)
+  return semaphore
+end})
 
 return task

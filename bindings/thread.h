@@ -11,6 +11,7 @@
 #define NL_THREAD_MT "thread.handle"
 #define NL_CHANNEL_MT "thread.channel"
 #define NL_MUTEX_MT "thread.mutex"
+#define NL_SEMAPHORE_MT "thread.semaphore"
 #define NL_GUARD_MT "thread.mutexguard"
 
 /* Channels and mutexes are shared boxes (runtime/shared.c): one crossing
@@ -21,8 +22,10 @@ extern const nl_Transfer thread_shared_transfer;
 int thread_channel(lua_State *L);
 void thread_open_channel(lua_State *L);
 
-/* mutex.c: thread.mutex() and the classes of mutexes and m:with's guard. */
+/* mutex.c: thread.mutex(), thread.semaphore(n) and the classes of mutexes,
+ * semaphores and their with's guard. */
 int thread_mutex(lua_State *L);
+int thread_semaphore(lua_State *L);
 void thread_open_mutex(lua_State *L);
 
 #endif

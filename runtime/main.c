@@ -778,7 +778,7 @@ static int pmain(lua_State *L) {
   char **argv = (char **)lua_touserdata(L, 2);
   int script = argc;
   int flags = collect_args(argv, &script);
-  int ok = 1;
+  int ok = 1, drained_interrupt = 0;
   luaL_checkversion(L);
   if (flags == HAS_ERROR) {
     print_usage_error(argv[script]);
@@ -799,9 +799,12 @@ static int pmain(lua_State *L) {
     }
   }
   if (ok && nl_sched_drain(L) != 0) { /* tasks finish before threads */
-    print_message("interrupted");
+    nl_report_waits(); /* the threads stopped now say what they waited on */
+    nl_sched_describe(L, "  ");
+    nl_print_waits(lua_tostring(L, -1));
+    lua_pop(L, 1);
     ok = 0;
-    ended_by_interrupt = 1;
+    ended_by_interrupt = drained_interrupt = 1; /* said once the threads' lines are out */
   }
   if (!ok && ended_by_interrupt) nl_begin_shutdown(); /* stop the threads */
   if (!ok) nl_sched_cancelall(L); /* tasks left: their resources close */
@@ -809,6 +812,7 @@ static int pmain(lua_State *L) {
   case 2: ended_by_interrupt = 1; ok = 0; break;
   case 1: ok = 0; break;
   }
+  if (drained_interrupt) print_message("interrupted");
   lua_pushinteger(L, ok ? EXIT_SUCCESS
                         : (ended_by_interrupt ? 128 + nl_interrupt_signal() : EXIT_FAILURE));
   return 1;

@@ -24,6 +24,14 @@ static int open_json_as_cjson(lua_State *L) {
   return 1;
 }
 
+/* A module written all in Lua (bindings/NAME.lua, embedded): require's
+ * name with '.' as '_' ("http.url" -> http_url.lua). */
+static int open_lua_module(lua_State *L) {
+  const char *name = luaL_gsub(L, luaL_checkstring(L, 1), ".", "_");
+  nl_runembedded(L, name, 0);
+  return 1;
+}
+
 static const luaL_Reg preloaded_modules[] = {
   {"json", luaopen_json},
   {"cjson", open_json_as_cjson},
@@ -31,6 +39,7 @@ static const luaL_Reg preloaded_modules[] = {
   {"time", luaopen_time},
   {"http", luaopen_http},
   {"http.server", luaopen_http_server},
+  {"http.url", open_lua_module},
   {"thread", luaopen_thread},
   {"socket", luaopen_socket},
   {"task", luaopen_task},

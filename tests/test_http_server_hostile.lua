@@ -195,13 +195,23 @@ t.test("a handler's invalid status or return is a 500, its framing headers are t
     return 200, "plain", {["Transfer-Encoding"] = "chunked", ["content-length"] = "99", Connection = "close"}
   end)
   srv:route("GET", "/float-ok", function() return 201.0, "x" end)
-  local got = serve_while(srv, function()
+  local log, got = t.capture_stderr(serve_while, srv, function()
     local out = {}
     for _, path in ipairs{"/continue", "/switch", "/fail", "/float", "/badheaders", "/te", "/float-ok"} do
       out[path] = exchange(srv, "GET " .. path .. " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     end
     return out
   end)
+  local function logged(path, what)
+    t.match(log, "netlua http%.server: error in handler for GET " .. path .. ": the handler returned " .. what)
+  end
+  logged("/continue", "status 100 ")
+  logged("/switch", "status 101 ")
+  logged("/fail", "nil, body %(a failure%)")
+  logged("/float", "status 200%.5 ")
+  logged("/badheaders", "headers of type string")
+  local _, lines = log:gsub("\n", "")
+  t.eq(lines, 5, log)
   t.match(got["/continue"], "^HTTP/1.1 500 Internal Server Error\r\n", "1xx is not a final status")
   t.match(got["/switch"], "^HTTP/1.1 500 ")
   t.match(got["/fail"], "^HTTP/1.1 500 ", "nil, msg is a failure")
@@ -212,6 +222,12 @@ t.test("a handler's invalid status or return is a 500, its framing headers are t
   t.match(got["/te"], "Content%-Length: 5\r\n")
   t.eq(select(2, got["/te"]:gsub("[Cc]ontent%-[Ll]ength", "")), 1)
   t.match(got["/float-ok"], "^HTTP/1.1 201 ")
+  t.match(log, "error in handler for GET /continue: the handler returned status 100 %(a final status is an integer from 200 to 599%)\n")
+  t.match(log, "error in handler for GET /switch: the handler returned status 101 ")
+  t.match(log, "error in handler for GET /fail: the handler returned nil, body %(a failure%)\n")
+  t.match(log, "error in handler for GET /float: the handler returned status 200%.5 ")
+  t.match(log, "error in handler for GET /badheaders: the handler returned headers of type string %(a table expected%)\n")
+  t.eq(select(2, log:gsub("\n", "")), 5, "one line each, none for the good replies")
 end)
 
 -- ---- static files, bounded ----------------------------------------------------

@@ -152,11 +152,16 @@ t.test("nonsense statuses and headers that break the reply are a 500; the connec
     end
     srv:close()
   end)
-  srv:serve{timeout = 20}
+  local log = t.capture_stderr(srv.serve, srv, {timeout = 20})
   t.eq(got[1], "HTTP/1.1 500 Internal Server Error")
   t.eq(got[2], "HTTP/1.1 500 Internal Server Error")
   t.eq(got[3], "HTTP/1.1 500 Internal Server Error")
   t.eq(got[4], "HTTP/1.1 500 Internal Server Error")
+  t.match(log, "error in handler for GET /huge: the handler returned status 1e%+300 ")
+  t.match(log, "error in handler for GET /nan: the handler returned status %-?nan ")
+  t.match(log, "error in handler for GET /low: the handler returned status 42 ")
+  t.match(log, "error in handler for GET /headers: [^\n]*no pairs for you\n")
+  t.ok(not log:find("/ok"), log)
   t.eq(got[5], "HTTP/1.1 200 OK")
   c:close()
 end)

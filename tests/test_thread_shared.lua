@@ -7,24 +7,7 @@ local t = require "testlib"
 local task = require "task"
 local thread = require "thread"
 
--- Runs the ready tasks until every handle in hs waits.
-local function until_waiting(hs)
-  for _, h in ipairs(hs) do
-    while h:status() ~= "waiting" do task.yield() end
-  end
-end
-
--- Joins every handle (within `timeout` seconds each, 10 by default: a
--- guard against a lost wake-up); each must have succeeded.
-local function join_all(hs, timeout)
-  local out = {}
-  for i, h in ipairs(hs) do
-    local r = table.pack(h:join(timeout or 10))
-    assert(r[1], tostring(r[2]))
-    out[i] = r
-  end
-  return out
-end
+local until_waiting, join_all = t.until_waiting, t.join_all
 
 -- Runs a script in its own netlua under timeout(1): a lost wake-up there
 -- shows as a hang (status 124), not as a stuck test run.

@@ -90,6 +90,28 @@ function M.done()
   os.exit(failed == 0 and 0 or 1)
 end
 
+-- Calls fn(...) with io.stderr replaced by a recorder, so the lines that
+-- Lua code writes there (http.server's error log) are checked rather than
+-- mixed into prove's output; io.stderr comes back however fn ends. Returns
+-- the text written, then fn's results. (What C code prints, a failed task's
+-- or thread's error, cannot be caught so: those tests spawn them quiet or
+-- run a child netlua.)
+function M.capture_stderr(fn, ...)
+  local real, written = io.stderr, {}
+  local recorder = {}
+  function recorder.write(self, ...)
+    for i = 1, select("#", ...) do written[#written + 1] = tostring((select(i, ...))) end
+    return self
+  end
+  function recorder.flush() return true end
+  function recorder.setvbuf() return true end
+  io.stderr = setmetatable(recorder, {__name = "FILE*"})
+  local result = table.pack(pcall(fn, ...))
+  io.stderr = real
+  if not result[1] then error(result[2], 0) end
+  return table.concat(written), table.unpack(result, 2, result.n)
+end
+
 -- ---- files and processes -----------------------------------------------
 
 function M.tmpdir()
@@ -206,6 +228,104 @@ function M.interrupt(script, then_markers, signal)
   os.execute("rm -rf " .. dir)
   if how == "signal" then code = 128 + code end
   return out, err, code
+end
+
+-- ---- tasks --------------------------------------------------------------
+
+-- Runs the ready tasks until every handle in hs waits.
+function M.until_waiting(hs)
+  local task = require "task"
+  for _, h in ipairs(hs) do
+    while h:status() ~= "waiting" do task.yield() end
+  end
+end
+
+-- Joins every handle (within `timeout` seconds each, 10 by default: a
+-- guard against a lost wake-up); each must have succeeded. Returns the
+-- packed outcomes.
+function M.join_all(hs, timeout)
+  local out = {}
+  for i, h in ipairs(hs) do
+    local r = table.pack(h:join(timeout or 10))
+    assert(r[1], tostring(r[2]))
+    out[i] = r
+  end
+  return out
+end
+
+-- Writes `source` to a script, runs it under M.interrupt (same markers and
+-- signal) and removes it. Returns stdout, stderr and the exit status.
+function M.interrupt_script(source, then_markers, signal)
+  local path, dir = M.script(source)
+  local out, err, code = M.interrupt(path, then_markers, signal)
+  M.rmtree(dir)
+  return out, err, code
+end
+
+-- The cases every interrupting signal must pass (Ctrl-C is SIGINT; SIGTERM
+-- and SIGHUP behave as it does): registers them for `signal` ("INT",
+-- "TERM", "HUP"), whose uncaught status is `status`. `skip()` returns a
+-- reason to skip them, or nil.
+function M.interrupt_cases(signal, status, skip)
+  local what = "SIG" .. signal
+  local function case(name, fn)
+    M.test(what .. " " .. name, function()
+      local why = skip and skip()
+      if why then return M.skip(nil, why) end
+      fn()
+    end)
+  end
+  case("during a wait: uncaught, exit " .. status .. " with 'interrupted'", function()
+    local out, err, code = M.interrupt_script([[
+      local time = require "time"
+      print("ready"); io.stdout:flush()
+      time.sleep(60)
+      print("not reached")
+    ]], nil, signal)
+    M.eq(code, status)
+    M.eq(out, "ready\n")
+    M.match(err, "^netlua: interrupted\n")
+  end)
+  case("is a catchable error and to-be-closed variables run", function()
+    local out, err, code = M.interrupt_script([[
+      local time = require "time"
+      local function wait()
+        local guard <close> = setmetatable({}, {__close = function() print("closed") end})
+        print("ready"); io.stdout:flush()
+        time.sleep(60)
+      end
+      print(pcall(wait))
+      time.sleep(0.01) -- waits still work afterwards
+      print("after")
+    ]], nil, signal)
+    M.eq(code, 0, err)
+    M.eq(out, "ready\nclosed\nfalse\tinterrupted\nafter\n")
+  end)
+  case("interrupts a busy loop: uncaught, exit " .. status, function()
+    local out, err, code = M.interrupt_script([[
+      print("ready"); io.stdout:flush()
+      local n = 0
+      while true do n = n + 1 end
+    ]], nil, signal)
+    M.eq(code, status)
+    M.eq(out, "ready\n")
+    M.match(err, "^netlua: interrupted\n")
+  end)
+  case("a second one during cleanup still exits " .. status, function()
+    local _, err, code = M.interrupt_script([[
+      local time = require "time"
+      stuck = setmetatable({}, {__gc = function()
+        io.stderr:write("cleaning\n"); io.stderr:flush()
+        pcall(time.sleep, 60)
+        pcall(time.sleep, 60)
+      end})
+      print("ready"); io.stdout:flush()
+      time.sleep(60)
+    ]], {"cleaning"}, signal)
+    M.eq(code, status)
+    M.match(err, "interrupted")
+    M.match(err, "cleaning")
+  end)
 end
 
 -- ---- http.server in this process ----------------------------------------

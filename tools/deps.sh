@@ -2,7 +2,9 @@
 # Installs Debian packages when missing. As root it runs apt-get
 # non-interactively (refreshing the package lists when a package is unknown);
 # otherwise it prints the exact command to run.
-#   sh tools/deps.sh                      what netlua needs to build and test
+#   sh tools/deps.sh                      what netlua needs to build, run and test
+#       (lua-socket is needed at run time too: luasocket's Lua half,
+#       socket.http, ltn12, mime, ..., runs from it on netlua's core)
 #   sh tools/deps.sh --optional LABEL PKG...   nice-to-have packages (the
 #       benchmark's peers): a failure is reported and the exit status is 0
 BUILD_PKGS="gcc make pkg-config liblua5.4-dev lua-cjson-dev libcurl4-openssl-dev
