@@ -181,6 +181,31 @@ function M.rmtree(dir)
   if dir and dir:match("^/tmp/netlua%-test%.") then os.execute("rm -rf " .. dir) end
 end
 
+-- A private /etc for commands: writes `files` (name -> contents, such as
+-- {["nsswitch.conf"] = "hosts: files\n"}) into a new directory and returns
+-- a function like M.sh that runs its command line in a mount namespace of
+-- its own (unshare -m) where those files replace /etc's, killed after 60 s,
+-- and the directory (M.rmtree it when done). nil and why when this
+-- machine cannot (unshare and mount need root).
+function M.private_etc(files)
+  local dir, mounts, names = M.tmpdir(), {}, {}
+  for name in pairs(files) do names[#names + 1] = name end
+  table.sort(names)
+  for _, name in ipairs(names) do
+    M.writefile(dir .. "/" .. name, files[name])
+    mounts[#mounts + 1] = "mount --bind " .. dir .. "/" .. name .. " /etc/" .. name
+  end
+  local function sh(cmdline, opts)
+    local script = table.concat(mounts, " && ") .. " && " .. cmdline
+    return M.sh("timeout -s KILL 60 unshare -m sh -c " .. M.shellquote(script), opts)
+  end
+  if sh("echo mounted") ~= "mounted\n" then
+    M.rmtree(dir)
+    return nil, "needs unshare -m and mount (root) for a private /etc/" .. table.concat(names, ", /etc/")
+  end
+  return sh, dir
+end
+
 -- Starts `netlua script`, waits (at most 20 s) until its stdout holds
 -- "ready", sends SIGINT (or the signal named by `signal`, "TERM", "HUP");
 -- for each further marker in `then_markers`, waits until stderr holds it
