@@ -53,7 +53,7 @@ ALL_LDFLAGS := -Wl,-E $(SAN_LDFLAGS) $(LDFLAGS)
 # ---- sources --------------------------------------------------------------
 RUNTIME_SRC  := $(wildcard runtime/*.c)
 BINDINGS_SRC := $(wildcard bindings/*.c)
-LUA_HALVES   := $(wildcard bindings/*.lua)
+LUA_HALVES   := $(wildcard bindings/*.lua runtime/*.lua)
 GEN_SRC      := $(OUT)/embedded.c
 OBJS := $(patsubst %.c,$(OUT)/%.o,$(RUNTIME_SRC) $(BINDINGS_SRC)) $(OUT)/embedded.o
 

@@ -532,7 +532,8 @@ local function start_workers(self)
   if self.workers <= 1 then return list end
   local thread = require "thread"
   for _ = 2, self.workers do
-    local ok, t = pcall(thread.spawn, worker_main, self, live[self].deadline)
+    -- quiet: serve() raises a worker's error itself (join_workers)
+    local ok, t = pcall(thread.spawn, {worker_main, self, live[self].deadline, quiet = true})
     if not ok then
       self.core:stop()
       join_workers(list)

@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -46,7 +47,15 @@ int sock_kind(int group, int role) {
 
 int sock_isstream(int group) { return group == G_TCP || group == G_UNIX; }
 
-/* luasocket's socket_strerror/io_strerror, lowercase for the others. */
+/* strerror(err) as the C library words it ("Operation already in
+ * progress"), as luasocket passes it on: scripts compare these strings. */
+const char *sock_strerror(int err, char *eb) {
+  const char *text = strerror_r(err, eb, sizeof(ErrBuf));
+  if (text != eb) snprintf(eb, sizeof(ErrBuf), "%s", text);
+  return eb;
+}
+
+/* luasocket's socket_strerror/io_strerror. */
 const char *sock_ioerror(int err, char *eb) {
   switch (err) {
     case IO_DONE: return NULL;
@@ -59,7 +68,7 @@ const char *sock_ioerror(int err, char *eb) {
     case ECONNREFUSED: return "connection refused";
     case ECONNABORTED: case ECONNRESET: case EPIPE: return "closed";
     case ETIMEDOUT: return "timeout";
-    default: return nl_strerror(err, eb, sizeof(ErrBuf));
+    default: return sock_strerror(err, eb);
   }
 }
 
@@ -164,6 +173,7 @@ void sock_closefd(nl_Socket *s) {
  * (nl_closefd wakes those waiting on the descriptor). Idempotent. */
 void sock_destroy(nl_Socket *s) {
   call_detach(s);
+  inet_pendingfree(s);
   sock_closefd(s);
   s->npending = 0;
   free(s->buf);
@@ -197,8 +207,12 @@ static int sock_dirty(lua_State *L) {
   return 1;
 }
 
+/* The descriptor; while a connect's lookup runs (socket_dns.c), the
+ * lookup's, which turns readable when it is done. */
 static int sock_getfd(lua_State *L) {
-  lua_pushnumber(L, sock_check(L, 1)->fd);
+  nl_Socket *s = sock_check(L, 1);
+  int fd = inet_pendingfd(s);
+  lua_pushnumber(L, fd >= 0 ? fd : s->fd);
   return 1;
 }
 
@@ -334,10 +348,11 @@ static void *sock_export(lua_State *L, int idx) {
   p->received = s->received; p->sent = s->sent;
   p->maxline = s->maxline;
   p->nbuf = n;
-  if (n > 0) memcpy(p->buf, s->buf + s->first, n); /* buf is made by the first read */
+  if (n > 0) memcpy(p->buf, s->buf + s->first, n); /* no buffer before a read */
   /* The sender's object now reads as closed: the calls that wait on it
    * end with "closed", its loop forgets the descriptor. */
   call_detach(s);
+  inet_pendingfree(s);
   nl_loop_forget(s->fd);
   s->fd = -1;
   sock_closefd(s);

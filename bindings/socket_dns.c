@@ -36,7 +36,7 @@ static const char *gai_message(lua_State *L, int rc, char *eb) {
     case EAI_OVERFLOW: return "argument buffer overflow";
     case EAI_SERVICE: return "service not supported for socket type";
     case EAI_SOCKTYPE: return "ai_socktype not supported";
-    case EAI_SYSTEM: return nl_strerror(errno, eb, sizeof(ErrBuf));
+    case EAI_SYSTEM: return sock_strerror(errno, eb);
     default: return gai_strerror(rc);
   }
 }
@@ -201,9 +201,9 @@ static void name_key(Lookup *key, const struct sockaddr *sa, socklen_t salen, in
   memcpy(&key->sa, sa, key->salen);
 }
 
-/* A new entry of the record for `key`, its job started (a job that cannot
- * start is an EAI_MEMORY outcome). NULL when out of memory. */
-static Lookup *lookup_add(CallRec *rec, const Lookup *key) {
+/* A new entry for `key`, its job started (a job that cannot start is an
+ * EAI_MEMORY outcome). NULL when out of memory. */
+static Lookup *lookup_new(const Lookup *key) {
   Lookup *lk = malloc(sizeof *lk);
   if (lk == NULL) return NULL;
   *lk = *key;
@@ -225,9 +225,28 @@ static Lookup *lookup_add(CallRec *rec, const Lookup *key) {
     lk->job = nl_lookup_addr(lk->host, lk->serv, &hints);
   }
   if (lk->job == NULL) lk->rc = EAI_MEMORY;
+  lk->next = NULL;
+  return lk;
+}
+
+/* lookup_new, kept in the call's record. */
+static Lookup *lookup_add(CallRec *rec, const Lookup *key) {
+  Lookup *lk = lookup_new(key);
+  if (lk == NULL) return NULL;
   lk->next = rec->lookups;
   rec->lookups = lk;
   return lk;
+}
+
+/* Keeps the finished job's outcome in the entry and lets the job go. */
+static void lookup_take(Lookup *lk) {
+  nl_Lookup *job = lk->job;
+  lk->rc = lk->reverse ? nl_lookup_nameinfo(job, lk->name, sizeof lk->name, lk->service,
+                                            sizeof lk->service)
+                       : nl_lookup_addrinfo(job, &lk->res);
+  lk->err = errno;
+  lk->job = NULL;
+  nl_lookup_release(job);
 }
 
 /* Waits for the entry's job (in a task the call starts over and comes
@@ -247,13 +266,10 @@ static void lookup_finish(Call *c, Lookup *lk, double deadline) {
   while (err == IO_DONE && !nl_lookup_done(job))
     err = nl_waitL(c->L, fd, NL_READ, deadline) > 0 ? IO_DONE : IO_TIMEOUT;
   if (err == IO_DONE || nl_lookup_done(job)) {
-    lk->rc = lk->reverse ? nl_lookup_nameinfo(job, lk->name, sizeof lk->name, lk->service,
-                                              sizeof lk->service)
-                         : nl_lookup_addrinfo(job, &lk->res);
-    lk->err = errno;
-  } else {
-    lk->rc = NL_EAI_TIMEOUT;
+    lookup_take(lk);
+    return;
   }
+  lk->rc = NL_EAI_TIMEOUT;
   lk->job = NULL;
   nl_lookup_release(job);
 }
@@ -332,6 +348,73 @@ static int reverse_rc(Call *c, const struct sockaddr *sa, socklen_t salen,
   return lk->rc;
 }
 
+/* ---- a connect that cannot wait for its name ----------------------------- */
+
+/* A connect with timeout 0 to a name that does not resolve at once cannot
+ * wait for the lookup, and starting over at each call would never finish
+ * it. So it leaves the lookup running on the socket, as luasocket leaves a
+ * connect in progress: the call that starts it answers "timeout", later
+ * ones "Operation already in progress" while it runs (getfd gives its
+ * descriptor, readable once it is done, and select watches that for a
+ * socket in its write list); then a call connects to what it found, or
+ * reports its failure (once: the call after starts a new lookup). The
+ * outcome stays on the socket for the calls that follow, which learn the
+ * connect's own progress from the kernel, as luasocket's do. The socket
+ * owns at most one such lookup (a connect to another name replaces it);
+ * closing the socket or moving it to another thread frees it. */
+
+/* The socket's lookup is for this name and service (of any family: once
+ * the socket has one, its calls filter the list). */
+static int pending_for(const Lookup *lk, const char *host, const char *serv, int socktype) {
+  return lk != NULL && lk->socktype == socktype && same_str(lk->host, host) &&
+         same_str(lk->serv, serv);
+}
+
+void inet_pendingfree(nl_Socket *s) {
+  inet_lookupsfree(s->lookup);
+  s->lookup = NULL;
+}
+
+/* The descriptor of the socket's running lookup, or -1. */
+int inet_pendingfd(const nl_Socket *s) {
+  return s->lookup != NULL && s->lookup->job != NULL ? nl_lookup_fd(s->lookup->job) : -1;
+}
+
+/* The addresses of the socket's lookup for `host`, or NULL and the answer
+ * for now in *err (above). Nothing on the stack. */
+static struct addrinfo *resolve_pending(Call *c, const char *host, const char *serv,
+                                        const struct addrinfo *hints, const char **err,
+                                        char *eb) {
+  nl_Socket *s = c->s;
+  char num[8];
+  Lookup key;
+  if ((*err = check_port(c->L, &serv, num, eb)) != NULL) return NULL;
+  if (!pending_for(s->lookup, host, serv, hints->ai_socktype)) {
+    inet_pendingfree(s);
+    addr_key(&key, host, serv, hints);
+    if ((s->lookup = lookup_new(&key)) == NULL) {
+      *err = gai_message(c->L, EAI_MEMORY, eb);
+      return NULL;
+    }
+    *err = sock_ioerror(IO_TIMEOUT, eb);
+    return NULL;
+  }
+  if (s->lookup->job != NULL) {
+    if (!nl_lookup_done(s->lookup->job)) {
+      *err = sock_ioerror(EALREADY, eb);
+      return NULL;
+    }
+    lookup_take(s->lookup);
+  }
+  if (s->lookup->rc != 0) {
+    errno = s->lookup->err;
+    *err = gai_message(c->L, s->lookup->rc, eb);
+    inet_pendingfree(s);
+    return NULL;
+  }
+  return s->lookup->res;
+}
+
 /* ---- bind and connect (luasocket's inet_trybind, inet_tryconnect) -------- */
 
 /* Connects to one address: IO_DONE or an io code. `again`: the replay of
@@ -345,8 +428,10 @@ static int io_connect(Call *c, const struct sockaddr *sa, socklen_t len, int aga
   if (s->fd < 0) return IO_CLOSED;
   if (connect(s->fd, sa, len) == 0) return IO_DONE;
   if (errno == EISCONN && again) return IO_DONE;
-  /* EINTR: the connection goes on in the background, as EINPROGRESS */
-  if (errno != EINPROGRESS && errno != EAGAIN && errno != EINTR && errno != EALREADY)
+  /* EINTR: the connection goes on in the background, as EINPROGRESS. A
+   * connect an earlier call left in progress: EALREADY, as luasocket. */
+  if (errno != EINPROGRESS && errno != EAGAIN && errno != EINTR &&
+      !(errno == EALREADY && again))
     return errno;
   if ((err = call_wait(c, s->fd, NL_WRITE)) != IO_DONE) return err;
   if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0) return errno;
@@ -391,7 +476,7 @@ const char *inet_trybind(Call *c, const char *host, const char *serv, char *eb) 
 
 /* Connects to each address `host` resolves to, in order, until one
  * answers; the lookup counts against the same timeout. A zero timeout
- * leaves the connection in progress. The replay of a call that waited
+ * leaves the connection, or the lookup (above), in progress. The replay of a call that waited
  * finds the same list (its lookup) and goes on with the address it was
  * trying, in the family its lookup asked for (the socket's own family
  * changes with the address it tries). A socket closed meanwhile ends the
@@ -401,7 +486,7 @@ const char *inet_tryconnect(Call *c, const char *host, const char *serv, char *e
   struct addrinfo hints, *ai;
   const char *err = NULL;
   int top = lua_gettop(c->L), family = c->p.trying ? c->p.family : s->family;
-  int tried = 0, i;
+  int tried = 0, pending, i;
   if (s->family == AF_UNIX) {
     struct sockaddr_un un;
     socklen_t len;
@@ -417,10 +502,13 @@ const char *inet_tryconnect(Call *c, const char *host, const char *serv, char *e
   memset(&hints, 0, sizeof hints);
   hints.ai_family = family;
   hints.ai_socktype = s->type;
-  ai = inet_resolve(c, host, serv, &hints, call_deadline(c), &err, eb);
+  pending = (s->block == 0 || s->total == 0) && !nl_resolves_at_once(host, &hints);
+  if (pending) ai = resolve_pending(c, host, serv, &hints, &err, eb);
+  else ai = inet_resolve(c, host, serv, &hints, call_deadline(c), &err, eb);
   for (i = 0; ai != NULL; ai = ai->ai_next, i++) {
     int e, again = c->p.trying && c->p.tryidx == i;
     if (c->p.trying && i < c->p.tryidx) continue;
+    if (family != AF_UNSPEC && ai->ai_family != family) continue; /* a pending list */
     if (tried++ && !s->bound) sock_closefd(s); /* a failed connect: fresh fd */
     e = sock_openfd(s, ai->ai_family);
     if (e == IO_DONE) {
@@ -430,9 +518,11 @@ const char *inet_tryconnect(Call *c, const char *host, const char *serv, char *e
       e = io_connect(c, ai->ai_addr, ai->ai_addrlen, again);
     }
     if (c->rec != NULL && c->rec->closed) e = IO_CLOSED;
+    if (e == IO_TIMEOUT && pending) e = EALREADY; /* since its lookup */
     err = sock_ioerror(e, eb);
     if (err == NULL || e == IO_CLOSED || s->block == 0 || s->total == 0) break;
   }
+  if (pending && tried == 0 && err == NULL) err = gai_message(c->L, EAI_NODATA, eb);
   lua_settop(c->L, top);
   return err;
 }
@@ -441,7 +531,7 @@ const char *inet_tryconnect(Call *c, const char *host, const char *serv, char *e
 
 int socket_gethostname(lua_State *L) {
   char name[256];
-  if (gethostname(name, sizeof name) != 0) return nl_pusherrno(L, errno);
+  if (gethostname(name, sizeof name) != 0) return sock_pusherror(L, errno);
   name[sizeof name - 1] = '\0';
   lua_pushstring(L, name);
   return 1;

@@ -93,6 +93,7 @@ typedef struct nl_Socket {
   int drained;    /* the last read emptied the socket (see io_fill) */
   double birthday, received, sent;
   Side sides[NSIDES];
+  struct Lookup *lookup; /* a name lookup a connect left running (socket_dns.c) */
   int npending;
   Pending pending[MAX_PENDING];
   size_t first, last;
@@ -172,6 +173,7 @@ nl_Socket *sock_new(lua_State *L, int kind, int family, int type, int protocol);
 int sock_openfd(nl_Socket *s, int family);
 void sock_closefd(nl_Socket *s);
 void sock_destroy(nl_Socket *s);
+const char *sock_strerror(int err, char *eb);
 const char *sock_ioerror(int err, char *eb);
 const char *sock_optport(lua_State *L, int idx);
 int sock_pushresult(lua_State *L, const char *err);
@@ -206,6 +208,8 @@ const char *inet_trybind(Call *c, const char *host, const char *serv, char *eb);
 const char *inet_tryconnect(Call *c, const char *host, const char *serv, char *eb);
 void inet_lookupsfree(struct Lookup *lookups);
 void inet_lookupswake(struct Lookup *lookups);
+void inet_pendingfree(nl_Socket *s);
+int inet_pendingfd(const nl_Socket *s);
 void inet_open(lua_State *L);
 int socket_gethostname(lua_State *L);
 extern const luaL_Reg dns_funcs[];

@@ -57,6 +57,14 @@ static int table_len(lua_State *L, int idx) {
   return (int)luaL_len(L, idx);
 }
 
+/* A socket whose connect waits for its name: its getfd is the lookup's
+ * descriptor, and the socket is writable (connect goes on) once that one is
+ * readable. */
+static int resolving(lua_State *L, int idx) {
+  nl_Socket *s = sock_test(L, idx);
+  return s != NULL && inet_pendingfd(s) >= 0;
+}
+
 /* Fills fds from the objects of table `tab`; read ones that are dirty go
  * straight into `ready`. Returns how many were dirty. */
 static int collect_fds(lua_State *L, int tab, int n, int events, nl_PollFd *fds, int ready) {
@@ -67,6 +75,8 @@ static int collect_fds(lua_State *L, int tab, int n, int events, nl_PollFd *fds,
     fds[i].events = events;
     fds[i].fd = lua_isnil(L, -1) ? -1
               : object_fd(L, lua_gettop(L), events == NL_READ ? &dirty : NULL);
+    if (events == NL_WRITE && fds[i].fd >= 0 && resolving(L, lua_gettop(L)))
+      fds[i].events = NL_READ;
     if (dirty) {
       add_ready(L, ready, lua_gettop(L));
       fds[i].fd = -1;
@@ -127,7 +137,7 @@ int socket_select(lua_State *L) {
   if (r == 0 && !dirty && !(c.p.deadline >= 0 && c.p.deadline <= nl_monotonic()))
     r = wait_ready(&c, fds, n, c.p.deadline);
   if (r < 0) {
-    lua_pushstring(L, nl_strerror(-r, eb, sizeof eb));
+    lua_pushstring(L, sock_ioerror(-r, eb));
     return 3;
   }
   return_ready(L, 1, nr, fds, ready);

@@ -392,7 +392,9 @@ static int stream_bind(lua_State *L) {
 }
 
 /* On a master or, as luasocket (tcp{any}), a client: connecting a connected
- * socket again answers "already connected". */
+ * socket again answers "already connected". As luasocket's, a TCP socket
+ * is a client after connect whatever it answered: a connect with timeout 0
+ * answers "timeout" and the program sends once select finds it writable. */
 static int stream_connect(lua_State *L) {
   nl_Socket *s = sock_check(L, 1);
   const char *host = luaL_checkstring(L, 2);
@@ -406,7 +408,7 @@ static int stream_connect(lua_State *L) {
   e = call_turn(&c);
   if (e != IO_DONE) return call_return(&c, sock_pusherror(L, e));
   err = inet_tryconnect(&c, host, port, eb);
-  if (err == NULL) {
+  if (err == NULL || sock_classes[s->kind].group == G_TCP) {
     sock_setkind(L, 1, s, sock_kind(sock_classes[s->kind].group, R_CLIENT));
     sock_setname(L, 1, 2);
   }

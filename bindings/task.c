@@ -18,16 +18,32 @@ static nl_Task *check_task(lua_State *L, int idx) {
   return luaL_checkudata(L, idx, NL_TASK_MT);
 }
 
-/* task.spawn(fn, ...): a new task, ready to run when this one waits. */
+/* The table form, task.spawn{fn, args..., quiet=}: leaves fn and the args
+ * in its place and returns the quiet flag. */
+static int spawn_options(lua_State *L) {
+  lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
+  int quiet = lua_getfield(L, 1, "quiet") != LUA_TNIL && lua_toboolean(L, -1);
+  lua_settop(L, 1);
+  luaL_checkstack(L, (int)n + 4, "too many arguments to task");
+  for (lua_Integer i = 1; i <= n; i++) lua_rawgeti(L, 1, i);
+  lua_remove(L, 1);
+  return quiet;
+}
+
+/* task.spawn(fn, ...) or task.spawn{fn, args..., quiet=}: a new task, ready
+ * to run when this one waits. */
 static int task_spawn(lua_State *L) {
-  int nargs = lua_gettop(L) - 1;
+  int nargs, quiet = 0;
   nl_Sched *s;
   nl_Task *t;
   lua_State *co;
-  luaL_checktype(L, 1, LUA_TFUNCTION);
+  if (lua_type(L, 1) == LUA_TTABLE) quiet = spawn_options(L);
+  luaL_argexpected(L, lua_type(L, 1) == LUA_TFUNCTION, 1, "function");
+  nargs = lua_gettop(L) - 1;
   s = nl_sched(L);
   t = lua_newuserdatauv(L, sizeof *t, 2);
   nl_task_init(s, t);
+  t->quiet = quiet;
   t->state = NL_TASK_DONE; /* closed first: nothing to undo if we fail */
   luaL_setmetatable(L, NL_TASK_MT);
   co = lua_newthread(L);
@@ -121,13 +137,6 @@ static int task_gc(lua_State *L) {
   return 0;
 }
 
-/* claim(h), for task.all in task.lua: h's outcome will be joined, so an
- * error it ends with is not printed. */
-static int task_claim(lua_State *L) {
-  check_task(L, 1)->claimed = 1;
-  return 0;
-}
-
 /* task.yield(): lets the other ready tasks run. Outside a task: runs the
  * ready tasks once. */
 static int task_yield(lua_State *L) {
@@ -178,7 +187,6 @@ static const luaL_Reg task_funcs[] = {
 int luaopen_task(lua_State *L) {
   nl_newclass(L, NL_TASK_MT, task_methods, task_meta);
   luaL_newlib(L, task_funcs);
-  lua_pushcfunction(L, task_claim);
-  nl_runembedded(L, "task", 2);
+  nl_runembedded(L, "task", 1);
   return 1;
 }

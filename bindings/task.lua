@@ -1,6 +1,6 @@
 -- task.lua: the Lua half of the task module (layer: bindings). Receives the
 -- C half's table and adds what is simpler in Lua.
-local task, claim = ...
+local task = ...
 local monotonic = require("time").monotonic
 
 -- task.all(handles[, timeout]): joins every task; returns a list with one
@@ -12,7 +12,6 @@ function task.all(list, timeout)
   end
   local deadline = timeout and timeout >= 0 and monotonic() + timeout
   local out = {}
-  for _, h in ipairs(list) do claim(h) end -- their errors come back here
   for i, h in ipairs(list) do
     local left = deadline and math.max(0, deadline - monotonic())
     local r = table.pack(h:join(left))

@@ -33,13 +33,21 @@ const nl_Transfer thread_shared_transfer = {"thread", nl_shared_export, nl_share
 
 /* ---- process-wide: threads the program waits for at exit ------------------ */
 
+/* What a thread stopped by Ctrl-C at exit waited on (nl_report_waits). */
+typedef struct Report {
+  long id;
+  char *text; /* "  thread NAME: ...\n", then its tasks' lines */
+  struct Report *next;
+} Report;
+
 static struct {
   nl_Shared sh;          /* its lock (never freed) */
   nl_WaitQueue waiters;  /* the main state at exit, woken when none runs */
   int running;           /* non-daemon threads not finished yet */
   atomic_long nextid;
   atomic_int stopping;   /* the program is ending: busy threads stop */
-} procs = {{1, PTHREAD_MUTEX_INITIALIZER, NULL, NULL}, {NULL, NULL, &procs.sh, NULL}, 0, 1, 0};
+  Report *reports;       /* in the order of the threads' ids */
+} procs = {{1, PTHREAD_MUTEX_INITIALIZER, NULL, NULL}, {NULL, NULL, &procs.sh, NULL}, 0, 1, 0, NULL};
 
 static void procs_add(int daemon) {
   if (daemon) return;
@@ -66,16 +74,50 @@ static void stop_everything(void) {
   atomic_store(&procs.stopping, 1);
 }
 
+/* Files a stopped thread's report, keeping the list in id order. */
+static void add_report(long id, char *text) {
+  Report *rep = text ? (Report *)malloc(sizeof *rep) : NULL, **p;
+  if (rep == NULL) {
+    free(text);
+    return;
+  }
+  rep->id = id;
+  rep->text = text;
+  nl_shared_lock(&procs.sh);
+  for (p = &procs.reports; *p != NULL && (*p)->id < id; p = &(*p)->next) {}
+  rep->next = *p;
+  *p = rep;
+  nl_shared_unlock(&procs.sh);
+}
+
+/* Prints and frees the reports (main, once every thread has ended). */
+static void print_reports(void) {
+  Report *rep, *next;
+  nl_shared_lock(&procs.sh);
+  rep = procs.reports;
+  procs.reports = NULL;
+  nl_shared_unlock(&procs.sh);
+  for (; rep != NULL; rep = next) {
+    next = rep->next;
+    nl_print_waits(rep->text);
+    free(rep->text);
+    free(rep);
+  }
+}
+
 /* nl_atexit hook of the main state: waits for every non-daemon thread. A
  * Ctrl-C here (or one that ended the script) stops them: their waits return
- * "interrupted" and a count hook stops busy Lua code. */
+ * "interrupted" and a count hook stops busy Lua code. Stopped by a Ctrl-C
+ * while the script waited for them, each says what it waited on. */
 static int thread_waitall(lua_State *L) {
   int interrupted = 0;
   if (nl_shutting_down()) stop_everything();
   while (nl_queue_until(L, -1, &procs.waiters, NL_NODEADLINE, none_running, NULL) == -EINTR) {
     interrupted = 1;
+    nl_report_waits();
     stop_everything();
   }
+  print_reports();
   if (interrupted) return nl_raise_interrupted(L);
   return 0;
 }
@@ -90,22 +132,17 @@ typedef struct Record {
   pthread_t tid;
   long id;
   int daemon;
+  int quiet; /* an error it ends with is not printed */
   char *name;
   nl_Packet *start; /* function and arguments, until the thread takes them */
   /* set by the thread before `done`: */
   int done, ok, interrupted;
   nl_Packet *results; /* ok: the function's results */
   char *error;        /* not ok: message and traceback */
-  int joined;         /* a join delivered the outcome */
 } Record;
 
-/* The last reference went: an error nobody joined is printed now. */
 static void record_destroy(nl_Shared *sh) {
   Record *r = (Record *)sh;
-  if (r->error != NULL && !r->joined && !r->interrupted) {
-    fprintf(stderr, "Exception in thread %s:\n%s\n", r->name, r->error);
-    fflush(stderr);
-  }
   nl_packet_free(r->start);
   nl_packet_free(r->results);
   free(r->error);
@@ -155,6 +192,38 @@ static int body(lua_State *L) {
   return 0;
 }
 
+/* Stopped by the shutdown a Ctrl-C began while the script waited for it:
+ * what it waited on (noted by nl_raise_interrupted where it stopped) and
+ * what its tasks wait on, filed for thread_waitall to print:
+ * "  thread NAME: receive on a channel (app.lua:9)\n" ... Runs under
+ * pcall with the record at 1, the stop hook off (it would stop the words
+ * being found). */
+static int report_waits(lua_State *L) {
+  Record *r = (Record *)lua_touserdata(L, 1);
+  lua_pushfstring(L, "  thread %s: ", r->name);
+  if (lua_getfield(L, LUA_REGISTRYINDEX, NL_STOPPED_KEY) != LUA_TSTRING) {
+    lua_pop(L, 1);
+    lua_pushliteral(L, "waiting for its tasks");
+  }
+  lua_pushliteral(L, "\n");
+  lua_pushfstring(L, "  thread %s, ", r->name);
+  nl_sched_describe(L, lua_tostring(L, -1));
+  lua_remove(L, -2);
+  lua_concat(L, 4);
+  add_report(r->id, strdup(lua_tostring(L, -1)));
+  return 0;
+}
+
+static void report_stopped(lua_State *L, Record *r) {
+  if (r->daemon || !nl_reporting_waits()) return;
+  lua_sethook(L, NULL, 0, 0);
+  lua_pushcfunction(L, report_waits);
+  lua_pushlightuserdata(L, r);
+  lua_pcall(L, 1, 0, 0); /* out of memory: no report */
+  lua_settop(L, 0);
+  lua_sethook(L, stop_hook, LUA_MASKCOUNT, STOP_HOOK_COUNT);
+}
+
 static void set_self(lua_State *L, Record *r) {
   lua_createtable(L, 0, 2);
   lua_pushstring(L, r->name);
@@ -184,9 +253,20 @@ static void run_body(lua_State *L, Record *r) {
   /* threads never take Ctrl-C: "interrupted" here means shutdown */
   r->interrupted = nl_is_interrupted(L, -1);
   lua_settop(L, 0);
+  if (r->interrupted) report_stopped(L, r);
   lua_pushcfunction(L, cancel_tasks);
   lua_pcall(L, 0, 0, 0); /* tasks the failed thread leaves: their resources close */
   lua_settop(L, 0);
+}
+
+/* The error that ended the thread is printed when it ends, as Python's
+ * threading prints it, whether or not a join() will look at it (a join
+ * that ignores what it returns must not hide it); not for a quiet thread,
+ * nor for one stopped because the program is ending. */
+static void print_failure(Record *r) {
+  if (r->error == NULL || r->quiet || r->interrupted) return;
+  fprintf(stderr, "Exception in thread %s:\n%s\n", r->name, r->error);
+  fflush(stderr);
 }
 
 static void *thread_main(void *arg) {
@@ -200,6 +280,7 @@ static void *thread_main(void *arg) {
   } else {
     r->error = strdup("cannot create state: not enough memory");
   }
+  print_failure(r);
   nl_shared_lock(&r->sh);
   r->done = 1;
   nl_queue_wakeall(&r->joiners, 1);
@@ -261,7 +342,6 @@ static int push_outcome(lua_State *L, Handle *h) {
     return n;
   }
   lua_pop(L, 1);
-  r->joined = 1;
   n = lua_gettop(L);
   lua_pushboolean(L, r->ok);
   if (r->ok) {
@@ -345,9 +425,16 @@ static const luaL_Reg thr_meta[] = {
 
 /* ---- spawn ------------------------------------------------------------------ */
 
-/* Spawn options from the table form: thread.spawn{fn, args..., name=, daemon=}.
- * Leaves fn and the args on the stack from index 2 on. */
-static int spawn_options(lua_State *L, const char **name, int *daemon) {
+/* A boolean option of the table form: false when absent. */
+static int flag_option(lua_State *L, const char *key) {
+  int on = lua_getfield(L, 1, key) != LUA_TNIL && lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return on;
+}
+
+/* Spawn options from the table form: thread.spawn{fn, args..., name=,
+ * daemon=, quiet=}. Leaves fn and the args on the stack from index 2 on. */
+static int spawn_options(lua_State *L, const char **name, int *daemon, int *quiet) {
   lua_Integer n;
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
@@ -355,8 +442,8 @@ static int spawn_options(lua_State *L, const char **name, int *daemon) {
     if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "option 'name' must be a string");
     *name = lua_tostring(L, -1);
   }
-  *daemon = lua_getfield(L, 1, "daemon") != LUA_TNIL && lua_toboolean(L, -1);
-  lua_pop(L, 1);
+  *daemon = flag_option(L, "daemon");
+  *quiet = flag_option(L, "quiet");
   n = (lua_Integer)lua_rawlen(L, 1);
   luaL_checkstack(L, (int)n + 4, "too many arguments");
   for (lua_Integer i = 1; i <= n; i++) lua_rawgeti(L, 1, i);
@@ -365,13 +452,13 @@ static int spawn_options(lua_State *L, const char **name, int *daemon) {
 
 static int thread_spawn(lua_State *L) {
   const char *name = NULL;
-  int daemon = 0, first = 1, n = lua_gettop(L), err;
+  int daemon = 0, quiet = 0, first = 1, n = lua_gettop(L), err;
   long id;
   char defname[32];
   Handle *h;
   Record *r;
   if (lua_type(L, 1) == LUA_TTABLE) {
-    n = spawn_options(L, &name, &daemon);
+    n = spawn_options(L, &name, &daemon, &quiet);
     first = lua_gettop(L) - n + 1;
   }
   if (n < 1 || (lua_type(L, first) != LUA_TFUNCTION && lua_type(L, first) != LUA_TSTRING))
@@ -388,6 +475,7 @@ static int thread_spawn(lua_State *L) {
   lua_insert(L, first);
   h->r = r = record_new(id, name, daemon);
   if (r == NULL) return luaL_error(L, "not enough memory");
+  r->quiet = quiet;
   r->start = nl_pack(L, first + 1, n);
   nl_shared_retain(&r->sh); /* the thread's */
   procs_add(daemon);

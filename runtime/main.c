@@ -15,6 +15,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "lualib.h"
 #include "netlua.h"
 
@@ -778,7 +780,7 @@ static int pmain(lua_State *L) {
   char **argv = (char **)lua_touserdata(L, 2);
   int script = argc;
   int flags = collect_args(argv, &script);
-  int ok = 1;
+  int ok = 1, drained_interrupt = 0;
   luaL_checkversion(L);
   if (flags == HAS_ERROR) {
     print_usage_error(argv[script]);
@@ -799,9 +801,12 @@ static int pmain(lua_State *L) {
     }
   }
   if (ok && nl_sched_drain(L) != 0) { /* tasks finish before threads */
-    print_message("interrupted");
+    nl_report_waits(); /* the threads stopped now say what they waited on */
+    nl_sched_describe(L, "  ");
+    nl_print_waits(lua_tostring(L, -1));
+    lua_pop(L, 1);
     ok = 0;
-    ended_by_interrupt = 1;
+    ended_by_interrupt = drained_interrupt = 1; /* said once the threads' lines are out */
   }
   if (!ok && ended_by_interrupt) nl_begin_shutdown(); /* stop the threads */
   if (!ok) nl_sched_cancelall(L); /* tasks left: their resources close */
@@ -809,6 +814,7 @@ static int pmain(lua_State *L) {
   case 2: ended_by_interrupt = 1; ok = 0; break;
   case 1: ok = 0; break;
   }
+  if (drained_interrupt) print_message("interrupted");
   lua_pushinteger(L, ok ? EXIT_SUCCESS
                         : (ended_by_interrupt ? 128 + nl_interrupt_signal() : EXIT_FAILURE));
   return 1;
@@ -826,6 +832,11 @@ int main(int argc, char **argv) {
   if (argv[0] && argv[0][0]) progname = NL_PROGNAME;
   set_script_dir(find_script(argc, argv));
   nl_signals_init();
+  /* OpenSSL (the crypto and ssl modules, and libcurl's TLS) must not tear
+   * itself down from atexit: daemon threads may still be using it while
+   * the process exits, and crashed when it did. The first initialisation
+   * in the process decides, so it is made here, before any thread. */
+  OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, NULL);
   /* The main thread's loop is made first, while descriptors are certainly
    * to be had: a script that uses them all up still has it to wait with. */
   if (nl_loop() == NULL) {

@@ -56,7 +56,7 @@ void nl_curl_cleanup(void);
 /* ---- Lua halves compiled into the binary (embedded.c, generated) -------- */
 
 typedef struct nl_Embedded {
-  const char *name;      /* module name: bindings/NAME.lua */
+  const char *name;      /* module name: bindings/NAME.lua or runtime/NAME.lua */
   const char *chunkname; /* "=[netlua] NAME.lua" */
   const char *source;
   size_t size;
@@ -209,6 +209,35 @@ int nl_sched_drain(lua_State *L);
 /* Cancels the tasks of this state that are still live (main, when the
  * script failed or was interrupted): their to-be-closed variables run. */
 void nl_sched_cancelall(lua_State *L);
+
+/* Pushes the live tasks of this state, in the order they were spawned, one
+ * line each: "PREFIXtask N: what it waits on (file:line)\n"; "" when there
+ * are none. For the listing of what an interrupted program waited for. */
+void nl_sched_describe(lua_State *L, const char *prefix);
+
+/* ---- what is still waited for, in words (waits.c) ------------------------ */
+
+/* Pushes onto L what `co` waits on, when the call at `level` of co's stack
+ * is the one that waits (0 for a suspended task, 1 in a message handler),
+ * and where in the script: "accept on 127.0.0.1:5000 (app.lua:7)". The
+ * words come from runtime/waits.lua; co may be L. [-0, +1, m] */
+void nl_describe_wait(lua_State *L, lua_State *co, int level);
+
+/* Ctrl-C ended a script that was waiting for its tasks or threads: from now
+ * on, threads stopped by the shutdown describe what they waited on. */
+void nl_report_waits(void);
+int nl_reporting_waits(void);
+
+/* Called by nl_raise_interrupted in a thread's own code (not a task) once
+ * nl_report_waits is on: notes what the call stopping now waited on, in the
+ * registry under NL_STOPPED_KEY (the first such call only). */
+#define NL_STOPPED_KEY "netlua.stoppedat"
+void nl_note_stop(lua_State *L);
+
+/* Prints `lines` (from nl_sched_describe and the threads) on stderr, after
+ * the header "netlua: the script had ended and was still waiting for:",
+ * which is printed once per process. Main thread only. */
+void nl_print_waits(const char *lines);
 
 
 /* ---- Ctrl-C and shutdown (signals.c) ------------------------------------ */

@@ -18,6 +18,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -344,6 +345,48 @@ void nl_sched_cancelall(lua_State *L) {
   }
 }
 
+/* ---- what the live tasks wait on -------------------------------------------- */
+
+static int by_id(const void *a, const void *b) {
+  long x = (*(nl_Task *const *)a)->id, y = (*(nl_Task *const *)b)->id;
+  return (x > y) - (x < y);
+}
+
+/* One line for task t: "PREFIXtask N: what (where)\n". [-0, +0, m] */
+static void describe_task(lua_State *L, luaL_Buffer *b, nl_Task *t, const char *prefix) {
+  lua_pushfstring(L, "%stask %d: ", prefix, (int)t->id);
+  luaL_addvalue(b);
+  nl_describe_wait(L, t->co, 0);
+  luaL_addvalue(b);
+  luaL_addchar(b, '\n');
+}
+
+void nl_sched_describe(lua_State *L, const char *prefix) {
+  nl_Sched *s;
+  nl_Task **list;
+  luaL_Buffer b;
+  int n = 0;
+  lua_getfield(L, LUA_REGISTRYINDEX, SCHED_KEY);
+  s = lua_touserdata(L, -1); /* NULL: no task was ever spawned here */
+  lua_pop(L, 1);
+  if (s == NULL || s->live == 0) {
+    lua_pushliteral(L, "");
+    return;
+  }
+  list = lua_newuserdatauv(L, (size_t)s->live * sizeof *list, 0); /* freed with the stack */
+  lua_pushnil(s->H);
+  while (lua_next(s->H, 1) && n < s->live) {
+    list[n++] = lua_touserdata(s->H, -1);
+    lua_pop(s->H, 1);
+  }
+  lua_settop(s->H, 1);
+  qsort(list, (size_t)n, sizeof *list, by_id);
+  luaL_buffinit(L, &b);
+  for (int i = 0; i < n; i++) describe_task(L, &b, list[i], prefix);
+  luaL_pushresult(&b);
+  lua_remove(L, -2); /* the list */
+}
+
 /* ---- task lifecycle (used by bindings/task.c) ----------------------------- */
 
 void nl_task_init(nl_Sched *s, nl_Task *t) {
@@ -362,20 +405,22 @@ int nl_task_yield(lua_State *L, nl_Task *t) {
 /* A task ended with an error (its outcome table on top of H).
  * Ctrl-C that it did not catch goes on to the code waiting for the tasks
  * (the main script), as Python's KeyboardInterrupt leaves asyncio.run. Any
- * other error is printed now, with its traceback, as Python prints an
- * exception that ends a thread, unless a join() waits for it at this moment
- * or task.all() claimed it; a join later still returns it. */
+ * other error is printed now, with its traceback, as Python's threading
+ * prints the exception that ends a thread, whether or not a join() will
+ * look at it (a join that ignores what it returns must not hide it), unless
+ * the task was spawned quiet; a join still returns it. */
 static void report_failure(lua_State *H, nl_Task *t) {
   const char *msg;
   if (t->interrupted) {
     nl_interrupt_again();
     return;
   }
-  if (t->joiners.head != NULL || t->claimed) return;
+  if (t->quiet) return;
   lua_rawgeti(H, -1, 2);
   msg = lua_tostring(H, -1);
-  lua_writestringerror("%s: error in a task nobody joined: ", NL_PROGNAME);
-  lua_writestringerror("%s\n", msg ? msg : "(error object is not a string)");
+  fprintf(stderr, "%s: error in task %ld: %s\n", NL_PROGNAME, t->id,
+          msg ? msg : "(error object is not a string)");
+  fflush(stderr);
   lua_pop(H, 1);
 }
 
@@ -474,6 +519,7 @@ void nl_task_start(lua_State *L, int idx, nl_Task *t, lua_State *co, int nargs) 
   lua_pushvalue(L, idx);
   lua_xmove(L, s->H, 1);
   lua_rawsetp(s->H, 1, t); /* anchored while live */
+  t->id = ++s->spawned;
   s->live++;
   nl_loop_use(s->loop, 1);
   nl_sched_ready(t);

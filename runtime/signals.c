@@ -110,6 +110,7 @@ int nl_take_interrupt(void) {
 }
 
 int nl_raise_interrupted(lua_State *L) {
+  if (!this_is_main && nl_reporting_waits()) nl_note_stop(L);
   lua_pushliteral(L, "interrupted");
   return lua_error(L);
 }

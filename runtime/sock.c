@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "netlua.h"
@@ -118,8 +119,56 @@ static int is_numeric_host(const char *host) {
   return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
 }
 
+/* The first word of a line of a configuration file (its comment cut
+ * off), for strtok_r to go on from; NULL for a blank line. */
+#define WS " \t\r\n"
+static char *first_word(char *line, char **save) {
+  line[strcspn(line, "#")] = '\0';
+  return strtok_r(line, WS, save);
+}
+
+/* nsswitch.conf's "hosts:" line names "files" first. */
+static int hosts_file_first(void) {
+  FILE *f = fopen("/etc/nsswitch.conf", "re");
+  char line[512];
+  int first = 0;
+  if (f == NULL) return 0;
+  while (fgets(line, sizeof line, f) != NULL) {
+    char *save, *w = first_word(line, &save);
+    if (w == NULL || strcmp(w, "hosts:") != 0) continue;
+    w = strtok_r(NULL, WS, &save);
+    first = w != NULL && strcmp(w, "files") == 0;
+  }
+  fclose(f);
+  return first;
+}
+
+/* /etc/hosts gives `host` an address of `family` (AF_UNSPEC: any). */
+static int hosts_file_lists(const char *host, int family) {
+  FILE *f = fopen("/etc/hosts", "re");
+  char line[512];
+  int found = 0;
+  if (f == NULL) return 0;
+  while (!found && fgets(line, sizeof line, f) != NULL) {
+    unsigned char buf[sizeof(struct in6_addr)];
+    char *save, *addr = first_word(line, &save), *name;
+    int fam;
+    if (addr == NULL) continue;
+    fam = inet_pton(AF_INET, addr, buf) == 1 ? AF_INET
+        : inet_pton(AF_INET6, addr, buf) == 1 ? AF_INET6 : AF_UNSPEC;
+    if (fam == AF_UNSPEC || (family != AF_UNSPEC && family != fam)) continue;
+    while (!found && (name = strtok_r(NULL, WS, &save)) != NULL)
+      found = strcasecmp(name, host) == 0;
+  }
+  fclose(f);
+  return found;
+}
+
 int nl_resolves_at_once(const char *host, const struct addrinfo *hints) {
-  return is_numeric_host(host) || (hints != NULL && (hints->ai_flags & AI_NUMERICHOST));
+  int family = hints != NULL ? hints->ai_family : AF_UNSPEC;
+  if (is_numeric_host(host) || (hints != NULL && (hints->ai_flags & AI_NUMERICHOST)))
+    return 1;
+  return hosts_file_first() && hosts_file_lists(host, family);
 }
 
 nl_Lookup *nl_lookup_addr(const char *host, const char *serv,

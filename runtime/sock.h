@@ -22,8 +22,11 @@ int nl_getaddrinfo(const char *host, const char *serv,
                    const struct addrinfo *hints, struct addrinfo **res,
                    double deadline);
 
-/* True when getaddrinfo answers without asking anyone (a numeric or NULL
- * host, AI_NUMERICHOST): it never waits, no helper thread is needed. */
+/* True when getaddrinfo answers without asking anyone: a numeric or NULL
+ * host, AI_NUMERICHOST, or a name /etc/hosts lists (for the family asked)
+ * while nsswitch.conf has the C library read that file first. It never
+ * waits, no helper thread is needed, and a connect with timeout 0 to such
+ * a name starts at once, as luasocket's does. */
 int nl_resolves_at_once(const char *host, const struct addrinfo *hints);
 
 /* getnameinfo under the same rules. */

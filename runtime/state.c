@@ -43,6 +43,7 @@ static const luaL_Reg preloaded_modules[] = {
   {"thread", luaopen_thread},
   {"socket", luaopen_socket},
   {"task", luaopen_task},
+  {"crypto", luaopen_crypto},
   {"ssl", luaopen_ssl},
   {"ssl.https", luaopen_ssl_https},
   {NULL, NULL}

@@ -24,7 +24,8 @@ typedef struct nl_Task {
   int restart_pending; /* a suspended call is being replayed */
   int cancelled, joined, ok;
   int interrupted; /* ended by a Ctrl-C it did not catch */
-  int claimed;     /* task.all will join it: its error is not printed */
+  int quiet;       /* spawned quiet: an error it ends with is not printed */
+  long id;         /* 1, 2, ... in the order its thread spawned them */
   struct nl_Task *next_ready;
   nl_WaitQueue joiners;
   nl_QueueWait qwait; /* its entry on a queue of nl_waitqueue */
@@ -40,6 +41,7 @@ struct nl_Sched {
   nl_Inbox *inbox;    /* tasks woken by other threads (waitqueue.c) */
   nl_Task *head, *tail; /* ready queue */
   int live;           /* tasks not finished */
+  long spawned;       /* tasks spawned so far: the last id given */
 };
 
 nl_Sched *nl_sched(lua_State *L);

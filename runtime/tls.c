@@ -30,7 +30,8 @@ static void alpn_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
 
 static void tls_setup(void) {
   const char *path = getenv("SSLKEYLOGFILE");
-  if (OPENSSL_init_ssl(0, NULL) != 1) return;
+  /* no atexit clean-up: main.c explains (a daemon thread may still use it) */
+  if (OPENSSL_init_ssl(OPENSSL_INIT_NO_ATEXIT, NULL) != 1) return;
   alpn_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, alpn_free);
   failed_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, alpn_free);
   if (path != NULL && *path != '\0') keylog = fopen(path, "ae");

@@ -209,78 +209,20 @@ t.test("writing to a closed pipe is an error return, not SIGPIPE", function()
   t.rmtree(dir)
 end)
 
-t.test("Ctrl-C during a wait: uncaught, exit 130 with 'interrupted'", function()
-  local path, dir = t.script([[
-    local time = require "time"
-    print("ready"); io.stdout:flush()
-    time.sleep(60)
-    print("not reached")
-  ]])
-  local out, err, code = t.interrupt(path)
-  t.eq(code, 130)
-  t.eq(out, "ready\n")
-  t.match(err, "^netlua: interrupted\n")
-  t.rmtree(dir)
-end)
-
-t.test("Ctrl-C is a catchable error", function()
-  local path, dir = t.script([[
-    local time = require "time"
-    print("ready"); io.stdout:flush()
-    local ok, err = pcall(time.sleep, 60)
-    print(ok, err)
-    time.sleep(0.01) -- waits still work afterwards
-    print("after")
-  ]])
-  local out, err, code = t.interrupt(path)
-  t.eq(code, 0, err)
-  t.eq(out, "ready\nfalse\tinterrupted\nafter\n")
-  t.rmtree(dir)
-end)
+-- Ctrl-C (SIGINT) during a wait, caught, in a busy loop, twice: the cases
+-- test_signals.lua runs for SIGTERM and SIGHUP too (testlib).
+t.interrupt_cases("INT", 130)
 
 t.test("Ctrl-C in running Lua code is catchable too", function()
-  local path, dir = t.script([[
+  local out, err, code = t.interrupt_script([[
     print("ready"); io.stdout:flush()
     local ok, err = pcall(function() while true do end end)
     io.stderr:write("caught ", tostring(err), "\n"); io.stderr:flush()
     require("time").sleep(60)
-  ]])
-  local out, err, code = t.interrupt(path, {"caught"})
+  ]], {"caught"})
   t.eq(out, "ready\n")
   t.match(err, "caught interrupted\n")
   t.eq(code, 130)
-  t.rmtree(dir)
-end)
-
-t.test("Ctrl-C interrupts a busy loop: uncaught, exit 130", function()
-  local path, dir = t.script([[
-    print("ready"); io.stdout:flush()
-    local n = 0
-    while true do n = n + 1 end
-  ]])
-  local out, err, code = t.interrupt(path)
-  t.eq(code, 130)
-  t.eq(out, "ready\n")
-  t.match(err, "interrupted")
-  t.rmtree(dir)
-end)
-
-t.test("a second Ctrl-C during cleanup still exits", function()
-  local path, dir = t.script([[
-    local time = require "time"
-    stuck = setmetatable({}, {__gc = function()
-      io.stderr:write("cleaning\n"); io.stderr:flush()
-      pcall(time.sleep, 60)
-      pcall(time.sleep, 60)
-    end})
-    print("ready"); io.stdout:flush()
-    time.sleep(60)
-  ]])
-  local out, err, code = t.interrupt(path, {"cleaning"})
-  t.eq(code, 130)
-  t.match(err, "interrupted")
-  t.match(err, "cleaning")
-  t.rmtree(dir)
 end)
 
 t.test("Lua and lua-cjson are linked statically, libcurl not at all", function()

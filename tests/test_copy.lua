@@ -230,7 +230,7 @@ t.test("results come back by the same rules", function()
 end)
 
 t.test("an uncopyable result is the thread's error", function()
-  local ok, err = thread.spawn(function() return coroutine.create(print) end):join()
+  local ok, err = thread.spawn{function() return coroutine.create(print) end, quiet = true}:join()
   t.eq(ok, false)
   t.match(err, "%(a coroutine%) cannot be passed to a thread")
 end)

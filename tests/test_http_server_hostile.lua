@@ -202,6 +202,16 @@ t.test("a handler's invalid status or return is a 500, its framing headers are t
     end
     return out
   end)
+  local function logged(path, what)
+    t.match(log, "netlua http%.server: error in handler for GET " .. path .. ": the handler returned " .. what)
+  end
+  logged("/continue", "status 100 ")
+  logged("/switch", "status 101 ")
+  logged("/fail", "nil, body %(a failure%)")
+  logged("/float", "status 200%.5 ")
+  logged("/badheaders", "headers of type string")
+  local _, lines = log:gsub("\n", "")
+  t.eq(lines, 5, log)
   t.match(got["/continue"], "^HTTP/1.1 500 Internal Server Error\r\n", "1xx is not a final status")
   t.match(got["/switch"], "^HTTP/1.1 500 ")
   t.match(got["/fail"], "^HTTP/1.1 500 ", "nil, msg is a failure")

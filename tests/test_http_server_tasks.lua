@@ -161,6 +161,7 @@ t.test("nonsense statuses and headers that break the reply are a 500; the connec
   t.match(log, "error in handler for GET /nan: the handler returned status %-?nan ")
   t.match(log, "error in handler for GET /low: the handler returned status 42 ")
   t.match(log, "error in handler for GET /headers: [^\n]*no pairs for you\n")
+  t.ok(not log:find("/ok"), log)
   t.eq(got[5], "HTTP/1.1 200 OK")
   c:close()
 end)

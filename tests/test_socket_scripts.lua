@@ -143,7 +143,7 @@ t.test("out of descriptors, a server says so once and waits (accept failing spun
   os.execute("kill " .. srv.pid)
   c:close()
   out = stop(srv)
-  local n = select(2, out:gsub("accept failed: too many open files\n", ""))
+  local n = select(2, out:gsub("accept failed: Too many open files\n", ""))
   t.eq(n, 1, "lines saying accept failed")
 end)
 
@@ -443,7 +443,7 @@ t.test("ping ::1: ICMPv6 echo (it said 'host not found')", function()
   if code ~= 0 and ping_skipped(err) then
     return t.skip("ping ::1", "no raw ICMPv6 or ICMPv6 datagram sockets here: " .. err)
   end
-  if code ~= 0 and err:find("address family not supported", 1, true) then
+  if code ~= 0 and err:lower():find("address family not supported", 1, true) then
     return t.skip("ping ::1", "no IPv6 here")
   end
   t.eq(code, 0, err)

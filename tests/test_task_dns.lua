@@ -162,23 +162,37 @@ local function show(...)
   for i = 1, select("#", ...) do out[#out + 1] = tostring((select(i, ...))) end
   return table.concat(out, " ")
 end
+
+-- How many descriptors the process has open.
+local pid = io.open("/proc/self/stat"):read("n")
+local function nfds()
+  local p = io.popen("ls /proc/" .. pid .. "/fd | wc -l")
+  local n = p:read("n")
+  p:close()
+  return n
+end
+
+-- Polls (bounded) until no more than `base` are open (<=: base may count
+-- a sanitizer's passing descriptor): helper threads end when answered.
+local function fds_back(base)
+  for _ = 1, 1000 do
+    if nfds() <= base then return true end
+    require("time").sleep(0.01)
+  end
+  return false
+end
 ]=]
 
-local dir = t.tmpdir()
-t.writefile(dir .. "/resolv.conf", "")
-t.writefile(dir .. "/nsswitch.conf", "hosts: dns\n")
-local MOUNT = "timeout -s KILL 60 unshare -m sh -c 'mount --bind " .. dir ..
-  "/resolv.conf /etc/resolv.conf && mount --bind " .. dir ..
-  "/nsswitch.conf /etc/nsswitch.conf && RESOLV=" .. dir .. "/resolv.conf "
-local usable = t.sh(MOUNT .. "echo mounted'") == "mounted\n"
-local WHY = "needs unshare -m and mount (root) for a private resolv.conf"
+local private_sh, dir_or_why = t.private_etc{["resolv.conf"] = "",
+                                              ["nsswitch.conf"] = "hosts: dns\n"}
 
 -- Runs PRELUDE .. body in the private namespace; returns its stdout (tabs
 -- as spaces) and checks that it ended well (exit 0, nothing on stderr: ASan
 -- reports land there).
 local function run(body)
   local script = t.script(PRELUDE .. body)
-  local out, err, code = t.sh(MOUNT .. "exec " .. t.shellquote(t.NETLUA) .. " " .. script .. "'")
+  local out, err, code = private_sh("RESOLV=" .. dir_or_why .. "/resolv.conf exec " ..
+                                    t.shellquote(t.NETLUA) .. " " .. script)
   t.eq(err, "", "stderr")
   t.eq(code, 0, "exit status")
   return (out:gsub("\t", " "))
@@ -186,7 +200,7 @@ end
 
 local function case(name, fn)
   t.test(name, function()
-    if not usable then return t.skip(name, WHY) end
+    if not private_sh then return t.skip(name, dir_or_why) end
     fn()
   end)
 end
@@ -348,13 +362,6 @@ end)
 case("cancelling a task in a lookup releases its descriptors and memory", function()
   local out = run([[
     local time = require "time"
-    local pid = io.open("/proc/self/stat"):read("n")
-    local function nfds()
-      local p = io.popen("ls /proc/" .. pid .. "/fd | wc -l")
-      local n = p:read("n")
-      p:close()
-      return n
-    end
     task.spawn(socket.dns.toip, "fast.test"):join() -- the loop and resolver set up
     local base = nfds()
     local a = task.spawn(function() return socket.dns.toip("never.test") end)
@@ -373,13 +380,7 @@ case("cancelling a task in a lookup releases its descriptors and memory", functi
     print("join", a:join())
     control:send("answer never")
     print("answered", replies:recv())
-    local n
-    for _ = 1, 1000 do    -- the helper threads end when answered
-      n = nfds()          -- (<=: base may count a sanitizer's passing fd)
-      if n <= base then break end
-      time.sleep(0.01)
-    end
-    print("descriptors back to before", n <= base)
+    print("descriptors back to before", fds_back(base))
     print("after", (select(2, task.spawn(socket.dns.toip, "fast.test"):join())))
   ]])
   t.eq(out, "held 3\nmore descriptors while resolving true\ncancel true true\n" ..
@@ -446,5 +447,143 @@ case("lookups and channel waits take turns in one task", function()
   t.eq(out, "true " .. string.rep("127.0.0.1 timeout timeout", 3, " ") .. "\n")
 end)
 
-t.rmtree(dir)
+-- A dispatcher's connect: settimeout(0), connect until the answer is
+-- neither "timeout" nor "Operation already in progress", select for
+-- writability in between. Prints every answer that differs from the last.
+local DISPATCH = [[
+    local function dispatch_connect(c, connect, ...)
+      local seen, last = {}, nil
+      for _ = 1, 100 do
+        local ok, err = connect(c, ...)
+        local answer = ok and tostring(ok) or err
+        if answer ~= last then seen[#seen + 1] = answer end
+        last = answer
+        if err ~= "timeout" and err ~= "Operation already in progress" then break end
+        socket.select(nil, {c}, 5)
+      end
+      return table.concat(seen, ", ")
+    end
+]]
+
+case("a connect with timeout 0 to a name leaves its lookup in progress: select waits for it, connect goes on", function()
+  local out = run(DISPATCH .. [[
+    local server = assert(socket.bind("127.0.0.1", 0))
+    local _, port = server:getsockname()
+    local c = socket.tcp()
+    c:settimeout(0)
+    print("1", c:connect("slow.test", port))
+    print("2", c:connect("slow.test", port))
+    print("class", tostring(c):match("^[^:]+"))
+    print("getfd is the lookup's", c:getfd() >= 0)
+    print("not writable yet", #select(2, socket.select(nil, {c}, 0)))
+    print("held", until_held("held"))
+    print("released", release())
+    local _, w = socket.select(nil, {c}, 5)
+    print("writable once resolved", w[1] == c)
+    print("loop", dispatch_connect(c, c.connect, "slow.test", port))
+    server:settimeout(5)
+    print("accepted", server:accept() ~= nil)
+    print("peer", c:getpeername())
+  ]])
+  t.match(out, "^1 nil timeout\n2 nil Operation already in progress\nclass tcp{client}\n" ..
+    "getfd is the lookup's true\nnot writable yet 0\nheld true\nreleased 1\n" ..
+    "writable once resolved true\nloop Operation already in progress, 1%.0\naccepted true\n" ..
+    "peer 127%.0%.0%.1 %d+ inet\n$")
+end)
+
+case("a dispatcher's connect to a name that does not resolve ends with luasocket's message", function()
+  local out = run(DISPATCH .. [[
+    local c = socket.tcp()
+    c:settimeout(0)
+    print("1", c:connect("never.test", 80))
+    print("2", c:connect("never.test", 80))
+    for _ = 1, 500 do -- A and AAAA
+      if held().never >= 2 then break end
+      task.sleep(0.01)
+    end
+    control:send("answer never")
+    print("answered", replies:recv())
+    print("writable once answered", select(2, socket.select(nil, {c}, 5))[1] == c)
+    print("loop", dispatch_connect(c, c.connect, "never.test", 80))
+    print("missing", dispatch_connect(socket.tcp(), function(s, ...)
+      s:settimeout(0)
+      return s:connect(...)
+    end, "missing.test", 80))
+  ]])
+  t.eq(out, "1 nil timeout\n2 nil Operation already in progress\nanswered 2\n" ..
+    "writable once answered true\nloop host or service not provided, or not known\n" ..
+    "missing timeout, host or service not provided, or not known\n")
+end)
+
+case("closing a socket whose connect left its lookup running releases the lookup", function()
+  local out = run([[
+    task.spawn(socket.dns.toip, "fast.test"):join() -- the loop and resolver set up
+    local base = nfds()
+    local c = socket.tcp()
+    c:settimeout(0)
+    print("1", c:connect("slow.test", 80))
+    print("held", until_held("held"))
+    print("more descriptors while resolving", nfds() > base)
+    c:close()
+    print("getfd after close", c:getfd())
+    print("released", release())
+    print("descriptors back to before", fds_back(base))
+  ]])
+  t.eq(out, "1 nil timeout\nheld true\nmore descriptors while resolving true\n" ..
+    "getfd after close -1.0\nreleased 1\ndescriptors back to before true\n")
+end)
+
+case("udp:setpeername with timeout 0 to a name goes on as connect does", function()
+  local out = run(DISPATCH .. [[
+    local u = socket.udp()
+    u:settimeout(0)
+    local b = task.spawn(function() until_held("held") return release() end)
+    print("loop", dispatch_connect(u, u.setpeername, "slow.test", 9))
+    print("released", select(2, b:join()))
+    print("peer", u:getpeername())
+    print("class", tostring(u):match("^[^:]+"))
+  ]])
+  -- select (outside tasks it runs them) wakes once the lookup is done
+  t.eq(out, "loop timeout, 1.0\nreleased 1\n" ..
+    "peer 127.0.0.1 9 inet\nclass udp{connected}\n")
+end)
+
+case("dispatchers in two tasks: one connects to a slow name while the other's select-based echo goes on", function()
+  local out = run(DISPATCH .. [[
+    local server = assert(socket.bind("127.0.0.1", 0))
+    local _, port = server:getsockname()
+    server:settimeout(0)
+    local a = task.spawn(function()
+      local c = socket.tcp()
+      c:settimeout(0)
+      return dispatch_connect(c, c.connect, "slow.test", port), c:getpeername()
+    end)
+    local b = task.spawn(function()
+      local accepted = {}
+      for _ = 1, 2 do
+        local s, err
+        repeat
+          socket.select({server}, nil, 5)
+          s, err = server:accept()
+        until s or err ~= "timeout"
+        accepted[#accepted + 1] = s
+        if #accepted == 1 then
+          -- the first is B's own, made while A's name is still held
+          print("A resolving while B accepted", until_held("held"))
+          release()
+        end
+      end
+      return #accepted
+    end)
+    local own = socket.tcp()
+    own:settimeout(0)
+    print("B's own", dispatch_connect(own, own.connect, "127.0.0.1", port))
+    print("A", a:join())
+    print("B", b:join())
+  ]])
+  t.match(out, "^B's own timeout, 1%.0\nA resolving while B accepted true\n" ..
+    "A true timeout, Operation already in progress, 1%.0 127%.0%.0%.1 %d+ inet\nB true 2\n$")
+end)
+
+if private_sh then t.rmtree(dir_or_why) end
 t.done()

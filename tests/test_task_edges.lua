@@ -39,7 +39,7 @@ t.test("Ctrl-C stops a task busy in Lua code: exit 130, every task's to-be-close
   t.match(err, "netlua: interrupted\n")
   t.match(err, "busy closed\n")
   t.match(err, "sleeper closed\n")
-  t.ok(not err:find("nobody joined"), "an interrupt is not a task error: " .. err)
+  t.ok(not err:find("error in task"), "an interrupt is not a task error: " .. err)
   t.rmtree(dir)
 end)
 
@@ -101,7 +101,7 @@ end)
 
 t.test("a thread whose function fails cancels the tasks it leaves: their to-be-closed variables run", function()
   local ch = thread.channel()
-  local th = thread.spawn(function(c)
+  local th = thread.spawn{function(c)
     local task = require "task"
     task.spawn(function()
       local guard <close> = setmetatable({}, {__close = function() c:send("task closed") end})
@@ -109,7 +109,7 @@ t.test("a thread whose function fails cancels the tasks it leaves: their to-be-c
     end)
     task.yield()
     error("thread fails")
-  end, ch)
+  end, ch, quiet = true}
   local ok, err = th:join()
   t.eq(ok, false)
   t.match(err, "thread fails")
@@ -129,7 +129,7 @@ t.test("an error in a task is printed when the task ends, while the program stil
   local out, err, code = t.netlua(t.shellquote(path))
   t.eq(code, 0, err)
   t.eq(out, "")
-  local printed = err:find("error in a task nobody joined: .*early failure")
+  local printed = err:find("error in task %d+: .*early failure")
   local running = err:find("main still running, task failed")
   t.ok(printed and running and printed < running, "printed before the main script went on:\n" .. err)
   t.match(err, "stack traceback:")
@@ -154,31 +154,41 @@ t.test("an error printed when its task ended is not printed again; a later join 
   t.rmtree(dir)
 end)
 
-t.test("an error is not printed when a join waits for it, nor for tasks given to task.all", function()
+t.test("an error is printed when its task fails even if a join waits for it (it may ignore it); quiet tasks print nothing", function()
   local path, dir = t.script([[
     local task = require "task"
     local h = task.spawn(function() task.sleep(0.01) error("joined failure") end)
-    print(h:join() == false)
+    h:join()                                   -- the outcome ignored
+    local q = task.spawn{function(x) task.sleep(0.01) error("quiet failure " .. x) end, 7, quiet = true}
+    print(q:join() == false, select(2, q:join()):match("quiet failure 7") ~= nil)
     local hs = {
       task.spawn(function() task.sleep(0.02) return 1 end),
-      task.spawn(function() error("all failure") end),
+      task.spawn{function() error("all failure") end, quiet = true},
     }
     local r = task.all(hs)
     print(r[1][2], (r[2][2]:match("all failure")))
   ]])
   local out, err, code = t.netlua(t.shellquote(path))
   t.eq(code, 0, err)
-  t.eq(out, "true\n1\tall failure\n")
-  t.eq(err, "")
+  t.eq(out, "true\ttrue\n1\tall failure\n")
+  t.match(err, "^netlua: error in task 1: [^\n]*script.lua:2: joined failure\nstack traceback:\n")
+  t.ok(not err:find("quiet failure") and not err:find("all failure"), "quiet tasks print nothing:\n" .. err)
+  local _, count = err:gsub("joined failure", "")
+  t.eq(count, 1, err)
   t.rmtree(dir)
+end)
+
+t.test("task.spawn's table form checks its function", function()
+  t.raises("(function expected, got no value)", task.spawn, {quiet = true})
+  t.raises("(function expected, got number)", task.spawn, 42)
 end)
 
 t.test("a task that fails closes its to-be-closed variables when it ends", function()
   local log = {}
-  local h = task.spawn(function()
+  local h = task.spawn{function()
     local c <close> = setmetatable({}, {__close = function() log[#log + 1] = "closed" end})
     error("failure with a resource")
-  end)
+  end, quiet = true}
   local ok = h:join()
   t.eq(ok, false)
   t.eq(table.concat(log, ","), "closed")
@@ -221,9 +231,9 @@ end)
 
 t.test("mutex:with releases the lock when fn fails after a wait and when the task is cancelled inside fn", function()
   local m = thread.mutex()
-  local failing = task.spawn(function()
+  local failing = task.spawn{function()
     m:with(function() task.sleep(0.001) error("failed while holding") end)
-  end)
+  end, quiet = true}
   local ok, err = failing:join()
   t.eq(ok, false)
   t.match(err, "failed while holding")

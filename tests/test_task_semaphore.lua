@@ -87,7 +87,7 @@ t.test("with() gives its permit back when fn raises, and the error goes on up", 
   t.eq(ok, false)
   t.match(err, "fn failed")
   t.eq(sem:available(), 1)
-  local h = task.spawn(sem.with, sem, function() task.sleep(0.001) error("failed after a wait") end)
+  local h = task.spawn{sem.with, sem, function() task.sleep(0.001) error("failed after a wait") end, quiet = true}
   local jok, jerr = h:join(10)
   t.eq(jok, false)
   t.match(jerr, "failed after a wait")

@@ -40,7 +40,7 @@ end)
 
 t.test("join returns false and the error with the thread's traceback", function()
   local function inner() error("boom in thread") end
-  local ok, err = thread.spawn(function() inner() end):join()
+  local ok, err = thread.spawn{function() inner() end, quiet = true}:join()
   t.eq(ok, false)
   t.match(err, "boom in thread")
   t.match(err, "stack traceback:")
@@ -48,7 +48,7 @@ t.test("join returns false and the error with the thread's traceback", function(
 end)
 
 t.test("a non-string error object is described", function()
-  local ok, err = thread.spawn(function() error({code = 1}) end):join()
+  local ok, err = thread.spawn{function() error({code = 1}) end, quiet = true}:join()
   t.eq(ok, false)
   t.match(err, "error object is a table value")
 end)
@@ -112,7 +112,7 @@ t.test("spawn runs a Lua file with the arguments", function()
   t.eq(ok, true, tostring(v))
   t.eq(v, 42)
   t.eq(w, "clean")
-  local ok2, err = thread.spawn(dir .. "/missing.lua"):join()
+  local ok2, err = thread.spawn{dir .. "/missing.lua", quiet = true}:join()
   t.eq(ok2, false)
   t.match(err, "cannot open")
   t.rmtree(dir)
@@ -201,14 +201,31 @@ t.test("an error in a thread nobody joins is printed with its name", function()
   t.match(err, "stack traceback:")
 end)
 
-t.test("an error that was joined is not printed again", function()
+t.test("a thread's error is printed when it fails, even if a join ignores it (issue 13)", function()
   local out, err, code = run([[
     local thread = require "thread"
-    local th = thread.spawn(function() error("handled") end)
-    print(th:join())
+    local th = thread.spawn(function() return counter + 1 end)
+    th:join()
+    print("joined")
+    th = nil
+    collectgarbage() collectgarbage()
   ]])
   t.eq(code, 0, err)
-  t.match(out, "^false\t")
+  t.eq(out, "joined\n")
+  t.match(err, "^Exception in thread Thread%-%d+:\n[^\n]*attempt to perform arithmetic on a nil value %(global 'counter'%)\nstack traceback:")
+  local _, count = err:gsub("Exception in thread", "")
+  t.eq(count, 1, err)
+end)
+
+t.test("a quiet thread's error is only returned by join", function()
+  local out, err, code = run([[
+    local thread = require "thread"
+    local th = thread.spawn{function() error("handled") end, quiet = true}
+    print(th:join())
+    thread.spawn{function() error("never joined") end, quiet = true, name = "q"}
+  ]])
+  t.eq(code, 0, err)
+  t.match(out, "^false\t[^\n]*handled\n")
   t.eq(err, "")
 end)
 

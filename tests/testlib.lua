@@ -90,6 +90,28 @@ function M.done()
   os.exit(failed == 0 and 0 or 1)
 end
 
+-- Calls fn(...) with io.stderr replaced by a recorder, so the lines that
+-- Lua code writes there (http.server's error log) are checked rather than
+-- mixed into prove's output; io.stderr comes back however fn ends. Returns
+-- the text written, then fn's results. (What C code prints, a failed task's
+-- or thread's error, cannot be caught so: those tests spawn them quiet or
+-- run a child netlua.)
+function M.capture_stderr(fn, ...)
+  local real, written = io.stderr, {}
+  local recorder = {}
+  function recorder.write(self, ...)
+    for i = 1, select("#", ...) do written[#written + 1] = tostring((select(i, ...))) end
+    return self
+  end
+  function recorder.flush() return true end
+  function recorder.setvbuf() return true end
+  io.stderr = setmetatable(recorder, {__name = "FILE*"})
+  local result = table.pack(pcall(fn, ...))
+  io.stderr = real
+  if not result[1] then error(result[2], 0) end
+  return table.concat(written), table.unpack(result, 2, result.n)
+end
+
 -- ---- files and processes -----------------------------------------------
 
 function M.tmpdir()
@@ -137,6 +159,11 @@ function M.sh(cmdline, opts)
   return out, err, code
 end
 
+-- True when the command `name` (a name on PATH or a path) can be run.
+function M.have(name)
+  return os.execute("command -v " .. M.shellquote(name) .. " > /dev/null 2>&1") == true
+end
+
 -- Runs netlua with the given argument string (already shell-quoted).
 function M.netlua(args, opts)
   return M.sh(M.shellquote(NETLUA) .. " " .. args, opts)
@@ -152,6 +179,31 @@ end
 
 function M.rmtree(dir)
   if dir and dir:match("^/tmp/netlua%-test%.") then os.execute("rm -rf " .. dir) end
+end
+
+-- A private /etc for commands: writes `files` (name -> contents, such as
+-- {["nsswitch.conf"] = "hosts: files\n"}) into a new directory and returns
+-- a function like M.sh that runs its command line in a mount namespace of
+-- its own (unshare -m) where those files replace /etc's, killed after 60 s,
+-- and the directory (M.rmtree it when done). nil and why when this
+-- machine cannot (unshare and mount need root).
+function M.private_etc(files)
+  local dir, mounts, names = M.tmpdir(), {}, {}
+  for name in pairs(files) do names[#names + 1] = name end
+  table.sort(names)
+  for _, name in ipairs(names) do
+    M.writefile(dir .. "/" .. name, files[name])
+    mounts[#mounts + 1] = "mount --bind " .. dir .. "/" .. name .. " /etc/" .. name
+  end
+  local function sh(cmdline, opts)
+    local script = table.concat(mounts, " && ") .. " && " .. cmdline
+    return M.sh("timeout -s KILL 60 unshare -m sh -c " .. M.shellquote(script), opts)
+  end
+  if sh("echo mounted") ~= "mounted\n" then
+    M.rmtree(dir)
+    return nil, "needs unshare -m and mount (root) for a private /etc/" .. table.concat(names, ", /etc/")
+  end
+  return sh, dir
 end
 
 -- Starts `netlua script`, waits (at most 20 s) until its stdout holds
@@ -206,26 +258,79 @@ function M.join_all(hs, timeout)
   return out
 end
 
--- ---- standard error ---------------------------------------------------------
+-- Writes `source` to a script, runs it under M.interrupt (same markers and
+-- signal) and removes it. Returns stdout, stderr and the exit status.
+function M.interrupt_script(source, then_markers, signal)
+  local path, dir = M.script(source)
+  local out, err, code = M.interrupt(path, then_markers, signal)
+  M.rmtree(dir)
+  return out, err, code
+end
 
--- Calls fn(...) with io.stderr replaced by a recorder, so the lines code in
--- this state writes there (an http.server handler's log line) are checked
--- by the test rather than shown in prove's output. Returns what was
--- written, then fn's results; raises fn's error after restoring io.stderr.
-function M.capture_stderr(fn, ...)
-  local real, parts = io.stderr, {}
-  local recorder = {
-    write = function(self, ...)
-      for i = 1, select("#", ...) do parts[#parts + 1] = tostring((select(i, ...))) end
-      return self
-    end,
-    flush = function(self) return self end,
-  }
-  io.stderr = recorder
-  local r = table.pack(pcall(fn, ...))
-  io.stderr = real
-  if not r[1] then error(r[2], 0) end
-  return table.concat(parts), table.unpack(r, 2, r.n)
+-- The cases every interrupting signal must pass (Ctrl-C is SIGINT; SIGTERM
+-- and SIGHUP behave as it does): registers them for `signal` ("INT",
+-- "TERM", "HUP"), whose uncaught status is `status`. `skip()` returns a
+-- reason to skip them, or nil.
+function M.interrupt_cases(signal, status, skip)
+  local what = "SIG" .. signal
+  local function case(name, fn)
+    M.test(what .. " " .. name, function()
+      local why = skip and skip()
+      if why then return M.skip(nil, why) end
+      fn()
+    end)
+  end
+  case("during a wait: uncaught, exit " .. status .. " with 'interrupted'", function()
+    local out, err, code = M.interrupt_script([[
+      local time = require "time"
+      print("ready"); io.stdout:flush()
+      time.sleep(60)
+      print("not reached")
+    ]], nil, signal)
+    M.eq(code, status)
+    M.eq(out, "ready\n")
+    M.match(err, "^netlua: interrupted\n")
+  end)
+  case("is a catchable error and to-be-closed variables run", function()
+    local out, err, code = M.interrupt_script([[
+      local time = require "time"
+      local function wait()
+        local guard <close> = setmetatable({}, {__close = function() print("closed") end})
+        print("ready"); io.stdout:flush()
+        time.sleep(60)
+      end
+      print(pcall(wait))
+      time.sleep(0.01) -- waits still work afterwards
+      print("after")
+    ]], nil, signal)
+    M.eq(code, 0, err)
+    M.eq(out, "ready\nclosed\nfalse\tinterrupted\nafter\n")
+  end)
+  case("interrupts a busy loop: uncaught, exit " .. status, function()
+    local out, err, code = M.interrupt_script([[
+      print("ready"); io.stdout:flush()
+      local n = 0
+      while true do n = n + 1 end
+    ]], nil, signal)
+    M.eq(code, status)
+    M.eq(out, "ready\n")
+    M.match(err, "^netlua: interrupted\n")
+  end)
+  case("a second one during cleanup still exits " .. status, function()
+    local _, err, code = M.interrupt_script([[
+      local time = require "time"
+      stuck = setmetatable({}, {__gc = function()
+        io.stderr:write("cleaning\n"); io.stderr:flush()
+        pcall(time.sleep, 60)
+        pcall(time.sleep, 60)
+      end})
+      print("ready"); io.stdout:flush()
+      time.sleep(60)
+    ]], {"cleaning"}, signal)
+    M.eq(code, status)
+    M.match(err, "interrupted")
+    M.match(err, "cleaning")
+  end)
 end
 
 -- ---- http.server in this process ----------------------------------------
