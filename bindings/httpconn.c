@@ -6,6 +6,9 @@
  * the next request, conn:write() and conn:write_file() send a reply; they
  * wait through nl_waitk, so in a task they suspend only that task and
  * restart from the progress kept in the Conn (one task serves a connection).
+ * HTTPS lives under conn_recv, conn_flush and conn_send_file (runtime/tls.c):
+ * the handshake happens in the first read, bounded by request_timeout, and
+ * each wait is for what TLS needs next (c->want).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -63,6 +66,11 @@ static void conn_close_file(Conn *c) {
 
 /* Closes the descriptor and frees the buffers. Idempotent. */
 static void conn_close(Conn *c) {
+  if (c->ssl != NULL) {
+    nl_tls_shutdown(c->ssl);
+    SSL_free(c->ssl);
+    c->ssl = NULL;
+  }
   if (c->fd >= 0) {
     nl_loop_forget(c->fd); /* wakes a task waiting on it; out of the loop */
     close(c->fd);
@@ -94,11 +102,21 @@ void httpconn_new(lua_State *L, Server *s) {
   c->limits = &s->limits;
 }
 
-/* The closed Conn c takes accepted descriptor fd. Replies go out at once
- * (TCP_NODELAY): with Nagle's algorithm a reply to a pipelined request
- * waited for the peer's delayed ACK of the one before (40 ms). */
-void httpconn_open(Conn *c, int fd, const struct sockaddr_storage *ss) {
+/* The closed Conn c takes accepted descriptor fd, with TLS over it when
+ * `tls` is a context; its handshake must be done within request_timeout.
+ * Replies go out at once (TCP_NODELAY): with Nagle's algorithm a reply to a
+ * pipelined request waited for the peer's delayed ACK of the one before
+ * (40 ms). Returns 0, or -1 (fd closed) when TLS cannot be set up. */
+int httpconn_open(Conn *c, int fd, const struct sockaddr_storage *ss, SSL_CTX *tls) {
   int one = 1;
+  nl_TlsErr err;
+  c->handshaken = tls == NULL;
+  c->want = 0;
+  if (tls != NULL && (c->ssl = nl_tls_new(tls, fd, err)) == NULL) {
+    close(fd);
+    return -1;
+  }
+  if (c->ssl != NULL) SSL_set_accept_state(c->ssl);
   if (ss->ss_family == AF_INET || ss->ss_family == AF_INET6)
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   nl_http_reset(&c->req);
@@ -106,6 +124,38 @@ void httpconn_open(Conn *c, int fd, const struct sockaddr_storage *ss) {
   c->fd = fd;
   conn_link(c);
   conn_wait_request(c);
+  if (!c->handshaken) c->deadline = nl_deadline(c->limits->request_timeout);
+  return 0;
+}
+
+/* ---- TLS under the reads and writes ---------------------------------------- */
+
+/* The outcome of a TLS step for the callers below: 1 done, 0 wait (for
+ * c->want), -1 the peer closed or failed. */
+static int tls_outcome(Conn *c, int step) {
+  if (step > 0) c->want = step;
+  return step == 0 ? 1 : step > 0 ? 0 : -1;
+}
+
+/* Reads what one TLS read gives, shaking hands first: as conn_recv. */
+static int tls_recv(Conn *c, char *buf, size_t len, size_t *n) {
+  nl_TlsErr err;
+  int r;
+  *n = 0;
+  if (!c->handshaken) {
+    r = tls_outcome(c, nl_tls_handshake(c->ssl, err));
+    if (r <= 0) return r;
+    c->handshaken = 1;
+    conn_wait_request(c); /* the request's own time starts now */
+  }
+  return tls_outcome(c, nl_tls_read(c->ssl, buf, len, n, err));
+}
+
+/* Writes through TLS: 1 all or part written (*n), 0 wait, -1 gone. */
+static int tls_send(Conn *c, const char *buf, size_t len, size_t *n) {
+  nl_TlsErr err;
+  if (!c->handshaken) return -1; /* nothing is sent before the handshake */
+  return tls_outcome(c, nl_tls_write(c->ssl, buf, len, n, err));
 }
 
 /* Reads what one recv gives into `in`, after moving the unparsed rest to
@@ -117,6 +167,15 @@ static int conn_recv(Conn *c) {
     c->in_pos = 0;
   }
   if (nl_buf_reserve(&c->in, READ_CHUNK) != 0) return -1;
+  c->want = 0;
+  if (c->ssl != NULL) {
+    size_t n;
+    int r = tls_recv(c, c->in.data + c->in.len, READ_CHUNK, &n);
+    if (r <= 0) return r;
+    c->in.len += n;
+    c->in.data[c->in.len] = '\0';
+    return 1;
+  }
   for (;;) {
     ssize_t r = recv(c->fd, c->in.data + c->in.len, READ_CHUNK, 0);
     if (r < 0 && errno == EINTR) continue;
@@ -128,12 +187,22 @@ static int conn_recv(Conn *c) {
   }
 }
 
+static int has_output(const Conn *c) { return c->out_pos < c->out.len; }
+
 /* Writes what it can of the pending output. Returns -1 when the peer is
  * gone. Any progress restarts the send timeout: it bounds a stall, not the
  * whole reply. */
 static int conn_flush(Conn *c) {
   size_t start = c->out_pos;
-  while (c->out_pos < c->out.len) {
+  c->want = 0;
+  while (c->ssl != NULL && c->out_pos < c->out.len) {
+    size_t n;
+    int r = tls_send(c, c->out.data + c->out_pos, c->out.len - c->out_pos, &n);
+    if (r < 0) return -1;
+    c->out_pos += n;
+    if (r == 0) break;
+  }
+  while (c->ssl == NULL && c->out_pos < c->out.len) {
     ssize_t w = send(c->fd, c->out.data + c->out_pos, c->out.len - c->out_pos,
                      MSG_NOSIGNAL);
     if (w < 0 && errno == EINTR) continue;
@@ -146,10 +215,30 @@ static int conn_flush(Conn *c) {
   return 0;
 }
 
+/* Over TLS a file goes through the output buffer, a piece at a time
+ * (sendfile cannot encrypt): 0, or -1 as conn_send_file. */
+static int tls_send_file(Conn *c) {
+  while (c->file_left > 0 && !has_output(c)) {
+    size_t n = c->file_left < READ_CHUNK ? (size_t)c->file_left : READ_CHUNK;
+    ssize_t r;
+    if (nl_buf_reserve(&c->out, n) != 0) return -1;
+    r = pread(c->file_fd, c->out.data + c->out.len, n, c->file_pos);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return -1;
+    c->out.len += (size_t)r;
+    c->file_pos += r;
+    c->file_left -= (uint64_t)r;
+    if (conn_flush(c) < 0) return -1;
+  }
+  if (c->file_left == 0 && !has_output(c)) conn_close_file(c);
+  return 0;
+}
+
 /* Sends what it can of the file being served after the head: 0 (all sent or
  * the socket is full), -1 when the peer is gone or the file came up short
  * (it shrank: the Content-Length sent can no longer be kept). */
 static int conn_send_file(Conn *c) {
+  if (c->ssl != NULL) return tls_send_file(c);
   while (c->file_left > 0) {
     size_t n = c->file_left < FILE_CHUNK ? (size_t)c->file_left : FILE_CHUNK;
     ssize_t w = sendfile(c->fd, c->file_fd, &c->file_pos, n);
@@ -162,8 +251,6 @@ static int conn_send_file(Conn *c) {
   conn_close_file(c);
   return 0;
 }
-
-static int has_output(const Conn *c) { return c->out_pos < c->out.len; }
 
 static int has_reply_pending(const Conn *c) { return has_output(c) || c->file_fd >= 0; }
 
@@ -193,7 +280,7 @@ static int conn_drain(lua_State *L, int nargs, Conn *c) {
     if (conn_flush(c) < 0) return -1;
     if (!has_output(c) && c->file_fd >= 0 && conn_send_file(c) < 0) return -1;
     if (!has_reply_pending(c)) return 0;
-    if (nl_waitk(L, nargs, c->fd, NL_WRITE, c->deadline) == 0) return -1;
+    if (nl_waitk(L, nargs, c->fd, c->want ? c->want : NL_WRITE, c->deadline) == 0) return -1;
   }
 }
 
@@ -356,10 +443,10 @@ static int serving_stopped(const Conn *c) {
  * connection also wakes when serving stops. 0 when the deadline passed. */
 static int conn_wait_input(lua_State *L, Conn *c) {
   nl_PollFd fds[2];
-  if (has_output(c)) return nl_waitk(L, 1, c->fd, NL_WRITE, c->deadline);
-  if (c->in_request) return nl_waitk(L, 1, c->fd, NL_READ, c->deadline);
+  if (has_output(c)) return nl_waitk(L, 1, c->fd, c->want ? c->want : NL_WRITE, c->deadline);
+  if (c->in_request) return nl_waitk(L, 1, c->fd, c->want ? c->want : NL_READ, c->deadline);
   fds[0].fd = c->fd;
-  fds[0].events = NL_READ;
+  fds[0].events = c->want ? c->want : NL_READ;
   fds[1].fd = c->srv->g->stop_fd;
   fds[1].events = NL_READ;
   return nl_waitmanyk(L, 1, fds, 2, c->deadline);
@@ -389,6 +476,7 @@ static int conn_await_request(lua_State *L, Conn *c) {
       if (!c->in_request && serving_stopped(c)) return READ_STOPPED;
     }
     if (conn_wait_input(L, c) == 0) {
+      if (!c->handshaken) return READ_CLOSED; /* a handshake that never ended */
       if (!c->in_request) return READ_IDLE;
       return conn_fail(c, 408, "timeout");
     }

@@ -52,20 +52,24 @@ static void group_unref(Group *g) {
   if (g->stop_fd >= 0) close(g->stop_fd);
   spare = atomic_load(&g->spare_fd);
   if (spare >= 0) close(spare);
+  SSL_CTX_free(g->tls);
   free(g);
 }
 
-/* A group around listening socket `fd` (taken over); NULL, errno set. */
-static Group *group_new(int fd, const Limits *limits) {
+/* A group around listening socket `fd` and TLS context `tls` (both taken
+ * over); NULL, errno set. */
+static Group *group_new(int fd, const Limits *limits, SSL_CTX *tls) {
   Group *g = calloc(1, sizeof *g);
   int err;
   if (g == NULL) {
     close(fd);
+    SSL_CTX_free(tls);
     errno = ENOMEM;
     return NULL;
   }
   atomic_init(&g->refs, 1);
   g->fd = fd;
+  g->tls = tls;
   g->limits = *limits;
   g->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   atomic_init(&g->spare_fd, open_spare());
@@ -203,10 +207,8 @@ static int srv_accept(lua_State *L) {
     if (atomic_load(&g->stopping)) return nl_pushfail(L, "stopped", NULL);
     if (!full) {
       fd = accept4(g->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-      if (fd >= 0) {
-        httpconn_open(httpconn_check(L, 3), fd, &ss);
-        return 1;
-      }
+      if (fd >= 0 && httpconn_open(httpconn_check(L, 3), fd, &ss, g->tls) == 0) return 1;
+      if (fd >= 0) continue; /* no memory for its TLS: that client is dropped */
       if (errno == EINTR || errno == ECONNABORTED) continue;
       if ((errno == EMFILE || errno == ENFILE) && group_shed_one(g)) continue;
       full = errno != EAGAIN && errno != EWOULDBLOCK;
@@ -341,6 +343,32 @@ static void read_limits(lua_State *L, int t, Limits *l) {
   if (l->max_connections < 1) l->max_connections = 1;
 }
 
+static const char *field_string(lua_State *L, int t, const char *k) {
+  const char *v;
+  lua_getfield(L, t, k);
+  v = lua_tostring(L, -1);
+  lua_pop(L, 1); /* the table keeps it */
+  return v;
+}
+
+/* The server's TLS context from opts.tls {certificate, key[, password]}
+ * (httpserver.lua checked their types), offering ALPN http/1.1. NULL and
+ * err set when it cannot be made. */
+static SSL_CTX *read_tls(lua_State *L, int t, nl_TlsErr err) {
+  static const unsigned char alpn[] = "\x08http/1.1";
+  SSL_CTX *ctx = nl_tls_ctx_new(1, err);
+  lua_getfield(L, t, "tls");
+  if (ctx != NULL &&
+      (nl_tls_ctx_keypair(ctx, field_string(L, -1, "certificate"), field_string(L, -1, "key"),
+                          field_string(L, -1, "password"), err) != 0 ||
+       nl_tls_ctx_alpn(ctx, alpn, sizeof alpn - 1, err) != 0)) {
+    SSL_CTX_free(ctx);
+    ctx = NULL;
+  }
+  lua_pop(L, 1);
+  return ctx;
+}
+
 /* listen(host, port, limits) -> server | nil, msg, code */
 static int core_listen(lua_State *L) {
   const char *host = luaL_checkstring(L, 1);
@@ -349,18 +377,24 @@ static int core_listen(lua_State *L) {
   Limits limits;
   Server *s;
   Group *g;
+  SSL_CTX *tls = NULL;
+  nl_TlsErr err;
   luaL_argcheck(L, port >= 0 && port <= 65535, 2, "port out of range");
   luaL_checktype(L, 3, LUA_TTABLE);
   read_limits(L, 3, &limits);
   s = push_server(L, NULL); /* closed first */
+  if (lua_getfield(L, 3, "tls") != LUA_TNIL && (tls = read_tls(L, 3, err)) == NULL)
+    return nl_pushfail(L, err, NULL);
+  lua_pop(L, 1);
   fd = nl_listen_tcp(host, (int)port, SOMAXCONN, &gai);
+  if (fd < 0) SSL_CTX_free(tls);
   if (gai == NL_EAI_INTERRUPTED) return nl_raise_interrupted(L);
   if (fd == -1 && gai != 0) {
     lua_pushfstring(L, "could not resolve host: %s", host);
     return nl_pushfail(L, lua_tostring(L, -1), "EAI_NONAME");
   }
   if (fd < 0) return nl_pusherrno(L, -fd);
-  if ((g = group_new(fd, &limits)) == NULL) return nl_pusherrno(L, errno);
+  if ((g = group_new(fd, &limits, tls)) == NULL) return nl_pusherrno(L, errno);
   server_attach(s, g);
   return 1;
 }

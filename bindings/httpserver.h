@@ -15,6 +15,7 @@
 #include "netlua.h"
 #include "buf.h"
 #include "httpparse.h"
+#include "tls.h"
 
 #define NL_SERVER_MT "http.server"
 #define NL_CONN_MT "http.server.conn"
@@ -36,6 +37,7 @@ typedef struct Group {
   atomic_llong max_served; /* stop when served reaches it (0: never) */
   atomic_int stopping;
   atomic_int close_asked; /* close once serving has stopped */
+  SSL_CTX *tls;         /* HTTPS: the server's context (NULL: plain HTTP) */
 } Group;
 
 typedef struct Conn Conn;
@@ -54,6 +56,9 @@ typedef struct Server {
 /* One client connection (user value 1: its Server userdata). */
 struct Conn {
   int fd;
+  SSL *ssl;        /* HTTPS: the connection's TLS (NULL: plain) */
+  int handshaken;  /* its handshake is done */
+  int want;        /* what TLS waits for to go on (NL_READ/NL_WRITE; 0: as asked) */
   nl_HttpRequest req;
   nl_Buf in;       /* bytes read, not yet parsed from `in_pos` on */
   size_t in_pos;
@@ -81,7 +86,7 @@ void http_group_count(Group *g); /* one more reply; may stop serving */
 /* httpconn.c */
 void httpconn_new(lua_State *L, Server *s); /* a closed Conn of the server at 1 [-0,+1,m] */
 Conn *httpconn_check(lua_State *L, int idx);
-void httpconn_open(Conn *c, int fd, const struct sockaddr_storage *ss);
+int httpconn_open(Conn *c, int fd, const struct sockaddr_storage *ss, SSL_CTX *tls);
 int httpconn_shed_one(Server *s);
 extern const luaL_Reg httpconn_methods[], httpconn_meta[];
 

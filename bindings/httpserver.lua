@@ -61,7 +61,20 @@ end
 local SERVER_OPTIONS = {host = "string", port = "number", max_uri = "number",
   max_header = "number", max_body = "number", request_timeout = "number",
   keepalive_timeout = "number", send_timeout = "number",
-  max_connections = "number", log = "boolean", workers = "any"}
+  max_connections = "number", log = "boolean", workers = "any", tls = "table"}
+
+-- tls = {certificate = path, key = path[, password = string]}: HTTPS.
+local TLS_OPTIONS = {certificate = true, key = true, password = false}
+
+local function check_tls(tls)
+  for k, v in pairs(tls) do
+    if TLS_OPTIONS[k] == nil then error(format("http.server: unknown tls option '%s'", tostring(k)), 4) end
+    if type(v) ~= "string" then error(format("http.server: tls option '%s' must be a string", k), 4) end
+  end
+  for k, required in pairs(TLS_OPTIONS) do
+    if required and tls[k] == nil then error(format("http.server: tls option '%s' is required", k), 4) end
+  end
+end
 
 -- workers = N (threads), "auto" (one per core) or 1 (the default).
 local function worker_count(n)
@@ -83,13 +96,15 @@ function M.new(opts)
       error(format("http.server: option '%s' must be a %s", k, SERVER_OPTIONS[k]), 2)
     end
   end
+  if opts.tls then check_tls(opts.tls) end
   local workers = worker_count(opts.workers)
   local core_srv, msg, code = server_core.listen(opts.host or "127.0.0.1", opts.port or 8000, opts)
   if not core_srv then return nil, msg, code end
   local host, port = core_srv:getsockname()
   local self = setmetatable({core = core_srv, host = host, port = port,
     routes = {}, statics = {}, log = opts.log, workers = workers}, Server)
-  self.url = format(host:find(":", 1, true) and "http://[%s]:%d" or "http://%s:%d", host, port)
+  local scheme = opts.tls and "https" or "http"
+  self.url = format(host:find(":", 1, true) and "%s://[%s]:%d" or "%s://%s:%d", scheme, host, port)
   return self
 end
 

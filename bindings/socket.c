@@ -130,7 +130,7 @@ void sock_setkind(lua_State *L, int idx, nl_Socket *s, int kind) {
 
 /* Pushes a closed socket of class `kind`; its descriptor comes later. */
 nl_Socket *sock_new(lua_State *L, int kind, int family, int type, int protocol) {
-  nl_Socket *s = lua_newuserdatauv(L, sizeof *s, 1);
+  nl_Socket *s = lua_newuserdatauv(L, sizeof *s, 2);
   memset(s, 0, sizeof *s);
   s->fd = -1;
   s->family = family;
@@ -221,6 +221,21 @@ static int sock_setfd(lua_State *L) {
   s->fd = TO_INT(luaL_checknumber(L, 2));
   s->drained = 0;
   return 0;
+}
+
+/* Remembers the host name (or address) at hostidx as the one the socket
+ * at sidx was connected to: starttls and ssl.wrap check the certificate
+ * against it. */
+void sock_setname(lua_State *L, int sidx, int hostidx) {
+  lua_pushvalue(L, hostidx);
+  lua_setiuservalue(L, sidx, NAME_UV);
+}
+
+/* socket._connectedname(sock): that name, or nil (for the ssl module). */
+static int socket_connectedname(lua_State *L) {
+  sock_check(L, 1);
+  lua_getiuservalue(L, 1, NAME_UV);
+  return 1;
 }
 
 static int sock_getfamily(lua_State *L) {
@@ -461,6 +476,7 @@ static const luaL_Reg socket_funcs[] = {
   {"connect", socket_connect}, {"select", socket_select},
   {"gettime", socket_gettime}, {"sleep", socket_sleep},
   {"gethostname", socket_gethostname}, {"raw", socket_raw},
+  {"_connectedname", socket_connectedname},
   {"_unix_stream", socket_unix_stream}, {"_unix_dgram", socket_unix_dgram},
   {NULL, NULL}
 };
@@ -489,6 +505,18 @@ static void register_classes(lua_State *L) {
   inet_open(L);
 }
 
+/* {class name = its methods}, for socket.lua's additions (starttls).
+ * [-0, +1, m] */
+static void push_class_methods(lua_State *L) {
+  lua_createtable(L, 0, NCLASSES);
+  for (int k = 0; k < NCLASSES; k++) {
+    luaL_getmetatable(L, sock_classes[k].name);
+    lua_getfield(L, -1, "__index");
+    lua_setfield(L, -3, sock_classes[k].name);
+    lua_pop(L, 1);
+  }
+}
+
 /* socket._SETSIZE: how many descriptors socket.select can watch. It has
  * no FD_SETSIZE cap (it waits through the loop's epoll or poll), so the
  * limit is the process's own: its RLIMIT_NOFILE when the module loads. */
@@ -509,6 +537,8 @@ int luaopen_socket(lua_State *L) {
   lua_newtable(L);
   luaL_setfuncs(L, dns_funcs, 0);
   lua_setfield(L, -2, "dns");
+  push_class_methods(L);
+  lua_setfield(L, -2, "_classes"); /* socket.lua takes it away */
   nl_runembedded(L, "socket", 1);
   return 1;
 }

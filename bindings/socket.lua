@@ -153,6 +153,15 @@ setmetatable(unix, {__call = function(_, ...) return unix.stream(...) end})
 socket.unix = unix
 socket._unix_stream, socket._unix_dgram = nil, nil
 
+local classes = socket._classes
+socket._classes = nil
+
+-- sock:starttls([ctx or params]): TLS on this connected socket, handshake
+-- done, verifying the name it was connected to (ssl.starttls).
+classes["tcp{client}"].starttls = function(sock, cfg)
+  return require("ssl").starttls(sock, cfg)
+end
+
 -- require "socket.core" and "socket.unix" work as with luasocket.
 package.preload["socket.core"] = package.preload["socket.core"] or function() return socket end
 package.preload["socket.unix"] = package.preload["socket.unix"] or function() return unix end

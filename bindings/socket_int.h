@@ -25,6 +25,7 @@
 #define NL_ADDRINFO_MT "socket.addrinfo"
 #define NL_CALL_MT "socket.call"
 #define SPARE_UV 1          /* a socket's user value: its spare call record */
+#define NAME_UV 2           /* ... and the host connect reached it by (ssl) */
 
 /* luasocket's io codes: IO_DONE, or a positive errno */
 #define IO_DONE 0
@@ -183,6 +184,7 @@ int sock_pusherror(lua_State *L, int err);
 extern const luaL_Reg stream_methods[];
 extern const luaL_Reg dgram_methods[];
 int socket_connect(lua_State *L);
+void sock_setname(lua_State *L, int sidx, int hostidx);
 
 /* ---- socket_options.c ----------------------------------------------------- */
 

@@ -408,8 +408,10 @@ static int stream_connect(lua_State *L) {
   e = call_turn(&c);
   if (e != IO_DONE) return call_return(&c, sock_pusherror(L, e));
   err = inet_tryconnect(&c, host, port, eb);
-  if (err == NULL || sock_classes[s->kind].group == G_TCP)
+  if (err == NULL || sock_classes[s->kind].group == G_TCP) {
     sock_setkind(L, 1, s, sock_kind(sock_classes[s->kind].group, R_CLIENT));
+    sock_setname(L, 1, 2);
+  }
   return call_return(&c, sock_pushresult(L, err));
 }
 
@@ -450,6 +452,7 @@ int socket_connect(lua_State *L) {
     return call_return(&c, nl_pushfail(L, err, NULL));
   }
   sock_setkind(L, 6, s, sock_kind(G_TCP, R_CLIENT));
+  sock_setname(L, 6, 1);
   lua_pushvalue(L, 6);
   return call_return(&c, 1);
 }

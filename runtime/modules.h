@@ -18,5 +18,7 @@ int luaopen_thread(lua_State *L);
 int luaopen_socket(lua_State *L);
 int luaopen_task(lua_State *L);
 int luaopen_crypto(lua_State *L);
+int luaopen_ssl(lua_State *L);
+int luaopen_ssl_https(lua_State *L);
 
 #endif

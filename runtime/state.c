@@ -44,6 +44,8 @@ static const luaL_Reg preloaded_modules[] = {
   {"socket", luaopen_socket},
   {"task", luaopen_task},
   {"crypto", luaopen_crypto},
+  {"ssl", luaopen_ssl},
+  {"ssl.https", luaopen_ssl_https},
   {NULL, NULL}
 };
 

@@ -177,10 +177,13 @@ end
 
 -- Sends `text` to client, logging "connection from IP:PORT" (and a failed
 -- send), then closes it. A client that does not read within 5 s is dropped.
-function M.reply(client, text)
+-- `peer`: its address when the client cannot tell (a TLS connection).
+function M.reply(client, text, peer)
   client:settimeout(5)
-  local ip, port = client:getpeername()
-  local peer = M.where(ip or "?", port or "?")
+  if not peer then
+    local ip, port = client:getpeername()
+    peer = M.where(ip or "?", port or "?")
+  end
   print("connection from " .. peer)
   local ok, err = client:send(text)
   if not ok then print(string.format("send to %s failed: %s", peer, err)) end
