@@ -24,5 +24,5 @@ const server = https.createServer({ cert: fs.readFileSync(cert), key: fs.readFil
 });
 server.keepAliveTimeout = 5000;   // netlua's keepalive_timeout default
 server.listen({ host: '127.0.0.1', port: Number(port || 0), backlog: 512 }, () => {
-  console.log(`listening on https://127.0.0.1:${server.address().port}`);
+  console.log(`listening on 127.0.0.1:${server.address().port}`);
 });

@@ -21,6 +21,6 @@ if not srv then
 end
 local HEADERS = {["Content-Type"] = "text/plain"}
 srv:route("GET", "/", function() return 200, "hello\n", HEADERS end)
-print("listening on " .. srv.url)
+print("listening on 127.0.0.1:" .. srv.port)
 io.stdout:flush()
 srv:serve()
