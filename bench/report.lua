@@ -12,8 +12,11 @@
 local function ours(rt) return rt == "netlua" or rt:match("^netlua%-") ~= nil end
 
 -- The reference each workload is divided by ("vs ref"): the C program, or
--- for http the target's runtime, Node.js (nginx stays a peer).
+-- for http and https the target's runtime, Node.js (nginx stays a peer); for
+-- tls_handshake nginx (the target is a share of its rate), for tls_bulk
+-- OpenSSL's own s_server.
 local BASELINE = { time = "c-epoll", echo = "c-epoll", echo1k = "c-epoll", http = "node",
+                   https = "node", tls_handshake = "nginx-w1", tls_bulk = "openssl",
                    download = "curl", startup = "lua5.4", threads = "c-pthread" }
 
 -- Reads a run file: comment lines, then rows in first-seen order of

@@ -8,7 +8,8 @@
 #   bash bench/run.sh [path/to/netlua]
 #   BENCH_QUICK=1   one short run of each (while developing)
 #   BENCH_RUNS=N    runs per figure (default 3)
-#   BENCH_ONLY="time echo echo1k http download startup threads"   a subset of workloads
+#   BENCH_ONLY="time echo echo1k http https tls_handshake tls_bulk download startup threads"
+#                   a subset of workloads
 #
 # Servers are pinned to core 0 and the load generator to core 1 (taskset),
 # started on a port chosen just before, stopped by PID, every step bounded in
@@ -21,14 +22,16 @@ BIN=build/bench
 LOADGEN=$BIN/loadgen
 
 RUNS=${BENCH_RUNS:-3}; SECS=2; SPAWNS=1000; MSGS=100000; STARTS=20
-if [ -n "${BENCH_QUICK:-}" ]; then RUNS=1; SECS=1; SPAWNS=200; MSGS=20000; STARTS=5; fi
-ONLY=${BENCH_ONLY:-time echo echo1k http download startup threads}
+BULK_MB=256
+if [ -n "${BENCH_QUICK:-}" ]; then RUNS=1; SECS=1; SPAWNS=200; MSGS=20000; STARTS=5; BULK_MB=64; fi
+ONLY=${BENCH_ONLY:-time echo echo1k http https tls_handshake tls_bulk download startup threads}
 CONC=100          # time server: concurrent clients
 ECHO_CONNS=50     # echo: persistent connections
 ECHO_MANY=1000    # echo1k: persistent connections (event-driven servers only)
 MSG=64            # echo: message size
 HTTP_CONNS=50     # http: wrk's keep-alive connections (two wrk threads)
 HTTP_WORKERS=2    # http: the multi-worker rows (netlua workers=N, nginx worker_processes N)
+HS_CONNS=50       # tls_handshake: tlsload's concurrent clients (one thread each)
 NFILES=200        # download: files
 FILE_KB=100       # download: size of each
 DL_THREADS=8      # download: netlua --threads
@@ -131,7 +134,9 @@ load() {
   idle=$(rss_kib "$SERVER_PID" VmRSS)
   c0=$(cpu_ticks "$SERVER_PID")
   local mode=$1; shift
-  line=$(timeout -k 2 $((SECS + 20)) $PIN_CLI $LOADGEN "$mode" "$PORT" "$@")
+  local gen=("$LOADGEN" "$mode")
+  [ "$mode" = tls ] && gen=("$BIN/tlsload")   # tlsload PORT CONNS SECS
+  line=$(timeout -k 2 $((SECS + 20)) $PIN_CLI "${gen[@]}" "$PORT" "$@")
   c1=$(cpu_ticks "$SERVER_PID" 2>/dev/null)
   ops=$(result ops "$line")
   if [ -z "$line" ] || [ -z "$c1" ] || [ "${ops:-0}" = 0 ]; then
@@ -241,51 +246,56 @@ wrk_errors() {
        END { print n + 0 }' "$1"
 }
 
-# http_load RUNTIME RUN: one wrk run against the server start_server left
-# running; records requests/s, p50/p99, CPU per request (the server and its
-# child processes), RSS. Any error or non-2xx response fails the bench.
+# http_load WORKLOAD SCHEME RUNTIME RUN: one wrk run on SCHEME://127.0.0.1:PORT/
+# against the server start_server left running; records requests/s, p50/p99,
+# CPU per request (the server and its child processes), RSS. Any error or
+# non-2xx response fails the bench.
 http_load() {
-  local rt=$1 run=$2 out="$TMP/wrk.out" c0 c1 idle reqs errs
+  local w=$1 scheme=$2 rt=$3 run=$4 out="$TMP/wrk.out" c0 c1 idle reqs errs
   idle=$(tree_rss_kib "$SERVER_PID" VmRSS)
   c0=$(tree_cpu_ticks "$SERVER_PID")
   timeout -k 2 $((SECS + 20)) $PIN_CLI wrk -t2 -c"$HTTP_CONNS" -d"${SECS}s" --latency \
-    "http://127.0.0.1:$PORT/" > "$out" 2>&1
+    "$scheme://127.0.0.1:$PORT/" > "$out" 2>&1
   c1=$(tree_cpu_ticks "$SERVER_PID")
   reqs=$(awk '/ requests in / { print $1 }' "$out")
   errs=$(wrk_errors "$out")
   if [ -z "$reqs" ] || [ "$reqs" = 0 ] || ! kill -0 "$SERVER_PID" 2>/dev/null; then
     echo "  $rt: run $run failed: $(tr '\n' ' ' < "$out" | head -c 300) $(head -c 300 "$TMP/$rt.err")" >&2
-    FAILED="$FAILED http/$rt"
+    FAILED="$FAILED $w/$rt"
     return 1
   fi
-  record http "$rt" req_per_s hi "$run" "$(awk '/^Requests\/sec:/ { printf "%.0f", $2 }' "$out")"
-  record http "$rt" p50_us lo "$run" "$(us "$(awk '$1 == "50%" { print $2 }' "$out")")"
-  record http "$rt" p99_us lo "$run" "$(us "$(awk '$1 == "99%" { print $2 }' "$out")")"
-  record http "$rt" cpu_us_per_req lo "$run" \
+  record "$w" "$rt" req_per_s hi "$run" "$(awk '/^Requests\/sec:/ { printf "%.0f", $2 }' "$out")"
+  record "$w" "$rt" p50_us lo "$run" "$(us "$(awk '$1 == "50%" { print $2 }' "$out")")"
+  record "$w" "$rt" p99_us lo "$run" "$(us "$(awk '$1 == "99%" { print $2 }' "$out")")"
+  record "$w" "$rt" cpu_us_per_req lo "$run" \
     "$(awk -v d=$((c1 - c0)) -v hz="$HZ" -v n="$reqs" 'BEGIN { printf "%.2f", d / hz * 1e6 / n }')"
-  record http "$rt" idle_rss_kib lo "$run" "$idle"
-  record http "$rt" peak_rss_kib lo "$run" "$(tree_rss_kib "$SERVER_PID" VmHWM)"
-  record http "$rt" errors lo "$run" "$errs"
+  record "$w" "$rt" idle_rss_kib lo "$run" "$idle"
+  record "$w" "$rt" peak_rss_kib lo "$run" "$(tree_rss_kib "$SERVER_PID" VmHWM)"
+  record "$w" "$rt" errors lo "$run" "$errs"
   echo "  $rt run $run: $reqs requests, $(grep -E '^Requests/sec|Socket errors|Non-2xx' "$out" | tr -s ' \n' ' ')" >&2
   if [ "$errs" != 0 ]; then
     echo "  $rt run $run: FAIL: $errs socket errors or non-2xx responses:" >&2
     sed 's/^/    /' "$out" >&2
-    FAILED="$FAILED http/$rt"
+    FAILED="$FAILED $w/$rt"
   fi
 }
 
-# bench_http RUNTIME SERVER CMD...: RUNS runs, each against a fresh server
+# bench_http WORKLOAD http|https RUNTIME SERVER CMD...: RUNS runs, each
+# against a fresh server
 bench_http() {
-  local rt=$1 run ok=0; shift
+  local w=$1 scheme=$2 rt=$3 run ok=0; shift 3
   for run in $(seq "$RUNS"); do
-    start_server "$rt" "$@" || { skip http "$rt" "server did not start"; return; }
-    http_load "$rt" "$run" && ok=$((ok + 1))
+    start_server "$rt" "$@" || { skip "$w" "$rt" "server did not start"; return; }
+    [ "$scheme" = https ] && [ "$run" = 1 ] && tls_params "$rt"
+    http_load "$w" "$scheme" "$rt" "$run" && ok=$((ok + 1))
     stop_server
   done
-  [ "$ok" -gt 0 ] || skip http "$rt" "every run failed (see the log above)"
+  [ "$ok" -gt 0 ] || skip "$w" "$rt" "every run failed (see the log above)"
 }
 
-# nginx_hello_conf WORKERS: `return 200 "hello\n"` on 127.0.0.1:@PORT@, every
+# nginx_hello_conf WORKERS [CERT KEY]: `return 200 "hello\n"` on
+# 127.0.0.1:@PORT@ (over TLS with CERT and KEY when given: TLS 1.2 and 1.3
+# as netlua's and Node's defaults, where nginx 1.22's own stop at 1.2), every
 # path nginx writes under $TMP/nginx-hello (runs as non-root); one worker runs
 # in the master process (master_process off), more as worker processes
 nginx_hello_conf() {
@@ -303,11 +313,19 @@ http {
   access_log off; keepalive_requests 10000000; keepalive_timeout 5s;
   $temps
   server {
-    listen 127.0.0.1:@PORT@;
+    listen 127.0.0.1:@PORT@${2:+ ssl};${2:+ ssl_certificate $2; ssl_certificate_key $3; ssl_protocols TLSv1.2 TLSv1.3;}
     location = / { default_type text/plain; return 200 "hello\n"; }
   }
 }
 CONF
+}
+
+# nginx_hello_cmd NAME: sets NGINX_CMD to the command that starts nginx on
+# $TMP/nginx-hello/NAME.in with {PORT} filled in (for start_server)
+nginx_hello_cmd() {
+  local d=$TMP/nginx-hello
+  NGINX_CMD=(sh -c "sed 's/@PORT@/{PORT}/' $d/$1.in > $d/$1.conf &&
+    exec nginx -e $d/error.log -p $d -c $d/$1.conf")
 }
 
 # netlua_http_workers: "" when http.server takes `workers = N`, else why not
@@ -327,24 +345,149 @@ http_workload() {
     return
   fi
   why=$(netlua_has_mods http)
-  if [ -z "$why" ]; then bench_http netlua "$NETLUA" bench/servers/http_hello.lua {PORT}
+  if [ -z "$why" ]; then bench_http http http netlua "$NETLUA" bench/servers/http_hello.lua {PORT}
   else skip http netlua "$why"; fi
   [ -z "$why" ] && why=$(netlua_http_workers)
-  if [ -z "$why" ]; then bench_http netlua-w$w "$NETLUA" bench/servers/http_hello.lua {PORT} "$w"
+  if [ -z "$why" ]; then bench_http http http netlua-w$w "$NETLUA" bench/servers/http_hello.lua {PORT} "$w"
   else skip http netlua-w$w "$why"; fi
-  if have node; then bench_http node node bench/servers/http_hello.js {PORT}
+  if have node; then bench_http http http node node bench/servers/http_hello.js {PORT}
   else skip http node "nodejs not installed (make bench-deps)"; fi
   if have nginx; then
     mkdir -p "$TMP/nginx-hello"
     for n in 1 "$w"; do
       nginx_hello_conf "$n" > "$TMP/nginx-hello/w$n.in"
-      bench_http nginx-w$n sh -c "sed 's/@PORT@/{PORT}/' $TMP/nginx-hello/w$n.in > $TMP/nginx-hello/w$n.conf &&
-        exec nginx -e $TMP/nginx-hello/error.log -p $TMP/nginx-hello -c $TMP/nginx-hello/w$n.conf"
+      nginx_hello_cmd "w$n"
+      bench_http http http nginx-w$n "${NGINX_CMD[@]}"
     done
   else
     skip http nginx-w1 "nginx not installed (make bench-deps)"
     skip http nginx-w$w "nginx not installed (make bench-deps)"
   fi
+}
+
+# ---- tls: https, tls_handshake, tls_bulk ----------------------------------------
+
+# tls_cert: one certificate for every TLS server of the run (an EC P-256 key
+# signed by a local CA, scripts/makecert.sh), made on first use; sets CERT, KEY
+tls_cert() {
+  CERT=$TMP/tls/server.pem KEY=$TMP/tls/server.key
+  [ -f "$CERT" ] || sh scripts/makecert.sh "$TMP/tls" > /dev/null 2> "$TMP/makecert.err" ||
+    { echo "  makecert.sh failed: $(head -c 300 "$TMP/makecert.err")" >&2; return 1; }
+}
+
+# tls_params RUNTIME: the protocol, cipher suite and group the server on PORT
+# negotiates with an OpenSSL client, into the log
+tls_params() {
+  echo "  $1: $(openssl s_client -connect "127.0.0.1:$PORT" < /dev/null 2> /dev/null |
+    awk '/^New,/ { p = $2 " " $NF } /^Server Temp Key:/ { g = $4 } END { print p, g }' | tr -d ,)" >&2
+}
+
+# tlsload_build: "" once build/bench/tlsload is up to date, else why not
+tlsload_build() {
+  [ "$BIN/tlsload" -nt bench/tlsload.c ] && return
+  mkdir -p "$BIN"
+  cc -std=c11 -D_GNU_SOURCE -Wall -Wextra -O2 -o "$BIN/tlsload" bench/tlsload.c \
+    -lssl -lcrypto -lpthread > "$TMP/tlsload.err" 2>&1 ||
+    echo "bench/tlsload.c did not build: $(head -c 200 "$TMP/tlsload.err" | tr '\n' ' ')"
+}
+
+# https and tls_handshake: the hello servers over TLS on the run's certificate
+tls_hello_servers() {   # tls_hello_servers WORKLOAD RUNNER...: RUNNER RUNTIME CMD...
+  local w=$1 why; shift
+  why=$(netlua_has_mods http ssl)
+  if [ -z "$why" ]; then "$@" netlua "$NETLUA" bench/servers/https_hello.lua {PORT} "$CERT" "$KEY"
+  else skip "$w" netlua "$why"; fi
+  if have node; then "$@" node node bench/servers/https_hello.js {PORT} "$CERT" "$KEY"
+  else skip "$w" node "nodejs not installed (make bench-deps)"; fi
+  if have nginx; then
+    mkdir -p "$TMP/nginx-hello"
+    nginx_hello_conf 1 "$CERT" "$KEY" > "$TMP/nginx-hello/tls.in"
+    nginx_hello_cmd tls
+    "$@" nginx-w1 "${NGINX_CMD[@]}"
+  else skip "$w" nginx-w1 "nginx not installed (make bench-deps)"; fi
+}
+
+https_workload() {
+  echo "== https" >&2
+  local rt why=""
+  have wrk || why="wrk not installed (make bench-deps)"
+  [ -z "$why" ] && { tls_cert || why="scripts/makecert.sh failed"; }
+  if [ -n "$why" ]; then
+    for rt in netlua node nginx-w1; do skip https "$rt" "$why"; done
+    return
+  fi
+  tls_hello_servers https bench_http https https
+}
+
+# tls_handshake: bench/tlsload, HS_CONNS threads each making connection after
+# connection, each a full handshake (no session offered) and one request with
+# "Connection: close"
+tls_handshake_workload() {
+  echo "== tls_handshake" >&2
+  local rt why
+  why=$(tlsload_build)
+  [ -z "$why" ] && { tls_cert || why="scripts/makecert.sh failed"; }
+  if [ -n "$why" ]; then
+    for rt in netlua node nginx-w1; do skip tls_handshake "$rt" "$why"; done
+    return
+  fi
+  hs_server() { bench_server tls_handshake "$1" handshake tls "$HS_CONNS" "$SECS" -- "${@:2}"; }
+  tls_hello_servers tls_handshake hs_server
+}
+
+# bulk_load RUNTIME RUN: one download of $TMP/bulk/data (BULK_MB MiB) with
+# curl over one TLS connection from the server start_server left running;
+# records MiB/s (curl's total time, handshake included) and the server's CPU
+# per MiB. A short or failed transfer fails the bench.
+bulk_load() {
+  local rt=$1 run=$2 c0 c1 line code size secs bytes=$((BULK_MB * 1048576))
+  c0=$(tree_cpu_ticks "$SERVER_PID")
+  line=$(timeout -k 2 120 $PIN_CLI curl -sSk -o /dev/null -w '%{http_code} %{size_download} %{time_total}' \
+    "https://127.0.0.1:$PORT/data" 2> "$TMP/curl.err")
+  c1=$(tree_cpu_ticks "$SERVER_PID")
+  read -r code size secs <<< "$line"
+  if [ "$code" != 200 ] || [ "$size" != "$bytes" ]; then
+    echo "  $rt: run $run failed: curl: ${line:-no result} $(head -c 300 "$TMP/curl.err") $(head -c 300 "$TMP/$rt.err")" >&2
+    FAILED="$FAILED tls_bulk/$rt"
+    return 1
+  fi
+  record tls_bulk "$rt" mib_per_s hi "$run" "$(awk -v b="$bytes" -v s="$secs" 'BEGIN { printf "%.1f", b / 1048576 / s }')"
+  record tls_bulk "$rt" cpu_us_per_mib lo "$run" \
+    "$(awk -v d=$((c1 - c0)) -v hz="$HZ" -v m="$BULK_MB" 'BEGIN { printf "%.1f", d / hz * 1e6 / m }')"
+  record tls_bulk "$rt" peak_rss_kib lo "$run" "$(tree_rss_kib "$SERVER_PID" VmHWM)"
+  echo "  $rt run $run: $size bytes in $secs s" >&2
+}
+
+bench_bulk() {   # bench_bulk RUNTIME SERVER CMD...
+  local rt=$1 run ok=0; shift
+  for run in $(seq "$RUNS"); do
+    start_server "$rt" "$@" || { skip tls_bulk "$rt" "server did not start"; return; }
+    [ "$run" = 1 ] && tls_params "$rt"
+    bulk_load "$rt" "$run" && ok=$((ok + 1))
+    stop_server
+  done
+  [ "$ok" -gt 0 ] || skip tls_bulk "$rt" "every run failed (see the log above)"
+}
+
+# tls_bulk: BULK_MB MiB of random bytes from server to client over one TLS
+# connection: `openssl s_server -WWW` against bench/servers/tls_bulk.lua
+tls_bulk_workload() {
+  echo "== tls_bulk" >&2
+  local rt why=""
+  have curl || why="curl not installed"
+  [ -z "$why" ] && { tls_cert || why="scripts/makecert.sh failed"; }
+  if [ -n "$why" ]; then
+    for rt in openssl netlua; do skip tls_bulk "$rt" "$why"; done
+    return
+  fi
+  mkdir -p "$TMP/bulk"
+  head -c $((BULK_MB * 1048576)) /dev/urandom > "$TMP/bulk/data"
+  bench_bulk openssl sh -c "cd $TMP/bulk && exec openssl s_server -quiet -WWW \
+    -accept 127.0.0.1:{PORT} -cert $CERT -key $KEY"
+  why=$(netlua_has_mods ssl)
+  if [ -z "$why" ]; then bench_bulk netlua "$NETLUA" bench/servers/tls_bulk.lua {PORT} "$CERT" "$KEY" "$TMP/bulk/data"
+  else skip tls_bulk netlua "$why"; fi
+  rm -f "$TMP/bulk/data"
 }
 
 # ---- download ----------------------------------------------------------------
@@ -494,6 +637,9 @@ for w in $ONLY; do
     time|echo) server_workload "$w" ;;
     echo1k) server_echo_many ;;
     http) http_workload ;;
+    https) https_workload ;;
+    tls_handshake) tls_handshake_workload ;;
+    tls_bulk) tls_bulk_workload ;;
     download) download_workload ;;
     startup) startup_workload ;;
     threads) threads_workload ;;
