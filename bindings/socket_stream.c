@@ -89,58 +89,15 @@ static int io_send(nl_Socket *s, const char *data, size_t len, size_t *sent) {
 #define RECV_DATA 4
 #define RECV_SLOT 5
 
-/* A receive call's data: its prefix, then what it read. A call that needs
- * no wait keeps it on the C stack. Before it waits, data it holds moves
- * into a userdata at RECV_DATA (its length in the call's record), where
- * the replay finds it again; later rounds append there, and the storage
- * grows by doubling, so a line that arrives in many pieces costs time
- * linear in its length. */
-typedef struct Gather {
-  lua_State *L;
-  char *data;
-  size_t len, cap;
-  size_t got;  /* bytes this call read (its prefix not counted) */
-  int held;    /* data is the userdata at RECV_DATA, not `local` */
-  char local[LUAL_BUFFERSIZE];
-} Gather;
-
-/* Moves the data into a new userdata at RECV_DATA with room for cap bytes. */
-static void gather_move(Gather *g, size_t cap) {
-  char *p = lua_newuserdatauv(g->L, cap, 0);
-  memcpy(p, g->data, g->len);
-  lua_replace(g->L, RECV_DATA);
-  g->data = p;
-  g->cap = cap;
-  g->held = 1;
-}
-
-static void gather_add(Gather *g, const char *p, size_t n) {
-  if (g->cap - g->len < n) gather_move(g, g->len + n > 2 * g->cap ? g->len + n : 2 * g->cap);
-  memcpy(g->data + g->len, p, n);
-  g->len += n;
-}
-
 /* A fresh call starts with its prefix; a replay where it stopped. */
-static void gather_start(Gather *g, Call *c, const char *prefix, size_t plen) {
-  g->L = c->L;
-  if (c->p.len > 0) {
-    g->data = lua_touserdata(c->L, RECV_DATA);
-    g->cap = lua_rawlen(c->L, RECV_DATA);
-    g->len = c->p.len;
-    g->got = c->p.got;
-    g->held = 1;
-    return;
-  }
-  g->data = g->local;
-  g->cap = sizeof g->local;
-  g->len = g->got = 0;
-  g->held = 0;
-  gather_add(g, prefix, plen);
+static void gather_start(nl_Gather *g, Call *c, const char *prefix, size_t plen) {
+  nl_gather_begin(g, c->L, RECV_DATA, c->p.len, prefix, plen);
+  if (c->p.len > 0) g->got = c->p.got;
 }
 
 /* Before a wait: the data goes where the replay looks for it. */
-static void gather_keep(Gather *g, Call *c) {
-  if (g->len > 0 && !g->held) gather_move(g, g->cap);
+static void gather_keep(nl_Gather *g, Call *c) {
+  nl_gather_keep(g);
   c->p.len = g->len;
   c->p.got = g->got;
 }
@@ -151,7 +108,7 @@ static void gather_keep(Gather *g, Call *c) {
  * luasocket, a count the prefix does not already hold reads at least once,
  * so receive(0) on a closed socket (or one the peer closed) fails; it
  * never waits for data, though (luasocket's does). */
-static int recv_count(nl_Socket *s, Gather *g, size_t wanted, int lazy) {
+static int recv_count(nl_Socket *s, nl_Gather *g, size_t wanted, int lazy) {
   if (wanted == 0 && g->len == 0) {
     int err = io_fill(s, 0);
     return err == IO_AGAIN ? IO_DONE : err;
@@ -162,7 +119,7 @@ static int recv_count(nl_Socket *s, Gather *g, size_t wanted, int lazy) {
     if (err != IO_DONE) return err;
     take = s->last - s->first;
     if (take > wanted - g->len) take = wanted - g->len;
-    gather_add(g, s->buf + s->first, take);
+    nl_gather_add(g, s->buf + s->first, take);
     s->first += take;
   }
   return IO_DONE;
@@ -171,16 +128,16 @@ static int recv_count(nl_Socket *s, Gather *g, size_t wanted, int lazy) {
 /* Adds the bytes from s->first up to `end` without their '\r's, moving
  * s->first past them, while the line stays within `limit` bytes: IO_DONE,
  * or IO_TOOLONG with the byte that did not fit left unread. */
-static int add_line_bytes(nl_Socket *s, Gather *g, const char *end, size_t limit) {
+static int add_line_bytes(nl_Socket *s, nl_Gather *g, const char *end, size_t limit) {
   while (s->buf + s->first < end) {
     const char *p = s->buf + s->first, *cr = memchr(p, '\r', (size_t)(end - p));
     size_t n = (size_t)((cr ? cr : end) - p), room = g->len < limit ? limit - g->len : 0;
     if (n > room) {
-      gather_add(g, p, room);
+      nl_gather_add(g, p, room);
       s->first += room;
       return IO_TOOLONG;
     }
-    gather_add(g, p, n);
+    nl_gather_add(g, p, n);
     s->first += n + (cr != NULL);
   }
   return IO_DONE;
@@ -188,7 +145,7 @@ static int add_line_bytes(nl_Socket *s, Gather *g, const char *end, size_t limit
 
 /* Reads up to '\n', dropping every '\r' (luasocket's recvline); a line
  * (its prefix included) may hold at most `limit` bytes. */
-static int recv_line(nl_Socket *s, Gather *g, size_t limit, int lazy) {
+static int recv_line(nl_Socket *s, nl_Gather *g, size_t limit, int lazy) {
   if (g->len > limit) return IO_TOOLONG;
   for (;;) {
     const char *nl;
@@ -205,14 +162,14 @@ static int recv_line(nl_Socket *s, Gather *g, size_t limit, int lazy) {
 }
 
 /* Reads until the peer closes (luasocket's recvall). */
-static int recv_all(nl_Socket *s, Gather *g, int lazy) {
+static int recv_all(nl_Socket *s, nl_Gather *g, int lazy) {
   for (;;) {
     size_t n;
     int err = io_fill(s, lazy);
     if (err == IO_CLOSED) return g->got > 0 ? IO_DONE : IO_CLOSED;
     if (err != IO_DONE) return err;
     n = s->last - s->first;
-    gather_add(g, s->buf + s->first, n);
+    nl_gather_add(g, s->buf + s->first, n);
     g->got += n;
     s->first = s->last;
   }
@@ -235,7 +192,7 @@ static int check_pattern(lua_State *L, size_t *wanted) {
 }
 
 /* One round of receive: what is there now. IO_DONE, IO_AGAIN or an error. */
-static int receive_round(Call *c, Gather *g, int pattern, size_t wanted) {
+static int receive_round(Call *c, nl_Gather *g, int pattern, size_t wanted) {
   nl_Socket *s = c->s;
   int lazy = may_wait_first(c);
   switch (pattern) {
@@ -254,7 +211,7 @@ static int stream_receive(lua_State *L) {
   const char *prefix = luaL_optlstring(L, 3, "", &plen);
   int pattern = check_pattern(L, &wanted), err;
   Call c;
-  Gather g;
+  nl_Gather g;
   call_begin(&c, L, 1, SIDE_READ, 3, RECV_SLOT);
   gather_start(&g, &c, prefix, plen);
   err = call_turn(&c);

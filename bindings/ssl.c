@@ -390,36 +390,10 @@ static int conn_fill(Conn *c, nl_TlsErr err) {
 #define RECV_DATA 4
 #define RECV_SLOT 5
 
-/* The data of a receive call: its prefix, then what it read; in a
- * userdata at RECV_DATA (grown by doubling) once the call has to wait, so
- * the replay finds it, else in `local`. */
-typedef struct Gather {
-  lua_State *L;
-  char *data;
-  size_t len, cap;
-  int held;
-  char local[LUAL_BUFFERSIZE];
-} Gather;
-
-static void gather_move(Gather *g, size_t cap) {
-  char *p = lua_newuserdatauv(g->L, cap, 0);
-  memcpy(p, g->data, g->len);
-  lua_replace(g->L, RECV_DATA);
-  g->data = p;
-  g->cap = cap;
-  g->held = 1;
-}
-
-static void gather_add(Gather *g, const char *p, size_t n) {
-  if (g->cap - g->len < n) gather_move(g, g->len + n > 2 * g->cap ? g->len + n : 2 * g->cap);
-  memcpy(g->data + g->len, p, n);
-  g->len += n;
-}
-
 /* Takes up to `max` bytes of the buffer, stopping after `stop` when it is
  * not -1 (the stop byte is consumed, not added); '\r' dropped when
  * `nocr`. Returns 1 when it met the stop byte. */
-static int take(Conn *c, Gather *g, size_t max, int stop, int nocr) {
+static int take(Conn *c, nl_Gather *g, size_t max, int stop, int nocr) {
   const char *p = c->buf + c->first;
   size_t n = c->last - c->first;
   const char *nl = stop >= 0 ? memchr(p, stop, n) : NULL;
@@ -428,7 +402,7 @@ static int take(Conn *c, Gather *g, size_t max, int stop, int nocr) {
   for (size_t i = 0; i < n;) {
     const char *cr = nocr ? memchr(p + i, '\r', n - i) : NULL;
     size_t k = cr ? (size_t)(cr - (p + i)) : n - i;
-    gather_add(g, p + i, k);
+    nl_gather_add(g, p + i, k);
     i += k + (cr != NULL);
   }
   c->first += n + (nl != NULL);
@@ -438,7 +412,7 @@ static int take(Conn *c, Gather *g, size_t max, int stop, int nocr) {
 enum { P_COUNT, P_LINE, P_ALL };
 
 /* The room left for a line under the connection's max-line. */
-static size_t line_room(const Conn *c, const Gather *g) {
+static size_t line_room(const Conn *c, const nl_Gather *g) {
   if (c->maxline == 0) return (size_t)-1;
   return g->len < c->maxline ? c->maxline - g->len : 0;
 }
@@ -446,7 +420,7 @@ static size_t line_room(const Conn *c, const Gather *g) {
 /* One round: reads until the pattern is met or TLS must wait. 0 done, a
  * want, NL_TLS_CLOSED, NL_TLS_FAIL ("line too long": the rest of the line
  * stays unread). */
-static int receive_round(Conn *c, Gather *g, int pattern, size_t wanted, size_t got0,
+static int receive_round(Conn *c, nl_Gather *g, int pattern, size_t wanted, size_t got0,
                          nl_TlsErr err) {
   for (;;) {
     int step;
@@ -488,24 +462,12 @@ static int conn_receive(lua_State *L) {
   CallRec *r = rec_get(L, RECV_SLOT);
   double start = call_start(c, r);
   nl_TlsErr err;
-  Gather g;
-  g.L = L;
-  if (r != NULL && r->len > 0) {
-    g.data = lua_touserdata(L, RECV_DATA);
-    g.cap = lua_rawlen(L, RECV_DATA);
-    g.len = r->len;
-    g.held = 1;
-  } else {
-    if (r == NULL) lua_settop(L, RECV_DATA);
-    g.data = g.local;
-    g.cap = sizeof g.local;
-    g.len = 0;
-    g.held = 0;
-    gather_add(&g, prefix, plen);
-  }
+  nl_Gather g;
+  if (r == NULL) lua_settop(L, RECV_DATA);
+  nl_gather_begin(&g, L, RECV_DATA, r != NULL ? r->len : 0, prefix, plen);
   while ((step = receive_round(c, &g, pattern, wanted, plen, err)) > 0) {
     const char *why;
-    if (!g.held && g.len > 0) gather_move(&g, g.cap);
+    nl_gather_keep(&g);
     if (r == NULL) r = rec_make(L, RECV_SLOT, start);
     r->len = g.len;
     if ((why = conn_wait(L, c, step, RECV_SLOT, start)) != NULL) {

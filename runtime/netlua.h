@@ -451,6 +451,28 @@ void nl_wakeall(nl_WaitQueue *q); /* nl_queue_wakeall(q, 1) */
  * that a wait later cannot fail for want of a descriptor. */
 void nl_queue_setup(lua_State *L);
 
+/* ---- a receive call's data across its waits (gather.c) ------------------ */
+
+/* What a receive call collected: its prefix, then what it read (`got`
+ * counts only the latter, for the caller). On the C stack until the call
+ * must wait; nl_gather_keep then moves it into a userdata at stack index
+ * `slot`, where the replay finds it (nl_gather_begin with the length kept,
+ * 0 for a fresh call, which starts with the prefix). */
+typedef struct nl_Gather {
+  lua_State *L;
+  int slot;
+  char *data;
+  size_t len, cap;
+  size_t got;
+  int held; /* data is the userdata at slot, not `local` */
+  char local[LUAL_BUFFERSIZE];
+} nl_Gather;
+
+void nl_gather_begin(nl_Gather *g, lua_State *L, int slot, size_t kept,
+                     const char *prefix, size_t plen);
+void nl_gather_add(nl_Gather *g, const char *p, size_t n);
+void nl_gather_keep(nl_Gather *g);
+
 /* ---- errors (errors.c) -------------------------------------------------- */
 
 /* Pushes nil, msg and, when code is not NULL, code. Returns the count. */
