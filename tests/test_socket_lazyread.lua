@@ -8,15 +8,7 @@ local t = require "testlib"
 local task = require "task"
 local socket = require "socket"
 
--- A connected pair (client, server side) on loopback, port chosen by the OS.
-local function pair()
-  local server = assert(socket.bind("127.0.0.1", 0))
-  local _, port = server:getsockname()
-  local c = assert(socket.connect("127.0.0.1", tonumber(port)))
-  local s = assert(server:accept())
-  server:close()
-  return c, s
-end
+local pair = t.tcp_pair
 
 -- Sends `data` from c and waits (outside any task) until s has it queued.
 local function arrive(c, s, data)

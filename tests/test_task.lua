@@ -5,22 +5,7 @@ local task = require "task"
 local socket = require "socket"
 local time = require "time"
 
--- A listening socket on loopback with an OS-chosen port.
-local function listener()
-  local server = assert(socket.bind("127.0.0.1", 0))
-  local _, port = server:getsockname()
-  return server, tonumber(port)
-end
-
--- A connected pair (client, server side).
-local function pair()
-  local server, port = listener()
-  local c = assert(socket.connect("127.0.0.1", port))
-  local s = assert(server:accept())
-  server:close()
-  return c, s
-end
-
+local listener, pair = t.listener, t.tcp_pair
 t.test("spawn runs the function with its arguments; join returns true and its results", function()
   local h = task.spawn(function(a, b) return a + b, "two" end, 40, 2)
   local ok, sum, two = h:join()

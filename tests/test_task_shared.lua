@@ -9,22 +9,7 @@ local task = require "task"
 local socket = require "socket"
 local thread = require "thread"
 
--- A listening socket on loopback with an OS-chosen port.
-local function listener()
-  local server = assert(socket.bind("127.0.0.1", 0))
-  local _, port = server:getsockname()
-  return server, tonumber(port)
-end
-
--- A connected pair (client, server side).
-local function pair()
-  local server, port = listener()
-  local c = assert(socket.connect("127.0.0.1", port))
-  local s = assert(server:accept())
-  server:close()
-  return c, s
-end
-
+local listener, pair = t.listener, t.tcp_pair
 -- Joins h, failing the case (not hanging) when it does not end.
 local function join(h)
   local r = table.pack(h:join(10))

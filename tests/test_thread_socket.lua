@@ -29,12 +29,7 @@ end
 local SCRIPTS = (debug.getinfo(1, "S").source:match("^@(.*)/tests/[^/]*$") or ".") .. "/scripts/"
 
 -- A listening socket on 127.0.0.1, any port; returns it and the port.
-local function listener()
-  local server = assert(socket.bind("127.0.0.1", 0))
-  local _, port = server:getsockname()
-  return server, tonumber(port)
-end
-
+local listener = t.listener
 t.test(NAMES[1], function()
   local server, port = listener()
   local client = assert(socket.connect("127.0.0.1", port))

@@ -235,6 +235,25 @@ function M.interrupt(script, then_markers, signal)
   return out, err, code
 end
 
+-- ---- sockets ------------------------------------------------------------
+
+-- A listening TCP socket on 127.0.0.1 with a port the OS chose: server, port.
+function M.listener()
+  local server = assert(require("socket").bind("127.0.0.1", 0))
+  local _, port = server:getsockname()
+  return server, tonumber(port)
+end
+
+-- A connected TCP pair on loopback: the client and the server's side (the
+-- listening socket is closed).
+function M.tcp_pair()
+  local server, port = M.listener()
+  local c = assert(require("socket").connect("127.0.0.1", port))
+  local s = assert(server:accept())
+  server:close()
+  return c, s
+end
+
 -- ---- tasks --------------------------------------------------------------
 
 -- Runs the ready tasks until every handle in hs waits.
