@@ -55,7 +55,7 @@ static void rec_release(CallRec *rec) {
     if (next != NULL) {
       queue_remove(sd, next);
       next->state = REC_HOLDS;
-      nl_wakeall(&next->q);
+      nl_queue_wakeall(&next->q, 1);
     }
   }
   rec->state = REC_FREE;
@@ -103,7 +103,7 @@ void call_detach(nl_Socket *s) {
     while ((rec = sd->head) != NULL) {
       queue_remove(sd, rec);
       rec_detach(rec);
-      nl_wakeall(&rec->q);
+      nl_queue_wakeall(&rec->q, 1);
     }
   }
 }
@@ -149,11 +149,6 @@ double call_deadline(Call *c) {
     if (d < 0 || t < d) d = t;
   }
   return d;
-}
-
-/* True inside a task (whose waits suspend it where it can yield). */
-int call_intask(lua_State *L) {
-  return nl_current_task(L) != NULL;
 }
 
 /* Makes the call's record in its slot, to-be-closed: the one its socket
@@ -224,7 +219,7 @@ int call_turn(Call *c) {
   if (rec == NULL) {
     if (sd->holder == NULL && sd->head == NULL) return IO_DONE;
     if (c->s->block == 0) return IO_TIMEOUT;
-    if (!call_intask(c->L) && nl_loop_active() == NULL)
+    if (!nl_in_task(c->L) && nl_loop_active() == NULL)
       luaL_error(c->L, "socket in use by a call that cannot go on while this one "
                        "waits (a coroutine of your own inside a task?): call it "
                        "from the task itself");

@@ -279,7 +279,7 @@ static void lookup_finish(Call *c, Lookup *lk, double deadline) {
 static Lookup *lookup_k(Call *c, const Lookup *key, double deadline) {
   lua_State *L = c->L;
   Lookup *lk = NULL;
-  if (call_intask(L) ? !lua_isyieldable(L) : nl_loop_active() == NULL) return NULL;
+  if (nl_in_task(L) ? !lua_isyieldable(L) : nl_loop_active() == NULL) return NULL;
   if (c->rec != NULL)
     for (lk = c->rec->lookups; lk != NULL && !lookup_same(lk, key); lk = lk->next) {}
   if (lk == NULL && (lk = lookup_add(call_keep(c), key)) == NULL) return NULL;

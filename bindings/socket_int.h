@@ -157,7 +157,6 @@ CallRec *call_keep(Call *c);
 int call_wait(Call *c, int fd, int events);
 int call_waitfor(Call *c, int fd, int events, double deadline);
 double call_deadline(Call *c);
-int call_intask(lua_State *L);
 void call_detach(nl_Socket *s);
 void call_open(lua_State *L);
 

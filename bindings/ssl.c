@@ -247,7 +247,7 @@ static int conn_tostring(lua_State *L) {
 }
 
 /* A new, closed connection object. [-0, +1, m] */
-Conn *ssl_pushconn(lua_State *L) {
+static Conn *ssl_pushconn(lua_State *L) {
   Conn *c = lua_newuserdatauv(L, sizeof *c, 0);
   memset(c, 0, sizeof *c);
   c->fd = -1;

@@ -37,7 +37,6 @@ typedef struct Conn {
 
 /* ssl.c */
 Conn *ssl_checkconn(lua_State *L, int idx);
-Conn *ssl_pushconn(lua_State *L);
 int ssl_sethost(Conn *c, const char *host, nl_TlsErr err);
 
 /* ssl_cert.c: certificates, SNI, verification results */

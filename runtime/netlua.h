@@ -440,12 +440,11 @@ void nl_queue_wakeall(nl_WaitQueue *q, int status);
 
 /* For a queue of one thread (owner NULL) whose waiters are all woken
  * together and re-check their condition (socket.c's turns): waits until
- * nl_wakeall(q) or `deadline`: 1 woken, 0 timeout; Ctrl-C raises. A task
+ * nl_queue_wakeall(q, 1) or `deadline`: 1 woken, 0 timeout; Ctrl-C raises. A task
  * waits with an entry of its own (it waits for one thing at a time), so the
  * call needs no record for it; the call is replayed as after nl_waitk and
  * this wait then returns the suspended one's outcome. */
 int nl_waitqueue(lua_State *L, int nargs, nl_WaitQueue *q, double deadline);
-void nl_wakeall(nl_WaitQueue *q); /* nl_queue_wakeall(q, 1) */
 
 /* Makes this state's eventfd for blocking waits now (main, at start-up), so
  * that a wait later cannot fail for want of a descriptor. */

@@ -124,7 +124,7 @@ int nl_sched_run(void *ud) {
 /* The task of L when it can be suspended here; NULL when the wait should
  * block the thread as before (not a task: the main script, a thread's
  * function, a coroutine of the user's own). */
-static nl_Task *suspendable(lua_State *L, int nargs) {
+nl_Task *nl_task_suspendable(lua_State *L, int nargs) {
   nl_Task *t = nl_current_task(L);
   if (t == NULL || nargs < 0 || t->state != NL_TASK_RUNNING) return NULL;
   if (!lua_isyieldable(L))
@@ -134,10 +134,6 @@ static nl_Task *suspendable(lua_State *L, int nargs) {
                   "outside that function (fetch the data first, then sort or "
                   "format it)");
   return t;
-}
-
-nl_Task *nl_task_suspendable(lua_State *L, int nargs) {
-  return suspendable(L, nargs);
 }
 
 int nl_in_task(lua_State *L) {
@@ -229,7 +225,7 @@ void nl_sleepL(lua_State *L, double seconds) {
 }
 
 int nl_waitk(lua_State *L, int nargs, int fd, int events, double deadline) {
-  nl_Task *t = suspendable(L, nargs);
+  nl_Task *t = nl_task_suspendable(L, nargs);
   nl_Watch *w;
   int r;
   if (t == NULL) return nl_waitL(L, fd, events, deadline);
@@ -259,7 +255,7 @@ static int ready_from_watches(nl_Task *t, nl_PollFd *fds, int n) {
  * descriptor that is ready already. After waking, the result says which
  * one woke it; a caller that reports every ready one (select) polls them. */
 int nl_waitmanyk(lua_State *L, int nargs, nl_PollFd *fds, int n, double deadline) {
-  nl_Task *t = suspendable(L, nargs);
+  nl_Task *t = nl_task_suspendable(L, nargs);
   nl_Watch *w;
   int r;
   for (int i = 0; i < n; i++) fds[i].ready = 0;

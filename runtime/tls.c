@@ -38,7 +38,7 @@ static void tls_setup(void) {
   tls_ready = 1;
 }
 
-int nl_tls_init(void) {
+static int nl_tls_init(void) {
   pthread_once(&tls_once, tls_setup);
   return tls_ready ? 0 : -1;
 }

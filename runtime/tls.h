@@ -24,10 +24,6 @@ typedef char nl_TlsErr[NL_TLS_ERRSIZE];
 #define NL_TLS_CLOSED (-1) /* the peer closed (or reset) the connection */
 #define NL_TLS_FAIL (-2)   /* a protocol or verification error (err says) */
 
-/* Process-wide OpenSSL set-up, once (pthread_once), from any thread; opens
- * $SSLKEYLOGFILE for appending when it is set. Returns 0 or -1. */
-int nl_tls_init(void);
-
 /* A fresh context: TLS 1.2 at least, partial writes, the key log callback.
  * A client one trusts the system's CA store. NULL with err set on failure. */
 SSL_CTX *nl_tls_ctx_new(int server, nl_TlsErr err);

@@ -240,7 +240,7 @@ static BlockFd *blockfd(lua_State *L) {
 
 void nl_queue_setup(lua_State *L) { blockfd(L); }
 
-/* Waits in nl_wait (the loop or ppoll, with Ctrl-C and shutdown) on the
+/* Waits in nl_wait (the loop, with Ctrl-C and shutdown) on the
  * eventfd until w is woken, the deadline passes or Ctrl-C. The eventfd is
  * the state's: a wake-up for another waiter of this thread, or one left
  * from a waiter that is gone, only makes this one look again. */
@@ -426,4 +426,3 @@ int nl_waitqueue(lua_State *L, int nargs, nl_WaitQueue *q, double deadline) {
   return w->status > 0;
 }
 
-void nl_wakeall(nl_WaitQueue *q) { nl_queue_wakeall(q, 1); }
