@@ -72,8 +72,7 @@ static void conn_close(Conn *c) {
     c->ssl = NULL;
   }
   if (c->fd >= 0) {
-    nl_loop_forget(c->fd); /* wakes a task waiting on it; out of the loop */
-    close(c->fd);
+    nl_closefd(c->fd); /* wakes a task waiting on it; out of the loop */
     c->fd = -1;
     conn_unlink(c);
   }

@@ -26,8 +26,10 @@ function Request:json()
   return json.decode(self.body)
 end
 
+local function unhex(h) return string.char(tonumber(h, 16)) end
+
 local function unescape(s)
-  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+  return (s:gsub("%%(%x%x)", unhex))
 end
 M.unescape = unescape
 

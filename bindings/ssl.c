@@ -210,7 +210,7 @@ Conn *ssl_checkconn(lua_State *L, int idx) {
 
 /* A connection that is still open (closed ones raise). receive, send and
  * dohandshake answer nil, "closed" instead, as LuaSec and luasocket do. */
-static Conn *check_open(lua_State *L, int idx) {
+Conn *ssl_checkopen(lua_State *L, int idx) {
   Conn *c = ssl_checkconn(L, idx);
   if (c->ssl == NULL) luaL_error(L, "attempt to use a closed ssl connection");
   return c;
@@ -599,7 +599,7 @@ static int conn_dirty(lua_State *L) {
 }
 
 static int conn_want(lua_State *L) {
-  Conn *c = check_open(L, 1);
+  Conn *c = ssl_checkopen(L, 1);
   switch (SSL_want(c->ssl)) {
     case SSL_READING: lua_pushliteral(L, "read"); break;
     case SSL_WRITING: lua_pushliteral(L, "write"); break;
@@ -610,7 +610,7 @@ static int conn_want(lua_State *L) {
 }
 
 static int conn_getalpn(lua_State *L) {
-  Conn *c = check_open(L, 1);
+  Conn *c = ssl_checkopen(L, 1);
   const unsigned char *p;
   unsigned len;
   SSL_get0_alpn_selected(c->ssl, &p, &len);
@@ -620,7 +620,7 @@ static int conn_getalpn(lua_State *L) {
 }
 
 static int conn_getsniname(lua_State *L) {
-  Conn *c = check_open(L, 1);
+  Conn *c = ssl_checkopen(L, 1);
   const char *name = SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name);
   if (name == NULL) lua_pushnil(L);
   else lua_pushstring(L, name);
@@ -641,7 +641,7 @@ static void set_str(lua_State *L, const char *k, const char *v) {
 /* conn:info([field]): LuaSec's table (protocol, cipher, bits, algbits,
  * key, authentication, encryption, mac, compression), or one of its fields. */
 static int conn_info(lua_State *L) {
-  Conn *c = check_open(L, 1);
+  Conn *c = ssl_checkopen(L, 1);
   const char *field = luaL_optstring(L, 2, NULL);
   const SSL_CIPHER *ci = SSL_get_current_cipher(c->ssl);
   int alg = 0;

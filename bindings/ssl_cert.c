@@ -15,6 +15,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
+#include "codec.h"
 #include "ssl_int.h"
 
 typedef struct Cert {
@@ -57,14 +58,9 @@ static int cert_pem(lua_State *L) {
 }
 
 static void push_hex(lua_State *L, const unsigned char *p, size_t n) {
-  static const char digits[] = "0123456789abcdef";
   luaL_Buffer b;
-  luaL_buffinit(L, &b);
-  for (size_t i = 0; i < n; i++) {
-    luaL_addchar(&b, digits[p[i] >> 4]);
-    luaL_addchar(&b, digits[p[i] & 15]);
-  }
-  luaL_pushresult(&b);
+  nl_hex_encode(luaL_buffinitsize(L, &b, 2 * n), p, n);
+  luaL_pushresultsize(&b, 2 * n);
 }
 
 /* cert:digest([alg]): the hex digest of the DER form ("sha1" by default,
@@ -245,9 +241,7 @@ int ssl_loadcertificate(lua_State *L) {
 /* ---- a connection's certificates ----------------------------------------------- */
 
 static SSL *check_ssl(lua_State *L, int idx) {
-  Conn *c = ssl_checkconn(L, idx);
-  if (c->ssl == NULL) luaL_error(L, "attempt to use a closed ssl connection");
-  return c->ssl;
+  return ssl_checkopen(L, idx)->ssl;
 }
 
 /* The peer's chain as LuaSec numbers it: 1 is the peer's own certificate. */

@@ -18,12 +18,16 @@ local M = {_VERSION = "1.3.2", PORT = 443, TIMEOUT = 60}
 local SSL_PARAMS = {"protocol", "key", "certificate", "password", "cafile", "capath",
   "verify", "options", "ciphers", "ciphersuites", "depth", "curve", "alpn", "servername"}
 
--- Forwards the connection's methods to the TLS connection inside it.
+-- Forwards the connection's methods to the TLS connection inside it; each
+-- method's wrapper is made once, on its first use, and kept in conn.
 local function forward(conn)
   return setmetatable(conn, {__index = function(_, k)
     local v = conn.sock[k]
     if type(v) ~= "function" then return v end
-    return function(_, ...) return v(conn.sock, ...) end
+    -- conn.sock changes (TCP, then TLS): the method is looked up per call
+    local f = function(_, ...) local s = conn.sock return s[k](s, ...) end
+    rawset(conn, k, f)
+    return f
   end})
 end
 

@@ -37,6 +37,7 @@ typedef struct Conn {
 
 /* ssl.c */
 Conn *ssl_checkconn(lua_State *L, int idx);
+Conn *ssl_checkopen(lua_State *L, int idx); /* raises on a closed one */
 int ssl_sethost(Conn *c, const char *host, nl_TlsErr err);
 
 /* ssl_cert.c: certificates, SNI, verification results */

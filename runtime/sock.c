@@ -113,7 +113,7 @@ static Job *job_start(Job *job) {
   return job;
 }
 
-static int is_numeric_host(const char *host) {
+int nl_is_numeric_host(const char *host) {
   unsigned char buf[sizeof(struct in6_addr)];
   if (host == NULL) return 1;
   return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
@@ -166,7 +166,7 @@ static int hosts_file_lists(const char *host, int family) {
 
 int nl_resolves_at_once(const char *host, const struct addrinfo *hints) {
   int family = hints != NULL ? hints->ai_family : AF_UNSPEC;
-  if (is_numeric_host(host) || (hints != NULL && (hints->ai_flags & AI_NUMERICHOST)))
+  if (nl_is_numeric_host(host) || (hints != NULL && (hints->ai_flags & AI_NUMERICHOST)))
     return 1;
   return hosts_file_first() && hosts_file_lists(host, family);
 }

@@ -63,6 +63,9 @@ int nl_socket(int family, int type, int protocol);
 /* Closes fd, retrying nothing (close must not be retried on Linux). */
 void nl_closefd(int fd);
 
+/* True for an IPv4 or IPv6 address written as digits (and for NULL). */
+int nl_is_numeric_host(const char *host);
+
 /* A listening TCP socket on host:port (SO_REUSEADDR, non-blocking,
  * close-on-exec), trying each address the name resolves to (through
  * nl_getaddrinfo, so Ctrl-C interrupts a slow lookup). Returns the

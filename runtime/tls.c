@@ -4,7 +4,6 @@
  * handshake/read/write at a time that says what it waits for, and the
  * messages a failed verification gives. No Lua, no waiting.
  */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -15,6 +14,7 @@
 #include <openssl/x509v3.h>
 
 #include "netlua.h"
+#include "sock.h"
 #include "tls.h"
 
 static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
@@ -321,18 +321,13 @@ SSL *nl_tls_new(SSL_CTX *ctx, int fd, nl_TlsErr err) {
   return ssl;
 }
 
-static int is_address(const char *host) {
-  unsigned char buf[16];
-  return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
-}
-
 int nl_tls_sethost(SSL *ssl, const char *host, int check, nl_TlsErr err) {
-  int ok = 1;
-  if (!is_address(host)) ok = SSL_set_tlsext_host_name(ssl, host) == 1;
+  int ok = 1, address = nl_is_numeric_host(host);
+  if (!address) ok = SSL_set_tlsext_host_name(ssl, host) == 1;
   if (ok && check) {
     X509_VERIFY_PARAM *param = SSL_get0_param(ssl);
     X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-    ok = is_address(host) ? X509_VERIFY_PARAM_set1_ip_asc(param, host) == 1
+    ok = address ? X509_VERIFY_PARAM_set1_ip_asc(param, host) == 1
                           : X509_VERIFY_PARAM_set1_host(param, host, 0) == 1;
     SSL_set_verify(ssl, SSL_VERIFY_PEER, verify_cb);
   }
