@@ -215,7 +215,6 @@ static int chan_send(lua_State *L) {
   Item *it;
   luaL_argcheck(L, !lua_isnoneornil(L, 2), 2, "cannot send nil");
   status = nl_queue_until(L, 4, &ch->sendq, deadline, can_send, NULL);
-  if (status == -EINTR) return nl_raise_interrupted(L);
   if (status != GOT_ROOM) return nl_pushfail(L, status == 0 ? "timeout" : "closed", NULL);
   lua_pushcfunction(L, pack_one);
   lua_pushvalue(L, 2);
@@ -248,7 +247,6 @@ static int chan_recv(lua_State *L) {
   int status = nl_queue_until(L, 3, &ch->recvq, deadline, can_recv, &value), n;
   Item *it = (Item *)value;
   nl_Packet *p;
-  if (status == -EINTR) return nl_raise_interrupted(L);
   if (status != GOT_VALUE && status != GOT_VALUE_TRIM)
     return nl_pushfail(L, status == 0 ? "timeout" : "closed", NULL);
   p = it->packet;

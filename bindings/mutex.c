@@ -95,7 +95,6 @@ static int take(lua_State *L, const Kind *k) {
   Mutex *m = check_lock(L, 1, k);
   double deadline = nl_deadline(luaL_optnumber(L, 2, -1));
   int status = nl_queue_until(L, 3, &m->waiters, deadline, can_lock, NULL);
-  if (status == -EINTR) return nl_raise_interrupted(L);
   if (status == 0) return nl_pushfail(L, "timeout", NULL);
   lua_pushboolean(L, 1);
   return 1;
@@ -185,7 +184,7 @@ static int with_results(lua_State *L, int status, lua_KContext ctx) {
  * the task keeps the lock meanwhile. */
 static int with(lua_State *L, const Kind *k) {
   Mutex *m = check_lock(L, 1, k);
-  int base = lua_gettop(L), status;
+  int base = lua_gettop(L);
   Guard *g = NULL;
   if (nl_restarting(L) && base > 3 && (g = luaL_testudata(L, base - 1, NL_GUARD_MT)) != NULL)
     base -= 2;
@@ -194,8 +193,7 @@ static int with(lua_State *L, const Kind *k) {
     g = push_guard(L, m);
     lua_toclose(L, base + 1);
   }
-  status = nl_queue_until(L, base + 2, &m->waiters, NL_NODEADLINE, can_lock, NULL);
-  if (status == -EINTR) return nl_raise_interrupted(L);
+  nl_queue_until(L, base + 2, &m->waiters, NL_NODEADLINE, can_lock, NULL); /* no deadline: it came */
   g->held = 1;
   lua_settop(L, base + 2); /* the record's slot, empty when the lock came at once */
   luaL_checkstack(L, base, "too many arguments");

@@ -307,12 +307,15 @@ static int resolve_rc(Call *c, const char *host, const char *serv,
   *box = NULL;
   *ai = NULL;
   luaL_setmetatable(c->L, NL_ADDRINFO_MT);
-  if (!nl_resolves_at_once(host, hints)) { /* numeric ones never wait */
-    addr_key(&key, host, serv, hints);
-    if ((lk = lookup_k(c, &key, deadline)) != NULL) {
-      *ai = lk->res;
-      return lk->rc;
-    }
+  if (nl_resolves_at_once(host, hints)) { /* numbers, /etc/hosts: never wait */
+    rc = getaddrinfo(host, serv, hints, box);
+    *ai = *box;
+    return rc;
+  }
+  addr_key(&key, host, serv, hints);
+  if ((lk = lookup_k(c, &key, deadline)) != NULL) {
+    *ai = lk->res;
+    return lk->rc;
   }
   rc = nl_getaddrinfo(host, serv, hints, box, deadline);
   *ai = *box;

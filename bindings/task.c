@@ -83,7 +83,6 @@ static int task_join(lua_State *L) {
   t->joined = 1;
   status = nl_queue_until(L, 3, &t->joiners, nl_deadline(luaL_optnumber(L, 2, -1)),
                           task_done, NULL);
-  if (status == -EINTR) return nl_raise_interrupted(L);
   if (status == 0) return nl_pushfail(L, "timeout", NULL);
   return push_outcome(L, 1);
 }

@@ -375,7 +375,6 @@ static int thr_join(lua_State *L) {
   Handle *h = check_handle(L, 1);
   double deadline = nl_deadline(luaL_optnumber(L, 2, -1));
   int status = nl_queue_until(L, 3, &h->r->joiners, deadline, thread_done, NULL);
-  if (status == -EINTR) return nl_raise_interrupted(L);
   if (status == 0) return nl_pushfail(L, "timeout", NULL);
   handle_reap(h, 1);
   return push_outcome(L, h);

@@ -419,8 +419,9 @@ void nl_queue_init(nl_WaitQueue *q, nl_Shared *owner,
  * and change the object, a channel's item taken, a mutex taken) or must wait
  * (0). Waits until the first waiter is handed an outcome, `deadline`, or
  * Ctrl-C. Returns ready's status, the waker's (*value set to what it handed
- * over), 0 on timeout, or -EINTR (Ctrl-C/shutdown, in blocking waits; the
- * caller raises). No lock is held on return.
+ * over), or 0 on timeout. Ctrl-C/shutdown in a blocking wait raises
+ * "interrupted" (with slot < 0 it returns -EINTR instead, for a caller that
+ * decides itself). No lock is held on return.
  *
  * In a task that can suspend, a call that must wait keeps its waiter in a
  * record at stack slot `slot` (the last of the values its waits pass; made

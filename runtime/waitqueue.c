@@ -371,6 +371,7 @@ int nl_queue_until(lua_State *L, int slot, nl_WaitQueue *q, double deadline,
   } else {
     status = w->status;
   }
+  if (status == -EINTR && slot >= 0) nl_raise_interrupted(L);
   if (value != NULL) *value = w->value;
   return status;
 }
