@@ -16,6 +16,7 @@
  * call never reads a stale error.
  */
 #include <limits.h>
+#include <pthread.h>
 #include <string.h>
 
 #include <openssl/core_names.h>
@@ -275,13 +276,18 @@ static int crypto_hash(lua_State *L) {
   return 1;
 }
 
+/* OpenSSL's HMAC implementation, fetched once for the process (a fetch is
+ * a locked lookup); kept until exit. */
+static EVP_MAC *hmac_impl;
+static pthread_once_t hmac_once = PTHREAD_ONCE_INIT;
+static void fetch_hmac(void) { hmac_impl = EVP_MAC_fetch(NULL, "HMAC", NULL); }
+
 /* crypto.hmac(name, key[, data]): a streaming HMAC (RFC 2104) with the
  * digest called name. */
 static int crypto_hmac(lua_State *L) {
   size_t keylen;
   const char *key = luaL_checklstring(L, 2, &keylen);
   Hasher *h;
-  EVP_MAC *mac;
   OSSL_PARAM params[2];
   int ok;
   lua_settop(L, 3);
@@ -292,9 +298,8 @@ static int crypto_hmac(lua_State *L) {
   params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
                                                (char *)lua_tostring(L, 1), 0);
   params[1] = OSSL_PARAM_construct_end();
-  mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
-  h->mac = mac != NULL ? EVP_MAC_CTX_new(mac) : NULL;
-  EVP_MAC_free(mac); /* the context keeps its own reference */
+  pthread_once(&hmac_once, fetch_hmac);
+  h->mac = hmac_impl != NULL ? EVP_MAC_CTX_new(hmac_impl) : NULL;
   ok = h->mac != NULL && EVP_MAC_init(h->mac, (const unsigned char *)key, keylen, params);
   if (!ok) return raise_openssl(L, "hmac");
   if (!lua_isnil(L, 3)) hasher_feed(L, h, 3);
