@@ -129,6 +129,20 @@ t.test("select that waits returns every socket ready when it wakes, not only the
   for _, s in ipairs({c1, p1, s1, c2, p2, s2}) do s:close() end
 end)
 
+t.test("select inside a task, woken, also returns every socket ready then (the wake names only the first)", function()
+  local task = require "task"
+  local c1, p1, s1 = pair()
+  local c2, p2, s2 = pair()
+  local waiter = task.spawn(function() return socket.select({p1, p2}, nil, 5) end)
+  task.spawn(function() c1:send("x") c2:send("y") end) -- both while select waits
+  local ok, r, _, err = waiter:join(10)
+  t.eq(ok, true)
+  t.eq(err, nil)
+  t.eq(#r, 2)
+  t.eq(r[p1] ~= nil and r[p2] ~= nil, true)
+  for _, s in ipairs({c1, p1, s1, c2, p2, s2}) do s:close() end
+end)
+
 t.test("select: a listening socket is readable when a client waits", function()
   local s = assert(socket.bind("127.0.0.1", 0))
   local ip, port = s:getsockname()
