@@ -173,14 +173,14 @@ local function close_payload(payload)
   return code, reason
 end
 
--- The peer's close frame: answered (unless we closed first), then the
--- connection is over.
+-- The peer's close frame: answered with its code and reason (unless we
+-- closed first), then the connection is over.
 local function on_close(self, payload)
   local code, reason, why = close_payload(payload)
   if code == false then return fail(self, reason, why) end
   if not self.close_sent then
     self.close_sent = true
-    send_frame(self, CLOSE, code == 1005 and "" or spack(">I2", code))
+    send_frame(self, CLOSE, code == 1005 and "" or spack(">I2", code) .. reason)
   end
   return finish(self, code, reason)
 end
@@ -372,17 +372,20 @@ local function check_options(opts, allowed, what, level)
 end
 
 -- websocket.upgrade(req[, opts]) -> ws | nil, status, body, headers: takes
--- req's connection over and answers 101, or says what to reply instead.
+-- req's connection over and answers 101, or says what to reply instead
+-- (nil, nil, err: the connection failed while taking it over).
 function M.upgrade(req, opts)
   opts = check_options(opts, SERVER_OPTIONS, "websocket.upgrade", 2)
   local status, body, headers = refuse_request(req)
   if status then return nil, status, body, headers end
   local protocol = choose_protocol(req.headers["sec-websocket-protocol"], opts.protocols)
-  local sock = req:socket()
+  local sock, err = req:socket()
+  if not sock then return nil, nil, err end
   local head = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" ..
     "Sec-WebSocket-Accept: " .. M.accept_key(req.headers["sec-websocket-key"]) .. "\r\n" ..
     (protocol and "Sec-WebSocket-Protocol: " .. protocol .. "\r\n" or "") .. "\r\n"
-  local ok, err = sock:send(head)
+  local ok
+  ok, err = sock:send(head)
   if not ok then
     sock:close()
     return nil, nil, err
