@@ -219,9 +219,21 @@ local function receive_message(self, deadline)
       return on_close(self, payload)
     elseif op ~= PONG then
       local message, kind, code, reason = on_data(self, op, fin, payload)
-      if message ~= nil or kind ~= nil then return message, kind, code, reason end
+      if message ~= nil then return message, kind end
+      if kind ~= nil then return nil, kind, code, reason end
     end
   end
+end
+
+-- receive's results as they are, once the WebSocket is free for the next
+-- receive; an error (Ctrl-C) ends the connection and goes on up.
+local function received(self, ok, ...)
+  self.receiving = false
+  if not ok then
+    finish(self, 1006, "interrupted")
+    error((...), 0)
+  end
+  return ...
 end
 
 function WebSocket:receive(timeout)
@@ -231,13 +243,7 @@ function WebSocket:receive(timeout)
     error(format("bad argument #1 to 'receive' (number expected, got %s)", type(timeout)), 2)
   end
   self.receiving = true
-  local ok, a, b, c, d = pcall(receive_message, self, timeout and time.monotonic() + timeout)
-  self.receiving = false
-  if not ok then
-    finish(self, 1006, "interrupted")
-    error(a, 0)
-  end
-  return a, b, c, d
+  return received(self, pcall(receive_message, self, timeout and time.monotonic() + timeout))
 end
 
 function WebSocket:send(data, kind)
