@@ -71,14 +71,17 @@ t.test("handshake: 101 with the RFC's accept key, then text and binary echo", fu
     t.eq(status, 101)
     t.eq(fields["sec-websocket-accept"], "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
     t.eq(fields.upgrade:lower(), "websocket")
-    assert(c:send(w.frame("text", "héllo") .. w.frame("binary", "\0\1\2\255")))
+    local bytes = {}
+    for i = 0, 1000 do bytes[#bytes + 1] = string.char(i * 7 % 256) end
+    bytes = table.concat(bytes) -- 1001 bytes: unmasked 8 at a time, and a tail
+    assert(c:send(w.frame("text", "héllo") .. w.frame("binary", bytes)))
     local f = w.read_frame(c)
     t.eq(f.op, OP.text)
     t.eq(f.payload, "héllo")
     t.ok(f.fin and not f.masked, "server frames are whole and unmasked")
     f = w.read_frame(c)
     t.eq(f.op, OP.binary)
-    t.eq(f.payload, "\0\1\2\255")
+    t.ok(f.payload == bytes, "a 1001-byte binary message comes back as it was")
     assert(c:send(w.frame("close", w.close_payload(1000, "bye"))))
     t.eq(w.read_close(c), 1000, "the close is echoed")
     c:close()
@@ -358,7 +361,14 @@ t.test("tasks: one task receives while another sends, on both sides", function()
   local function message(who, i) return string.format("%s%04d", who, i) .. string.rep(who, SIZE) end
   local srv = assert(server{port = 0})
   local server_got = {}
+  -- Small socket buffers: sends wait, so the calls of the two senders
+  -- overlap (with the default ones each send would finish at once).
+  local function small_buffers(ws)
+    assert(ws.sock:setoption("send-buffer-size", 32768))
+    assert(ws.sock:setoption("recv-buffer-size", 32768))
+  end
   srv:websocket("/duplex", function(ws)
+    small_buffers(ws)
     local sender = task.spawn(function()
       for i = 1, N do assert(ws:send(message("s", i))) end
     end)
@@ -371,6 +381,7 @@ t.test("tasks: one task receives while another sends, on both sides", function()
   end)
   t.serve_while(srv, function()
     local ws = assert(websocket.connect("ws://127.0.0.1:" .. srv.port .. "/duplex"))
+    small_buffers(ws)
     local client_got = {}
     local receiver = task.spawn(function()
       for _ = 1, N do client_got[#client_got + 1] = assert(ws:receive(20)) end
