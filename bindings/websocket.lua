@@ -400,20 +400,26 @@ function M.upgrade(req, opts)
     send_timeout = opts.send_timeout, protocol = protocol})
 end
 
--- The route handler of srv:websocket(path, handler[, opts]): the handler
--- runs with the WebSocket in the connection's task; when it returns the
--- WebSocket closes (1000); when it fails, the peer gets 1011 and the error
--- goes on to the server's log.
+-- Upgrades req and runs handler(ws, req): when it returns the WebSocket
+-- closes (1000); when it fails, the peer gets 1011 and the error goes on to
+-- the server's log.
+function M._handle(req, handler, opts)
+  local ws, status, body, headers = M.upgrade(req, opts)
+  if not ws then return status, body, headers end
+  local ok, err = pcall(handler, ws, req)
+  if not ok then
+    if err == "interrupted" then ws:abort() else fail(ws, 1011, "internal error") end
+    error(err, 0)
+  end
+  if not ws.closed then ws:close() end
+end
+
+-- The route handler of srv:websocket. Its only upvalues are the user's
+-- handler and options: with workers it is copied into each thread, where
+-- require finds this module again.
 local function route(handler, opts)
   return function(req)
-    local ws, status, body, headers = M.upgrade(req, opts)
-    if not ws then return status, body, headers end
-    local ok, err = pcall(handler, ws, req)
-    if not ok then
-      if err == "interrupted" then ws:abort() else fail(ws, 1011, "internal error") end
-      error(err, 0)
-    end
-    if not ws.closed then ws:close() end
+    return require("websocket")._handle(req, handler, opts)
   end
 end
 

@@ -436,6 +436,22 @@ t.test("a handler that fails: the peer gets 1011, the server logs it and lives o
   t.match(log, "error in handler for GET /boom: .*boom")
 end)
 
+t.test("workers: the WebSocket route is copied into each worker thread", function()
+  local srv = assert(server{port = 0, workers = 2})
+  srv:websocket("/w", function(ws)
+    local m = ws:receive()
+    ws:send("got " .. tostring(m))
+  end, {max_message = 100})
+  t.serve_while(srv, function()
+    for i = 1, 4 do
+      local ws = assert(websocket.connect("ws://127.0.0.1:" .. srv.port .. "/w"))
+      assert(ws:send("x" .. i))
+      t.eq(ws:receive(10), "got x" .. i)
+      ws:close()
+    end
+  end)
+end)
+
 t.test("bad arguments raise", function()
   local c, s = t.tcp_pair()
   local ws = websocket.new(s, false, {})
