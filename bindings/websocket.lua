@@ -129,7 +129,7 @@ local function refuse(self, fin, rsv, op, key, len)
   if op ~= CONT and self.msg_op ~= nil then
     return 1002, "protocol error: new message before the previous one ended"
   end
-  if self.msg_len + len > self.max_message then
+  if len > self.max_message - self.msg_len then -- (a sum could overflow)
     return 1009, format("message too big (over %d bytes)", self.max_message)
   end
 end
@@ -491,7 +491,7 @@ local function request_head(u, port, key, opts)
   for k, v in pairs(opts.headers or {}) do
     k, v = tostring(k), tostring(v)
     if not k:find("^[%w!#$%%&'*+%-.^_`|~]+$") or v:find("[\r\n%z]") then
-      error(format("websocket.connect: bad header '%s'", k), 4)
+      error(format("websocket.connect: bad header '%s'", k), 3)
     end
     lines[#lines + 1] = k .. ": " .. v
   end

@@ -230,6 +230,23 @@ t.test("max_message: a frame over the limit gets 1009 before its payload arrives
     "message too big (over 5 bytes)", {max_message = 5})
 end)
 
+t.test("frame lengths: the largest one after a fragment gets 1009, a 64-bit one with its top bit set 1002", function()
+  refused({w.frame("binary", "12345", {fin = false}),
+    w.frame("cont", "", {length = math.maxinteger, key = "\0\0\0\0"})}, 1009,
+    string.format("message too big (over %d bytes)", websocket.MAX_MESSAGE))
+  refused({"\x82\xFF\x80\0\0\0\0\0\0\0\0\0\0\0"}, 1002,
+    "protocol error: frame length has its most significant bit set")
+end)
+
+t.test("frames sent right behind the handshake request are not lost", function()
+  with_echo(nil, function(port)
+    local c, status = w.handshake(port, nil, nil, w.request("/echo") .. w.frame("text", "early"))
+    t.eq(status, 101)
+    t.eq(w.read_frame(c).payload, "early")
+    c:close()
+  end)
+end)
+
 t.test("max_message raised: a 16 MiB message goes both ways whole", function()
   local big = string.rep("0123456789abcdef", 1 << 20)
   with_echo({max_message = #big}, function(port)
@@ -327,6 +344,7 @@ t.test("client: a refused handshake and bad URLs are errors in words", function(
   end)
   t.match(select(2, websocket.connect("http://127.0.0.1/")), "invalid WebSocket URL")
   t.raises("unknown option 'maxmessage'", websocket.connect, "ws://127.0.0.1/", {maxmessage = 1})
+  t.raises("bad header 'X-A'", websocket.connect, "ws://127.0.0.1/", {headers = {["X-A"] = "a\r\nb: c"}})
 end)
 
 t.test("client: a masked frame from the server is refused with 1002", function()
