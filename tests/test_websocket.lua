@@ -332,6 +332,15 @@ t.test("netlua client and server: messages, ping, close code and reason both way
   end)
 end)
 
+t.test("IPv6: ws://[::1]:port/ reaches a server on ::1", function()
+  local srv = assert(server{host = "::1", port = 0})
+  srv:websocket("/v6", function(ws) ws:send("from " .. ws:getpeername()) end)
+  t.serve_while(srv, function()
+    local ws = assert(websocket.connect("ws://[::1]:" .. srv.port .. "/v6"))
+    t.eq(ws:receive(10), "from ::1")
+  end)
+end)
+
 t.test("client: a refused handshake and bad URLs are errors in words", function()
   local srv = assert(server{port = 0})
   srv:route("GET", "/plain", function() return "not a websocket\n" end)
