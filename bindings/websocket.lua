@@ -16,6 +16,7 @@
 local codec = ...
 local crypto = require "crypto"
 local time = require "time"
+local task = require "task"
 
 local type, tostring, error, pairs, ipairs, setmetatable = type, tostring, error, pairs, ipairs, setmetatable
 local format, concat, spack, sunpack = string.format, table.concat, string.pack, string.unpack
@@ -53,24 +54,21 @@ local function new(sock, client, opts)
     max_message = opts.max_message or M.MAX_MESSAGE,
     close_timeout = opts.close_timeout or M.CLOSE_TIMEOUT,
     send_timeout = opts.send_timeout, protocol = opts.protocol,
-    msg_len = 0}, WebSocket)
+    msg_len = 0, send_lock = task.semaphore(1)}, WebSocket)
 end
 
+-- The socket's timeout is one setting that the receiving and the sending
+-- task share, read again at each wait of a call. So each socket call here
+-- sets its own (what is left before its deadline) first, and a "timeout"
+-- before its deadline (the other task's setting) means: go on.
 local function settimeout(sock, deadline)
   if deadline == nil then return sock:settimeout(-1) end
   local left = deadline - time.monotonic()
   sock:settimeout(left > 0 and left or 0)
 end
 
--- One frame, built whole so that one send writes it: frames sent by tasks
--- sharing the WebSocket never interleave.
-local function send_frame(self, opcode, payload)
-  local frame = codec.frame(opcode, true, payload, self.client and crypto.random(4) or nil)
-  local sock = self.sock
-  settimeout(sock, self.send_timeout and time.monotonic() + self.send_timeout)
-  local ok, err = sock:send(frame)
-  if not ok then return nil, err end
-  return true
+local function expired(deadline)
+  return deadline ~= nil and time.monotonic() >= deadline
 end
 
 -- The connection is over: the socket closes, and every later receive
@@ -83,13 +81,51 @@ local function finish(self, code, reason)
   return nil, "closed", self.close_code, self.close_reason
 end
 
+-- Writes a whole frame, going on after timeouts that are not its own. A
+-- send that gives up half-way ends the connection: the rest of a frame can
+-- never follow another one.
+local function write_frame(self, frame)
+  local sock, i = self.sock, 1
+  local deadline = self.send_timeout and time.monotonic() + self.send_timeout
+  while true do
+    settimeout(sock, deadline)
+    local last, err, sent = sock:send(frame, i)
+    if last then return true end
+    i = (sent or i - 1) + 1
+    if err ~= "timeout" or expired(deadline) then
+      if i > 1 then finish(self, 1006, "send failed: " .. err) end
+      return nil, err
+    end
+  end
+end
+
+-- One frame at a time: the sending task holds the WebSocket's send lock
+-- until its whole frame is out, so frames of tasks sharing the WebSocket
+-- never interleave (a socket send that stops at a timeout would let
+-- another task's send in).
+local function frame_of(self, opcode, payload)
+  return codec.frame(opcode, true, payload, self.client and crypto.random(4) or nil)
+end
+
+local function send_frame(self, opcode, payload)
+  if self.closed then return nil, "closed" end
+  return self.send_lock:with(write_frame, self, frame_of(self, opcode, payload))
+end
+
 -- Fails the connection (RFC 6455 7.1.7): our close frame with code and the
--- reason (cut to the 123 bytes a control frame has room for), then the
--- socket closes.
+-- reason (cut to the 123 bytes a control frame has room for) unless
+-- another task is in the middle of a frame, then the socket closes.
 local function fail(self, code, reason)
   if not self.closed and not self.close_sent then
     self.close_sent = true
-    send_frame(self, CLOSE, spack(">I2", code) .. reason:sub(1, 123))
+    if self.send_lock:tryacquire() then
+      local ok, err = pcall(write_frame, self, frame_of(self, CLOSE, spack(">I2", code) .. reason:sub(1, 123)))
+      self.send_lock:release()
+      if not ok then -- Ctrl-C
+        finish(self, code, reason)
+        error(err, 0)
+      end
+    end
   end
   return finish(self, code, reason)
 end
@@ -98,15 +134,20 @@ end
 -- kept and the next call goes on from there.
 local function read_exact(self, n, deadline)
   local have = self.partial
-  if #have >= n then return have end
-  settimeout(self.sock, deadline)
-  local data, err, part = self.sock:receive(n - #have)
-  if data then
-    self.partial = ""
-    return have .. data
+  while #have < n do
+    settimeout(self.sock, deadline)
+    local data, err, part = self.sock:receive(n - #have)
+    if data then
+      self.partial = ""
+      return have .. data
+    end
+    have = have .. (part or "")
+    if err ~= "timeout" or expired(deadline) then
+      self.partial = have
+      return nil, err
+    end
   end
-  self.partial = have .. (part or "")
-  return nil, err
+  return have
 end
 
 -- What a frame header may not say, as the reason of a 1002 (or 1009)

@@ -410,8 +410,12 @@ t.test("tasks: one task receives while another sends, on both sides", function()
     local ws = assert(websocket.connect("ws://127.0.0.1:" .. srv.port .. "/duplex"))
     small_buffers(ws)
     local client_got = {}
-    local receiver = task.spawn(function()
-      for _ = 1, N do client_got[#client_got + 1] = assert(ws:receive(20)) end
+    local receiver = task.spawn(function() -- polls: its short timeouts reach the senders' waits too
+      while #client_got < N do
+        local m, err = ws:receive(0.01)
+        assert(m or err == "timeout", err)
+        client_got[#client_got + 1] = m
+      end
     end)
     local senders = {}
     for k = 1, 2 do -- two tasks send at once: their frames must not interleave
@@ -432,6 +436,74 @@ t.test("tasks: one task receives while another sends, on both sides", function()
     for i = 1, N do t.ok(seen[i], "client message " .. i .. " arrived") end
     ws:close()
   end)
+end)
+
+t.test("tasks: a receiver polling with short timeouts does not cut the senders' frames", function()
+  -- The socket's timeout is one setting for both directions: the poller's
+  -- receive(0.01) reaches the waits of sends held up by a slow reader, and
+  -- none of them may give up or let another frame in half-way through one.
+  local N, SIZE = 2, 3000000
+  local function message(k, i) return string.format("%d:%d:", k, i) .. string.rep(string.char(64 + k), SIZE) end
+  local srv = assert(server{port = 0})
+  local results, polls = {}, 0
+  srv:websocket("/poll", function(ws)
+    assert(ws.sock:setoption("send-buffer-size", 32768))
+    local poller = task.spawn(function()
+      while true do
+        local m, err = ws:receive(0.01)
+        if m == nil and err ~= "timeout" then return end
+        polls = polls + 1
+      end
+    end)
+    local senders = {}
+    for k = 1, 2 do
+      senders[k] = task.spawn(function()
+        for i = 1, N do
+          local r = table.pack(ws:send(message(k, i))) -- (the index after the send: it waits)
+          results[#results + 1] = r
+        end
+      end)
+    end
+    t.join_all(senders, 60)
+    assert(poller:join(20))
+  end)
+  t.serve_while(srv, function()
+    local ws = assert(websocket.connect("ws://127.0.0.1:" .. srv.port .. "/poll", {max_message = SIZE + 10}))
+    assert(ws.sock:setoption("recv-buffer-size", 32768))
+    for _ = 1, 2 * N do
+      time.sleep(0.05) -- a slow reader: the senders wait while the poller times out
+      local m, err, code, reason = ws:receive(20)
+      local k, i = (m or ""):match("^(%d):(%d):")
+      t.ok(k and m == message(tonumber(k), tonumber(i)),
+        string.format("a message intact (%s %s %s)", tostring(err), tostring(code), tostring(reason)))
+    end
+    wait_until(function() return #results == 2 * N end, "every send to return")
+    ws:close()
+  end)
+  for _, r in ipairs(results) do t.eq(r[1], true, "a send: " .. tostring(r[2])) end
+  t.ok(polls > 0, "the poller timed out meanwhile")
+end)
+
+t.test("send_timeout: a peer that stops reading loses the connection", function()
+  local srv = assert(server{port = 0})
+  local sent
+  srv:websocket("/flood", function(ws)
+    assert(ws.sock:setoption("send-buffer-size", 32768))
+    local big = string.rep("x", 4000000)
+    sent = table.pack(ws:send(big, "binary"))
+    sent.after = table.pack(ws:receive())
+  end, {send_timeout = 0.2})
+  t.serve_while(srv, function()
+    local ws = assert(websocket.connect("ws://127.0.0.1:" .. srv.port .. "/flood"))
+    assert(ws.sock:setoption("recv-buffer-size", 32768))
+    wait_until(function() return sent and sent.after end, "the send to give up")
+    ws:abort()
+  end)
+  t.eq(sent[1], nil)
+  t.eq(sent[2], "timeout")
+  t.eq(sent.after[2], "closed", "a frame cut short ends the connection")
+  t.eq(sent.after[3], 1006)
+  t.eq(sent.after[4], "send failed: timeout")
 end)
 
 t.test("close from another task while one receives: the receiver sees the end", function()
