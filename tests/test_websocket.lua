@@ -222,6 +222,52 @@ t.test("UTF-8: a character split across fragments is whole; broken ones get 1007
   refused({w.frame("text", "\xC0\xAF")}, 1007, "invalid UTF-8 in a text message")     -- overlong
 end)
 
+-- Byte strings around every UTF-8 rule (RFC 3629): boundaries of each
+-- length, overlong forms, surrogates, beyond U+10FFFF, stray and missing
+-- continuation bytes; and random strings from bytes that matter.
+local UTF8_CASES = {"", "a", "\xC2\x80", "\xDF\xBF", "\xC1\xBF", "\xC0\x80", "\xE0\xA0\x80",
+  "\xE0\x9F\xBF", "\xED\x9F\xBF", "\xED\xA0\x80", "\xED\xBF\xBF", "\xEE\x80\x80", "\xEF\xBF\xBF",
+  "\xF0\x90\x80\x80", "\xF0\x8F\xBF\xBF", "\xF4\x8F\xBF\xBF", "\xF4\x90\x80\x80",
+  "\xF5\x80\x80\x80", "\xFF", "\x80", "\xBF", "\xE2\x82", "\xE2\x82\xAC\xAC", "abcdefgh\xE2\x82\xAC",
+  "abcdefghijklmno\x80", "\xF0\x9F\x98\x80xyz"}
+local function utf8_cases()
+  local cases = {table.unpack(UTF8_CASES)}
+  local bytes = {0x41, 0x7F, 0x80, 0x9F, 0xA0, 0xBF, 0xC2, 0xDF, 0xE0, 0xED, 0xEF, 0xF0, 0xF4, 0xF5}
+  math.randomseed(6455)
+  for _ = 1, 3000 do
+    local b = {}
+    for i = 1, math.random(1, 12) do b[i] = string.char(bytes[math.random(#bytes)]) end
+    cases[#cases + 1] = table.concat(b)
+  end
+  return cases
+end
+
+t.test("UTF-8: text is checked exactly as Lua's strict utf8.len checks it", function()
+  local c, s = t.tcp_pair()
+  local ws = websocket.new(s, true, {})
+  for _, case in ipairs(utf8_cases()) do
+    local valid = utf8.len(case) ~= nil
+    t.eq(pcall(ws.send, ws, case), valid, string.format("%q", case))
+  end
+  ws:abort()
+  c:close()
+end)
+
+t.test("UTF-8: a text message split anywhere into fragments is judged as a whole", function()
+  with_echo(nil, function(port)
+    local c = w.handshake(port, "/echo")
+    for _, case in ipairs(UTF8_CASES) do
+      if utf8.len(case) and #case > 1 then
+        for cut = 1, #case - 1 do
+          assert(c:send(w.frame("text", case:sub(1, cut), {fin = false}) .. w.frame("cont", case:sub(cut + 1))))
+          t.eq(w.read_frame(c).payload, case)
+        end
+      end
+    end
+    c:close()
+  end)
+end)
+
 t.test("max_message: a frame over the limit gets 1009 before its payload arrives", function()
   local limit = websocket.MAX_MESSAGE
   refused({w.frame("binary", "", {length = limit + 1, key = "\0\0\0\0"})}, 1009,
