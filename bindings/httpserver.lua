@@ -23,9 +23,7 @@ Server.__name = "http.server"
 local Request = {}
 Request.__index = Request
 
--- The connection each request in hand came on (for req:stream), and the
--- stream a handler opened; keys are request tables.
-local conn_of = setmetatable({}, {__mode = "k"})
+-- The stream a handler opened (req:stream), by request.
 local stream_of = setmetatable({}, {__mode = "k"})
 
 function Request:json()
@@ -80,6 +78,30 @@ function Request:form()
   end
   if r[1] ~= nil then self.form_result = r end
   return table.unpack(r, 1, 4)
+end
+
+-- The serving state (below) of each open connection, for req:socket().
+local state_of_conn = setmetatable({}, {__mode = "k"})
+
+-- req:socket() -> socket | nil, msg: the handler takes the connection over.
+-- The server sends no reply to this request and serves nothing more on the
+-- connection; the handler (still the connection's task) owns the returned
+-- socket: a tcp client socket, or for HTTPS an ssl connection, with the
+-- bytes the client sent after this request already in its buffer. For
+-- WebSocket, streams and other protocols that start with an HTTP request.
+function Request:socket()
+  local conn = self._conn
+  if conn == nil then error("req:socket(): the connection was already taken over", 2) end
+  if stream_of[self] then error("req:socket(): a streamed reply has begun on this connection", 2) end
+  self._conn, self._taken = nil, true
+  local st = state_of_conn[conn]
+  if st ~= nil then
+    st.conns[conn], st.tasks[conn] = nil, nil -- serve() does not wait for it
+  end
+  local fd, pending, tls = conn:detach()
+  if fd == nil then return nil, pending end
+  if tls ~= nil then return require("ssl")._adopt(tls, fd, pending) end
+  return require("socket")._adopt(fd, pending)
 end
 
 local SERVER_OPTIONS = {host = "string", port = "number", max_uri = "number",
@@ -374,8 +396,8 @@ end
 -- req:stream([status[, headers]]) -> writer: sends the head now; the body
 -- follows in out:write(data) pieces until out:close() (or the handler's end).
 function Request:stream(status, headers)
-  local conn = conn_of[self]
-  if conn == nil then error("req:stream: this request is not being answered (called after the handler?)", 2) end
+  local conn = self._conn
+  if conn == nil then error("req:stream: the connection was taken over (req:socket())", 2) end
   if stream_of[self] then error("req:stream: the reply has already begun", 2) end
   status = status or 200
   local code = math.tointeger(status)
@@ -543,6 +565,16 @@ local function make_dispatch(self)
       local ok, s, b, hd = xpcall(route.handler, handler_traceback, req)
       remove_uploads(req)
       if stream_of[req] then return streamed(self, req, route, ok, s) end
+      if req._taken then -- req:socket(): nothing to send
+        if not ok then
+          if s == "interrupted" then error(s, 0) end
+          log_error(req, s, route)
+        end
+        if self.log then
+          io.stderr:write(format("%s %s %s (connection taken over)\n", req.peer, req.method, req.target))
+        end
+        return nil
+      end
       if not ok then
         if s == "interrupted" then error(s, 0) end
         log_error(req, s, route)
@@ -590,10 +622,8 @@ local ERROR_500 = "Content-Type: text/plain; charset=utf-8\r\n"
 -- dispatch(req) under pcall: a failure outside the handler (which dispatch
 -- already catches) is still a 500 and a line on stderr, never a client left
 -- waiting. Ctrl-C goes on up.
-local function answer(dispatch, req, conn)
-  conn_of[req] = conn
+local function answer(dispatch, req)
   local ok, status, lines, body = pcall(dispatch, req)
-  conn_of[req] = nil
   if ok then return status, lines, body end
   if status == "interrupted" then error(status, 0) end
   log_error(req, status)
@@ -628,7 +658,10 @@ local function serve_connection(st, conn)
       if why ~= "stopped" then st.conns[conn] = nil end
       break
     end
-    if not write_reply(conn, answer(dispatch, req, conn)) then
+    req._conn = conn
+    local status, lines, body = answer(dispatch, req)
+    if status == nil then return end -- taken over by req:socket()
+    if not write_reply(conn, status, lines, body) then
       st.conns[conn] = nil
       break
     end
@@ -637,6 +670,7 @@ local function serve_connection(st, conn)
 end
 
 local function spawn_connection(st, conn)
+  state_of_conn[conn] = st
   st.tasks[conn] = task.spawn(serve_connection, st, conn)
 end
 
