@@ -3,9 +3,12 @@
  * "http.server.conn"): reading requests through runtime/httpparse.c,
  * queueing and sending replies (a file streams with sendfile), deadlines,
  * and making room when every connection slot is taken. conn:read() returns
- * the next request, conn:write() and conn:write_file() send a reply; they
+ * the next request, conn:write() and conn:write_file() send a reply, and
+ * conn:stream_begin/stream_write/stream_end one whose body comes in pieces
+ * (chunked, or close-delimited for HTTP/1.0); they
  * wait through nl_waitk, so in a task they suspend only that task and
- * restart from the progress kept in the Conn (one task serves a connection).
+ * restart from the progress kept in the Conn (one task reads a connection;
+ * a stream's pieces may come from several tasks, each piece queued whole).
  * HTTPS lives under conn_recv, conn_flush and conn_send_file (runtime/tls.c):
  * the handshake happens in the first read, bounded by request_timeout, and
  * each wait is for what TLS needs next (c->want).

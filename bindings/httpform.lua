@@ -62,6 +62,13 @@ local function safe_filename(name)
 end
 M.safe_filename = safe_filename
 
+-- An RFC 8187 value (filename*=UTF-8''a%20b.txt): its text, or nil.
+local function ext_value(v)
+  local text = v and v:match("^[%w!#$&+%-.^_`|~]*'[^']*'(.*)$")
+  if text == nil then return nil end
+  return (text:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+
 -- The fields of one part's head: {["content-disposition"]=, ...}, or nil.
 local function part_fields(head)
   local fields = {}
@@ -134,14 +141,15 @@ local function take_part(body, part, dir, r, temps)
   if kind ~= "form-data" or p.name == nil then
     return nil, "a part without Content-Disposition: form-data; name=..."
   end
-  if p.filename == nil then
+  local filename = p.filename or ext_value(p["filename*"])
+  if filename == nil then
     add(r.fields, r.all, p.name, body:sub(part.from, part.to))
     return true
   end
   local path, why = save(dir, body, part.from, part.to)
   if path == nil then return nil, "cannot store an uploaded file: " .. tostring(why) end
   temps[#temps + 1] = path
-  add(r.files, r.all_files, p.name, {name = p.name, filename = safe_filename(p.filename),
+  add(r.files, r.all_files, p.name, {name = p.name, filename = safe_filename(filename),
     type = fields["content-type"] or "text/plain", path = path, size = part.to - part.from + 1})
   return true
 end

@@ -186,6 +186,7 @@ t.test("multipart: a body whose boundaries are split across reads, a preamble, h
     {'Content-Disposition: form-data; name="f"; filename="..\\\\..\\\\win.ini"\r\nContent-Type: text/plain', "one\r\n--XY\r\n--Xy"},
     {'Content-Disposition: form-data; name="g"; filename=".."', ""},
     {'content-disposition: form-data; name="e"; filename="a\\"b.txt"', "q"},
+    {"Content-Disposition: form-data; name=\"u\"; filename*=UTF-8''dir%2F%E2%82%AC%20rates.txt", "u"},
   }, "ignored preamble\r\n")
   local reply = t.serve_while(srv, function()
     local c = t.connect(srv.port)
@@ -207,6 +208,7 @@ t.test("multipart: a body whose boundaries are split across reads, a preamble, h
   t.eq(got.files.g.filename, "", "'..' is no name")
   t.eq(got.files.g.size, 0)
   t.eq(got.files.e.filename, 'a"b.txt')
+  t.eq(got.files.u.filename, "€ rates.txt", "filename* decoded, its directory dropped")
   t.eq(#hh.ls(up), 0)
   t.rmtree(up) t.rmtree(keep)
 end)

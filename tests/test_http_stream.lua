@@ -342,4 +342,29 @@ t.test("req:sse checks its options and events", function()
   t.match(errs[5], "event or data expected")
 end)
 
+t.test("over HTTPS: curl --cacert -N reads a streamed reply and events", function()
+  local tls = require "tlslib"
+  local missing = tls.missing()
+  if missing then return t.skip("https streams", missing) end
+  if not t.have("curl") then return t.skip("https streams", "needs curl") end
+  local C = tls.certs()
+  local srv = assert(http.server{port = 0,
+    tls = {certificate = C.server.cert, key = C.server.enckey, password = "secret"}})
+  srv:route("GET", "/s", function(req)
+    local out = req:stream()
+    for i = 1, 3 do out:write("piece " .. i .. "\n") task.yield() end
+  end)
+  srv:route("GET", "/events", function(req)
+    local ev = req:sse{heartbeat = false}
+    ev:send{event = "e", data = "over tls"}
+  end)
+  local out, err, code = t.serve_while(srv, function()
+    return t.sh_task(string.format("curl -sSN --max-time 20 --cacert %s %s/s %s/events",
+      t.shellquote(C.ca.cert), srv.url, srv.url))
+  end)
+  t.rmtree(C.dir)
+  t.eq(code, 0, err)
+  t.eq(out, "piece 1\npiece 2\npiece 3\nevent: e\ndata: over tls\n\n")
+end)
+
 t.done()
