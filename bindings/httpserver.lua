@@ -21,7 +21,16 @@ Server.__index = Server
 Server.__name = "http.server"
 
 local Request = {}
-Request.__index = Request
+
+-- Fields a request makes the first time they are read (most handlers never
+-- read them): lazy[name](req) sets them and returns the value.
+local lazy = {}
+
+Request.__index = function(req, k)
+  local make = lazy[k]
+  if make ~= nil then return make(req) end
+  return Request[k]
+end
 
 -- The stream a handler opened (req:stream), by request.
 local stream_of = setmetatable({}, {__mode = "k"})
@@ -50,6 +59,30 @@ local function parse_query(raw)
   return first, all
 end
 M.parse_query = parse_query
+
+function lazy.query(req)
+  local first, all = parse_query(req.rawquery)
+  rawset(req, "query", first)
+  rawset(req, "query_all", all)
+  return first
+end
+
+function lazy.query_all(req)
+  lazy.query(req)
+  return rawget(req, "query_all")
+end
+
+function lazy.params(req) -- a route without :names or *
+  local params = {}
+  rawset(req, "params", params)
+  return params
+end
+
+function lazy.cookies(req)
+  local jar = forms.parse_cookies(req.headers.cookie)
+  rawset(req, "cookies", jar)
+  return jar
+end
 
 local function media_type(ctype)
   local media = ctype:match("^%s*([^;%s]+)")
@@ -338,6 +371,7 @@ local function match_route(self, req)
     if caps then
       if r.method == method or r.method == "*" or
          (r.method == "GET" and method == "HEAD") then
+        if caps == NO_CAPTURES then return r, nil end -- req.params made if read
         local params = {}
         for i, name in ipairs(r.names) do params[name] = caps[i] end
         return r, params
@@ -389,8 +423,9 @@ end
 
 -- Removes the files an upload left, once its request is answered.
 local function remove_uploads(req)
-  if req.uploads == nil then return end
-  for _, path in ipairs(req.uploads) do os.remove(path) end
+  local uploads = rawget(req, "uploads")
+  if uploads == nil then return end
+  for _, path in ipairs(uploads) do os.remove(path) end
 end
 
 -- req:stream([status[, headers]]) -> writer: sends the head now; the body
@@ -548,24 +583,18 @@ end
 local function make_dispatch(self)
   return function(req)
     setmetatable(req, Request)
-    req.cookies = forms.parse_cookies(req.headers.cookie)
     local path = req.path
     req.raw_path = path
     if path:find("%", 1, true) then req.path = unescape(path) end
-    if req.rawquery == "" then
-      req.query, req.query_all = {}, {}
-    else
-      req.query, req.query_all = parse_query(req.rawquery)
-    end
     req.server = self
     local status, body, headers
     local route, params = match_route(self, req)
     if route then
-      req.params = params
+      if params ~= nil then req.params = params end
       local ok, s, b, hd = xpcall(route.handler, handler_traceback, req)
       remove_uploads(req)
       if stream_of[req] then return streamed(self, req, route, ok, s) end
-      if req._taken then -- req:socket(): nothing to send
+      if rawget(req, "_taken") then -- req:socket(): nothing to send
         if not ok then
           if s == "interrupted" then error(s, 0) end
           log_error(req, s, route)
