@@ -567,16 +567,16 @@ end
 -- stream, whether the handler ended without an error.
 local STREAMED = {}
 
--- After the handler of a streamed reply: its outcome for write_reply.
-local function streamed(self, req, route, ok, err)
+-- After a handler whose reply went out its own way (req:stream,
+-- req:socket): its error logged, and the access line saying how.
+local function log_handled(self, req, route, ok, err, how)
   if not ok then
     if err == "interrupted" then error(err, 0) end
     log_error(req, err, route)
   end
   if self.log then
-    io.stderr:write(format("%s %s %s streamed\n", req.peer, req.method, req.target))
+    io.stderr:write(format("%s %s %s (%s)\n", req.peer, req.method, req.target, how))
   end
-  return STREAMED, stream_of[req], ok
 end
 
 -- The function each connection's task calls for each request.
@@ -593,15 +593,12 @@ local function make_dispatch(self)
       if params ~= nil then req.params = params end
       local ok, s, b, hd = xpcall(route.handler, handler_traceback, req)
       remove_uploads(req)
-      if stream_of[req] then return streamed(self, req, route, ok, s) end
+      if stream_of[req] then
+        log_handled(self, req, route, ok, s, "streamed")
+        return STREAMED, stream_of[req], ok
+      end
       if rawget(req, "_taken") then -- req:socket(): nothing to send
-        if not ok then
-          if s == "interrupted" then error(s, 0) end
-          log_error(req, s, route)
-        end
-        if self.log then
-          io.stderr:write(format("%s %s %s (connection taken over)\n", req.peer, req.method, req.target))
-        end
+        log_handled(self, req, route, ok, s, "connection taken over")
         return nil
       end
       if not ok then
