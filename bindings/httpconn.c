@@ -669,8 +669,8 @@ static int stream_drain(lua_State *L, int nargs, Conn *c) {
 
 /* conn:stream_begin(status, header_lines) -> true | nil, "closed": sends a
  * head whose body follows in pieces: chunked for HTTP/1.1, up to the
- * connection's close for HTTP/1.0. A HEAD, 204 or 304 gets no body: its
- * pieces are dropped. */
+ * connection's close for HTTP/1.0. A HEAD, 204 or 304 gets no body: the
+ * reply is over once its head is out. */
 static int conn_stream_begin(lua_State *L) {
   Conn *c = httpconn_check(L, 1);
   if (!nl_restarting(L) && c->fd >= 0) {
@@ -688,7 +688,9 @@ static int conn_stream_begin(lua_State *L) {
   return stream_drain(L, 3, c);
 }
 
-/* conn:stream_write(data) -> true (sent) | nil, "closed". Each call is one
+/* conn:stream_write(data) -> true (sent) | nil, "closed" (the client is
+ * gone, or the reply has no body: HEAD, 204, 304; a handler's loop then
+ * ends as for a client that left, the connection stays). Each call is one
  * chunk, queued whole before any wait, so pieces written by two tasks never
  * mix. It returns once the piece is out: the handler's pace follows the
  * client's, and the buffer holds at most what is being written. */
@@ -698,8 +700,8 @@ static int conn_stream_write(lua_State *L) {
   const char *data = luaL_checklstring(L, 2, &len);
   if (!nl_restarting(L)) {
     char size[32];
-    if (c->fd < 0 || c->streaming == STREAM_NONE) return nl_pushfail(L, "closed", NULL);
-    if (len > 0 && !c->head) {
+    if (c->fd < 0 || c->streaming == STREAM_NONE || c->head) return nl_pushfail(L, "closed", NULL);
+    if (len > 0) {
       if (c->streaming == STREAM_CHUNKED) {
         snprintf(size, sizeof size, "%zx\r\n", len);
         add_str(&c->out, size);

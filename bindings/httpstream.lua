@@ -29,7 +29,8 @@ function M.open(conn, status, lines)
 end
 
 -- out:write(data) -> true | nil, "closed": one piece (a chunk), sent before
--- it returns, so the handler goes at the client's pace.
+-- it returns, so the handler goes at the client's pace. "closed": the client
+-- is gone, or the reply has no body (HEAD).
 function Stream:write(data)
   if type(data) == "number" then data = tostring(data) end
   if type(data) ~= "string" then
@@ -37,9 +38,7 @@ function Stream:write(data)
   end
   if self.ended then return nil, "closed" end
   self.sent_at = time.monotonic()
-  local ok, err = self.conn:stream_write(data)
-  if not ok then self.ended = true end
-  return ok, err
+  return self.conn:stream_write(data)
 end
 
 local function stop_beat(self)
