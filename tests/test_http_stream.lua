@@ -147,6 +147,28 @@ t.test("a client that leaves mid-stream: write returns nil, \"closed\" and the s
   t.match(reply, "\r\n\r\nstill here\n$")
 end)
 
+t.test("a client that stops reading: after send_timeout without progress, write returns nil, \"closed\"", function()
+  local srv = assert(http.server{port = 0, send_timeout = 0.2})
+  local outcome = {}
+  srv:route("GET", "/s", function(req)
+    local out = req:stream()
+    local piece = string.rep("z", 65536)
+    for i = 1, 100000 do -- far more than socket buffers hold
+      local ok, err = out:write(piece)
+      if not ok then outcome.err, outcome.at = err, i break end
+    end
+    outcome.done = true
+  end)
+  t.serve_while(srv, function()
+    local c = t.connect(srv.port)
+    c:send("GET /s HTTP/1.1\r\nHost: x\r\n\r\n")
+    while not outcome.done do task.sleep(0.02) end -- never reads
+    c:close()
+  end)
+  t.eq(outcome.err, "closed")
+  t.ok(outcome.at < 100000, "it stopped early")
+end)
+
 t.test("req:stream checks its status and headers; a second stream raises", function()
   local srv = server()
   local errs = {}
