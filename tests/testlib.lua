@@ -85,8 +85,13 @@ function M.skip(name, why)
   print(string.format("ok %d - %s # SKIP %s", count, name, why))
 end
 
+-- The directories M.tmpdir made, removed by M.done (a test that failed
+-- half-way left its own behind).
+local made_dirs = {}
+
 function M.done()
   print("1.." .. count)
+  for _, dir in ipairs(made_dirs) do os.execute("rm -rf " .. M.shellquote(dir)) end
   os.exit(failed == 0 and 0 or 1)
 end
 
@@ -118,6 +123,7 @@ function M.tmpdir()
   local p = io.popen("mktemp -d /tmp/netlua-test.XXXXXX")
   local dir = p:read("l")
   p:close()
+  made_dirs[#made_dirs + 1] = dir
   return dir
 end
 
