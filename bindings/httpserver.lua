@@ -212,6 +212,12 @@ function Server:route(method, pattern, handler)
   return self
 end
 
+-- srv:websocket(path, handler[, opts]): WebSocket upgrades of GET path,
+-- handler(ws, req) running as the connection's task (bindings/websocket.lua).
+function Server:websocket(path, handler, opts)
+  return require("websocket").serve(self, path, handler, opts)
+end
+
 function Server:static(prefix, dir)
   if type(prefix) ~= "string" or type(dir) ~= "string" then
     error("bad arguments to 'static' (prefix and directory strings expected)", 2)
