@@ -505,7 +505,7 @@ const char *inet_tryconnect(Call *c, const char *host, const char *serv, char *e
   memset(&hints, 0, sizeof hints);
   hints.ai_family = family;
   hints.ai_socktype = s->type;
-  pending = (s->block == 0 || s->total == 0) && !nl_resolves_at_once(host, &hints);
+  pending = (c->p.block == 0 || c->p.total == 0) && !nl_resolves_at_once(host, &hints);
   if (pending) ai = resolve_pending(c, host, serv, &hints, &err, eb);
   else ai = inet_resolve(c, host, serv, &hints, call_deadline(c), &err, eb);
   for (i = 0; ai != NULL; ai = ai->ai_next, i++) {
@@ -523,7 +523,7 @@ const char *inet_tryconnect(Call *c, const char *host, const char *serv, char *e
     if (c->rec != NULL && c->rec->closed) e = IO_CLOSED;
     if (e == IO_TIMEOUT && pending) e = EALREADY; /* since its lookup */
     err = sock_ioerror(e, eb);
-    if (err == NULL || e == IO_CLOSED || s->block == 0 || s->total == 0) break;
+    if (err == NULL || e == IO_CLOSED || c->p.block == 0 || c->p.total == 0) break;
   }
   if (pending && tried == 0 && err == NULL) err = gai_message(c->L, EAI_NODATA, eb);
   lua_settop(c->L, top);

@@ -121,6 +121,8 @@ typedef struct nl_Socket {
 /* What a call has done so far: copied into its record before each wait,
  * back from it when the call is replayed. */
 typedef struct Progress {
+  double block, total; /* its timeouts, the socket's when it began: another
+                          task's settimeout meanwhile is for later calls */
   double start;    /* its 't' timeout's start (-1: none yet) */
   double deadline; /* a call on no socket (select): its deadline */
   size_t len, got; /* receive: bytes it holds (below its slot), bytes read */

@@ -27,9 +27,9 @@
 static int may_wait_first(Call *c) {
   nl_Socket *s = c->s;
   double d;
-  if (!s->drained || s->block == 0 || nl_restarting(c->L)) return 0;
+  if (!s->drained || c->p.block == 0 || nl_restarting(c->L)) return 0;
   if (nl_in_task(c->L) && !lua_isyieldable(c->L)) return 0;
-  if (s->block < 0 && s->total < 0) return 1;
+  if (c->p.block < 0 && c->p.total < 0) return 1;
   d = call_deadline(c);
   return d < 0 || d > nl_monotonic();
 }
