@@ -24,6 +24,7 @@
 
 #include "modules.h"
 #include "thread.h"
+#include "trace.h"
 
 #define SELF_KEY "thread.self"
 #define STOP_HOOK_COUNT 1000
@@ -272,7 +273,9 @@ static void print_failure(Record *r) {
 static void *thread_main(void *arg) {
   Record *r = (Record *)arg;
   int daemon = r->daemon;
-  lua_State *L = nl_newstate();
+  lua_State *L;
+  nl_trace_thread = r->id; /* how --trace names this thread */
+  L = nl_newstate();
   if (L != NULL) {
     run_body(L, r);
     lua_close(L);

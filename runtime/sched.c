@@ -24,6 +24,7 @@
 
 #include "netlua.h"
 #include "tasksched.h"
+#include "trace.h"
 
 #define SCHED_KEY "netlua.sched"
 
@@ -476,11 +477,14 @@ static void finish(nl_Sched *s, nl_Task *t, int status, int nres) {
 void nl_task_resume(nl_Sched *s, nl_Task *t) {
   lua_State *co = t->co, *prev = s->running, *prevsig;
   int nargs = t->nargs_first, nres = 0, status;
+  long prevtask = nl_trace_task;
   t->nargs_first = 0;
   t->state = NL_TASK_RUNNING;
   s->running = co;
   prevsig = nl_signals_running(co); /* Ctrl-C hooks this coroutine */
+  nl_trace_task = t->id;
   status = lua_resume(co, prev ? prev : s->L, nargs, &nres);
+  nl_trace_task = prevtask;
   nl_signals_running(prevsig);
   s->running = prev;
   if (status == LUA_YIELD) {

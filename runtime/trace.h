@@ -1,0 +1,67 @@
+/*
+ * trace.h: the --trace recorder (layer: runtime, no Lua). One timeline of
+ * what the process does on the wire, from every thread and task, written
+ * as text for people or as JSON lines for tools (README: "Seeing what
+ * happens").
+ *
+ * Off, a site costs one predictable branch: callers write
+ *     if (nl_trace_on) nl_trace_send(fd, data, n, errno);
+ * and nothing is formatted or allocated. Every nl_trace_* keeps errno.
+ * `err` arguments: 0 done, > 0 an errno value, or one of the socket
+ * module's io codes below (its IO_TIMEOUT and IO_CLOSED have these values).
+ */
+#ifndef NETLUA_TRACE_H
+#define NETLUA_TRACE_H
+
+#include <sys/socket.h>
+#include <sys/types.h>
+
+struct addrinfo;
+
+#define NL_TRACE_TIMEOUT (-1)
+#define NL_TRACE_CLOSED (-2)
+
+/* Set once, by nl_trace_start, before any other thread exists. */
+extern int nl_trace_on;
+
+/* Who is running: the thread module's id (0: main) and the task number
+ * of this thread's scheduler (0: not in a task). Set by thread.c and
+ * sched.c. */
+extern _Thread_local long nl_trace_thread, nl_trace_task;
+
+/* Command line: how many of argv[0..] the trace option at argv[0] takes
+ * (--trace[=text|jsonl], --trace-file PATH, --trace-data), 0 when it is
+ * none of them or is malformed. Only records the choice. */
+int nl_trace_option(char **argv);
+
+/* Once, in main, before any thread: applies the options or else
+ * NETLUA_TRACE / NETLUA_TRACE_FILE from the environment and opens the
+ * output. Returns NULL, or why tracing cannot start (the program then
+ * exits with status 2). */
+const char *nl_trace_start(void);
+
+/* The events. started: nl_monotonic() when the operation began (for its
+ * duration). */
+void nl_trace_lookup(const char *host, const char *serv, int gai,
+                     const struct addrinfo *res, double started);
+void nl_trace_socket(int fd, int family, int type);
+void nl_trace_bind(int fd, const struct sockaddr *sa, socklen_t len, int err);
+void nl_trace_listen(int fd, int backlog, int err);
+void nl_trace_connect(int fd, const struct sockaddr *sa, socklen_t len, int err,
+                      double started);
+void nl_trace_accept(int listen_fd, int fd, const struct sockaddr *peer, socklen_t len);
+/* A stream send/recv's outcome as the system call returned it: n bytes
+ * (recv: 0 is the end of stream), or n < 0 with errno in err (EAGAIN and
+ * EINTR are not events). */
+void nl_trace_send(int fd, const char *data, ssize_t n, int err);
+void nl_trace_recv(int fd, const char *data, ssize_t n, int err);
+/* A datagram sendto/recvfrom; `peer` NULL: the connected peer. */
+void nl_trace_sendto(int fd, const char *data, ssize_t n, int err,
+                     const struct sockaddr *peer, socklen_t len);
+void nl_trace_recvfrom(int fd, const char *data, ssize_t n, int err,
+                       const struct sockaddr *peer, socklen_t len);
+void nl_trace_shutdown(int fd, int how);
+void nl_trace_close(int fd); /* fds it never saw made are ignored */
+void nl_trace_timeout(int fd, int events);
+
+#endif
