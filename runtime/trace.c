@@ -507,8 +507,8 @@ static void io_event(const char *name, int fd, const char *data, ssize_t n, int 
   ev_init(&ev, eof ? "eof" : name, fd);
   ev.peer = peer;
   ev.peerlen = len;
-  if (n >= 0 && !eof) ev_int(&ev, "bytes", n);
-  else ev_err(&ev, err);
+  if (n > 0 || (n == 0 && !eof)) ev_int(&ev, "bytes", n);
+  if (n < 0) ev_err(&ev, err);
   ev_data(&ev, data, n);
   ev_emit(&ev, 1);
 }
