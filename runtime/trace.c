@@ -95,12 +95,13 @@ const char *nl_trace_start(void) {
 typedef struct FdInfo {
   int known;         /* made by the socket layer, not yet closed */
   int family, type;
-  int eof;           /* the peer ended its stream (a recv gave 0) */
-  int shut;          /* this side shut its sending down */
+  int first;         /* who ended the stream first: FIRST_* */
   int labelled;
   double in, out;    /* bytes received, sent */
   char label[LABEL_MAX];
 } FdInfo;
+
+enum { FIRST_UNKNOWN, FIRST_PEER, FIRST_LOCAL };
 
 static FdInfo *fds;
 static size_t nfds;
@@ -490,7 +491,7 @@ static void fd_count(int fd, ssize_t n, int in) {
   pthread_mutex_lock(&cfg.mu);
   fi = fd_info(fd);
   if (fi != NULL && n > 0) *(in ? &fi->in : &fi->out) += (double)n;
-  if (fi != NULL && n == 0 && in) fi->eof = 1;
+  if (fi != NULL && n == 0 && in && fi->first == FIRST_UNKNOWN) fi->first = FIRST_PEER;
   pthread_mutex_unlock(&cfg.mu);
 }
 
@@ -545,7 +546,7 @@ void nl_trace_shutdown(int fd, int how) {
   FdInfo *fi;
   pthread_mutex_lock(&cfg.mu);
   fi = fd_info(fd);
-  if (fi != NULL && how != SHUT_RD) fi->shut = 1;
+  if (fi != NULL && how != SHUT_RD && fi->first == FIRST_UNKNOWN) fi->first = FIRST_LOCAL;
   pthread_mutex_unlock(&cfg.mu);
   ev_init(&ev, "shutdown", fd);
   ev_str(&ev, "how", how == SHUT_RD ? "receive" : how == SHUT_WR ? "send" : "both");
@@ -553,10 +554,19 @@ void nl_trace_shutdown(int fd, int how) {
   errno = saved;
 }
 
-/* Which side ended the conversation first, for a connected stream: the
- * peer when its end of stream came before this close or shutdown. */
+/* Who ended a connected stream first, when nobody's end was seen yet: a
+ * peek finds the peer's end of stream queued (the peer), or nothing to
+ * read (this side); with data still unread it cannot tell. */
+static int first_at_close(int fd) {
+  char c;
+  ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n == 0) return FIRST_PEER;
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return FIRST_LOCAL;
+  return FIRST_UNKNOWN;
+}
+
 void nl_trace_close(int fd) {
-  int saved = errno, known, stream = 0, eof = 0, shut = 0;
+  int saved = errno, known, stream = 0, first = FIRST_UNKNOWN;
   double in = 0, out = 0;
   Ev ev;
   FdInfo *fi;
@@ -568,14 +578,15 @@ void nl_trace_close(int fd) {
     snprintf(ev.label, sizeof ev.label, "%s", fd_label(fd, NULL, 0));
     ev.labelled = 1;
     stream = fi->type == SOCK_STREAM && strstr(ev.label, " -> ") != NULL;
-    eof = fi->eof, shut = fi->shut, in = fi->in, out = fi->out;
+    first = fi->first, in = fi->in, out = fi->out;
     memset(fi, 0, sizeof *fi);
   }
   pthread_mutex_unlock(&cfg.mu);
   if (!known) return;
   ev_int(&ev, "sent", (long long)out);
   ev_int(&ev, "received", (long long)in);
-  if (stream) ev_str(&ev, "first", eof && !shut ? "peer" : "local");
+  if (stream && first == FIRST_UNKNOWN) first = first_at_close(fd);
+  if (stream && first != FIRST_UNKNOWN) ev_str(&ev, "first", first == FIRST_PEER ? "peer" : "local");
   ev_emit(&ev, 0);
   errno = saved;
 }

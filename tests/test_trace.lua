@@ -103,7 +103,6 @@ t.test("timeserver and client: both sides' events, labels and byte counts", func
   t.eq(sent, #reply, "bytes the server sent")
   local sclose = one(sev, "close", {fd = acc.fd})
   t.eq(sclose.sent, #reply)
-  t.eq(sclose.first, "local", "the time server closes first")
   in_time_order(sev)
   in_time_order(cev)
 end)
@@ -220,6 +219,35 @@ t.test("a thread and a task both sending: who sent what, one timeline", function
   t.eq(n, 20 * #"from-task\n", "the task's bytes")
   t.eq(#select_ev(evs, "connect", {thread = tid, result = "ok"}), 1, "the thread's connect")
   in_time_order(evs)
+end)
+
+t.test("close: who ended the conversation first", function()
+  local evs, out, err, code = traced([[
+    local socket = require "socket"
+    local s = assert(socket.bind("127.0.0.1", 0))
+    local c = assert(socket.connect("127.0.0.1", (select(2, s:getsockname()))))
+    local a = s:accept()
+    a:send("bye")
+    a:close()                     -- the server closes first
+    assert(c:receive("*a") == "bye")
+    c:close()                     -- the client after its end of stream
+    local d = assert(socket.connect("127.0.0.1", (select(2, s:getsockname()))))
+    local b = s:accept()
+    d:shutdown("send")            -- this client ends first, by shutdown
+    assert(select(2, b:receive("*a")) == "closed")
+    b:close(); d:close()
+    print(a, c, b, d)
+  ]])
+  t.eq(code, 0, err)
+  local closes = select_ev(evs, "close")
+  local firsts = {}
+  for _, ev in ipairs(closes) do
+    if ev.first then firsts[#firsts + 1] = ev.first end
+  end
+  t.eq(table.concat(firsts, " "), "local peer peer local")
+  local eofs = select_ev(evs, "eof")
+  t.eq(#eofs, 2, "two ends of stream seen")
+  t.eq(one(evs, "shutdown").how, "send")
 end)
 
 t.test("a timeout: the wait that ran out", function()
