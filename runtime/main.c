@@ -32,8 +32,7 @@ static const char *progname = NL_PROGNAME;
 static int ended_by_interrupt;
 
 static const char usage_line[] =
-  "usage: netlua [-e code] [-l mod] [-i] [-v] [-h] [--trace[=text|jsonl]]\n"
-  "              [--trace-file path] [--trace-data] [script [args...] | -]\n";
+  "usage: netlua [-e code] [-l mod] [-i] [-v] [-h] [--trace[=fmt] ...] [script [args...] | -]\n";
 
 static void print_usage_error(const char *badoption) {
   if (badoption[1] == 'e' || badoption[1] == 'l')
