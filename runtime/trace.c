@@ -13,7 +13,6 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,6 +86,7 @@ const char *nl_trace_start(void) {
   cfg.colour = cfg.mode == MODE_TEXT && isatty(cfg.fd) && (nc == NULL || *nc == '\0');
   cfg.t0 = nl_monotonic();
   nl_trace_on = 1;
+  atexit(nl_trace_flush);
   return NULL;
 }
 
@@ -197,6 +197,10 @@ static const char *fd_label(int fd, const struct sockaddr *peer, socklen_t peerl
 
 /* ---- events ---------------------------------------------------------------- */
 
+/* An event's fields, in both forms, in fixed buffers (a field that does
+ * not fit is cut short): an event allocates nothing. */
+#define FIELDS_MAX 640
+
 typedef struct Ev {
   const char *name;
   int fd;
@@ -204,58 +208,134 @@ typedef struct Ev {
   char label[LABEL_MAX];
   const struct sockaddr *peer; /* a datagram's peer for the label */
   socklen_t peerlen;
-  nl_Buf json, text; /* the fields in each form */
+  int count;         /* bytes to count on fd: 1 in, 2 out */
+  ssize_t n;
+  char json[FIELDS_MAX], text[FIELDS_MAX];
+  size_t jlen, tlen;
   const char *data;  /* --trace-data: the bytes */
   size_t dlen;
 } Ev;
 
 static void ev_init(Ev *ev, const char *name, int fd) {
-  memset(ev, 0, sizeof *ev);
   ev->name = name;
   ev->fd = fd;
+  ev->labelled = 0;
+  ev->peer = NULL;
+  ev->peerlen = 0;
+  ev->count = 0;
+  ev->jlen = ev->tlen = 0;
+  ev->data = NULL;
+  ev->dlen = 0;
 }
 
-static void buf_printf(nl_Buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void buf_printf(nl_Buf *b, const char *fmt, ...) {
-  va_list ap;
-  int n;
-  va_start(ap, fmt);
-  n = vsnprintf(NULL, 0, fmt, ap);
-  va_end(ap);
-  if (n < 0 || nl_buf_reserve(b, (size_t)n + 1) != 0) return;
-  va_start(ap, fmt);
-  vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
-  va_end(ap);
-  b->len += (size_t)n;
+/* Writers into memory known to be large enough: each returns the end. */
+static char *put(char *w, const char *s, size_t n) {
+  memcpy(w, s, n);
+  return w + n;
 }
 
-static void json_string(nl_Buf *b, const char *s) {
-  nl_buf_add(b, "\"", 1);
+static char *puts0(char *w, const char *s) { return put(w, s, strlen(s)); }
+
+static char *put_uint(char *w, unsigned long long v) {
+  char digits[24];
+  int i = 0;
+  do digits[i++] = (char)('0' + v % 10); while ((v /= 10) != 0);
+  while (i > 0) *w++ = digits[--i];
+  return w;
+}
+
+static char *put_int(char *w, long long v) {
+  if (v < 0) *w++ = '-';
+  return put_uint(w, v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v);
+}
+
+/* Seconds with `decimals` places (3 or 6), no printf (it is most of the
+ * cost of an event). */
+static char *put_fixed(char *w, double x, int decimals) {
+  double scale = decimals == 6 ? 1e6 : 1e3;
+  unsigned long long units = x > 0 ? (unsigned long long)(x * scale + 0.5) : 0;
+  unsigned long long whole = units / (unsigned long long)scale;
+  unsigned long long frac = units % (unsigned long long)scale;
+  char f[8];
+  w = put_uint(w, whole);
+  *w++ = '.';
+  for (int i = decimals - 1; i >= 0; i--, frac /= 10) f[i] = (char)('0' + frac % 10);
+  return put(w, f, (size_t)decimals);
+}
+
+/* s as a JSON string: at most 6 bytes per byte of s, plus 2. */
+static char *put_json(char *w, const char *s) {
+  static const char hex[] = "0123456789abcdef";
+  const char *p = s;
+  *w++ = '"';
+  while (*p >= 0x20 && *p < 0x7f && *p != '"' && *p != '\\') p++;
+  w = put(w, s, (size_t)(p - s)); /* the plain part at once */
+  s = p;
   for (; *s; s++) {
     unsigned char c = (unsigned char)*s;
-    if (c == '"' || c == '\\') buf_printf(b, "\\%c", c);
-    else if (c < 0x20 || c >= 0x7f) buf_printf(b, "\\u%04x", c);
-    else nl_buf_add(b, s, 1);
+    if (c == '"' || c == '\\') *w++ = '\\', *w++ = (char)c;
+    else if (c < 0x20 || c >= 0x7f)
+      w = put(w, "\\u00", 4), *w++ = hex[c >> 4], *w++ = hex[c & 15];
+    else *w++ = (char)c;
   }
-  nl_buf_add(b, "\"", 1);
+  *w++ = '"';
+  return w;
+}
+
+/* Room for one more field of at most `n` bytes in both forms? */
+static int ev_room(Ev *ev, size_t n) {
+  return ev->jlen + 6 * n + 40 < FIELDS_MAX && ev->tlen + n + 40 < FIELDS_MAX;
+}
+
+/* ,"key": and  key= */
+static void ev_key(Ev *ev, const char *key) {
+  char *j = ev->json + ev->jlen, *t = ev->text + ev->tlen;
+  j = put(j, ",\"", 2), j = puts0(j, key), j = put(j, "\":", 2);
+  t = put(t, " ", 1), t = puts0(t, key), t = put(t, "=", 1);
+  ev->jlen = (size_t)(j - ev->json);
+  ev->tlen = (size_t)(t - ev->text);
 }
 
 static void ev_str(Ev *ev, const char *key, const char *val) {
-  buf_printf(&ev->json, ",\"%s\":", key);
-  json_string(&ev->json, val);
-  buf_printf(&ev->text, " %s=%s", key, val);
+  size_t n = strlen(val);
+  if (!ev_room(ev, n + strlen(key))) return;
+  ev_key(ev, key);
+  ev->jlen = (size_t)(put_json(ev->json + ev->jlen, val) - ev->json);
+  ev->tlen = (size_t)(put(ev->text + ev->tlen, val, n) - ev->text);
 }
 
 static void ev_int(Ev *ev, const char *key, long long val) {
-  buf_printf(&ev->json, ",\"%s\":%lld", key, val);
-  buf_printf(&ev->text, " %s=%lld", key, val);
+  if (!ev_room(ev, 24 + strlen(key))) return;
+  ev_key(ev, key);
+  ev->jlen = (size_t)(put_int(ev->json + ev->jlen, val) - ev->json);
+  ev->tlen = (size_t)(put_int(ev->text + ev->tlen, val) - ev->text);
 }
 
 /* A duration in seconds (text: in milliseconds). */
 static void ev_dur(Ev *ev, double started) {
   double d = nl_monotonic() - started;
-  buf_printf(&ev->json, ",\"dur\":%.6f", d);
-  buf_printf(&ev->text, " dur=%.3fms", d * 1e3);
+  if (!ev_room(ev, 32)) return;
+  ev_key(ev, "dur");
+  ev->jlen = (size_t)(put_fixed(ev->json + ev->jlen, d, 6) - ev->json);
+  ev->tlen = (size_t)(put(put_fixed(ev->text + ev->tlen, d * 1e3, 3), "ms", 2) - ev->text);
+}
+
+/* A list of strings (text: joined by commas). */
+static void ev_list(Ev *ev, const char *key, char items[][INET6_ADDRSTRLEN], int n) {
+  char *j, *t;
+  if (!ev_room(ev, (size_t)n * INET6_ADDRSTRLEN + 8)) return;
+  ev_key(ev, key);
+  j = ev->json + ev->jlen, t = ev->text + ev->tlen;
+  *j++ = '[';
+  for (int i = 0; i < n; i++) {
+    if (i > 0) *j++ = ',', *t++ = ',';
+    j = put_json(j, items[i]);
+    t = puts0(t, items[i]);
+  }
+  *j++ = ']';
+  if (n == 0) t = puts0(t, "(none)");
+  ev->jlen = (size_t)(j - ev->json);
+  ev->tlen = (size_t)(t - ev->text);
 }
 
 static void ev_addr(Ev *ev, const char *key, const struct sockaddr *sa, socklen_t len) {
@@ -278,73 +358,96 @@ static void ev_data(Ev *ev, const char *data, ssize_t n) {
   ev->dlen = (size_t)n;
 }
 
-static const char *who(char *out, size_t size) {
-  char th[32];
-  if (nl_trace_thread == 0) snprintf(th, sizeof th, "main");
-  else snprintf(th, sizeof th, "thread %ld", nl_trace_thread);
-  if (nl_trace_task > 0) snprintf(out, size, "%s/task %ld", th, nl_trace_task);
-  else snprintf(out, size, "%s", th);
-  return out;
+/* "main", "thread 2", "main/task 3", padded to 16 columns. */
+static char *put_who(char *w) {
+  char *start = w;
+  if (nl_trace_thread == 0) w = put(w, "main", 4);
+  else w = put_int(put(w, "thread ", 7), nl_trace_thread);
+  if (nl_trace_task > 0) w = put_int(put(w, "/task ", 6), nl_trace_task);
+  while (w - start < 16) *w++ = ' ';
+  return w;
 }
 
-static void hex_json(nl_Buf *b, const char *data, size_t n) {
-  static const char hex[] = "0123456789abcdef";
-  nl_buf_add(b, ",\"hex\":\"", 8);
+static const char hexdigits[] = "0123456789abcdef";
+
+static char *put_hex(char *w, const char *data, size_t n) {
   for (size_t i = 0; i < n; i++) {
-    char h[2] = {hex[(unsigned char)data[i] >> 4], hex[(unsigned char)data[i] & 15]};
-    nl_buf_add(b, h, 2);
+    *w++ = hexdigits[(unsigned char)data[i] >> 4];
+    *w++ = hexdigits[(unsigned char)data[i] & 15];
   }
-  nl_buf_add(b, "\"", 1);
+  return w;
 }
 
-/* curl --trace's layout: offset, 16 bytes in hex, the same as text. */
-static void hex_text(nl_Buf *b, const char *data, size_t n) {
+/* curl --trace's layout: offset, 16 bytes in hex, the same as text;
+ * 82 bytes per line at most. */
+static char *put_dump(char *w, const char *data, size_t n) {
   for (size_t off = 0; off < n; off += 16) {
     size_t i, m = n - off < 16 ? n - off : 16;
-    buf_printf(b, "%13s%04zx: ", "", off);
+    memset(w, ' ', 13), w += 13;
+    for (i = 0; i < 4; i++) *w++ = hexdigits[(off >> (12 - 4 * i)) & 15];
+    w = put(w, ": ", 2);
     for (i = 0; i < 16; i++) {
-      if (i < m) buf_printf(b, "%02x ", (unsigned char)data[off + i]);
-      else nl_buf_add(b, "   ", 3);
+      if (i < m) w = put_hex(w, data + off + i, 1), *w++ = ' ';
+      else w = put(w, "   ", 3);
     }
-    nl_buf_add(b, " ", 1);
+    *w++ = ' ';
     for (i = 0; i < m; i++) {
       unsigned char c = (unsigned char)data[off + i];
-      char ch = c >= 0x20 && c < 0x7f ? (char)c : '.';
-      nl_buf_add(b, &ch, 1);
+      *w++ = c >= 0x20 && c < 0x7f ? (char)c : '.';
     }
-    nl_buf_add(b, "\n", 1);
+    *w++ = '\n';
   }
+  return w;
 }
 
-static void format_json(nl_Buf *out, Ev *ev, double t, size_t shown) {
-  buf_printf(out, "{\"t\":%.6f,\"thread\":%ld,\"task\":%ld,\"ev\":\"%s\"", t,
-             nl_trace_thread, nl_trace_task, ev->name);
-  if (ev->fd >= 0) buf_printf(out, ",\"fd\":%d", ev->fd);
-  if (ev->labelled) {
-    nl_buf_add(out, ",\"ep\":", 6);
-    json_string(out, ev->label);
-  }
-  if (ev->json.len) nl_buf_add(out, ev->json.data, ev->json.len);
-  if (ev->data != NULL) {
-    hex_json(out, ev->data, shown);
-    if (shown < ev->dlen) buf_printf(out, ",\"cut\":%zu", ev->dlen - shown);
-  }
-  nl_buf_add(out, "}\n", 2);
+/* An upper bound of the bytes an event's line takes. */
+static size_t ev_size(const Ev *ev, size_t shown) {
+  return 256 + 6 * LABEL_MAX + ev->jlen + ev->tlen + 82 * (shown / 16 + 1) + 2 * shown;
 }
 
-static void format_text(nl_Buf *out, Ev *ev, double t, size_t shown) {
-  char w[80];
-  const char *on = cfg.colour ? "\033[1;36m" : "", *off = cfg.colour ? "\033[0m" : "";
-  buf_printf(out, "%12.6f %-16s %s%-8s%s", t, who(w, sizeof w), on, ev->name, off);
-  if (ev->labelled) buf_printf(out, " %s", ev->label);
-  else if (ev->fd >= 0) buf_printf(out, " fd %d", ev->fd);
-  if (ev->text.len) nl_buf_add(out, ev->text.data, ev->text.len);
-  nl_buf_add(out, "\n", 1);
+static char *format_json(char *w, Ev *ev, double t, size_t shown) {
+  w = put_fixed(put(w, "{\"t\":", 5), t, 6);
+  w = put_int(put(w, ",\"thread\":", 10), nl_trace_thread);
+  w = put_int(put(w, ",\"task\":", 8), nl_trace_task);
+  w = put(puts0(put(w, ",\"ev\":\"", 7), ev->name), "\"", 1);
+  if (ev->fd >= 0) w = put_int(put(w, ",\"fd\":", 6), ev->fd);
+  if (ev->labelled) w = put_json(put(w, ",\"ep\":", 6), ev->label);
+  w = put(w, ev->json, ev->jlen);
   if (ev->data != NULL) {
-    hex_text(out, ev->data, shown);
-    if (shown < ev->dlen)
-      buf_printf(out, "%13s(%zu more bytes not shown)\n", "", ev->dlen - shown);
+    w = put(put_hex(put(w, ",\"hex\":\"", 8), ev->data, shown), "\"", 1);
+    if (shown < ev->dlen) w = put_uint(put(w, ",\"cut\":", 7), ev->dlen - shown);
   }
+  return put(w, "}\n", 2);
+}
+
+static char *format_text(char *w, Ev *ev, double t, size_t shown) {
+  char *start = w;
+  size_t n = strlen(ev->name);
+  w = put_fixed(w, t, 6);
+  if (w - start < 12) { /* right-aligned in 12 columns */
+    size_t len = (size_t)(w - start), pad = 12 - len;
+    memmove(start + pad, start, len);
+    memset(start, ' ', pad);
+    w = start + 12;
+  }
+  w = put_who(put(w, " ", 1));
+  *w++ = ' ';
+  if (cfg.colour) w = puts0(w, "\033[1;36m");
+  w = put(w, ev->name, n);
+  if (cfg.colour) w = puts0(w, "\033[0m");
+  for (; n < 8; n++) *w++ = ' ';
+  if (ev->labelled) w = puts0(put(w, " ", 1), ev->label);
+  else if (ev->fd >= 0) w = put_int(put(w, " fd ", 4), ev->fd);
+  w = put(w, ev->text, ev->tlen);
+  *w++ = '\n';
+  if (ev->data != NULL) {
+    w = put_dump(w, ev->data, shown);
+    if (shown < ev->dlen) {
+      memset(w, ' ', 13), w += 13;
+      w = puts0(put_uint(put(w, "(", 1), ev->dlen - shown), " more bytes not shown)\n");
+    }
+  }
+  return w;
 }
 
 static void write_all(const char *p, size_t n) {
@@ -357,52 +460,80 @@ static void write_all(const char *p, size_t n) {
   }
 }
 
-/* The line, under the lock: stamped, labelled (`labelled`: with fd's
- * endpoints, unless it has its label already), formatted and written. */
+/* Lines not yet written (to a file only: they go out before the thread
+ * waits, at exit, when FLUSH_BYTES pile up or the oldest is FLUSH_AGE
+ * seconds old). Under cfg.mu. */
+#define FLUSH_BYTES 65536
+#define FLUSH_AGE 0.1
+static nl_Buf pending;
+static double pending_since;
+
+static void flush_locked(void) {
+  if (pending.len > 0) write_all(pending.data, pending.len);
+  pending.len = 0;
+}
+
+void nl_trace_flush(void) {
+  pthread_mutex_lock(&cfg.mu);
+  flush_locked();
+  pthread_mutex_unlock(&cfg.mu);
+}
+
+static void count_locked(Ev *ev) {
+  FdInfo *fi = fd_info(ev->fd);
+  if (fi == NULL) return;
+  if (ev->n > 0) *(ev->count == 1 ? &fi->in : &fi->out) += (double)ev->n;
+  if (ev->n == 0 && ev->count == 1 && fi->first == FIRST_UNKNOWN) fi->first = FIRST_PEER;
+}
+
+/* The line, under the lock: counted, stamped, labelled (`labelled`: with
+ * fd's endpoints, unless it has its label already), formatted and written
+ * or kept for the next flush. */
 static void ev_emit(Ev *ev, int labelled) {
-  nl_Buf out = {NULL, 0, 0};
   size_t shown = ev->dlen < DATA_MAX ? ev->dlen : DATA_MAX;
   double t;
+  char *w;
   pthread_mutex_lock(&cfg.mu);
   t = nl_monotonic() - cfg.t0;
+  if (ev->count) count_locked(ev);
   if (labelled && !ev->labelled && ev->fd >= 0) {
-    snprintf(ev->label, sizeof ev->label, "%s", fd_label(ev->fd, ev->peer, ev->peerlen));
+    const char *label = fd_label(ev->fd, ev->peer, ev->peerlen);
+    memcpy(ev->label, label, strlen(label) + 1); /* both LABEL_MAX */
     ev->labelled = 1;
   }
-  if (cfg.mode == MODE_JSONL) format_json(&out, ev, t, shown);
-  else format_text(&out, ev, t, shown);
-  if (out.data != NULL) write_all(out.data, out.len);
+  if (nl_buf_reserve(&pending, ev_size(ev, shown)) == 0) {
+    if (pending.len == 0) pending_since = t;
+    w = pending.data + pending.len;
+    w = cfg.mode == MODE_JSONL ? format_json(w, ev, t, shown) : format_text(w, ev, t, shown);
+    pending.len = (size_t)(w - pending.data);
+  }
+  if (cfg.path == NULL || pending.len >= FLUSH_BYTES || t - pending_since >= FLUSH_AGE)
+    flush_locked();
   pthread_mutex_unlock(&cfg.mu);
-  nl_buf_free(&out);
-  nl_buf_free(&ev->json);
-  nl_buf_free(&ev->text);
 }
 
 /* ---- the events the socket layer reports --------------------------------- */
 
+#define ANSWERS_MAX 8 /* addresses a lookup event lists */
+
 void nl_trace_lookup(const char *host, const char *serv, int gai,
                      const struct addrinfo *res, double started) {
-  int saved = errno;
-  nl_Buf answers = {NULL, 0, 0}, words = {NULL, 0, 0};
+  int saved = errno, n = 0;
+  char answers[ANSWERS_MAX][INET6_ADDRSTRLEN];
   Ev ev;
   if (nl_is_numeric_host(host)) return; /* no lookup: the address itself */
   ev_init(&ev, "lookup", -1);
-  ev_str(&ev, "host", host ? host : "*");
+  ev_str(&ev, "host", host);
   if (serv != NULL) ev_str(&ev, "port", serv);
-  for (const struct addrinfo *ai = res; gai == 0 && ai != NULL; ai = ai->ai_next) {
-    char a[INET6_ADDRSTRLEN], q[INET6_ADDRSTRLEN + 4];
-    int port;
+  for (const struct addrinfo *ai = res; gai == 0 && ai != NULL && n < ANSWERS_MAX;
+       ai = ai->ai_next) {
+    int port, seen = 0;
     if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6) continue;
-    nl_addr_format(ai->ai_addr, a, sizeof a, &port);
-    snprintf(q, sizeof q, "\"%s\"", a);
-    if (answers.data != NULL && strstr(answers.data, q) != NULL) continue; /* per socktype */
-    buf_printf(&answers, "%s%s", answers.len ? "," : "", q);
-    buf_printf(&words, "%s%s", words.len ? "," : "", a);
+    nl_addr_format(ai->ai_addr, answers[n], sizeof answers[n], &port);
+    for (int k = 0; k < n && !seen; k++) seen = strcmp(answers[k], answers[n]) == 0;
+    n += !seen; /* one per address, not per socket type */
   }
-  buf_printf(&ev.json, ",\"answers\":[%s]", answers.data ? answers.data : "");
-  buf_printf(&ev.text, " answers=%s", words.data ? words.data : "(none)");
-  nl_buf_free(&answers);
-  nl_buf_free(&words);
+  ev_list(&ev, "answers", answers, n);
   if (gai != 0)
     ev_str(&ev, "error", gai == NL_EAI_TIMEOUT ? "timeout"
                          : gai == NL_EAI_INTERRUPTED ? "interrupted" : gai_strerror(gai));
@@ -485,16 +616,6 @@ void nl_trace_accept(int listen_fd, int fd, const struct sockaddr *peer, socklen
   errno = saved;
 }
 
-/* Counts n bytes in or out of fd, notes an end of stream. */
-static void fd_count(int fd, ssize_t n, int in) {
-  FdInfo *fi;
-  pthread_mutex_lock(&cfg.mu);
-  fi = fd_info(fd);
-  if (fi != NULL && n > 0) *(in ? &fi->in : &fi->out) += (double)n;
-  if (fi != NULL && n == 0 && in && fi->first == FIRST_UNKNOWN) fi->first = FIRST_PEER;
-  pthread_mutex_unlock(&cfg.mu);
-}
-
 static int not_an_event(ssize_t n, int err) {
   return n < 0 && (err == EAGAIN || err == EWOULDBLOCK || err == EINTR);
 }
@@ -504,8 +625,9 @@ static void io_event(const char *name, int fd, const char *data, ssize_t n, int 
                      const struct sockaddr *peer, socklen_t len) {
   Ev ev;
   int eof = n == 0 && strcmp(name, "recv") == 0;
-  fd_count(fd, n, name[0] == 'r');
   ev_init(&ev, eof ? "eof" : name, fd);
+  ev.count = name[0] == 'r' ? 1 : 2;
+  ev.n = n;
   ev.peer = peer;
   ev.peerlen = len;
   if (n > 0 || (n == 0 && !eof)) ev_int(&ev, "bytes", n);

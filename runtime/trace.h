@@ -40,6 +40,10 @@ int nl_trace_option(char **argv);
  * exits with status 2). */
 const char *nl_trace_start(void);
 
+/* Writes out the lines kept back: a trace to a file is written in
+ * batches, before the thread waits (loop.c) and at exit. */
+void nl_trace_flush(void);
+
 /* The events. started: nl_monotonic() when the operation began (for its
  * duration). */
 void nl_trace_lookup(const char *host, const char *serv, int gai,
