@@ -275,6 +275,7 @@ static void *thread_main(void *arg) {
   int daemon = r->daemon;
   lua_State *L;
   nl_trace_thread = r->id; /* how --trace names this thread */
+  if (nl_trace_on) nl_trace_thread_event("started", r->name);
   L = nl_newstate();
   if (L != NULL) {
     run_body(L, r);
@@ -284,6 +285,7 @@ static void *thread_main(void *arg) {
     r->error = strdup("cannot create state: not enough memory");
   }
   print_failure(r);
+  if (nl_trace_on) nl_trace_thread_event("ended", r->name);
   nl_shared_lock(&r->sh);
   r->done = 1;
   nl_queue_wakeall(&r->joiners, 1);

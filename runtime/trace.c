@@ -722,3 +722,54 @@ void nl_trace_timeout(int fd, int events) {
   ev_emit(&ev, 1);
   errno = saved;
 }
+
+/* ---- tasks and threads ------------------------------------------------------ */
+
+void nl_trace_spawn(long task) {
+  int saved = errno;
+  Ev ev;
+  ev_init(&ev, "spawn", -1);
+  ev_int(&ev, "child", task);
+  ev_emit(&ev, 0);
+  errno = saved;
+}
+
+void nl_trace_wait(int fd, int events, int count, double deadline) {
+  int saved = errno;
+  Ev ev;
+  ev_init(&ev, "wait", count > 0 ? fd : -1);
+  if (count > 0)
+    ev_str(&ev, "waiting", events & NL_WRITE ? (events & NL_READ ? "read/write" : "write")
+                                             : "read");
+  else
+    ev_str(&ev, "waiting", deadline >= 0 ? "timer" : "wake-up");
+  if (count > 1) ev_int(&ev, "fds", count);
+  if (deadline >= 0) {
+    double left = deadline - nl_monotonic();
+    ev_key(&ev, "limit");
+    ev.jlen = (size_t)(put_fixed(ev.json + ev.jlen, left, 6) - ev.json);
+    ev.tlen = (size_t)(put(put_fixed(ev.text + ev.tlen, left, 3), "s", 1) - ev.text);
+  }
+  ev_emit(&ev, count > 0);
+  errno = saved;
+}
+
+void nl_trace_wake(long task, int result) {
+  int saved = errno;
+  Ev ev;
+  ev_init(&ev, "wake", -1);
+  ev_int(&ev, "woken", task);
+  ev_str(&ev, "result", result > 0 ? "ready" : result == 0 ? "timeout" : "interrupted");
+  ev_emit(&ev, 0);
+  errno = saved;
+}
+
+void nl_trace_thread_event(const char *what, const char *name) {
+  int saved = errno;
+  Ev ev;
+  ev_init(&ev, "thread", -1);
+  ev_str(&ev, "state", what);
+  ev_str(&ev, "name", name);
+  ev_emit(&ev, 0);
+  errno = saved;
+}

@@ -68,4 +68,13 @@ void nl_trace_shutdown(int fd, int how);
 void nl_trace_close(int fd); /* fds it never saw made are ignored */
 void nl_trace_timeout(int fd, int events);
 
+/* Tasks and threads: a task spawned (by the one running), a task
+ * suspended on fd (the first of count; none: a timer or a queue) until
+ * deadline, a task woken with its wait's result (> 0 ready, 0 timeout,
+ * < 0 interrupted); a thread started or ended ("started", "ended"). */
+void nl_trace_spawn(long task);
+void nl_trace_wait(int fd, int events, int count, double deadline);
+void nl_trace_wake(long task, int result);
+void nl_trace_thread_event(const char *what, const char *name);
+
 #endif

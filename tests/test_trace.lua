@@ -250,6 +250,44 @@ t.test("close: who ended the conversation first", function()
   t.eq(one(evs, "shutdown").how, "send")
 end)
 
+t.test("tasks and threads: spawned, waiting on a socket, woken, started, ended", function()
+  local evs, out, err, code = traced([[
+    local socket, task, thread = require "socket", require "task", require "thread"
+    local srv = assert(socket.bind("127.0.0.1", 0))
+    local port = select(2, srv:getsockname())
+    local h = task.spawn(function()
+      local c = srv:accept()
+      c:close()
+    end)
+    task.yield() -- the task runs and waits in accept
+    local th = thread.spawn{function(p)
+      require("socket").connect("127.0.0.1", p):close()
+    end, port, name = "dialer"}
+    assert(h:join(10))
+    assert(th:join())
+    print(th.id)
+  ]])
+  t.eq(code, 0, err)
+  local tid = tonumber(out:match("(%d+)"))
+  local spawn = one(evs, "spawn", {child = 1})
+  t.eq(spawn.task, 0, "spawned by the main script")
+  local listen = one(evs, "listen")
+  local wait = one(evs, "wait", {task = 1, fd = listen.fd})
+  t.eq(wait.waiting, "read")
+  t.eq(wait.ep, listen.ep)
+  local wakes = select_ev(evs, "wake", {woken = 1})
+  t.ok(#wakes >= 1, "the task was woken")
+  t.eq(wakes[1].result, "ready")
+  local acc = one(evs, "accept", {task = 1})
+  t.ok(spawn.index < wait.index and wait.index < wakes[1].index and wakes[1].index < acc.index,
+    "spawn, wait, wake, accept in order")
+  local started = one(evs, "thread", {state = "started", thread = tid})
+  local ended = one(evs, "thread", {state = "ended", thread = tid})
+  t.eq(started.name, "dialer")
+  local conn = one(evs, "connect", {thread = tid})
+  t.ok(started.index < conn.index and conn.index < ended.index, "the thread's events in between")
+end)
+
 t.test("a timeout: the wait that ran out", function()
   local evs, out, err, code = traced([[
     local socket = require "socket"
