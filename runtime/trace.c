@@ -773,3 +773,43 @@ void nl_trace_thread_event(const char *what, const char *name) {
   ev_emit(&ev, 0);
   errno = saved;
 }
+
+/* ---- the HTTP client (libcurl's debug callback) ----------------------------- */
+
+/* The first line of data (without its line end), at most LABEL_MAX bytes. */
+static void first_line(const char *data, size_t size, char *out) {
+  size_t n = 0;
+  while (n < size && n + 1 < LABEL_MAX && data[n] != '\r' && data[n] != '\n') n++;
+  memcpy(out, data, n);
+  out[n] = '\0';
+}
+
+/* "tcp LOCAL -> PEER" from libcurl's numbers; 0 when it has none yet. */
+static int curl_label(char *out, const char *lip, long lport, const char *pip, long pport) {
+  const char *lb = strchr(lip ? lip : "", ':') ? "[" : "", *le = *lb ? "]" : "";
+  const char *pb = strchr(pip ? pip : "", ':') ? "[" : "", *pe = *pb ? "]" : "";
+  if (lip == NULL || pip == NULL || *pip == '\0' || pport <= 0) return 0;
+  snprintf(out, LABEL_MAX, "tcp %s%.*s%s:%ld -> %s%.*s%s:%ld", lb, INET6_ADDRSTRLEN, lip, le,
+           lport, pb, INET6_ADDRSTRLEN, pip, pe, pport);
+  return 1;
+}
+
+void nl_trace_curl(int kind, const char *local_ip, long local_port, const char *peer_ip,
+                   long peer_port, const char *data, size_t size) {
+  static const char *const names[] = {"curl", "http_out", "http_in", "body_out", "body_in"};
+  int saved = errno;
+  char line[LABEL_MAX];
+  Ev ev;
+  if (kind == NL_TRACE_CURL_HEAD_IN && (size < 5 || memcmp(data, "HTTP/", 5) != 0)) return;
+  ev_init(&ev, names[kind], -1);
+  ev.labelled = curl_label(ev.label, local_ip, local_port, peer_ip, peer_port);
+  if (kind <= NL_TRACE_CURL_HEAD_IN) {
+    first_line(data, size, line);
+    ev_str(&ev, kind == NL_TRACE_CURL_TEXT ? "text" : "line", line);
+  }
+  if (kind != NL_TRACE_CURL_TEXT) ev_int(&ev, "bytes", (long long)size);
+  if (kind == NL_TRACE_CURL_HEAD_OUT || kind >= NL_TRACE_CURL_BODY_OUT)
+    ev_data(&ev, data, (ssize_t)size);
+  ev_emit(&ev, 0);
+  errno = saved;
+}

@@ -68,6 +68,16 @@ void nl_trace_shutdown(int fd, int how);
 void nl_trace_close(int fd); /* fds it never saw made are ignored */
 void nl_trace_timeout(int fd, int events);
 
+/* What libcurl's debug callback reports (bindings/http.c): its own words
+ * ("Trying 127.0.0.1:8080..."), the request head it sent, each response
+ * header line (the status line is an event), body bytes out and in. The
+ * connection's addresses as libcurl gives them (NULL/"" or port 0 when
+ * not connected yet). */
+enum { NL_TRACE_CURL_TEXT, NL_TRACE_CURL_HEAD_OUT, NL_TRACE_CURL_HEAD_IN,
+       NL_TRACE_CURL_BODY_OUT, NL_TRACE_CURL_BODY_IN };
+void nl_trace_curl(int kind, const char *local_ip, long local_port, const char *peer_ip,
+                   long peer_port, const char *data, size_t size);
+
 /* Tasks and threads: a task spawned (by the one running), a task
  * suspended on fd (the first of count; none: a timer or a queue) until
  * deadline, a task woken with its wait's result (> 0 ready, 0 timeout,

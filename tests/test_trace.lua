@@ -288,6 +288,40 @@ t.test("tasks and threads: spawned, waiting on a socket, woken, started, ended",
   t.ok(started.index < conn.index and conn.index < ended.index, "the thread's events in between")
 end)
 
+t.test("the HTTP client: libcurl's request, status line and body, with endpoints", function()
+  local evs, out, err, code = traced([[
+    local socket, http, task = require "socket", require "http", require "task"
+    local srv = assert(socket.bind("127.0.0.1", 0))
+    local port = select(2, srv:getsockname())
+    task.spawn(function()
+      local c = srv:accept()
+      c:settimeout(10)
+      repeat local l = c:receive() until l == ""
+      c:send("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello")
+      c:close()
+    end)
+    local r = assert(http.get("http://127.0.0.1:" .. port .. "/x"))
+    print(r.status, r.body)
+  ]], "--trace=jsonl --trace-data")
+  t.eq(code, 0, err)
+  t.match(out, "^200%s+hello")
+  local req = one(evs, "http_out")
+  t.eq(req.line, "GET /x HTTP/1.1")
+  t.match(req.hex, "^" .. hex("GET /x HTTP/1.1\r\n"))
+  local acc = one(evs, "accept")
+  local lport, sport = req.ep:match("^tcp 127%.0%.0%.1:(%d+) %-> 127%.0%.0%.1:(%d+)$")
+  t.eq(acc.peer, "127.0.0.1:" .. tostring(lport), "the server's peer is curl's side")
+  local got = 0
+  for _, ev in ipairs(select_ev(evs, "recv", {fd = acc.fd})) do got = got + ev.bytes end
+  t.eq(got, req.bytes, "the server received the request head curl sent")
+  t.eq(one(evs, "http_in").line, "HTTP/1.1 200 OK")
+  local body = one(evs, "body_in")
+  t.eq(body.bytes, 5)
+  t.eq(body.hex, hex("hello"))
+  t.ok(req.index < body.index, "request before body")
+  t.ok(#select_ev(evs, "curl") > 0, "libcurl's own words")
+end)
+
 t.test("a timeout: the wait that ran out", function()
   local evs, out, err, code = traced([[
     local socket = require "socket"
