@@ -813,3 +813,19 @@ void nl_trace_curl(int kind, const char *local_ip, long local_port, const char *
   ev_emit(&ev, 0);
   errno = saved;
 }
+
+/* ---- TLS ---------------------------------------------------------------------- */
+
+void nl_trace_tls(int fd, const char *version, const char *cipher, const char *peer,
+                  const char *verify, const char *error) {
+  int saved = errno;
+  Ev ev;
+  ev_init(&ev, "tls", fd);
+  if (version != NULL) ev_str(&ev, "version", version);
+  if (cipher != NULL) ev_str(&ev, "cipher", cipher);
+  if (peer != NULL && *peer != '\0') ev_str(&ev, "peer_cert", peer);
+  if (verify != NULL) ev_str(&ev, "verify", verify);
+  if (error != NULL) ev_str(&ev, "error", error);
+  ev_emit(&ev, 1);
+  errno = saved;
+}

@@ -78,6 +78,12 @@ enum { NL_TRACE_CURL_TEXT, NL_TRACE_CURL_HEAD_OUT, NL_TRACE_CURL_HEAD_IN,
 void nl_trace_curl(int kind, const char *local_ip, long local_port, const char *peer_ip,
                    long peer_port, const char *data, size_t size);
 
+/* A TLS handshake's end on fd: the version and cipher agreed, the peer
+ * certificate's names, how its verification went ("ok", OpenSSL's reason,
+ * "off"), or the error that ended it (NULL: none). */
+void nl_trace_tls(int fd, const char *version, const char *cipher, const char *peer,
+                  const char *verify, const char *error);
+
 /* Tasks and threads: a task spawned (by the one running), a task
  * suspended on fd (the first of count; none: a timer or a queue) until
  * deadline, a task woken with its wait's result (> 0 ready, 0 timeout,

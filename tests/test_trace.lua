@@ -322,6 +322,56 @@ t.test("the HTTP client: libcurl's request, status line and body, with endpoints
   t.ok(#select_ev(evs, "curl") > 0, "libcurl's own words")
 end)
 
+t.test("TLS handshakes: version, cipher, the peer's names, verification", function()
+  local tls = require "tlslib"
+  local missing = tls.missing()
+  if missing then return t.skip(nil, missing) end
+  local C = tls.certs()
+  local evs, out, err, code = traced(string.format([[
+    local ssl, socket, task = require "ssl", require "socket", require "task"
+    local CA, CERT, KEY = %q, %q, %q
+    local sctx = assert(ssl.newcontext{mode = "server", certificate = CERT, key = KEY})
+    local srv = assert(socket.bind("127.0.0.1", 0))
+    local port = select(2, srv:getsockname())
+    local h = task.spawn(function()
+      for _ = 1, 2 do
+        local conn = assert(ssl.wrap(assert(srv:accept()), sctx))
+        conn:settimeout(10)
+        conn:dohandshake()
+        conn:close()
+      end
+    end)
+    local good = ssl.wrap(assert(socket.connect("localhost", port)),
+      assert(ssl.newcontext{mode = "client", cafile = CA}))
+    good:settimeout(10)
+    assert(good:dohandshake())
+    good:close()
+    local other = ssl.wrap(assert(socket.connect("localhost", port)),
+      assert(ssl.newcontext{mode = "client"})) -- the system's CAs: not ours
+    other:settimeout(10)
+    print(other:dohandshake())
+    other:close()
+    assert(h:join(10))
+  ]], C.ca.cert, C.server.cert, C.server.key))
+  t.rmtree(C.dir)
+  t.eq(code, 0, err)
+  t.match(out, "certificate verify failed")
+  local client = select_ev(evs, "tls", {task = 0})
+  t.eq(#client, 2, "two client handshakes")
+  t.match(client[1].version, "^TLSv1%.[23]$")
+  t.ok(#client[1].cipher > 0, "a cipher")
+  t.match(client[1].peer_cert, "localhost")
+  t.eq(client[1].verify, "ok")
+  t.eq(client[1].error, nil)
+  t.match(client[1].ep, "^tcp 127%.0%.0%.1:%d+ %-> 127%.0%.0%.1:%d+$")
+  t.match(client[2].error, "certificate verify failed")
+  t.eq(client[2].version, nil)
+  local server = select_ev(evs, "tls", {task = 1})
+  t.eq(#server, 2, "two server handshakes")
+  t.eq(server[1].version, client[1].version)
+  t.eq(server[1].cipher, client[1].cipher)
+end)
+
 t.test("a timeout: the wait that ran out", function()
   local evs, out, err, code = traced([[
     local socket = require "socket"
