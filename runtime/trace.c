@@ -96,6 +96,7 @@ typedef struct FdInfo {
   int known;         /* made by the socket layer, not yet closed */
   int family, type;
   int first;         /* who ended the stream first: FIRST_* */
+  double request_at; /* http.server: when its current request was read */
   int labelled;
   double in, out;    /* bytes received, sent */
   char label[LABEL_MAX];
@@ -826,6 +827,38 @@ void nl_trace_tls(int fd, const char *version, const char *cipher, const char *p
   if (peer != NULL && *peer != '\0') ev_str(&ev, "peer_cert", peer);
   if (verify != NULL) ev_str(&ev, "verify", verify);
   if (error != NULL) ev_str(&ev, "error", error);
+  ev_emit(&ev, 1);
+  errno = saved;
+}
+
+/* ---- http.server ------------------------------------------------------------ */
+
+void nl_trace_http_request(int fd, const char *method, const char *target) {
+  int saved = errno;
+  FdInfo *fi;
+  Ev ev;
+  pthread_mutex_lock(&cfg.mu);
+  if ((fi = fd_info(fd)) != NULL) fi->request_at = nl_monotonic();
+  pthread_mutex_unlock(&cfg.mu);
+  ev_init(&ev, "request", fd);
+  ev_str(&ev, "method", method);
+  ev_str(&ev, "target", target != NULL ? target : "");
+  ev_emit(&ev, 1);
+  errno = saved;
+}
+
+void nl_trace_http_reply(int fd, int status, unsigned long long length) {
+  int saved = errno;
+  FdInfo *fi;
+  double at = 0;
+  Ev ev;
+  pthread_mutex_lock(&cfg.mu);
+  if ((fi = fd_info(fd)) != NULL) at = fi->request_at, fi->request_at = 0; /* one reply */
+  pthread_mutex_unlock(&cfg.mu);
+  ev_init(&ev, "reply", fd);
+  ev_int(&ev, "status", status);
+  ev_int(&ev, "bytes", (long long)length);
+  if (at > 0) ev_dur(&ev, at);
   ev_emit(&ev, 1);
   errno = saved;
 }

@@ -84,6 +84,11 @@ void nl_trace_curl(int kind, const char *local_ip, long local_port, const char *
 void nl_trace_tls(int fd, const char *version, const char *cipher, const char *peer,
                   const char *verify, const char *error);
 
+/* http.server: a request read on fd, and the reply queued for it (its
+ * status and body length), with the time between them. */
+void nl_trace_http_request(int fd, const char *method, const char *target);
+void nl_trace_http_reply(int fd, int status, unsigned long long length);
+
 /* Tasks and threads: a task spawned (by the one running), a task
  * suspended on fd (the first of count; none: a timer or a queue) until
  * deadline, a task woken with its wait's result (> 0 ready, 0 timeout,

@@ -322,6 +322,41 @@ t.test("the HTTP client: libcurl's request, status line and body, with endpoints
   t.ok(#select_ev(evs, "curl") > 0, "libcurl's own words")
 end)
 
+t.test("http.server: each request and its reply (status, size, time)", function()
+  local evs, out, err, code = traced([[
+    local http, task = require "http", require "task"
+    local srv = assert(http.server{host = "127.0.0.1", port = 0})
+    srv:route("GET", "/hi", function(req) return "hello" end)
+    local h = task.spawn(function()
+      local a = assert(http.get(srv.url .. "/hi?x=1"))
+      local b = assert(http.get(srv.url .. "/nope"))
+      print(a.status, b.status, #b.body)
+      srv:close()
+    end)
+    srv:serve{timeout = 60}
+    assert(h:join(10))
+  ]])
+  t.eq(code, 0, err)
+  local s1, s2, len2 = out:match("^(%d+)%s+(%d+)%s+(%d+)")
+  t.eq(s1, "200")
+  local reqs, replies = select_ev(evs, "request"), select_ev(evs, "reply")
+  t.eq(#reqs, 2, "two requests")
+  t.eq(#replies, 2, "two replies")
+  t.eq(reqs[1].method, "GET")
+  t.eq(reqs[1].target, "/hi?x=1")
+  t.eq(reqs[2].target, "/nope")
+  t.eq(replies[1].status, 200)
+  t.eq(replies[1].bytes, 5)
+  t.eq(replies[2].status, tonumber(s2))
+  t.eq(replies[2].bytes, tonumber(len2))
+  t.ok(replies[1].dur >= 0, "a time")
+  t.ok(reqs[1].index < replies[1].index and replies[1].index < reqs[2].index, "in order")
+  -- the server's side of the client's connection
+  local req_line = one(evs, "http_out", {line = "GET /hi?x=1 HTTP/1.1"})
+  local l, p = req_line.ep:match("^tcp (%S+) %-> (%S+)$")
+  t.eq(reqs[1].ep, "tcp " .. p .. " -> " .. l, "the request came over curl's connection")
+end)
+
 t.test("TLS handshakes: version, cipher, the peer's names, verification", function()
   local tls = require "tlslib"
   local missing = tls.missing()
