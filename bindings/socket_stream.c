@@ -69,6 +69,7 @@ static int io_send(nl_Socket *s, const char *data, size_t len, size_t *sent) {
   while (*sent < len) {
     ssize_t n;
     if (s->fd < 0) return IO_CLOSED;
+    if (nl_trace_on) nl_trace_sending();
     n = send(s->fd, data + *sent, len - *sent, MSG_NOSIGNAL);
     if (nl_trace_on) nl_trace_send(s->fd, data + *sent, n, errno);
     if (n >= 0) {

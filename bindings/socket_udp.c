@@ -80,6 +80,7 @@ static int dgram_write(Call *c, const char *data, size_t len,
       err = IO_CLOSED;
       break;
     }
+    if (nl_trace_on) nl_trace_sending();
     n = sendto(s->fd, data, len, MSG_NOSIGNAL, to, tolen);
     if (nl_trace_on) nl_trace_sendto(s->fd, data, n, errno, to, tolen);
     if (n >= 0) {

@@ -35,7 +35,7 @@ static const char usage_line[] =
   "usage: netlua [-e code] [-l mod] [-i] [-v] [-h] [--trace[=fmt] ...] [script [args...] | -]\n";
 
 static void print_usage_error(const char *badoption) {
-  if (badoption[1] == 'e' || badoption[1] == 'l')
+  if (badoption[1] == 'e' || badoption[1] == 'l' || strcmp(badoption, "--trace-file") == 0)
     fprintf(stderr, "%s: '%s' needs an argument\n", progname, badoption);
   else
     fprintf(stderr, "%s: unrecognized option '%s'\n", progname, badoption);

@@ -617,6 +617,27 @@ void nl_trace_accept(int listen_fd, int fd, const struct sockaddr *peer, socklen
   errno = saved;
 }
 
+/* Held from right before a send's system call until its line is written
+ * (nl_trace_sending ... nl_trace_send): a receive's line waits for it, so a
+ * recv never comes before the send whose bytes it got. */
+static pthread_mutex_t sending_mu = PTHREAD_MUTEX_INITIALIZER;
+
+void nl_trace_sending(void) {
+  int saved = errno;
+  pthread_mutex_lock(&sending_mu);
+  errno = saved;
+}
+
+static void sent(void) {
+  pthread_mutex_unlock(&sending_mu);
+}
+
+/* A receive waits for the sends under way to be listed first. */
+static void after_sends(void) {
+  pthread_mutex_lock(&sending_mu);
+  pthread_mutex_unlock(&sending_mu);
+}
+
 static int not_an_event(ssize_t n, int err) {
   return n < 0 && (err == EAGAIN || err == EWOULDBLOCK || err == EINTR);
 }
@@ -638,27 +659,29 @@ static void io_event(const char *name, int fd, const char *data, ssize_t n, int 
 }
 
 void nl_trace_send(int fd, const char *data, ssize_t n, int err) {
-  if (not_an_event(n, err)) return;
-  io_event("send", fd, data, n, err, NULL, 0);
+  if (!not_an_event(n, err)) io_event("send", fd, data, n, err, NULL, 0);
+  sent();
   errno = err;
 }
 
 void nl_trace_recv(int fd, const char *data, ssize_t n, int err) {
   if (not_an_event(n, err)) return;
+  after_sends();
   io_event("recv", fd, data, n, err, NULL, 0);
   errno = err;
 }
 
 void nl_trace_sendto(int fd, const char *data, ssize_t n, int err,
                      const struct sockaddr *peer, socklen_t len) {
-  if (not_an_event(n, err)) return;
-  io_event("sendto", fd, data, n, err, len > 0 ? peer : NULL, len);
+  if (!not_an_event(n, err)) io_event("sendto", fd, data, n, err, len > 0 ? peer : NULL, len);
+  sent();
   errno = err;
 }
 
 void nl_trace_recvfrom(int fd, const char *data, ssize_t n, int err,
                        const struct sockaddr *peer, socklen_t len) {
   if (not_an_event(n, err)) return;
+  after_sends();
   io_event("recvfrom", fd, data, n, err, n >= 0 && len > 0 ? peer : NULL, len);
   errno = err;
 }

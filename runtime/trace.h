@@ -54,6 +54,10 @@ void nl_trace_listen(int fd, int backlog, int err);
 void nl_trace_connect(int fd, const struct sockaddr *sa, socklen_t len, int err,
                       double started);
 void nl_trace_accept(int listen_fd, int fd, const struct sockaddr *peer, socklen_t len);
+/* Called right before a send or sendto system call, whose nl_trace_send
+ * or nl_trace_sendto must follow: a receive on another thread that gets
+ * those bytes waits to be listed until the send is. */
+void nl_trace_sending(void);
 /* A stream send/recv's outcome as the system call returned it: n bytes
  * (recv: 0 is the end of stream), or n < 0 with errno in err (EAGAIN and
  * EINTR are not events). */

@@ -55,6 +55,25 @@ local function hex(s)
   return (s:gsub(".", function(c) return string.format("%02x", c:byte()) end))
 end
 
+-- Each connection's recv lines never run ahead of its peer's send lines:
+-- at every recv, the bytes listed as sent to it so far cover those listed
+-- as received (a send is listed before the recv that got its bytes).
+local function causal(evs)
+  local sent, received = {}, {}
+  for i, ev in ipairs(evs) do
+    if ev.ev == "send" then
+      sent[ev.ep] = (sent[ev.ep] or 0) + ev.bytes
+    elseif ev.ev == "recv" then
+      local l, p = ev.ep:match("^tcp (%S+) %-> (%S+)$")
+      local peer = "tcp " .. p .. " -> " .. l
+      received[ev.ep] = (received[ev.ep] or 0) + ev.bytes
+      t.ok((sent[peer] or 0) >= received[ev.ep],
+        string.format("line %d: %s received %d, its peer sent %d so far", i, ev.ep,
+          received[ev.ep], sent[peer] or 0))
+    end
+  end
+end
+
 -- Times never go back: the file is one timeline.
 local function in_time_order(evs)
   for i = 2, #evs do
@@ -219,6 +238,7 @@ t.test("a thread and a task both sending: who sent what, one timeline", function
   t.eq(n, 20 * #"from-task\n", "the task's bytes")
   t.eq(#select_ev(evs, "connect", {thread = tid, result = "ok"}), 1, "the thread's connect")
   in_time_order(evs)
+  causal(evs)
 end)
 
 t.test("close: who ended the conversation first", function()
@@ -511,6 +531,9 @@ t.test("off: nothing is written; bad choices are usage errors", function()
   out, err, code = t.sh("NETLUA_TRACE=xml " .. q(t.NETLUA) .. " " .. q(path))
   t.eq(code, 2)
   t.match(err, "NETLUA_TRACE must be 'text' or 'jsonl'")
+  out, err, code = t.netlua("--trace-file")
+  t.eq(code, 2)
+  t.match(err, "'%-%-trace%-file' needs an argument")
   out, err, code = t.netlua("--trace --trace-file /nonexistent/dir/f " .. q(path))
   t.eq(code, 2)
   t.match(err, "cannot open trace file /nonexistent/dir/f")
