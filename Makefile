@@ -93,8 +93,14 @@ $(OUT)/curlnames.h: tools/curlnames.sh
 -include $(OBJS:.o=.d)
 
 # ---- set-up, tests, demo --------------------------------------------------
+# Node's ws, a WebSocket peer of the tests (they skip without it), goes into
+# build/npm (ignored by git), where they find it.
+NPM_DIR := build/npm
 deps:
 	@sh tools/deps.sh
+	@[ -d $(NPM_DIR)/node_modules/ws ] || ! command -v npm > /dev/null 2>&1 || \
+	  npm install --silent --no-audit --no-fund --prefix $(NPM_DIR) ws > /dev/null || \
+	  echo "(npm install ws failed: the Node WebSocket tests will skip)" >&2
 
 TESTS ?= tests/test_*.lua
 test: deps
