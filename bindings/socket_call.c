@@ -251,6 +251,7 @@ int call_waitfor(Call *c, int fd, int events, double deadline) {
   call_keep(c);
   r = nl_waitk(c->L, c->slot, fd, events, deadline);
   if (c->rec->closed) return IO_CLOSED;
+  if (r <= 0 && nl_trace_on) nl_trace_timeout(fd, events);
   if (r <= 0) return IO_TIMEOUT;
   if (s != NULL && fd == s->fd && (events & NL_READ)) s->drained = 0; /* read it */
   return IO_DONE;

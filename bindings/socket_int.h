@@ -17,6 +17,7 @@
 
 #include "netlua.h"
 #include "sock.h"
+#include "trace.h"
 
 #define SOCK_BUFSIZE 8192   /* a stream socket's receive buffer */
 #define DGRAM_SIZE 8192     /* a datagram receive's default size */
@@ -130,6 +131,7 @@ typedef struct Progress {
   int trying;      /* connect: it has tried an address, */
   int tryidx;      /* which one (its index in the lookup's list), */
   int family;      /* and the family its lookup asked for */
+  double tried_at; /* --trace: when it began trying that address */
 } Progress;
 
 struct CallRec {

@@ -401,18 +401,19 @@ end
 
 -- ---- server scripts in the background ----------------------------------
 
--- Starts `netlua SCRIPT 127.0.0.1 0 ARGS` in the background (killed after
--- `limit` seconds whatever happens) and waits until it prints "listening on
--- 127.0.0.1:PORT". Returns its pid, the port and the directory holding its
--- stdout and stderr (out, err). Waits with time.sleep, so inside a task only
--- the task waits.
-function M.start_server(script, args, limit)
+-- Starts `netlua [FLAGS] SCRIPT 127.0.0.1 0 ARGS` in the background (killed
+-- after `limit` seconds whatever happens) and waits until it prints
+-- "listening on 127.0.0.1:PORT". Returns its pid, the port and the
+-- directory holding its stdout and stderr (out, err). Waits with
+-- time.sleep, so inside a task only the task waits. `flags`: netlua's own
+-- options (already shell-quoted), "" by default.
+function M.start_server(script, args, limit, flags)
   local time = require "time"
   local dir = M.tmpdir()
   local cmd = string.format(
-    "%s %s 127.0.0.1 0 %s > %s/out 2> %s/err < /dev/null & pid=$!; " ..
+    "%s %s %s 127.0.0.1 0 %s > %s/out 2> %s/err < /dev/null & pid=$!; " ..
     "( sleep %d; kill -KILL $pid ) > /dev/null 2>&1 & echo $pid",
-    M.shellquote(NETLUA), M.shellquote(script), args, dir, dir, limit)
+    M.shellquote(NETLUA), flags or "", M.shellquote(script), args, dir, dir, limit)
   local p = io.popen(cmd)
   local pid = tonumber(p:read("l"))
   p:close()
