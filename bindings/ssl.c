@@ -737,6 +737,8 @@ static const luaL_Reg ssl_funcs[] = {
 };
 
 int luaopen_ssl(lua_State *L) {
+  const char *why = nl_libssl_load();
+  if (why != NULL) return luaL_error(L, "ssl: %s", why);
   nl_newclass(L, NL_SSLCTX_MT, NULL, context_meta);
   nl_newclass_transfer(L, NL_SSLCONN_MT, conn_methods, conn_meta, &conn_transfer);
   ssl_cert_open(L);
