@@ -143,8 +143,8 @@ end)
 -- ossload.c). So libcrypto must be loaded (and initialised) before libcurl.
 t.test("the first request loads libcrypto before libcurl", function()
   local _, err, code = run([[
-    print(require("http").get("http://127.0.0.1:1/"))
-  ]], {}, "LD_DEBUG=files ")
+    print(require("http").get("http://127.0.0.1:" .. ... .. "/"))
+  ]], {tostring(t.closed_port())}, "LD_DEBUG=files ")
   t.eq(code, 0, err)
   local crypto_at = err:find("file=libcrypto.so.3 [0];  dynamically loaded by", 1, true)
   local curl_at = err:find("file=libcurl.so.4 [0];", 1, true)
@@ -156,7 +156,8 @@ end)
 t.test("exiting while daemon threads hash after a request neither crashes nor fails their calls", function()
   local path, dir = t.script([[
     local thread = require "thread"
-    assert(select(3, require("http").get("http://127.0.0.1:1/")) == "CURLE_COULDNT_CONNECT")
+    local port = ...
+    assert(select(3, require("http").get("http://127.0.0.1:" .. port .. "/")) == "CURLE_COULDNT_CONNECT")
     local ready = thread.channel()
     for _ = 1, 2 do
       thread.spawn{daemon = true, function()
@@ -168,8 +169,9 @@ t.test("exiting while daemon threads hash after a request neither crashes nor fa
     for _ = 1, 2 do ready:recv() end
     print("main done")
   ]])
+  local port = t.closed_port()
   for i = 1, 30 do
-    local out, err, code = t.netlua(t.shellquote(path))
+    local out, err, code = t.netlua(t.shellquote(path) .. " " .. port)
     t.eq(code, 0, "run " .. i .. ": " .. tostring(err))
     t.eq(out, "main done\n", "run " .. i)
     t.eq(err, "", "run " .. i)
