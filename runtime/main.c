@@ -15,8 +15,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <openssl/crypto.h>
-
 #include "lualib.h"
 #include "netlua.h"
 #include "trace.h"
@@ -846,11 +844,6 @@ int main(int argc, char **argv) {
     return EXIT_USAGE;
   }
   nl_signals_init();
-  /* OpenSSL (the crypto and ssl modules, and libcurl's TLS) must not tear
-   * itself down from atexit: daemon threads may still be using it while
-   * the process exits, and crashed when it did. The first initialisation
-   * in the process decides, so it is made here, before any thread. */
-  OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, NULL);
   /* The main thread's loop is made first, while descriptors are certainly
    * to be had: a script that uses them all up still has it to wait with. */
   if (nl_loop() == NULL) {

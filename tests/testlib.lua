@@ -274,6 +274,14 @@ function M.listener()
   return server, tonumber(port)
 end
 
+-- A loopback port nothing listens on (the OS picked it, then it was
+-- closed): connecting is refused. Not port 1, which a program may use.
+function M.closed_port()
+  local server, port = M.listener()
+  server:close()
+  return port
+end
+
 -- A connected TCP pair on loopback: the client and the server's side (the
 -- listening socket is closed).
 function M.tcp_pair()
