@@ -335,8 +335,14 @@ int ssl_sethost(Conn *c, const char *host, nl_TlsErr err) {
 /* ---- waiting ---------------------------------------------------------------- */
 
 /* Per-call record of a method that waits: when its 't' timeout started. */
+/* A call's timeouts: its connection's when it began (another task's
+ * settimeout meanwhile is for later calls), and when its 't' began. */
+typedef struct CallTimes {
+  double block, total, start;
+} CallTimes;
+
 typedef struct CallRec {
-  double start;
+  CallTimes times;
   size_t len, next; /* receive: bytes it holds; send: its next byte (0: none yet) */
   Conn *conn;       /* the connection whose side it holds, or NULL */
   int side;
@@ -371,9 +377,9 @@ static int rec_close(lua_State *L) {
 }
 
 /* A fresh record in `slot`, to-be-closed. [-0, +0, m] */
-static CallRec *rec_make(lua_State *L, int slot, double start) {
+static CallRec *rec_make(lua_State *L, int slot, const CallTimes *tm) {
   CallRec *r = nl_callrec_new(L, slot, sizeof *r);
-  r->start = start;
+  r->times = *tm;
   luaL_getmetatable(L, NL_SSLCALL_MT);
   lua_setmetatable(L, slot);
   lua_toclose(L, slot);
@@ -388,10 +394,10 @@ static void rec_hold(CallRec *r, Conn *c, int side) {
 }
 
 /* The deadline of the next wait: 'b' per wait, 't' for the whole call. */
-static double call_deadline(const Conn *c, double start) {
-  double d = c->block >= 0 ? nl_monotonic() + c->block : NL_NODEADLINE;
-  if (c->total >= 0) {
-    double t = start + c->total;
+static double call_deadline(const CallTimes *tm) {
+  double d = tm->block >= 0 ? nl_monotonic() + tm->block : NL_NODEADLINE;
+  if (tm->total >= 0) {
+    double t = tm->start + tm->total;
     if (d < 0 || t < d) d = t;
   }
   return d;
@@ -400,10 +406,10 @@ static double call_deadline(const Conn *c, double start) {
 /* Waits for what TLS wants (NL_READ or NL_WRITE): 0 when ready, else the
  * error: "timeout", LuaSec's "wantread"/"wantwrite" with settimeout(0),
  * "closed" when the connection was closed meanwhile. Ctrl-C raises. */
-static const char *conn_wait(lua_State *L, Conn *c, int want, int slot, double start) {
+static const char *conn_wait(lua_State *L, Conn *c, int want, int slot, const CallTimes *tm) {
   int fd = c->fd;
-  if (c->block == 0) return want == NL_READ ? "wantread" : "wantwrite";
-  if (nl_waitk(L, slot, fd, want, call_deadline(c, start)) <= 0) return "timeout";
+  if (tm->block == 0) return want == NL_READ ? "wantread" : "wantwrite";
+  if (nl_waitk(L, slot, fd, want, call_deadline(tm)) <= 0) return "timeout";
   return c->ssl == NULL ? "closed" : NULL;
 }
 
@@ -412,29 +418,33 @@ static const char *conn_wait(lua_State *L, Conn *c, int want, int slot, double s
  * waiting for a side are woken together when it is let go; the first to
  * run takes it. The record is made when the call has to wait. */
 static const char *wait_turn(lua_State *L, Conn *c, int side, CallRec **rp, int slot,
-                             double start) {
+                             const CallTimes *tm) {
   while (c->holder[side] != NULL && c->holder[side] != *rp) {
-    if (c->block == 0) return side == SIDE_READ ? "wantread" : "wantwrite";
-    if (*rp == NULL) *rp = rec_make(L, slot, start);
-    if (!nl_waitqueue(L, slot, &c->turn[side], call_deadline(c, start))) return "timeout";
+    if (tm->block == 0) return side == SIDE_READ ? "wantread" : "wantwrite";
+    if (*rp == NULL) *rp = rec_make(L, slot, tm);
+    if (!nl_waitqueue(L, slot, &c->turn[side], call_deadline(tm))) return "timeout";
     if (c->ssl == NULL) return "closed";
   }
   return NULL;
 }
 
 /* wait_turn as a step result: 0, or NL_TLS_FAIL with err set. */
-static int take_turn(lua_State *L, Conn *c, int side, CallRec **rp, int slot, double start,
-                     nl_TlsErr err) {
-  const char *why = wait_turn(L, c, side, rp, slot, start);
+static int take_turn(lua_State *L, Conn *c, int side, CallRec **rp, int slot,
+                     const CallTimes *tm, nl_TlsErr err) {
+  const char *why = wait_turn(L, c, side, rp, slot, tm);
   if (why == NULL) return 0;
   snprintf(err, NL_TLS_ERRSIZE, "%s", why);
   return NL_TLS_FAIL;
 }
 
-/* The start of a call's 't' timeout: a replay's, else now. */
-static double call_start(const Conn *c, const CallRec *r) {
-  if (r != NULL) return r->start;
-  return c->total >= 0 ? nl_monotonic() : 0;
+/* A call's timeouts: a replay's, else its connection's now. */
+static CallTimes call_times(const Conn *c, const CallRec *r) {
+  CallTimes tm;
+  if (r != NULL) return r->times;
+  tm.block = c->block;
+  tm.total = c->total;
+  tm.start = c->total >= 0 ? nl_monotonic() : 0;
+  return tm;
 }
 
 /* ---- handshake ---------------------------------------------------------------- */
@@ -457,15 +467,15 @@ static void trace_handshake(Conn *c, int step, const char *err) {
 static int conn_dohandshake(lua_State *L) {
   Conn *c = ssl_checkconn(L, 1);
   CallRec *r = rec_get(L, 2);
-  double start = call_start(c, r);
+  CallTimes tm = call_times(c, r);
   nl_TlsErr err;
   int step;
   if (c->ssl == NULL) return nl_pushfail(L, "closed", NULL);
   if (r == NULL) lua_settop(L, 1);
   while ((step = nl_tls_handshake(c->ssl, err)) > 0) {
     const char *why;
-    if (r == NULL) r = rec_make(L, 2, start);
-    if ((why = conn_wait(L, c, step, 2, start)) != NULL) return nl_pushfail(L, why, NULL);
+    if (r == NULL) r = rec_make(L, 2, &tm);
+    if ((why = conn_wait(L, c, step, 2, &tm)) != NULL) return nl_pushfail(L, why, NULL);
   }
   if (nl_trace_on) trace_handshake(c, step, err);
   if (step < 0) return nl_pushfail(L, err, NULL);
@@ -569,19 +579,19 @@ static int conn_receive(lua_State *L) {
   const char *prefix = luaL_optlstring(L, 3, "", &plen);
   int pattern = check_pattern(L, &wanted), step;
   CallRec *r = rec_get(L, RECV_SLOT);
-  double start = call_start(c, r);
+  CallTimes tm = call_times(c, r);
   nl_TlsErr err;
   nl_Gather g;
   if (r == NULL) lua_settop(L, RECV_DATA);
-  step = take_turn(L, c, SIDE_READ, &r, RECV_SLOT, start, err);
+  step = take_turn(L, c, SIDE_READ, &r, RECV_SLOT, &tm, err);
   nl_gather_begin(&g, L, RECV_DATA, r != NULL ? r->len : 0, prefix, plen);
   while (step == 0 && (step = receive_round(c, &g, pattern, wanted, plen, err)) > 0) {
     const char *why;
     nl_gather_keep(&g);
-    if (r == NULL) r = rec_make(L, RECV_SLOT, start);
+    if (r == NULL) r = rec_make(L, RECV_SLOT, &tm);
     r->len = g.len;
     rec_hold(r, c, SIDE_READ);
-    if ((why = conn_wait(L, c, step, RECV_SLOT, start)) != NULL) {
+    if ((why = conn_wait(L, c, step, RECV_SLOT, &tm)) != NULL) {
       snprintf(err, NL_TLS_ERRSIZE, "%s", why);
       step = NL_TLS_FAIL;
       break;
@@ -608,7 +618,7 @@ static int conn_send(lua_State *L) {
   const char *data = luaL_checklstring(L, 2, &size);
   lua_Integer i = luaL_optinteger(L, 3, 1), j = luaL_optinteger(L, 4, -1);
   CallRec *r = rec_get(L, 5);
-  double start = call_start(c, r);
+  CallTimes tm = call_times(c, r);
   size_t next, end;
   nl_TlsErr err;
   int step = 0;
@@ -618,7 +628,7 @@ static int conn_send(lua_State *L) {
   if (j > (lua_Integer)size) j = (lua_Integer)size;
   end = j < i ? (size_t)i - 1 : (size_t)j;
   if (r == NULL) lua_settop(L, 4);
-  step = take_turn(L, c, SIDE_WRITE, &r, 5, start, err);
+  step = take_turn(L, c, SIDE_WRITE, &r, 5, &tm, err);
   next = r != NULL && r->next > 0 ? r->next : (size_t)i;
   while (step == 0 && next <= end) {
     const char *why;
@@ -634,10 +644,10 @@ static int conn_send(lua_State *L) {
       if (step < 0) break;
       continue;
     }
-    if (r == NULL) r = rec_make(L, 5, start);
+    if (r == NULL) r = rec_make(L, 5, &tm);
     r->next = next;
     rec_hold(r, c, SIDE_WRITE);
-    if ((why = conn_wait(L, c, step, 5, start)) != NULL) {
+    if ((why = conn_wait(L, c, step, 5, &tm)) != NULL) {
       snprintf(err, NL_TLS_ERRSIZE, "%s", why);
       step = NL_TLS_FAIL;
       break;

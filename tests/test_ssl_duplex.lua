@@ -45,6 +45,47 @@ t.test("a task blocked in receive while another task sends on the same connectio
   tls.finish(proc)
 end)
 
+t.test("another task's settimeout does not cut short a send already waiting", function()
+  -- The send has no timeout and waits many times: the peer echoes, and its
+  -- replies are read slowly, so it reads slowly too. Meanwhile another task
+  -- sets a 10 ms timeout now and then; calls that begin then have it (the
+  -- reader's may time out, and simply read on), the send does not.
+  local conn, proc = echo_conn()
+  local n, width = 20000, 1000 -- 20 MB: more than the socket buffers hold
+  local lines = {}
+  for i = 1, n do lines[i] = line(i, width) .. "\n" end
+  local payload = table.concat(lines)
+  local toggling = true
+  local sender = task.spawn(function() return conn:send(payload) end)
+  local toggler = task.spawn(function()
+    for _ = 1, 40 do
+      conn:settimeout(0)
+      task.sleep(0.01)
+      conn:settimeout(nil)
+      task.sleep(0.01)
+    end
+    toggling = false
+  end)
+  local got = 0
+  local reader = task.spawn(function()
+    while got < #payload do
+      local data, err, partial = conn:receive(1001)
+      got = got + #(data or partial)
+      if err ~= nil and err ~= "timeout" and err ~= "wantread" then return err end
+      if toggling then task.sleep(0.005) end -- slowly while the other task toggles
+    end
+  end)
+  assert(toggler:join())
+  local ok, sent, err = sender:join(20)
+  t.ok(ok, sent)
+  t.eq(err, nil)
+  t.eq(sent, #payload)
+  t.eq(select(2, reader:join(20)), nil)
+  t.eq(got, #payload)
+  conn:close()
+  tls.finish(proc)
+end)
+
 t.test("both directions at once, more than the socket buffers hold", function()
   -- 4 MB each way: the peer stops reading while its replies are unread, so
   -- the writer blocks until the reader, waiting at the same time, reads.
