@@ -122,6 +122,11 @@ function M.where(host, port)
   return string.format("%s:%s", host, port)
 end
 
+-- s as one word for the shell: 'it'\''s'.
+function M.shellquote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
 -- Prints "netlua: <message>" on stderr and exits with status 1.
 function M.fail(fmt, ...)
   io.stderr:write("netlua: ", string.format(fmt, ...), "\n")

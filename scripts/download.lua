@@ -217,8 +217,9 @@ end
 
 -- Creates dir and its parents; true, or nil and a message.
 function M.mkdir(dir)
-  local q = "'" .. tostring(dir):gsub("'", "'\\''") .. "'"
-  if os.execute("mkdir -p -- " .. q .. " 2>/dev/null") == true then return true end
+  if os.execute("mkdir -p -- " .. require("cli").shellquote(dir) .. " 2>/dev/null") == true then
+    return true
+  end
   return nil, "cannot create " .. dir
 end
 
