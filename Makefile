@@ -93,8 +93,12 @@ $(OUT)/curlnames.h: tools/curlnames.sh
 -include $(OBJS:.o=.d)
 
 # ---- set-up, tests, demo --------------------------------------------------
+# The browser tests (test_gallery, test_webchat) drive headless Chromium;
+# without it they skip.
+BROWSER_PKGS := chromium-headless-shell python3-websockets
 deps:
 	@sh tools/deps.sh
+	@sh tools/deps.sh --optional "the browser tests" $(BROWSER_PKGS)
 
 TESTS ?= tests/test_*.lua
 test: deps

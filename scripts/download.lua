@@ -145,18 +145,6 @@ local function unsafe(c)
   end
 end
 
--- s with every byte that is not part of valid UTF-8 replaced by "_".
-local function valid_utf8(s)
-  local out, i = {}, 1
-  while i <= #s do
-    local ok, bad = utf8.len(s, i)
-    if ok then out[#out + 1] = s:sub(i) break end
-    out[#out + 1] = s:sub(i, bad - 1) .. "_"
-    i = bad + 1
-  end
-  return table.concat(out)
-end
-
 -- The first n bytes of s, not cutting a UTF-8 character, without trailing
 -- dots or spaces (they would meet the extension's dot).
 local function cut(s, n)
@@ -186,7 +174,7 @@ end
 -- a short extension kept; image-NNN when nothing readable is left.
 function M.safe_name(url, i)
   local path = url:match("^%a[%w+.-]*://[^/?#]*([^?#]*)") or url:match("^([^?#]*)")
-  local seg = valid_utf8(http.unescape(path:match("([^/]*)$") or ""))
+  local seg = require("cli").valid_utf8(http.unescape(path:match("([^/]*)$") or ""))
   seg = seg:gsub(utf8.charpattern, unsafe):gsub("[/\\]", "_"):gsub("%.%.+", ".")
   local stem, ext = split_ext((seg:gsub("^ +", ""):gsub(" +$", "")))
   seg = fit(stem, "", ext)
