@@ -600,6 +600,53 @@ static int conn_write_file(lua_State *L) {
   return conn_finish_reply(L, 4, c);
 }
 
+/* The handle that carries a connection's TLS to the ssl module (tls.h):
+ * frees it when nobody took it. */
+static int tls_handle_gc(lua_State *L) {
+  nl_TlsHandle *h = luaL_checkudata(L, 1, NL_TLS_HANDLE_MT);
+  if (h->ssl != NULL) SSL_free(h->ssl);
+  h->ssl = NULL;
+  return 0;
+}
+
+/* Pushes an empty handle. [-0, +1, m] */
+static nl_TlsHandle *push_tls_handle(lua_State *L) {
+  nl_TlsHandle *h = lua_newuserdatauv(L, sizeof *h, 0);
+  h->ssl = NULL;
+  if (luaL_newmetatable(L, NL_TLS_HANDLE_MT)) {
+    lua_pushcfunction(L, tls_handle_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_setmetatable(L, -2);
+  return h;
+}
+
+/* conn:detach() -> fd, pending[, tls]: gives the connection away (for
+ * req:socket()) once the request in hand is read and no reply is on its
+ * way: its descriptor, the bytes that came after the request (plaintext,
+ * under TLS), and for HTTPS the TLS in a handle. The Conn is closed
+ * without closing them, and no longer counts among the server's
+ * connections; the request counts as answered. */
+static int conn_detach(lua_State *L) {
+  Conn *c = httpconn_check(L, 1);
+  if (c->fd < 0) return nl_pushfail(L, "closed", NULL);
+  if (has_reply_pending(c)) return luaL_error(L, "the connection is sending a reply");
+  lua_pushinteger(L, c->fd);
+  lua_pushlstring(L, c->in.data + c->in_pos, c->in.len - c->in_pos);
+  if (c->ssl != NULL) {
+    push_tls_handle(L)->ssl = c->ssl;
+    c->ssl = NULL;
+  } else {
+    lua_pushnil(L);
+  }
+  nl_loop_forget(c->fd);
+  conn_unlink(c);
+  c->fd = -1;
+  if (c->srv->g != NULL) http_group_count(c->srv->g);
+  conn_close(c);
+  return 3;
+}
+
 static int conn_close_m(lua_State *L) {
   conn_close(httpconn_check(L, 1));
   return 0;
@@ -616,6 +663,7 @@ const luaL_Reg httpconn_methods[] = {
   {"read", conn_read},
   {"write", conn_write},
   {"write_file", conn_write_file},
+  {"detach", conn_detach},
   {"close", conn_close_m},
   {NULL, NULL}
 };

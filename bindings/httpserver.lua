@@ -60,6 +60,29 @@ function Request:form()
   return parse_query(self.body)
 end
 
+-- The serving state (below) of each open connection, for req:socket().
+local state_of_conn = setmetatable({}, {__mode = "k"})
+
+-- req:socket() -> socket | nil, msg: the handler takes the connection over.
+-- The server sends no reply to this request and serves nothing more on the
+-- connection; the handler (still the connection's task) owns the returned
+-- socket: a tcp client socket, or for HTTPS an ssl connection, with the
+-- bytes the client sent after this request already in its buffer. For
+-- WebSocket, streams and other protocols that start with an HTTP request.
+function Request:socket()
+  local conn = self._conn
+  if conn == nil then error("req:socket(): the connection was already taken over", 2) end
+  self._conn, self._taken = nil, true
+  local st = state_of_conn[conn]
+  if st ~= nil then
+    st.conns[conn], st.tasks[conn] = nil, nil -- serve() does not wait for it
+  end
+  local fd, pending, tls = conn:detach()
+  if fd == nil then return nil, pending end
+  if tls ~= nil then return require("ssl")._adopt(tls, fd, pending) end
+  return require("socket")._adopt(fd, pending)
+end
+
 local SERVER_OPTIONS = {host = "string", port = "number", max_uri = "number",
   max_header = "number", max_body = "number", request_timeout = "number",
   keepalive_timeout = "number", send_timeout = "number",
@@ -372,6 +395,16 @@ local function make_dispatch(self)
     if route then
       req.params = params
       local ok, s, b, hd = xpcall(route.handler, handler_traceback, req)
+      if req._taken then -- req:socket(): nothing to send
+        if not ok then
+          if s == "interrupted" then error(s, 0) end
+          log_error(req, s, route)
+        end
+        if self.log then
+          io.stderr:write(format("%s %s %s (connection taken over)\n", req.peer, req.method, req.target))
+        end
+        return nil
+      end
       if not ok then
         if s == "interrupted" then error(s, 0) end
         log_error(req, s, route)
@@ -451,7 +484,10 @@ local function serve_connection(st, conn)
       if why ~= "stopped" then st.conns[conn] = nil end
       break
     end
-    if not write_reply(conn, answer(dispatch, req)) then
+    req._conn = conn
+    local status, lines, body = answer(dispatch, req)
+    if status == nil then return end -- taken over by req:socket()
+    if not write_reply(conn, status, lines, body) then
       st.conns[conn] = nil
       break
     end
@@ -460,6 +496,7 @@ local function serve_connection(st, conn)
 end
 
 local function spawn_connection(st, conn)
+  state_of_conn[conn] = st
   st.tasks[conn] = task.spawn(serve_connection, st, conn)
 end
 

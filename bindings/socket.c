@@ -238,6 +238,38 @@ static int socket_connectedname(lua_State *L) {
   return 1;
 }
 
+/* socket._adopt(fd, pending): a tcp{client} on the connected stream
+ * descriptor fd (which it now owns), with `pending` (bytes already read
+ * from it by someone else) first in its receive buffer; or nil, msg (fd
+ * closed) when they do not fit. For http.server's req:socket(). */
+static int socket_adopt(lua_State *L) {
+  int fd = TO_INT(luaL_checknumber(L, 1));
+  size_t len;
+  const char *pending = luaL_optlstring(L, 2, "", &len);
+  struct sockaddr_storage ss;
+  socklen_t sslen = sizeof ss;
+  nl_Socket *s;
+  if (fd < 0) return nl_pusherrno(L, EBADF);
+  if (len > SOCK_BUFSIZE) {
+    nl_closefd(fd);
+    return nl_pushfail(L, "too much data after the request head", NULL);
+  }
+  if (getsockname(fd, (struct sockaddr *)&ss, &sslen) != 0) {
+    int err = errno;
+    nl_closefd(fd);
+    return nl_pusherrno(L, err);
+  }
+  s = sock_new(L, sock_kind(ss.ss_family == AF_UNIX ? G_UNIX : G_TCP, R_CLIENT), ss.ss_family,
+               SOCK_STREAM, 0);
+  s->fd = fd;
+  if (len > 0) {
+    if ((s->buf = malloc(SOCK_BUFSIZE)) == NULL) return luaL_error(L, "not enough memory");
+    memcpy(s->buf, pending, len);
+    s->last = len;
+  }
+  return 1;
+}
+
 static int sock_getfamily(lua_State *L) {
   nl_Socket *s = sock_check(L, 1);
   if (s->family == AF_INET6) lua_pushliteral(L, "inet6");
@@ -476,7 +508,7 @@ static const luaL_Reg socket_funcs[] = {
   {"connect", socket_connect}, {"select", socket_select},
   {"gettime", socket_gettime}, {"sleep", socket_sleep},
   {"gethostname", socket_gethostname}, {"raw", socket_raw},
-  {"_connectedname", socket_connectedname},
+  {"_connectedname", socket_connectedname}, {"_adopt", socket_adopt},
   {"_unix_stream", socket_unix_stream}, {"_unix_dgram", socket_unix_dgram},
   {NULL, NULL}
 };

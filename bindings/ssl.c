@@ -282,6 +282,31 @@ static int ssl_create(lua_State *L) {
   return 1;
 }
 
+/* core.adopt(tls, fd, pending): a server connection past its handshake,
+ * taking over the TLS of http.server's req:socket() (a NL_TLS_HANDLE_MT
+ * handle) on fd, which it now owns; `pending`: plaintext already read,
+ * first in its buffer. nil, msg (everything freed) when that does not fit. */
+static int ssl_adopt(lua_State *L) {
+  nl_TlsHandle *h = luaL_checkudata(L, 1, NL_TLS_HANDLE_MT);
+  int fd = (int)luaL_checkinteger(L, 2);
+  size_t len;
+  const char *pending = luaL_optlstring(L, 3, "", &len);
+  Conn *c;
+  luaL_argcheck(L, h->ssl != NULL && fd >= 0, 1, "a connection already taken");
+  if (len > SSL_BUFSIZE) {
+    nl_closefd(fd);
+    return nl_pushfail(L, "too much data after the request head", NULL);
+  }
+  c = ssl_pushconn(L);
+  c->ssl = h->ssl;
+  h->ssl = NULL;
+  c->fd = fd;
+  c->server = 1;
+  memcpy(c->buf, pending, len);
+  c->last = len;
+  return 1;
+}
+
 /* The name the client means to reach: sent as SNI; verified (with the
  * chain) unless its context said verify "none" explicitly. */
 int ssl_sethost(Conn *c, const char *host, nl_TlsErr err) {
@@ -732,7 +757,7 @@ static const luaL_Reg conn_meta[] = {
 static const luaL_Reg context_meta[] = {{"__gc", context_gc}, {NULL, NULL}};
 
 static const luaL_Reg ssl_funcs[] = {
-  {"newcontext", ssl_newcontext}, {"create", ssl_create},
+  {"newcontext", ssl_newcontext}, {"create", ssl_create}, {"adopt", ssl_adopt},
   {"loadcertificate", ssl_loadcertificate}, {NULL, NULL}
 };
 

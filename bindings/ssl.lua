@@ -11,6 +11,7 @@ local pairs, type = pairs, type
 local ssl = {_VERSION = "1.3.2", _NAME = "ssl"}
 ssl.newcontext = core.newcontext
 ssl.loadcertificate = core.loadcertificate
+ssl._adopt = core.adopt -- http.server's req:socket() on HTTPS
 
 local function is_address(host)
   return host:match("^[%d%.]+$") or host:find(":", 1, true)

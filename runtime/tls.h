@@ -20,6 +20,14 @@
 #define NL_TLS_ERRSIZE 256
 typedef char nl_TlsErr[NL_TLS_ERRSIZE];
 
+/* A connection's TLS on its way from one module to another (http.server's
+ * req:socket() hands it to the ssl module): a userdata with this metatable,
+ * whose __gc frees `ssl` unless the receiver took it (set it to NULL). */
+#define NL_TLS_HANDLE_MT "netlua.tls"
+typedef struct nl_TlsHandle {
+  SSL *ssl;
+} nl_TlsHandle;
+
 /* Step results besides 0 (done) and the wants NL_READ / NL_WRITE. */
 #define NL_TLS_CLOSED (-1) /* the peer closed (or reset) the connection */
 #define NL_TLS_FAIL (-2)   /* a protocol or verification error (err says) */
