@@ -107,9 +107,12 @@ local function tcp_lines(client)
     local pending = ""
     while true do
       local data, err = client:recv(4096)
-      if not data then return err end -- "closed", "connection reset by peer"
-      pending = split_lines(pending .. data, each)
-      if not pending then return "quit" end
+      if data then
+        pending = split_lines(pending .. data, each)
+        if not pending then return "quit" end
+      elseif err ~= "timeout" then
+        return err -- "closed", "connection reset by peer"
+      end
       if #pending > MAX_LINE then
         client:send(string.format("* line too long (more than %d bytes), bye\n", MAX_LINE))
         return "line too long"
@@ -119,7 +122,9 @@ local function tcp_lines(client)
 end
 
 local function tcp_session(client)
-  client:settimeout(10, "t") -- a send that makes no progress for 10 s fails
+  -- A send that makes no progress for 10 s fails (the client is gone or
+  -- stopped reading); a quiet client only makes recv come back to wait again.
+  client:settimeout(10)
   member("tcp", function(text) return client:send(text .. "\n") ~= nil end, tcp_lines(client))
   client:close()
 end
@@ -165,13 +170,24 @@ local function main(...)
     return 200, html, {["Content-Type"] = "text/html; charset=utf-8"}
   end)
   srv:websocket("/chat", ws_session)
-  task.spawn(function()
-    while true do task.spawn(tcp_session, cli.accept(tcp)) end
+  local open = true
+  task.spawn(function() -- the terminal clients' door, checked twice a second
+    tcp:settimeout(0.5)
+    while open do
+      local client, err = tcp:accept()
+      if client then task.spawn(tcp_session, client)
+      elseif err ~= "timeout" then print("accept failed: " .. err) task.sleep(0.1) end
+    end
+    tcp:close()
   end)
   local ok, err = pcall(srv.serve, srv)
+  open = false
   srv:close()
-  tcp:close()
   if not ok and err ~= "interrupted" then error(err, 0) end
+  -- Ctrl-C: the members' tasks would wait for their peers forever (netlua
+  -- runs tasks to their end before it exits); exiting now closes them all.
+  print("stopped")
+  os.exit(0)
 end
 
 main(...)

@@ -80,8 +80,8 @@ t.test("browser: two pages and a TCP client see each other's messages", function
     if mark == "tcp" then c:send("<b>tcp</b> says hi\n") end
   end)
   if not r then return t.skip(nil, why) end
-  t.eq(r[8].value, 0, "a message is shown as text, never as HTML")
-  t.match(r[9].value, "%[" .. idc .. "%] <b>tcp</b> says hi")
+  t.eq(r[9].value, 0, "a message is shown as text, never as HTML")
+  t.match(r[10].value, "%[" .. idc .. "%] <b>tcp</b> says hi")
   -- the TCP client heard the browsers join and speak, then leave when the
   -- browser was killed
   local ida = tonumber(t.expect_line(c, "^%* client %d+ joined$"):match("%d+"))
@@ -96,6 +96,7 @@ t.test("Ctrl-C stops the server cleanly", function()
   local out, err = t.finish_server(pid, sdir)
   t.ok(not err:find("traceback"), err)
   t.match(out, "client %d+ left %(closed")
+  t.match(out, "stopped\n$")
 end)
 
 t.done()
