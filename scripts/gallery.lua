@@ -33,7 +33,8 @@ local MAX_CONCURRENCY = 16
 local MAX_URL = 2048
 local MAX_WATCHERS = 64           -- pages listening to /events at once
 local BACKLOG = 256               -- events queued for one slow page before it is dropped
-local KEEPALIVE = 15              -- seconds between comments on a quiet stream
+local KEEPALIVE = 5               -- seconds between comments on a quiet stream (a page
+                                  -- that went away is noticed by the second)
 local IMAGE_EXT = {png = true, jpg = true, jpeg = true, gif = true, webp = true, bmp = true}
 
 local SPEC = {
@@ -63,7 +64,7 @@ end
 -- when it is quiet, which is how a page that went away is noticed.
 local function stream_events(req, current)
   if nwatchers >= MAX_WATCHERS then return 503, {error = "too many pages are listening"} end
-  local events = req:sse{retry = 2000}
+  local events = req:sse{retry = 2000, heartbeat = false} -- the loop below keeps it alive
   local outbox = thread.channel(BACKLOG)
   watchers[outbox], nwatchers = true, nwatchers + 1
   local ok = true
@@ -200,10 +201,15 @@ local function main(...)
     end)
     return 202, {run = id}
   end)
-  local ok, err = pcall(srv.serve, srv)
+  -- The server runs in a task and this waits for it, so Ctrl-C lands here:
+  -- the open streams are ended first (serve() waits for every handler).
+  local server = task.spawn(srv.serve, srv)
+  local waited, served, err = pcall(server.join, server) -- Ctrl-C: false, "interrupted"
+  for outbox in pairs(watchers) do outbox:close() end
   srv:close()
+  if not waited then served, err = server:join() end
   stop()
-  if not ok and err ~= "interrupted" then error(err, 0) end
+  if not served and err ~= "interrupted" then error(err, 0) end
 end
 
 main(...)

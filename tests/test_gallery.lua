@@ -106,15 +106,44 @@ t.test("browser: bad form values and a failing API are shown on the page", funct
   t.match(r[9].value, "^run %d+ failed")
 end)
 
+t.test("browser: file names that are HTML show as text, their images load by name", function()
+  local peer, stop = h.peer(120)
+  local captions = "[...document.querySelectorAll('#gallery figcaption')].map(c => c.textContent)"
+  local r, why = t.browser({
+    {open = "a", url = url},
+    {wait = js_text("status") .. ".startsWith('connected')", page = "a", timeout = 30},
+    {eval = submit("http://127.0.0.1:" .. peer .. "/api/markup", "3", "3"), page = "a"},
+    {wait = js_text("status") .. ".includes('done')", page = "a", timeout = 30},
+    {eval = captions .. ".filter(c => !c.startsWith('meinv-') && c !== 'old.png').sort().join('|')", page = "a"},
+    {eval = "document.querySelectorAll('#gallery b').length + ' ' + " ..
+      "document.querySelectorAll('#gallery img').length + ' ' + " ..
+      "document.querySelectorAll('#gallery figure').length + ' ' + typeof window.pwned", page = "a"},
+    {eval = "fetch(document.querySelector('img[data-name^=\"100\"]').src).then(r => r.text())", page = "a"},
+  })
+  stop()
+  if not r then return t.skip(nil, why) end
+  t.eq(r[5].value, "\"><b>bold<_b>.png|100% real.png|<img src=x onerror=window.pwned=1>.png")
+  t.match(r[6].value, "^0 (%d+) %1 undefined$")
+  t.eq(r[7].value, "IMG:/img/100%25%20real.png", "the image's URL names the file")
+end)
+
 t.test("a page that goes away mid-stream does not stop the server", function()
   local body = t.sh("curl -s -m 1 " .. url .. "events; curl -s " .. url .. "api/images")
   t.match(body, '"images":%[')
 end)
 
-t.test("Ctrl-C stops the server cleanly", function()
+t.test("Ctrl-C stops the server cleanly, also while a page listens", function()
+  local ev = t.tmpdir()
+  os.execute("timeout 60 curl -sN " .. url .. "events > " .. ev .. "/events 2>&1 &")
+  for _ = 1, 200 do
+    if (t.readfile(ev .. "/events") or "") ~= "" then break end
+    require("time").sleep(0.05)
+  end
+  t.match(t.readfile(ev .. "/events"), "^retry: 2000\n")
   os.execute("kill -INT " .. pid)
   local _, err = t.finish_server(pid, sdir)
   t.ok(not err:find("traceback"), err)
+  t.rmtree(ev)
 end)
 
 t.rmtree(dir)
