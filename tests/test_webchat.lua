@@ -36,6 +36,18 @@ t.test("terminal clients chat over TCP, garbage arrives cleaned", function()
   b:close()
 end)
 
+t.test("chatclient.lua is a member too", function()
+  local a = tcp_member()
+  local out, err, code = t.netlua(t.shellquote(h.dir .. "/../scripts/chatclient.lua") ..
+    " 127.0.0.1 " .. tcp_port, {stdin = "hi from chatclient\n"})
+  t.eq(code, 0, err)
+  t.match(out, "^welcome, you are client (%d+); /quit leaves\n")
+  local id = out:match("client (%d+)")
+  t.expect_line(a, "^%[" .. id .. "%] hi from chatclient$")
+  t.expect_line(a, "^%* client " .. id .. " left$")
+  a:close()
+end)
+
 t.test("an endless line disconnects its sender, the room goes on", function()
   local a, ida = tcp_member()
   local b = tcp_member()
