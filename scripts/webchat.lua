@@ -8,16 +8,15 @@
 -- scripts/chatclient.lua and speak chatserver.lua's line protocol. Everyone
 -- is in the same room: each line anyone sends reaches the others as
 -- "[id] text", and joins and leaves as "* client id joined/left"; "/quit"
--- leaves. Every member has a reader (its own task) and a writer task that
--- sends what its outbox (a bounded thread.channel) holds, so a slow member
--- never holds up the others; one that stops reading altogether is dropped.
+-- leaves. The room is chatroom.lua's, which taskchatserver.lua uses too:
+-- this script adds the page and the WebSocket side.
 local HERE = (arg and arg[0] and arg[0]:match("^(.*)/[^/]*$")) or "."
 package.path = HERE .. "/?.lua;" .. package.path
 
 local http = require "http"
 local task = require "task"
-local thread = require "thread"
 local cli = require "cli"
+local chatroom = require "chatroom"
 
 local MAX_LINE = 4096   -- longest message, in bytes; a longer TCP line disconnects
 local BACKLOG = 256     -- messages queued for one member before it is dropped
@@ -34,103 +33,12 @@ local SPEC = {
     ["tcp-port"] = {"port", 6790}},
 }
 
--- ---- the room ---------------------------------------------------------------
-
-local members, count, last_id = {}, 0, 0 -- id -> outbox
-
--- Queues text for every member but `from`; a member whose outbox is full
--- has stopped reading: its outbox closes, which ends its writer.
-local function say(from, text)
-  for id, outbox in pairs(members) do
-    if id ~= from and not outbox:send(text, 0) then outbox:close() end
-  end
-end
-
--- What a member sent, made fit to show anywhere: valid UTF-8 (a WebSocket
--- text frame must be), no control characters (a terminal's escape codes,
--- a line break that would forge a second line).
-local function clean(text)
-  return (cli.valid_utf8(text, "?"):gsub("[%c\127]", " "))
-end
-
--- One member, whatever it talks through: `deliver(text)` sends it a line
--- (false when it has gone), `read(each)` calls each(line) per line it sends
--- until each returns false, and returns why it stopped. `kind` is for the
--- log.
-local function member(kind, deliver, read)
-  if count >= MAX_MEMBERS then
-    deliver("* the room is full, try later")
-    return
-  end
-  last_id, count = last_id + 1, count + 1
-  local id, outbox = last_id, thread.channel(BACKLOG)
-  outbox:send(string.format("welcome, you are client %d; /quit leaves", id))
-  local writer = task.spawn(function()
-    for text in outbox:iter() do
-      if not deliver(text) then break end
-    end
-  end)
-  say(id, string.format("* client %d joined", id))
-  members[id] = outbox
-  print(string.format("client %d joined (%s, %d online)", id, kind, count))
-  local why = read(function(line)
-    if line == "/quit" then return false end
-    say(id, string.format("[%d] %s", id, clean(line)))
-  end)
-  members[id], count = nil, count - 1
-  say(id, string.format("* client %d left", id))
-  print(string.format("client %d left (%s)", id, why))
-  outbox:close() -- the writer sends what is left, then ends
-  writer:join()
-end
-
--- ---- terminal clients: lines over TCP ----------------------------------------
-
--- Calls each(line) for each complete line in buffer (a trailing "\r"
--- dropped: telnet, nc -C); returns the incomplete rest, or nil when each
--- returned false.
-local function split_lines(buffer, each)
-  local start = 1
-  while true do
-    local nl = buffer:find("\n", start, true)
-    if not nl then return buffer:sub(start) end
-    if each((buffer:sub(start, nl - 1):gsub("\r$", ""))) == false then return nil end
-    start = nl + 1
-  end
-end
-
--- Reads a TCP client's lines in pieces of at most 4 KiB, so an endless line
--- cannot grow the server's memory: past MAX_LINE bytes the client is told
--- and disconnected.
-local function tcp_lines(client)
-  return function(each)
-    local pending = ""
-    while true do
-      local data, err = client:recv(4096)
-      if data then
-        pending = split_lines(pending .. data, each)
-        if not pending then return "quit" end
-      elseif err ~= "timeout" then
-        return err -- "closed", "connection reset by peer"
-      end
-      if #pending > MAX_LINE then
-        client:send(string.format("* line too long (more than %d bytes), bye\n", MAX_LINE))
-        return "line too long"
-      end
-    end
-  end
-end
-
-local function tcp_session(client)
-  -- A send that makes no progress for 10 s fails (the client is gone or
-  -- stopped reading); a quiet client only makes recv come back to wait again.
-  client:settimeout(10)
-  member("tcp", function(text) return client:send(text .. "\n") ~= nil end, tcp_lines(client))
-  client:close()
-end
+local room = chatroom.new{max_line = MAX_LINE, backlog = BACKLOG, max_members = MAX_MEMBERS}
 
 -- ---- browsers: messages over a WebSocket -----------------------------------------
 
+-- The reader of a browser: each text message is a line; a binary or an
+-- over-long one is refused with a notice, and the member stays.
 local function ws_lines(ws)
   return function(each)
     while true do
@@ -148,7 +56,7 @@ local function ws_lines(ws)
 end
 
 local function ws_session(ws)
-  member("browser", function(text) return ws:send(text) ~= nil end, ws_lines(ws))
+  room:member("browser", function(text) return ws:send(text) ~= nil end, ws_lines(ws))
   ws:close()
 end
 
@@ -175,7 +83,7 @@ local function main(...)
     tcp:settimeout(0.5)
     while open do
       local client, err = tcp:accept()
-      if client then task.spawn(tcp_session, client)
+      if client then task.spawn(room.tcp_session, room, client)
       elseif err ~= "timeout" then print("accept failed: " .. err) task.sleep(0.1) end
     end
     tcp:close()
