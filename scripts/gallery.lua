@@ -177,7 +177,8 @@ local function main(...)
   print("listening on " .. cli.where(srv.host, srv.port))
   print("gallery of " .. o.out .. " at " .. srv.url .. "/ (the bundled image API at " .. api .. ")")
 
-  local current, runs = nil, 0 -- the run going on ({run, api, num}) and how many began
+  -- the run going on ({run, api, num}), its task, and how many runs began
+  local current, runner, runs = nil, nil, 0
   srv:route("GET", "/", function()
     return 200, page("gallery.html"), {["Content-Type"] = "text/html; charset=utf-8"}
   end)
@@ -194,7 +195,7 @@ local function main(...)
     local id = runs
     current = {run = id, api = r.api, num = r.num}
     r.key, r.out, r.timeout, r.retries, r.max_size = key, o.out, 30, 2, 20 * 1024 * 1024
-    task.spawn(function()
+    runner = task.spawn(function()
       local ok, err = pcall(run, r, id)
       if not ok then broadcast("problem", {run = id, message = tostring(err)}) end
       current = nil
@@ -202,9 +203,11 @@ local function main(...)
     return 202, {run = id}
   end)
   -- The server runs in a task and this waits for it, so Ctrl-C lands here:
-  -- the open streams are ended first (serve() waits for every handler).
+  -- a run going on is cancelled (its downloads leave no partial files), the
+  -- open streams are ended first (serve() waits for every handler).
   local server = task.spawn(srv.serve, srv)
   local waited, served, err = pcall(server.join, server) -- Ctrl-C: false, "interrupted"
+  if runner then runner:cancel() end
   for outbox in pairs(watchers) do outbox:close() end
   srv:close()
   if not waited then served, err = server:join() end

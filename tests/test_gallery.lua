@@ -20,6 +20,8 @@ t.writefile(out .. "/old.png", imageapi.png(9))
 t.writefile(out .. "/notes.txt", "not an image")
 t.writefile(out .. "/.half.png.part-1234", "a download in progress")
 
+local peer, stop_peer = h.peer(240)
+local peer_api = "http://127.0.0.1:" .. peer .. "/api/"
 local pid, port, sdir = t.start_program(gallery, "--port 0 --out " .. t.shellquote(out), 240)
 local url = "http://127.0.0.1:" .. port .. "/"
 
@@ -107,12 +109,11 @@ t.test("browser: bad form values and a failing API are shown on the page", funct
 end)
 
 t.test("browser: file names that are HTML show as text, their images load by name", function()
-  local peer, stop = h.peer(120)
   local captions = "[...document.querySelectorAll('#gallery figcaption')].map(c => c.textContent)"
   local r, why = t.browser({
     {open = "a", url = url},
     {wait = js_text("status") .. ".startsWith('connected')", page = "a", timeout = 30},
-    {eval = submit("http://127.0.0.1:" .. peer .. "/api/markup", "3", "3"), page = "a"},
+    {eval = submit(peer_api .. "markup", "3", "3"), page = "a"},
     {wait = js_text("status") .. ".includes('done')", page = "a", timeout = 30},
     {eval = captions .. ".filter(c => !c.startsWith('meinv-') && c !== 'old.png').sort().join('|')", page = "a"},
     {eval = "document.querySelectorAll('#gallery b').length + ' ' + " ..
@@ -120,7 +121,6 @@ t.test("browser: file names that are HTML show as text, their images load by nam
       "document.querySelectorAll('#gallery figure').length + ' ' + typeof window.pwned", page = "a"},
     {eval = "fetch(document.querySelector('img[data-name^=\"100\"]').src).then(r => r.text())", page = "a"},
   })
-  stop()
   if not r then return t.skip(nil, why) end
   t.eq(r[5].value, "\"><b>bold<_b>.png|100% real.png|<img src=x onerror=window.pwned=1>.png")
   t.match(r[6].value, "^0 (%d+) %1 undefined$")
@@ -132,7 +132,14 @@ t.test("a page that goes away mid-stream does not stop the server", function()
   t.match(body, '"images":%[')
 end)
 
-t.test("Ctrl-C stops the server cleanly, also while a page listens", function()
+t.test("one run at a time: a second is refused while the first goes on (curl)", function()
+  local body = curl("--data 'num=1&concurrency=1&api=" .. peer_api .. "stall' " .. url .. "download")
+  t.match(body, '^{"run":%d+} 202$')
+  body = curl("--data 'num=1&concurrency=1' " .. url .. "download")
+  t.match(body, "is still going.* 409$")
+end)
+
+t.test("Ctrl-C stops the server cleanly, also while a page listens and a run goes on", function()
   local ev = t.tmpdir()
   os.execute("timeout 60 curl -sN " .. url .. "events > " .. ev .. "/events 2>&1 &")
   for _ = 1, 200 do
@@ -143,8 +150,10 @@ t.test("Ctrl-C stops the server cleanly, also while a page listens", function()
   os.execute("kill -INT " .. pid)
   local _, err = t.finish_server(pid, sdir)
   t.ok(not err:find("traceback"), err)
+  t.eq(t.sh("ls -A " .. t.shellquote(out) .. " | grep -c part"), "1\n", "no partial file but the test's own")
   t.rmtree(ev)
 end)
 
+stop_peer()
 t.rmtree(dir)
 t.done()
