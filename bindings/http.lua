@@ -20,7 +20,7 @@ local url = require "http.url"
 
 local M = {_NAME = "http", user_agent = core.user_agent, max_body = 64 * 1024 * 1024,
   server = server, url = url, unescape = server.unescape, parse_query = server.parse_query,
-  mime_type = server.mime_type}
+  mime_type = server.mime_type, cookie = server.cookie}
 
 M.escape = core.escape
 

@@ -3,9 +3,12 @@
  * "http.server.conn"): reading requests through runtime/httpparse.c,
  * queueing and sending replies (a file streams with sendfile), deadlines,
  * and making room when every connection slot is taken. conn:read() returns
- * the next request, conn:write() and conn:write_file() send a reply; they
+ * the next request, conn:write() and conn:write_file() send a reply, and
+ * conn:stream_begin/stream_write/stream_end one whose body comes in pieces
+ * (chunked, or close-delimited for HTTP/1.0); they
  * wait through nl_waitk, so in a task they suspend only that task and
- * restart from the progress kept in the Conn (one task serves a connection).
+ * restart from the progress kept in the Conn (one task reads a connection;
+ * a stream's pieces may come from several tasks, each piece queued whole).
  * HTTPS lives under conn_recv, conn_flush and conn_send_file (runtime/tls.c):
  * the handshake happens in the first read, bounded by request_timeout, and
  * each wait is for what TLS needs next (c->want).
@@ -300,26 +303,54 @@ static void add_date(Conn *c) {
   add_str(&c->out, s->date_line);
 }
 
+/* v in decimal at out (at least 20 bytes; no NUL); returns its length.
+ * snprintf cost more than the rest of a reply's head. */
+static size_t format_decimal(char *out, uint64_t v) {
+  char rev[20];
+  size_t n = 0, i;
+  do {
+    rev[n++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v != 0);
+  for (i = 0; i < n; i++) out[i] = rev[n - 1 - i];
+  return n;
+}
+
 static int has_body(int status) { return status != 204 && status != 304; }
 
-/* Queues a response head. `headers` (hlen bytes) are "Name: value\r\n"
- * lines from the handler; Date, Content-Length and Connection are ours. A
- * status that is not a final one (200-599) becomes 500. Returns the status
- * sent. */
-static int queue_head(Conn *c, int status, const char *headers, size_t hlen,
-                      uint64_t length) {
-  char line[128];
+/* Queues the status line, the Date and the handler's `headers` (hlen bytes
+ * of "Name: value\r\n" lines). A status that is not a final one (200-599)
+ * becomes 500. Returns the status sent. */
+static int queue_status(Conn *c, int status, const char *headers, size_t hlen) {
+  char digits[24];
   nl_Buf *b = &c->out;
   if (status < 200 || status > 599) status = 500;
-  snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\n", status, nl_http_reason(status));
-  add_str(b, line);
+  add_str(b, "HTTP/1.1 ");
+  nl_buf_add(b, digits, format_decimal(digits, (uint64_t)status));
+  add_str(b, " ");
+  add_str(b, nl_http_reason(status));
+  add_str(b, "\r\n");
   add_date(c);
-  nl_buf_add(b, headers, hlen);
+  nl_buf_add(&c->out, headers, hlen);
+  return status;
+}
+
+static void queue_connection(Conn *c) {
+  add_str(&c->out, c->closing ? "Connection: close\r\n\r\n" : "Connection: keep-alive\r\n\r\n");
+}
+
+/* Queues a response head for a body of `length` bytes; Date,
+ * Content-Length and Connection are ours. Returns the status sent. */
+static int queue_head(Conn *c, int status, const char *headers, size_t hlen,
+                      uint64_t length) {
+  char digits[24];
+  status = queue_status(c, status, headers, hlen);
   if (has_body(status)) {
-    snprintf(line, sizeof line, "Content-Length: %llu\r\n", (unsigned long long)length);
-    add_str(b, line);
+    add_str(&c->out, "Content-Length: ");
+    nl_buf_add(&c->out, digits, format_decimal(digits, length));
+    add_str(&c->out, "\r\n");
   }
-  add_str(b, c->closing ? "Connection: close\r\n\r\n" : "Connection: keep-alive\r\n\r\n");
+  queue_connection(c);
   return status;
 }
 
@@ -383,7 +414,7 @@ static void push_request(lua_State *L, Conn *c) {
   const char *target = r->target.data ? r->target.data : "", *path, *query;
   size_t pathlen, querylen;
   nl_http_split_target(target, r->target.len, &path, &pathlen, &query, &querylen);
-  lua_createtable(L, 0, 10);
+  lua_createtable(L, 0, 16); /* its fields and the ones dispatch adds */
   lua_pushstring(L, r->method);
   lua_setfield(L, -2, "method");
   lua_pushlstring(L, target, r->target.len);
@@ -400,7 +431,10 @@ static void push_request(lua_State *L, Conn *c) {
   }
   lua_pushlstring(L, r->body.data ? r->body.data : "", r->body.len);
   lua_setfield(L, -2, "body");
-  lua_pushfstring(L, "%d.%d", r->major, r->minor);
+  { /* "1.1": the parser takes one digit each (lua_pushfstring cost ~2,000 instructions) */
+    char version[3] = {(char)('0' + r->major), '.', (char)('0' + r->minor)};
+    lua_pushlstring(L, version, sizeof version);
+  }
   lua_setfield(L, -2, "version");
   lua_pushstring(L, c->peer);
   lua_setfield(L, -2, "peer");
@@ -497,6 +531,8 @@ static int conn_read(lua_State *L) {
   case READ_OK:
     c->closing = !c->req.keep_alive;
     c->head = c->req.is_head;
+    c->http10 = c->req.major == 1 && c->req.minor == 0;
+    c->streaming = STREAM_NONE;
     push_request(L, c);
     nl_http_reset(&c->req);
     return 1;
@@ -570,34 +606,124 @@ static int open_reply_file(const char *path, uint64_t *size) {
   return fd;
 }
 
-/* conn:write_file(status, header_lines, path) -> as write(), with the body
- * streamed from the file (sendfile) in bounded pieces, never held in
- * memory; HEAD sends the head only. A file that cannot be opened is a 404. */
+/* The part of a file of `size` bytes a reply sends: arguments `idx` and
+ * idx + 1 (offset, length: a Range), or all of it. A part past the end is
+ * cut to it. */
+static void reply_part(lua_State *L, int idx, uint64_t size, uint64_t *offset, uint64_t *length) {
+  lua_Integer off = luaL_optinteger(L, idx, 0);
+  lua_Integer len = luaL_optinteger(L, idx + 1, -1);
+  *offset = off < 0 || (uint64_t)off > size ? size : (uint64_t)off;
+  *length = len < 0 || (uint64_t)len > size - *offset ? size - *offset : (uint64_t)len;
+}
+
+/* Queues the head of a file reply and readies the file to follow it. */
+static void queue_file(lua_State *L, Conn *c, int status, const char *lines, size_t hlen,
+                       const char *path) {
+  uint64_t size = 0, offset, length;
+  int fd = open_reply_file(path, &size);
+  if (fd < 0) {
+    queue_response(c, 404, TEXT_TYPE, sizeof TEXT_TYPE - 1, error_text(404),
+                   strlen(error_text(404)), c->head);
+    return;
+  }
+  reply_part(L, 5, size, &offset, &length);
+  status = queue_head(c, status, lines, hlen, length);
+  if (c->head || !has_body(status) || length == 0) {
+    close(fd);
+    return;
+  }
+  c->file_fd = fd;
+  c->file_pos = (off_t)offset;
+  c->file_left = length;
+}
+
+/* conn:write_file(status, header_lines, path[, offset, length]) -> as
+ * write(), with the body streamed from the file (sendfile) in bounded
+ * pieces, never held in memory: all of it, or `length` bytes from `offset`
+ * (a Range reply); HEAD sends the head only. A file that cannot be opened
+ * is a 404. */
 static int conn_write_file(lua_State *L) {
   Conn *c = httpconn_check(L, 1);
   if (!nl_restarting(L) && c->fd >= 0) {
     size_t hlen = 0;
     const char *lines = luaL_optlstring(L, 3, "", &hlen);
-    const char *path = luaL_checkstring(L, 4);
-    uint64_t size = 0;
-    int fd = open_reply_file(path, &size), status = arg_status(L, 2);
-    if (fd < 0) {
-      queue_response(c, 404, TEXT_TYPE, sizeof TEXT_TYPE - 1, error_text(404),
-                     strlen(error_text(404)), c->head);
-    } else {
-      status = queue_head(c, status, lines, hlen, size);
-      if (c->head || !has_body(status)) {
-        close(fd);
-      } else {
-        c->file_fd = fd;
-        c->file_pos = 0;
-        c->file_left = size;
-        if (size == 0) conn_close_file(c);
-      }
-    }
+    queue_file(L, c, arg_status(L, 2), lines, hlen, luaL_checkstring(L, 4));
     reply_queued(c);
   }
-  return conn_finish_reply(L, 4, c);
+  return conn_finish_reply(L, 6, c);
+}
+
+/* ---- streamed replies ------------------------------------------------------ */
+
+/* Sends what a stream queued (restartable, see conn_drain). Pushes true, or
+ * nil, "closed" when the peer is gone or too slow (the connection closes). */
+static int stream_drain(lua_State *L, int nargs, Conn *c) {
+  lua_settop(L, nargs);
+  if (c->fd < 0 || conn_drain(L, nargs, c) < 0) {
+    conn_close(c);
+    return nl_pushfail(L, "closed", NULL);
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* conn:stream_begin(status, header_lines) -> true | nil, "closed": sends a
+ * head whose body follows in pieces: chunked for HTTP/1.1, up to the
+ * connection's close for HTTP/1.0. A HEAD, 204 or 304 gets no body: the
+ * reply is over once its head is out. */
+static int conn_stream_begin(lua_State *L) {
+  Conn *c = httpconn_check(L, 1);
+  if (!nl_restarting(L) && c->fd >= 0) {
+    size_t hlen = 0;
+    const char *lines = luaL_optlstring(L, 3, "", &hlen);
+    int status = queue_status(c, arg_status(L, 2), lines, hlen);
+    if (!has_body(status)) c->head = 1;
+    if (c->http10) c->closing = 1;
+    c->streaming = c->http10 ? STREAM_RAW : STREAM_CHUNKED;
+    if (c->streaming == STREAM_CHUNKED && has_body(status))
+      add_str(&c->out, "Transfer-Encoding: chunked\r\n");
+    queue_connection(c);
+    reply_queued(c);
+  }
+  return stream_drain(L, 3, c);
+}
+
+/* conn:stream_write(data) -> true (sent) | nil, "closed" (the client is
+ * gone, or the reply has no body: HEAD, 204, 304; a handler's loop then
+ * ends as for a client that left, the connection stays). Each call is one
+ * chunk, queued whole before any wait, so pieces written by two tasks never
+ * mix. It returns once the piece is out: the handler's pace follows the
+ * client's, and the buffer holds at most what is being written. */
+static int conn_stream_write(lua_State *L) {
+  Conn *c = httpconn_check(L, 1);
+  size_t len;
+  const char *data = luaL_checklstring(L, 2, &len);
+  if (!nl_restarting(L)) {
+    char size[32];
+    if (c->fd < 0 || c->streaming == STREAM_NONE || c->head) return nl_pushfail(L, "closed", NULL);
+    if (len > 0) {
+      if (c->streaming == STREAM_CHUNKED) {
+        snprintf(size, sizeof size, "%zx\r\n", len);
+        add_str(&c->out, size);
+      }
+      nl_buf_add(&c->out, data, len);
+      if (c->streaming == STREAM_CHUNKED) add_str(&c->out, "\r\n");
+    }
+    c->deadline = nl_deadline(c->limits->send_timeout);
+  }
+  return stream_drain(L, 2, c);
+}
+
+/* conn:stream_end() -> true (ready for the next request) | false (the
+ * connection closed: HTTP/1.0, asked to, or gone). Sends the last chunk. */
+static int conn_stream_end(lua_State *L) {
+  Conn *c = httpconn_check(L, 1);
+  if (!nl_restarting(L) && c->fd >= 0 && c->streaming != STREAM_NONE) {
+    if (c->streaming == STREAM_CHUNKED && !c->head) add_str(&c->out, "0\r\n\r\n");
+    c->streaming = STREAM_NONE;
+    c->deadline = nl_deadline(c->limits->send_timeout);
+  }
+  return conn_finish_reply(L, 1, c);
 }
 
 /* The handle that carries a connection's TLS to the ssl module (tls.h):
@@ -663,6 +789,9 @@ const luaL_Reg httpconn_methods[] = {
   {"read", conn_read},
   {"write", conn_write},
   {"write_file", conn_write_file},
+  {"stream_begin", conn_stream_begin},
+  {"stream_write", conn_stream_write},
+  {"stream_end", conn_stream_end},
   {"detach", conn_detach},
   {"close", conn_close_m},
   {NULL, NULL}

@@ -408,15 +408,17 @@ static int core_realpath(lua_State *L) {
   return 1;
 }
 
-/* filetype(path) -> "file", size | "directory" | "other" | nil, msg, code
- * (for static files: a directory is served by its index.html). */
+/* filetype(path) -> "file", size, mtime | "directory" | "other" | nil, msg,
+ * code (for static files: a directory is served by its index.html; size
+ * and modification time make the validators ETag and Last-Modified). */
 static int core_filetype(lua_State *L) {
   struct stat st;
   if (stat(luaL_checkstring(L, 1), &st) != 0) return nl_pusherrno(L, errno);
   if (S_ISREG(st.st_mode)) {
     lua_pushliteral(L, "file");
     lua_pushinteger(L, (lua_Integer)st.st_size);
-    return 2;
+    lua_pushinteger(L, (lua_Integer)st.st_mtime);
+    return 3;
   }
   lua_pushstring(L, S_ISDIR(st.st_mode) ? "directory" : "other");
   return 1;
@@ -430,6 +432,37 @@ static int core_httpdate(lua_State *L) {
   gmtime_r(&t, &tm);
   strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
   lua_pushstring(L, date);
+  return 1;
+}
+
+/* parsedate(s) -> seconds since the epoch | nil: an HTTP date in the
+ * preferred format (RFC 9110's IMF-fixdate), as If-Modified-Since sends it. */
+static int core_parsedate(lua_State *L) {
+  const char *s = luaL_checkstring(L, 1), *end;
+  struct tm tm;
+  memset(&tm, 0, sizeof tm);
+  end = strptime(s, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  if (end == NULL || *end != '\0') {
+    luaL_pushfail(L);
+    return 1;
+  }
+  lua_pushinteger(L, (lua_Integer)timegm(&tm));
+  return 1;
+}
+
+/* tempfile(dir) -> path | nil, msg, code: a new empty file of ours (mode
+ * 0600, a random name) in dir, for an uploaded file; the name a client
+ * gave never becomes a path. */
+static int core_tempfile(lua_State *L) {
+  const char *dir = luaL_checkstring(L, 1);
+  char path[PATH_MAX];
+  int fd;
+  if ((size_t)snprintf(path, sizeof path, "%s/netlua-upload-XXXXXX", dir) >= sizeof path)
+    return nl_pusherrno(L, ENAMETOOLONG);
+  fd = mkostemp(path, O_CLOEXEC);
+  if (fd < 0) return nl_pusherrno(L, errno);
+  close(fd);
+  lua_pushstring(L, path);
   return 1;
 }
 
@@ -457,6 +490,8 @@ static const luaL_Reg core_funcs[] = {
   {"realpath", core_realpath},
   {"filetype", core_filetype},
   {"httpdate", core_httpdate},
+  {"parsedate", core_parsedate},
+  {"tempfile", core_tempfile},
   {NULL, NULL}
 };
 
@@ -466,6 +501,11 @@ int luaopen_http_server(lua_State *L) {
   nl_newclass_transfer(L, NL_SERVER_MT, srv_methods, srv_meta, &srv_transfer);
   nl_newclass(L, NL_CONN_MT, httpconn_methods, httpconn_meta);
   luaL_newlib(L, core_funcs);
+  lua_pushvalue(L, -1);
+  nl_runembedded(L, "httpform", 1);
+  lua_setfield(L, -2, "form");
+  nl_runembedded(L, "httpstream", 0);
+  lua_setfield(L, -2, "stream");
   nl_runembedded(L, "httpserver", 1);
   return 1;
 }

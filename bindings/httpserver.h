@@ -42,6 +42,8 @@ typedef struct Group {
 
 typedef struct Conn Conn;
 
+enum { STREAM_NONE, STREAM_CHUNKED, STREAM_RAW };
+
 /* One state's handle on a Group. Its connections keep it alive (user
  * value), so their limits stay readable after the group is released. */
 typedef struct Server {
@@ -71,6 +73,8 @@ struct Conn {
   int in_request;  /* bytes of a request have arrived */
   int awaiting;    /* read() is waiting for a request: the connection may be shed */
   int head;        /* the request being answered is a HEAD */
+  int http10;      /* ... came as HTTP/1.0 (a stream is close-delimited) */
+  int streaming;   /* a streamed reply is open: STREAM_CHUNKED or STREAM_RAW */
   const char *failure; /* why read() is sending an error reply */
   double deadline;
   double since;    /* when the wait for the current request began */

@@ -5,6 +5,7 @@
 -- connection, in this thread and in worker threads. It needs no libcurl:
 -- `require "http.server"` alone serves; `require "http"` re-exports it.
 local server_core = ...
+local forms, streams = server_core.form, server_core.stream
 
 local json = require "json"
 local time = require "time"
@@ -20,7 +21,19 @@ Server.__index = Server
 Server.__name = "http.server"
 
 local Request = {}
-Request.__index = Request
+
+-- Fields a request makes the first time they are read (most handlers never
+-- read them): lazy[name](req) sets them and returns the value.
+local lazy = {}
+
+Request.__index = function(req, k)
+  local make = lazy[k]
+  if make ~= nil then return make(req) end
+  return Request[k]
+end
+
+-- The stream a handler opened (req:stream), by request.
+local stream_of = setmetatable({}, {__mode = "k"})
 
 function Request:json()
   return json.decode(self.body)
@@ -47,17 +60,57 @@ local function parse_query(raw)
 end
 M.parse_query = parse_query
 
--- req:form() -> fields, all_fields | nil, msg: an
--- application/x-www-form-urlencoded body read as parse_query reads a query.
--- The body is already within the server's max_body.
+function lazy.query(req)
+  local first, all = parse_query(req.rawquery)
+  rawset(req, "query", first)
+  rawset(req, "query_all", all)
+  return first
+end
+
+function lazy.query_all(req)
+  lazy.query(req)
+  return rawget(req, "query_all")
+end
+
+function lazy.params(req) -- a route without :names or *
+  local params = {}
+  rawset(req, "params", params)
+  return params
+end
+
+function lazy.cookies(req)
+  local jar = forms.parse_cookies(req.headers.cookie)
+  rawset(req, "cookies", jar)
+  return jar
+end
+
+local function media_type(ctype)
+  local media = ctype:match("^%s*([^;%s]+)")
+  return media and media:lower()
+end
+
+-- req:form() -> fields, all_fields[, files, all_files] | nil, msg: an
+-- application/x-www-form-urlencoded body read as parse_query reads a query,
+-- or a multipart/form-data one whose files are stored in temporary files
+-- (removed when the request ends, unless the handler moved them). The body
+-- is already within the server's max_body. A second call returns the same.
 function Request:form()
+  if self.form_result then return table.unpack(self.form_result, 1, 4) end
   local ctype = self.headers["content-type"]
   if ctype == nil then return nil, "not a form (no Content-Type)" end
-  local media = ctype:match("^%s*([^;%s]+)")
-  if media == nil or media:lower() ~= "application/x-www-form-urlencoded" then
+  local media = media_type(ctype)
+  local r
+  if media == "application/x-www-form-urlencoded" then
+    r = {parse_query(self.body)}
+  elseif media == "multipart/form-data" then
+    self.uploads = self.uploads or {}
+    r = {forms.multipart(self.body, ctype, self.server.upload_dir or os.getenv("TMPDIR") or "/tmp",
+      self.uploads)}
+  else
     return nil, format("not a form (Content-Type: %s)", ctype)
   end
-  return parse_query(self.body)
+  if r[1] ~= nil then self.form_result = r end
+  return table.unpack(r, 1, 4)
 end
 
 -- The serving state (below) of each open connection, for req:socket().
@@ -72,6 +125,7 @@ local state_of_conn = setmetatable({}, {__mode = "k"})
 function Request:socket()
   local conn = self._conn
   if conn == nil then error("req:socket(): the connection was already taken over", 2) end
+  if stream_of[self] then error("req:socket(): a streamed reply has begun on this connection", 2) end
   self._conn, self._taken = nil, true
   local st = state_of_conn[conn]
   if st ~= nil then
@@ -86,7 +140,8 @@ end
 local SERVER_OPTIONS = {host = "string", port = "number", max_uri = "number",
   max_header = "number", max_body = "number", request_timeout = "number",
   keepalive_timeout = "number", send_timeout = "number",
-  max_connections = "number", log = "boolean", workers = "any", tls = "table"}
+  max_connections = "number", log = "boolean", workers = "any", tls = "table",
+  upload_dir = "string"}
 
 -- tls = {certificate = path, key = path[, password = string]}: HTTPS.
 local TLS_OPTIONS = {certificate = true, key = true, password = false}
@@ -127,7 +182,8 @@ function M.new(opts)
   if not core_srv then return nil, msg, code end
   local host, port = core_srv:getsockname()
   local self = setmetatable({core = core_srv, host = host, port = port,
-    routes = {}, statics = {}, log = opts.log, workers = workers}, Server)
+    routes = {}, statics = {}, log = opts.log, workers = workers,
+    upload_dir = opts.upload_dir}, Server)
   local scheme = opts.tls and "https" or "http"
   self.url = format(host:find(":", 1, true) and "%s://[%s]:%d" or "%s://%s:%d", scheme, host, port)
   return self
@@ -172,16 +228,25 @@ local MIME = {html = "text/html; charset=utf-8", htm = "text/html; charset=utf-8
   json = "application/json", png = "image/png", jpg = "image/jpeg",
   jpeg = "image/jpeg", gif = "image/gif", svg = "image/svg+xml",
   ico = "image/x-icon", webp = "image/webp", pdf = "application/pdf",
-  xml = "application/xml", wasm = "application/wasm", lua = "text/plain; charset=utf-8"}
+  xml = "application/xml", wasm = "application/wasm", lua = "text/plain; charset=utf-8",
+  mjs = "text/javascript", map = "application/json", csv = "text/csv; charset=utf-8",
+  md = "text/markdown; charset=utf-8", mp4 = "video/mp4", webm = "video/webm",
+  ogv = "video/ogg", mp3 = "audio/mpeg", ogg = "audio/ogg", oga = "audio/ogg",
+  opus = "audio/ogg", wav = "audio/wav", flac = "audio/flac", m4a = "audio/mp4",
+  woff2 = "font/woff2", woff = "font/woff", ttf = "font/ttf", otf = "font/otf",
+  avif = "image/avif", bmp = "image/bmp", webmanifest = "application/manifest+json",
+  zip = "application/zip", gz = "application/gzip", tar = "application/x-tar",
+  vtt = "text/vtt; charset=utf-8"}
 
 local function mime_type(path)
   local ext = path:match("%.([%w]+)$")
   return ext and MIME[ext:lower()] or "application/octet-stream"
 end
 M.mime_type = mime_type
+M.cookie = forms.cookie
 
 -- A reply body streamed from a file (conn:write_file), never read into
--- memory: {path = real path}.
+-- memory: {path = real path, size =, mtime =[, offset =, length =]}.
 local FileBody = {}
 
 -- Serves root/rel where rel comes from a decoded URL path: no NUL, no ".."
@@ -196,20 +261,95 @@ local function serve_file(root, rel)
   if real ~= root and real:sub(1, #root + 1) ~= root .. "/" then
     return 403, "forbidden\n"
   end
-  local kind = server_core.filetype(real)
+  local kind, size, mtime = server_core.filetype(real)
   if kind == "directory" then -- served by its index.html
     if rel:sub(-1) ~= "/" and rel ~= "" then return 404, "not found\n" end
     return serve_file(root, rel .. "index.html")
   end
   if kind ~= "file" then return 404, "not found\n" end
-  return 200, setmetatable({path = real}, FileBody), {["Content-Type"] = mime_type(real)}
+  return 200, setmetatable({path = real, size = size, mtime = mtime}, FileBody),
+    {["Content-Type"] = mime_type(real)}
+end
+
+-- The file's validator: its modification time and size. Strong enough for
+-- Range (a file rewritten within one second keeping its size is the gap).
+local function etag_of(file)
+  return format('"%x-%x"', file.mtime, file.size)
+end
+
+-- If-None-Match (weak comparison; "*") or, without it, If-Modified-Since:
+-- true when the client's copy is current (304).
+local function not_modified(req, etag, mtime)
+  local inm = req.headers["if-none-match"]
+  if inm ~= nil then
+    for tag in inm:gmatch("[^,%s][^,]*") do
+      tag = tag:gsub("%s+$", ""):gsub("^W/", "")
+      if tag == "*" or tag == etag then return true end
+    end
+    return false
+  end
+  local ims = req.headers["if-modified-since"]
+  local since = ims and server_core.parsedate(ims)
+  return since ~= nil and mtime <= since
+end
+
+-- A Range field against a file of `size` bytes: first, last (a single
+-- satisfiable range), false (unsatisfiable: 416), or nil (no usable Range:
+-- the whole file; several ranges are answered so too).
+local function byte_range(range, size)
+  local a, b = range:match("^%s*bytes%s*=%s*(%d*)%s*%-%s*(%d*)%s*$")
+  if a == nil or (a == "" and b == "") then return nil end
+  local first, last
+  if a == "" then -- the last b bytes
+    local n = tonumber(b)
+    if n == 0 or size == 0 then return false end
+    first, last = math.max(size - n, 0), size - 1
+  else
+    first, last = tonumber(a), b ~= "" and tonumber(b) or size - 1
+    if first >= size then return false end
+    if last < first then return nil end
+    last = math.min(last, size - 1)
+  end
+  return first, last
+end
+
+-- If-Range: the range applies only while the client's validator (an ETag or
+-- the Last-Modified date) still names this file.
+local function range_applies(req, etag, modified)
+  local ir = req.headers["if-range"]
+  return ir == nil or ir == etag or ir == modified
+end
+
+-- A static file's reply to req: 304, 206 with Content-Range, 416, or 200,
+-- each with ETag, Last-Modified and Accept-Ranges.
+local function file_reply(req, file, headers)
+  local etag, modified = etag_of(file), server_core.httpdate(file.mtime)
+  headers["ETag"], headers["Last-Modified"], headers["Accept-Ranges"] = etag, modified, "bytes"
+  if not_modified(req, etag, file.mtime) then
+    headers["Content-Type"] = nil
+    return 304, nil, headers
+  end
+  local range = req.headers.range
+  if range == nil or not range_applies(req, etag, modified) then return 200, file, headers end
+  local first, last = byte_range(range, file.size)
+  if first == false then
+    headers["Content-Type"], headers["Content-Range"] = nil, format("bytes */%d", file.size)
+    return 416, "range not satisfiable\n", headers
+  elseif first == nil then
+    return 200, file, headers
+  end
+  file.offset, file.length = first, last - first + 1
+  headers["Content-Range"] = format("bytes %d-%d/%d", first, last, file.size)
+  return 206, file, headers
 end
 
 local function find_static(self, req)
   if req.method ~= "GET" and req.method ~= "HEAD" then return nil end
   for _, s in ipairs(self.statics) do
     if req.path:sub(1, #s.prefix) == s.prefix or req.path .. "/" == s.prefix then
-      return serve_file(s.root, req.path:sub(#s.prefix + 1))
+      local status, body, headers = serve_file(s.root, req.path:sub(#s.prefix + 1))
+      if status ~= 200 then return status, body, headers end
+      return file_reply(req, body, headers)
     end
   end
 end
@@ -231,6 +371,7 @@ local function match_route(self, req)
     if caps then
       if r.method == method or r.method == "*" or
          (r.method == "GET" and method == "HEAD") then
+        if caps == NO_CAPTURES then return r, nil end -- req.params made if read
         local params = {}
         for i, name in ipairs(r.names) do params[name] = caps[i] end
         return r, params
@@ -248,16 +389,25 @@ local JSON_LINES = "Content-Type: application/json\r\n"
 local FRAMING = {["content-length"] = true, ["transfer-encoding"] = true,
   connection = true, date = true}
 
--- "Name: value\r\n" lines of a handler's headers, sorted. A field whose name
--- is not a token, or whose value holds CR, LF or NUL, is dropped (it would
--- split or cut the head), as are the framing fields.
+local function add_line(lines, k, v)
+  v = tostring(v)
+  if not v:find("[\r\n%z]") then lines[#lines + 1] = k .. ": " .. v .. "\r\n" end
+end
+
+-- "Name: value\r\n" lines of a handler's headers, sorted. A list value
+-- makes one line per element (several Set-Cookie fields). A field whose
+-- name is not a token, or whose value holds CR, LF or NUL, is dropped (it
+-- would split or cut the head), as are the framing fields.
 local function header_lines(headers)
   local lines = {}
   for k, v in pairs(headers) do
-    k, v = tostring(k), tostring(v)
-    if k:find("^[%w!#$%%&'*+%-.^_`|~]+$") and not v:find("[\r\n%z]") and
-       not FRAMING[k:lower()] then
-      lines[#lines + 1] = k .. ": " .. v .. "\r\n"
+    k = tostring(k)
+    if k:find("^[%w!#$%%&'*+%-.^_`|~]+$") and not FRAMING[k:lower()] then
+      if type(v) == "table" then
+        for _, each in ipairs(v) do add_line(lines, k, each) end
+      else
+        add_line(lines, k, v)
+      end
     end
   end
   sort(lines)
@@ -269,6 +419,42 @@ local function has_field(headers, lname)
     if tostring(k):lower() == lname then return true end
   end
   return false
+end
+
+-- Removes the files an upload left, once its request is answered.
+local function remove_uploads(req)
+  local uploads = rawget(req, "uploads")
+  if uploads == nil then return end
+  for _, path in ipairs(uploads) do os.remove(path) end
+end
+
+-- req:stream([status[, headers]]) -> writer: sends the head now; the body
+-- follows in out:write(data) pieces until out:close() (or the handler's end).
+function Request:stream(status, headers)
+  local conn = self._conn
+  if conn == nil then error("req:stream: the connection was taken over (req:socket())", 2) end
+  if stream_of[self] then error("req:stream: the reply has already begun", 2) end
+  status = status or 200
+  local code = math.tointeger(status)
+  if code == nil or code < 200 or code > 599 then
+    error(format("req:stream: bad status %s (an integer from 200 to 599)", tostring(status)), 2)
+  end
+  if headers ~= nil and type(headers) ~= "table" then
+    error("bad argument #2 to 'stream' (table expected)", 2)
+  end
+  headers = headers or {}
+  local lines = header_lines(headers)
+  if not has_field(headers, "content-type") then lines = TEXT_LINES .. lines end
+  local out = streams.open(conn, code, lines)
+  stream_of[self] = out
+  return out
+end
+
+-- req:sse([{retry = ms, heartbeat = seconds | false}]) -> events: a
+-- text/event-stream reply (see bindings/httpstream.lua).
+function Request:sse(opts)
+  return streams.sse(function(status, headers) return self:stream(status, headers) end,
+    self.headers["last-event-id"], opts)
 end
 
 -- A table body as JSON, or nil and why it cannot be (a function or a
@@ -377,6 +563,22 @@ local function handler_traceback(e)
   return debug.traceback(tostring(e), 2)
 end
 
+-- What dispatch returns for a reply the handler streamed: STREAMED, the
+-- stream, whether the handler ended without an error.
+local STREAMED = {}
+
+-- After a handler whose reply went out its own way (req:stream,
+-- req:socket): its error logged, and the access line saying how.
+local function log_handled(self, req, route, ok, err, how)
+  if not ok then
+    if err == "interrupted" then error(err, 0) end
+    log_error(req, err, route)
+  end
+  if self.log then
+    io.stderr:write(format("%s %s %s (%s)\n", req.peer, req.method, req.target, how))
+  end
+end
+
 -- The function each connection's task calls for each request.
 local function make_dispatch(self)
   return function(req)
@@ -384,25 +586,19 @@ local function make_dispatch(self)
     local path = req.path
     req.raw_path = path
     if path:find("%", 1, true) then req.path = unescape(path) end
-    if req.rawquery == "" then
-      req.query, req.query_all = {}, {}
-    else
-      req.query, req.query_all = parse_query(req.rawquery)
-    end
     req.server = self
     local status, body, headers
     local route, params = match_route(self, req)
     if route then
-      req.params = params
+      if params ~= nil then req.params = params end
       local ok, s, b, hd = xpcall(route.handler, handler_traceback, req)
-      if req._taken then -- req:socket(): nothing to send
-        if not ok then
-          if s == "interrupted" then error(s, 0) end
-          log_error(req, s, route)
-        end
-        if self.log then
-          io.stderr:write(format("%s %s %s (connection taken over)\n", req.peer, req.method, req.target))
-        end
+      remove_uploads(req)
+      if stream_of[req] then
+        log_handled(self, req, route, ok, s, "streamed")
+        return STREAMED, stream_of[req], ok
+      end
+      if rawget(req, "_taken") then -- req:socket(): nothing to send
+        log_handled(self, req, route, ok, s, "connection taken over")
         return nil
       end
       if not ok then
@@ -457,6 +653,7 @@ local function answer(dispatch, req)
   if ok then return status, lines, body end
   if status == "interrupted" then error(status, 0) end
   log_error(req, status)
+  if stream_of[req] then return STREAMED, stream_of[req], false end
   return 500, ERROR_500, "internal server error\n"
 end
 
@@ -467,7 +664,10 @@ end
 local BURST = 16
 
 local function write_reply(conn, status, lines, body)
-  if getmetatable(body) == FileBody then return conn:write_file(status, lines, body.path) end
+  if status == STREAMED then return streams.finish(lines, body) end
+  if getmetatable(body) == FileBody then
+    return conn:write_file(status, lines, body.path, body.offset, body.length)
+  end
   return conn:write(status, lines, body)
 end
 

@@ -257,9 +257,9 @@ static void note_prompt_interrupt(void) {
   prompt_interrupted = nl_interrupt_signal() == SIGINT ? REPL_CANCEL : REPL_QUIT;
 }
 
-/* readline's input function: waits for a key through the runtime's wait
- * (so the tasks of this thread go on running while the prompt waits, and
- * Ctrl-C is seen there), then reads it. Ctrl-C shows "^C" at the end of
+/* The prompt's input function (readline's, and plain_readline's): waits
+ * for a key through the runtime's wait (so the tasks of this thread go on
+ * running while the prompt waits, and Ctrl-C is seen there), then reads it. Ctrl-C shows "^C" at the end of
  * the line and ends it, as Enter would; the REPL then drops that line. */
 static int repl_getc(FILE *in) {
   int fd = fileno(in);
@@ -269,7 +269,7 @@ static int repl_getc(FILE *in) {
     ssize_t n;
     if (ready == -EINTR) {
       note_prompt_interrupt();
-      if (prompt_interrupted == REPL_CANCEL && l_insert_text != NULL &&
+      if (prompt_interrupted == REPL_CANCEL && l_readline != NULL && l_insert_text != NULL &&
           l_point != NULL && l_end != NULL && l_redisplay != NULL) {
         *l_point = *l_end;
         l_insert_text("^C");
@@ -309,20 +309,19 @@ static void init_readline(void) {
   *getc_slot = repl_getc;
 }
 
-/* A line without readline: stdio, where Ctrl-C interrupts the read (our
- * handler does not restart it) and the terminal drops what was typed. */
+/* A line without readline, a byte at a time through repl_getc: the wait
+ * sees a Ctrl-C even when it came before the read began (a blocking getc
+ * missed it then, and the next line raised "interrupted"), and the tasks
+ * go on while the prompt waits, as with readline. The terminal itself drops
+ * what was typed and shows the ^C. */
 static char *plain_readline(const char *prompt) {
   size_t len = 0, cap = 128;
   char *line = malloc(cap);
-  clearerr(stdin); /* an end of input on a ">>" line is not the end */
   fputs(prompt, stdout);
   fflush(stdout);
   while (line != NULL) {
-    int c = getc(stdin);
-    if (c == EOF && ferror(stdin) && errno == EINTR) {
-      clearerr(stdin);
-      if (!nl_take_interrupt()) continue;
-      note_prompt_interrupt();
+    int c = repl_getc(stdin);
+    if (prompt_interrupted) {
       len = 0;
       break;
     }

@@ -299,6 +299,21 @@ int nl_listen_tcp(const char *host, int port, int backlog, int *gai) {
   return fd;
 }
 
+/* a as a dotted quad at host (INET_ADDRSTRLEN bytes at least). inet_ntop
+ * formats it with sprintf: ~1,700 instructions, a tenth of what the time
+ * server does per client. */
+static void format_ipv4(const struct in_addr *a, char *host) {
+  const unsigned char *octet = (const unsigned char *)&a->s_addr;
+  char *p = host;
+  for (int i = 0; i < 4; i++) {
+    unsigned v = octet[i];
+    if (v >= 100) *p++ = (char)('0' + v / 100);
+    if (v >= 10) *p++ = (char)('0' + v / 10 % 10);
+    *p++ = (char)('0' + v % 10);
+    *p++ = i < 3 ? '.' : '\0';
+  }
+}
+
 void nl_addr_format(const struct sockaddr *sa, char *host, size_t hostlen, int *port) {
   host[0] = '\0';
   *port = 0;
@@ -308,7 +323,8 @@ void nl_addr_format(const struct sockaddr *sa, char *host, size_t hostlen, int *
     *port = ntohs(a->sin6_port);
   } else if (sa->sa_family == AF_INET) {
     const struct sockaddr_in *a = (const void *)sa;
-    inet_ntop(AF_INET, &a->sin_addr, host, (socklen_t)hostlen);
+    if (hostlen >= INET_ADDRSTRLEN) format_ipv4(&a->sin_addr, host);
+    else inet_ntop(AF_INET, &a->sin_addr, host, (socklen_t)hostlen);
     *port = ntohs(a->sin_port);
   }
 }

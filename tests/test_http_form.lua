@@ -89,4 +89,208 @@ t.test("http.parse_query and http.mime_type", function()
   t.eq(require("http.server").parse_query, http.parse_query)
 end)
 
+-- ---- multipart/form-data ------------------------------------------------------
+
+local json = require "json"
+local task = require "task"
+local hh = require "httphelp"
+
+-- A server whose /up route answers what req:form() read (with each file's
+-- content read back), storing uploads in a fresh directory; the route
+-- /keep moves the file "f" to keep_dir/kept.
+local function upload_server(opts)
+  local up, keep = t.tmpdir(), t.tmpdir()
+  opts = opts or {}
+  opts.port, opts.upload_dir = 0, up
+  local srv = assert(http.server(opts))
+  local calls = 0
+  local function answer(req, move)
+    calls = calls + 1
+    local fields, all, files, all_files = req:form()
+    if fields == nil then return 400, all .. "\n" end
+    local out = {fields = fields, all = all, files = {}, count = {}}
+    for name, list in pairs(all_files) do
+      out.count[name] = #list
+      t.eq(files[name], list[1])
+    end
+    for name, f in pairs(files) do
+      out.files[name] = {filename = f.filename, type = f.type, size = f.size, name = f.name,
+        content = t.readfile(f.path), in_dir = f.path:sub(1, #up + 1) == up .. "/"}
+    end
+    if move then assert(os.rename(files.f.path, keep .. "/kept")) end
+    return out
+  end
+  srv:route("POST", "/up", function(req) return answer(req) end)
+  srv:route("POST", "/keep", function(req) return answer(req, true) end)
+  return srv, up, keep, function() return calls end
+end
+
+local BINARY = "line1\r\n--not-a-boundary\r\n\0\1\2\255 end"
+
+t.test("multipart: curl -F fields and files; files land in temporary files, removed after the request", function()
+  if not t.have("curl") then return t.skip("curl -F", "needs curl") end
+  local srv, up, keep = upload_server()
+  local dir = t.tmpdir()
+  t.writefile(dir .. "/data.bin", BINARY)
+  local out, err, code = t.serve_while(srv, function()
+    return t.sh_task(string.format("curl -s -F 'name=Jürgen M' -F tag=a -F tag=b " ..
+      "-F 'f=@%s/data.bin;type=application/octet-stream' -F 'g=@%s/data.bin;filename=../../etc/passwd' %s/up",
+      dir, dir, srv.url))
+  end)
+  t.eq(code, 0, err)
+  local got = json.decode(out)
+  t.eq(got.fields.name, "Jürgen M")
+  t.eq(got.all.tag[2], "b")
+  t.eq(got.files.f.content, BINARY)
+  t.eq(got.files.f.size, #BINARY)
+  t.eq(got.files.f.filename, "data.bin")
+  t.eq(got.files.f.type, "application/octet-stream")
+  t.eq(got.files.f.name, "f")
+  t.ok(got.files.f.in_dir, "stored under upload_dir")
+  t.eq(got.files.g.filename, "passwd", "a hostile filename loses its directories")
+  t.eq(#hh.ls(up), 0, "temporary files removed: " .. table.concat(hh.ls(up), " "))
+  t.rmtree(up) t.rmtree(keep) t.rmtree(dir)
+end)
+
+t.test("multipart: a file the handler moved stays; the rest are removed", function()
+  if not t.have("curl") then return t.skip("curl -F", "needs curl") end
+  local srv, up, keep = upload_server()
+  local dir = t.tmpdir()
+  t.writefile(dir .. "/data.bin", BINARY)
+  local _, err, code = t.serve_while(srv, function()
+    return t.sh_task(string.format("curl -s -F f=@%s/data.bin -F h=@%s/data.bin %s/keep", dir, dir, srv.url))
+  end)
+  t.eq(code, 0, err)
+  t.eq(t.readfile(keep .. "/kept"), BINARY)
+  t.eq(#hh.ls(up), 0)
+  t.rmtree(up) t.rmtree(keep) t.rmtree(dir)
+end)
+
+-- A multipart body by hand, boundary "XyZ", with the given parts (each a
+-- {head, content} pair) and an optional preamble.
+local function multipart_body(parts, preamble)
+  local out = {preamble or ""}
+  for _, p in ipairs(parts) do
+    out[#out + 1] = "--XyZ\r\n" .. p[1] .. "\r\n\r\n" .. p[2] .. "\r\n"
+  end
+  out[#out + 1] = "--XyZ--\r\n"
+  return table.concat(out)
+end
+
+local MP_TYPE = 'multipart/form-data; boundary="XyZ"'
+
+t.test("multipart: a body whose boundaries are split across reads, a preamble, hostile filenames", function()
+  local srv, up, keep = upload_server()
+  local payload = multipart_body({
+    {'Content-Disposition: form-data; name="a"', "alpha"},
+    {'Content-Disposition: form-data; name="f"; filename="..\\\\..\\\\win.ini"\r\nContent-Type: text/plain', "one\r\n--XY\r\n--Xy"},
+    {'Content-Disposition: form-data; name="g"; filename=".."', ""},
+    {'content-disposition: form-data; name="e"; filename="a\\"b.txt"', "q"},
+    {"Content-Disposition: form-data; name=\"u\"; filename*=UTF-8''dir%2F%E2%82%AC%20rates.txt", "u"},
+  }, "ignored preamble\r\n")
+  local reply = t.serve_while(srv, function()
+    local c = t.connect(srv.port)
+    c:send(string.format("POST /up HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: %s\r\n" ..
+      "Content-Length: %d\r\n\r\n", MP_TYPE, #payload))
+    for i = 1, #payload, 5 do
+      c:send(payload:sub(i, i + 4))
+      task.sleep(0.001)
+    end
+    local r = c:receive("*a")
+    c:close()
+    return r
+  end)
+  t.match(reply, "^HTTP/1.1 200 ")
+  local got = json.decode(reply:match("\r\n\r\n(.*)$"))
+  t.eq(got.fields.a, "alpha")
+  t.eq(got.files.f.content, "one\r\n--XY\r\n--Xy")
+  t.eq(got.files.f.filename, "win.ini")
+  t.eq(got.files.g.filename, "", "'..' is no name")
+  t.eq(got.files.g.size, 0)
+  t.eq(got.files.e.filename, 'a"b.txt')
+  t.eq(got.files.u.filename, "€ rates.txt", "filename* decoded, its directory dropped")
+  t.eq(#hh.ls(up), 0)
+  t.rmtree(up) t.rmtree(keep)
+end)
+
+t.test("multipart: malformed bodies are nil and a message; files made before the fault are removed", function()
+  local srv, up, keep = upload_server()
+  local function post_mp(ctype, payload)
+    return exchange(srv, post("/up", ctype, payload))
+  end
+  local no_boundary, unterminated, no_disposition, no_name = t.serve_while(srv, function()
+    return post_mp("multipart/form-data", "--XyZ\r\n\r\nx\r\n--XyZ--"),
+      post_mp(MP_TYPE, "--XyZ\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a\"\r\n\r\nnever ends"),
+      post_mp(MP_TYPE, multipart_body({
+        {'Content-Disposition: form-data; name="f"; filename="a.txt"', "stored first"},
+        {"Content-Type: text/plain", "no disposition"}})),
+      post_mp(MP_TYPE, multipart_body({{"Content-Disposition: form-data", "x"}}))
+  end)
+  t.match(no_boundary, "^HTTP/1.1 400 .*malformed multipart body %(no boundary parameter")
+  t.match(unterminated, "^HTTP/1.1 400 .*malformed multipart body %(a part without the closing boundary%)")
+  t.match(no_disposition, "^HTTP/1.1 400 .*malformed multipart body %(a part without Content%-Disposition")
+  t.match(no_name, "^HTTP/1.1 400 ")
+  t.eq(#hh.ls(up), 0, "nothing left: " .. table.concat(hh.ls(up), " "))
+  t.rmtree(up) t.rmtree(keep)
+end)
+
+t.test("multipart: an upload bigger than max_body is 413 and leaves nothing on disk", function()
+  if not t.have("curl") then return t.skip("curl -F", "needs curl") end
+  local srv, up, keep, calls = upload_server{max_body = 4096}
+  local dir = t.tmpdir()
+  t.writefile(dir .. "/big.bin", string.rep("z", 100000))
+  local out, err, code = t.serve_while(srv, function()
+    return t.sh_task(string.format("curl -s -o /dev/null -w '%%{http_code}' -F f=@%s/big.bin %s/up",
+      dir, srv.url))
+  end)
+  t.eq(out, "413", err .. " " .. tostring(code))
+  t.eq(calls(), 0, "the handler never ran")
+  t.eq(#hh.ls(up), 0)
+  t.rmtree(up) t.rmtree(keep) t.rmtree(dir)
+end)
+
+-- ---- cookies ---------------------------------------------------------------------
+
+t.test("cookies: req.cookies from curl -b, several Set-Cookie fields into curl -c's jar", function()
+  if not t.have("curl") then return t.skip("curl -b/-c", "needs curl") end
+  local srv = assert(http.server{port = 0})
+  srv:route("GET", "/login", function(req)
+    return 200, req.cookies, {["Set-Cookie"] = {
+      http.cookie("session", "abc123", {http_only = true, same_site = "Lax", path = "/", max_age = 3600}),
+      http.cookie("theme", "dark", {path = "/"}),
+    }}
+  end)
+  srv:route("GET", "/me", function(req) return req.cookies end)
+  local dir = t.tmpdir()
+  local first, jar, back = t.serve_while(srv, function()
+    local out1 = t.sh_task(string.format("curl -s -b 'a=1; b=\"two\"; a=3' -c %s/jar %s/login", dir, srv.url))
+    local out2 = t.sh_task(string.format("curl -s -b %s/jar %s/me", dir, srv.url))
+    return out1, t.readfile(dir .. "/jar"), out2
+  end)
+  local c1 = json.decode(first)
+  t.eq(c1.a, "1", "the first of a repeated name")
+  t.eq(c1.b, "two", "quotes removed")
+  t.match(jar, "#HttpOnly_127%.0%.0%.1\tFALSE\t/\tFALSE\t%d+\tsession\tabc123")
+  t.match(jar, "\n127%.0%.0%.1\tFALSE\t/\tFALSE\t0\ttheme\tdark")
+  local c2 = json.decode(back)
+  t.eq(c2.session, "abc123")
+  t.eq(c2.theme, "dark")
+  t.rmtree(dir)
+end)
+
+t.test("http.cookie writes attributes and refuses what would break the field", function()
+  t.eq(http.cookie("id", "a1", {path = "/app", domain = "example.org", max_age = 60,
+    expires = 0, secure = true, http_only = true, same_site = "none"}),
+    "id=a1; Path=/app; Domain=example.org; Max-Age=60; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Secure; HttpOnly; SameSite=None")
+  t.eq(http.cookie("x", ""), "x=")
+  t.raises("bad name", http.cookie, "a b", "1")
+  t.raises("holds a space", http.cookie, "a", "x;y")
+  t.raises("holds a space", http.cookie, "a", "x\r\nSet-Cookie: evil=1")
+  t.raises("needs secure = true", http.cookie, "a", "1", {same_site = "None"})
+  t.raises("'same_site' must be", http.cookie, "a", "1", {same_site = "sometimes"})
+  t.raises("unknown option 'httponly'", http.cookie, "a", "1", {httponly = true})
+  t.raises("holds ';'", http.cookie, "a", "1", {path = "/; Domain=evil"})
+  t.raises("'max_age' must be an integer", http.cookie, "a", "1", {max_age = 1.5})
+end)
+
 t.done()

@@ -150,8 +150,10 @@ t.test("Ctrl-C interrupts a blocking acquire and a wait inside with(); the permi
     local sem = task.semaphore(1)
     local h = task.spawn(sem.with, sem, function() task.sleep(math.huge) end)
     task.yield()
-    print("ready") io.stdout:flush()
-    local ok, err = pcall(sem.acquire, sem)      -- waits behind the task
+    local ok, err = pcall(function() -- "ready" inside: an early Ctrl-C lands here too
+      print("ready") io.stdout:flush()
+      return sem:acquire()                        -- waits behind the task
+    end)
     io.stderr:write("acquire: ", tostring(err), "\n")
     h:cancel()
     io.stderr:write("available after cancel: ", sem:available(), "\n")

@@ -85,8 +85,13 @@ function M.skip(name, why)
   print(string.format("ok %d - %s # SKIP %s", count, name, why))
 end
 
+-- The directories M.tmpdir made, removed by M.done (a test that failed
+-- half-way left its own behind).
+local made_dirs = {}
+
 function M.done()
   print("1.." .. count)
+  for _, dir in ipairs(made_dirs) do os.execute("rm -rf " .. M.shellquote(dir)) end
   os.exit(failed == 0 and 0 or 1)
 end
 
@@ -118,6 +123,7 @@ function M.tmpdir()
   local p = io.popen("mktemp -d /tmp/netlua-test.XXXXXX")
   local dir = p:read("l")
   p:close()
+  made_dirs[#made_dirs + 1] = dir
   return dir
 end
 
@@ -141,22 +147,46 @@ end
 
 -- Runs a shell command line; returns stdout, stderr, exit status.
 -- opts.stdin: a string fed to the command's standard input.
-function M.sh(cmdline, opts)
-  opts = opts or {}
-  local dir = M.tmpdir()
-  local input = ""
+-- The shell line running cmdline with its output into dir/out and dir/err
+-- and its input from opts.stdin (or /dev/null).
+local function redirected(cmdline, dir, opts)
+  local input = " < /dev/null"
   if opts.stdin then
     M.writefile(dir .. "/in", opts.stdin)
     input = " < " .. dir .. "/in"
-  else
-    input = " < /dev/null"
   end
-  local full = string.format("( %s ) > %s/out 2> %s/err%s", cmdline, dir, dir, input)
-  local ok, how, code = os.execute(full)
+  return string.format("( %s ) > %s/out 2> %s/err%s", cmdline, dir, dir, input)
+end
+
+local function collect(dir)
   local out, err = M.readfile(dir .. "/out"), M.readfile(dir .. "/err")
   os.execute("rm -rf " .. dir)
+  return out, err
+end
+
+function M.sh(cmdline, opts)
+  local dir = M.tmpdir()
+  local ok, how, code = os.execute(redirected(cmdline, dir, opts or {}))
+  local out, err = collect(dir)
   if how == "signal" then code = 128 + code end
   return out, err, code
+end
+
+-- M.sh for a command that talks to a server serving in this process: the
+-- command runs in the background (killed after 60 s) and the caller waits
+-- with time.sleep, so inside a task only the task waits.
+function M.sh_task(cmdline, opts)
+  local time = require "time"
+  local dir = M.tmpdir()
+  os.execute(string.format("( timeout -s KILL 60 sh -c %s; echo $? > %s/rc.tmp; mv %s/rc.tmp %s/rc ) &",
+    M.shellquote(redirected(cmdline, dir, opts or {})), dir, dir, dir))
+  local rc
+  repeat
+    time.sleep(0.02)
+    rc = M.readfile(dir .. "/rc")
+  until rc
+  local out, err = collect(dir)
+  return out, err, tonumber(rc)
 end
 
 -- True when the command `name` (a name on PATH or a path) can be run.
