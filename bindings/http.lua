@@ -233,7 +233,8 @@ local function run_all(list, concurrency, progress)
     end
     do
       local _ <close> = removing(temps)
-      core.perform(specs, concurrency, on_done)
+      local ok, err = pcall(core.perform, specs, concurrency, on_done)
+      if not ok then error(err, 0) end -- the message as perform raised it
     end
     sort(again)
     pending, attempt = again, attempt + 1
