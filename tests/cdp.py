@@ -60,12 +60,20 @@ class StepFailed(Exception):
     pass
 
 
+class Skip(Exception):
+    """The browser is not usable here: the run is skipped, not failed."""
+
+
 class Browser:
     """The browser process and one DevTools connection to it; each tab is
     attached as a flat session (Target.attachToTarget flatten=true)."""
 
     def __init__(self, path):
         self.profile = tempfile.mkdtemp(prefix="netlua-cdp.")
+        # its chatter goes to a file: a pipe nobody reads would fill and
+        # stop the browser
+        self.log = os.path.join(self.profile, "stderr.log")
+        log = open(self.log, "wb")
         self.proc = subprocess.Popen(
             [path, "--headless", "--no-sandbox", "--disable-gpu",
              "--no-first-run", "--no-default-browser-check",
@@ -73,7 +81,8 @@ class Browser:
              "--disable-dev-shm-usage", "--user-data-dir=" + self.profile,
              "--remote-debugging-port=0", "about:blank"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE, start_new_session=True)
+            stderr=log, start_new_session=True)
+        log.close()
         self.ws = None
         self.next_id = 0
         self.pending = {}
@@ -84,9 +93,10 @@ class Browser:
         port_file = os.path.join(self.profile, "DevToolsActivePort")
         for _ in range(300):
             if self.proc.poll() is not None:
-                err = self.proc.stderr.read().decode(errors="replace")
-                skip("the browser exited at start (status %s): %s"
-                     % (self.proc.returncode, err.strip()[-400:]))
+                with open(self.log, errors="replace") as f:
+                    err = f.read()
+                raise Skip("the browser exited at start (status %s): %s"
+                           % (self.proc.returncode, err.strip()[-400:]))
             try:
                 with open(port_file) as f:
                     lines = f.read().split("\n")
@@ -96,7 +106,7 @@ class Browser:
                 pass
             await asyncio.sleep(0.1)
         else:
-            skip("the browser wrote no DevToolsActivePort within 30 s")
+            raise Skip("the browser wrote no DevToolsActivePort within 30 s")
         import websockets
         url = "ws://127.0.0.1:%s%s" % (lines[0].strip(), lines[1].strip())
         self.ws = await websockets.connect(url, max_size=None, ping_interval=None)
@@ -232,6 +242,8 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         return asyncio.run(asyncio.wait_for(run(steps, b), timeout))
+    except Skip as e:
+        skip(str(e))
     except asyncio.TimeoutError:
         emit({"ok": False, "error": "the whole run took longer than %s s" % timeout})
         return 1
