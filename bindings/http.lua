@@ -286,6 +286,12 @@ end
 -- request_many(list[, {concurrency=N, progress=fn}]) -> results in input
 -- order; each a response or {error=msg, code=code}. progress(i, res, msg,
 -- code) is called as each request is final (after its retries).
+-- http.websocket(url[, opts]) -> ws | nil, err: a WebSocket client
+-- (bindings/websocket.lua; it needs no libcurl).
+function M.websocket(url, opts)
+  return require("websocket").connect(url, opts)
+end
+
 function M.request_many(list, how)
   if type(list) ~= "table" then error("bad argument #1 to 'request_many' (table expected)", 2) end
   local concurrency = how and how.concurrency or 8

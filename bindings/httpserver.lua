@@ -212,6 +212,12 @@ function Server:route(method, pattern, handler)
   return self
 end
 
+-- srv:websocket(path, handler[, opts]): WebSocket upgrades of GET path,
+-- handler(ws, req) running as the connection's task (bindings/websocket.lua).
+function Server:websocket(path, handler, opts)
+  return require("websocket").serve(self, path, handler, opts)
+end
+
 function Server:static(prefix, dir)
   if type(prefix) ~= "string" or type(dir) ~= "string" then
     error("bad arguments to 'static' (prefix and directory strings expected)", 2)
@@ -716,14 +722,11 @@ local function finish_connections(st)
   local pending = {}
   for conn, t in pairs(st.tasks) do pending[conn] = t end
   for conn, t in pairs(pending) do
-    local ok, err = t:join()
-    if not ok then
+    -- a task that failed printed its error when it ended (task.spawn's rule)
+    if not t:join() then
       conn:close()
       st.conns[conn] = nil
       st.tasks[conn] = nil
-      if not is_interrupted(err) then
-        io.stderr:write("netlua http.server: ", tostring(err), "\n")
-      end
     end
   end
 end

@@ -20,5 +20,6 @@ int luaopen_task(lua_State *L);
 int luaopen_crypto(lua_State *L);
 int luaopen_ssl(lua_State *L);
 int luaopen_ssl_https(lua_State *L);
+int luaopen_websocket(lua_State *L);
 
 #endif

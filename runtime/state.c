@@ -46,6 +46,7 @@ static const luaL_Reg preloaded_modules[] = {
   {"crypto", luaopen_crypto},
   {"ssl", luaopen_ssl},
   {"ssl.https", luaopen_ssl_https},
+  {"websocket", luaopen_websocket},
   {NULL, NULL}
 };
 

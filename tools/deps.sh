@@ -9,7 +9,7 @@
 #       benchmark's peers): a failure is reported and the exit status is 0
 BUILD_PKGS="gcc make pkg-config liblua5.4-dev lua-cjson-dev libcurl4-openssl-dev libssl-dev
       libreadline-dev perl python3 netcat-openbsd lua5.4 lua-socket
-      openssl curl"
+      openssl curl python3-websockets"
 
 optional="" label="netlua"
 if [ "$1" = "--optional" ]; then
