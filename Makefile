@@ -41,11 +41,11 @@ CFLAGS   ?= -O2 -g
 ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(WERROR) \
               $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(SAN_FLAGS) \
               -Iruntime -I$(OUT) -MMD -MP
-# libcurl is not linked: runtime/curlload.c dlopens it on first `require "http"`
-# (only its headers are used, through pkg-config --cflags above).
-LDLIBS   := $(STATIC_LUA) \
-            $(shell pkg-config --libs openssl) \
-            -lpthread -lm -ldl
+# libcurl and OpenSSL are not linked: runtime/curlload.c dlopens libcurl on
+# the first HTTP transfer, runtime/ossload.c libcrypto/libssl on the first
+# `require "crypto"`/`require "ssl"` or HTTPS server (only their headers are
+# used, through pkg-config --cflags above).
+LDLIBS   := $(STATIC_LUA) -lpthread -lm -ldl
 LDFLAGS  ?=
 ALL_LDFLAGS := -Wl,-E $(SAN_LDFLAGS) $(LDFLAGS)
 
@@ -64,7 +64,8 @@ all: $(BIN)
 $(BIN): $(OBJS)
 	$(CC) $(ALL_LDFLAGS) -o $@ $(OBJS) $(LDLIBS)
 
-$(OUT)/%.o: %.c $(OUT)/errnames.h $(OUT)/curlnames.h
+GEN_HEADERS := $(OUT)/errnames.h $(OUT)/curlnames.h $(OUT)/osslfuncs.h $(OUT)/osslcalls.h
+$(OUT)/%.o: %.c $(GEN_HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
@@ -89,6 +90,12 @@ $(OUT)/errnames.h: tools/errnames.sh
 $(OUT)/curlnames.h: tools/curlnames.sh
 	@mkdir -p $(OUT)
 	sh tools/curlnames.sh "$(CC)" > $@.tmp && mv $@.tmp $@
+
+# ossl.h's two halves, from one names list: the table's entries, and the
+# macros that turn each call into a call through it.
+$(OUT)/osslfuncs.h $(OUT)/osslcalls.h: $(OUT)/ossl%.h: runtime/ossl.names tools/osslnames.sh
+	@mkdir -p $(OUT)
+	sh tools/osslnames.sh $* runtime/ossl.names > $@.tmp && mv $@.tmp $@
 
 -include $(OBJS:.o=.d)
 

@@ -19,15 +19,10 @@
 #include <pthread.h>
 #include <string.h>
 
-#include <openssl/core_names.h>
-#include <openssl/crypto.h>
-#include <openssl/err.h>
-#include <openssl/evp.h>
-#include <openssl/rand.h>
-
 #include "codec.h"
 #include "modules.h"
 #include "netlua.h"
+#include "ossl.h"
 
 #define NL_HASH_MT "crypto.hash"
 #define NL_HMAC_MT "crypto.hmac"
@@ -462,6 +457,8 @@ int luaopen_crypto(lua_State *L) {
     {"unbase64", crypto_unbase64, 0}, {"unbase64url", crypto_unbase64, 1},
   };
   int cache;
+  const char *why = nl_libcrypto_load();
+  if (why != NULL) return luaL_error(L, "crypto: %s", why);
   nl_newclass(L, NL_HASH_MT, hasher_methods, hasher_meta);
   nl_newclass(L, NL_HMAC_MT, hasher_methods, hasher_meta);
   nl_newclass(L, NL_MD_MT, NULL, mdbox_meta);

@@ -30,6 +30,7 @@
 #include "sock.h"
 #include "buf.h"
 #include "curlnames.h"
+#include "trace.h"
 
 #define NL_BATCH_MT "http.batch"
 #define DEFAULT_USER_AGENT "netlua/" NL_VERSION
@@ -320,6 +321,21 @@ static int open_output(lua_State *L, int spec, Transfer *t) {
   return t->fd < 0 ? errno : 0;
 }
 
+/* --trace: what libcurl says it does, in the timeline. */
+static int on_debug(CURL *easy, curl_infotype type, char *data, size_t size, void *ud) {
+  static const int kinds[] = {NL_TRACE_CURL_TEXT, NL_TRACE_CURL_HEAD_IN, NL_TRACE_CURL_HEAD_OUT,
+                              NL_TRACE_CURL_BODY_IN, NL_TRACE_CURL_BODY_OUT};
+  char *lip = NULL, *pip = NULL;
+  long lport = 0, pport = 0;
+  if ((int)type < 0 || (size_t)type >= sizeof kinds / sizeof kinds[0]) return 0; /* TLS records */
+  curl_easy_getinfo(easy, CURLINFO_LOCAL_IP, &lip);
+  curl_easy_getinfo(easy, CURLINFO_LOCAL_PORT, &lport);
+  curl_easy_getinfo(easy, CURLINFO_PRIMARY_IP, &pip);
+  curl_easy_getinfo(easy, CURLINFO_PRIMARY_PORT, &pport);
+  nl_trace_curl(kinds[type], lip, lport, pip, pport, data, size);
+  return 0;
+}
+
 static int setup_transfer(lua_State *L, int spec, Transfer *t) {
   CURL *easy = t->easy = curl_easy_init();
   const char *url = opt_string(L, spec, "url");
@@ -344,6 +360,8 @@ static int setup_transfer(lua_State *L, int spec, Transfer *t) {
   curl_easy_setopt(easy, CURLOPT_MAXREDIRS, to_redirects(opt_number(L, spec, "max_redirects", 30)));
   curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, (long)verify);
   curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, verify ? 2L : 0L);
+  if (nl_trace_on) curl_easy_setopt(easy, CURLOPT_DEBUGFUNCTION, on_debug);
+  if (nl_trace_on) curl_easy_setopt(easy, CURLOPT_VERBOSE, 1L);
   t->max_body = to_limit(opt_number(L, spec, "max_body", -1));
   set_timeouts(L, spec, easy);
   set_method_and_body(L, spec, easy);

@@ -27,6 +27,7 @@
 
 #include "httpserver.h"
 #include "sock.h"
+#include "trace.h"
 
 #define READ_CHUNK 16384
 #define FILE_CHUNK (1 << 20) /* bytes one sendfile call may move */
@@ -345,6 +346,7 @@ static int queue_head(Conn *c, int status, const char *headers, size_t hlen,
                       uint64_t length) {
   char digits[24];
   status = queue_status(c, status, headers, hlen);
+  if (nl_trace_on) nl_trace_http_reply(c->fd, status, has_body(status) ? length : 0);
   if (has_body(status)) {
     add_str(&c->out, "Content-Length: ");
     nl_buf_add(&c->out, digits, format_decimal(digits, length));
@@ -529,6 +531,7 @@ static int conn_read(lua_State *L) {
   c->awaiting = 0;
   switch (r) {
   case READ_OK:
+    if (nl_trace_on) nl_trace_http_request(c->fd, c->req.method, c->req.target.data);
     c->closing = !c->req.keep_alive;
     c->head = c->req.is_head;
     c->http10 = c->req.major == 1 && c->req.minor == 0;

@@ -52,7 +52,7 @@ static void group_unref(Group *g) {
   if (g->stop_fd >= 0) close(g->stop_fd);
   spare = atomic_load(&g->spare_fd);
   if (spare >= 0) close(spare);
-  SSL_CTX_free(g->tls);
+  if (g->tls != NULL) SSL_CTX_free(g->tls); /* no libssl loaded for plain HTTP */
   free(g);
 }
 
@@ -63,7 +63,7 @@ static Group *group_new(int fd, const Limits *limits, SSL_CTX *tls) {
   int err;
   if (g == NULL) {
     close(fd);
-    SSL_CTX_free(tls);
+    if (tls != NULL) SSL_CTX_free(tls);
     errno = ENOMEM;
     return NULL;
   }
@@ -387,7 +387,7 @@ static int core_listen(lua_State *L) {
     return nl_pushfail(L, err, NULL);
   lua_pop(L, 1);
   fd = nl_listen_tcp(host, (int)port, SOMAXCONN, &gai);
-  if (fd < 0) SSL_CTX_free(tls);
+  if (fd < 0 && tls != NULL) SSL_CTX_free(tls);
   if (gai == NL_EAI_INTERRUPTED) return nl_raise_interrupted(L);
   if (fd == -1 && gai != 0) {
     lua_pushfstring(L, "could not resolve host: %s", host);

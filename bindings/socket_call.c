@@ -131,21 +131,20 @@ void call_begin(Call *c, lua_State *L, int sidx, int side, int nargs, int slot) 
   lua_settop(L, nargs);
   lua_settop(L, slot);
   memset(&c->p, 0, sizeof c->p);
-  c->p.start = s != NULL && s->total >= 0 ? nl_monotonic() : -1;
+  c->p.block = s != NULL ? s->block : -1;
+  c->p.total = s != NULL ? s->total : -1;
+  c->p.start = c->p.total >= 0 ? nl_monotonic() : -1;
   c->p.deadline = NL_NODEADLINE;
 }
 
 /* The deadline of the call's next wait: 'b' per wait, 't' for the whole
- * call (a 't' set by another task during the call starts now). */
+ * call, as the socket's timeouts were when the call began. */
 double call_deadline(Call *c) {
-  nl_Socket *s = c->s;
   double d = NL_NODEADLINE;
-  if (s == NULL) return c->p.deadline;
-  if (s->block >= 0) d = nl_monotonic() + s->block;
-  if (s->total >= 0) {
-    double t;
-    if (c->p.start < 0) c->p.start = nl_monotonic();
-    t = c->p.start + s->total;
+  if (c->s == NULL) return c->p.deadline;
+  if (c->p.block >= 0) d = nl_monotonic() + c->p.block;
+  if (c->p.total >= 0) {
+    double t = c->p.start + c->p.total;
     if (d < 0 || t < d) d = t;
   }
   return d;
@@ -218,7 +217,7 @@ int call_turn(Call *c) {
   CallRec *rec = c->rec;
   if (rec == NULL) {
     if (sd->holder == NULL && sd->head == NULL) return IO_DONE;
-    if (c->s->block == 0) return IO_TIMEOUT;
+    if (c->p.block == 0) return IO_TIMEOUT;
     if (!nl_in_task(c->L) && nl_loop_active() == NULL)
       luaL_error(c->L, "socket in use by a call that cannot go on while this one "
                        "waits (a coroutine of your own inside a task?): call it "
@@ -252,6 +251,7 @@ int call_waitfor(Call *c, int fd, int events, double deadline) {
   call_keep(c);
   r = nl_waitk(c->L, c->slot, fd, events, deadline);
   if (c->rec->closed) return IO_CLOSED;
+  if (r <= 0 && nl_trace_on) nl_trace_timeout(fd, events);
   if (r <= 0) return IO_TIMEOUT;
   if (s != NULL && fd == s->fd && (events & NL_READ)) s->drained = 0; /* read it */
   return IO_DONE;
@@ -260,6 +260,6 @@ int call_waitfor(Call *c, int fd, int events, double deadline) {
 /* call_waitfor with the call's own deadline. settimeout(0) answers
  * "timeout" at once, as luasocket does, without a poll that cannot wait. */
 int call_wait(Call *c, int fd, int events) {
-  if (c->s != NULL && c->s->block == 0) return IO_TIMEOUT;
+  if (c->s != NULL && c->p.block == 0) return IO_TIMEOUT;
   return call_waitfor(c, fd, events, call_deadline(c));
 }

@@ -146,6 +146,8 @@ typedef struct Lookup {
   char *host, *serv;
   struct sockaddr_storage sa;
   socklen_t salen;
+  double started; /* --trace: when it was asked, */
+  int traced;     /* and whether its outcome is in the trace */
 } Lookup;
 
 static void lookup_free(Lookup *lk) {
@@ -207,6 +209,7 @@ static Lookup *lookup_new(const Lookup *key) {
   Lookup *lk = malloc(sizeof *lk);
   if (lk == NULL) return NULL;
   *lk = *key;
+  lk->started = nl_trace_on ? nl_monotonic() : 0;
   lk->host = key->host ? strdup(key->host) : NULL;
   lk->serv = key->serv ? strdup(key->serv) : NULL;
   if ((key->host && !lk->host) || (key->serv && !lk->serv)) {
@@ -304,21 +307,25 @@ static int resolve_rc(Call *c, const char *host, const char *serv,
   struct addrinfo **box = lua_newuserdatauv(c->L, sizeof *box, 0);
   Lookup key, *lk;
   int rc;
+  double started = nl_trace_on ? nl_monotonic() : 0;
   *box = NULL;
   *ai = NULL;
   luaL_setmetatable(c->L, NL_ADDRINFO_MT);
   if (nl_resolves_at_once(host, hints)) { /* numbers, /etc/hosts: never wait */
     rc = getaddrinfo(host, serv, hints, box);
     *ai = *box;
+    if (nl_trace_on && !nl_restarting(c->L)) nl_trace_lookup(host, serv, rc, *ai, started);
     return rc;
   }
   addr_key(&key, host, serv, hints);
   if ((lk = lookup_k(c, &key, deadline)) != NULL) {
     *ai = lk->res;
+    if (nl_trace_on && !lk->traced++) nl_trace_lookup(host, serv, lk->rc, *ai, lk->started);
     return lk->rc;
   }
   rc = nl_getaddrinfo(host, serv, hints, box, deadline);
   *ai = *box;
+  if (nl_trace_on) nl_trace_lookup(host, serv, rc, *ai, started);
   return rc;
 }
 
@@ -467,6 +474,7 @@ const char *inet_trybind(Call *c, const char *host, const char *serv, char *eb) 
   for (; ai != NULL; ai = ai->ai_next) {
     int e = sock_openfd(s, ai->ai_family);
     if (e == IO_DONE && bind(s->fd, ai->ai_addr, ai->ai_addrlen) != 0) e = errno;
+    if (nl_trace_on) nl_trace_bind(s->fd, ai->ai_addr, ai->ai_addrlen, e);
     err = sock_ioerror(e, eb);
     if (err == NULL) {
       s->bound = 1;
@@ -505,7 +513,7 @@ const char *inet_tryconnect(Call *c, const char *host, const char *serv, char *e
   memset(&hints, 0, sizeof hints);
   hints.ai_family = family;
   hints.ai_socktype = s->type;
-  pending = (s->block == 0 || s->total == 0) && !nl_resolves_at_once(host, &hints);
+  pending = (c->p.block == 0 || c->p.total == 0) && !nl_resolves_at_once(host, &hints);
   if (pending) ai = resolve_pending(c, host, serv, &hints, &err, eb);
   else ai = inet_resolve(c, host, serv, &hints, call_deadline(c), &err, eb);
   for (i = 0; ai != NULL; ai = ai->ai_next, i++) {
@@ -518,12 +526,14 @@ const char *inet_tryconnect(Call *c, const char *host, const char *serv, char *e
       c->p.trying = 1;
       c->p.tryidx = i;
       c->p.family = family;
+      if (nl_trace_on && !again) c->p.tried_at = nl_monotonic();
       e = io_connect(c, ai->ai_addr, ai->ai_addrlen, again);
+      if (nl_trace_on) nl_trace_connect(s->fd, ai->ai_addr, ai->ai_addrlen, e, c->p.tried_at);
     }
     if (c->rec != NULL && c->rec->closed) e = IO_CLOSED;
     if (e == IO_TIMEOUT && pending) e = EALREADY; /* since its lookup */
     err = sock_ioerror(e, eb);
-    if (err == NULL || e == IO_CLOSED || s->block == 0 || s->total == 0) break;
+    if (err == NULL || e == IO_CLOSED || c->p.block == 0 || c->p.total == 0) break;
   }
   if (pending && tried == 0 && err == NULL) err = gai_message(c->L, EAI_NODATA, eb);
   lua_settop(c->L, top);

@@ -17,6 +17,7 @@
 
 #include "netlua.h"
 #include "sock.h"
+#include "trace.h"
 
 #define SOCK_BUFSIZE 8192   /* a stream socket's receive buffer */
 #define DGRAM_SIZE 8192     /* a datagram receive's default size */
@@ -121,6 +122,8 @@ typedef struct nl_Socket {
 /* What a call has done so far: copied into its record before each wait,
  * back from it when the call is replayed. */
 typedef struct Progress {
+  double block, total; /* its timeouts, the socket's when it began: another
+                          task's settimeout meanwhile is for later calls */
   double start;    /* its 't' timeout's start (-1: none yet) */
   double deadline; /* a call on no socket (select): its deadline */
   size_t len, got; /* receive: bytes it holds (below its slot), bytes read */
@@ -128,6 +131,7 @@ typedef struct Progress {
   int trying;      /* connect: it has tried an address, */
   int tryidx;      /* which one (its index in the lookup's list), */
   int family;      /* and the family its lookup asked for */
+  double tried_at; /* --trace: when it began trying that address */
 } Progress;
 
 struct CallRec {

@@ -27,9 +27,9 @@
 static int may_wait_first(Call *c) {
   nl_Socket *s = c->s;
   double d;
-  if (!s->drained || s->block == 0 || nl_restarting(c->L)) return 0;
+  if (!s->drained || c->p.block == 0 || nl_restarting(c->L)) return 0;
   if (nl_in_task(c->L) && !lua_isyieldable(c->L)) return 0;
-  if (s->block < 0 && s->total < 0) return 1;
+  if (c->p.block < 0 && c->p.total < 0) return 1;
   d = call_deadline(c);
   return d < 0 || d > nl_monotonic();
 }
@@ -47,6 +47,7 @@ static int io_fill(nl_Socket *s, int lazy) {
     ssize_t n;
     if (s->fd < 0) return IO_CLOSED;
     n = recv(s->fd, s->buf, SOCK_BUFSIZE, 0);
+    if (nl_trace_on) nl_trace_recv(s->fd, s->buf, n, errno);
     if (n > 0) {
       s->last = (size_t)n;
       s->received += (double)n;
@@ -68,7 +69,9 @@ static int io_send(nl_Socket *s, const char *data, size_t len, size_t *sent) {
   while (*sent < len) {
     ssize_t n;
     if (s->fd < 0) return IO_CLOSED;
+    if (nl_trace_on) nl_trace_sending();
     n = send(s->fd, data + *sent, len - *sent, MSG_NOSIGNAL);
+    if (nl_trace_on) nl_trace_send(s->fd, data + *sent, n, errno);
     if (n >= 0) {
       *sent += (size_t)n;
       s->sent += (double)n;
@@ -306,6 +309,7 @@ static int stream_accept(lua_State *L) {
     }
     fd = accept4(s->fd, (struct sockaddr *)&peer, &peerlen, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
+      if (nl_trace_on) nl_trace_accept(s->fd, fd, (struct sockaddr *)&peer, peerlen);
       nl_Socket *client = sock_new(L, sock_kind(sock_classes[s->kind].group, R_CLIENT),
                                    s->family, s->type, s->protocol);
       client->fd = fd;
@@ -328,6 +332,7 @@ static int stream_listen(lua_State *L) {
   int backlog = TO_INT(luaL_optnumber(L, 2, 32));
   int err = s->fd < 0 ? sock_openfd(s, s->family == AF_UNSPEC ? AF_INET : s->family) : IO_DONE;
   if (err == IO_DONE && listen(s->fd, backlog) != 0) err = errno;
+  if (nl_trace_on) nl_trace_listen(s->fd, backlog, err);
   if (err != IO_DONE) return sock_pusherror(L, err);
   sock_setkind(L, 1, s, sock_kind(sock_classes[s->kind].group, R_SERVER));
   lua_pushnumber(L, 1);
@@ -379,6 +384,7 @@ static int stream_shutdown(lua_State *L) {
   int m = luaL_checkoption(L, 2, "both", modes);
   s->peerlen = 0;
   shutdown(s->fd, how[m]);
+  if (nl_trace_on) nl_trace_shutdown(s->fd, how[m]);
   lua_pushnumber(L, 1);
   return 1;
 }

@@ -21,6 +21,7 @@ static int dgram_read(Call *c, char *data, size_t size, size_t *got,
     if (s->fd < 0) return IO_CLOSED;
     *fromlen = sizeof *from;
     n = recvfrom(s->fd, data, size, 0, (struct sockaddr *)from, fromlen);
+    if (nl_trace_on) nl_trace_recvfrom(s->fd, data, n, errno, (struct sockaddr *)from, *fromlen);
     if (n >= 0) {
       *got = (size_t)n;
       s->received += (double)n;
@@ -79,7 +80,9 @@ static int dgram_write(Call *c, const char *data, size_t len,
       err = IO_CLOSED;
       break;
     }
+    if (nl_trace_on) nl_trace_sending();
     n = sendto(s->fd, data, len, MSG_NOSIGNAL, to, tolen);
+    if (nl_trace_on) nl_trace_sendto(s->fd, data, n, errno, to, tolen);
     if (n >= 0) {
       s->sent += (double)n;
       lua_pushnumber(c->L, (double)n);

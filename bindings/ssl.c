@@ -10,6 +10,11 @@
  * that would block suspends only the task and the method is called again
  * from the start; what the call has done so far (its data, its next byte,
  * its start time) is in its own stack slots, never on the connection.
+ * Tasks sharing a connection: receive calls take turns on its read side,
+ * send calls on its write side (a call that has to wait holds its side
+ * until it ends; others wait for it), so a line longer than a TLS record
+ * goes whole to one receiver, a message to the wire unbroken, and OpenSSL
+ * retries a blocked write with the same bytes.
  * A timeout reads "timeout"; LuaSec's "wantread"/"wantwrite" only come
  * back with settimeout(0), the non-blocking style LuaSec scripts use.
  */
@@ -22,6 +27,7 @@
 #include "modules.h"
 #include "sock.h"
 #include "ssl_int.h"
+#include "trace.h"
 
 /* ---- contexts --------------------------------------------------------------- */
 
@@ -216,6 +222,11 @@ Conn *ssl_checkopen(lua_State *L, int idx) {
   return c;
 }
 
+/* The calls waiting for a turn go on (and find the connection closed). */
+static void wake_turns(Conn *c) {
+  for (int side = 0; side < NSIDES; side++) nl_queue_wakeall(&c->turn[side], 1);
+}
+
 static void conn_free(Conn *c) {
   if (c->ssl != NULL) {
     nl_tls_shutdown(c->ssl);
@@ -226,6 +237,7 @@ static void conn_free(Conn *c) {
   c->fd = -1;
   free(c->host);
   c->host = NULL;
+  wake_turns(c);
 }
 
 static int conn_gc(lua_State *L) {
@@ -325,8 +337,12 @@ int ssl_sethost(Conn *c, const char *host, nl_TlsErr err) {
 /* Per-call record of a method that waits: when its 't' timeout started. */
 typedef struct CallRec {
   double start;
-  size_t len, next; /* receive: bytes it holds; send: its next byte */
+  size_t len, next; /* receive: bytes it holds; send: its next byte (0: none yet) */
+  Conn *conn;       /* the connection whose side it holds, or NULL */
+  int side;
 } CallRec;
+
+#define NL_SSLCALL_MT "ssl.call"
 
 /* The record in stack slot `slot`: a replay's, else a fresh one (made
  * only when the call is about to wait). */
@@ -336,10 +352,39 @@ static CallRec *rec_get(lua_State *L, int slot) {
   return r;
 }
 
+/* The record lets go of the side it holds, and the calls waiting for it
+ * go on. Idempotent. */
+static void rec_release(CallRec *r) {
+  Conn *c = r->conn;
+  if (c == NULL) return;
+  r->conn = NULL;
+  if (c->holder[r->side] != r) return;
+  c->holder[r->side] = NULL;
+  nl_queue_wakeall(&c->turn[r->side], 1);
+}
+
+/* __close of the record's slot (the call ended however it ended: returned,
+ * raised, its task cancelled) and __gc. */
+static int rec_close(lua_State *L) {
+  rec_release(lua_touserdata(L, 1));
+  return 0;
+}
+
+/* A fresh record in `slot`, to-be-closed. [-0, +0, m] */
 static CallRec *rec_make(lua_State *L, int slot, double start) {
   CallRec *r = nl_callrec_new(L, slot, sizeof *r);
   r->start = start;
+  luaL_getmetatable(L, NL_SSLCALL_MT);
+  lua_setmetatable(L, slot);
+  lua_toclose(L, slot);
   return r;
+}
+
+/* Before the call waits for TLS, its record holds its side. */
+static void rec_hold(CallRec *r, Conn *c, int side) {
+  r->conn = c;
+  r->side = side;
+  c->holder[side] = r;
 }
 
 /* The deadline of the next wait: 'b' per wait, 't' for the whole call. */
@@ -362,6 +407,30 @@ static const char *conn_wait(lua_State *L, Conn *c, int want, int slot, double s
   return c->ssl == NULL ? "closed" : NULL;
 }
 
+/* Waits until no other call holds `side`: NULL, or why not ("timeout",
+ * LuaSec's "wantread"/"wantwrite" with settimeout(0), "closed"). Calls
+ * waiting for a side are woken together when it is let go; the first to
+ * run takes it. The record is made when the call has to wait. */
+static const char *wait_turn(lua_State *L, Conn *c, int side, CallRec **rp, int slot,
+                             double start) {
+  while (c->holder[side] != NULL && c->holder[side] != *rp) {
+    if (c->block == 0) return side == SIDE_READ ? "wantread" : "wantwrite";
+    if (*rp == NULL) *rp = rec_make(L, slot, start);
+    if (!nl_waitqueue(L, slot, &c->turn[side], call_deadline(c, start))) return "timeout";
+    if (c->ssl == NULL) return "closed";
+  }
+  return NULL;
+}
+
+/* wait_turn as a step result: 0, or NL_TLS_FAIL with err set. */
+static int take_turn(lua_State *L, Conn *c, int side, CallRec **rp, int slot, double start,
+                     nl_TlsErr err) {
+  const char *why = wait_turn(L, c, side, rp, slot, start);
+  if (why == NULL) return 0;
+  snprintf(err, NL_TLS_ERRSIZE, "%s", why);
+  return NL_TLS_FAIL;
+}
+
 /* The start of a call's 't' timeout: a replay's, else now. */
 static double call_start(const Conn *c, const CallRec *r) {
   if (r != NULL) return r->start;
@@ -369,6 +438,20 @@ static double call_start(const Conn *c, const CallRec *r) {
 }
 
 /* ---- handshake ---------------------------------------------------------------- */
+
+/* --trace: how a handshake ended (`step` 0: done, else failed with err). */
+static void trace_handshake(Conn *c, int step, const char *err) {
+  const SSL_CIPHER *ci = SSL_get_current_cipher(c->ssl);
+  X509 *peer = SSL_get1_peer_certificate(c->ssl);
+  long v = SSL_get_verify_result(c->ssl);
+  char names[256] = "";
+  if (peer != NULL) nl_tls_cert_names(peer, names, sizeof names);
+  X509_free(peer);
+  nl_trace_tls(c->fd, step == 0 ? SSL_get_version(c->ssl) : NULL,
+               step == 0 && ci != NULL ? SSL_CIPHER_get_name(ci) : NULL, names,
+               !c->verify ? "off" : v == X509_V_OK ? "ok" : X509_verify_cert_error_string(v),
+               step < 0 ? err : NULL);
+}
 
 /* conn:dohandshake(): true, or nil, err. Stack: 1 conn, 2 the record. */
 static int conn_dohandshake(lua_State *L) {
@@ -384,6 +467,7 @@ static int conn_dohandshake(lua_State *L) {
     if (r == NULL) r = rec_make(L, 2, start);
     if ((why = conn_wait(L, c, step, 2, start)) != NULL) return nl_pushfail(L, why, NULL);
   }
+  if (nl_trace_on) trace_handshake(c, step, err);
   if (step < 0) return nl_pushfail(L, err, NULL);
   lua_pushboolean(L, 1);
   return 1;
@@ -489,17 +573,20 @@ static int conn_receive(lua_State *L) {
   nl_TlsErr err;
   nl_Gather g;
   if (r == NULL) lua_settop(L, RECV_DATA);
+  step = take_turn(L, c, SIDE_READ, &r, RECV_SLOT, start, err);
   nl_gather_begin(&g, L, RECV_DATA, r != NULL ? r->len : 0, prefix, plen);
-  while ((step = receive_round(c, &g, pattern, wanted, plen, err)) > 0) {
+  while (step == 0 && (step = receive_round(c, &g, pattern, wanted, plen, err)) > 0) {
     const char *why;
     nl_gather_keep(&g);
     if (r == NULL) r = rec_make(L, RECV_SLOT, start);
     r->len = g.len;
+    rec_hold(r, c, SIDE_READ);
     if ((why = conn_wait(L, c, step, RECV_SLOT, start)) != NULL) {
       snprintf(err, NL_TLS_ERRSIZE, "%s", why);
       step = NL_TLS_FAIL;
       break;
     }
+    step = 0;
   }
   if (step == 0) {
     lua_pushlstring(L, g.data, g.len);
@@ -530,9 +617,10 @@ static int conn_send(lua_State *L) {
   if (i < 1) i = 1;
   if (j > (lua_Integer)size) j = (lua_Integer)size;
   end = j < i ? (size_t)i - 1 : (size_t)j;
-  next = r != NULL ? r->next : (size_t)i;
   if (r == NULL) lua_settop(L, 4);
-  while (next <= end) {
+  step = take_turn(L, c, SIDE_WRITE, &r, 5, start, err);
+  next = r != NULL && r->next > 0 ? r->next : (size_t)i;
+  while (step == 0 && next <= end) {
     const char *why;
     if (c->ssl == NULL) {
       snprintf(err, NL_TLS_ERRSIZE, "closed");
@@ -548,11 +636,13 @@ static int conn_send(lua_State *L) {
     }
     if (r == NULL) r = rec_make(L, 5, start);
     r->next = next;
+    rec_hold(r, c, SIDE_WRITE);
     if ((why = conn_wait(L, c, step, 5, start)) != NULL) {
       snprintf(err, NL_TLS_ERRSIZE, "%s", why);
       step = NL_TLS_FAIL;
       break;
     }
+    step = 0;
   }
   if (step < 0) {
     lua_pushnil(L);
@@ -712,11 +802,15 @@ static void *conn_export(lua_State *L, int idx) {
     return NULL;
   }
   p->conn = *c;
+  /* the calls waiting on it stay here (and end "closed") */
+  memset(p->conn.holder, 0, sizeof p->conn.holder);
+  memset(p->conn.turn, 0, sizeof p->conn.turn);
   /* the sender's object now reads as closed; its loop forgets the fd */
   nl_loop_forget(c->fd);
   c->ssl = NULL;
   c->fd = -1;
   c->host = NULL;
+  wake_turns(c);
   return p;
 }
 
@@ -736,6 +830,8 @@ static void conn_discard(void *payload) {
 static const nl_Transfer conn_transfer = {"ssl", conn_export, conn_import, conn_discard};
 
 /* ---- registration ------------------------------------------------------------ */
+
+static const luaL_Reg callrec_meta[] = {{"__close", rec_close}, {"__gc", rec_close}, {NULL, NULL}};
 
 static const luaL_Reg conn_methods[] = {
   {"dohandshake", conn_dohandshake}, {"receive", conn_receive}, {"send", conn_send},
@@ -762,6 +858,9 @@ static const luaL_Reg ssl_funcs[] = {
 };
 
 int luaopen_ssl(lua_State *L) {
+  const char *why = nl_libssl_load();
+  if (why != NULL) return luaL_error(L, "ssl: %s", why);
+  nl_newclass(L, NL_SSLCALL_MT, NULL, callrec_meta);
   nl_newclass(L, NL_SSLCTX_MT, NULL, context_meta);
   nl_newclass_transfer(L, NL_SSLCONN_MT, conn_methods, conn_meta, &conn_transfer);
   ssl_cert_open(L);

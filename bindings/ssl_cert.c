@@ -11,10 +11,6 @@
 #include <strings.h>
 #include <time.h>
 
-#include <openssl/bio.h>
-#include <openssl/pem.h>
-#include <openssl/x509v3.h>
-
 #include "codec.h"
 #include "ssl_int.h"
 

@@ -20,8 +20,16 @@ typedef struct Context {
   int verify; /* SSL_VERIFY_* flags, or VERIFY_UNSET */
 } Context;
 
-/* A connection: plain values only, so it can move to another thread by
- * copy (ssl.c's transfer). */
+/* Receiving and sending: the calls on each side of a connection take
+ * turns (ssl.c), so one task may receive while another sends, and two
+ * receivers (or senders) never interleave their data. */
+enum { SIDE_READ, SIDE_WRITE, NSIDES };
+
+struct CallRec;
+
+/* A connection: plain values, so it can move to another thread by copy
+ * (ssl.c's transfer), and the calls that wait on it meanwhile (of the
+ * thread it is in; none when it moves). */
 typedef struct Conn {
   SSL *ssl;   /* NULL once closed */
   int fd;     /* owned: closed with the connection */
@@ -32,6 +40,8 @@ typedef struct Conn {
   size_t maxline;      /* receive("*l") fails on longer lines; 0: no limit */
   double received, sent;
   size_t first, last;  /* plaintext not yet returned: buf[first..last) */
+  struct CallRec *holder[NSIDES]; /* the call that holds a side across its waits */
+  nl_WaitQueue turn[NSIDES];      /* calls waiting for a side (woken together) */
   char buf[SSL_BUFSIZE];
 } Conn;
 

@@ -24,6 +24,7 @@
 
 #include "modules.h"
 #include "thread.h"
+#include "trace.h"
 
 #define SELF_KEY "thread.self"
 #define STOP_HOOK_COUNT 1000
@@ -272,7 +273,10 @@ static void print_failure(Record *r) {
 static void *thread_main(void *arg) {
   Record *r = (Record *)arg;
   int daemon = r->daemon;
-  lua_State *L = nl_newstate();
+  lua_State *L;
+  nl_trace_thread = r->id; /* how --trace names this thread */
+  if (nl_trace_on) nl_trace_thread_event("started", r->name);
+  L = nl_newstate();
   if (L != NULL) {
     run_body(L, r);
     lua_close(L);
@@ -281,6 +285,7 @@ static void *thread_main(void *arg) {
     r->error = strdup("cannot create state: not enough memory");
   }
   print_failure(r);
+  if (nl_trace_on) nl_trace_thread_event("ended", r->name);
   nl_shared_lock(&r->sh);
   r->done = 1;
   nl_queue_wakeall(&r->joiners, 1);

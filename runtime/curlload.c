@@ -14,7 +14,10 @@
  * curl_global_init, so it happens-before every other curl call in every
  * thread. libcurl >= 7.84 says so itself with CURL_VERSION_THREADSAFE
  * (Debian 12's 7.88 has it), but we don't rely on it: pthread_once already
- * serializes the init, and nothing else in netlua touches OpenSSL.
+ * serializes the init. libcurl's TLS is the OpenSSL that the ssl and crypto
+ * modules load (one libssl.so.3 per process): libcrypto is loaded and
+ * initialised first (ossload.c: without atexit clean-up), whichever module
+ * comes first.
  * libcurl is never unloaded (OpenSSL's atexit handlers and threads make
  * dlclose unsafe); main calls curl_global_cleanup at exit if it was loaded.
  *
@@ -125,8 +128,11 @@ static int resolve_all(void *lib) {
 /* The pthread_once routine: dlopen, dlsym, curl_global_init. On failure
  * load_error says why; the library stays mapped if it was found. */
 static void load(void) {
-  void *lib = dlopen(LIBCURL_SONAME, RTLD_NOW | RTLD_LOCAL);
+  void *lib;
   CURLcode rc;
+  /* A libcurl on another TLS library works without it: no error here. */
+  (void)nl_libcrypto_load();
+  lib = dlopen(LIBCURL_SONAME, RTLD_NOW | RTLD_LOCAL);
   if (lib == NULL) {
     const char *e = dlerror();
     snprintf(load_error, sizeof load_error, "%s", e ? e : LIBCURL_SONAME);

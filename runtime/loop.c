@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "netlua.h"
+#include "trace.h"
 
 #define MAX_EVENTS 256
 
@@ -356,6 +357,7 @@ void nl_loop_runonce(nl_Loop *loop, nl_Waiter *self) {
   }
   if (self != NULL && self->result != NL_PENDING) return;
   timeout = more ? 0 : ms_until(loop, self ? self->deadline : NL_NODEADLINE);
+  if (nl_trace_on && timeout != 0) nl_trace_flush(); /* before it may sleep */
   n = epoll_wait(loop->epfd, events, MAX_EVENTS, timeout);
   if (n < 0 && errno == EINTR && nl_is_main_thread() && nl_take_interrupt()) {
     if (self) nl_waiter_fire(loop, self, -EINTR);

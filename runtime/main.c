@@ -15,10 +15,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <openssl/crypto.h>
-
 #include "lualib.h"
 #include "netlua.h"
+#include "trace.h"
 
 #define EXIT_USAGE 2
 #define PROMPT1 "> "
@@ -31,10 +30,10 @@ static const char *progname = NL_PROGNAME;
 static int ended_by_interrupt;
 
 static const char usage_line[] =
-  "usage: netlua [-e code] [-l mod] [-i] [-v] [-h] [script [args...] | -]\n";
+  "usage: netlua [-e code] [-l mod] [-i] [-v] [-h] [--trace[=fmt] ...] [script [args...] | -]\n";
 
 static void print_usage_error(const char *badoption) {
-  if (badoption[1] == 'e' || badoption[1] == 'l')
+  if (badoption[1] == 'e' || badoption[1] == 'l' || strcmp(badoption, "--trace-file") == 0)
     fprintf(stderr, "%s: '%s' needs an argument\n", progname, badoption);
   else
     fprintf(stderr, "%s: unrecognized option '%s'\n", progname, badoption);
@@ -49,6 +48,10 @@ static void print_help(void) {
          "  -i        enter interactive mode after running the script\n"
          "  -v        show version information\n"
          "  -h        show this help\n"
+         "  --trace[=text|jsonl]  write a timeline of every network event\n"
+         "            (to stderr; also NETLUA_TRACE=text|jsonl)\n"
+         "  --trace-file path     ... to this file (NETLUA_TRACE_FILE)\n"
+         "  --trace-data          ... with the bytes sent and received\n"
          "  --        stop handling options\n"
          "  -         run the script from standard input\n\n"
          "With no script and a terminal, netlua starts a REPL.\n"
@@ -111,7 +114,12 @@ static int collect_args(char **argv, int *script) {
     if (argv[i][0] != '-') return flags;
     switch (argv[i][1]) {
     case '-':
-      if (argv[i][2] != '\0') return HAS_ERROR;
+      if (argv[i][2] != '\0') {
+        int n = nl_trace_option(argv + i); /* --trace... */
+        if (n == 0) return HAS_ERROR;
+        i += n - 1;
+        break;
+      }
       *script = i + 1;
       return flags;
     case '\0': return flags; /* '-': stdin */
@@ -828,14 +836,14 @@ static const char *find_script(int argc, char **argv) {
 int main(int argc, char **argv) {
   lua_State *L;
   int status, code;
+  const char *why;
   if (argv[0] && argv[0][0]) progname = NL_PROGNAME;
   set_script_dir(find_script(argc, argv));
+  if ((why = nl_trace_start()) != NULL) { /* before any thread */
+    print_message(why);
+    return EXIT_USAGE;
+  }
   nl_signals_init();
-  /* OpenSSL (the crypto and ssl modules, and libcurl's TLS) must not tear
-   * itself down from atexit: daemon threads may still be using it while
-   * the process exits, and crashed when it did. The first initialisation
-   * in the process decides, so it is made here, before any thread. */
-  OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, NULL);
   /* The main thread's loop is made first, while descriptors are certainly
    * to be had: a script that uses them all up still has it to wait with. */
   if (nl_loop() == NULL) {

@@ -42,7 +42,7 @@ void nl_setscriptdir(const char *script_dir);
 /* ---- libcurl, loaded on first use (curlload.c) --------------------------- */
 
 /* Loads libcurl (dlopen) and runs curl_global_init, once per process, from
- * any thread; state.c calls it when `http` is first required. Returns NULL
+ * any thread; http.c calls it before the first transfer. Returns NULL
  * when libcurl is ready, else why it is not (dlerror's text). Until it
  * returned NULL no curl_* function may be called. */
 const char *nl_curl_load(void);
@@ -52,6 +52,15 @@ const char *nl_curl_version(void);
 
 /* At exit, in main: curl_global_cleanup if libcurl was ever loaded. */
 void nl_curl_cleanup(void);
+
+/* ---- OpenSSL, loaded on first use (ossload.c, ossl.h) ------------------- */
+
+/* Load libcrypto.so.3 (and initialise it without atexit clean-up), or
+ * libssl.so.3 after it, once per process, from any thread. NULL when it is
+ * ready, else why not ("cannot load libssl.so.3: <dlerror>"). Until one
+ * returned NULL, none of that library's functions may be called. */
+const char *nl_libcrypto_load(void);
+const char *nl_libssl_load(void);
 
 /* ---- Lua halves compiled into the binary (embedded.c, generated) -------- */
 

@@ -24,6 +24,7 @@
 
 #include "netlua.h"
 #include "tasksched.h"
+#include "trace.h"
 
 #define SCHED_KEY "netlua.sched"
 
@@ -99,7 +100,10 @@ void nl_sched_unready(nl_Task *t) {
   }
 }
 
-static void task_wake(nl_Waiter *w) { nl_sched_ready(w->data); }
+static void task_wake(nl_Waiter *w) {
+  if (nl_trace_on) nl_trace_wake(((nl_Task *)w->data)->id, w->result);
+  nl_sched_ready(w->data);
+}
 
 /* Runs the tasks ready now (not those they make ready: I/O gets its turn
  * in between). Returns nonzero when some are ready again. */
@@ -193,6 +197,7 @@ static int suspend(lua_State *L, nl_Task *t, int nargs, nl_Watch *watches, int n
                    double deadline) {
   int r = nl_waiter_arm(t->sched->loop, &t->w, watches, n, deadline);
   if (r != 0) return r;
+  if (nl_trace_on) nl_trace_wait(n > 0 ? watches[0].fd : -1, n > 0 ? watches[0].events : 0, n, deadline);
   t->state = NL_TASK_WAITING;
   return lua_yieldk(L, 0, nargs, restart_k);
 }
@@ -476,11 +481,14 @@ static void finish(nl_Sched *s, nl_Task *t, int status, int nres) {
 void nl_task_resume(nl_Sched *s, nl_Task *t) {
   lua_State *co = t->co, *prev = s->running, *prevsig;
   int nargs = t->nargs_first, nres = 0, status;
+  long prevtask = nl_trace_task;
   t->nargs_first = 0;
   t->state = NL_TASK_RUNNING;
   s->running = co;
   prevsig = nl_signals_running(co); /* Ctrl-C hooks this coroutine */
+  nl_trace_task = t->id;
   status = lua_resume(co, prev ? prev : s->L, nargs, &nres);
+  nl_trace_task = prevtask;
   nl_signals_running(prevsig);
   s->running = prev;
   if (status == LUA_YIELD) {
@@ -516,6 +524,7 @@ void nl_task_start(lua_State *L, int idx, nl_Task *t, lua_State *co, int nargs) 
   lua_xmove(L, s->H, 1);
   lua_rawsetp(s->H, 1, t); /* anchored while live */
   t->id = ++s->spawned;
+  if (nl_trace_on) nl_trace_spawn(t->id);
   s->live++;
   nl_loop_use(s->loop, 1);
   nl_sched_ready(t);

@@ -20,14 +20,17 @@
 
 #include "netlua.h"
 #include "sock.h"
+#include "trace.h"
 
 int nl_socket(int family, int type, int protocol) {
   int fd = socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol);
+  if (nl_trace_on && fd >= 0) nl_trace_socket(fd, family, type);
   return fd < 0 ? -errno : fd;
 }
 
 void nl_closefd(int fd) {
   if (fd < 0) return;
+  if (nl_trace_on) nl_trace_close(fd);
   nl_loop_forget(fd);
   close(fd);
 }

@@ -10,9 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/err.h>
-#include <openssl/x509v3.h>
-
 #include "netlua.h"
 #include "sock.h"
 #include "tls.h"
@@ -195,6 +192,11 @@ static void keylog_line(const SSL *ssl, const char *line) {
 
 SSL_CTX *nl_tls_ctx_new(int server, nl_TlsErr err) {
   SSL_CTX *ctx;
+  const char *why = nl_libssl_load();
+  if (why != NULL) {
+    snprintf(err, NL_TLS_ERRSIZE, "%s", why);
+    return NULL;
+  }
   if (nl_tls_init() != 0) {
     snprintf(err, NL_TLS_ERRSIZE, "cannot initialise openssl");
     return NULL;

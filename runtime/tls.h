@@ -15,7 +15,7 @@
 #define NETLUA_TLS_H
 
 #include <stddef.h>
-#include <openssl/ssl.h>
+#include "ossl.h"
 
 #define NL_TLS_ERRSIZE 256
 typedef char nl_TlsErr[NL_TLS_ERRSIZE];

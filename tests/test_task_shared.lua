@@ -48,6 +48,38 @@ t.test("chat: another task's sends restarted a receive's whole-call ('t') timeou
   c:close() s:close()
 end)
 
+t.test("another task's settimeout cut short a send already waiting; a call keeps the timeouts it began with", function()
+  local c, s = pair()
+  s:setoption("send-buffer-size", 4096) -- the send waits for the reader many times
+  local payload = string.rep("0123456789abcdef", 256 * 1024) -- 4 MiB
+  local sender = task.spawn(function()
+    return s:send(payload) -- no timeout: waits as long as it takes
+  end)
+  local poller = task.spawn(function()
+    -- another task on the same socket, polling with a short timeout
+    for _ = 1, 40 do
+      s:settimeout(0.01)
+      s:receive(1)
+      s:settimeout(-1)
+      pause()
+    end
+  end)
+  local got, chunk = 0, nil
+  c:settimeout(5) -- a send that gave up fails the case instead of hanging it
+  while got < #payload do -- a slow reader
+    chunk = c:receive(math.min(65536, #payload - got))
+    if not chunk then break end
+    got = got + #chunk
+    if got < 1024 * 1024 then pause() end
+  end
+  local sent, err, partial = join(sender)
+  join(poller)
+  t.eq(err, nil, "the send failed after " .. tostring(partial) .. " bytes")
+  t.eq(sent, #payload)
+  t.eq(got, #payload)
+  c:close() s:close()
+end)
+
 t.test("chat: one task receives lines while another sends, both waiting at once", function()
   local c, s = pair()
   local big = string.rep("z", 1 << 20) -- more than the socket takes at once

@@ -274,6 +274,14 @@ function M.listener()
   return server, tonumber(port)
 end
 
+-- A loopback port nothing listens on (the OS picked it, then it was
+-- closed): connecting is refused. Not port 1, which a program may use.
+function M.closed_port()
+  local server, port = M.listener()
+  server:close()
+  return port
+end
+
 -- A connected TCP pair on loopback: the client and the server's side (the
 -- listening socket is closed).
 function M.tcp_pair()
@@ -401,20 +409,21 @@ end
 
 -- ---- server scripts in the background ----------------------------------
 
--- Starts `netlua SCRIPT ARGS` in the background (killed after `limit`
--- seconds whatever happens) and waits until its stdout matches `pattern`
--- (default: "listening on 127.0.0.1:PORT"). Returns its pid, the pattern's
--- first capture (as a number when it is one) and the directory holding its
--- stdout and stderr (out, err). Waits with time.sleep, so inside a task only
--- the task waits.
-function M.start_program(script, args, limit, pattern)
+-- Starts `netlua [FLAGS] SCRIPT ARGS` in the background (killed after
+-- `limit` seconds whatever happens) and waits until its stdout matches
+-- `pattern` (default: "listening on 127.0.0.1:PORT"). Returns its pid, the
+-- pattern's first capture (as a number when it is one) and the directory
+-- holding its stdout and stderr (out, err). Waits with time.sleep, so inside
+-- a task only the task waits. `flags`: netlua's own options (already
+-- shell-quoted), "" by default.
+function M.start_program(script, args, limit, pattern, flags)
   local time = require "time"
   pattern = pattern or "listening on 127%.0%.0%.1:(%d+)"
   local dir = M.tmpdir()
   local cmd = string.format(
-    "%s %s %s > %s/out 2> %s/err < /dev/null & pid=$!; " ..
+    "%s %s %s %s > %s/out 2> %s/err < /dev/null & pid=$!; " ..
     "( sleep %d; kill -KILL $pid ) > /dev/null 2>&1 & echo $pid",
-    M.shellquote(NETLUA), M.shellquote(script), args, dir, dir, limit)
+    M.shellquote(NETLUA), flags or "", M.shellquote(script), args, dir, dir, limit)
   local p = io.popen(cmd)
   local pid = tonumber(p:read("l"))
   p:close()
@@ -428,10 +437,10 @@ function M.start_program(script, args, limit, pattern)
   return pid, tonumber(found) or found, dir
 end
 
--- start_program for the TCP servers in scripts/: `netlua SCRIPT 127.0.0.1 0
--- ARGS`; returns its pid, the port it printed and its directory.
-function M.start_server(script, args, limit)
-  return M.start_program(script, "127.0.0.1 0 " .. args, limit)
+-- start_program for the TCP servers in scripts/: `netlua [FLAGS] SCRIPT
+-- 127.0.0.1 0 ARGS`; returns its pid, the port it printed and its directory.
+function M.start_server(script, args, limit, flags)
+  return M.start_program(script, "127.0.0.1 0 " .. args, limit, nil, flags)
 end
 
 -- Waits (bounded) for a process from start_server to end by itself and
