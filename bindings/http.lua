@@ -192,6 +192,15 @@ local function finish(opts, r)
   return res
 end
 
+-- A to-be-closed value that removes the temporary files left in `temps`
+-- however the transfers end: done (each was renamed or removed already),
+-- failed, interrupted, or the task cancelled (which pcall cannot see).
+local function removing(temps)
+  return setmetatable({}, {__close = function()
+    for _, tmp in pairs(temps) do os.remove(tmp) end
+  end})
+end
+
 -- Runs every request of `list` (each an options table), retrying those
 -- that failed in a retryable way after a backoff of retry_backoff *
 -- 2^(attempt-1) seconds. Returns, per request, the packed final returns of
@@ -222,10 +231,10 @@ local function run_all(list, concurrency, progress)
       finals[i] = table.pack(finish(opts, r))
       if progress then progress(i, table.unpack(finals[i], 1, 3)) end
     end
-    local ok, err = pcall(core.perform, specs, concurrency, on_done)
-    if not ok then
-      for _, tmp in pairs(temps) do os.remove(tmp) end
-      error(err, 0)
+    do
+      local _ <close> = removing(temps)
+      local ok, err = pcall(core.perform, specs, concurrency, on_done)
+      if not ok then error(err, 0) end -- the message as perform raised it
     end
     sort(again)
     pending, attempt = again, attempt + 1

@@ -14,6 +14,7 @@
 -- reaches a client within POLL seconds.
 local cli = require "cli"
 local thread = require "thread"
+local chatroom = require "chatroom" -- its split_lines
 
 local POLL = 0.05
 local MAX_LINE = 64 * 1024 -- longest line a client may send
@@ -64,20 +65,6 @@ local function flush(client, outbox)
   return ok
 end
 
--- Splits the complete lines off `buffer`, calling each(line) for each (a
--- trailing "\r" dropped: telnet, nc -C) until it returns false; returns
--- the incomplete rest, or nil when each() stopped.
-local function split_lines(buffer, each)
-  local start = 1
-  while true do
-    local nl = buffer:find("\n", start, true)
-    if not nl then return buffer:sub(start) end
-    local line = buffer:sub(start, nl - 1):gsub("\r$", "")
-    if each(line) == false then return nil end
-    start = nl + 1
-  end
-end
-
 -- One client's thread: owns the socket, reads lines, delivers broadcasts.
 -- It reads with recv (at most 4 KiB at a time) rather than receive("*l"),
 -- so a client sending an endless line cannot grow the server's memory:
@@ -97,7 +84,7 @@ local function session(client, id, hub)
   while true do
     local data, err = client:recv(4096)
     if data then
-      pending = split_lines(pending .. data, each)
+      pending = chatroom.split_lines(pending .. data, each)
       if pending == nil then break end -- /quit
       if #pending > MAX_LINE then
         client:send(string.format("* line too long (more than %d bytes), bye\n", MAX_LINE))

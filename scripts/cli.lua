@@ -122,6 +122,24 @@ function M.where(host, port)
   return string.format("%s:%s", host, port)
 end
 
+-- s as one word for the shell: 'it'\''s'.
+function M.shellquote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+-- s with every byte that is not part of valid UTF-8 replaced by `with`
+-- ("_" unless given).
+function M.valid_utf8(s, with)
+  local out, i = {}, 1
+  while i <= #s do
+    local ok, bad = utf8.len(s, i)
+    if ok then out[#out + 1] = s:sub(i) break end
+    out[#out + 1] = s:sub(i, bad - 1) .. (with or "_")
+    i = bad + 1
+  end
+  return table.concat(out)
+end
+
 -- Prints "netlua: <message>" on stderr and exits with status 1.
 function M.fail(fmt, ...)
   io.stderr:write("netlua: ", string.format(fmt, ...), "\n")

@@ -31,3 +31,8 @@ tmp=$(mktemp -d)
 "$NETLUA" scripts/downloader.lua --out "$tmp" --num 6
 ls -l "$tmp"
 rm -rf "$tmp"
+
+echo
+echo "== in a browser: netlua scripts/gallery.lua, then open http://127.0.0.1:8080/"
+echo "   (the downloader as a web page); netlua scripts/webchat.lua: a chat room for"
+echo "   browsers at http://127.0.0.1:8080/ and terminals (nc 127.0.0.1 6790) at once"

@@ -22,13 +22,10 @@
 local HERE = (arg and arg[0] and arg[0]:match("^(.*)/[^/]*$")) or "."
 package.path = HERE .. "/?.lua;" .. package.path
 
-local http = require "http"
 local time = require "time"
 local cli = require "cli"
 local imageapi = require "imageapi"
-
-local USER_AGENT = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 " ..
-  "(KHTML, like Gecko) Chrome/120.0 Safari/537.36"
+local dl = require "download"
 
 -- A clear message and exit status 1, raised so the bundled API stops first.
 local Failure = {}
@@ -38,18 +35,8 @@ end
 
 -- ---- arguments ------------------------------------------------------------
 
-local SIZE_UNITS = {[""] = 1, K = 1024, M = 1024 ^ 2, G = 1024 ^ 3}
-
--- "20M" -> 20971520: bytes, or KiB, MiB, GiB with the suffix K, M or G
--- (k, 20MiB, 20MB and 20B read as binary units too); nil if malformed.
-local function parse_size(s)
-  local n, unit = s:match("^(%d+%.?%d*)%s*([kKmMgG]?)i?[bB]?$")
-  if not n then return nil end
-  return math.floor(tonumber(n) * SIZE_UNITS[unit:upper()])
-end
-
 local function size(s)
-  local n = parse_size(s)
+  local n = dl.parse_size(s)
   if n and n > 0 then return n end
   return nil, "a positive size (bytes, or 512K, 20M, 1G)"
 end
@@ -80,192 +67,7 @@ local function parse_args(args)
   return o
 end
 
--- ---- the bundled API, in the background -----------------------------------
-
-local function quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
--- Starts scripts/imageapi.lua on a free loopback port. Returns its endpoint
--- and a stop function.
-local function start_bundled_api(key)
-  local thread = require "thread"
-  local ready = thread.channel()
-  local t = thread.spawn{function(ch, k, dir)
-    package.path = dir .. "/?.lua;" .. package.path
-    local api = require "imageapi"
-    local srv = assert(api.server{port = 0, key = k})
-    ch:send(srv.endpoint)
-    srv:serve()
-    srv:close()
-  end, ready, key, HERE, name = "imageapi", daemon = true}
-  local endpoint = ready:recv(10)
-  if not endpoint then fail("could not start the bundled image API") end
-  return endpoint, function()
-    http.get((endpoint:gsub("/meinv/$", "/shutdown")), {query = {key = key}, timeout = 5})
-    t:join()
-  end
-end
-
--- ---- the list -------------------------------------------------------------
-
--- What tianapi's error codes mean (its messages are in Chinese), and the
--- bundled API's messages word for word.
-local API_CODES = {
-  [100] = "internal server error", [110] = "this API is offline",
-  [120] = "this API is under maintenance", [130] = "too many calls too fast",
-  [140] = "no permission to call this API", [150] = "no calls left",
-  [160] = "the account has not applied for this API",
-  [170] = "the Referer is not allowed", [180] = "the IP address is not allowed",
-  [190] = "this key cannot be used", [230] = "wrong or empty key",
-  [240] = "the key parameter is missing", [250] = "no data",
-  [260] = "a parameter is empty", [270] = "a parameter's value is wrong",
-  [280] = "a required parameter is missing", [290] = "input too long",
-}
-local API_MESSAGES = {
-  ["key错误或为空"] = "wrong or empty key", ["num参数错误"] = "wrong num parameter",
-}
-local KEY_CODES = {[190] = true, [230] = true, [240] = true}
-
--- "error code 230: key错误或为空 (wrong or empty key)", and how to set the
--- key when the key is what is wrong.
-local function api_error(code, msg)
-  local english = API_MESSAGES[msg] or API_CODES[code]
-  local text = string.format("error code %s: %s", tostring(code), tostring(msg))
-  if english and english ~= msg then text = text .. " (" .. english .. ")" end
-  if KEY_CODES[code] then
-    text = text .. "; the key is --key K, else $IMAGEAPI_KEY, else " .. imageapi.DEFAULT_KEY ..
-      " (what imageapi.lua accepts by default)"
-  end
-  return text
-end
-
--- Fetches and checks the image list; exits 1 with a clear message when the
--- API fails, answers non-JSON, an error code, or a list without picUrl.
-local function fetch_list(o)
-  local res, msg = http.get(o.api, {query = {key = o.key, num = o.num},
-    user_agent = USER_AGENT, timeout = o.timeout, retries = o.retries - 1,
-    retry_backoff = 0.2})
-  if not res then fail("cannot reach the API %s: %s", o.api, msg) end
-  if res.status ~= 200 then fail("the API %s answered HTTP %d %s", o.api, res.status, res.reason) end
-  local ok, data = pcall(res.json, res)
-  if not ok or type(data) ~= "table" then
-    fail("the API %s did not answer JSON (got %q...)", o.api, res.body:sub(1, 40))
-  end
-  if data.code ~= 200 then
-    local code = math.type(data.code) == "float" and math.tointeger(data.code) or data.code
-    fail("the API %s answered %s", o.api, api_error(code, data.msg))
-  end
-  if type(data.newslist) ~= "table" then fail("the API %s answered no newslist", o.api) end
-  local urls, missing = {}, 0
-  for i, item in ipairs(data.newslist) do
-    if type(item) == "table" and type(item.picUrl) == "string" and item.picUrl ~= "" then
-      urls[#urls + 1] = item.picUrl
-    else
-      missing = missing + 1
-      io.stderr:write(string.format("netlua: entry %d of the list from %s has no picUrl\n", i, o.api))
-    end
-  end
-  if #urls == 0 then fail("the list from %s holds no picUrl", o.api) end
-  return urls, missing
-end
-
--- ---- file names -------------------------------------------------------------
-
--- The longest file name the downloader makes, in bytes, "-N" and extension
--- included (the temporary ".NAME.part-XXXXXXXXXXXX" must fit NAME_MAX too).
-local MAX_NAME = 120
--- An extension longer than this (dot included) is not one: it is dropped.
-local MAX_EXT = 10
-
--- Code points that may not appear in a name: C0 and C1 controls, DEL, and
--- the invisible ones that make a name read differently from what it is
--- (bidi overrides and isolates such as U+202E, zero-width characters, line
--- separators, BOM, tags).
-local UNSAFE = {{0x00, 0x1F}, {0x7F, 0x9F}, {0xAD, 0xAD}, {0x061C, 0x061C},
-  {0x180E, 0x180E}, {0x200B, 0x200F}, {0x2028, 0x202E}, {0x2060, 0x206F},
-  {0xFEFF, 0xFEFF}, {0xFFF9, 0xFFFB}, {0xE0000, 0xE007F}}
-
-local function unsafe(c)
-  local cp = utf8.codepoint(c)
-  for _, r in ipairs(UNSAFE) do
-    if cp >= r[1] and cp <= r[2] then return "_" end
-  end
-end
-
--- s with every byte that is not part of valid UTF-8 replaced by "_".
-local function valid_utf8(s)
-  local out, i = {}, 1
-  while i <= #s do
-    local ok, bad = utf8.len(s, i)
-    if ok then out[#out + 1] = s:sub(i) break end
-    out[#out + 1] = s:sub(i, bad - 1) .. "_"
-    i = bad + 1
-  end
-  return table.concat(out)
-end
-
--- The first n bytes of s, not cutting a UTF-8 character, without trailing
--- dots or spaces (they would meet the extension's dot).
-local function cut(s, n)
-  if #s > n then
-    while n > 0 and (s:byte(n + 1) or 0) & 0xC0 == 0x80 do n = n - 1 end
-    s = s:sub(1, n)
-  end
-  return (s:gsub("[ .]+$", ""))
-end
-
--- stem, extension (".png", or "" when there is none or it is too long).
-local function split_ext(name)
-  local stem, ext = name:match("^(.+)(%.%w+)$")
-  if not stem or #ext > MAX_EXT then return name, "" end
-  return stem, ext
-end
-
--- stem .. suffix .. ext within MAX_NAME bytes, the stem cut to fit.
-local function fit(stem, suffix, ext)
-  return cut(stem, MAX_NAME - #suffix - #ext) .. suffix .. ext
-end
-
--- A safe file name from a URL's last path segment: decoded; valid UTF-8
--- without controls, bidi or invisible characters, path separators or ".."
--- (each replaced by "_" or "."); not starting with "." or "-" (so never "."
--- or "..", never hidden, never read as an option); at most MAX_NAME bytes,
--- a short extension kept; image-NNN when nothing readable is left.
-local function safe_name(url, i)
-  local path = url:match("^%a[%w+.-]*://[^/?#]*([^?#]*)") or url:match("^([^?#]*)")
-  local seg = valid_utf8(http.unescape(path:match("([^/]*)$") or ""))
-  seg = seg:gsub(utf8.charpattern, unsafe):gsub("[/\\]", "_"):gsub("%.%.+", ".")
-  local stem, ext = split_ext((seg:gsub("^ +", ""):gsub(" +$", "")))
-  seg = fit(stem, "", ext)
-  seg = seg:gsub("^[.-]", "_")
-  if not seg:find("[%w\128-\255]") then seg = string.format("image-%03d", i) end
-  return seg
-end
-
--- Names for every URL; a name already taken gets -2, -3 ... before its
--- extension (the stem shortened if need be), so no download overwrites
--- another.
-local function unique_names(urls)
-  local used, names = {}, {}
-  for i, url in ipairs(urls) do
-    local name = safe_name(url, i)
-    local stem, ext = split_ext(name)
-    local n = 1
-    while used[name] do
-      n = n + 1
-      name = fit(stem, "-" .. n, ext)
-    end
-    used[name], names[i] = true, name
-  end
-  return names
-end
-
 -- ---- progress -------------------------------------------------------------
-
-local function human(bytes)
-  if bytes < 1024 then return string.format("%d B", math.floor(bytes)) end
-  if bytes < 1024 * 1024 then return string.format("%.1f KiB", bytes / 1024) end
-  return string.format("%.1f MiB", bytes / 1024 / 1024)
-end
 
 local is_tty = os.execute("test -t 1") == true
 
@@ -275,38 +77,34 @@ local function progress(done, total, bytes, started)
   local filled = math.floor(width * done / math.max(total, 1))
   local rate = bytes / math.max(time.monotonic() - started, 1e-3)
   io.stdout:write(string.format("\r[%s%s] %d/%d files  %s  %s/s ", string.rep("#", filled),
-    string.rep("-", width - filled), done, total, human(bytes), human(rate)))
+    string.rep("-", width - filled), done, total, dl.human(bytes), dl.human(rate)))
   io.stdout:flush()
 end
 
 -- ---- downloading ------------------------------------------------------------
 
--- Downloads every URL, at most --threads at a time (libcurl's multi
--- interface in this thread; the bar moves as each file is final). Returns
--- the failures ({url, reason}), the bytes saved and the time taken.
+-- Downloads every URL (download.lua, libcurl's multi interface in this
+-- thread), the bar moving as each file is final.
 local function download_all(o, urls, names)
-  local started, bytes, done, failures = time.monotonic(), 0, 0, {}
-  local list = {}
-  for i, url in ipairs(urls) do
-    list[i] = {url = url, output = o.out .. "/" .. names[i], user_agent = USER_AGENT,
-      timeout = o.timeout, retries = o.retries - 1, retry_backoff = 0.2,
-      max_body = o.max_size}
-  end
-  local too_large = "larger than --max-size " .. human(o.max_size) .. ", stopped"
+  local started, bytes, done = time.monotonic(), 0, 0
   progress(0, #urls, 0, started)
-  http.request_many(list, {concurrency = o.threads, progress = function(i, res, msg, code)
-    if res then bytes = bytes + (res.bytes or 0)
-    else
-      if code == "CURLE_FILESIZE_EXCEEDED" then msg = too_large end
-      failures[#failures + 1] = {i, urls[i], msg}
-    end
-    done = done + 1
+  local failures, saved, elapsed = dl.download_all(o, urls, names, function(_, n)
+    bytes, done = bytes + (n or 0), done + 1
     progress(done, #urls, bytes, started)
-  end})
+  end)
   if is_tty then io.stdout:write("\n") end
-  table.sort(failures, function(a, b) return a[1] < b[1] end)
-  for k, f in ipairs(failures) do failures[k] = {f[2], f[3]} end
-  return failures, bytes, time.monotonic() - started
+  return failures, saved, elapsed
+end
+
+-- The list, or exit 1 with the API's problem; entries without a picUrl are
+-- named on stderr.
+local function fetch_list(o)
+  local urls, skipped = dl.fetch_list(o)
+  if not urls then fail("%s", skipped) end
+  for _, i in ipairs(skipped) do
+    io.stderr:write(string.format("netlua: entry %d of the list from %s has no picUrl\n", i, o.api))
+  end
+  return urls, #skipped
 end
 
 local function main(...)
@@ -314,19 +112,21 @@ local function main(...)
   local stop
   o.key = imageapi.key(o.key)
   if not o.api then
-    o.api, stop = start_bundled_api(o.key)
+    o.api, stop = dl.start_bundled_api(o.key)
+    if not o.api then fail("%s", stop) end
     print("started the bundled image API at " .. o.api)
   end
   local ok, err = pcall(function()
     local urls, missing = fetch_list(o)
-    local names = unique_names(urls)
-    if os.execute("mkdir -p " .. quote(o.out)) ~= true then fail("cannot create %s", o.out) end
+    local names = dl.unique_names(urls)
+    local made, why = dl.mkdir(o.out)
+    if not made then fail("%s", why) end
     print(string.format("downloading %d image%s into %s (%d at a time)", #urls,
       #urls == 1 and "" or "s", o.out, o.threads))
     local failures, bytes, elapsed = download_all(o, urls, names)
     print(string.format("downloaded %d of %d images, %s in %.2f s (%s/s) into %s",
-      #urls - #failures, #urls + missing, human(bytes), elapsed,
-      human(bytes / math.max(elapsed, 1e-3)), o.out))
+      #urls - #failures, #urls + missing, dl.human(bytes), elapsed,
+      dl.human(bytes / math.max(elapsed, 1e-3)), o.out))
     if #failures > 0 or missing > 0 then
       print(string.format("failed: %d", #failures + missing))
       for _, f in ipairs(failures) do print(string.format("  %s: %s", f[1], f[2])) end

@@ -274,7 +274,8 @@ end)
 
 local ALL = {"timeserver.lua", "server.lua", "client.lua", "udp_echo.lua", "ping.lua",
   "chatserver.lua", "chatclient.lua", "threadedserver.lua", "echoserver.lua",
-  "tasktimeserver.lua", "taskchatserver.lua", "imageapi.lua", "downloader.lua", "demo.lua"}
+  "tasktimeserver.lua", "taskchatserver.lua", "imageapi.lua", "downloader.lua", "demo.lua",
+  "gallery.lua", "webchat.lua"}
 
 t.test("--help and -h: the usage line and what the script does, on stdout, status 0", function()
   for _, name in ipairs(ALL) do

@@ -56,4 +56,23 @@ t.test("taskchatserver broadcasts each line to the other clients", function()
   t.match(out, "client 1 left %(quit%)")
 end)
 
+t.test("taskchatserver disconnects a client whose line never ends (it grew the server's memory)", function()
+  local pid, port, dir = t.start_server(SCRIPTS .. "taskchatserver.lua", "--count 2", 30)
+  local a = t.connect(port)
+  t.expect_line(a, "^welcome, you are client 1")
+  local b = t.connect(port)
+  t.expect_line(b, "^welcome, you are client 2")
+  local chunk = string.rep("x", 64 * 1024)
+  for _ = 1, 3 do
+    if not a:send(chunk) then break end
+  end
+  t.expect_line(a, "^%* line too long %(more than 65536 bytes%), bye$")
+  t.expect_line(b, "^%* client 1 left$")
+  b:send("/quit\n")
+  a:close()
+  b:close()
+  local out = t.finish_server(pid, dir)
+  t.match(out, "client 1 left %(line too long%)")
+end)
+
 t.done()

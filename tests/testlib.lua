@@ -409,30 +409,38 @@ end
 
 -- ---- server scripts in the background ----------------------------------
 
--- Starts `netlua [FLAGS] SCRIPT 127.0.0.1 0 ARGS` in the background (killed
--- after `limit` seconds whatever happens) and waits until it prints
--- "listening on 127.0.0.1:PORT". Returns its pid, the port and the
--- directory holding its stdout and stderr (out, err). Waits with
--- time.sleep, so inside a task only the task waits. `flags`: netlua's own
--- options (already shell-quoted), "" by default.
-function M.start_server(script, args, limit, flags)
+-- Starts `netlua [FLAGS] SCRIPT ARGS` in the background (killed after
+-- `limit` seconds whatever happens) and waits until its stdout matches
+-- `pattern` (default: "listening on 127.0.0.1:PORT"). Returns its pid, the
+-- pattern's first capture (as a number when it is one) and the directory
+-- holding its stdout and stderr (out, err). Waits with time.sleep, so inside
+-- a task only the task waits. `flags`: netlua's own options (already
+-- shell-quoted), "" by default.
+function M.start_program(script, args, limit, pattern, flags)
   local time = require "time"
+  pattern = pattern or "listening on 127%.0%.0%.1:(%d+)"
   local dir = M.tmpdir()
   local cmd = string.format(
-    "%s %s %s 127.0.0.1 0 %s > %s/out 2> %s/err < /dev/null & pid=$!; " ..
+    "%s %s %s %s > %s/out 2> %s/err < /dev/null & pid=$!; " ..
     "( sleep %d; kill -KILL $pid ) > /dev/null 2>&1 & echo $pid",
     M.shellquote(NETLUA), flags or "", M.shellquote(script), args, dir, dir, limit)
   local p = io.popen(cmd)
   local pid = tonumber(p:read("l"))
   p:close()
-  local port
+  local found
   for _ = 1, 400 do
-    port = (M.readfile(dir .. "/out") or ""):match("listening on 127%.0%.0%.1:(%d+)")
-    if port then break end
+    found = (M.readfile(dir .. "/out") or ""):match(pattern)
+    if found then break end
     time.sleep(0.05)
   end
-  M.ok(port, "the server printed its port: " .. tostring(M.readfile(dir .. "/err")))
-  return pid, tonumber(port), dir
+  M.ok(found, "the program printed " .. pattern .. ": " .. tostring(M.readfile(dir .. "/err")))
+  return pid, tonumber(found) or found, dir
+end
+
+-- start_program for the TCP servers in scripts/: `netlua [FLAGS] SCRIPT
+-- 127.0.0.1 0 ARGS`; returns its pid, the port it printed and its directory.
+function M.start_server(script, args, limit, flags)
+  return M.start_program(script, "127.0.0.1 0 " .. args, limit, nil, flags)
 end
 
 -- Waits (bounded) for a process from start_server to end by itself and
@@ -465,6 +473,45 @@ function M.expect_line(c, pattern)
     if not line then error("connection: " .. tostring(err) .. " waiting for " .. pattern) end
     if line:find(pattern) then return line end
   end
+end
+
+-- ---- a real browser ------------------------------------------------------
+
+local CDP = (debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "tests") .. "/cdp.py"
+
+-- Runs headless Chromium through tests/cdp.py on `steps` (a list of tables,
+-- the steps cdp.py describes), at most `timeout` seconds (90) in all.
+-- on_mark(text), if given, is called at each {mark = text} step while the
+-- browser goes on with the next. Returns the list of the steps' results
+-- ({ok=, value=} or {ok=false, error=}), or nil and why the browser is not
+-- there (cdp.py's skip: no browser, no python3-websockets).
+function M.browser(steps, on_mark, timeout)
+  local json = require "json"
+  local dir = M.tmpdir()
+  M.writefile(dir .. "/steps.json", json.encode(steps))
+  local p = io.popen(string.format("/usr/bin/python3 %s %s/steps.json --timeout %d 2> %s/err; echo \"exit $?\"",
+    M.shellquote(CDP), dir, timeout or 90, dir))
+  local results, status = {}, nil
+  for line in p:lines() do
+    status = tonumber(line:match("^exit (%d+)$"))
+    if not status then
+      local r = json.decode(line)
+      if r.mark then
+        if on_mark then on_mark(r.mark) end
+      else
+        results[#results + 1] = r
+      end
+    end
+  end
+  p:close()
+  local err = M.readfile(dir .. "/err") or ""
+  M.rmtree(dir)
+  if status == 77 then return nil, (err:match("skip: ([^\n]*)") or err) end
+  for _, r in ipairs(results) do
+    M.ok(r.ok, string.format("browser step %s: %s", tostring(r.step), tostring(r.error)))
+  end
+  M.eq(status, 0, "cdp.py: " .. err)
+  return results
 end
 
 return M
