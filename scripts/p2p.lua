@@ -320,7 +320,8 @@ end
 local function serve_file(sock, ip, msg)
   local f = type(msg.name) == "string" and files[msg.name]
   if not f or msg.sha256 ~= f.sha256 then
-    return error_reply(sock, "no such file"), log("%s asked for a file we do not have", ip)
+    log("%s asked for %q, which we do not have", ip, tostring(msg.name):sub(1, 80))
+    return error_reply(sock, "no such file")
   end
   local offset = integer(msg.offset, 0, f.size)
   if not offset then return error_reply(sock, "bad offset") end
@@ -371,9 +372,10 @@ local function connection(sock, dialer)
   return msg and msg.type == "hello" and msg.name
 end
 
--- Counts the connection while it lasts; returns what connection returns.
-local function counted(sock, dialer)
-  conns = conns + 1
+-- Runs a connection that `conns` counts already (it is counted as soon as
+-- it is accepted or dialed, before its task runs); returns what
+-- connection returns.
+local function run(sock, dialer)
   local ok, name = pcall(connection, sock, dialer)
   conns = conns - 1
   if not ok then log("connection failed: %s", tostring(name)) end
@@ -387,7 +389,8 @@ local function accept_loop(server)
       log("refusing %s: already %d connections (--max-conns)", address(sock:getpeername()), conns)
       sock:close()
     elseif sock then
-      task.spawn(counted, sock, "them")
+      conns = conns + 1
+      task.spawn(run, sock, "them")
     end
   end
 end
@@ -415,7 +418,8 @@ local function dial(d)
   local sock = new_tcp()
   local ok, err = sock:connect(d.host, d.port)
   if ok then
-    d.me = counted(sock, "us") == o.name
+    conns = conns + 1
+    d.me = run(sock, "us") == o.name
   else
     sock:close()
     if d.by_hand and d.said ~= err then log("cannot reach %s: %s", address(d.host, d.port), err) end
