@@ -43,6 +43,7 @@ local MAX_FILES = 1000       -- the most files an index may list
 local MAX_TEXT = 2000        -- the longest chat line
 local OUTBOX = 256           -- frames queued for one peer before it counts as stuck
 local SEEN = 4096            -- chat ids remembered, to show each line once
+local MAX_HEARD = 256        -- addresses heard announcing kept at once
 local MULTICAST_GROUP = "239.255.77.77"
 
 -- ---- options ------------------------------------------------------------
@@ -235,10 +236,14 @@ local function first_time(id)
   return true
 end
 
+-- Text from a peer as it may be shown: control characters (a terminal's
+-- escape sequences among them) become "?".
+local function printable(s) return (s:gsub("%c", "?")) end
+
 -- Gossip: a chat line is shown once and passed on to every other peer.
 local function on_chat(peer, msg)
   if not first_time(msg.id) then return end
-  log("[%s] %s", msg.from, msg.text)
+  log("[%s] %s", printable(msg.from), printable(msg.text))
   to_all({type = "chat", id = msg.id, from = msg.from, text = msg.text}, peer)
 end
 
@@ -476,11 +481,23 @@ local function announcer()
   end
 end
 
+-- How many addresses we know of from announcements (not by --peer).
+local function heard_count()
+  local n = 0
+  for _, d in pairs(dials) do
+    if not d.by_hand then n = n + 1 end
+  end
+  return n
+end
+
+-- An announcement adds or refreshes the address it came from. At most
+-- MAX_HEARD are kept: datagrams are cheap to forge.
 local function on_announce(data, ip)
   local ok, msg = pcall(json.decode, data)
   if not ok or type(msg) ~= "table" or msg.type ~= "announce" or not check_hello(msg) then return end
   if msg.name == o.name then return end
   local key = address(ip, msg.port)
+  if not dials[key] and heard_count() >= MAX_HEARD then return end
   local d = dials[key] or {host = ip, port = msg.port}
   d.heard, d.name = now(), msg.name
   dials[key] = d
@@ -522,11 +539,11 @@ local function sha256_file(path, h)
 end
 
 -- The regular files in the share: name -> {size, mtime}. Hidden files
--- (our temporary ".NAME.part") and unsafe names are not shared. (find
--- writes a file rather than a pipe: io.popen would wait for the stdin
--- thread, see console.)
-local LISTING = os.tmpname()
+-- (our temporary ".NAME.part", find's ".p2p-listing") and unsafe names
+-- are not shared. (find writes a file rather than a pipe: io.popen would
+-- wait for the stdin thread, see console.)
 local function list_share()
+  local LISTING = o.share .. "/.p2p-listing"
   os.execute("find " .. quote(o.share) .. " -maxdepth 1 -mindepth 1 -type f " ..
     "-printf '%s %T@ %f\\0' > " .. quote(LISTING) .. " 2>/dev/null")
   local fh = io.open(LISTING, "rb")
