@@ -112,8 +112,9 @@ local function now() return time.monotonic() end
 local peers = {}    -- name -> peer {name, host, port, sock, outbox, seen, index, dialer}
 local dials = {}    -- "host:port" -> {host, port, by_hand, heard, busy, me}: where to connect
 local files = {}    -- name -> {name, size, sha256, mtime}: what our share holds
-local fetching = {} -- name -> {peer = name of the peer serving it, got = bytes}
+local fetching = {} -- name -> {got = bytes so far}: the fetches in flight
 local liars = {}    -- names of peers that served bytes that failed the hash
+local served = {}   -- name -> the set of peers whose bytes its part file holds
 local conns = 0     -- connections open now, of any kind
 
 local function address(host, port) return cli.where(host, port) end
@@ -634,11 +635,14 @@ local function receive_into(sock, part, h, want, offset)
   return true
 end
 
--- Accepts the part as NAME when its hash is right; when not, drops every
--- peer that served some of it and deletes it.
+-- Accepts the part as NAME when its hash is right. When not, deletes it,
+-- and drops the peer that served it. (If several served parts of it, the
+-- hash cannot say which lied: they are only counted as failed, and the
+-- next try starts from byte 0 with one of them.)
 local function finish(want, part, h, from)
   local got = h:hexdigest()
   if got == want.sha256 then
+    served[want.name] = nil
     os.rename(part, o.share .. "/" .. want.name)
     log("got %s (%d bytes, SHA-256 verified) from %s", want.name, want.size, from)
     local st = list_share()[want.name]
@@ -647,13 +651,18 @@ local function finish(want, part, h, from)
     return true
   end
   os.remove(part)
-  for name in pairs(want.served) do
-    log("%s from %s failed the SHA-256 check (got %s, want %s): dropping %s",
-      want.name, name, got:sub(1, 12), want.sha256:sub(1, 12), name)
-    liars[name] = true
-    if peers[name] then peers[name].sock:close() end
+  local names = {}
+  for name in pairs(served[want.name]) do names[#names + 1] = name end
+  table.sort(names)
+  served[want.name] = nil
+  local why = string.format("failed the SHA-256 check (got %s, want %s)", got:sub(1, 12), want.sha256:sub(1, 12))
+  if #names > 1 then
+    for _, name in ipairs(names) do want.failed[name] = (want.failed[name] or 0) + 1 end
+    return log("%s from %s %s: starting again from byte 0", want.name, table.concat(names, " and "), why)
   end
-  want.served = {}
+  log("%s from %s %s: dropping %s", want.name, from, why, from)
+  liars[from] = true
+  if peers[from] then peers[from].sock:close() end
 end
 
 -- One try at a file from one peer, going on from what the part file holds.
@@ -661,6 +670,11 @@ local function fetch_from(want, peer)
   local part = o.share .. "/." .. want.name .. ".part"
   local offset = file_size(part)
   if offset > want.size then os.remove(part) offset = 0 end
+  if offset == 0 then
+    served[want.name] = {}
+  elseif not served[want.name] then -- a part file an earlier run left
+    served[want.name] = {["an earlier run"] = true}
+  end
   local h = crypto.hash("sha256")
   if offset > 0 and not sha256_file(part, h) then return nil, "cannot read " .. part end
   local sock = new_tcp()
@@ -668,7 +682,7 @@ local function fetch_from(want, peer)
   if ok then
     sock:setoption("max-line", MAX_FRAME)
     log("fetching %s from %s%s", want.name, peer.name, offset > 0 and " from byte " .. offset or "")
-    want.served[peer.name] = true
+    served[want.name][peer.name] = true
     ok, err = sock:send(encode({type = "get", name = want.name, sha256 = want.sha256, offset = offset}))
     if ok then ok, err = receive_into(sock, part, h, want, offset) end
   end
@@ -703,8 +717,8 @@ local function fetcher()
     for _, peer in pairs(peers) do
       for name, e in pairs(peer.index) do
         if not files[name] and not fetching[name] then
-          fetching[name] = {peer = peer.name, got = 0}
-          task.spawn(fetch, {name = name, size = e.size, sha256 = e.sha256, failed = {}, served = {}}, jobs)
+          fetching[name] = {got = 0}
+          task.spawn(fetch, {name = name, size = e.size, sha256 = e.sha256, failed = {}}, jobs)
         end
       end
     end

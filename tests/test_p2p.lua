@@ -167,4 +167,30 @@ t.test("a lying peer is caught by the hash, dropped, refused, and the file comes
   end)
 end)
 
+t.test("a file cut off by a liar and completed by an honest peer: fetched again, the honest one kept", function()
+  if not t.have("/usr/bin/python3") then return t.skip(nil, "needs /usr/bin/python3") end
+  p2p.with_peers(function(list)
+    local data = random_bytes(200 * 1024)
+    local victim = p2p.start{ip = "127.0.0.51", name = "v2", args = "--discovery none"}
+    list[1] = victim
+    local dir = t.tmpdir()
+    t.writefile(dir .. "/real.bin", data)
+    local liar = io.popen(string.format("timeout -s KILL %d /usr/bin/python3 %s/p2p_liar.py %s %d %s half 2>&1",
+      p2p.LIMIT, p2p.FIXTURES, "127.0.0.51", victim.port, dir .. "/real.bin"))
+    t.eq(liar:read("a"), "served half\n")
+    liar:close()
+    victim:wait("fetch of real%.bin from liar stopped at byte (%d+)", "the liar's cut-off")
+    list[2] = p2p.start{ip = "127.0.0.54", name = "zed", files = {["real.bin"] = data},
+      args = "--discovery none --peer 127.0.0.51:" .. victim.port}
+    victim:wait("fetching real%.bin from zed from byte %d+", "the honest peer going on")
+    victim:wait("real%.bin from liar and zed failed the SHA%-256 check %(got %x+, want %x+%): " ..
+      "starting again from byte 0", "the mixed part thrown away")
+    victim:wait("got real%.bin %(204800 bytes, SHA%-256 verified%) from zed", "the honest copy")
+    t.eq(t.readfile(victim.share .. "/real.bin") == data, true, "the copy is the file")
+    t.eq(victim:count("dropping zed"), 0, "the honest peer is not dropped")
+    no_part(victim)
+    t.rmtree(dir)
+  end)
+end)
+
 t.done()
