@@ -145,7 +145,7 @@ t.test("a lying peer is caught by the hash, dropped, refused, and the file comes
     local data = random_bytes(200 * 1024)
     local victim = p2p.start{ip = "127.0.0.51", name = "v1", args = "--discovery none"}
     list[1] = victim
-    local dir = t.tmpdir()
+    local dir = victim.dir -- removed with the victim
     t.writefile(dir .. "/real.bin", data)
     local liar = io.popen(string.format("timeout -s KILL %d /usr/bin/python3 %s/p2p_liar.py %s %d %s 2>&1",
       p2p.LIMIT, p2p.FIXTURES, "127.0.0.51", victim.port, dir .. "/real.bin"))
@@ -163,7 +163,6 @@ t.test("a lying peer is caught by the hash, dropped, refused, and the file comes
     victim:wait("got real%.bin %(204800 bytes, SHA%-256 verified%) from h1", "the honest copy")
     t.eq(t.readfile(victim.share .. "/real.bin") == data, true, "the copy is the file")
     no_part(victim)
-    t.rmtree(dir)
   end)
 end)
 
@@ -173,7 +172,7 @@ t.test("a file cut off by a liar and completed by an honest peer: fetched again,
     local data = random_bytes(200 * 1024)
     local victim = p2p.start{ip = "127.0.0.51", name = "v2", args = "--discovery none"}
     list[1] = victim
-    local dir = t.tmpdir()
+    local dir = victim.dir -- removed with the victim
     t.writefile(dir .. "/real.bin", data)
     local liar = io.popen(string.format("timeout -s KILL %d /usr/bin/python3 %s/p2p_liar.py %s %d %s half 2>&1",
       p2p.LIMIT, p2p.FIXTURES, "127.0.0.51", victim.port, dir .. "/real.bin"))
@@ -189,7 +188,6 @@ t.test("a file cut off by a liar and completed by an honest peer: fetched again,
     t.eq(t.readfile(victim.share .. "/real.bin") == data, true, "the copy is the file")
     t.eq(victim:count("dropping zed"), 0, "the honest peer is not dropped")
     no_part(victim)
-    t.rmtree(dir)
   end)
 end)
 
