@@ -7,6 +7,7 @@
 --   local failures, bytes, secs = dl.download_all(o, urls, dl.unique_names(urls), each)
 local http = require "http"
 local time = require "time"
+local filenames = require "filenames"
 
 local M = {}
 
@@ -124,62 +125,13 @@ end
 
 -- ---- file names -------------------------------------------------------------
 
--- The longest file name the downloader makes, in bytes, "-N" and extension
--- included (the temporary ".NAME.part-XXXXXXXXXXXX" must fit NAME_MAX too).
-local MAX_NAME = 120
--- An extension longer than this (dot included) is not one: it is dropped.
-local MAX_EXT = 10
-
--- Code points that may not appear in a name: C0 and C1 controls, DEL, and
--- the invisible ones that make a name read differently from what it is
--- (bidi overrides and isolates such as U+202E, zero-width characters, line
--- separators, BOM, tags).
-local UNSAFE = {{0x00, 0x1F}, {0x7F, 0x9F}, {0xAD, 0xAD}, {0x061C, 0x061C},
-  {0x180E, 0x180E}, {0x200B, 0x200F}, {0x2028, 0x202E}, {0x2060, 0x206F},
-  {0xFEFF, 0xFEFF}, {0xFFF9, 0xFFFB}, {0xE0000, 0xE007F}}
-
-local function unsafe(c)
-  local cp = utf8.codepoint(c)
-  for _, r in ipairs(UNSAFE) do
-    if cp >= r[1] and cp <= r[2] then return "_" end
-  end
-end
-
--- The first n bytes of s, not cutting a UTF-8 character, without trailing
--- dots or spaces (they would meet the extension's dot).
-local function cut(s, n)
-  if #s > n then
-    while n > 0 and (s:byte(n + 1) or 0) & 0xC0 == 0x80 do n = n - 1 end
-    s = s:sub(1, n)
-  end
-  return (s:gsub("[ .]+$", ""))
-end
-
--- stem, extension (".png", or "" when there is none or it is too long).
-local function split_ext(name)
-  local stem, ext = name:match("^(.+)(%.%w+)$")
-  if not stem or #ext > MAX_EXT then return name, "" end
-  return stem, ext
-end
-
--- stem .. suffix .. ext within MAX_NAME bytes, the stem cut to fit.
-local function fit(stem, suffix, ext)
-  return cut(stem, MAX_NAME - #suffix - #ext) .. suffix .. ext
-end
-
--- A safe file name from a URL's last path segment: decoded; valid UTF-8
--- without controls, bidi or invisible characters, path separators or ".."
--- (each replaced by "_" or "."); not starting with "." or "-" (so never "."
--- or "..", never hidden, never read as an option); at most MAX_NAME bytes,
--- a short extension kept; image-NNN when nothing readable is left.
+-- A safe file name from a URL's last path segment, decoded (filenames.clean
+-- says what safe means, for p2p.lua too); image-NNN when nothing readable
+-- is left.
 function M.safe_name(url, i)
   local path = url:match("^%a[%w+.-]*://[^/?#]*([^?#]*)") or url:match("^([^?#]*)")
-  local seg = require("cli").valid_utf8(http.unescape(path:match("([^/]*)$") or ""))
-  seg = seg:gsub(utf8.charpattern, unsafe):gsub("[/\\]", "_"):gsub("%.%.+", ".")
-  local stem, ext = split_ext((seg:gsub("^ +", ""):gsub(" +$", "")))
-  seg = fit(stem, "", ext)
-  seg = seg:gsub("^[.-]", "_")
-  if not seg:find("[%w\128-\255]") then seg = string.format("image-%03d", i) end
+  local seg = filenames.clean(http.unescape(path:match("([^/]*)$") or ""))
+  if not filenames.readable(seg) then seg = string.format("image-%03d", i) end
   return seg
 end
 
@@ -190,11 +142,11 @@ function M.unique_names(urls)
   local used, names = {}, {}
   for i, url in ipairs(urls) do
     local name = M.safe_name(url, i)
-    local stem, ext = split_ext(name)
+    local stem, ext = filenames.split_ext(name)
     local n = 1
     while used[name] do
       n = n + 1
-      name = fit(stem, "-" .. n, ext)
+      name = filenames.fit(stem, "-" .. n, ext)
     end
     used[name], names[i] = true, name
   end
