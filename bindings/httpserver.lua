@@ -34,6 +34,9 @@ end
 
 -- The stream a handler opened (req:stream), by request.
 local stream_of = setmetatable({}, {__mode = "k"})
+-- The connections whose handler is streaming its reply now: srv:close()
+-- ends them instead of waiting for a stream that may never end.
+local streaming = setmetatable({}, {__mode = "k"})
 
 function Request:json()
   return json.decode(self.body)
@@ -453,6 +456,7 @@ function Request:stream(status, headers)
   if not has_field(headers, "content-type") then lines = TEXT_LINES .. lines end
   local out = streams.open(conn, code, lines)
   stream_of[self] = out
+  streaming[conn] = true
   return out
 end
 
@@ -670,7 +674,10 @@ end
 local BURST = 16
 
 local function write_reply(conn, status, lines, body)
-  if status == STREAMED then return streams.finish(lines, body) end
+  if status == STREAMED then
+    streaming[conn] = nil
+    return streams.finish(lines, body)
+  end
   if getmetatable(body) == FileBody then
     return conn:write_file(status, lines, body.path, body.offset, body.length)
   end
@@ -715,12 +722,25 @@ local function accept_loop(core, st, deadline)
   end
 end
 
+-- Ends the task serving conn where it waits (its to-be-closed variables
+-- run) and closes the connection.
+local function cancel_connection(st, conn, t)
+  t:cancel()
+  conn:close()
+  st.conns[conn], st.tasks[conn] = nil, nil
+end
+
 -- After serving stopped: idle connections have left their tasks; waits for
 -- the others to finish the request in hand. A task that failed (a bug, or
--- Ctrl-C in a handler) loses its connection.
-local function finish_connections(st)
+-- Ctrl-C in a handler) loses its connection. On srv:close() or Ctrl-C, a
+-- handler streaming its reply is ended instead (a stream may never end by
+-- itself; a stop, or the end of a step(), lets it go on at the next serve).
+local function finish_connections(st, closing)
   local pending = {}
   for conn, t in pairs(st.tasks) do pending[conn] = t end
+  for conn, t in pairs(pending) do
+    if closing and streaming[conn] then cancel_connection(st, conn, t) end
+  end
   for conn, t in pairs(pending) do
     -- a task that failed printed its error when it ended (task.spawn's rule)
     if not t:join() then
@@ -739,7 +759,7 @@ local function serve_here(self, st, deadline)
   for conn in pairs(st.conns) do spawn_connection(st, conn) end
   local ok, err = pcall(accept_loop, self.core, st, deadline)
   self.core:stop()
-  finish_connections(st)
+  finish_connections(st, self.core:close_asked() or (not ok and is_interrupted(err)))
   st.serving = false
   return ok, err
 end

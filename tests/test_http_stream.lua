@@ -372,6 +372,29 @@ t.test("req:sse checks its options and events", function()
   t.match(errs[5], "event or data expected")
 end)
 
+t.test("srv:close() ends a stream that would never end: its handler is cancelled, serve() returns", function()
+  local srv = server()
+  local closed = false
+  srv:route("GET", "/events", function(req)
+    local mark <close> = setmetatable({}, {__close = function() closed = true end})
+    local ev = req:sse{heartbeat = false}
+    while ev:send("tick") do task.sleep(0.02) end
+  end)
+  local c
+  t.serve_while(srv, function() -- serve_while calls srv:close() when this ends
+    c = t.connect(srv.port)
+    c:send("GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+    read_head(c)
+    t.eq(c:receive("*l"), "c") -- the first chunk: "data: tick\n\n", 12 bytes
+  end)
+  t.ok(closed, "the handler's to-be-closed variable ran")
+  c:settimeout(5)
+  local rest, err = c:receive("*a")
+  t.eq(err, nil, "the connection closed")
+  t.ok(rest ~= nil)
+  c:close()
+end)
+
 t.test("over HTTPS: curl --cacert -N reads a streamed reply and events", function()
   local tls = require "tlslib"
   local missing = tls.missing()
