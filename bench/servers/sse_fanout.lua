@@ -1,0 +1,41 @@
+-- sse_fanout.lua: netlua's server-sent events hub for the benchmark (bench/
+-- only). Clients hold GET /events open (req:sse); POST /publish sends one
+-- event ("data: fanout-1") to every subscriber from the publishing task,
+-- one events:send each, and answers with how many it reached. Then the
+-- subscribers' handlers return and their streams end.
+--   netlua bench/servers/sse_fanout.lua [port [max_connections]]
+-- Listens on 127.0.0.1:PORT (0 = the OS picks) and prints the port; one
+-- thread holds every connection (max_connections, default 20000).
+local http = require "http"
+local task = require "task"
+
+local port, max = tonumber(arg[1] or 0), math.tointeger(tonumber(arg[2] or 20000))
+if port == nil or max == nil then
+  io.stderr:write("usage: netlua bench/servers/sse_fanout.lua [port [max_connections]]\n")
+  os.exit(2)
+end
+local srv = assert(http.server{host = "127.0.0.1", port = port, max_connections = max})
+
+local subscribers = {}
+local gate = task.semaphore(1)   -- taken until the publish: subscribers wait on it
+gate:acquire()
+
+srv:route("GET", "/events", function(req)
+  subscribers[#subscribers + 1] = req:sse()
+  gate:acquire()                 -- each one woken passes the permit on
+  gate:release()
+end)
+
+srv:route("POST", "/publish", function()
+  local sent = 0
+  for _, events in ipairs(subscribers) do
+    if events:send("fanout-1") then sent = sent + 1 end
+  end
+  subscribers = {}
+  gate:release()
+  return 200, tostring(sent)
+end)
+
+print("listening on 127.0.0.1:" .. srv.port)
+io.stdout:flush()
+srv:serve()
