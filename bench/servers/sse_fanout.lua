@@ -1,8 +1,9 @@
 -- sse_fanout.lua: netlua's server-sent events hub for the benchmark (bench/
 -- only). Clients hold GET /events open (req:sse); POST /publish sends one
 -- event ("data: fanout-1") to every subscriber from the publishing task,
--- one events:send each, and answers with how many it reached. Then the
--- subscribers' handlers return and their streams end.
+-- one events:send each, and answers with how many it reached. Then those
+-- subscribers' handlers return and their streams end; later ones wait for
+-- the next publish.
 --   netlua bench/servers/sse_fanout.lua [port [max_connections]]
 -- Listens on 127.0.0.1:PORT (0 = the OS picks) and prints the port; one
 -- thread holds every connection (max_connections, default 20000).
@@ -16,23 +17,30 @@ if port == nil or max == nil then
 end
 local srv = assert(http.server{host = "127.0.0.1", port = port, max_connections = max})
 
-local subscribers = {}
-local gate = task.semaphore(1)   -- taken until the publish: subscribers wait on it
-gate:acquire()
+-- A round: the subscribers since the last publish and the semaphore they
+-- wait on (its one permit taken until the publish).
+local subscribers, gate
+local function new_round()
+  subscribers, gate = {}, task.semaphore(1)
+  gate:acquire()
+end
+new_round()
 
 srv:route("GET", "/events", function(req)
-  subscribers[#subscribers + 1] = req:sse()
-  gate:acquire()                 -- each one woken passes the permit on
-  gate:release()
+  local list, g = subscribers, gate
+  list[#list + 1] = req:sse()
+  g:acquire()                    -- each one woken passes the permit on
+  g:release()
 end)
 
 srv:route("POST", "/publish", function()
+  local list, g = subscribers, gate
+  new_round()
   local sent = 0
-  for _, events in ipairs(subscribers) do
+  for _, events in ipairs(list) do
     if events:send("fanout-1") then sent = sent + 1 end
   end
-  subscribers = {}
-  gate:release()
+  g:release()
   return 200, tostring(sent)
 end)
 
