@@ -127,7 +127,7 @@ bench: deps bench-deps
 	@$(MAKE) --no-print-directory all $(BENCH_BINS)
 	bash bench/run.sh $(CURDIR)/$(BIN)
 
-BENCH_PKGS := nodejs lua5.4 lua-socket nginx-light wrk curl python3 python3-requests util-linux
+BENCH_PKGS := nodejs lua5.4 lua-socket nginx-light wrk curl python3 python3-requests python3-websockets util-linux
 bench-deps:
 	@sh tools/deps.sh --optional "make bench" $(BENCH_PKGS)
 

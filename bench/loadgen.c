@@ -5,6 +5,12 @@
  *
  *   loadgen time PORT CONC SECS        CONC clients: connect, read to EOF, close, repeat
  *   loadgen echo PORT CONNS SECS SIZE  CONNS persistent clients: send SIZE bytes, read them back
+ *   loadgen ws PORT CONNS SECS SIZE    the same over WebSocket (GET /echo upgraded): a masked
+ *                                      text frame of SIZE bytes out, the server's frame back
+ *   loadgen wsidle PORT CONNS PID      RSS of server PID with CONNS idle WebSockets on /echo
+ *                                      minus its RSS before they connected, per connection
+ *   loadgen sse PORT SUBS              SUBS clients hold GET /events open; then one
+ *                                      POST /publish: time until the last has the event
  *   loadgen freeport                   print a port the OS considers free on 127.0.0.1
  *   loadgen wait PORT SECS             exit 0 once 127.0.0.1:PORT accepts a connection
  *   loadgen run N CMD [ARGS...]        run CMD N times (stdout to /dev/null), wall time of each
@@ -16,6 +22,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
 #include <spawn.h>
@@ -24,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -38,6 +46,8 @@ typedef struct {
   int fd;
   uint64_t t0;              /* ns, start of the current exchange */
   size_t got, bytes;        /* echo: bytes of the reply so far; time: bytes read */
+  char *buf;                /* echo, ws: the reply so far; sse: what arrived */
+  int state;                /* sse: SSE_* */
 } Conn;
 
 typedef struct {            /* growable sample array, nanoseconds */
@@ -173,7 +183,16 @@ static int mode_time(int port, int conc, double secs) {
   return 0;
 }
 
-/* ---- echo mode: persistent connections, fixed-size round trips ---------- */
+/* ---- echo and ws modes: persistent connections, fixed-size round trips --- */
+
+/* What one round trip sends and what must come back, byte for byte. */
+typedef struct {
+  const char *mode;         /* "echo" or "ws" */
+  int port;
+  int ws;                   /* 1: each connection does the WebSocket handshake first */
+  char *msg, *reply;
+  size_t msg_len, reply_len;
+} Exchange;
 
 static int blocking_connect(int port) {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -182,49 +201,149 @@ static int blocking_connect(int port) {
   if (connect(fd, (struct sockaddr *)&dst, sizeof dst) < 0) die("connect");
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  return fd;
+}
+
+static void set_nonblock(int fd) {
   fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+}
+
+/* Writes all of data to a blocking fd. */
+static void write_all(int fd, const char *data, size_t len) {
+  while (len > 0) {
+    ssize_t n = write(fd, data, len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) die("write");
+    data += n;
+    len -= (size_t)n;
+  }
+}
+
+/* Reads a reply's head (through the blank line) from a blocking fd a byte
+ * at a time, so nothing after it is taken; exits on EOF or a head that
+ * does not fit. */
+static size_t read_head(int fd, char *head, size_t cap) {
+  size_t got = 0;
+  head[0] = 0;
+  while (got < 4 || memcmp(head + got - 4, "\r\n\r\n", 4) != 0) {
+    if (got == cap - 1) { fprintf(stderr, "loadgen: reply head over %zu bytes\n", cap); exit(1); }
+    ssize_t r = read(fd, head + got, 1);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) die("reading a reply head");
+    head[++got] = 0;
+  }
+  return got;
+}
+
+/* The RFC 6455 example key, so the accept value is fixed (its section 1.3). */
+#define WS_KEY "dGhlIHNhbXBsZSBub25jZQ=="
+#define WS_ACCEPT "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+
+/* The opening handshake on a blocking fd: GET /echo, then a 101 with the
+ * right Sec-WebSocket-Accept; exits on any other answer. */
+static void ws_handshake(int fd, int port) {
+  char req[256], head[4096];
+  int n = snprintf(req, sizeof req, "GET /echo HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                   "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                   "Sec-WebSocket-Key: " WS_KEY "\r\nSec-WebSocket-Version: 13\r\n\r\n", port);
+  write_all(fd, req, (size_t)n);
+  read_head(fd, head, sizeof head);
+  if (strncmp(head, "HTTP/1.1 101 ", 13) != 0 ||
+      !strcasestr(head, "\r\nSec-WebSocket-Accept: " WS_ACCEPT "\r\n")) {
+    fprintf(stderr, "loadgen: not a WebSocket handshake reply:\n%s", head);
+    exit(1);
+  }
+}
+
+/* A text frame (FIN, opcode 1) of len bytes of payload, masked with a fixed
+ * key when mask (client to server) as RFC 6455 requires; *out_len its size. */
+static char *ws_frame(const char *payload, size_t len, int mask, size_t *out_len) {
+  static const unsigned char key[4] = {0x37, 0xfa, 0x21, 0x3d};
+  unsigned char *f = malloc(len + 8);
+  if (!f) die("malloc");
+  size_t h = 2;
+  f[0] = 0x81;
+  if (len < 126) f[1] = (unsigned char)len;
+  else { f[1] = 126; f[2] = (unsigned char)(len >> 8); f[3] = (unsigned char)len; h = 4; }
+  if (mask) { f[1] |= 0x80; memcpy(f + h, key, 4); h += 4; }
+  for (size_t i = 0; i < len; i++)
+    f[h + i] = (unsigned char)payload[i] ^ (mask ? key[i % 4] : 0);
+  *out_len = h + len;
+  return (char *)f;
+}
+
+/* The exchange of a mode: SIZE bytes of 'x' ending in a newline, as they
+ * are (echo) or as a text frame that comes back unmasked (ws). */
+static Exchange make_exchange(const char *mode, int port, size_t size) {
+  Exchange x = { .mode = mode, .port = port, .ws = !strcmp(mode, "ws") };
+  char *payload = malloc(size);
+  if (!payload) die("malloc");
+  memset(payload, 'x', size);
+  payload[size - 1] = '\n';
+  if (x.ws) {
+    x.msg = ws_frame(payload, size, 1, &x.msg_len);
+    x.reply = ws_frame(payload, size, 0, &x.reply_len);
+    free(payload);
+  } else {
+    x.msg = x.reply = payload;
+    x.msg_len = x.reply_len = size;
+  }
+  return x;
+}
+
+/* A connected client, handshaken when the exchange is ws, non-blocking. */
+static int exchange_connect(const Exchange *x) {
+  int fd = blocking_connect(x->port);
+  if (x->ws) ws_handshake(fd, x->port);
+  set_nonblock(fd);
   return fd;
 }
 
 /* Sends one message; the reply is counted by echo_read. */
-static int echo_send(Conn *c, const char *msg, size_t size) {
+static int echo_send(Conn *c, const Exchange *x) {
   c->t0 = now_ns();
   c->got = 0;
   ssize_t n;
-  do n = write(c->fd, msg, size); while (n < 0 && errno == EINTR);
-  return n == (ssize_t)size ? 0 : -1;   /* 64 bytes always fit an idle socket */
+  do n = write(c->fd, x->msg, x->msg_len); while (n < 0 && errno == EINTR);
+  return n == (ssize_t)x->msg_len ? 0 : -1;   /* a small message always fits an idle socket */
 }
 
-/* Reads what arrived; returns 1 once the whole reply is in, -1 on EOF/error. */
-static int echo_read(Conn *c, size_t size) {
-  char buf[65536];
+/* Reads what arrived into c->buf (room for the reply and one byte more);
+ * returns 1 once the whole reply is in and is the expected one, 0 while
+ * it is not complete, -1 on EOF, error, a wrong or an overlong reply. */
+static int echo_read(Conn *c, const Exchange *x) {
   for (;;) {
-    ssize_t n = read(c->fd, buf, sizeof buf);
-    if (n > 0) { c->got += (size_t)n; continue; }
+    ssize_t n = read(c->fd, c->buf + c->got, x->reply_len + 1 - c->got);
+    if (n > 0) {
+      c->got += (size_t)n;
+      if (c->got > x->reply_len) return -1;
+      continue;
+    }
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno == EAGAIN) return c->got >= size ? 1 : 0;
+    if (n < 0 && errno == EAGAIN) {
+      if (c->got < x->reply_len) return 0;
+      return memcmp(c->buf, x->reply, x->reply_len) == 0 ? 1 : -1;
+    }
     return -1;
   }
 }
 
-static int mode_echo(int port, int conns_n, double secs, size_t size) {
+static int mode_echo(const Exchange *x, int conns_n, double secs) {
   static Conn conns[MAXCONN];
   Samples s = {0};
   size_t ops = 0;
   long errors = 0;
-  char *msg = malloc(size);
-  if (!msg) die("malloc");
-  memset(msg, 'x', size);
-  msg[size - 1] = '\n';
   int ep = epoll_create1(EPOLL_CLOEXEC);
   if (ep < 0) die("epoll_create1");
   for (int i = 0; i < conns_n; i++) {
-    conns[i].fd = blocking_connect(port);
+    conns[i].fd = exchange_connect(x);
+    conns[i].buf = malloc(x->reply_len + 1);
+    if (!conns[i].buf) die("malloc");
     ep_add(ep, conns[i].fd, EPOLLIN, i);
   }
   uint64_t start = now_ns(), end = start + (uint64_t)(secs * 1e9);
   for (int i = 0; i < conns_n; i++)
-    if (echo_send(&conns[i], msg, size) < 0) die("write");
+    if (echo_send(&conns[i], x) < 0) die("write");
   struct epoll_event evs[256];
   uint64_t t;
   int live = conns_n;
@@ -233,17 +352,248 @@ static int mode_echo(int port, int conns_n, double secs, size_t size) {
     if (n < 0 && errno != EINTR) die("epoll_wait");
     for (int i = 0; i < n; i++) {
       Conn *c = &conns[evs[i].data.u32];
-      int r = echo_read(c, size);
+      int r = echo_read(c, x);
       if (r == 1) {
         add_sample(&s, now_ns() - c->t0);
         ops++;
-        if (echo_send(c, msg, size) == 0) continue;
+        if (echo_send(c, x) == 0) continue;
       }
       if (r != 0) { errors++; close(c->fd); live--; }
     }
   }
   double el = (double)(now_ns() - start) / 1e9;
-  print_result("echo", conns_n, el, ops, errors, &s);
+  print_result(x->mode, conns_n, el, ops, errors, &s);
+  return 0;
+}
+
+/* ---- wsidle mode: memory per idle WebSocket ------------------------------ */
+
+/* Raises the soft limit on descriptors to the hard one. */
+static void raise_nofile(void) {
+  struct rlimit r;
+  if (getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {
+    r.rlim_cur = r.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &r);
+  }
+}
+
+/* VmRSS of pid in KiB, -1 when it cannot be read. */
+static long rss_kib(int pid) {
+  char path[64], line[256];
+  long kib = -1;
+  snprintf(path, sizeof path, "/proc/%d/status", pid);
+  FILE *f = fopen(path, "r");
+  if (!f) return -1;
+  while (fgets(line, sizeof line, f))
+    if (sscanf(line, "VmRSS: %ld", &kib) == 1) break;
+  fclose(f);
+  return kib;
+}
+
+/* One round trip on a connection of the exchange, blocking: afterwards the
+ * server's side of it is idle, waiting for the next message. */
+static void round_trip(int fd, const Exchange *x, char *buf) {
+  struct pollfd pf = { .fd = fd, .events = POLLIN };
+  Conn c = { .fd = fd, .buf = buf };
+  if (echo_send(&c, x) < 0) die("write");
+  int r;
+  while ((r = echo_read(&c, x)) == 0)
+    if (poll(&pf, 1, 10000) <= 0) { fprintf(stderr, "loadgen: no echo in 10 s\n"); exit(1); }
+  if (r < 0) { fprintf(stderr, "loadgen: wrong echo\n"); exit(1); }
+}
+
+/* One warm-up WebSocket (the server's one-time costs), the server's RSS,
+ * then CONNS more, each handshaken and through one round trip, and the
+ * RSS again. */
+static int mode_wsidle(int port, int conns_n, int pid) {
+  raise_nofile();
+  Exchange x = make_exchange("ws", port, 64);
+  char *buf = malloc(x.reply_len + 1);
+  int *fds = calloc((size_t)conns_n + 1, sizeof *fds);
+  if (!buf || !fds) die("malloc");
+  fds[conns_n] = exchange_connect(&x);
+  round_trip(fds[conns_n], &x, buf);
+  long before = rss_kib(pid);
+  for (int i = 0; i < conns_n; i++) {
+    fds[i] = exchange_connect(&x);
+    round_trip(fds[i], &x, buf);
+  }
+  long after = rss_kib(pid);
+  if (before < 0 || after < 0) { fprintf(stderr, "loadgen: no VmRSS for pid %d\n", pid); return 1; }
+  printf("RESULT mode=wsidle conns=%d rss_before_kib=%ld rss_after_kib=%ld "
+         "kib_per_conn=%.2f errors=0\n", conns_n, before, after,
+         (double)(after - before) / conns_n);
+  return 0;
+}
+
+/* ---- sse mode: one event fanned out to SUBS subscribers ----------------- */
+
+enum { SSE_CONNECTING, SSE_HEAD, SSE_WAIT, SSE_DONE };
+#define SSE_BUF 4096
+#define SSE_WINDOW 128      /* subscribers connecting at once (the listen backlog) */
+#define SSE_EVENT "data: fanout-1\n"
+#define SSE_IDLE_MS 30000   /* no progress for this long fails the run */
+
+typedef struct {
+  int port, subs, opened, subscribed, done;
+  long errors;
+  Conn *conns;
+} Fanout;
+
+static void ep_mod(int ep, int fd, uint32_t events, int slot) {
+  struct epoll_event ev = { .events = events, .data.u32 = (uint32_t)slot };
+  if (epoll_ctl(ep, EPOLL_CTL_MOD, fd, &ev) < 0) die("epoll_ctl");
+}
+
+static void sse_fail(const Fanout *f, const char *what, const Conn *c) {
+  fprintf(stderr, "loadgen: sse: %s (%d of %d subscribed, %d have the event)%s%.*s\n",
+          what, f->subscribed, f->subs, f->done, c ? "; received:\n" : "",
+          c ? (int)c->got : 0, c ? c->buf : "");
+  exit(1);
+}
+
+/* Starts the next subscriber's connect from one of the 127.0.0.x sources. */
+static void sse_open(int ep, Fanout *f) {
+  int slot = f->opened++;
+  Conn *c = &f->conns[slot];
+  c->fd = start_connect(f->port, 2 + slot % NSRC);
+  if (c->fd < 0) die("connect");
+  c->buf = malloc(SSE_BUF);
+  if (!c->buf) die("malloc");
+  c->state = SSE_CONNECTING;
+  ep_add(ep, c->fd, EPOLLOUT, slot);
+}
+
+/* Connected: sends GET /events (it fits an idle socket), then reads. */
+static void sse_request(int ep, Fanout *f, int slot) {
+  Conn *c = &f->conns[slot];
+  int err = 0;
+  socklen_t len = sizeof err;
+  getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+  if (err) { errno = err; die("connect"); }
+  static const char req[] = "GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                            "Accept: text/event-stream\r\n\r\n";
+  if (write(c->fd, req, sizeof req - 1) != (ssize_t)(sizeof req - 1)) die("write");
+  c->state = SSE_HEAD;
+  ep_mod(ep, c->fd, EPOLLIN, slot);
+}
+
+/* The reply's head is in: a 200 text/event-stream, or the run fails. What
+ * followed it stays in the buffer. */
+static void sse_head(Fanout *f, Conn *c) {
+  char *end = memmem(c->buf, c->got, "\r\n\r\n", 4);
+  if (!end) return;
+  if (strncmp(c->buf, "HTTP/1.1 200 ", 13) != 0 ||
+      !memmem(c->buf, (size_t)(end - c->buf), "text/event-stream", 17))
+    sse_fail(f, "not an event stream", c);
+  size_t head = (size_t)(end - c->buf) + 4;
+  memmove(c->buf, c->buf + head, c->got - head);
+  c->got -= head;
+  c->state = SSE_WAIT;
+  f->subscribed++;
+}
+
+/* Reads what arrived for one subscriber; moves it on when its head or the
+ * event is in. Returns 1 when the subscriber is finished with. */
+static int sse_read(Fanout *f, Conn *c, uint64_t t_pub, Samples *s) {
+  for (;;) {
+    if (c->got == SSE_BUF) {        /* heartbeats only: keep the tail */
+      memmove(c->buf, c->buf + SSE_BUF - 64, 64);
+      c->got = 64;
+    }
+    ssize_t n = read(c->fd, c->buf + c->got, SSE_BUF - c->got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) return 0;
+    if (n <= 0) {                    /* EOF: only after the event */
+      if (c->state != SSE_DONE) sse_fail(f, "a subscriber's stream ended early", c);
+      close(c->fd);
+      return 1;
+    }
+    c->got += (size_t)n;
+    if (c->state == SSE_HEAD) sse_head(f, c);
+    if (c->state == SSE_WAIT && t_pub && memmem(c->buf, c->got, SSE_EVENT, sizeof SSE_EVENT - 1)) {
+      add_sample(s, now_ns() - t_pub);
+      c->state = SSE_DONE;
+      f->done++;
+    }
+    if (c->state == SSE_WAIT && !t_pub && c->got > 0 &&
+        memmem(c->buf, c->got, "data:", 5))
+      sse_fail(f, "an event before the publish", c);
+  }
+}
+
+/* POST /publish on a new connection; returns the time it was sent. */
+static uint64_t sse_publish(int port, int *fd) {
+  static const char req[] = "POST /publish HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                            "Content-Length: 0\r\n\r\n";
+  *fd = blocking_connect(port);
+  uint64_t t = now_ns();
+  write_all(*fd, req, sizeof req - 1);
+  return t;
+}
+
+/* The publish reply must say how many subscribers it sent the event to. */
+static long sse_publish_reply(int fd) {
+  char head[4096], body[64];
+  read_head(fd, head, sizeof head);
+  char *cl = strcasestr(head, "\r\nContent-Length:");
+  long len = cl ? strtol(cl + 17, NULL, 10) : -1;
+  if (strncmp(head, "HTTP/1.1 200 ", 13) != 0 || len < 1 || len >= (long)sizeof body) {
+    fprintf(stderr, "loadgen: sse: publish reply:\n%s", head);
+    exit(1);
+  }
+  size_t got = 0;
+  while (got < (size_t)len) {
+    ssize_t n = read(fd, body + got, (size_t)len - got);
+    if (n <= 0) die("reading the publish reply");
+    got += (size_t)n;
+  }
+  body[got] = 0;
+  close(fd);
+  return strtol(body, NULL, 10);
+}
+
+/* Runs the epoll loop until the subscribers reach `until` (subscribed or
+ * done, by `field`); keeps SSE_WINDOW connects in flight. */
+static void sse_loop(int ep, Fanout *f, const int *field, uint64_t t_pub, Samples *s) {
+  struct epoll_event evs[256];
+  while (*field < f->subs) {
+    while (f->opened < f->subs && f->opened - f->subscribed < SSE_WINDOW) sse_open(ep, f);
+    int n = epoll_wait(ep, evs, 256, SSE_IDLE_MS);
+    if (n < 0 && errno != EINTR) die("epoll_wait");
+    if (n == 0) sse_fail(f, "no progress for 30 s", NULL);
+    for (int i = 0; i < n; i++) {
+      int slot = (int)evs[i].data.u32;
+      Conn *c = &f->conns[slot];
+      if (c->state == SSE_CONNECTING) sse_request(ep, f, slot);
+      else sse_read(f, c, t_pub, s);   /* a closed fd leaves the epoll set */
+    }
+  }
+}
+
+static int mode_sse(int port, int subs) {
+  Fanout f = { .port = port, .subs = subs, .conns = calloc((size_t)subs, sizeof(Conn)) };
+  Samples s = {0};
+  if (!f.conns) die("calloc");
+  raise_nofile();
+  int ep = epoll_create1(EPOLL_CLOEXEC);
+  if (ep < 0) die("epoll_create1");
+  uint64_t t0 = now_ns();
+  sse_loop(ep, &f, &f.subscribed, 0, &s);
+  double connect_s = (double)(now_ns() - t0) / 1e9;
+  int pub;
+  uint64_t t_pub = sse_publish(port, &pub);
+  sse_loop(ep, &f, &f.done, t_pub, &s);
+  double el = (double)(now_ns() - t_pub) / 1e9;
+  long sent = sse_publish_reply(pub);
+  if (sent != subs) {
+    fprintf(stderr, "loadgen: sse: the server says it sent %ld events, to %d subscribers\n", sent, subs);
+    f.errors++;
+  }
+  qsort(s.v, s.n, sizeof *s.v, cmp_u64);
+  printf("RESULT mode=sse conc=%d secs=%.3f ops=%zu rate=%.1f p50_us=%.1f p99_us=%.1f "
+         "last_ms=%.3f connect_s=%.2f errors=%ld\n", subs, el, s.n, (double)s.n / el,
+         pct_us(&s, 50), pct_us(&s, 99), (double)s.v[s.n - 1] / 1e6, connect_s, f.errors);
   return 0;
 }
 
@@ -303,7 +653,8 @@ static int mode_run(int n, char **argv) {
 }
 
 static int usage(void) {
-  fprintf(stderr, "usage: loadgen time PORT CONC SECS | echo PORT CONNS SECS SIZE |"
+  fprintf(stderr, "usage: loadgen time PORT CONC SECS | echo|ws PORT CONNS SECS SIZE |"
+                  " wsidle PORT CONNS PID | sse PORT SUBS |"
                   " freeport | wait PORT SECS | run N CMD [ARGS...]\n");
   return 2;
 }
@@ -316,11 +667,23 @@ int main(int argc, char **argv) {
     if (conc < 1 || conc > MAXCONN) return usage();
     return mode_time(atoi(argv[2]), conc, atof(argv[4]));
   }
-  if (!strcmp(m, "echo") && argc == 6) {
+  if ((!strcmp(m, "echo") || !strcmp(m, "ws")) && argc == 6) {
     int conns = atoi(argv[3]);
     long size = atol(argv[5]);
-    if (conns < 1 || conns > MAXCONN || size < 1 || size > 65536) return usage();
-    return mode_echo(atoi(argv[2]), conns, atof(argv[4]), (size_t)size);
+    if (conns < 1 || conns > MAXCONN || size < 1 || size > (*m == 'w' ? 65535 : 65536))
+      return usage();
+    Exchange x = make_exchange(m, atoi(argv[2]), (size_t)size);
+    return mode_echo(&x, conns, atof(argv[4]));
+  }
+  if (!strcmp(m, "wsidle") && argc == 5) {
+    int conns = atoi(argv[3]);
+    if (conns < 1 || conns > 100000 || atoi(argv[4]) < 1) return usage();
+    return mode_wsidle(atoi(argv[2]), conns, atoi(argv[4]));
+  }
+  if (!strcmp(m, "sse") && argc == 4) {
+    int subs = atoi(argv[3]);
+    if (subs < 1 || subs > 100000) return usage();
+    return mode_sse(atoi(argv[2]), subs);
   }
   if (!strcmp(m, "freeport") && argc == 2) return mode_freeport();
   if (!strcmp(m, "wait") && argc == 4) return mode_wait(atoi(argv[2]), atof(argv[3]));

@@ -14,10 +14,12 @@ local function ours(rt) return rt == "netlua" or rt:match("^netlua%-") ~= nil en
 -- The reference each workload is divided by ("vs ref"): the C program, or
 -- for http and https the target's runtime, Node.js (nginx stays a peer); for
 -- tls_handshake nginx (the target is a share of its rate), for tls_bulk
--- OpenSSL's own s_server.
+-- OpenSSL's own s_server, for the WebSocket rows Node.js `ws` (sse_fanout,
+-- netlua alone, has none).
 local BASELINE = { time = "c-epoll", echo = "c-epoll", echo1k = "c-epoll", http = "node",
                    https = "node", tls_handshake = "nginx-w1", tls_bulk = "openssl",
-                   download = "curl", startup = "lua5.4", threads = "c-pthread" }
+                   download = "curl", startup = "lua5.4", threads = "c-pthread",
+                   ws_echo = "node", ws_idle = "node" }
 
 -- Reads a run file: comment lines, then rows in first-seen order of
 -- (workload, metric, runtime), each with its values and direction.

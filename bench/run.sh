@@ -8,7 +8,8 @@
 #   bash bench/run.sh [path/to/netlua]
 #   BENCH_QUICK=1   one short run of each (while developing)
 #   BENCH_RUNS=N    runs per figure (default 3)
-#   BENCH_ONLY="time echo echo1k http https tls_handshake tls_bulk download startup threads"
+#   BENCH_ONLY="time echo echo1k http https tls_handshake tls_bulk ws_echo ws_idle sse_fanout
+#               download startup threads"
 #                   a subset of workloads
 #
 # Servers are pinned to core 0 and the load generator to core 1 (taskset),
@@ -24,7 +25,8 @@ LOADGEN=$BIN/loadgen
 RUNS=${BENCH_RUNS:-3}; SECS=2; SPAWNS=1000; MSGS=100000; STARTS=20
 BULK_MB=256
 if [ -n "${BENCH_QUICK:-}" ]; then RUNS=1; SECS=1; SPAWNS=200; MSGS=20000; STARTS=5; BULK_MB=64; fi
-ONLY=${BENCH_ONLY:-time echo echo1k http https tls_handshake tls_bulk download startup threads}
+NODE_WS=$ROOT/build/npm/node_modules   # Node's ws, from `make deps`
+ONLY=${BENCH_ONLY:-time echo echo1k http https tls_handshake tls_bulk ws_echo ws_idle sse_fanout download startup threads}
 CONC=100          # time server: concurrent clients
 ECHO_CONNS=50     # echo: persistent connections
 ECHO_MANY=1000    # echo1k: persistent connections (event-driven servers only)
@@ -35,6 +37,8 @@ HS_CONNS=50       # tls_handshake: tlsload's concurrent clients (one thread each
 NFILES=200        # download: files
 FILE_KB=100       # download: size of each
 DL_THREADS=8      # download: netlua --threads
+WS_IDLE=1000      # ws_idle: idle WebSockets the server holds
+SSE_SUBS=10000    # sse_fanout: subscribers of the one event
 HZ=$(getconf CLK_TCK)
 
 if [ "$(nproc)" -ge 2 ]; then PIN_SRV="taskset -c 0"; PIN_CLI="taskset -c 1"
@@ -490,6 +494,93 @@ tls_bulk_workload() {
   rm -f "$TMP/bulk/data"
 }
 
+# ---- browser: ws_echo, ws_idle, sse_fanout ------------------------------------
+
+# ws_peers RUNNER...: RUNNER RUNTIME CMD... for each WebSocket echo server
+# (bench/servers/ws_echo.*), or skips the runtime with the reason
+ws_peers() {
+  local w=$1 why; shift
+  why=$(netlua_has_mods http)
+  if [ -z "$why" ]; then "$@" netlua "$NETLUA" bench/servers/ws_echo.lua {PORT}
+  else skip "$w" netlua "$why"; fi
+  if ! have node; then skip "$w" node "nodejs not installed (make bench-deps)"
+  elif [ ! -d "$NODE_WS/ws" ]; then skip "$w" node "Node's ws not installed (make deps)"
+  else "$@" node env NODE_PATH="$NODE_WS" node bench/servers/ws_echo.js {PORT}; fi
+  if /usr/bin/python3 -c 'import websockets' 2>/dev/null; then
+    "$@" python /usr/bin/python3 bench/servers/ws_echo.py {PORT}
+  else skip "$w" python "python3-websockets not installed (make bench-deps)"; fi
+}
+
+# ws_echo: ECHO_CONNS WebSockets, each sends a MSG-byte text frame and waits
+# for its echo (loadgen ws), for SECS
+ws_echo_workload() {
+  echo "== ws_echo" >&2
+  ws_echo_server() { bench_server ws_echo "$1" msg ws "$ECHO_CONNS" "$SECS" "$MSG" -- "${@:2}"; }
+  ws_peers ws_echo ws_echo_server
+}
+
+# bench_ws_idle RUNTIME CMD...: RUNS servers, each given WS_IDLE idle WebSockets
+# (loadgen wsidle: handshake and one round trip each); their RSS per connection
+bench_ws_idle() {
+  local rt=$1 run line ok=0; shift
+  for run in $(seq "$RUNS"); do
+    start_server "$rt" "$@" || { skip ws_idle "$rt" "server did not start"; return; }
+    line=$(timeout -k 2 120 $PIN_CLI $LOADGEN wsidle "$PORT" "$WS_IDLE" "$SERVER_PID" 2> "$TMP/wsidle.err")
+    if [ -n "$(result kib_per_conn " $line")" ]; then
+      record ws_idle "$rt" kib_per_conn lo "$run" "$(result kib_per_conn " $line")"
+      echo "  $rt run $run: $line" >&2
+      ok=$((ok + 1))
+    else
+      echo "  $rt: run $run failed: $(head -c 300 "$TMP/wsidle.err") $(head -c 300 "$TMP/$rt.err")" >&2
+    fi
+    stop_server
+  done
+  [ "$ok" -gt 0 ] || skip ws_idle "$rt" "every run failed (see the log above)"
+}
+
+ws_idle_workload() {
+  echo "== ws_idle" >&2
+  ws_peers ws_idle bench_ws_idle
+}
+
+# nofile_for N: "" once this shell may open N descriptors more than it
+# needs (ulimit -n raised to 30000, or as far as the hard limit allows), else why not
+nofile_for() {
+  ulimit -n 30000 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null
+  [ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -ge $(($1 + 100)) ] ||
+    echo "ulimit -n is $(ulimit -n) (hard $(ulimit -Hn)), $1 connections need more"
+}
+
+# sse_fanout: SSE_SUBS clients hold GET /events open on one netlua thread,
+# then one POST /publish (loadgen sse): the time until the last has the event
+sse_fanout_workload() {
+  echo "== sse_fanout" >&2
+  local why run line idle ok=0
+  why=$(netlua_has_mods http task)
+  [ -z "$why" ] && why=$(nofile_for "$SSE_SUBS")
+  [ -z "$why" ] || { skip sse_fanout netlua "$why"; return; }
+  for run in $(seq "$RUNS"); do
+    start_server netlua "$NETLUA" bench/servers/sse_fanout.lua {PORT} $((SSE_SUBS + 100)) ||
+      { skip sse_fanout netlua "server did not start"; return; }
+    idle=$(rss_kib "$SERVER_PID" VmRSS)
+    line=$(timeout -k 2 120 $PIN_CLI $LOADGEN sse "$PORT" "$SSE_SUBS" 2> "$TMP/sse.err")
+    if [ -n "$(result last_ms "$line")" ] && [ "$(result errors "$line")" = 0 ]; then
+      record sse_fanout netlua fanout_ms lo "$run" "$(result last_ms "$line")"
+      record sse_fanout netlua p50_us lo "$run" "$(result p50_us "$line")"
+      record sse_fanout netlua p99_us lo "$run" "$(result p99_us "$line")"
+      record sse_fanout netlua kib_per_sub lo "$run" \
+        "$(awk -v p="$(rss_kib "$SERVER_PID" VmHWM)" -v i="$idle" -v n="$SSE_SUBS" 'BEGIN { printf "%.2f", (p - i) / n }')"
+      echo "  netlua run $run: $line" >&2
+      ok=$((ok + 1))
+    else
+      echo "  netlua: run $run failed: ${line:-no result} $(head -c 300 "$TMP/sse.err") $(head -c 300 "$TMP/netlua.err")" >&2
+      FAILED="$FAILED sse_fanout/netlua"
+    fi
+    stop_server
+  done
+  [ "$ok" -gt 0 ] || skip sse_fanout netlua "every run failed (see the log above)"
+}
+
 # ---- download ----------------------------------------------------------------
 
 # make_site: NFILES files of FILE_KB KiB under $TMP/www/img and nginx's config
@@ -640,6 +731,9 @@ for w in $ONLY; do
     https) https_workload ;;
     tls_handshake) tls_handshake_workload ;;
     tls_bulk) tls_bulk_workload ;;
+    ws_echo) ws_echo_workload ;;
+    ws_idle) ws_idle_workload ;;
+    sse_fanout) sse_fanout_workload ;;
     download) download_workload ;;
     startup) startup_workload ;;
     threads) threads_workload ;;

@@ -1,9 +1,13 @@
 -- test_bench.lua: the parts of the benchmark that netlua runs itself: the
 -- HTTP "hello" servers bench/run.sh measures (bench/servers/http_hello.lua
 -- and its Node.js peer must answer the same) and bench/report.lua's table
--- (the http rows are divided by Node.js). No load, no timing: `make bench`
--- measures, this checks that what it measures is right.
+-- (the http rows are divided by Node.js), and the browser rows' pieces:
+-- bench/loadgen's ws, wsidle and sse modes against the WebSocket echo
+-- servers (netlua, Node's ws, Python's websockets) and the SSE hub, each
+-- for a moment with a few clients. No timing: `make bench` measures, this
+-- checks that what it measures is right.
 local t = require "testlib"
+local wslib = require "wslib"
 local http = require "http"
 local time = require "time"
 
@@ -111,4 +115,95 @@ t.test("report.lua divides the http rows by Node.js and names the best peer", fu
   t.ok(not out:find("errors", 1, true), "an all-zero errors row is left out")
 end)
 
+-- bench/loadgen, built into a directory of its own once (nil, why when no cc).
+local loadgen_dir
+local function loadgen()
+  if not loadgen_dir then
+    if not t.have("cc") then return nil, "no C compiler (cc)" end
+    loadgen_dir = t.tmpdir()
+    local _, err, code = t.sh("cc -std=c11 -D_GNU_SOURCE -O2 -o " .. loadgen_dir ..
+      "/loadgen bench/loadgen.c")
+    t.eq(code, 0, "bench/loadgen.c builds: " .. err)
+  end
+  return loadgen_dir .. "/loadgen"
+end
+
+-- Runs `loadgen ARGS`; returns its RESULT line's fields (a table), stderr
+-- and the exit status.
+local function run_loadgen(args)
+  local out, err, code = t.sh(loadgen() .. " " .. args)
+  local r = {}
+  for k, v in (out:match("RESULT (.*)") or ""):gmatch("(%S+)=(%S+)") do r[k] = tonumber(v) or v end
+  return r, err, code
+end
+
+-- The WebSocket echo servers the ws_echo and ws_idle rows run (the start()
+-- command line of each), and why a peer cannot run.
+local WS_SERVERS = {
+  {"netlua", t.shellquote(t.NETLUA) .. " bench/servers/ws_echo.lua"},
+  {"Node.js ws", "NODE_PATH=" .. t.shellquote(wslib.NODE_PATH) .. " node bench/servers/ws_echo.js",
+    wslib.node_missing},
+  {"Python websockets", wslib.PYTHON .. " bench/servers/ws_echo.py", wslib.python_missing},
+}
+
+for _, s in ipairs(WS_SERVERS) do
+  local name, cmd, missing = s[1], s[2], s[3]
+  local why = select(2, loadgen()) or (missing and missing())
+  local title = "loadgen ws and wsidle work against the " .. name .. " WebSocket echo server"
+  if why then
+    t.skip(title, why)
+  else
+    t.test(title, function()
+      local pid, port, dir = start(cmd)
+      local r, err, code = run_loadgen("ws " .. port .. " 3 0.3 64")
+      t.eq(code, 0, err)
+      t.eq(r.mode, "ws")
+      t.eq(r.errors, 0, err)
+      t.ok(r.ops > 0, "echoes came back: " .. err)
+      r, err, code = run_loadgen("ws " .. port .. " 1 0.2 300")   -- a 16-bit length
+      t.eq(code, 0, err)
+      t.eq(r.errors, 0, err)
+      t.ok(r.ops > 0, "echoes of 300 bytes came back: " .. err)
+      r, err, code = run_loadgen("wsidle " .. port .. " 20 " .. pid)
+      t.eq(code, 0, err)
+      t.eq(r.conns, 20)
+      t.ok(r.rss_before_kib > 0 and r.rss_after_kib > 0, "the server's RSS was read: " .. err)
+      t.ok(r.kib_per_conn, "a size per connection")
+      stop(pid, dir)
+    end)
+  end
+end
+
+if select(2, loadgen()) then
+  t.skip("loadgen ws refuses a server that does not upgrade", select(2, loadgen()))
+  t.skip("loadgen sse fans out through bench/servers/sse_fanout.lua", select(2, loadgen()))
+else
+  t.test("loadgen ws refuses a server that does not upgrade", function()
+    -- the hello server answers GET /echo with a 404: no 101, no Sec-WebSocket-Accept
+    local pid, port, dir = start(NETLUA_HELLO)
+    local r, err, code = run_loadgen("ws " .. port .. " 1 0.2 64")
+    t.eq(code, 1)
+    t.eq(r.mode, nil)
+    t.match(err, "not a WebSocket handshake reply:\nHTTP/1%.1 404")
+    stop(pid, dir)
+  end)
+
+  t.test("loadgen sse fans out through bench/servers/sse_fanout.lua", function()
+    local pid, port, dir = start(t.shellquote(t.NETLUA) .. " bench/servers/sse_fanout.lua")
+    local r, err, code = run_loadgen("sse " .. port .. " 50")
+    t.eq(code, 0, err)
+    t.eq(r.mode, "sse")
+    t.eq(r.ops, 50, "every subscriber has the event")
+    t.eq(r.errors, 0, "the publish reply counts 50 subscribers: " .. err)
+    t.ok(r.last_ms, "the time until the last")
+    -- a second publish reaches nobody: the first one ended every stream
+    local pub = assert(http.request{method = "POST", url = "http://127.0.0.1:" .. port .. "/publish",
+      timeout = 10})
+    t.eq(pub.status, 200)
+    t.eq(pub.body, "0")
+    t.eq(stop(pid, dir), "")
+  end)
+end
+
+if loadgen_dir then t.rmtree(loadgen_dir) end
 t.done()
