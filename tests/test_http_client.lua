@@ -8,6 +8,8 @@ local json = require "json"
 
 local port, stop, peerdir = h.peer(90)
 local base = "http://127.0.0.1:" .. port
+-- A port where nothing listens (as root, even port 1 may have a listener).
+local REFUSED = "http://127.0.0.1:" .. t.closed_port() .. "/"
 
 t.test("GET returns status, reason, lower-case headers, body, url, elapsed", function()
   local r = assert(http.get(base .. "/echo"))
@@ -106,7 +108,7 @@ t.test("a stalling server gives nil, 'timeout'", function()
 end)
 
 t.test("connection refused and unknown hosts are failures with curl's reason", function()
-  local res, msg, code = http.get("http://127.0.0.1:1/")
+  local res, msg, code = http.get(REFUSED)
   t.eq(res, nil)
   t.eq(msg, "connection refused")
   t.eq(code, "CURLE_COULDNT_CONNECT")
@@ -236,7 +238,7 @@ t.test("request_many calls progress once per request, after its retries", functi
   local calls, order = {}, {}
   local rs = http.request_many({
     {url = base .. "/flaky/progress", retries = 3, retry_backoff = 0.01},
-    base .. "/big/10", "http://127.0.0.1:1/"},
+    base .. "/big/10", REFUSED},
     {concurrency = 3, progress = function(i, res, msg, code)
       order[#order + 1] = i
       calls[i] = {res and res.status, msg, code}
@@ -253,7 +255,7 @@ t.test("request_many runs many transfers at once, results in input order", funct
   local list = {}
   for i = 1, 30 do list[i] = base .. "/big/" .. (i * 100) end
   list[31] = {url = base .. "/status/418"}
-  list[32] = "http://127.0.0.1:1/"
+  list[32] = REFUSED
   list[33] = {url = base .. "/stall", timeout = 0.3}
   local rs = http.request_many(list, {concurrency = 8})
   t.eq(#rs, 33)

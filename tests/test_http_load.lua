@@ -55,7 +55,7 @@ t.test("a server-only script serves without mapping libcurl, alone or through ht
 end)
 
 t.test("the first request maps libcurl and the client makes real requests", function()
-  local path, dir = t.script(MAPPED .. [[
+  local path, dir = t.script(((MAPPED .. [[
     local thread = require "thread"
     local http = require "http"
     print(curl_mapped(), type(http.curl_version), curl_mapped())
@@ -72,8 +72,8 @@ t.test("the first request maps libcurl and the client makes real requests", func
     local r = assert(http.get("http://127.0.0.1:" .. port .. "/hi", {timeout = 20}))
     print(r.status, r.body)
     assert(bg:join())
-    print(http.get("http://127.0.0.1:1/"))
-  ]])
+    print(http.get("http://127.0.0.1:REFUSED/"))
+  ]]):gsub("REFUSED", t.closed_port())))
   local out, err, code = t.netlua(t.shellquote(path))
   t.eq(code, 0, err)
   t.eq(out, "false\tstring\ttrue\n200\thello\n"
