@@ -57,10 +57,9 @@ local function new(sock, client, opts)
     msg_len = 0, send_lock = task.semaphore(1)}, WebSocket)
 end
 
--- The socket's timeout is one setting that the receiving and the sending
--- task share, read again at each wait of a call. So each socket call here
--- sets its own (what is left before its deadline) first, and a "timeout"
--- before its deadline (the other task's setting) means: go on.
+-- Each socket call here first sets its own timeout, what is left before its
+-- deadline: the receiving and the sending task share the socket, and a call
+-- keeps the timeout the socket had when it began.
 local function settimeout(sock, deadline)
   if deadline == nil then return sock:settimeout(-1) end
   local left = deadline - time.monotonic()
@@ -81,22 +80,16 @@ local function finish(self, code, reason)
   return nil, "closed", self.close_code, self.close_reason
 end
 
--- Writes a whole frame, going on after timeouts that are not its own. A
--- send that gives up half-way ends the connection: the rest of a frame can
--- never follow another one.
+-- Writes a whole frame in one send. A send that gives up half-way (its
+-- send_timeout) ends the connection: the rest of a frame can never follow
+-- another one.
 local function write_frame(self, frame)
-  local sock, i = self.sock, 1
-  local deadline = self.send_timeout and time.monotonic() + self.send_timeout
-  while true do
-    settimeout(sock, deadline)
-    local last, err, sent = sock:send(frame, i)
-    if last then return true end
-    i = (sent or i - 1) + 1
-    if err ~= "timeout" or expired(deadline) then
-      if i > 1 then finish(self, 1006, "send failed: " .. err) end
-      return nil, err
-    end
-  end
+  local sock = self.sock
+  settimeout(sock, self.send_timeout and time.monotonic() + self.send_timeout)
+  local last, err, sent = sock:send(frame)
+  if last then return true end
+  if (sent or 0) > 0 then finish(self, 1006, "send failed: " .. err) end
+  return nil, err
 end
 
 -- One frame at a time: the sending task holds the WebSocket's send lock
