@@ -54,8 +54,10 @@ ALL_LDFLAGS := -Wl,-E $(SAN_LDFLAGS) $(LDFLAGS)
 RUNTIME_SRC  := $(wildcard runtime/*.c)
 BINDINGS_SRC := $(wildcard bindings/*.c)
 LUA_HALVES   := $(wildcard bindings/*.lua runtime/*.lua)
+# The lab's tools (netlua -m NAME) and the scripts' modules they use.
+LAB_LUA      := $(wildcard lab/*.lua) scripts/cli.lua scripts/chatroom.lua scripts/imageapi.lua
 GEN_SRC      := $(OUT)/embedded.c
-OBJS := $(patsubst %.c,$(OUT)/%.o,$(RUNTIME_SRC) $(BINDINGS_SRC)) $(OUT)/embedded.o
+OBJS := $(patsubst %.c,$(OUT)/%.o,$(RUNTIME_SRC) $(BINDINGS_SRC)) $(OUT)/embedded.o $(OUT)/lab_embedded.o
 
 # ---- build ----------------------------------------------------------------
 .PHONY: all deps test demo bench bench-deps fuzz install clean
@@ -69,7 +71,7 @@ $(OUT)/%.o: %.c $(GEN_HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
-$(OUT)/embedded.o: $(GEN_SRC)
+$(OUT)/embedded.o $(OUT)/lab_embedded.o: $(OUT)/%.o: $(OUT)/%.c
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 # The Lua halves are embedded as bytecode made by our own liblua (a build
@@ -77,6 +79,10 @@ $(OUT)/embedded.o: $(GEN_SRC)
 $(GEN_SRC): $(LUA_HALVES) tools/embed.sh $(OUT)/luadump
 	@mkdir -p $(OUT)
 	sh tools/embed.sh -d $(OUT)/luadump $(LUA_HALVES) > $@.tmp && mv $@.tmp $@
+
+$(OUT)/lab_embedded.c: $(LAB_LUA) tools/embed.sh $(OUT)/luadump
+	@mkdir -p $(OUT)
+	sh tools/embed.sh -d $(OUT)/luadump -t nl_lab $(LAB_LUA) > $@.tmp && mv $@.tmp $@
 
 $(OUT)/luadump: tools/luadump.c
 	@mkdir -p $(OUT)

@@ -29,11 +29,16 @@ static const char *progname = NL_PROGNAME;
  * interrupt (Ctrl-C, SIGTERM, SIGHUP). */
 static int ended_by_interrupt;
 
+/* The tool named by -m NAME, else NULL (set by collect_args). */
+static const char *lab_tool_name;
+
 static const char usage_line[] =
-  "usage: netlua [-e code] [-l mod] [-i] [-v] [-h] [--trace[=fmt] ...] [script [args...] | -]\n";
+  "usage: netlua [-e code] [-l mod] [-i] [-v] [-h] [--trace[=fmt] ...] "
+  "[script [args...] | -m tool [args...] | -]\n";
 
 static void print_usage_error(const char *badoption) {
-  if (badoption[1] == 'e' || badoption[1] == 'l' || strcmp(badoption, "--trace-file") == 0)
+  if (badoption[1] == 'e' || badoption[1] == 'l' || badoption[1] == 'm' ||
+      strcmp(badoption, "--trace-file") == 0)
     fprintf(stderr, "%s: '%s' needs an argument\n", progname, badoption);
   else
     fprintf(stderr, "%s: unrecognized option '%s'\n", progname, badoption);
@@ -45,6 +50,8 @@ static void print_help(void) {
          "Run Lua 5.4 scripts with sockets, HTTP, threads and JSON built in.\n\n"
          "  -e code   run the string 'code'\n"
          "  -l mod    require 'mod' into global 'mod' (-l g=mod: into 'g')\n"
+         "  -m tool   run one of the lab's built-in tools (below) with the\n"
+         "            arguments after it\n"
          "  -i        enter interactive mode after running the script\n"
          "  -v        show version information\n"
          "  -h        show this help\n"
@@ -56,8 +63,10 @@ static void print_help(void) {
          "  -         run the script from standard input\n\n"
          "With no script and a terminal, netlua starts a REPL.\n"
          "Modules are found next to the script, in NETLUA_PATH (directories\n"
-         "separated by ':'), then in Lua's default path.\n",
+         "separated by ':'), then in Lua's default path.\n\n"
+         "The lab's tools (netlua -m tool --help tells more):\n",
          usage_line);
+  nl_lab_list(stdout);
 }
 
 /* Loads libcurl to name its version (netlua itself starts without it). */
@@ -104,6 +113,7 @@ static int docall(lua_State *L, int narg, int nres) {
 #define HAS_I 2
 #define HAS_V 4
 #define HAS_E 8
+#define HAS_M 16
 
 /* Scans options; returns flags and sets *script to the index of the script
  * (argc when none). On a bad option *script holds its index. */
@@ -135,6 +145,16 @@ static int collect_args(char **argv, int *script) {
       if (argv[i][2] != '\0') return HAS_ERROR;
       print_help();
       exit(EXIT_SUCCESS);
+    case 'm': /* -m tool args...: the tool is the "script" */
+      if (argv[i][2] != '\0') {
+        lab_tool_name = argv[i] + 2;
+      } else if (argv[i + 1] == NULL) {
+        return HAS_ERROR;
+      } else {
+        lab_tool_name = argv[++i];
+      }
+      *script = i;
+      return flags | HAS_M;
     case 'e':
       flags |= HAS_E;
       /* FALLTHROUGH */
@@ -222,6 +242,23 @@ static int run_script(lua_State *L, char **argv) {
   int status;
   if (strcmp(fname, "-") == 0 && strcmp(argv[-1], "--") != 0) fname = NULL;
   status = luaL_loadfile(L, fname);
+  if (status == LUA_OK) {
+    int n = push_script_args(L);
+    status = docall(L, n, 0);
+  }
+  return report(L, status);
+}
+
+/* Runs the lab tool lab_tool_name with the arguments after its name. */
+static int run_tool(lua_State *L) {
+  const nl_Embedded *tool = nl_lab_tool(lab_tool_name);
+  int status;
+  if (tool == NULL) {
+    fprintf(stderr, "%s: no tool '%s'; the lab's tools are:\n", progname, lab_tool_name);
+    nl_lab_list(stderr);
+    return -1;
+  }
+  status = luaL_loadbuffer(L, tool->source, tool->size, tool->chunkname);
   if (status == LUA_OK) {
     int n = push_script_args(L);
     status = docall(L, n, 0);
@@ -797,7 +834,14 @@ static int pmain(lua_State *L) {
   create_arg_table(L, argv, argc, script);
   if (flags & HAS_V) print_version();
   if (!run_options(L, argv, script)) ok = 0;
-  else if (script < argc && run_script(L, argv + script) != LUA_OK) ok = 0;
+  else if (flags & HAS_M) {
+    int status = run_tool(L);
+    if (status == -1) {
+      lua_pushinteger(L, EXIT_USAGE);
+      return 1;
+    }
+    if (status != LUA_OK) ok = 0;
+  } else if (script < argc && run_script(L, argv + script) != LUA_OK) ok = 0;
   else if ((flags & HAS_I) && repl(L)) ok = 0, ended_by_interrupt = 1;
   else if (script == argc && !(flags & (HAS_E | HAS_V))) {
     if (isatty(0)) {
@@ -827,9 +871,10 @@ static int pmain(lua_State *L) {
   return 1;
 }
 
+/* The script's path; NULL for none, for stdin's and for a lab tool's. */
 static const char *find_script(int argc, char **argv) {
-  int script = argc;
-  if (collect_args(argv, &script) == HAS_ERROR || script >= argc) return NULL;
+  int script = argc, flags = collect_args(argv, &script);
+  if (flags == HAS_ERROR || (flags & HAS_M) || script >= argc) return NULL;
   return argv[script];
 }
 
@@ -839,6 +884,7 @@ int main(int argc, char **argv) {
   const char *why;
   if (argv[0] && argv[0][0]) progname = NL_PROGNAME;
   set_script_dir(find_script(argc, argv));
+  if (lab_tool_name != NULL) nl_lab_enable(); /* before any state is made */
   if ((why = nl_trace_start()) != NULL) { /* before any thread */
     print_message(why);
     return EXIT_USAGE;

@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdio.h>
 #include "lua.h"
 #include "lauxlib.h"
 
@@ -69,9 +70,21 @@ typedef struct nl_Embedded {
   const char *chunkname; /* "=[netlua] NAME.lua" */
   const char *source;
   size_t size;
+  const char *summary;   /* a lab tool's line for netlua -h; "" for a module */
 } nl_Embedded;
 
 extern const nl_Embedded nl_embedded[];
+extern const nl_Embedded nl_lab[]; /* lab/NAME.lua and the scripts' modules they use */
+
+/* The lab (lab.c): `netlua -m NAME` runs the embedded tool lab/NAME.lua.
+ * nl_lab_tool finds a tool by name (NULL: none); nl_lab_list prints each
+ * tool's name and summary; nl_lab_enable makes every state made after it
+ * (threads' too) find the lab's modules (cli, chatroom, ...) by require;
+ * nl_lab_preload is state.c's part of that. */
+const nl_Embedded *nl_lab_tool(const char *name);
+void nl_lab_list(FILE *out);
+void nl_lab_enable(void);
+void nl_lab_preload(lua_State *L);
 
 /* Runs the embedded Lua half `name` with the `nargs` values on top of the
  * stack as its arguments (`...`); leaves its single result. Raises on error.

@@ -105,6 +105,7 @@ static void preload_modules(lua_State *L) {
 static int open_everything(lua_State *L) {
   luaL_openlibs(L);
   preload_modules(L);
+  nl_lab_preload(L);
   set_search_path(L);
   return 0;
 }
