@@ -148,6 +148,7 @@ end
 local function tcp_send_input(sock, chunks)
   for chunk in chunks:iter() do
     local ok, err = sock:send(chunk)
+    if err == "closed" then return end -- the peer is gone: the printer ends
     if not ok then cli.fail("send failed: %s", err) end
     active()
   end
@@ -219,7 +220,8 @@ local function run_udp(opts)
     sock:settimeout(opts.wait)
   end
   while true do
-    local data, ip, port = sock:receivefrom(65535)
+    local data, ip, port
+    if opts.listen then data, ip, port = sock:receivefrom(65535) else data, ip = sock:receive(65535) end
     if not data then
       if opts.listen and not peer_ip then cli.fail("no datagram on %s: %s", cli.where(sock:getsockname()), ip) end
       cli.fail("receive failed: %s", ip)
