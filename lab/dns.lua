@@ -208,6 +208,7 @@ local function print_answer(opts, answer, how)
 end
 
 local opts = cli.parse({...}, spec)
+if not opts.name then cli.usage_error(spec, "a NAME is needed") end
 if opts.type then opts.type = opts.type:upper() end
 io.stdout:setvbuf("line")
 if opts.server == nil and (opts.type == nil or opts.type == "A" or opts.type == "AAAA") then
