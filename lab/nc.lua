@@ -83,10 +83,19 @@ local function read_stdin(chunks, raw)
   chunks:close()
 end
 
+-- Standard input, read by a daemon thread (one blocked reading a terminal
+-- does not keep the program alive): {chunks = the channel of its pieces,
+-- reader = the thread}.
 local function start_stdin(raw)
   local chunks = thread.channel(16) -- bounded: a fast stdin waits for the peer
-  thread.spawn{read_stdin, chunks, raw, daemon = true, name = "stdin"}
-  return chunks
+  local reader = thread.spawn{read_stdin, chunks, raw, daemon = true, name = "stdin"}
+  return {chunks = chunks, reader = reader}
+end
+
+-- After the last piece: the reader closed the channel as its last act, so
+-- it ends now; joined, it is not left behind finished.
+local function end_of_input(input)
+  input.reader:join()
 end
 
 -- ---- activity and -w --------------------------------------------------------
@@ -145,13 +154,14 @@ local function tcp_accept(opts)
 end
 
 -- Sends every chunk of standard input; at its end shuts the sending side.
-local function tcp_send_input(sock, chunks)
-  for chunk in chunks:iter() do
+local function tcp_send_input(sock, input)
+  for chunk in input.chunks:iter() do
     local ok, err = sock:send(chunk)
     if err == "closed" then return end -- the peer is gone: the printer ends
     if not ok then cli.fail("send failed: %s", err) end
     active()
   end
+  end_of_input(input)
   sock:shutdown("send")
 end
 
@@ -169,9 +179,9 @@ end
 
 local function run_tcp(opts)
   local sock = opts.listen and tcp_accept(opts) or tcp_connect(opts)
-  local chunks = start_stdin(opts.raw)
+  local input = start_stdin(opts.raw)
   if opts.wait then watch_idle(opts.wait) end
-  task.spawn(tcp_send_input, sock, chunks)
+  task.spawn(tcp_send_input, sock, input)
   local printer = task.spawn(tcp_print_peer, sock)
   printer:join()
   os.exit(0)
@@ -196,25 +206,26 @@ end
 
 -- Sends every chunk of standard input to the peer: `to()` gives its
 -- address, or nothing for the connected socket of a client.
-local function udp_send_input(sock, chunks, to)
-  for chunk in chunks:iter() do
+local function udp_send_input(sock, input, to)
+  for chunk in input.chunks:iter() do
     local ip, port = to()
     local ok, err
     if ip then ok, err = sock:sendto(chunk, ip, port) else ok, err = sock:send(chunk) end
     if not ok then cli.fail("send failed: %s", err) end
     active()
   end
+  end_of_input(input)
 end
 
 -- A client sends from the start; a listener once the first datagram came,
 -- and always to the address of the last one.
 local function run_udp(opts)
   local sock = udp_socket(opts)
-  local chunks = start_stdin(opts.raw)
+  local input = start_stdin(opts.raw)
   local peer_ip, peer_port
   local function to() return peer_ip, peer_port end
   if not opts.listen then
-    task.spawn(udp_send_input, sock, chunks, to)
+    task.spawn(udp_send_input, sock, input, to)
     if opts.wait then watch_idle(opts.wait) end
   else
     sock:settimeout(opts.wait)
@@ -229,7 +240,7 @@ local function run_udp(opts)
     if opts.listen and not peer_ip then
       note("connection from %s", cli.where(ip, port))
       sock:settimeout(nil)
-      task.spawn(udp_send_input, sock, chunks, to)
+      task.spawn(udp_send_input, sock, input, to)
       if opts.wait then watch_idle(opts.wait) end
     end
     if opts.listen then peer_ip, peer_port = ip, port end
