@@ -719,7 +719,10 @@ static int conn_getfd(lua_State *L) {
 /* Plaintext is waiting: in our buffer or decrypted inside OpenSSL. */
 static int conn_dirty(lua_State *L) {
   Conn *c = ssl_checkconn(L, 1);
-  lua_pushboolean(L, c->first < c->last || (c->ssl != NULL && SSL_pending(c->ssl) > 0));
+  /* SSL_has_pending also counts records read ahead and not yet decrypted
+   * (an https server's connection, taken over by req:socket(), reads ahead). */
+  lua_pushboolean(L, c->first < c->last || (c->ssl != NULL && (SSL_pending(c->ssl) > 0 ||
+                                                               SSL_has_pending(c->ssl))));
   return 1;
 }
 
