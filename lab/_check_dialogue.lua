@@ -52,9 +52,9 @@ local function first_difference(a, b)
 end
 
 -- How a step reads in a report: `expect_line "^%d+"`.
-function M.describe(step)
+function M.describe(step, c)
   local arg = step.arg
-  if type(arg) == "string" then arg = M.show(arg, 60) end
+  if type(arg) == "string" then arg = M.show(c and c:fill_in(arg) or arg, 60) end
   if step.action == "expect_close" or step.action == "sync" then return step.action end
   return step.action .. " " .. tostring(arg)
 end
@@ -319,7 +319,7 @@ local function run_client(run, i)
   for k, step in ipairs(run.dialogue.steps) do
     fail = run_step(run, c, k, step)
     if fail then
-      fail.client, fail.step, fail.what = i, k, M.describe(step)
+      fail.client, fail.step, fail.what = i, k, M.describe(step, c)
       return fail
     end
   end

@@ -173,6 +173,10 @@ local function run_dialogues(srv, spec, port)
       local fail, nfailed = dialogue.run(d, HOST, port, spec.udp)
       if fail then
         print_failure(d, fail, nfailed)
+        -- a refused or closed connection may be a server that is dying:
+        -- give it a moment to say so
+        status = srv:wait(0.5)
+        if status then print("       the server " .. status_text(status)) end
       else
         print("ok   " .. d.name)
         passed = passed + 1
