@@ -380,6 +380,10 @@ static SSL_CTX *read_tls(lua_State *L, int t, nl_TlsErr err) {
     SSL_CTX_free(ctx);
     ctx = NULL;
   }
+  /* A read takes whatever the socket holds, not a record's 5-byte header
+   * and then its body: one recv per request instead of two. The loop in
+   * httpconn.c reads again before it waits, so nothing buffered is missed. */
+  if (ctx != NULL) SSL_CTX_set_read_ahead(ctx, 1);
   lua_pop(L, 1);
   return ctx;
 }
