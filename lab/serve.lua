@@ -1,4 +1,4 @@
--- netlua -m serve: the classic test servers: echo, daytime, discard, chargen, qotd, time, http-echo, chat, imageapi
+-- netlua -m serve: classic test servers: echo, chargen, daytime, time, http-echo, chat ...
 -- The lab's fixture servers, one per run: the small TCP and UDP services of
 -- RFCs 862-868 (echo, discard, chargen, qotd, daytime, time), an HTTP server
 -- that answers each request with what it received (http-echo), the chat room
@@ -165,9 +165,14 @@ local function serve_udp(opts, name, reply)
     local data, from, from_port = sock:receivefrom(65535)
     if data then
       local answer = reply(data)
+      local sent, err = true, nil
+      if answer then sent, err = sock:sendto(answer, from, from_port) end
+      -- logged once the reply is out: a test reading this line finds it there
       log("%s sent %d bytes, answered %s", cli.where(from, from_port), #data,
-        answer and (#answer .. " bytes") or "nothing")
-      if answer then sock:sendto(answer, from, from_port) end
+        not answer and "nothing" or sent and (#answer .. " bytes") or ("nothing: " .. tostring(err)))
+    else
+      log("receive failed: %s", from)
+      socket.sleep(0.1) -- a failure that repeats does not spin
     end
   end
 end

@@ -93,7 +93,7 @@ end
 t.test("netlua -h lists the lab's tools with their summaries", function()
   local out, _, code = t.netlua("-h")
   t.eq(code, 0)
-  t.match(out, "\n  serve%s+the classic test servers: echo, daytime")
+  t.match(out, "\n  serve%s+classic test servers: echo, chargen, daytime, time, http%-echo, chat %.%.%.\n")
   t.match(out, "\n  http%.server%s+serve a folder over HTTP, as python %-m http%.server does\n")
 end)
 
