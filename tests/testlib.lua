@@ -417,13 +417,21 @@ end
 -- a task only the task waits. `flags`: netlua's own options (already
 -- shell-quoted), "" by default.
 function M.start_program(script, args, limit, pattern, flags)
+  return M.start_command(string.format("%s %s %s %s", M.shellquote(NETLUA), flags or "",
+    M.shellquote(script), args), limit, pattern)
+end
+
+-- start_program for any command line (a /usr/bin/python3 server): runs it
+-- in the background, killed after `limit` seconds, and waits until its
+-- stdout matches `pattern`; returns its pid, the capture and its directory.
+function M.start_command(cmdline, limit, pattern)
   local time = require "time"
   pattern = pattern or "listening on 127%.0%.0%.1:(%d+)"
   local dir = M.tmpdir()
   local cmd = string.format(
-    "%s %s %s %s > %s/out 2> %s/err < /dev/null & pid=$!; " ..
+    "%s > %s/out 2> %s/err < /dev/null & pid=$!; " ..
     "( sleep %d; kill -KILL $pid ) > /dev/null 2>&1 & echo $pid",
-    M.shellquote(NETLUA), flags or "", M.shellquote(script), args, dir, dir, limit)
+    cmdline, dir, dir, limit)
   local p = io.popen(cmd)
   local pid = tonumber(p:read("l"))
   p:close()
