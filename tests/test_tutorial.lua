@@ -337,9 +337,10 @@ local tutorial_text = t.readfile(EN)
 local names = exercises()
 t.test("the tutorial has exercises", function() t.ok(#names >= 8, #names .. " specs") end)
 
--- A server that takes every connection (TCP) and datagram (UDP) on the
--- port given and never answers: each spec must fail it.
-local SILENT = [[
+-- A server that answers nothing right: on the port given, it closes every
+-- TCP connection at once and answers every UDP datagram with "?". Each
+-- spec must fail it.
+local WRONG = [[
 local socket = require "socket"
 local port = tonumber(arg[1])
 local tcp = assert(socket.bind("127.0.0.1", port))
@@ -349,7 +350,13 @@ print("listening"); io.stdout:flush()
 while true do
   local r = socket.select({tcp, udp}, nil, 1)
   for _, s in ipairs(r) do
-    if s == tcp then local c = tcp:accept(); if c then c:close() end else udp:receivefrom() end
+    if s == tcp then
+      local c = tcp:accept()
+      if c then c:close() end
+    else
+      local _, ip, from = udp:receivefrom()
+      if ip then udp:sendto("?", ip, from) end
+    end
   end
 end
 ]]
@@ -376,7 +383,7 @@ for _, name in ipairs(names) do
     t.ok(tutorial_text:find(solution, 1, true), "tutorial.md names " .. solution)
   end)
   if not have_tool("check") then
-    t.skip(name .. ": netlua -m check passes the solution and fails a silent server",
+    t.skip(name .. ": netlua -m check passes the solution and fails a wrong server",
       "needs `netlua -m check` (labcheck), which this build does not have yet")
   else
     t.test(name .. ": netlua -m check passes the solution", function()
@@ -385,9 +392,21 @@ for _, name in ipairs(names) do
       t.eq(code, 0, out .. err)
       t.ok(not out:find("FAIL"), out)
     end)
-    t.test(name .. ": netlua -m check fails a server that never answers", function()
-      t.writefile(work .. "/silent.lua", SILENT)
-      local out, err, code = t.sh(in_work(string.format("timeout -s KILL 120 netlua -m check silent.lua --spec %s",
+    if name == "meeting" then
+      t.test("meeting: netlua -m check fails the solution serving one client at a time", function()
+        local source = assert(t.readfile(ROOT .. "/" .. solution))
+        local one_by_one, n = source:gsub("task%.spawn%(serve, client%)", "serve(client)")
+        t.eq(n, 1, "the solution spawns a task per client")
+        t.writefile(work .. "/one_by_one.lua", one_by_one)
+        local out, err, code = t.sh(in_work(string.format("timeout -s KILL 120 netlua -m check one_by_one.lua --spec %s",
+          spec_path)))
+        t.eq(code, 1, out .. err)
+        t.match(out, "FAIL")
+      end)
+    end
+    t.test(name .. ": netlua -m check fails a server that answers nothing right", function()
+      t.writefile(work .. "/wrong.lua", WRONG)
+      local out, err, code = t.sh(in_work(string.format("timeout -s KILL 120 netlua -m check wrong.lua --spec %s",
         spec_path)))
       t.eq(code, 1, out .. err)
       t.match(out, "FAIL")
