@@ -30,9 +30,9 @@
 -- when a server was skipped.
 --
 -- Servers: a server block runs in the background until its section (a
--- "## " heading) ends; then it gets SIGTERM (SIGKILL after 10 s; any
--- server dies after 120 s whatever happens) and the lines shown under its
--- command are checked against what it printed. It is ready once it has
+-- "## " heading) ends; then it gets SIGTERM and must end as an interrupt
+-- ends netlua (any server is killed after 300 s whatever happens), and the
+-- lines shown under its command are checked against what it printed. It is ready once it has
 -- printed a line on stdout (the "listening on ..." line every server in the
 -- tutorial prints first, line-buffered).
 --
@@ -196,6 +196,7 @@ local function run_foreground(cmd, shown, what, status)
 end
 
 local servers = {} -- this section's: {pid=, dir=, shown=, what=}
+local GUARD = 300 -- seconds a server may live, whatever happens
 
 -- Waits (at most `tries` * 0.05 s) until dir/name exists; returns its text.
 local function wait_file(dir, name, tries)
@@ -207,14 +208,17 @@ local function wait_file(dir, name, tries)
 end
 
 -- Starts `cmd` in the background: its pid goes to DIR/pid, its output to
--- DIR/out and DIR/err, its exit status, once it ends, to DIR/status.
+-- DIR/out and DIR/err, its exit status, once it ends, to DIR/status. A
+-- guard kills it after GUARD seconds; the guard goes when it ends (so it
+-- never kills a process that took over its pid).
 local function start_server(cmd, shown, what)
   local dir = t.tmpdir()
-  local script = string.format("%s & echo $! > %s/pid.tmp && mv %s/pid.tmp %s/pid; wait $!; echo $? > %s/status",
-    cmd, dir, dir, dir, dir)
-  os.execute(in_work(string.format(
-    "sh -c %s > %s/out 2> %s/err < /dev/null & " ..
-    "( sleep 120; kill -KILL $(cat %s/pid) ) > /dev/null 2>&1 &", t.shellquote(script), dir, dir, dir)))
+  local script = string.format("%s & pid=$!; echo $pid > %s/pid.tmp && mv %s/pid.tmp %s/pid; " ..
+    "( trap 'kill $nap; exit' TERM; sleep %d & nap=$!; wait $nap; kill -KILL $pid ) > /dev/null 2>&1 & guard=$!; " ..
+    "wait $pid; echo $? > %s/status; kill $guard 2> /dev/null",
+    cmd, dir, dir, dir, GUARD, dir)
+  os.execute(in_work(string.format("sh -c %s > %s/out 2> %s/err < /dev/null &",
+    t.shellquote(script), dir, dir)))
   local pid = tonumber(wait_file(dir, "pid", 400))
   t.ok(pid, what .. " started")
   servers[#servers + 1] = {pid = pid, dir = dir, shown = shown, what = what}
@@ -226,7 +230,8 @@ local function start_server(cmd, shown, what)
   error(what .. " never printed its first line; stderr:\n" .. tostring(t.readfile(dir .. "/err")), 0)
 end
 
--- Ends this section's servers (SIGTERM, SIGKILL 10 s later); checks that
+-- Ends this section's servers (SIGTERM; the guard's SIGKILL if that does
+-- not end one); checks that
 -- each ran until then, ended as an interrupt ends netlua (143 for
 -- SIGTERM; 0, or 130 as p2p.lua does, for a script that handles it) rather
 -- than with a sanitizer's report, and printed what its block shows.
@@ -237,13 +242,7 @@ local function stop_servers()
     s.died_before = t.readfile(s.dir .. "/status")
     os.execute("kill -TERM " .. s.pid .. " 2>/dev/null")
   end
-  for _, s in ipairs(list) do
-    s.status = wait_file(s.dir, "status", 200)
-    if not s.status then
-      os.execute("kill -KILL " .. s.pid .. " 2>/dev/null")
-      s.status = wait_file(s.dir, "status", 200)
-    end
-  end
+  for _, s in ipairs(list) do s.status = wait_file(s.dir, "status", GUARD * 20 + 100) end
   for _, s in ipairs(list) do
     local printed = (t.readfile(s.dir .. "/out") or "") .. "\n" .. (t.readfile(s.dir .. "/err") or "")
     t.test(s.what .. ": ran until the end of its section, printed what the tutorial shows", function()
