@@ -166,17 +166,26 @@ local function next_line(c, deadline, within)
   end
 end
 
--- The lines skipped so far, for a report: the last few of them.
+-- The lines a `skip` step passed over: how many, and the last few (kept
+-- for the report; a server flooding lines cannot grow the list).
+local KEEP_SKIPPED = 5
+
+local function skip_line(skipped, raw)
+  skipped.count = skipped.count + 1
+  table.insert(skipped, raw)
+  if #skipped > KEEP_SKIPPED then table.remove(skipped, 1) end
+end
+
 local function skipped_text(skipped)
-  local from = math.max(1, #skipped - 4)
-  local prefix = from > 1 and string.format("(%d lines skipped before these) ", from - 1) or ""
-  return prefix, table.concat(skipped, "", from)
+  local before = skipped.count - #skipped
+  local prefix = before > 0 and string.format("(%d lines skipped before these) ", before) or ""
+  return prefix, table.concat(skipped)
 end
 
 function tcp.expect_line(c, step, deadline)
   local pattern = c:fill_in(step.arg)
   local expected = "a line matching " .. M.show(pattern)
-  local skipped = {}
+  local skipped = {count = 0}
   while true do
     local line, raw, why = next_line(c, deadline, step.within)
     if not line then
@@ -186,7 +195,7 @@ function tcp.expect_line(c, step, deadline)
     end
     if line:find(pattern) then return nil end
     if not step.skip then return failure(expected, raw) end
-    skipped[#skipped + 1] = raw
+    skip_line(skipped, raw)
   end
 end
 
@@ -250,7 +259,7 @@ end
 function udp.expect_line(c, step, deadline)
   local pattern = c:fill_in(step.arg)
   local expected = "a datagram matching " .. M.show(pattern)
-  local skipped = {}
+  local skipped = {count = 0}
   while true do
     local data, fail = next_datagram(c, step, deadline, expected)
     if not data then
@@ -260,7 +269,7 @@ function udp.expect_line(c, step, deadline)
     end
     if data:gsub("\r?\n$", ""):find(pattern) then return nil end
     if not step.skip then return failure(expected, data) end
-    skipped[#skipped + 1] = data
+    skip_line(skipped, data)
   end
 end
 

@@ -80,6 +80,17 @@ t.test("a server that never answers: the step's within runs out", function()
   t.match(out, 'expected: "hello\\n"\n       received: nothing\n       then nothing more within 0.5 s\n', out)
 end)
 
+t.test("skip: lines that never match are reported, the last five of them", function()
+  local srv = lua_server([[for k = 1, 8 do client:send("noise " .. k .. "\n") end]])
+  local out, _, code = check(srv .. " --spec " .. spec([[
+    return { args = {"{host}", "{port}"}, dialogues = {
+      { name = "waits for a signal", steps = { {expect_line = "^signal$", skip = true, within = 0.5} } } } }
+  ]]))
+  t.eq(code, 1, out)
+  t.match(out, 'received: "noise 4\\nnoise 5\\nnoise 6\\nnoise 7\\nnoise 8\\n"\n' ..
+    '       %(3 lines skipped before these%) none matched; then nothing more within 0%.5 s\n', out)
+end)
+
 t.test("a server that dies at start: says so and shows its stderr, status 1", function()
   local srv = t.script([[io.stderr:write("cannot start: the dog ate the port\n") os.exit(3)]])
   local out, _, code = check(srv .. " --spec " .. spec(HELLO_SPEC:format(5)))

@@ -467,6 +467,19 @@ function M.finish_server(pid, dir)
   return out, err
 end
 
+-- start_program for a lab tool: `netlua -m NAME ARGS`, its pid, the
+-- pattern's capture and its directory.
+function M.start_tool(name, args, limit, pattern)
+  return M.start_program(name, args, limit, pattern, "-m")
+end
+
+-- Stops a process from start_program with `signal` ("INT" by default) and
+-- waits (bounded) for it to end; returns its stdout and stderr.
+function M.stop_program(pid, dir, signal)
+  os.execute(string.format("kill -%s %d 2>/dev/null", signal or "INT", pid))
+  return M.finish_server(pid, dir)
+end
+
 -- A client connected to 127.0.0.1:port, with a 10 s timeout per wait.
 function M.connect(port)
   local c = assert(require("socket").connect("127.0.0.1", port))
