@@ -83,6 +83,8 @@ local SPEC = {
     "  --name N             this peer's name (default peer- and 8 random hex digits)\n" ..
     "  --peer HOST:PORT     a peer to connect to (repeat for more)\n" ..
     "  --discovery D        broadcast, multicast or none (default broadcast)\n" ..
+    "  --broadcast IP       where broadcast announcements go (default 127.255.255.255;\n" ..
+    "                       on a LAN, its broadcast address, as `ip -4 addr` shows after brd)\n" ..
     "  --discovery-port P   the UDP port of announcements (default 6801)\n" ..
     "  --interval S         seconds between announcements, pings, scans (default 1)\n" ..
     "  --forget S           seconds of silence before a peer is forgotten (default 5)\n" ..
@@ -92,6 +94,7 @@ local SPEC = {
     "  --rate N             bytes per second each upload is held to (default: no limit)\n",
   options = {host = {"host", "0.0.0.0"}, port = {"port", 6800}, share = {"text", "./share"},
     name = {"text"}, peer = {peer_address, hand_peers}, discovery = {discovery, "broadcast"},
+    broadcast = {"host", "127.255.255.255"},
     ["discovery-port"] = {"peer_port", 6801}, interval = {"seconds", 1}, forget = {"seconds", 5},
     ["max-file"] = {size, 4 * 1024 ^ 3}, ["max-conns"] = {"count", 64}, jobs = {"count", 4},
     rate = {size}},
@@ -460,7 +463,7 @@ end
 
 local function discovery_target()
   if o.discovery == "multicast" then return MULTICAST_GROUP end
-  return "127.255.255.255"
+  return o.broadcast
 end
 
 -- Sends "announce" every interval, from our own address, so receivers

@@ -4,61 +4,14 @@
 local t = require "testlib"
 local p2p = require "p2plib"
 local crypto = require "crypto"
-
-local function random_bytes(n)
-  local parts = {}
-  for i = 1, n // 4096 do parts[i] = crypto.random(4096) end
-  parts[#parts + 1] = crypto.random(n % 4096)
-  return table.concat(parts)
-end
-
--- Puts a file into a running peer's share the way a user would: written
--- under a hidden name, then renamed, so no scan sees half of it.
-local function drop_file(peer, name, data)
-  t.writefile(peer.share .. "/.incoming", data)
-  assert(os.rename(peer.share .. "/.incoming", peer.share .. "/" .. name))
-end
-
--- No temporary file of a fetch is left in the peer's share.
-local function no_part(peer)
-  for _, name in ipairs(peer:files()) do
-    t.ok(not name:find("%.part$"), peer.name .. " holds a partial file " .. name)
-  end
-end
+local random_bytes, drop_file, no_part = p2p.random_bytes, p2p.drop_file, p2p.no_part
+local all_joined, chat_once = p2p.all_joined, p2p.chat_once
 
 local function starts(list, names, ip_base, args)
   for i, name in ipairs(names) do
     list[#list + 1] = p2p.start{ip = "127.0.0." .. (ip_base + i), name = name, args = args}
   end
   return list
-end
-
--- Waits until every peer in the list has joined with every other.
-local function all_joined(list)
-  for _, a in ipairs(list) do
-    for _, b in ipairs(list) do
-      if a ~= b then a:wait("peer " .. b.name .. " joined", b.name .. " joining") end
-    end
-  end
-end
-
--- A chat line typed at `from` is shown exactly once by every other peer
--- and not at all by `from`. A second line, typed after it at another peer,
--- is awaited everywhere first, so a late duplicate of the first line has
--- had every chance to arrive.
-local function chat_once(list, from, text)
-  from:type(text)
-  for _, p in ipairs(list) do
-    if p ~= from then p:wait("%[" .. from.name .. "%] " .. text, "the chat line") end
-  end
-  local other = list[1] == from and list[2] or list[1]
-  other:type("after " .. text)
-  for _, p in ipairs(list) do
-    if p ~= other then p:wait("%[" .. other.name .. "%] after " .. text, "the second line") end
-  end
-  for _, p in ipairs(list) do
-    t.eq(p:count("[" .. from.name .. "] " .. text), p == from and 0 or 1, p.name .. " shows the line")
-  end
 end
 
 t.test("five peers find each other by broadcast, a new file reaches all verified, chat once", function()
