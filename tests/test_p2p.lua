@@ -4,6 +4,7 @@
 local t = require "testlib"
 local p2p = require "p2plib"
 local crypto = require "crypto"
+local json = require "json"
 local random_bytes, drop_file, no_part = p2p.random_bytes, p2p.drop_file, p2p.no_part
 local all_joined, chat_once = p2p.all_joined, p2p.chat_once
 
@@ -142,6 +143,76 @@ t.test("a file cut off by a liar and completed by an honest peer: fetched again,
     t.eq(victim:count("dropping zed"), 0, "the honest peer is not dropped")
     no_part(victim)
   end)
+end)
+
+-- GET url with curl: the body, or the test fails with what curl said.
+local function curl(url)
+  local out, err, code = t.sh("curl -sS --max-time 20 -D - " .. t.shellquote(url))
+  t.eq(code, 0, "curl " .. url .. ": " .. (err or ""))
+  local head, body = out:match("^(.-\r\n)\r\n(.*)$")
+  return body, head
+end
+
+t.test("the status page: the same peers, files and fetches as /peers and /files print", function()
+  if not t.have("curl") then return t.skip(nil, "needs curl") end
+  p2p.with_peers(function(list)
+    local data = random_bytes(1024 * 1024)
+    list[1] = p2p.start{ip = "127.0.0.61", name = "s1", files = {["big.bin"] = data, ["small.txt"] = "tiny\n"},
+      args = "--discovery none --rate 256K"}
+    local s2 = p2p.start{ip = "127.0.0.62", name = "s2", args = "--discovery none --status-port 0 " ..
+      "--peer 127.0.0.61:" .. list[1].port .. " --peer 127.0.0.61:1"}
+    list[2] = s2
+    local url = s2:wait("status page at (http://127%.0%.0%.62:%d+)/", "the status URL")
+    s2:wait("got small%.txt", "small.txt")
+    s2:wait("fetching big%.bin from s1", "the fetch of big.bin")
+    local st = json.decode((curl(url .. "/status.json")))
+    t.eq(st.name, "s2")
+    t.eq(#st.fetching, 1, "one fetch in flight")
+    t.eq(st.fetching[1].name, "big.bin")
+    t.eq(st.fetching[1].size, 1048576)
+    t.ok(st.fetching[1].got < 1048576, "big.bin is on its way")
+    s2:type("/files")
+    s2:wait("fetching big%.bin: %d+ of 1048576 bytes so far", "/files with the fetch")
+
+    s2:wait("got big%.bin %(1048576 bytes, SHA%-256 verified%)", "big.bin verified")
+    s2:type("/peers")
+    s2:type("/files")
+    s2:wait("files here %(2%):\n[^\n]*\n[^\n]*\n", "/files with both")
+    local raw = curl(url .. "/status.json")
+    st = json.decode(raw)
+    t.match(raw, '"fetching":%[%]', "no fetch: an empty JSON array")
+    local out = s2:out()
+    t.eq(#st.peers, 1, "one peer")
+    t.match(out, "  " .. st.peers[1].name .. " at " .. st.peers[1].address:gsub("%.", "%%.") .. ", last seen",
+      "the peer as /peers prints it")
+    t.eq(st.peers[1].address, "127.0.0.61:" .. list[1].port)
+    t.eq(st.not_connected[1].address, "127.0.0.61:1")
+    t.match(out, "%(not connected%) 127%.0%.0%.61:1, given by %-%-peer")
+    t.eq(#st.files, 2, "two files")
+    for _, f in ipairs(st.files) do
+      t.match(out, "  " .. f.name:gsub("%.", "%%.") .. "  " .. f.size .. " bytes  sha256 " .. f.sha256:sub(1, 16),
+        f.name .. " as /files prints it")
+    end
+    t.eq(st.files[1].sha256, crypto.hexdigest("sha256", data), "big.bin's SHA-256")
+    t.eq(#st.fetching, 0, "no fetch in flight")
+
+    local page, head = curl(url .. "/")
+    t.match(head, "[Cc]ontent%-[Tt]ype: text/html")
+    t.match(page, "<h2>peers %(1%)</h2>")
+    t.match(page, "<td>s1</td><td>127%.0%.0%.61:%d+</td>")
+    t.match(page, "<td>big%.bin</td><td>1048576</td><td>" .. st.files[1].sha256:sub(1, 16) .. "</td>")
+    t.match(page, "<td>small%.txt</td><td>5</td>")
+  end)
+end)
+
+t.test("--status-port on a port in use: a clear error", function()
+  local holder = require("socket").bind("127.0.0.63", 0)
+  local _, port = holder:getsockname()
+  local out, err, code = t.netlua(t.shellquote(p2p.SCRIPT) .. " --host 127.0.0.63 --port 0 --discovery none " ..
+    "--share " .. t.tmpdir() .. " --status-port " .. port, {stdin = ""})
+  holder:close()
+  t.eq(code, 1, "exit status")
+  t.match(out .. err, "cannot serve the status page on 127%.0%.0%.63:" .. port .. ": address already in use")
 end)
 
 t.done()
