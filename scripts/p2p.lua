@@ -9,9 +9,11 @@
 --          [--peer HOST:PORT ...] [--discovery broadcast|multicast|none]
 --
 -- Type a line to chat; /peers and /files print the peer's state; /quit
--- ends it. Everything runs on one thread: one task per connection and one
--- per job (announcing, dialing, scanning the share, each fetch); standard
--- input is read by a second thread, which hands the lines over a channel.
+-- ends it. --status-port P serves the same as a web page. Everything runs
+-- on one thread: one task per connection and one per job (announcing,
+-- dialing, scanning the share, each fetch, the status page's http.server);
+-- standard input is read by a second thread, which hands the lines over a
+-- channel.
 --
 -- The wire protocol (README, "Decentralised mode", has it in full):
 --   * A frame is one JSON object on one line ("\n" ends it; JSON escapes
