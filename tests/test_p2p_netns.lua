@@ -8,14 +8,15 @@ local t = require "testlib"
 local p2p = require "p2plib"
 
 -- Runs fn(lan, peers): one peer p1..pn on each host of an n-host LAN with
--- `args`; every peer and the LAN are gone afterwards however fn ends.
+-- the arguments args(lan) gives; every peer and the LAN are gone afterwards
+-- however fn ends.
 local function on_lan(name, n, args, fn)
   t.test(name, function()
     local lan, why = t.lan(n, p2p.LIMIT)
     if not lan then return t.skip(name, why) end
     local ok, err = pcall(p2p.with_peers, function(list)
       for i = 1, n do
-        list[i] = p2p.start{ip = lan.addr[i], name = "p" .. i, args = args, prefix = lan:inside(i)}
+        list[i] = p2p.start{ip = lan.addr[i], name = "p" .. i, args = args(lan), prefix = lan:inside(i)}
       end
       fn(lan, list)
     end)
@@ -26,7 +27,7 @@ end
 
 on_lan("four hosts find each other by subnet broadcast; a file and a chat line reach all; " ..
     "a cable pulled and plugged in again: forgotten, found again, the mesh heals", 4,
-    "--discovery broadcast", function(lan, list)
+    function(lan) return "--discovery broadcast --broadcast " .. lan.broadcast end, function(lan, list)
   p2p.all_joined(list)
   t.match(list[1]:out(), "peer p2 joined from 10%.77%.0%.3:%d+", "p2 is heard at its LAN address")
   local data = p2p.random_bytes(256 * 1024 + 3)
@@ -58,7 +59,7 @@ on_lan("four hosts find each other by subnet broadcast; a file and a chat line r
 end)
 
 on_lan("three hosts find each other by multicast on their LAN, and a chat line reaches all once", 3,
-    "--discovery multicast", function(lan, list)
+    function() return "--discovery multicast" end, function(lan, list)
   p2p.all_joined(list)
   t.match(list[3]:out(), "peer p1 joined from 10%.77%.0%.2:%d+", "p1 is heard at its LAN address")
   p2p.chat_once(list, list[1], "by multicast")

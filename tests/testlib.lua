@@ -250,11 +250,12 @@ local Lan = {}
 Lan.__index = Lan
 
 -- A process in a network namespace of its own, living `seconds`: its pid,
--- once it is in that namespace (or has failed to get there).
+-- once it is in that namespace; nil when it could not get there (so no
+-- command meant for it ever runs in this machine's own namespace).
 local function holder(seconds)
   local p = io.popen("unshare -n sleep " .. seconds .. " > /dev/null 2>&1 & pid=$!; " ..
     "while [ \"$(readlink /proc/$pid/ns/net)\" = \"$(readlink /proc/self/ns/net)\" ]; do sleep 0.01; done; " ..
-    "echo $pid")
+    "[ -n \"$(readlink /proc/$pid/ns/net)\" ] && echo $pid")
   local pid = p:read("l")
   p:close()
   return pid
@@ -276,7 +277,7 @@ end
 function Lan:link(i, state) return assert(self:ip(0, "link set v" .. i .. " " .. state)) end
 
 function Lan:close()
-  os.execute("kill " .. self.switch .. " " .. table.concat(self.pids, " ") .. " 2>/dev/null")
+  os.execute("kill " .. (self.switch or "") .. " " .. table.concat(self.pids, " ") .. " 2>/dev/null")
 end
 
 function M.lan(n, seconds)
@@ -286,8 +287,12 @@ function M.lan(n, seconds)
   seconds = seconds or 120
   local lan = setmetatable({n = n, pids = {}, addr = {}, broadcast = "10.77.0.255"}, Lan)
   lan.switch = holder(seconds)
-  for i = 1, n do lan.pids[i], lan.addr[i] = holder(seconds), "10.77.0." .. (i + 1) end
-  local ok, err = lan:ip(0, "link add br0 type bridge\nlink set br0 up")
+  for i = 1, n do
+    lan.addr[i] = "10.77.0." .. (i + 1)
+    lan.pids[#lan.pids + 1] = holder(seconds) -- nothing added when it failed
+  end
+  local ok, err = lan.switch and #lan.pids == n, "unshare -n failed"
+  if ok then ok, err = lan:ip(0, "link add br0 type bridge\nlink set br0 up") end
   for i = 1, n do
     if not ok then break end
     ok, err = lan:ip(0, string.format("link add v%d type veth peer name eth0 netns %s\n" ..
