@@ -101,15 +101,21 @@ local function run()
   print(string.format("RESULT secs=%.3f cpu_s=%.3f bytes=%s peers=%d", secs, cpu_secs(), bytes, npeers))
 end
 
-local ok, err = pcall(run)
--- timeout passes TERM on to the peer, which stops (a KILL would leave it)
-for _, p in ipairs(peers) do os.execute("kill " .. p.pid .. " 2>/dev/null") end
-for _, p in ipairs(peers) do
+-- Stops a peer: TERM to its `timeout`, which passes it on; if the peer is
+-- still there 2 s later, KILL to both.
+local function stop(p)
+  os.execute("kill " .. p.pid .. " 2>/dev/null")
   for _ = 1, 100 do
-    if not os.execute("kill -0 " .. p.pid .. " 2>/dev/null") then break end
+    if not os.execute("kill -0 " .. p.pid .. " 2>/dev/null") then return end
     time.sleep(0.02)
   end
+  local children = sh("cat /proc/" .. p.pid .. "/task/*/children 2>/dev/null")
+  io.stderr:write("fanout.lua: ", p.name, " did not stop on TERM: killed\n")
+  os.execute("kill -KILL " .. children .. " " .. p.pid .. " 2>/dev/null")
 end
+
+local ok, err = pcall(run)
+for _, p in ipairs(peers) do stop(p) end
 os.execute("rm -rf " .. q(dir))
 if not ok then
   io.stderr:write("fanout.lua: ", tostring(err), "\n")
