@@ -14,6 +14,10 @@
  *   loadgen freeport                   print a port the OS considers free on 127.0.0.1
  *   loadgen wait PORT SECS             exit 0 once 127.0.0.1:PORT accepts a connection
  *   loadgen run N CMD [ARGS...]        run CMD N times (stdout to /dev/null), wall time of each
+ *   loadgen copy FILE OUT              FILE over one TCP connection on 127.0.0.1 into OUT
+ *                                      (a forked sender, this process the receiver): the time
+ *                                      from the fork until OUT is written and closed, and
+ *                                      the CPU time of both
  *
  * Every target is 127.0.0.1. Time-mode clients bind 127.0.0.x source
  * addresses (IP_BIND_ADDRESS_NO_PORT) so a fast server does not exhaust the
@@ -652,10 +656,73 @@ static int mode_run(int n, char **argv) {
   return 0;
 }
 
+/* ---- copy: the plain C reference of the p2p row -------------------------- */
+
+/* Copies from fd `in` to fd `out` (blocking) in 64 KiB pieces until end of
+   file; the number of bytes, or -1 on a read error (write_all exits on a
+   write error). */
+static long long pump(int in, int out) {
+  static char buf[65536];
+  long long total = 0;
+  for (;;) {
+    ssize_t r = read(in, buf, sizeof buf);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return -1;
+    if (r == 0) return total;
+    write_all(out, buf, (size_t)r);
+    total += r;
+  }
+}
+
+/* User and system CPU seconds of `who` (RUSAGE_SELF, RUSAGE_CHILDREN). */
+static double cpu_secs(int who) {
+  struct rusage ru;
+  getrusage(who, &ru);
+  return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+/* The sender (a child process): connects to 127.0.0.1:port, sends the file. */
+static void copy_sender(const char *path, int port) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in a = loopback(port, 1);
+  if (fd < 0 || s < 0 || connect(s, (struct sockaddr *)&a, sizeof a) < 0) die("copy: sender");
+  if (pump(fd, s) < 0) die("copy: send");
+  _exit(0);
+}
+
+/* FILE from a forked sender to this process over one loopback TCP
+   connection, written to OUT: the time from the fork until OUT is closed. */
+static int mode_copy(const char *path, const char *out) {
+  int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in a = loopback(0, 1);
+  socklen_t len = sizeof a;
+  if (ls < 0 || bind(ls, (struct sockaddr *)&a, sizeof a) < 0 || listen(ls, 1) < 0 ||
+      getsockname(ls, (struct sockaddr *)&a, &len) < 0) die("copy: listen");
+  uint64_t t0 = now_ns();
+  pid_t pid = fork();
+  if (pid < 0) die("fork");
+  if (pid == 0) copy_sender(path, ntohs(a.sin_port));
+  int c = accept(ls, NULL, NULL);
+  int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (c < 0 || fd < 0) die("copy: receiver");
+  long long bytes = pump(c, fd);
+  if (bytes < 0 || close(fd) < 0) die("copy: receive");
+  double secs = (double)(now_ns() - t0) / 1e9;
+  int st;
+  while (waitpid(pid, &st, 0) < 0)
+    if (errno != EINTR) die("waitpid");
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) return 1;
+  printf("RESULT mode=copy bytes=%lld secs=%.3f cpu_s=%.3f\n", bytes, secs,
+         cpu_secs(RUSAGE_SELF) + cpu_secs(RUSAGE_CHILDREN));
+  return 0;
+}
+
 static int usage(void) {
   fprintf(stderr, "usage: loadgen time PORT CONC SECS | echo|ws PORT CONNS SECS SIZE |"
                   " wsidle PORT CONNS PID | sse PORT SUBS |"
-                  " freeport | wait PORT SECS | run N CMD [ARGS...]\n");
+                  " freeport | wait PORT SECS | run N CMD [ARGS...] | copy FILE OUT\n");
   return 2;
 }
 
@@ -688,5 +755,6 @@ int main(int argc, char **argv) {
   if (!strcmp(m, "freeport") && argc == 2) return mode_freeport();
   if (!strcmp(m, "wait") && argc == 4) return mode_wait(atoi(argv[2]), atof(argv[3]));
   if (!strcmp(m, "run") && argc >= 4) return mode_run(atoi(argv[2]), argv + 3);
+  if (!strcmp(m, "copy") && argc == 4) return mode_copy(argv[2], argv[3]);
   return usage();
 }

@@ -15,11 +15,11 @@ local function ours(rt) return rt == "netlua" or rt:match("^netlua%-") ~= nil en
 -- for http and https the target's runtime, Node.js (nginx stays a peer); for
 -- tls_handshake nginx (the target is a share of its rate), for tls_bulk
 -- OpenSSL's own s_server, for the WebSocket rows Node.js `ws` (sse_fanout,
--- netlua alone, has none).
+-- netlua alone, has none), for p2p_fanout one plain C copy (loadgen copy).
 local BASELINE = { time = "c-epoll", echo = "c-epoll", echo1k = "c-epoll", http = "node",
                    https = "node", tls_handshake = "nginx-w1", tls_bulk = "openssl",
                    download = "curl", startup = "lua5.4", threads = "c-pthread",
-                   ws_echo = "node", ws_idle = "node" }
+                   ws_echo = "node", ws_idle = "node", p2p_fanout = "c-copy" }
 
 -- Reads a run file: comment lines, then rows in first-seen order of
 -- (workload, metric, runtime), each with its values and direction.

@@ -9,7 +9,7 @@
 #   BENCH_QUICK=1   one short run of each (while developing)
 #   BENCH_RUNS=N    runs per figure (default 3)
 #   BENCH_ONLY="time echo echo1k http https tls_handshake tls_bulk ws_echo ws_idle sse_fanout
-#               download startup threads"
+#               p2p_fanout download startup threads"
 #                   a subset of workloads
 #
 # Servers are pinned to core 0 and the load generator to core 1 (taskset),
@@ -24,9 +24,10 @@ LOADGEN=$BIN/loadgen
 
 RUNS=${BENCH_RUNS:-3}; SECS=2; SPAWNS=1000; MSGS=100000; STARTS=20
 BULK_MB=256
-if [ -n "${BENCH_QUICK:-}" ]; then RUNS=1; SECS=1; SPAWNS=200; MSGS=20000; STARTS=5; BULK_MB=64; fi
+P2P_MB=200; P2P_PEERS=4   # p2p_fanout: one file of P2P_MB MiB from one peer to P2P_PEERS others
+if [ -n "${BENCH_QUICK:-}" ]; then RUNS=1; SECS=1; SPAWNS=200; MSGS=20000; STARTS=5; BULK_MB=64; P2P_MB=50; fi
 NODE_WS=$ROOT/build/npm/node_modules   # Node's ws, from `make deps`
-ONLY=${BENCH_ONLY:-time echo echo1k http https tls_handshake tls_bulk ws_echo ws_idle sse_fanout download startup threads}
+ONLY=${BENCH_ONLY:-time echo echo1k http https tls_handshake tls_bulk ws_echo ws_idle sse_fanout p2p_fanout download startup threads}
 CONC=100          # time server: concurrent clients
 ECHO_CONNS=50     # echo: persistent connections
 ECHO_MANY=1000    # echo1k: persistent connections (event-driven servers only)
@@ -581,6 +582,58 @@ sse_fanout_workload() {
   [ "$ok" -gt 0 ] || skip sse_fanout netlua "every run failed (see the log above)"
 }
 
+# ---- p2p: one file from one peer to four -----------------------------------------
+
+# p2p_copy RUN: the reference, `loadgen copy`: the file over one loopback TCP
+# connection from a plain C sender to a plain C receiver that writes it out
+p2p_copy() {
+  local run=$1 line
+  rm -f "$TMP/p2p/copy"
+  line=$(timeout -k 2 120 $LOADGEN copy "$TMP/p2p/data" "$TMP/p2p/copy" 2> "$TMP/c-copy.err")
+  if [ "$(result bytes " $line")" != $((P2P_MB * 1048576)) ] || ! cmp -s "$TMP/p2p/data" "$TMP/p2p/copy"; then
+    echo "  c-copy: run $run failed: ${line:-no result} $(head -c 300 "$TMP/c-copy.err")" >&2
+    FAILED="$FAILED p2p_fanout/c-copy"
+    return 1
+  fi
+  record p2p_fanout c-copy secs lo "$run" "$(result secs " $line")"
+  record p2p_fanout c-copy cpu_s lo "$run" "$(result cpu_s " $line")"
+  echo "  c-copy run $run: $line" >&2
+}
+
+# p2p_netlua RUN: bench/p2p/fanout.lua: a seed peer and P2P_PEERS peers of
+# scripts/p2p.lua, from the seed's start until all hold the verified file
+p2p_netlua() {
+  local run=$1 line
+  line=$(timeout -k 2 150 "$NETLUA" bench/p2p/fanout.lua "$NETLUA" "$TMP/p2p/data" "$P2P_PEERS" \
+    2> "$TMP/netlua.err")
+  if [ -z "$(result secs " $line")" ]; then
+    echo "  netlua: run $run failed: $(head -c 600 "$TMP/netlua.err")" >&2
+    FAILED="$FAILED p2p_fanout/netlua"
+    return 1
+  fi
+  record p2p_fanout netlua secs lo "$run" "$(result secs " $line")"
+  record p2p_fanout netlua cpu_s lo "$run" "$(result cpu_s " $line")"
+  echo "  netlua run $run: $line" >&2
+}
+
+# p2p_fanout: P2P_MB MiB of random bytes from one peer to P2P_PEERS others
+# (the issue's target: within 2x of one plain copy). Not pinned: five peers.
+p2p_fanout_workload() {
+  echo "== p2p_fanout" >&2
+  local run why ok=0
+  mkdir -p "$TMP/p2p"
+  head -c $((P2P_MB * 1048576)) /dev/urandom > "$TMP/p2p/data"
+  for run in $(seq "$RUNS"); do p2p_copy "$run"; done
+  why=$(netlua_has_mods task thread crypto json)
+  [ -z "$why" ] && [ ! -f scripts/p2p.lua ] && why="no scripts/p2p.lua yet"
+  if [ -n "$why" ]; then skip p2p_fanout netlua "$why"
+  else
+    for run in $(seq "$RUNS"); do p2p_netlua "$run" && ok=$((ok + 1)); done
+    [ "$ok" -gt 0 ] || skip p2p_fanout netlua "every run failed (see the log above)"
+  fi
+  rm -rf "$TMP/p2p"
+}
+
 # ---- download ----------------------------------------------------------------
 
 # make_site: NFILES files of FILE_KB KiB under $TMP/www/img and nginx's config
@@ -734,6 +787,7 @@ for w in $ONLY; do
     ws_echo) ws_echo_workload ;;
     ws_idle) ws_idle_workload ;;
     sse_fanout) sse_fanout_workload ;;
+    p2p_fanout) p2p_fanout_workload ;;
     download) download_workload ;;
     startup) startup_workload ;;
     threads) threads_workload ;;

@@ -9,9 +9,11 @@
 --          [--peer HOST:PORT ...] [--discovery broadcast|multicast|none]
 --
 -- Type a line to chat; /peers and /files print the peer's state; /quit
--- ends it. Everything runs on one thread: one task per connection and one
--- per job (announcing, dialing, scanning the share, each fetch); standard
--- input is read by a second thread, which hands the lines over a channel.
+-- ends it. --status-port P serves the same as a web page. Everything runs
+-- on one thread: one task per connection and one per job (announcing,
+-- dialing, scanning the share, each fetch, the status page's http.server);
+-- standard input is read by a second thread, which hands the lines over a
+-- channel.
 --
 -- The wire protocol (README, "Decentralised mode", has it in full):
 --   * A frame is one JSON object on one line ("\n" ends it; JSON escapes
@@ -83,18 +85,23 @@ local SPEC = {
     "  --name N             this peer's name (default peer- and 8 random hex digits)\n" ..
     "  --peer HOST:PORT     a peer to connect to (repeat for more)\n" ..
     "  --discovery D        broadcast, multicast or none (default broadcast)\n" ..
+    "  --broadcast IP       where broadcast announcements go (default 127.255.255.255;\n" ..
+    "                       on a LAN, its broadcast address, as `ip -4 addr` shows after brd)\n" ..
     "  --discovery-port P   the UDP port of announcements (default 6801)\n" ..
     "  --interval S         seconds between announcements, pings, scans (default 1)\n" ..
     "  --forget S           seconds of silence before a peer is forgotten (default 5)\n" ..
     "  --max-file N         the largest file accepted (default 4G)\n" ..
     "  --max-conns N        connections at once (default 64)\n" ..
     "  --jobs N             fetches at once (default 4)\n" ..
-    "  --rate N             bytes per second each upload is held to (default: no limit)\n",
+    "  --rate N             bytes per second each upload is held to (default: no limit)\n" ..
+    "  --status-port P      serve a status page (and /status.json) on this port of --host\n" ..
+    "                       (127.0.0.1 when --host is 0.0.0.0; 0: any free port, printed)\n",
   options = {host = {"host", "0.0.0.0"}, port = {"port", 6800}, share = {"text", "./share"},
     name = {"text"}, peer = {peer_address, hand_peers}, discovery = {discovery, "broadcast"},
+    broadcast = {"host", "127.255.255.255"},
     ["discovery-port"] = {"peer_port", 6801}, interval = {"seconds", 1}, forget = {"seconds", 5},
     ["max-file"] = {size, 4 * 1024 ^ 3}, ["max-conns"] = {"count", 64}, jobs = {"count", 4},
-    rate = {size}},
+    rate = {size}, ["status-port"] = {"port"}},
 }
 
 local o = cli.parse({...}, SPEC)
@@ -276,12 +283,18 @@ local function admit(peer)
   return true
 end
 
+-- The fetcher waits on this between its rounds; a new index wakes it, so a
+-- fetch starts as soon as a file is offered.
+local fetcher_poked = thread.channel(1)
+local function poke_fetcher() fetcher_poked:send(true, 0) end
+
 local function on_frame(peer, msg)
   peer.seen = now()
   if msg.type == "index" then
     local index, why = check_index(msg)
     if not index then return nil, why end
     peer.index = index
+    poke_fetcher()
   elseif msg.type == "chat" then
     local chat, why = check_chat(msg)
     if not chat then return nil, why end
@@ -460,7 +473,7 @@ end
 
 local function discovery_target()
   if o.discovery == "multicast" then return MULTICAST_GROUP end
-  return "127.255.255.255"
+  return o.broadcast
 end
 
 -- Sends "announce" every interval, from our own address, so receivers
@@ -710,54 +723,137 @@ local function fetch(want, jobs)
   fetching[want.name] = nil
 end
 
--- Every interval: a fetch job for each file a peer offers that we lack.
+-- A fetch job for each file a peer offers that we lack: every interval,
+-- and at once when an index arrives (poke_fetcher).
 local function fetcher()
   local jobs = task.semaphore(o.jobs)
   while true do
     for _, peer in pairs(peers) do
       for name, e in pairs(peer.index) do
         if not files[name] and not fetching[name] then
-          fetching[name] = {got = 0}
+          fetching[name] = {got = 0, size = e.size}
           task.spawn(fetch, {name = name, size = e.size, sha256 = e.sha256, failed = {}}, jobs)
         end
       end
     end
-    task.sleep(o.interval)
+    fetcher_poked:recv(o.interval)
   end
 end
 
 -- ---- standard input ---------------------------------------------------------------
 
--- /peers: the peer table, then addresses heard of but not connected.
-local function show_peers()
-  local names = {}
-  for name in pairs(peers) do names[#names + 1] = name end
-  table.sort(names)
-  log("peers (%d):", #names)
-  for _, name in ipairs(names) do
-    local p = peers[name]
-    log("  %s at %s, last seen %.1f s ago", name, address(p.host, p.port), now() - p.seen)
+-- The peer's state as data, for /peers, /files and the status page: lists
+-- marked as JSON arrays, so an empty one is [] in status.json.
+
+-- The peers connected, by name, then the addresses known but not connected.
+local function peer_status()
+  local list, waiting = json.array(), json.array()
+  for name, p in pairs(peers) do
+    list[#list + 1] = {name = name, address = address(p.host, p.port), last_seen = now() - p.seen}
   end
+  table.sort(list, function(a, b) return a.name < b.name end)
   for key, d in pairs(dials) do
     if not connected(d) and not d.me then
-      log("  (not connected) %s%s", key, d.by_hand and ", given by --peer" or ", announced")
+      waiting[#waiting + 1] = {address = key, source = d.by_hand and "--peer" or "announced"}
     end
+  end
+  table.sort(waiting, function(a, b) return a.address < b.address end)
+  return list, waiting
+end
+
+-- The files held, by name, and the fetches in flight.
+local function file_status()
+  local held, inflight = json.array(), json.array()
+  for _, f in pairs(files) do held[#held + 1] = {name = f.name, size = f.size, sha256 = f.sha256} end
+  table.sort(held, function(a, b) return a.name < b.name end)
+  for name, job in pairs(fetching) do inflight[#inflight + 1] = {name = name, got = job.got, size = job.size} end
+  table.sort(inflight, function(a, b) return a.name < b.name end)
+  return held, inflight
+end
+
+local function status()
+  local list, waiting = peer_status()
+  local held, inflight = file_status()
+  return {name = o.name, peers = list, not_connected = waiting, files = held, fetching = inflight}
+end
+
+-- /peers: the peer table, then addresses heard of but not connected.
+local function show_peers()
+  local list, waiting = peer_status()
+  log("peers (%d):", #list)
+  for _, p in ipairs(list) do log("  %s at %s, last seen %.1f s ago", p.name, p.address, p.last_seen) end
+  for _, d in ipairs(waiting) do
+    log("  (not connected) %s, %s", d.address, d.source == "--peer" and "given by --peer" or "announced")
   end
 end
 
--- /files: what we hold, what others offer, what is on its way.
+-- /files: what we hold, what is on its way.
 local function show_files()
-  local names = {}
-  for name in pairs(files) do names[#names + 1] = name end
-  table.sort(names)
-  log("files here (%d):", #names)
-  for _, name in ipairs(names) do
-    local f = files[name]
-    log("  %s  %d bytes  sha256 %s", name, f.size, f.sha256:sub(1, 16))
+  local held, inflight = file_status()
+  log("files here (%d):", #held)
+  for _, f in ipairs(held) do log("  %s  %d bytes  sha256 %s", f.name, f.size, f.sha256:sub(1, 16)) end
+  for _, job in ipairs(inflight) do
+    log("  fetching %s: %d of %d bytes so far", job.name, job.got, job.size)
   end
-  for name, job in pairs(fetching) do
-    log("  fetching %s: %d bytes so far", name, job.got)
+end
+
+-- ---- the status page --------------------------------------------------------------
+
+local function html_escape(v)
+  return (tostring(v):gsub("[&<>\"]", {["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;", ['"'] = "&quot;"}))
+end
+
+-- One HTML table: a header row of `heads`, then a row per item of `rows`
+-- with the fields `keys` (a function of the item, or a field name).
+local function html_table(heads, rows, keys)
+  local out = {"<table><tr><th>" .. table.concat(heads, "</th><th>") .. "</th></tr>"}
+  for _, row in ipairs(rows) do
+    local cells = {}
+    for i, k in ipairs(keys) do
+      cells[i] = html_escape(type(k) == "function" and k(row) or row[k])
+    end
+    out[#out + 1] = "<tr><td>" .. table.concat(cells, "</td><td>") .. "</td></tr>"
   end
+  out[#out + 1] = "</table>"
+  return table.concat(out, "\n")
+end
+
+-- The page: the same data as status.json, as tables; it reloads itself
+-- every few seconds.
+local function status_page()
+  local s = status()
+  local function ago(p) return string.format("%.1f s ago", p.last_seen) end
+  local function short(f) return f.sha256:sub(1, 16) end
+  return table.concat({
+    "<!doctype html><html><head><meta charset=\"utf-8\">",
+    "<meta http-equiv=\"refresh\" content=\"2\"><title>p2p " .. html_escape(s.name) .. "</title>",
+    "<style>body{font-family:sans-serif}td,th{padding:0 1em;text-align:left}</style></head><body>",
+    "<h1>peer " .. html_escape(s.name) .. "</h1>",
+    "<h2>peers (" .. #s.peers .. ")</h2>",
+    html_table({"name", "address", "last seen"}, s.peers, {"name", "address", ago}),
+    "<h2>not connected (" .. #s.not_connected .. ")</h2>",
+    html_table({"address", "from"}, s.not_connected, {"address", "source"}),
+    "<h2>files here (" .. #s.files .. ")</h2>",
+    html_table({"name", "bytes", "sha256"}, s.files, {"name", "size", short}),
+    "<h2>fetching (" .. #s.fetching .. ")</h2>",
+    html_table({"name", "bytes so far", "of"}, s.fetching, {"name", "got", "size"}),
+    "<p><a href=\"/status.json\">status.json</a></p></body></html>\n",
+  }, "\n")
+end
+
+-- Serves the page at / and the data at /status.json, in a task of this
+-- thread: the handlers read the tables the other tasks keep.
+local function status_server()
+  local http = require "http.server"
+  local host = o.host == "0.0.0.0" and "127.0.0.1" or o.host
+  local srv, err = http{host = host, port = o["status-port"]}
+  if not srv then cli.fail("cannot serve the status page on %s: %s", address(host, o["status-port"]), err) end
+  srv:route("GET", "/", function()
+    return 200, status_page(), {["Content-Type"] = "text/html; charset=utf-8"}
+  end)
+  srv:route("GET", "/status.json", function() return status() end)
+  log("status page at %s/", srv.url)
+  task.spawn(function() srv:serve() end)
 end
 
 local function command(line)
@@ -793,6 +889,7 @@ local function main()
   local ip, port = server:getsockname()
   o.bound_port = tonumber(port)
   log("listening on %s as %s, sharing %s", address(ip, port), o.name, o.share)
+  if o["status-port"] then status_server() end
   scan()
   task.spawn(scanner)
   task.spawn(dialer)

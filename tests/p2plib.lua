@@ -6,6 +6,7 @@ local t = require "testlib"
 local time = require "time"
 local socket = require "socket"
 local json = require "json"
+local crypto = require "crypto"
 
 local M = {}
 
@@ -115,14 +116,17 @@ end
 
 -- Starts a peer: opts.ip (a loopback address), opts.name, opts.args (more
 -- arguments, already quoted), opts.files (name -> contents to share from
--- the start). Waits until it listens; its port is peer.port.
+-- the start), opts.prefix (a command the peer's command line is given to,
+-- such as "nsenter -t PID -n"). Waits until it listens; its port is
+-- peer.port.
 function M.start(opts)
   local dir = t.tmpdir()
   local peer = setmetatable({name = opts.name, ip = opts.ip, dir = dir, share = dir .. "/share"}, Peer)
   os.execute("mkdir " .. peer.share)
   for name, data in pairs(opts.files or {}) do t.writefile(peer.share .. "/" .. name, data) end
-  local cmd = string.format("%s %s --host %s --port 0 --name %s --share %s --interval 0.3 --forget 3 %s",
-    t.shellquote(t.NETLUA), t.shellquote(M.SCRIPT), opts.ip, opts.name, peer.share, opts.args or "")
+  local cmd = string.format("%s%s %s --host %s --port 0 --name %s --share %s --interval 0.3 --forget 3 %s",
+    opts.prefix and opts.prefix .. " " or "", t.shellquote(t.NETLUA), t.shellquote(M.SCRIPT),
+    opts.ip, opts.name, peer.share, opts.args or "")
   peer.pid, peer.guard = background(cmd, dir)
   peer.stdin = assert(io.open(dir .. "/in", "w")) -- waits until the peer's shell opens it
   peer.port = tonumber(peer:wait("listening on [%d.]+:(%d+)", "its port"))
@@ -141,6 +145,58 @@ function M.with_peers(fn)
   local ok, err = pcall(fn, list)
   M.stop_all(list)
   if not ok then error(err, 0) end
+end
+
+-- ---- checks shared by the tests ------------------------------------------
+
+-- n random bytes, as a string.
+function M.random_bytes(n)
+  local parts = {}
+  for i = 1, n // 4096 do parts[i] = crypto.random(4096) end
+  parts[#parts + 1] = crypto.random(n % 4096)
+  return table.concat(parts)
+end
+
+-- Puts a file into a running peer's share the way a user would: written
+-- under a hidden name, then renamed, so no scan sees half of it.
+function M.drop_file(peer, name, data)
+  t.writefile(peer.share .. "/.incoming", data)
+  assert(os.rename(peer.share .. "/.incoming", peer.share .. "/" .. name))
+end
+
+-- No temporary file of a fetch is left in the peer's share.
+function M.no_part(peer)
+  for _, name in ipairs(peer:files()) do
+    t.ok(not name:find("%.part$"), peer.name .. " holds a partial file " .. name)
+  end
+end
+
+-- Waits until every peer in the list has joined with every other.
+function M.all_joined(list)
+  for _, a in ipairs(list) do
+    for _, b in ipairs(list) do
+      if a ~= b then a:wait("peer " .. b.name .. " joined", b.name .. " joining") end
+    end
+  end
+end
+
+-- A chat line typed at `from` is shown exactly once by every other peer
+-- and not at all by `from`. A second line, typed after it at another peer,
+-- is awaited everywhere first, so a late duplicate of the first line has
+-- had every chance to arrive.
+function M.chat_once(list, from, text)
+  from:type(text)
+  for _, p in ipairs(list) do
+    if p ~= from then p:wait("%[" .. from.name .. "%] " .. text, "the chat line") end
+  end
+  local other = list[1] == from and list[2] or list[1]
+  other:type("after " .. text)
+  for _, p in ipairs(list) do
+    if p ~= other then p:wait("%[" .. other.name .. "%] after " .. text, "the second line") end
+  end
+  for _, p in ipairs(list) do
+    t.eq(p:count("[" .. from.name .. "] " .. text), p == from and 0 or 1, p.name .. " shows the line")
+  end
 end
 
 -- ---- speaking the protocol by hand (for hostile input) ------------------

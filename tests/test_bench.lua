@@ -4,7 +4,8 @@
 -- (the http rows are divided by Node.js), and the browser rows' pieces:
 -- bench/loadgen's ws, wsidle and sse modes against the WebSocket echo
 -- servers (netlua, Node's ws, Python's websockets) and the SSE hub, each
--- for a moment with a few clients. No timing: `make bench` measures, this
+-- for a moment with a few clients; the p2p row's loadgen copy and
+-- bench/p2p/fanout.lua on a small file. No timing: `make bench` measures, this
 -- checks that what it measures is right.
 local t = require "testlib"
 local wslib = require "wslib"
@@ -204,6 +205,47 @@ else
     t.eq(stop(pid, dir), "")
   end)
 end
+
+-- The p2p_fanout row: loadgen copy (the reference) and bench/p2p/fanout.lua
+-- (a seed and N peers of scripts/p2p.lua), each on a small file.
+if select(2, loadgen()) then
+  t.skip("loadgen copy copies a file over loopback TCP, byte for byte", select(2, loadgen()))
+else
+  t.test("loadgen copy copies a file over loopback TCP, byte for byte", function()
+    local dir = t.tmpdir()
+    local data = require("crypto").random(300000)
+    t.writefile(dir .. "/in", data)
+    local r, err, code = run_loadgen("copy " .. dir .. "/in " .. dir .. "/out")
+    t.eq(code, 0, err)
+    t.eq(r.mode, "copy")
+    t.eq(r.bytes, 300000)
+    t.ok(r.secs and r.cpu_s, "a time and a CPU time")
+    t.eq(t.readfile(dir .. "/out") == data, true, "the copy is the file")
+    t.rmtree(dir)
+  end)
+end
+
+t.test("bench/p2p/fanout.lua: two peers get the seed's file; the time and CPU time; no peer left", function()
+  local dir = t.tmpdir()
+  t.writefile(dir .. "/f", require("crypto").random(200000))
+  local out, err, code = t.netlua("bench/p2p/fanout.lua " .. t.shellquote(t.NETLUA) .. " " .. dir .. "/f 2")
+  t.eq(code, 0, err)
+  local secs, cpu = out:match("^RESULT secs=([%d.]+) cpu_s=([%d.]+) bytes=200000 peers=2\n$")
+  t.ok(secs and cpu, "the RESULT line: " .. out)
+  local ps = t.sh("ps -eo args | grep -c '[n]etlua-p2pbench' || true")
+  t.eq(ps, "0\n", "no peer is left running")
+  t.rmtree(dir)
+end)
+
+t.test("report.lua divides the p2p_fanout rows by the C copy", function()
+  local dir = t.tmpdir()
+  t.writefile(dir .. "/run.tsv", "# netlua bench TEST\nworkload\truntime\tmetric\tbetter\trun\tvalue\n" ..
+    "p2p_fanout\tc-copy\tsecs\tlo\t1\t0.5\np2p_fanout\tnetlua\tsecs\tlo\t1\t4\n")
+  local out, err, code = t.netlua("bench/report.lua " .. dir .. "/run.tsv")
+  t.rmtree(dir)
+  t.eq(code, 0, err)
+  t.ok(out:find("| p2p_fanout | secs (lo) | netlua | 4.00 | - | 8.00x | - |", 1, true), out)
+end)
 
 if loadgen_dir then t.rmtree(loadgen_dir) end
 t.done()

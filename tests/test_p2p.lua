@@ -4,61 +4,15 @@
 local t = require "testlib"
 local p2p = require "p2plib"
 local crypto = require "crypto"
-
-local function random_bytes(n)
-  local parts = {}
-  for i = 1, n // 4096 do parts[i] = crypto.random(4096) end
-  parts[#parts + 1] = crypto.random(n % 4096)
-  return table.concat(parts)
-end
-
--- Puts a file into a running peer's share the way a user would: written
--- under a hidden name, then renamed, so no scan sees half of it.
-local function drop_file(peer, name, data)
-  t.writefile(peer.share .. "/.incoming", data)
-  assert(os.rename(peer.share .. "/.incoming", peer.share .. "/" .. name))
-end
-
--- No temporary file of a fetch is left in the peer's share.
-local function no_part(peer)
-  for _, name in ipairs(peer:files()) do
-    t.ok(not name:find("%.part$"), peer.name .. " holds a partial file " .. name)
-  end
-end
+local json = require "json"
+local random_bytes, drop_file, no_part = p2p.random_bytes, p2p.drop_file, p2p.no_part
+local all_joined, chat_once = p2p.all_joined, p2p.chat_once
 
 local function starts(list, names, ip_base, args)
   for i, name in ipairs(names) do
     list[#list + 1] = p2p.start{ip = "127.0.0." .. (ip_base + i), name = name, args = args}
   end
   return list
-end
-
--- Waits until every peer in the list has joined with every other.
-local function all_joined(list)
-  for _, a in ipairs(list) do
-    for _, b in ipairs(list) do
-      if a ~= b then a:wait("peer " .. b.name .. " joined", b.name .. " joining") end
-    end
-  end
-end
-
--- A chat line typed at `from` is shown exactly once by every other peer
--- and not at all by `from`. A second line, typed after it at another peer,
--- is awaited everywhere first, so a late duplicate of the first line has
--- had every chance to arrive.
-local function chat_once(list, from, text)
-  from:type(text)
-  for _, p in ipairs(list) do
-    if p ~= from then p:wait("%[" .. from.name .. "%] " .. text, "the chat line") end
-  end
-  local other = list[1] == from and list[2] or list[1]
-  other:type("after " .. text)
-  for _, p in ipairs(list) do
-    if p ~= other then p:wait("%[" .. other.name .. "%] after " .. text, "the second line") end
-  end
-  for _, p in ipairs(list) do
-    t.eq(p:count("[" .. from.name .. "] " .. text), p == from and 0 or 1, p.name .. " shows the line")
-  end
 end
 
 t.test("five peers find each other by broadcast, a new file reaches all verified, chat once", function()
@@ -189,6 +143,76 @@ t.test("a file cut off by a liar and completed by an honest peer: fetched again,
     t.eq(victim:count("dropping zed"), 0, "the honest peer is not dropped")
     no_part(victim)
   end)
+end)
+
+-- GET url with curl: the body, or the test fails with what curl said.
+local function curl(url)
+  local out, err, code = t.sh("curl -sS --max-time 20 -D - " .. t.shellquote(url))
+  t.eq(code, 0, "curl " .. url .. ": " .. (err or ""))
+  local head, body = out:match("^(.-\r\n)\r\n(.*)$")
+  return body, head
+end
+
+t.test("the status page: the same peers, files and fetches as /peers and /files print", function()
+  if not t.have("curl") then return t.skip(nil, "needs curl") end
+  p2p.with_peers(function(list)
+    local data = random_bytes(1024 * 1024)
+    list[1] = p2p.start{ip = "127.0.0.61", name = "s1", files = {["big.bin"] = data, ["small.txt"] = "tiny\n"},
+      args = "--discovery none --rate 256K"}
+    local s2 = p2p.start{ip = "127.0.0.62", name = "s2", args = "--discovery none --status-port 0 " ..
+      "--peer 127.0.0.61:" .. list[1].port .. " --peer 127.0.0.61:1"}
+    list[2] = s2
+    local url = s2:wait("status page at (http://127%.0%.0%.62:%d+)/", "the status URL")
+    s2:wait("got small%.txt", "small.txt")
+    s2:wait("fetching big%.bin from s1", "the fetch of big.bin")
+    local st = json.decode((curl(url .. "/status.json")))
+    t.eq(st.name, "s2")
+    t.eq(#st.fetching, 1, "one fetch in flight")
+    t.eq(st.fetching[1].name, "big.bin")
+    t.eq(st.fetching[1].size, 1048576)
+    t.ok(st.fetching[1].got < 1048576, "big.bin is on its way")
+    s2:type("/files")
+    s2:wait("fetching big%.bin: %d+ of 1048576 bytes so far", "/files with the fetch")
+
+    s2:wait("got big%.bin %(1048576 bytes, SHA%-256 verified%)", "big.bin verified")
+    s2:type("/peers")
+    s2:type("/files")
+    s2:wait("files here %(2%):\n[^\n]*\n[^\n]*\n", "/files with both")
+    local raw = curl(url .. "/status.json")
+    st = json.decode(raw)
+    t.match(raw, '"fetching":%[%]', "no fetch: an empty JSON array")
+    local out = s2:out()
+    t.eq(#st.peers, 1, "one peer")
+    t.match(out, "  " .. st.peers[1].name .. " at " .. st.peers[1].address:gsub("%.", "%%.") .. ", last seen",
+      "the peer as /peers prints it")
+    t.eq(st.peers[1].address, "127.0.0.61:" .. list[1].port)
+    t.eq(st.not_connected[1].address, "127.0.0.61:1")
+    t.match(out, "%(not connected%) 127%.0%.0%.61:1, given by %-%-peer")
+    t.eq(#st.files, 2, "two files")
+    for _, f in ipairs(st.files) do
+      t.match(out, "  " .. f.name:gsub("%.", "%%.") .. "  " .. f.size .. " bytes  sha256 " .. f.sha256:sub(1, 16),
+        f.name .. " as /files prints it")
+    end
+    t.eq(st.files[1].sha256, crypto.hexdigest("sha256", data), "big.bin's SHA-256")
+    t.eq(#st.fetching, 0, "no fetch in flight")
+
+    local page, head = curl(url .. "/")
+    t.match(head, "[Cc]ontent%-[Tt]ype: text/html")
+    t.match(page, "<h2>peers %(1%)</h2>")
+    t.match(page, "<td>s1</td><td>127%.0%.0%.61:%d+</td>")
+    t.match(page, "<td>big%.bin</td><td>1048576</td><td>" .. st.files[1].sha256:sub(1, 16) .. "</td>")
+    t.match(page, "<td>small%.txt</td><td>5</td>")
+  end)
+end)
+
+t.test("--status-port on a port in use: a clear error", function()
+  local holder = require("socket").bind("127.0.0.63", 0)
+  local _, port = holder:getsockname()
+  local out, err, code = t.netlua(t.shellquote(p2p.SCRIPT) .. " --host 127.0.0.63 --port 0 --discovery none " ..
+    "--share " .. t.tmpdir() .. " --status-port " .. port, {stdin = ""})
+  holder:close()
+  t.eq(code, 1, "exit status")
+  t.match(out .. err, "cannot serve the status page on 127%.0%.0%.63:" .. port .. ": address already in use")
 end)
 
 t.done()

@@ -236,6 +236,80 @@ function M.private_etc(files)
   return sh, dir
 end
 
+-- A LAN of `n` hosts on one machine: each host a network namespace of its
+-- own (unshare -n) with one interface, eth0, at 10.77.0.(i+1)/24, its
+-- other end on a bridge in a further namespace (the switch). Nothing of it
+-- is in this machine's own namespace: each namespace is held by a `sleep`
+-- that ends after `seconds` (default 120), so it all goes away even when
+-- the test dies. Returns the lan, or nil and why when this machine cannot
+-- (unshare -n, ip and a bridge need root). lan.addr[i]: host i's address;
+-- lan.broadcast: the subnet's; lan:inside(i, cmd): cmd as a command line
+-- that runs in host i's namespace (without cmd: the prefix that does it); lan:link(i, "down"/"up"): host i's cable
+-- pulled or plugged in again (at the switch); lan:close() ends it.
+local Lan = {}
+Lan.__index = Lan
+
+-- A process in a network namespace of its own, living `seconds`: its pid,
+-- once it is in that namespace; nil when it could not get there (so no
+-- command meant for it ever runs in this machine's own namespace).
+local function holder(seconds)
+  local p = io.popen("unshare -n sleep " .. seconds .. " > /dev/null 2>&1 & pid=$!; " ..
+    "while [ \"$(readlink /proc/$pid/ns/net)\" = \"$(readlink /proc/self/ns/net)\" ]; do sleep 0.01; done; " ..
+    "[ -n \"$(readlink /proc/$pid/ns/net)\" ] && echo $pid")
+  local pid = p:read("l")
+  p:close()
+  return pid
+end
+
+function Lan:inside(i, cmd)
+  local prefix = "nsenter -t " .. (i == 0 and self.switch or self.pids[i]) .. " -n"
+  return cmd and prefix .. " " .. cmd or prefix
+end
+
+-- Runs the ip commands (one a line) in host i's namespace (0: the
+-- switch's); true, or nil and what ip said.
+function Lan:ip(i, script)
+  local _, err, code = M.sh(self:inside(i, "ip -batch -"), {stdin = script})
+  if code ~= 0 then return nil, err end
+  return true
+end
+
+function Lan:link(i, state) return assert(self:ip(0, "link set v" .. i .. " " .. state)) end
+
+function Lan:close()
+  os.execute("kill " .. (self.switch or "") .. " " .. table.concat(self.pids, " ") .. " 2>/dev/null")
+end
+
+function M.lan(n, seconds)
+  if not M.have("unshare") or not M.have("nsenter") or not M.have("ip") then
+    return nil, "needs unshare, nsenter and ip (iproute2)"
+  end
+  seconds = seconds or 120
+  local lan = setmetatable({n = n, pids = {}, addr = {}, broadcast = "10.77.0.255"}, Lan)
+  lan.switch = holder(seconds)
+  for i = 1, n do
+    lan.addr[i] = "10.77.0." .. (i + 1)
+    lan.pids[#lan.pids + 1] = holder(seconds) -- nothing added when it failed
+  end
+  local ok, err = lan.switch and #lan.pids == n, "unshare -n failed"
+  if ok then ok, err = lan:ip(0, "link add br0 type bridge\nlink set br0 up") end
+  for i = 1, n do
+    if not ok then break end
+    ok, err = lan:ip(0, string.format("link add v%d type veth peer name eth0 netns %s\n" ..
+      "link set v%d master br0 up", i, lan.pids[i], i))
+    if ok then
+      ok, err = lan:ip(i, string.format("addr add %s/24 brd + dev eth0\nlink set eth0 up\n" ..
+        "link set lo up", lan.addr[i]))
+    end
+  end
+  if not ok then
+    lan:close()
+    return nil, "needs network namespaces joined by veth pairs and a bridge (root): " ..
+      (err or ""):gsub("%s+$", "")
+  end
+  return lan
+end
+
 -- Starts `netlua script`, waits (at most 20 s) until its stdout holds
 -- "ready", sends SIGINT (or the signal named by `signal`, "TERM", "HUP");
 -- for each further marker in `then_markers`, waits until stderr holds it
