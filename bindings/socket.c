@@ -345,8 +345,8 @@ const char *sock_optport(lua_State *L, int idx) {
   return luaL_checkstring(L, idx);
 }
 
-int sock_pushresult(lua_State *L, const char *err) {
-  if (err != NULL) return nl_pushfail(L, err, NULL);
+int sock_pushresult(lua_State *L, const char *err, const char *why) {
+  if (err != NULL) return why_pushfail(L, err, why);
   lua_pushnumber(L, 1);
   return 1;
 }
