@@ -94,6 +94,8 @@ typedef struct nl_Socket {
   size_t maxline; /* receive("*l") fails on longer lines; 0: no limit */
   int drained;    /* the last read emptied the socket (see io_fill) */
   double birthday, received, sent;
+  long owner_thread, owner_task; /* who made it (--trace's numbers) */
+  nl_Listed listed;              /* in its state's list (SIGQUIT) */
   Side sides[NSIDES];
   struct Lookup *lookup; /* a name lookup a connect left running (socket_dns.c) */
   int npending;
@@ -179,6 +181,7 @@ nl_Socket *sock_new(lua_State *L, int kind, int family, int type, int protocol);
 int sock_openfd(nl_Socket *s, int family);
 void sock_closefd(nl_Socket *s);
 void sock_destroy(nl_Socket *s);
+void sock_describe(nl_Listed *item, char *out, size_t size);
 const char *sock_strerror(int err, char *eb);
 const char *sock_ioerror(int err, char *eb);
 const char *sock_optport(lua_State *L, int idx);
