@@ -544,7 +544,7 @@ const char *inet_tryconnect(Call *c, const char *host, const char *serv, char *e
     }
     if (c->rec != NULL && c->rec->closed) e = IO_CLOSED;
     if (e == IO_TIMEOUT && pending) e = EALREADY; /* since its lookup */
-    if (e > 0 && i < 8) c->p.errs[i] = (unsigned char)(e < 255 ? e : 255);
+    if (i < 8) c->p.errs[i] = (unsigned char)(e == IO_TIMEOUT ? ERRS_TIMEOUT : e > 0 && e < 255 ? e : 0);
     last = i;
     last_err = e;
     err = sock_ioerror(e, eb);

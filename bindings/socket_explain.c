@@ -78,7 +78,7 @@ int why_pushfail(lua_State *L, const char *err, const char *why) {
 static const char *outcome(int err, char *eb) {
   switch (err) {
     case ECONNREFUSED: return "refused";
-    case IO_TIMEOUT: case ETIMEDOUT: return "no answer in time";
+    case IO_TIMEOUT: case ETIMEDOUT: case ERRS_TIMEOUT: return "no answer in time";
     case 0: return "failed";
     default: return nl_strerror(err, eb, sizeof(ErrBuf));
   }

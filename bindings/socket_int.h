@@ -37,6 +37,7 @@
 
 typedef char ErrBuf[128];
 typedef char WhyBuf[512]; /* an explanation (socket_explain.c); "": none */
+#define ERRS_TIMEOUT 255          /* Progress.errs: that address timed out */
 
 /* A Lua number as an int/long/size, clamped into range (a plain C cast of
  * an out-of-range double is undefined). */
@@ -135,7 +136,8 @@ typedef struct Progress {
   int tryidx;      /* which one (its index in the lookup's list), */
   int family;      /* and the family its lookup asked for */
   double tried_at; /* --trace: when it began trying that address */
-  unsigned char errs[8]; /* connect: errno of each address that failed */
+  unsigned char errs[8]; /* connect: errno of each address that failed
+                            (ERRS_TIMEOUT: it timed out) */
 } Progress;
 
 struct CallRec {

@@ -105,19 +105,34 @@ static void add_title(luaL_Buffer *b, double now) {
   (void)now;
 }
 
-/* The listed objects (sockets): "  socket ..." lines. */
-static void add_listed(luaL_Buffer *b, Here *h) {
-  char line[LINE_MAX_];
-  int n = 0;
+/* The listed objects (sockets), "  <describe>\n" each, in a string to free
+ * (NULL: none). Gathered without Lua: an allocation of Lua's could run a
+ * __gc that unlists an object under the walk. */
+static char *listed_text(Here *h) {
+  char line[LINE_MAX_], *text = NULL;
+  size_t len = 0, cap = 0;
   for (nl_Listed *it = h->head.next; it != &h->head; it = it->next) {
+    size_t n;
     line[0] = '\0';
     it->describe(it, line, sizeof line);
     if (line[0] == '\0') continue;
-    luaL_addstring(b, "  ");
-    add_line(b, line);
-    n++;
+    n = strlen(line) + 4;
+    if (len + n > cap) {
+      char *more = realloc(text, cap = 2 * (len + n));
+      if (more == NULL) break;
+      text = more;
+    }
+    len += (size_t)sprintf(text + len, "  %s\n", line);
   }
-  if (n == 0) add_line(b, "  no open sockets");
+  return text;
+}
+
+/* A memory error while adding them leaks the text. */
+static void add_listed(luaL_Buffer *b, Here *h) {
+  char *text = listed_text(h);
+  if (text != NULL) luaL_addstring(b, text);
+  else add_line(b, "  no open sockets");
+  free(text);
 }
 
 /* What the state's own code waits on, and each live task. [-0, +0, m] */
