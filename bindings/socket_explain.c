@@ -24,7 +24,7 @@
 #include "socket_int.h"
 
 #define MAX_PROCS 4096  /* processes looked at for a port's holder */
-#define MAX_FDS 4096    /* descriptors looked at in each */
+#define MAX_LINKS 65536 /* descriptor links read in all */
 #define MAX_INODES 16   /* sockets on one port that are looked for */
 
 /* Explanations are on unless NETLUA_EXPLAIN is "0" (for a program that
@@ -225,18 +225,17 @@ static int socket_index(int dirfd, const char *name, const PortUse *u) {
 static int find_holder(const PortUse *u, char *comm, size_t size) {
   DIR *proc = opendir("/proc");
   struct dirent *pe;
-  int procs = 0, pid = 0, best = MAX_INODES;
+  int procs = 0, links = 0, pid = 0, best = MAX_INODES;
   if (proc == NULL) return 0;
-  while (best > 0 && procs < MAX_PROCS && (pe = readdir(proc)) != NULL) {
+  while (best > 0 && procs < MAX_PROCS && links < MAX_LINKS && (pe = readdir(proc)) != NULL) {
     char path[300];
     DIR *fds;
     struct dirent *fe;
-    int n = 0;
     if (!isdigit((unsigned char)pe->d_name[0])) continue;
     procs++;
     snprintf(path, sizeof path, "/proc/%s/fd", pe->d_name);
     if ((fds = opendir(path)) == NULL) continue; /* gone, or not ours to see */
-    while (n++ < MAX_FDS && (fe = readdir(fds)) != NULL) {
+    while (links++ < MAX_LINKS && (fe = readdir(fds)) != NULL) {
       int i = fe->d_name[0] == '.' ? -1 : socket_index(dirfd(fds), fe->d_name, u);
       if (i >= 0 && i < best) {
         best = i;
