@@ -78,6 +78,7 @@ t.test("SIGQUIT lists sockets, tasks, threads, channels and timers; the server g
   t.eq(#clients, 2, "the clients' ports")
 
   os.execute("kill -QUIT " .. pid)
+  wait_for(dir .. "/err", "-- channels\n", 1) -- the threads write their parts in any order
   local err = wait_for(dir .. "/err", "-- thread 1\n", 1)
   t.match(err, "netlua: SIGQUIT: process " .. pid .. ", what each thread holds and waits on %(the program goes on%)")
   local main = err:match("%-%- main thread\n(.-)%-%- channels") or ""
@@ -103,6 +104,7 @@ t.test("SIGQUIT lists sockets, tasks, threads, channels and timers; the server g
   c:send("still there?\n")
   t.eq(c:receive(), "still there?")
   os.execute("kill -QUIT " .. pid)
+  wait_for(dir .. "/err", "-- channels\n", 2)
   err = wait_for(dir .. "/err", "-- thread 1\n", 2)
   t.eq(select(2, err:gsub("netlua: SIGQUIT: process", "")), 2, err)
   c:send("quit\n")
