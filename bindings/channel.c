@@ -161,6 +161,26 @@ static void pass_on_room(nl_WaitQueue *q, nl_QueueWait *w) {
   end_if_drained(ch);
 }
 
+/* ---- the SIGQUIT listing ------------------------------------------------------ */
+
+static int waiting(const nl_WaitQueue *q) {
+  int n = 0;
+  for (const nl_QueueWait *w = q->head; w != NULL; w = w->next) n++;
+  return n;
+}
+
+/* With the channel locked: "thread.channel: 0x...: 3 queued (capacity 8),
+ * 0 receivers waiting, 1 sender waiting", as tostring names it. */
+static void channel_describe(nl_Shared *sh, char *out, size_t size) {
+  Channel *ch = (Channel *)sh;
+  int r = waiting(&ch->recvq), s = waiting(&ch->sendq);
+  char cap[40] = "";
+  if (ch->capacity > 0) snprintf(cap, sizeof cap, " (capacity %zu)", ch->capacity);
+  snprintf(out, size, "%s: %p: %zu queued%s, %d receiver%s waiting, %d sender%s waiting%s",
+           NL_CHANNEL_MT, (void *)sh, ch->count, cap, r, r == 1 ? "" : "s", s,
+           s == 1 ? "" : "s", ch->closed ? ", closed" : "");
+}
+
 /* ---- thread.channel and its methods ---------------------------------------- */
 
 int thread_channel(lua_State *L) {
@@ -175,6 +195,7 @@ int thread_channel(lua_State *L) {
   nl_queue_init(&ch->recvq, &ch->sh, pass_on_value);
   nl_queue_init(&ch->sendq, &ch->sh, pass_on_room);
   ch->capacity = (size_t)cap;
+  nl_shared_list(&ch->sh, channel_describe);
   *box = &ch->sh;
   return 1;
 }

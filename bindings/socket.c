@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -139,7 +141,10 @@ nl_Socket *sock_new(lua_State *L, int kind, int family, int type, int protocol) 
   s->kind = kind;
   s->block = s->total = -1;
   s->birthday = nl_walltime();
+  s->owner_thread = nl_trace_thread;
+  s->owner_task = nl_trace_task;
   luaL_setmetatable(L, sock_classes[kind].name);
+  nl_inspect_list(&s->listed, sock_describe);
   return s;
 }
 
@@ -192,7 +197,61 @@ static int sock_close(lua_State *L) {
 static int sock_gc(lua_State *L) {
   nl_Socket *s = sock_test(L, 1);
   if (s != NULL) sock_destroy(s);
+  if (s != NULL) nl_inspect_unlist(&s->listed);
   return 0;
+}
+
+/* ---- the SIGQUIT listing ------------------------------------------------------ */
+
+/* The kernel's state of a TCP socket ("ESTABLISHED"), or NULL. */
+static const char *tcp_state(int fd) {
+  static const char *const names[] = {
+    "?", "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT",
+    "CLOSE", "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING"};
+  struct tcp_info ti;
+  socklen_t len = sizeof ti;
+  if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0) return NULL;
+  return ti.tcpi_state < sizeof names / sizeof *names ? names[ti.tcpi_state] : "?";
+}
+
+/* One end's address as "127.0.0.1:9000" (peer: the other end), or "". */
+static void end_text(int fd, int peer, char *out, size_t size) {
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  char ip[INET6_ADDRSTRLEN];
+  int port;
+  int r = peer ? getpeername(fd, (struct sockaddr *)&ss, &len)
+               : getsockname(fd, (struct sockaddr *)&ss, &len);
+  out[0] = '\0';
+  if (r != 0) return;
+  if (ss.ss_family == AF_UNIX) {
+    struct sockaddr_un *un = (struct sockaddr_un *)&ss;
+    snprintf(out, size, "%s", un->sun_path[0] ? un->sun_path : "(unnamed)");
+    return;
+  }
+  nl_addr_format((struct sockaddr *)&ss, ip, sizeof ip, &port);
+  snprintf(out, size, ss.ss_family == AF_INET6 ? "[%s]:%d" : "%s:%d", ip, port);
+}
+
+/* "tcp{client} fd 7 127.0.0.1:40000 -> 127.0.0.1:51234 ESTABLISHED in=12
+ * out=12 age=1.0s by main/task 2"; "" once closed. */
+void sock_describe(nl_Listed *item, char *out, size_t size) {
+  nl_Socket *s = (nl_Socket *)((char *)item - offsetof(nl_Socket, listed));
+  char local[128], peer[128], owner[48];
+  const char *state = NULL;
+  if (s->fd < 0) return;
+  end_text(s->fd, 0, local, sizeof local);
+  end_text(s->fd, 1, peer, sizeof peer);
+  if (s->type == SOCK_STREAM && (s->family == AF_INET || s->family == AF_INET6))
+    state = tcp_state(s->fd);
+  if (s->owner_thread == 0) snprintf(owner, sizeof owner, "main");
+  else snprintf(owner, sizeof owner, "thread %ld", s->owner_thread);
+  if (s->owner_task > 0)
+    snprintf(owner + strlen(owner), sizeof owner - strlen(owner), "/task %ld", s->owner_task);
+  snprintf(out, size, "%s fd %d %s%s%s%s%s in=%.0f out=%.0f age=%.1fs by %s",
+           sock_classes[s->kind].name, s->fd, local[0] ? local : "(unbound)",
+           peer[0] ? " -> " : "", peer, state ? " " : "", state ? state : "",
+           s->received, s->sent, nl_walltime() - s->birthday, owner);
 }
 
 static int sock_tostring(lua_State *L) {
@@ -345,8 +404,8 @@ const char *sock_optport(lua_State *L, int idx) {
   return luaL_checkstring(L, idx);
 }
 
-int sock_pushresult(lua_State *L, const char *err) {
-  if (err != NULL) return nl_pushfail(L, err, NULL);
+int sock_pushresult(lua_State *L, const char *err, const char *why) {
+  if (err != NULL) return why_pushfail(L, err, why);
   lua_pushnumber(L, 1);
   return 1;
 }

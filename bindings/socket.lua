@@ -48,24 +48,32 @@ function socket.protect(fn)
   end
 end
 
+-- nil, err and the explanation when there is one (luasocket's two values
+-- when there is none).
+local function socket_fail(err, why)
+  if why then return nil, err, why end
+  return nil, err
+end
+
 -- socket.bind(host, port[, backlog]): a listening tcp{server}, reuseaddr on
 -- so that a restarted server binds at once; tries each address in turn.
+-- A failure returns nil, luasocket's message and its explanation.
 function socket.bind(host, port, backlog)
   if host == "*" then host = "0.0.0.0" end
-  local addrinfo, err = socket.dns.getaddrinfo(host)
-  if not addrinfo then return nil, err end
+  local addrinfo, err, why = socket.dns.getaddrinfo(host)
+  if not addrinfo then return socket_fail(err, why) end
   err = "no info on address"
   for _, alt in ipairs(addrinfo) do
     local sock, res
     if alt.family == "inet" then sock, err = socket.tcp4() else sock, err = socket.tcp6() end
     if not sock then return nil, err end
     sock:setoption("reuseaddr", true)
-    res, err = sock:bind(alt.addr, port)
-    if res then res, err = sock:listen(backlog) end
+    res, err, why = sock:bind(alt.addr, port)
+    if res then res, err, why = sock:listen(backlog) end
     if res then return sock end
     sock:close()
   end
-  return nil, err
+  return socket_fail(err, why)
 end
 
 function socket.connect4(address, port, laddress, lport)

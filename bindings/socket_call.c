@@ -124,6 +124,7 @@ void call_begin(Call *c, lua_State *L, int sidx, int side, int nargs, int slot) 
   c->side = side;
   c->slot = slot;
   c->rec = rec;
+  c->gai = 0;
   if (rec != NULL) {
     c->p = rec->p;
     return;

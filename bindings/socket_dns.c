@@ -342,6 +342,7 @@ struct addrinfo *inet_resolve(Call *c, const char *host, const char *serv,
     return NULL;
   }
   rc = resolve_rc(c, host, serv, hints, deadline, &ai);
+  c->gai = rc;
   *err = gai_message(c->L, rc, eb);
   return rc == 0 ? ai : NULL;
 }
@@ -417,6 +418,7 @@ static struct addrinfo *resolve_pending(Call *c, const char *host, const char *s
     lookup_take(s->lookup);
   }
   if (s->lookup->rc != 0) {
+    c->gai = s->lookup->rc;
     errno = s->lookup->err;
     *err = gai_message(c->L, s->lookup->rc, eb);
     inet_pendingfree(s);
@@ -449,12 +451,16 @@ static int io_connect(Call *c, const struct sockaddr *sa, socklen_t len, int aga
 }
 
 /* Binds to the first address `host` resolves to that works; "*" is the
- * wildcard. A name's lookup has no deadline, as luasocket's. */
-const char *inet_trybind(Call *c, const char *host, const char *serv, char *eb) {
+ * wildcard. A name's lookup has no deadline, as luasocket's. A failure's
+ * explanation goes into `why`. */
+const char *inet_trybind(Call *c, const char *host, const char *serv, char *eb,
+                         char *why) {
   nl_Socket *s = c->s;
   struct addrinfo hints, *ai;
   const char *err = NULL;
   int top = lua_gettop(c->L);
+  why[0] = '\0';
+  c->gai = 0;
   if (s->family == AF_UNIX) {
     struct sockaddr_un un;
     socklen_t len;
@@ -471,10 +477,12 @@ const char *inet_trybind(Call *c, const char *host, const char *serv, char *eb) 
   hints.ai_flags = AI_PASSIVE;
   if (strcmp(host, "*") == 0) host = NULL;
   ai = inet_resolve(c, host, serv ? serv : "0", &hints, NL_NODEADLINE, &err, eb);
+  if (ai == NULL && c->gai != 0) why_lookup(why, host, c->gai);
   for (; ai != NULL; ai = ai->ai_next) {
     int e = sock_openfd(s, ai->ai_family);
     if (e == IO_DONE && bind(s->fd, ai->ai_addr, ai->ai_addrlen) != 0) e = errno;
     if (nl_trace_on) nl_trace_bind(s->fd, ai->ai_addr, ai->ai_addrlen, e);
+    if (e > 0) why_bind(why, s->fd, s->type, ai->ai_addr, e);
     err = sock_ioerror(e, eb);
     if (err == NULL) {
       s->bound = 1;
@@ -491,13 +499,17 @@ const char *inet_trybind(Call *c, const char *host, const char *serv, char *eb) 
  * finds the same list (its lookup) and goes on with the address it was
  * trying, in the family its lookup asked for (the socket's own family
  * changes with the address it tries). A socket closed meanwhile ends the
- * call with "closed": it does not go on to the next address. */
-const char *inet_tryconnect(Call *c, const char *host, const char *serv, char *eb) {
+ * call with "closed": it does not go on to the next address. A failure's
+ * explanation goes into `why`. */
+const char *inet_tryconnect(Call *c, const char *host, const char *serv, char *eb,
+                            char *why) {
   nl_Socket *s = c->s;
-  struct addrinfo hints, *ai;
+  struct addrinfo hints, *ai, *list;
   const char *err = NULL;
   int top = lua_gettop(c->L), family = c->p.trying ? c->p.family : s->family;
-  int tried = 0, pending, i;
+  int tried = 0, pending, i, last = -1, last_err = 0;
+  why[0] = '\0';
+  c->gai = 0;
   if (s->family == AF_UNIX) {
     struct sockaddr_un un;
     socklen_t len;
@@ -516,7 +528,7 @@ const char *inet_tryconnect(Call *c, const char *host, const char *serv, char *e
   pending = (c->p.block == 0 || c->p.total == 0) && !nl_resolves_at_once(host, &hints);
   if (pending) ai = resolve_pending(c, host, serv, &hints, &err, eb);
   else ai = inet_resolve(c, host, serv, &hints, call_deadline(c), &err, eb);
-  for (i = 0; ai != NULL; ai = ai->ai_next, i++) {
+  for (i = 0, list = ai; ai != NULL; ai = ai->ai_next, i++) {
     int e, again = c->p.trying && c->p.tryidx == i;
     if (c->p.trying && i < c->p.tryidx) continue;
     if (family != AF_UNSPEC && ai->ai_family != family) continue; /* a pending list */
@@ -532,10 +544,20 @@ const char *inet_tryconnect(Call *c, const char *host, const char *serv, char *e
     }
     if (c->rec != NULL && c->rec->closed) e = IO_CLOSED;
     if (e == IO_TIMEOUT && pending) e = EALREADY; /* since its lookup */
+    if (i < 8) c->p.errs[i] = (unsigned char)(e == IO_TIMEOUT ? ERRS_TIMEOUT : e > 0 && e < 255 ? e : 0);
+    last = i;
+    last_err = e;
     err = sock_ioerror(e, eb);
+    if (err == NULL && s->type == SOCK_STREAM && ai->ai_addrlen <= sizeof s->peer) {
+      memcpy(&s->peer, ai->ai_addr, ai->ai_addrlen); /* getpeername needs no call */
+      s->peerlen = (socklen_t)ai->ai_addrlen;
+    }
     if (err == NULL || e == IO_CLOSED || c->p.block == 0 || c->p.total == 0) break;
   }
   if (pending && tried == 0 && err == NULL) err = gai_message(c->L, EAI_NODATA, eb);
+  if (err != NULL && tried == 0 && c->gai != 0) why_lookup(why, host, c->gai);
+  else if (err != NULL && last >= 0 && (last_err > 0 || (c->p.block != 0 && c->p.total != 0)))
+    why_connect(why, s->fd, host, list, family, &c->p, last, last_err);
   lua_settop(c->L, top);
   return err;
 }
@@ -572,6 +594,13 @@ static const char *host_error(lua_State *L, int rc, char *eb) {
   return gai_message(L, rc, eb);
 }
 
+/* nil, luasocket's message and what it means (why_lookup). */
+static int push_notfound(Call *c, const char *host, const char *err) {
+  WhyBuf why;
+  why_lookup(why, host, c->gai);
+  return why_pushfail(c->L, err, why);
+}
+
 /* Forward lookup of IPv4 addresses (luasocket's gethostbyname). [-0, +1, e] */
 static struct addrinfo *lookup4(Call *c, const char *name, const char **err, char *eb) {
   struct addrinfo hints, *ai;
@@ -581,6 +610,7 @@ static struct addrinfo *lookup4(Call *c, const char *name, const char **err, cha
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_flags = AI_CANONNAME;
   rc = resolve_rc(c, name, NULL, &hints, NL_NODEADLINE, &ai);
+  c->gai = rc;
   *err = rc ? host_error(c->L, rc, eb) : NULL;
   return rc ? NULL : ai;
 }
@@ -592,7 +622,7 @@ static int dns_toip(lua_State *L) {
   Call c;
   ErrBuf eb;
   call_begin(&c, L, 0, SIDE_NONE, 1, 2);
-  if ((ai = lookup4(&c, name, &err, eb)) == NULL) return nl_pushfail(L, err, NULL);
+  if ((ai = lookup4(&c, name, &err, eb)) == NULL) return push_notfound(&c, name, err);
   push_resolved(L, ai->ai_canonname ? ai->ai_canonname : name, ai);
   lua_getfield(L, -1, "ip");
   lua_rawgeti(L, -1, 1);
@@ -614,7 +644,7 @@ static int dns_tohostname(lua_State *L) {
   sa.sin_family = AF_INET;
   if (inet_pton(AF_INET, addr, &sa.sin_addr) != 1) {
     struct addrinfo *ai = lookup4(&c, addr, &err, eb);
-    if (ai == NULL) return nl_pushfail(L, err, NULL);
+    if (ai == NULL) return push_notfound(&c, addr, err);
     lua_pushstring(L, ai->ai_canonname ? ai->ai_canonname : addr);
     push_resolved(L, lua_tostring(L, -1), ai);
     return 2;
@@ -647,7 +677,7 @@ static int dns_getaddrinfo(lua_State *L) {
     hints.ai_flags = AI_PASSIVE;
   }
   ai = inet_resolve(&c, host, NULL, &hints, NL_NODEADLINE, &err, eb);
-  if (ai == NULL) return nl_pushfail(L, err, NULL);
+  if (ai == NULL) return push_notfound(&c, host, err);
   lua_newtable(L);
   for (; ai != NULL; ai = ai->ai_next) {
     if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6) continue;

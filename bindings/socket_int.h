@@ -36,6 +36,8 @@
 #define IO_TOOLONG (-4) /* ours: a line over the socket's max-line */
 
 typedef char ErrBuf[128];
+typedef char WhyBuf[512]; /* an explanation (socket_explain.c); "": none */
+#define ERRS_TIMEOUT 255          /* Progress.errs: that address timed out */
 
 /* A Lua number as an int/long/size, clamped into range (a plain C cast of
  * an out-of-range double is undefined). */
@@ -93,6 +95,8 @@ typedef struct nl_Socket {
   size_t maxline; /* receive("*l") fails on longer lines; 0: no limit */
   int drained;    /* the last read emptied the socket (see io_fill) */
   double birthday, received, sent;
+  long owner_thread, owner_task; /* who made it (--trace's numbers) */
+  nl_Listed listed;              /* in its state's list (SIGQUIT) */
   Side sides[NSIDES];
   struct Lookup *lookup; /* a name lookup a connect left running (socket_dns.c) */
   int npending;
@@ -132,6 +136,8 @@ typedef struct Progress {
   int tryidx;      /* which one (its index in the lookup's list), */
   int family;      /* and the family its lookup asked for */
   double tried_at; /* --trace: when it began trying that address */
+  unsigned char errs[8]; /* connect: errno of each address that failed
+                            (ERRS_TIMEOUT: it timed out) */
 } Progress;
 
 struct CallRec {
@@ -151,6 +157,7 @@ typedef struct Call {
   int side;      /* SIDE_* */
   int slot;      /* its record's stack slot: the nargs of its waits */
   CallRec *rec;  /* its record: a replay's, or made at its first wait */
+  int gai;       /* the last name lookup's getaddrinfo code (inet_resolve) */
   Progress p;
 } Call;
 
@@ -176,10 +183,11 @@ nl_Socket *sock_new(lua_State *L, int kind, int family, int type, int protocol);
 int sock_openfd(nl_Socket *s, int family);
 void sock_closefd(nl_Socket *s);
 void sock_destroy(nl_Socket *s);
+void sock_describe(nl_Listed *item, char *out, size_t size);
 const char *sock_strerror(int err, char *eb);
 const char *sock_ioerror(int err, char *eb);
 const char *sock_optport(lua_State *L, int idx);
-int sock_pushresult(lua_State *L, const char *err);
+int sock_pushresult(lua_State *L, const char *err, const char *why);
 int sock_pusherror(lua_State *L, int err);
 
 /* ---- socket_stream.c, socket_udp.c: the classes' own methods ----------- */
@@ -207,8 +215,10 @@ struct addrinfo *inet_resolve(Call *c, const char *host, const char *serv,
                               const struct addrinfo *hints, double deadline,
                               const char **err, char *eb);
 int inet_unixaddr(const char *path, struct sockaddr_un *un, socklen_t *len);
-const char *inet_trybind(Call *c, const char *host, const char *serv, char *eb);
-const char *inet_tryconnect(Call *c, const char *host, const char *serv, char *eb);
+const char *inet_trybind(Call *c, const char *host, const char *serv, char *eb,
+                         char *why);
+const char *inet_tryconnect(Call *c, const char *host, const char *serv, char *eb,
+                            char *why);
 void inet_lookupsfree(struct Lookup *lookups);
 void inet_lookupswake(struct Lookup *lookups);
 void inet_pendingfree(nl_Socket *s);
@@ -216,5 +226,21 @@ int inet_pendingfd(const nl_Socket *s);
 void inet_open(lua_State *L);
 int socket_gethostname(lua_State *L);
 extern const luaL_Reg dns_funcs[];
+
+/* ---- socket_explain.c: what a failure means, in words --------------------- */
+
+/* Each fills `why` (a WhyBuf) with the explanation of a failure luasocket
+ * reports in a word ("connection refused"), or leaves it "" when there is
+ * nothing to add; a filled one also goes into the trace. The methods return
+ * it after luasocket's own values (README: "Errors that explain
+ * themselves"). */
+void why_connect(char *why, int fd, const char *host, const struct addrinfo *list,
+                 int family, const Progress *p, int last, int err);
+void why_lookup(char *why, const char *host, int gai);
+void why_bind(char *why, int fd, int type, const struct sockaddr *sa, int err);
+void why_timeout(char *why, const nl_Socket *s, const Call *c, int side);
+void why_closed(char *why, const nl_Socket *s, int err);
+/* nil, err and, when `why` is not "", why: how many it pushed. */
+int why_pushfail(lua_State *L, const char *err, const char *why);
 
 #endif

@@ -79,10 +79,19 @@ static int io_send(nl_Socket *s, const char *data, size_t len, size_t *sent) {
     }
     if (errno == EINTR) continue;
     if (errno == EAGAIN || errno == EWOULDBLOCK) return IO_AGAIN;
-    s->peerlen = 0;
-    return (errno == EPIPE || errno == ECONNRESET) ? IO_CLOSED : errno;
+    return errno; /* EPIPE, ECONNRESET: "closed" (sock_ioerror) */
   }
   return IO_DONE;
+}
+
+/* nil, the message of io code `err` and, for a timeout after a real wait,
+ * what it means (why_timeout). */
+static int push_why(Call *c, int err, int side) {
+  ErrBuf eb;
+  WhyBuf why;
+  why[0] = '\0';
+  if (err == IO_TIMEOUT) why_timeout(why, c->s, c, side);
+  return why_pushfail(c->L, sock_ioerror(err, eb), why);
 }
 
 /* ---- receive's data so far ------------------------------------------------ */
@@ -228,9 +237,15 @@ static int stream_receive(lua_State *L) {
     lua_pushnil(L);
   } else {
     ErrBuf eb;
+    WhyBuf why;
     lua_pushnil(L);
     lua_pushstring(L, sock_ioerror(err, eb));
     lua_pushlstring(L, g.data, g.len);
+    if (err == IO_TIMEOUT) why_timeout(why, s, &c, SIDE_READ);
+    if (err == IO_TIMEOUT && why[0] != '\0') {
+      lua_pushstring(L, why);
+      return call_return(&c, 4);
+    }
   }
   return call_return(&c, 3);
 }
@@ -247,7 +262,7 @@ static int stream_recv(lua_State *L) {
   err = call_turn(&c);
   while (err == IO_DONE && (err = io_fill(s, may_wait_first(&c))) == IO_AGAIN)
     err = call_wait(&c, s->fd, NL_READ);
-  if (err != IO_DONE) return call_return(&c, sock_pusherror(L, err));
+  if (err != IO_DONE) return call_return(&c, push_why(&c, err, SIDE_READ));
   take = s->last - s->first;
   if (take > (size_t)n) take = (size_t)n;
   lua_pushlstring(L, s->buf + s->first, take);
@@ -281,8 +296,17 @@ static int stream_send(lua_State *L) {
     err = call_wait(&c, s->fd, NL_WRITE);
   }
   if (err != IO_DONE) {
+    WhyBuf why;
     sock_pusherror(L, err);
     lua_pushnumber(L, (double)next - 1);
+    why[0] = '\0';
+    if (err == IO_TIMEOUT) why_timeout(why, s, &c, SIDE_WRITE);
+    else if (err == EPIPE || err == ECONNRESET) why_closed(why, s, err);
+    if (err > 0) s->peerlen = 0;
+    if (why[0] != '\0') {
+      lua_pushstring(L, why);
+      return call_return(&c, 4);
+    }
   } else {
     lua_pushnumber(L, (double)next - 1);
     lua_pushnil(L);
@@ -324,7 +348,7 @@ static int stream_accept(lua_State *L) {
     if (err == EINTR || err == ECONNABORTED) err = IO_DONE;
     else if (err == EAGAIN || err == EWOULDBLOCK) err = call_wait(&c, s->fd, NL_READ);
   }
-  return call_return(&c, sock_pusherror(L, err));
+  return call_return(&c, push_why(&c, err, SIDE_READ));
 }
 
 static int stream_listen(lua_State *L) {
@@ -344,13 +368,14 @@ static int stream_bind(lua_State *L) {
   int err;
   Call c;
   ErrBuf eb;
+  WhyBuf why;
   sock_checkrole(L, 1, R_MASTER);
   host = luaL_checkstring(L, 2);
   port = sock_optport(L, 3);
   call_begin(&c, L, 1, SIDE_WRITE, 3, 4);
   err = call_turn(&c);
   if (err != IO_DONE) return call_return(&c, sock_pusherror(L, err));
-  return call_return(&c, sock_pushresult(L, inet_trybind(&c, host, port, eb)));
+  return call_return(&c, sock_pushresult(L, inet_trybind(&c, host, port, eb, why), why));
 }
 
 /* On a master or, as luasocket (tcp{any}), a client: connecting a connected
@@ -365,16 +390,17 @@ static int stream_connect(lua_State *L) {
   int e;
   Call c;
   ErrBuf eb;
+  WhyBuf why;
   if (sock_classes[s->kind].role != R_CLIENT) sock_checkrole(L, 1, R_MASTER);
   call_begin(&c, L, 1, SIDE_WRITE, 3, 4);
   e = call_turn(&c);
   if (e != IO_DONE) return call_return(&c, sock_pusherror(L, e));
-  err = inet_tryconnect(&c, host, port, eb);
+  err = inet_tryconnect(&c, host, port, eb, why);
   if (err == NULL || sock_classes[s->kind].group == G_TCP) {
     sock_setkind(L, 1, s, sock_kind(sock_classes[s->kind].group, R_CLIENT));
     sock_setname(L, 1, 2);
   }
-  return call_return(&c, sock_pushresult(L, err));
+  return call_return(&c, sock_pushresult(L, err, why));
 }
 
 static int stream_shutdown(lua_State *L) {
@@ -403,16 +429,18 @@ int socket_connect(lua_State *L) {
   const char *err = NULL;
   Call c;
   ErrBuf eb;
+  WhyBuf why;
   if (s == NULL) {
     lua_settop(L, 5);
     s = sock_new(L, sock_kind(G_TCP, R_MASTER), family, SOCK_STREAM, 0);
   }
   call_begin(&c, L, 6, SIDE_WRITE, 6, 7);
-  if (lhost != NULL && !s->bound) err = inet_trybind(&c, lhost, lport, eb);
-  if (err == NULL) err = inet_tryconnect(&c, host, port, eb);
+  why[0] = '\0';
+  if (lhost != NULL && !s->bound) err = inet_trybind(&c, lhost, lport, eb, why);
+  if (err == NULL) err = inet_tryconnect(&c, host, port, eb, why);
   if (err != NULL) {
     sock_destroy(s);
-    return call_return(&c, nl_pushfail(L, err, NULL));
+    return call_return(&c, why_pushfail(L, err, why));
   }
   sock_setkind(L, 6, s, sock_kind(G_TCP, R_CLIENT));
   sock_setname(L, 6, 1);

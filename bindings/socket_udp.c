@@ -147,6 +147,7 @@ static int dgram_setpeername(lua_State *L) {
   const char *err;
   Call c;
   ErrBuf eb;
+  WhyBuf why;
   if (strcmp(host, "*") == 0) {
     struct sockaddr sa;
     memset(&sa, 0, sizeof sa);
@@ -158,9 +159,9 @@ static int dgram_setpeername(lua_State *L) {
   }
   call_begin(&c, L, 1, SIDE_WRITE, 3, 4); /* a name's lookup waits */
   if ((e = call_turn(&c)) != IO_DONE) return call_return(&c, sock_pusherror(L, e));
-  err = inet_tryconnect(&c, host, s->family == AF_UNIX ? NULL : sock_optport(L, 3), eb);
+  err = inet_tryconnect(&c, host, s->family == AF_UNIX ? NULL : sock_optport(L, 3), eb, why);
   if (err == NULL) sock_setkind(L, 1, s, sock_kind(group, R_CONN));
-  return call_return(&c, sock_pushresult(L, err));
+  return call_return(&c, sock_pushresult(L, err, why));
 }
 
 static int dgram_setsockname(lua_State *L) {
@@ -168,11 +169,12 @@ static int dgram_setsockname(lua_State *L) {
   int e;
   Call c;
   ErrBuf eb;
+  WhyBuf why;
   sock_checkrole(L, 1, R_UNCONN);
   host = luaL_checkstring(L, 2);
   call_begin(&c, L, 1, SIDE_WRITE, 3, 4);
   if ((e = call_turn(&c)) != IO_DONE) return call_return(&c, sock_pusherror(L, e));
-  return call_return(&c, sock_pushresult(L, inet_trybind(&c, host, sock_optport(L, 3), eb)));
+  return call_return(&c, sock_pushresult(L, inet_trybind(&c, host, sock_optport(L, 3), eb, why), why));
 }
 
 const luaL_Reg dgram_methods[] = {

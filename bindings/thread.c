@@ -48,7 +48,7 @@ static struct {
   atomic_long nextid;
   atomic_int stopping;   /* the program is ending: busy threads stop */
   Report *reports;       /* in the order of the threads' ids */
-} procs = {{1, PTHREAD_MUTEX_INITIALIZER, NULL, NULL}, {NULL, NULL, &procs.sh, NULL}, 0, 1, 0, NULL};
+} procs = {{1, PTHREAD_MUTEX_INITIALIZER, NULL, NULL, NULL, NULL, NULL}, {NULL, NULL, &procs.sh, NULL}, 0, 1, 0, NULL};
 
 static void procs_add(int daemon) {
   if (daemon) return;

@@ -138,8 +138,8 @@ local function peer_of(client)
 end
 
 local function serve_tcp(opts, name, service)
-  local server, err = socket.bind(opts.host, opts.port, 128)
-  if not server then cli.fail("cannot listen on %s: %s", cli.where(opts.host, opts.port), err) end
+  local server, err, why = socket.bind(opts.host, opts.port, 128)
+  if not server then cli.fail("cannot listen on %s: %s", cli.where(opts.host, opts.port), cli.reason(err, why)) end
   local ip, port = server:getsockname()
   announce(ip, port, name .. " over tcp")
   while true do
@@ -157,8 +157,8 @@ end
 local function serve_udp(opts, name, reply)
   local family = opts.host:find(":", 1, true) and socket.udp6 or socket.udp
   local sock = family()
-  local ok, err = sock:setsockname(opts.host, opts.port)
-  if not ok then cli.fail("cannot listen on %s: %s", cli.where(opts.host, opts.port), err) end
+  local ok, err, why = sock:setsockname(opts.host, opts.port)
+  if not ok then cli.fail("cannot listen on %s: %s", cli.where(opts.host, opts.port), cli.reason(err, why)) end
   local ip, port = sock:getsockname()
   announce(ip, port, name .. " over udp")
   while true do

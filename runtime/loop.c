@@ -39,12 +39,17 @@ struct nl_Loop {
   void *runner_ud;
   int users; /* live tasks */
   int running; /* inside the runner: a wait there must not run it again */
+  nl_Loop *prev, *next; /* in the list of every thread's loop */
 };
 
 static _Thread_local nl_Loop *this_loop;
 
-/* Marks epoll_event.data for the control and wake-up descriptors. */
-static char control_mark, wake_mark;
+/* Every thread's loop, for nl_loop_wakeall (SIGQUIT's listing). */
+static pthread_mutex_t loops_mu = PTHREAD_MUTEX_INITIALIZER;
+static nl_Loop *loops;
+
+/* Marks epoll_event.data for the control, wake-up and SIGQUIT descriptors. */
+static char control_mark, wake_mark, quit_mark;
 
 /* ---- set-up ---------------------------------------------------------------- */
 
@@ -67,13 +72,20 @@ nl_Loop *nl_loop(void) {
   control = nl_is_main_thread() ? nl_interrupt_fd() : nl_shutdown_fd();
   if (loop->epfd < 0 || loop->wakefd < 0 ||
       add_internal(loop, loop->wakefd, &wake_mark) != 0 ||
-      (control >= 0 && add_internal(loop, control, &control_mark) != 0)) {
+      (control >= 0 && add_internal(loop, control, &control_mark) != 0) ||
+      (nl_is_main_thread() && nl_quit_fd() >= 0 &&
+       add_internal(loop, nl_quit_fd(), &quit_mark) != 0)) {
     if (loop->epfd >= 0) close(loop->epfd);
     if (loop->wakefd >= 0) close(loop->wakefd);
     free(loop);
     return NULL;
   }
   this_loop = loop;
+  pthread_mutex_lock(&loops_mu);
+  loop->next = loops;
+  if (loops != NULL) loops->prev = loop;
+  loops = loop;
+  pthread_mutex_unlock(&loops_mu);
   return loop;
 }
 
@@ -81,6 +93,11 @@ void nl_loop_free(void) {
   nl_Loop *loop = this_loop;
   if (loop == NULL) return;
   this_loop = NULL;
+  pthread_mutex_lock(&loops_mu);
+  if (loop->prev != NULL) loop->prev->next = loop->next;
+  else loops = loop->next;
+  if (loop->next != NULL) loop->next->prev = loop->prev;
+  pthread_mutex_unlock(&loops_mu);
   close(loop->epfd);
   close(loop->wakefd);
   free(loop->fds);
@@ -105,6 +122,19 @@ nl_Loop *nl_loop_active(void) {
 void nl_loop_wakeup(nl_Loop *loop) {
   uint64_t one = 1;
   if (write(loop->wakefd, &one, sizeof one) < 0) { /* counter full: awake */ }
+}
+
+void nl_loop_wakeall(void) {
+  pthread_mutex_lock(&loops_mu);
+  for (nl_Loop *loop = loops; loop != NULL; loop = loop->next) nl_loop_wakeup(loop);
+  pthread_mutex_unlock(&loops_mu);
+}
+
+size_t nl_loop_timers(double *soonest) {
+  nl_Loop *loop = this_loop;
+  if (loop == NULL || loop->nheap == 0) return 0;
+  *soonest = loop->heap[0]->deadline;
+  return loop->nheap;
 }
 
 /* ---- timers: a binary heap of waiters by deadline ------------------------- */
@@ -371,11 +401,15 @@ void nl_loop_runonce(nl_Loop *loop, nl_Waiter *self) {
       }
     } else if (mark == &wake_mark) {
       drain_wakefd(loop);
+    } else if (mark == &quit_mark) {
+      nl_take_quit();
+      nl_inspect_request();
     } else {
       dispatch_fd(loop, events[i].data.fd, events[i].events);
     }
   }
   fire_timers(loop);
+  nl_inspect_poll();
 }
 
 /* The first ready watch woke the waiter and disarmed its siblings; others

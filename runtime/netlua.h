@@ -176,6 +176,10 @@ struct nl_Waiter {
 };
 
 nl_Loop *nl_loop(void);          /* this thread's loop, or NULL (no memory) */
+void nl_loop_wakeall(void);      /* any thread: wakes every thread's loop */
+/* How many timers (waits with a deadline) this thread's loop holds, and
+ * the soonest deadline in *soonest (unchanged when none). */
+size_t nl_loop_timers(double *soonest);
 nl_Loop *nl_loop_active(void);   /* the loop when tasks live on it, else NULL */
 void nl_loop_free(void);         /* at the end of a thread */
 void nl_loop_setrunner(nl_Loop *loop, nl_LoopRunner runner, void *ud);
@@ -262,6 +266,31 @@ void nl_note_stop(lua_State *L);
 void nl_print_waits(const char *lines);
 
 
+/* ---- inspecting a running program: SIGQUIT (inspect.c) -------------------- */
+
+/* `kill -QUIT PID` (Ctrl-\\) prints, without stopping the program, what
+ * each thread holds and waits on. The handler only marks the request;
+ * each thread writes its part at a safe point, its loop's wait. */
+
+/* An object a state lists for it (a socket): its place in this state's
+ * list and how to describe it in one line (no Lua; "" to leave it out). */
+typedef struct nl_Listed nl_Listed;
+struct nl_Listed {
+  nl_Listed *prev, *next;
+  void (*describe)(nl_Listed *item, char *out, size_t size);
+};
+
+/* Each state, made by nl_newstate, is its thread's: the listing of that
+ * thread comes from it. */
+void nl_inspect_attach(lua_State *L);
+/* Lists item in this thread's state until nl_inspect_unlist (its __gc). */
+void nl_inspect_list(nl_Listed *item, void (*describe)(nl_Listed *, char *, size_t));
+void nl_inspect_unlist(nl_Listed *item);
+/* SIGQUIT came (main thread's loop): every thread is to write its part. */
+void nl_inspect_request(void);
+/* Each round of a loop: writes this thread's part when one is due. */
+void nl_inspect_poll(void);
+
 /* ---- Ctrl-C and shutdown (signals.c) ------------------------------------ */
 /* "Ctrl-C" below stands for any of SIGINT, SIGTERM and SIGHUP. */
 
@@ -303,6 +332,8 @@ int nl_shutting_down(void);
 
 /* Descriptors every loop also watches (internal to loop.c). */
 int nl_interrupt_fd(void); /* main thread: readable while Ctrl-C is pending */
+int nl_quit_fd(void);      /* main thread: readable once SIGQUIT came */
+void nl_take_quit(void);   /* empties it */
 int nl_shutdown_fd(void);  /* every thread: readable once shutdown began */
 int nl_is_main_thread(void);
 
@@ -358,7 +389,19 @@ struct nl_Shared {
   pthread_mutex_t mu;
   const char *tname;                 /* class of its boxes */
   void (*destroy)(nl_Shared *s);     /* frees it once unreferenced */
+  /* Listed for SIGQUIT (nl_shared_list): one line about the object, with
+   * its lock held; and its place in the process-wide list. */
+  void (*describe)(nl_Shared *s, char *out, size_t size);
+  nl_Shared *lprev, *lnext;
 };
+
+/* Lists s in the process-wide list the SIGQUIT listing prints (inspect.c),
+ * until its last reference goes. */
+void nl_shared_list(nl_Shared *s, void (*describe)(nl_Shared *s, char *out, size_t size));
+
+/* A line "PREFIX<describe>\n" for each listed object, in a string to
+ * free (NULL when none), and how many in *count. No Lua. */
+char *nl_shared_describe_all(const char *prefix, int *count);
 
 /* One reference (the caller's), lock initialised. No Lua. */
 void nl_shared_init(nl_Shared *s, const char *tname, void (*destroy)(nl_Shared *s));

@@ -6,15 +6,67 @@
  * crosses into another state by taking one more (the nl_Transfer hooks
  * below). The counting needs no Lua; the boxes are the Lua face.
  */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "netlua.h"
+
+/* The objects listed for SIGQUIT's listing (channels), process-wide. Lock
+ * order: this list, then an object's own lock. */
+static pthread_mutex_t listed_mu = PTHREAD_MUTEX_INITIALIZER;
+static nl_Shared *listed;
 
 void nl_shared_init(nl_Shared *s, const char *tname, void (*destroy)(nl_Shared *s)) {
   atomic_init(&s->refs, 1);
   pthread_mutex_init(&s->mu, NULL);
   s->tname = tname;
   s->destroy = destroy;
+  s->describe = NULL;
+  s->lprev = s->lnext = NULL;
+}
+
+void nl_shared_list(nl_Shared *s, void (*describe)(nl_Shared *s, char *out, size_t size)) {
+  pthread_mutex_lock(&listed_mu);
+  s->describe = describe;
+  s->lnext = listed;
+  if (listed != NULL) listed->lprev = s;
+  listed = s;
+  pthread_mutex_unlock(&listed_mu);
+}
+
+static void unlist(nl_Shared *s) {
+  pthread_mutex_lock(&listed_mu);
+  if (s->lprev != NULL) s->lprev->lnext = s->lnext;
+  else listed = s->lnext;
+  if (s->lnext != NULL) s->lnext->lprev = s->lprev;
+  pthread_mutex_unlock(&listed_mu);
+}
+
+/* The lines are gathered in C under the locks (a Lua error must not leave
+ * them held), then handed to Lua. */
+char *nl_shared_describe_all(const char *prefix, int *count) {
+  char line[512];
+  char *text = NULL;
+  size_t len = 0, cap = 0;
+  *count = 0;
+  pthread_mutex_lock(&listed_mu);
+  for (nl_Shared *s = listed; s != NULL; s = s->lnext) {
+    size_t n;
+    pthread_mutex_lock(&s->mu);
+    s->describe(s, line, sizeof line);
+    pthread_mutex_unlock(&s->mu);
+    n = strlen(prefix) + strlen(line) + 1;
+    if (len + n + 1 > cap) {
+      char *more = realloc(text, cap = 2 * (len + n + 1));
+      if (more == NULL) break;
+      text = more;
+    }
+    len += (size_t)sprintf(text + len, "%s%s\n", prefix, line);
+    (*count)++;
+  }
+  pthread_mutex_unlock(&listed_mu);
+  return text;
 }
 
 void nl_shared_retain(nl_Shared *s) {
@@ -25,6 +77,7 @@ void nl_shared_retain(nl_Shared *s) {
  * other owner's writes (acq_rel), as the mutex would have shown them. */
 void nl_shared_release(nl_Shared *s) {
   if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1) return;
+  if (s->describe != NULL) unlist(s);
   pthread_mutex_destroy(&s->mu);
   s->destroy(s);
 }

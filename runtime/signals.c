@@ -10,7 +10,10 @@
  * nothing else while no Ctrl-C is pending). Waits consume the interrupt and
  * raise "interrupted". A second one that arrives while the first is still
  * unanswered, or once shutdown began, ends the process (128 + its number).
- * A SIGHUP ignored when netlua started (nohup) stays ignored.
+ * A SIGHUP ignored when netlua started (nohup) stays ignored. SIGQUIT
+ * (Ctrl-\\) asks for the listing of what the program holds and waits on
+ * (inspect.c): its handler only writes to a self-pipe the main thread's loop
+ * watches; the program goes on.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -26,6 +29,7 @@ static volatile sig_atomic_t interrupt_signo = SIGINT; /* the latest one */
 static volatile sig_atomic_t shutdown_begun;
 static int interrupt_pipe[2] = {-1, -1};
 static int shutdown_pipe[2] = {-1, -1};
+static int quit_pipe[2] = {-1, -1};
 static lua_State *main_state;
 static lua_State *volatile running_task; /* main thread's task being resumed */
 static _Thread_local int this_is_main;
@@ -57,6 +61,28 @@ static void on_interrupt(int sig) {
 }
 
 int nl_interrupt_signal(void) { return interrupt_signo; }
+
+/* SIGQUIT: wakes the main thread's loop, which asks every thread for its
+ * part of the listing. Async-signal-safe: one write. */
+static void on_quit(int sig) {
+  int saved_errno = errno;
+  (void)sig;
+  if (write(quit_pipe[1], "!", 1) < 0) { /* pipe full: a listing is due */ }
+  errno = saved_errno;
+}
+
+static void catch_quit(void) {
+  struct sigaction sa;
+  sa.sa_handler = on_quit;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART; /* a read of the script's goes on */
+  sigaction(SIGQUIT, &sa, NULL);
+}
+
+void nl_take_quit(void) {
+  char drain[64];
+  while (read(quit_pipe[0], drain, sizeof drain) > 0) {}
+}
 
 /* Installs on_interrupt for sig; with keep_ignored, a signal the parent
  * had set to be ignored stays ignored. */
@@ -94,7 +120,9 @@ void nl_signals_init(void) {
   this_is_main = 1;
   make_pipe(interrupt_pipe);
   make_pipe(shutdown_pipe);
+  make_pipe(quit_pipe);
   signal(SIGPIPE, SIG_IGN);
+  catch_quit();
   catch_interrupt(SIGINT, 0);
   catch_interrupt(SIGTERM, 0);
   catch_interrupt(SIGHUP, 1);
@@ -124,6 +152,7 @@ void nl_begin_shutdown(void) {
 int nl_shutting_down(void) { return shutdown_begun; }
 int nl_interrupt_fd(void) { return interrupt_pipe[0]; }
 int nl_shutdown_fd(void) { return shutdown_pipe[0]; }
+int nl_quit_fd(void) { return quit_pipe[0]; }
 int nl_is_main_thread(void) { return this_is_main; }
 
 int nl_thread_start(pthread_t *thread, void *(*fn)(void *), void *arg) {

@@ -107,6 +107,7 @@ static int open_everything(lua_State *L) {
   preload_modules(L);
   nl_lab_preload(L);
   set_search_path(L);
+  nl_inspect_attach(L);
   return 0;
 }
 

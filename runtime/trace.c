@@ -200,7 +200,7 @@ static const char *fd_label(int fd, const struct sockaddr *peer, socklen_t peerl
 
 /* An event's fields, in both forms, in fixed buffers (a field that does
  * not fit is cut short): an event allocates nothing. */
-#define FIELDS_MAX 640
+#define FIELDS_MAX 2560 /* an explanation: up to ~400 bytes */
 
 typedef struct Ev {
   const char *name;
@@ -744,6 +744,15 @@ void nl_trace_timeout(int fd, int events) {
   ev_str(&ev, "waiting", events & NL_WRITE ? (events & NL_READ ? "read/write" : "write")
                                            : "read");
   ev_emit(&ev, 1);
+  errno = saved;
+}
+
+void nl_trace_explain(int fd, const char *why) {
+  int saved = errno;
+  Ev ev;
+  ev_init(&ev, "explain", fd);
+  ev_str(&ev, "why", why);
+  ev_emit(&ev, fd >= 0);
   errno = saved;
 }
 

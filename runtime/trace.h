@@ -71,6 +71,9 @@ void nl_trace_recvfrom(int fd, const char *data, ssize_t n, int err,
 void nl_trace_shutdown(int fd, int how);
 void nl_trace_close(int fd); /* fds it never saw made are ignored */
 void nl_trace_timeout(int fd, int events);
+/* What a failure means, in words (the socket module's explanations), on fd
+ * (-1: none, a name lookup). */
+void nl_trace_explain(int fd, const char *why);
 
 /* What libcurl's debug callback reports (bindings/http.c): its own words
  * ("Trying 127.0.0.1:8080..."), the request head it sent, each response

@@ -149,6 +149,14 @@ function M.valid_utf8(s, with)
   return table.concat(out)
 end
 
+-- luasocket's message `err` and, on a line of its own under it, what it
+-- means (`why`: the explanation a failed socket call returns after its
+-- values, README "Errors that explain themselves"), when there is one.
+function M.reason(err, why)
+  if why then return tostring(err) .. "\n  " .. why end
+  return tostring(err)
+end
+
 -- Prints "netlua: <message>" on stderr and exits with status 1.
 function M.fail(fmt, ...)
   io.stderr:write("netlua: ", string.format(fmt, ...), "\n")
@@ -162,18 +170,20 @@ end
 -- "listening on IP:PORT" (then `note`, if any) as the first line, which is
 -- where tests read the port the OS chose for port 0.
 function M.listen(opts, backlog, note)
-  local server, err = require("socket").bind(opts.host, opts.port, backlog)
-  if not server then M.fail("cannot listen on %s: %s", M.where(opts.host, opts.port), err) end
+  local server, err, why = require("socket").bind(opts.host, opts.port, backlog)
+  if not server then
+    M.fail("cannot listen on %s: %s", M.where(opts.host, opts.port), M.reason(err, why))
+  end
   local ip, port = server:getsockname()
   print("listening on " .. M.where(ip, port) .. (note or ""))
   return server
 end
 
 -- A TCP connection to host:port, or "netlua: cannot connect to HOST:PORT:
--- <reason>" and status 1.
+-- <reason>" (and what it means, on the next line) and status 1.
 function M.connect(host, port)
-  local sock, err = require("socket").connect(host, port)
-  if not sock then M.fail("cannot connect to %s: %s", M.where(host, port), err) end
+  local sock, err, why = require("socket").connect(host, port)
+  if not sock then M.fail("cannot connect to %s: %s", M.where(host, port), M.reason(err, why)) end
   return sock
 end
 
@@ -212,8 +222,8 @@ function M.reply(client, text, peer)
     peer = M.where(ip or "?", port or "?")
   end
   print("connection from " .. peer)
-  local ok, err = client:send(text)
-  if not ok then print(string.format("send to %s failed: %s", peer, err)) end
+  local ok, err, _, why = client:send(text)
+  if not ok then print(string.format("send to %s failed: %s", peer, M.reason(err, why))) end
   client:close()
 end
 

@@ -15,9 +15,9 @@ local peer = cli.where(opts.host, opts.port)
 local sock = cli.connect(opts.host, opts.port)
 io.stderr:write("connected to " .. peer .. "\n")
 sock:settimeout(10)
-local msg, err = sock:recv(1024)
+local msg, err, why = sock:recv(1024)
 sock:close()
-if not msg then cli.fail("no data from %s: %s", peer, err) end
+if not msg then cli.fail("no data from %s: %s", peer, cli.reason(err, why)) end
 -- What the server sent, with a line end only if it had none (the welcome
 -- server ends its greeting with CRLF; the time server sends no line end).
 io.stdout:write(msg, msg:sub(-1) == "\n" and "" or "\n")

@@ -884,8 +884,8 @@ end
 
 local function main()
   if os.execute("mkdir -p " .. quote(o.share)) ~= true then cli.fail("cannot create %s", o.share) end
-  local server, err = socket.bind(o.host, o.port, 64)
-  if not server then cli.fail("cannot listen on %s: %s", address(o.host, o.port), err) end
+  local server, err, why = socket.bind(o.host, o.port, 64)
+  if not server then cli.fail("cannot listen on %s: %s", address(o.host, o.port), cli.reason(err, why)) end
   local ip, port = server:getsockname()
   o.bound_port = tonumber(port)
   log("listening on %s as %s, sharing %s", address(ip, port), o.name, o.share)

@@ -78,8 +78,8 @@ end
 -- The address to ping: host itself when it is one, else the first address
 -- it resolves to (of the family asked for).
 local function resolve(host)
-  local infos, err = socket.dns.getaddrinfo(host)
-  if not infos then cli.fail("cannot resolve %s: %s", host, err) end
+  local infos, err, why = socket.dns.getaddrinfo(host)
+  if not infos then cli.fail("cannot resolve %s: %s", host, cli.reason(err, why)) end
   for _, info in ipairs(infos) do
     if (info.family == "inet" and not opts.ipv6) or (info.family == "inet6" and not opts.ipv4) then
       return info.addr, info.family

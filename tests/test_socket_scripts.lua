@@ -155,11 +155,13 @@ t.test("servers listen on ::1 when asked", function()
   t.match(log, "^listening on %[::1%]:%d+")
 end)
 
-t.test("a taken port: clear message naming address and port, status 1", function()
+t.test("a taken port: clear message naming address, port and the process holding it, status 1", function()
   local srv = start("server.lua", "127.0.0.1 0 --count 1")
   local _, err, code = t.netlua(q(SCRIPTS .. "timeserver.lua") .. " 127.0.0.1 " .. srv.port)
   t.eq(code, 1)
-  t.eq(err, "netlua: cannot listen on 127.0.0.1:" .. srv.port .. ": address already in use\n")
+  t.eq(err, "netlua: cannot listen on 127.0.0.1:" .. srv.port .. ": address already in use\n" ..
+    "  port " .. srv.port .. " is held by process " .. srv.pid .. " (netlua): stop it, or use " ..
+    "another port (0 lets the system pick a free one)\n")
   t.netlua(q(SCRIPTS .. "client.lua") .. " 127.0.0.1 " .. srv.port)
   stop(srv)
 end)
@@ -191,7 +193,8 @@ t.test("client: connection refused names address and port, status 1", function()
   s:close()
   local _, err, code = t.netlua(q(SCRIPTS .. "client.lua") .. " 127.0.0.1 " .. port)
   t.eq(code, 1)
-  t.eq(err, "netlua: cannot connect to 127.0.0.1:" .. port .. ": connection refused\n")
+  t.eq(err, "netlua: cannot connect to 127.0.0.1:" .. port .. ": connection refused\n" ..
+    "  nothing is listening on 127.0.0.1:" .. port .. "; is the server running, and on this port?\n")
 end)
 
 t.test("timeserver on its default port 6789 and the client as in the tutorial", function()
@@ -340,7 +343,8 @@ t.test("chatclient: a refused connection names the address, status 1", function(
   local port = free_port()
   local _, err, code = t.netlua(q(SCRIPTS .. "chatclient.lua") .. " 127.0.0.1 " .. port)
   t.eq(code, 1)
-  t.eq(err, "netlua: cannot connect to 127.0.0.1:" .. port .. ": connection refused\n")
+  t.eq(err, "netlua: cannot connect to 127.0.0.1:" .. port .. ": connection refused\n" ..
+    "  nothing is listening on 127.0.0.1:" .. port .. "; is the server running, and on this port?\n")
 end)
 
 t.test("imageapi: --port 80000 is a usage error (it was a traceback)", function()

@@ -598,7 +598,9 @@ t.test("name resolution counts against the connect timeout", function()
   end
   local out, err = t.sh(mount .. "exec " .. t.shellquote(t.NETLUA) .. " " .. script .. "'")
   t.rmtree(dir)
-  t.eq(out, "nil\ttimeout\nnil\ttimeout\n", err)
+  local why = "the name lookup of 'slow.example' did not finish within the timeout (phase: lookup): " ..
+    "the name server (/etc/resolv.conf) did not answer"
+  t.eq(out, "nil\ttimeout\t" .. why .. "\nnil\ttimeout\t" .. why .. "\n", err)
 end)
 
 t.test("Ctrl-C interrupts a name resolution", function()
