@@ -208,6 +208,7 @@ server_workload() {   # server_workload time|echo
     why=$(netlua_has_mods socket)
     if [ -z "$why" ]; then bench_server echo netlua-select rt "${largs[@]}" -- "$NETLUA" bench/servers/echo_luasocket.lua {PORT}
     else skip echo netlua-select "$why"; fi
+    echo_traced "${largs[@]}"
   fi
   if have python3; then bench_server "$w" python "$unit" "${largs[@]}" -- python3 "bench/servers/$w.py" {PORT}
   else skip "$w" python "python3 not installed"; fi
@@ -216,6 +217,24 @@ server_workload() {   # server_workload time|echo
   why=$(lua_socket_missing)
   if [ -z "$why" ]; then bench_server "$w" luasocket "$unit" "${largs[@]}" -- lua5.4 "bench/servers/${w}_luasocket.lua" {PORT}
   else skip "$w" luasocket "$why"; fi
+}
+
+# The echo rows of netlua with --trace on, to a file in the run's temporary
+# directory (the rows above are the same servers with tracing off): what
+# tracing costs. Each run truncates the file (a full one holds about
+# 10 MB of JSON lines).
+echo_traced() {
+  local why trace=(--trace=jsonl --trace-file "$TMP/echo.trace.jsonl")
+  why=$(netlua_has_mods socket thread)
+  [ -z "$why" ] && ! "$NETLUA" "${trace[@]}" -e '' 2>/dev/null && why="netlua has no --trace"
+  if [ -z "$why" ]; then
+    bench_server echo netlua-threads-trace rt "$@" -- "$NETLUA" "${trace[@]}" bench/servers/echo_netlua.lua {PORT}
+    bench_server echo netlua-tasks-trace rt "$@" -- "$NETLUA" "${trace[@]}" scripts/echoserver.lua 127.0.0.1 {PORT} --quiet
+  else
+    skip echo netlua-threads-trace "$why"
+    skip echo netlua-tasks-trace "$why"
+  fi
+  rm -f "$TMP/echo.trace.jsonl"
 }
 
 # echo1k: 1,000 persistent connections, for the servers that serve them from
