@@ -4,7 +4,8 @@
 -- TCP connection a three-way handshake (at its connect or accept), its
 -- bytes as segments with sequence and acknowledgement numbers counted from
 -- the recorded sends and receives, a FIN in each direction where a side
--- shut down or closed (or the other side saw its end of stream), a SYN and
+-- shut down or closed (or the other side saw its end of stream, or its
+-- close says the peer ended first), a SYN and
 -- RST for a refused connect; each UDP datagram as it was. A connection or
 -- datagram whose both ends are in the trace (client and server in one
 -- process) is written once: the bytes a send listed are not listed again by
@@ -168,8 +169,9 @@ local tcp_events = {
     local c = known(l, p)
     if c and ev.how ~= "receive" then tcp_fin(ev.t, c, l) end
   end,
-  close = function(ev, l, p)
+  close = function(ev, l, p) -- first=peer: the peer's end came first, unseen
     local c = known(l, p)
+    if c and ev.first == "peer" then tcp_fin(ev.t, c, p) end
     if c then tcp_fin(ev.t, c, l) end
   end,
 }

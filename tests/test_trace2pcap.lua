@@ -234,16 +234,27 @@ c.sendall(b"python says " + got)
 c.shutdown(socket.SHUT_WR)
 c.recv(100)
 c.close()
+c, _ = s.accept()
+c.sendall(b"bye\n")
+c.shutdown(socket.SHUT_WR)
+c.recv(100)
+c.close()
 ]], "server.py")
   local pipe = io.popen(string.format("timeout 30 %s %s", PYTHON, q(server)), "r")
   local port = pipe:read("l")
-  local trace, dir = trace_of([[
+  local trace, dir, out = trace_of([[
     local socket = require "socket"
     local c = assert(socket.connect("127.0.0.1", ...))
     assert(c:send("netlua asks\n"))
     local got = assert(c:receive("*a"))
     assert(got == "python says netlua asks\n", got)
     c:close()
+    -- the second: closed without reading the end of stream that came
+    local d = assert(socket.connect("127.0.0.1", ...))
+    assert(d:receive("*l") == "bye")
+    assert(#socket.select({d}, nil, 10) == 1)
+    print(select(2, d:getsockname()))
+    d:close()
   ]], port)
   pipe:close()
   t.rmtree(sdir)
@@ -255,7 +266,11 @@ c.close()
   t.eq(tcp_flags(lines, "127.0.0.1." .. cport, "127.0.0.1." .. port),
     "a>b S, b>a S., a>b ., a>b P., b>a P., b>a F., a>b ., a>b F., b>a .",
     "the peer's bytes and FIN come from what the client received")
-  t.eq(tcpdump_payload(pcap, "%." .. port .. " > "), "python says netlua asks\n")
+  t.eq(tcpdump_payload(pcap, "%." .. port .. " > .*%." .. cport .. ": "), "python says netlua asks\n")
+  local dport = out:match("(%d+)")
+  t.eq(tcp_flags(lines, "127.0.0.1." .. dport, "127.0.0.1." .. port),
+    "a>b S, b>a S., a>b ., b>a P., b>a F., a>b ., a>b F., b>a .",
+    "the peer's FIN from the client's close (first=peer), before the client's own")
   t.rmtree(dir)
 end)
 
