@@ -387,6 +387,7 @@ static const char *error_text(int status) {
   case 431: return "request header fields too large\n";
   case 501: return "not implemented\n";
   case 505: return "http version not supported\n";
+  case 507: return "not enough disk space for the request body\n";
   default: return "internal server error\n";
   }
 }
@@ -414,11 +415,25 @@ static void push_fields(lua_State *L, const nl_Buf *fields) {
   }
 }
 
+/* The request's body: the string, or the path of the file it went to
+ * (an upload's), which the Lua half reads and removes. [-0, +0, m] */
+static void set_body(lua_State *L, nl_HttpRequest *r) {
+  char *path = nl_http_take_spool(r);
+  if (path == NULL) {
+    lua_pushlstring(L, r->body.data ? r->body.data : "", r->body.len);
+    lua_setfield(L, -2, "body");
+    return;
+  }
+  lua_pushstring(L, path);
+  free(path);
+  lua_setfield(L, -2, "body_file");
+}
+
 /* Pushes the request table: method, target, path, rawquery, headers,
- * trailers (a chunked body's trailer fields, when it had any), body,
- * version, peer. [-0, +1, m] */
+ * trailers (a chunked body's trailer fields, when it had any), body (or
+ * body_file), version, peer. [-0, +1, m] */
 static void push_request(lua_State *L, Conn *c) {
-  const nl_HttpRequest *r = &c->req;
+  nl_HttpRequest *r = &c->req;
   const char *target = r->target.data ? r->target.data : "", *path, *query;
   size_t pathlen, querylen;
   nl_http_split_target(target, r->target.len, &path, &pathlen, &query, &querylen);
@@ -437,8 +452,7 @@ static void push_request(lua_State *L, Conn *c) {
     push_fields(L, &r->trailers);
     lua_setfield(L, -2, "trailers");
   }
-  lua_pushlstring(L, r->body.data ? r->body.data : "", r->body.len);
-  lua_setfield(L, -2, "body");
+  set_body(L, r);
   { /* "1.1": the parser takes one digit each (lua_pushfstring cost ~2,000 instructions) */
     char version[3] = {(char)('0' + r->major), '.', (char)('0' + r->minor)};
     lua_pushlstring(L, version, sizeof version);

@@ -80,33 +80,82 @@ local function part_fields(head)
   return fields
 end
 
--- Splits body at --boundary lines: a list of {head = text, from = i, to = j}
--- (the part's content is body:sub(from, to)), or nil and what is wrong.
-local function split_parts(body, boundary)
-  local delim, e = "\r\n--" .. boundary, nil
-  if body:sub(1, #boundary + 2) == "--" .. boundary then
-    e = #boundary + 2
+-- The body comes from a string, or from the file it went to as it arrived
+-- (an upload: see httpparse.h) read BLOCK bytes at a time, so a file part
+-- costs a block of memory however large it is.
+local BLOCK = 65536
+local MAX_PART_HEAD = 16384 -- a part's head fields, in bytes
+local MAX_PADDING = 256     -- white space after a boundary, before its CRLF
+
+-- A scanner over the body: buf holds what has been read and not used
+-- from pos on; more() reads the next piece behind it.
+local Scan = {}
+Scan.__index = Scan
+
+local function scanner(source)
+  local read, f = nil, nil
+  if type(source) == "string" then
+    read = function() local s = source; source = nil; return s end
   else
-    e = select(2, body:find(delim, 1, true)) -- after a preamble
+    local err
+    f, err = io.open(source.path, "rb")
+    if f == nil then return nil, err end
+    read = function() return f:read(BLOCK) end
   end
-  if e == nil then return nil, "no boundary line" end
-  local parts, pos = {}, e + 1
+  return setmetatable({buf = "", pos = 1, read = read, file = f}, Scan)
+end
+
+function Scan:close()
+  if self.file then self.file:close() end
+end
+
+function Scan:more()
+  local piece = self.read()
+  if piece == nil then return false end
+  self.buf = self.buf:sub(self.pos) .. piece
+  self.pos = 1
+  return true
+end
+
+-- At least n bytes from pos (fewer only at the end of the body).
+function Scan:ensure(n)
+  while #self.buf - self.pos + 1 < n do
+    if not self:more() then return end
+  end
+end
+
+-- Where text begins within `limit` bytes from pos: its start and end, or
+-- nil when it is not there (or not within the limit).
+function Scan:find_within(text, limit)
   while true do
-    if body:sub(pos, pos + 1) == "--" then return parts end
-    local start = body:match("^[ \t]*\r\n()", pos)
-    if start == nil then return nil, "a boundary line not followed by CRLF" end
-    local from, head = nil, ""
-    if body:sub(start, start + 1) == "\r\n" then
-      from = start + 2
-    else
-      local hs = body:find("\r\n\r\n", start, true)
-      if hs == nil then return nil, "a part head without its end" end
-      head, from = body:sub(start, hs - 1), hs + 4
+    local s, e = self.buf:find(text, self.pos, true)
+    if s ~= nil then
+      if e - self.pos + 1 > limit then return nil end
+      return s, e
     end
-    local ds, de = body:find(delim, from, true)
-    if ds == nil then return nil, "a part without the closing boundary" end
-    parts[#parts + 1] = {head = head, from = from, to = ds - 1}
-    pos = de + 1
+    if #self.buf - self.pos + 1 >= limit or not self:more() then return nil end
+  end
+end
+
+-- Hands sink(piece) the bytes before the next `delim` and moves past it;
+-- false when the body ends first. At most a block is held at a time.
+function Scan:copy_until(delim, sink)
+  local keep = #delim - 1 -- a delimiter may begin in the tail
+  while true do
+    local s, e = self.buf:find(delim, self.pos, true)
+    if s ~= nil then
+      local ok, why = sink(self.buf:sub(self.pos, s - 1))
+      if not ok then return nil, why end
+      self.pos = e + 1
+      return true
+    end
+    local upto = #self.buf - keep
+    if upto >= self.pos then
+      local ok, why = sink(self.buf:sub(self.pos, upto))
+      if not ok then return nil, why end
+      self.pos = upto + 1
+    end
+    if not self:more() then return false end
   end
 end
 
@@ -116,63 +165,135 @@ local function add(first, all, k, v)
   all[k][#all[k] + 1] = v
 end
 
--- Writes a part's content to a new temporary file in dir: its path, or
--- nil and why.
-local function save(dir, body, from, to)
+-- A sink for a field: keeps the pieces; value() joins them.
+local function field_sink()
+  local pieces = {}
+  return function(piece) pieces[#pieces + 1] = piece; return true end,
+         function() return concat(pieces) end
+end
+
+-- A sink for a file part: writes to a new temporary file in dir. Returns
+-- the sink and a function ending it (-> path, size | nil, why).
+local function file_sink(dir)
   local path, msg = core.tempfile(dir)
   if path == nil then return nil, msg end
   local f, err = io.open(path, "wb")
-  if f ~= nil then
-    local ok
-    ok, err = f:write(body:sub(from, to))
-    f:close()
-    if ok then return path end
+  if f == nil then
+    os.remove(path)
+    return nil, err
   end
-  os.remove(path)
-  return nil, err
+  local size, failure = 0, nil
+  local function sink(piece)
+    local ok, why = f:write(piece)
+    if not ok then failure = why; return nil, why end
+    size = size + #piece
+    return true
+  end
+  local function finish(complete)
+    local ok, why = f:close()
+    if complete and ok and failure == nil then return path, size end
+    os.remove(path)
+    return nil, failure or why
+  end
+  return sink, finish
 end
 
--- One part into the result: a field, or a file saved to dir (its path
--- noted in `temps`). nil and why on failure.
-local function take_part(body, part, dir, r, temps)
-  local fields = part_fields(part.head)
-  local disp = fields and fields["content-disposition"]
+-- Past the boundary: "--" ends the body (true), padding and CRLF begin a
+-- part (false); nil and what is wrong.
+local function after_boundary(sc)
+  sc:ensure(2)
+  if sc.buf:sub(sc.pos, sc.pos + 1) == "--" then return true end
+  local s, e = sc:find_within("\r\n", MAX_PADDING)
+  if s == nil or not sc.buf:sub(sc.pos, s - 1):find("^[ \t]*$") then
+    return nil, "a boundary line not followed by CRLF"
+  end
+  sc.pos = e + 1
+  return false
+end
+
+-- A part's head: its fields, or nil and what is wrong.
+local function part_head(sc)
+  sc:ensure(2)
+  if sc.buf:sub(sc.pos, sc.pos + 1) == "\r\n" then
+    sc.pos = sc.pos + 2
+    return {}
+  end
+  local s, e = sc:find_within("\r\n\r\n", MAX_PART_HEAD)
+  if s == nil then return nil, "a part head without its end" end
+  local head = sc.buf:sub(sc.pos, s - 1)
+  sc.pos = e + 1
+  return part_fields(head) or {}
+end
+
+-- One part's content into r: a field's value, or a file of its own in dir
+-- (its path noted in `mine`). true, or nil and why.
+local function take_part(sc, delim, fields, dir, r, mine)
+  local disp = fields["content-disposition"]
   local kind, p = params_of(disp or "")
   if kind ~= "form-data" or p.name == nil then
     return nil, "a part without Content-Disposition: form-data; name=..."
   end
   local filename = p.filename or ext_value(p["filename*"])
   if filename == nil then
-    add(r.fields, r.all, p.name, body:sub(part.from, part.to))
+    local sink, value = field_sink()
+    if not sc:copy_until(delim, sink) then return nil, "a part without the closing boundary" end
+    add(r.fields, r.all, p.name, value())
     return true
   end
-  local path, why = save(dir, body, part.from, part.to)
-  if path == nil then return nil, "cannot store an uploaded file: " .. tostring(why) end
-  temps[#temps + 1] = path
+  local sink, finish = file_sink(dir)
+  if sink == nil then return nil, "cannot store an uploaded file: " .. tostring(finish) end
+  local found, why = sc:copy_until(delim, sink)
+  local path, size = finish(found)
+  if found == nil then return nil, "cannot store an uploaded file: " .. tostring(why) end
+  if not found then return nil, "a part without the closing boundary" end
+  if path == nil then return nil, "cannot store an uploaded file: " .. tostring(size) end
+  mine[#mine + 1] = path
   add(r.files, r.all_files, p.name, {name = p.name, filename = safe_filename(filename),
-    type = fields["content-type"] or "text/plain", path = path, size = part.to - part.from + 1})
+    type = fields["content-type"] or "text/plain", path = path, size = size})
   return true
 end
 
+-- The parts of a body from the scanner into r; true or nil and why.
+local function read_parts(sc, boundary, dir, r, mine)
+  local delim = "\r\n--" .. boundary
+  sc:ensure(#boundary + 2)
+  if sc.buf:sub(sc.pos, sc.pos + #boundary + 1) == "--" .. boundary then
+    sc.pos = sc.pos + #boundary + 2
+  elseif not sc:copy_until(delim, function() return true end) then -- a preamble
+    return nil, "no boundary line"
+  end
+  while true do
+    local done, why = after_boundary(sc)
+    if done == nil then return nil, why end
+    if done then return true end
+    local fields
+    fields, why = part_head(sc)
+    if fields == nil then return nil, why end
+    local ok
+    ok, why = take_part(sc, delim, fields, dir, r, mine)
+    if not ok then return nil, why end
+  end
+end
+
 -- multipart(body, content_type, dir, temps) -> fields, all, files,
--- all_files | nil, msg. Files go to new files in dir, their paths appended
--- to `temps` (the caller removes them when the request ends); on failure
--- the files made so far are removed at once.
+-- all_files | nil, msg. body: the body's text, or {path = P}: the file it
+-- went to. Files go to new files in dir, their paths appended to `temps`
+-- (the caller removes them when the request ends); on failure the files
+-- made so far are removed at once.
 function M.multipart(body, ctype, dir, temps)
   local _, p = params_of(ctype)
   local boundary = p and p.boundary
   if boundary == nil or #boundary < 1 or #boundary > 70 then
     return nil, "malformed multipart body (no boundary parameter of 1 to 70 characters)"
   end
-  local parts, why = split_parts(body, boundary)
-  if parts == nil then return nil, "malformed multipart body (" .. why .. ")" end
+  local sc, err = scanner(body)
+  if sc == nil then return nil, "cannot read the request body: " .. tostring(err) end
   local r, mine = {fields = {}, all = {}, files = {}, all_files = {}}, {}
-  for _, part in ipairs(parts) do
-    local ok, msg = take_part(body, part, dir, r, mine)
-    if not ok then
-      for _, path in ipairs(mine) do os.remove(path) end
-      return nil, msg:find("^cannot") and msg or "malformed multipart body (" .. msg .. ")"
-    end
+  local ok, msg = read_parts(sc, boundary, dir, r, mine)
+  sc:close()
+  if not ok then
+    for _, path in ipairs(mine) do os.remove(path) end
+    return nil, msg:find("^cannot") and msg or "malformed multipart body (" .. msg .. ")"
   end
   for _, path in ipairs(mine) do temps[#temps + 1] = path end
   return r.fields, r.all, r.files, r.all_files

@@ -333,6 +333,20 @@ static double field_limit(lua_State *L, int t, const char *k, double dflt, doubl
   return v > max ? max : v;
 }
 
+/* Where uploads' bodies go as they arrive: opts.upload_dir, else $TMPDIR,
+ * else /tmp (a name too long for a path: refused). */
+static void read_spool_dir(lua_State *L, int t, char *dir, size_t size) {
+  const char *v;
+  lua_getfield(L, t, "upload_dir");
+  v = lua_tostring(L, -1);
+  if (v == NULL) v = getenv("TMPDIR");
+  if (v == NULL || *v == '\0') v = "/tmp";
+  if (strlen(v) + sizeof "/netlua-body-XXXXXX" > size)
+    luaL_error(L, "option 'upload_dir' is too long for a path");
+  strcpy(dir, v);
+  lua_pop(L, 1);
+}
+
 /* Timeouts go through nl_deadline, which reads math.huge, NaN and negative
  * ones as "no limit". */
 static void read_limits(lua_State *L, int t, Limits *l) {
@@ -344,6 +358,7 @@ static void read_limits(lua_State *L, int t, Limits *l) {
   l->send_timeout = field_number(L, t, "send_timeout", 10);
   l->max_connections = (int)field_limit(L, t, "max_connections", 512, 1e6);
   if (l->max_connections < 1) l->max_connections = 1;
+  read_spool_dir(L, t, l->http.spool_dir, sizeof l->http.spool_dir);
 }
 
 static const char *field_string(lua_State *L, int t, const char *k) {
@@ -368,6 +383,10 @@ static SSL_CTX *read_tls(lua_State *L, int t, nl_TlsErr err) {
     SSL_CTX_free(ctx);
     ctx = NULL;
   }
+  /* A read takes whatever the socket holds, not a record's 5-byte header
+   * and then its body: one recv per request instead of two. The loop in
+   * httpconn.c reads again before it waits, so nothing buffered is missed. */
+  if (ctx != NULL) SSL_CTX_set_read_ahead(ctx, 1);
   lua_pop(L, 1);
   return ctx;
 }

@@ -81,6 +81,19 @@ function lazy.params(req) -- a route without :names or *
   return params
 end
 
+-- An upload's body went to a file as it arrived (req.body_file): read
+-- whole only when a handler asks for req.body (it is within max_body).
+function lazy.body(req)
+  local path, body = rawget(req, "body_file"), ""
+  if path ~= nil then
+    local f = assert(io.open(path, "rb"))
+    body = f:read("a") or ""
+    f:close()
+  end
+  rawset(req, "body", body)
+  return body
+end
+
 function lazy.cookies(req)
   local jar = forms.parse_cookies(req.headers.cookie)
   rawset(req, "cookies", jar)
@@ -107,8 +120,9 @@ function Request:form()
     r = {parse_query(self.body)}
   elseif media == "multipart/form-data" then
     self.uploads = self.uploads or {}
-    r = {forms.multipart(self.body, ctype, self.server.upload_dir or os.getenv("TMPDIR") or "/tmp",
-      self.uploads)}
+    local body = rawget(self, "body") -- else it is still in body_file
+    r = {forms.multipart(body or {path = self.body_file}, ctype,
+      self.server.upload_dir or os.getenv("TMPDIR") or "/tmp", self.uploads)}
   else
     return nil, format("not a form (Content-Type: %s)", ctype)
   end
@@ -593,6 +607,7 @@ end
 local function make_dispatch(self)
   return function(req)
     setmetatable(req, Request)
+    if rawget(req, "body_file") then req.uploads = {req.body_file} end -- removed at the end
     local path = req.path
     req.raw_path = path
     if path:find("%", 1, true) then req.path = unescape(path) end
@@ -620,6 +635,7 @@ local function make_dispatch(self)
         if status == nil and body == nil then status = 204 end
       end
     else
+      remove_uploads(req)
       status, body, headers = find_static(self, req)
       if status == nil then
         if params then status, body = 405, "method not allowed\n"

@@ -141,19 +141,34 @@ static void apply_options(lua_State *L, SSL_CTX *ctx) {
   lua_settop(L, top);
 }
 
+/* params.password: a string, or (as LuaSec allows) a function called with
+ * no arguments that returns it; left on the stack while the key loads.
+ * NULL for none. */
+static const char *opt_password(lua_State *L) {
+  if (lua_getfield(L, 1, "password") != LUA_TFUNCTION) {
+    lua_pop(L, 1);
+    return opt_field(L, "password");
+  }
+  lua_call(L, 0, 1);
+  if (lua_type(L, -1) != LUA_TSTRING)
+    luaL_error(L, "ssl parameter 'password': the function returned %s, not a string",
+               luaL_typename(L, -1));
+  return lua_tostring(L, -1);
+}
+
 /* The settings of params that may fail, in LuaSec's order. 0, or -1 with
  * err set. */
 static int configure(lua_State *L, Context *x, nl_TlsErr err) {
   const char *protocol = opt_field(L, "protocol");
   const char *cafile = opt_field(L, "cafile"), *capath = opt_field(L, "capath");
   const char *ciphers = opt_field(L, "ciphers"), *suites = opt_field(L, "ciphersuites");
-  const char *curve = opt_field(L, "curve");
+  const char *curve = opt_field(L, "curve"), *password = opt_password(L);
   SSL_CTX *ctx = x->ctx;
   int top = lua_gettop(L);
   if (curve == NULL) curve = opt_field(L, "curveslist");
   if (protocol != NULL && nl_tls_ctx_protocol(ctx, protocol, err) != 0) return -1;
   if (nl_tls_ctx_keypair(ctx, opt_field(L, "certificate"), opt_field(L, "key"),
-                         opt_field(L, "password"), err) != 0) return -1;
+                         password, err) != 0) return -1;
   if ((cafile != NULL || capath != NULL) && nl_tls_ctx_trust(ctx, cafile, capath, err) != 0)
     return -1;
   if (ciphers != NULL && SSL_CTX_set_cipher_list(ctx, ciphers) != 1) {
@@ -703,7 +718,10 @@ static int conn_getfd(lua_State *L) {
 /* Plaintext is waiting: in our buffer or decrypted inside OpenSSL. */
 static int conn_dirty(lua_State *L) {
   Conn *c = ssl_checkconn(L, 1);
-  lua_pushboolean(L, c->first < c->last || (c->ssl != NULL && SSL_pending(c->ssl) > 0));
+  /* SSL_has_pending also counts records read ahead and not yet decrypted
+   * (an https server's connection, taken over by req:socket(), reads ahead). */
+  lua_pushboolean(L, c->first < c->last || (c->ssl != NULL && (SSL_pending(c->ssl) > 0 ||
+                                                               SSL_has_pending(c->ssl))));
   return 1;
 }
 

@@ -7,8 +7,13 @@
  * request differently. The grammar is RFC 9112's; what it lets a server
  * refuse, this refuses.
  */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "httpparse.h"
 
@@ -173,12 +178,81 @@ static int check_transfer_encoding(const char *v, size_t len) {
   return count == 1 ? 0 : -501;
 }
 
+/* ---- a body that goes to a file ------------------------------------------- */
+
+/* A write error's status: 507 when the disk (or quota) is full, else 500. */
+static int write_failure(int err) {
+  return err == ENOSPC || err == EDQUOT || err == EFBIG ? -507 : -500;
+}
+
+/* Opens a new file of ours (mode 0600, a random name) in dir for the body.
+ * 0 or -status. */
+static int spool_open(nl_HttpRequest *r, const char *dir) {
+  size_t len = strlen(dir) + sizeof "/netlua-body-XXXXXX";
+  char *path = malloc(len);
+  if (path == NULL) return -500;
+  snprintf(path, len, "%s/netlua-body-XXXXXX", dir);
+  r->spool_fd = mkostemp(path, O_CLOEXEC);
+  if (r->spool_fd < 0) {
+    int err = errno;
+    free(path);
+    return write_failure(err);
+  }
+  r->spool_path = path;
+  r->spooled = 0;
+  return 0;
+}
+
+static int spool_write(nl_HttpRequest *r, const char *data, size_t len) {
+  while (len > 0) {
+    ssize_t n = write(r->spool_fd, data, len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return write_failure(n < 0 ? errno : ENOSPC);
+    data += n;
+    len -= (size_t)n;
+    r->spooled += (uint64_t)n;
+  }
+  return 0;
+}
+
+static void spool_close(nl_HttpRequest *r) {
+  if (r->spool_path == NULL) return;
+  close(r->spool_fd);
+  r->spool_fd = -1;
+}
+
+char *nl_http_take_spool(nl_HttpRequest *r) {
+  char *path = r->spool_path;
+  spool_close(r);
+  r->spool_path = NULL;
+  return path;
+}
+
+static void spool_remove(nl_HttpRequest *r) {
+  char *path = nl_http_take_spool(r);
+  if (path == NULL) return;
+  unlink(path);
+  free(path);
+}
+
+/* Body bytes taken so far, in memory or in the file. */
+static uint64_t body_size(const nl_HttpRequest *r) {
+  return r->spool_path != NULL ? r->spooled : r->body.len;
+}
+
+static int is_multipart(const char *v, size_t len) {
+  static const char media[] = "multipart/form-data";
+  size_t n = sizeof media - 1;
+  return len >= n && strncasecmp(v, media, n) == 0 &&
+         (len == n || v[n] == ';' || v[n] == ' ' || v[n] == '\t');
+}
+
 /* Reads the framing and connection fields of a parsed head and picks the
  * body's state. 0 or -status. */
 static int apply_fields(nl_HttpRequest *r, const nl_HttpLimits *limits) {
   size_t off = 0, nlen, vlen;
   const char *n, *v;
-  int hosts = 0, lengths = 0, chunked = 0, rc;
+  int hosts = 0, lengths = 0, chunked = 0, multipart = 0, rc;
   uint64_t length = 0;
   r->keep_alive = r->minor >= 1;
   while (nl_http_next_field(&r->headers, &off, &n, &nlen, &v, &vlen)) {
@@ -196,6 +270,8 @@ static int apply_fields(nl_HttpRequest *r, const nl_HttpLimits *limits) {
     } else if (nlen == 10 && memcmp(n, "connection", 10) == 0) {
       if (has_token(v, vlen, "close")) r->keep_alive = 0;
       else if (has_token(v, vlen, "keep-alive")) r->keep_alive = 1;
+    } else if (nlen == 12 && memcmp(n, "content-type", 12) == 0) {
+      multipart = is_multipart(v, vlen);
     } else if (nlen == 6 && memcmp(n, "expect", 6) == 0) {
       r->expect_continue = r->minor >= 1 && vlen == 12 && strncasecmp(v, "100-continue", 12) == 0;
     }
@@ -211,6 +287,8 @@ static int apply_fields(nl_HttpRequest *r, const nl_HttpLimits *limits) {
     r->state = ST_DONE;
   }
   if (r->state == ST_DONE) r->expect_continue = 0;
+  if (multipart && r->state != ST_DONE && limits->spool_dir[0] != '\0')
+    return spool_open(r, limits->spool_dir);
   return 0;
 }
 
@@ -280,7 +358,12 @@ static long step_head(nl_HttpRequest *r, const char *data, size_t len,
 static long take_body(nl_HttpRequest *r, const char *data, size_t len, int next) {
   size_t n = r->remaining < len ? (size_t)r->remaining : len;
   if (n == 0) return 0;
-  if (nl_buf_add(&r->body, data, n) != 0) return -500;
+  if (r->spool_path != NULL) {
+    int rc = spool_write(r, data, n);
+    if (rc != 0) return rc;
+  } else if (nl_buf_add(&r->body, data, n) != 0) {
+    return -500;
+  }
   r->remaining -= n;
   if (r->remaining == 0) r->state = next;
   return (long)n;
@@ -302,7 +385,8 @@ static long step_chunk_size(nl_HttpRequest *r, const char *data, size_t len,
                             const nl_HttpLimits *limits) {
   long linelen = line_at(data, len, CHUNK_LINE_MAX);
   uint64_t size = 0;
-  size_t i = 0, room = limits->max_body - r->body.len;
+  uint64_t room = limits->max_body - body_size(r);
+  size_t i = 0;
   if (linelen == LINE_INCOMPLETE) return 0;
   if (linelen < 0) return -400;
   while (i < (size_t)linelen && hex_value((unsigned char)data[i]) >= 0) {
@@ -380,6 +464,7 @@ int nl_http_parse(nl_HttpRequest *r, const char *data, size_t len, size_t *used,
 #define KEEP_BODY_CAP 65536
 
 void nl_http_reset(nl_HttpRequest *r) {
+  spool_remove(r);
   if (r->body.cap > KEEP_BODY_CAP) nl_buf_free(&r->body);
   r->target.len = r->headers.len = r->trailers.len = r->body.len = 0;
   r->method[0] = '\0';
@@ -473,6 +558,7 @@ const char *nl_http_reason(int status) {
   case 503: return "Service Unavailable";
   case 504: return "Gateway Timeout";
   case 505: return "HTTP Version Not Supported";
+  case 507: return "Insufficient Storage";
   default: return "Unknown";
   }
 }

@@ -11,10 +11,15 @@
  * elements (the head, a chunk-size line, chunk data, a trailer line), so
  * the caller keeps the rest and feeds it again with more input behind it.
  * Every size is bounded by nl_HttpLimits, never by what the peer sends.
+ *
+ * The body of a multipart/form-data request (an upload) goes to a new file
+ * in limits->spool_dir as it arrives, when that is set, instead of memory:
+ * a connection then holds no more of it than one read.
  */
 #ifndef NETLUA_HTTPPARSE_H
 #define NETLUA_HTTPPARSE_H
 
+#include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -24,6 +29,7 @@ typedef struct nl_HttpLimits {
   size_t max_uri;    /* request-target bytes (414 past it) */
   size_t max_header; /* header section bytes, and trailer section (431) */
   size_t max_body;   /* body bytes after de-chunking (413) */
+  char spool_dir[PATH_MAX]; /* where uploads' bodies go ("": kept in memory) */
 } nl_HttpLimits;
 
 typedef struct nl_HttpRequest {
@@ -33,6 +39,9 @@ typedef struct nl_HttpRequest {
   nl_Buf headers;   /* fields in order: lower-case name \0 value \0 ... */
   nl_Buf trailers;  /* a chunked body's trailer fields, the same way */
   nl_Buf body;
+  char *spool_path;   /* the body's file when it went to one (else NULL) */
+  int spool_fd;       /* open on spool_path while the body comes */
+  uint64_t spooled;   /* bytes written there */
   int major, minor;
   int keep_alive;      /* the connection may carry another request */
   int expect_continue; /* 1: "Expect: 100-continue" and a body to come */
@@ -53,6 +62,11 @@ typedef struct nl_HttpRequest {
  * 505); *used is set to the bytes consumed. */
 int nl_http_parse(nl_HttpRequest *r, const char *data, size_t len, size_t *used,
                   const nl_HttpLimits *limits);
+
+/* The file the parsed request's body went to, or NULL: the caller takes
+ * it over (frees the string, removes the file). Otherwise reset and free
+ * remove it. */
+char *nl_http_take_spool(nl_HttpRequest *r);
 
 /* Ready for the next request on the connection (storage kept, but a large
  * body's given back). */

@@ -249,6 +249,162 @@ t.test("multipart: an upload bigger than max_body is 413 and leaves nothing on d
   t.rmtree(up) t.rmtree(keep) t.rmtree(dir)
 end)
 
+-- ---- uploads go to disk as they arrive ----------------------------------------
+
+-- Runs a server script in its own process (its memory its own) with
+-- upload_dir as its argument, and curl against it once it prints
+-- "listening on 127.0.0.1:PORT"; the server serves one request and ends.
+-- `wrap`: what the shell runs the whole in (e.g. a mount namespace).
+-- Returns curl's output, the server's stdout and stderr, and the status.
+local function upload_session(script, up, curl_args, wrap, setup)
+  local dir = t.tmpdir()
+  local sh = table.concat({
+    setup or "",
+    string.format("ASAN_OPTIONS=quarantine_size_mb=0:detect_leaks=0 timeout 120 %s %s %s > %s/out 2> %s/err &",
+      t.shellquote(t.NETLUA), t.shellquote(script), t.shellquote(up), dir, dir),
+    "pid=$!",
+    string.format("for i in $(seq 400); do port=$(sed -n 's/^listening on 127.0.0.1://p' %s/out); " ..
+      "[ -n \"$port\" ] && break; sleep 0.05; done", dir),
+    string.format("curl -s %s http://127.0.0.1:$port/up", curl_args),
+    "wait $pid",
+  }, "\n")
+  local out, err, code = t.sh((wrap or "sh -c") .. " " .. t.shellquote(sh))
+  local sout, serr = t.readfile(dir .. "/out"), t.readfile(dir .. "/err")
+  t.rmtree(dir)
+  return out, sout, serr .. err, code
+end
+
+-- POST /up answers the form's file size and the growth of the server's
+-- peak memory (VmHWM) since it began listening, in KiB.
+local MEMORY_SERVER = [[
+local http = require "http"
+local function hwm()
+  for line in io.lines("/proc/self/status") do
+    local kb = line:match("^VmHWM:%s*(%d+)")
+    if kb then return tonumber(kb) end
+  end
+end
+local srv = assert(http.server{port = 0, upload_dir = arg[1], max_body = 256 * 1048576})
+local start
+srv:route("POST", "/up", function(req)
+  local fields, all, files = req:form()
+  if fields == nil then return 400, all end
+  return {size = files.f.size, name = fields.name, grew_kib = hwm() - start}
+end)
+collectgarbage()
+start = hwm()
+print("listening on 127.0.0.1:" .. srv.port)
+io.stdout:flush()
+srv:serve{max_requests = 1}
+]]
+
+t.test("multipart: a 32 MiB upload goes to disk as it arrives, not into the server's memory", function()
+  if not t.have("curl") then return t.skip("curl -F", "needs curl") end
+  local dir, up = t.tmpdir(), t.tmpdir()
+  local size = 32 * 1048576
+  local f = assert(io.open(dir .. "/big.bin", "wb"))
+  for i = 1, size // 65536 do f:write(string.rep(string.char(i % 251), 65536)) end
+  f:close()
+  local out, _, err, code = upload_session(t.script(MEMORY_SERVER), up,
+    string.format("-F name=x -F f=@%s/big.bin", dir))
+  t.eq(code, 0, err)
+  local got = json.decode(out)
+  t.eq(got.size, size)
+  t.eq(got.name, "x")
+  t.ok(got.grew_kib * 1024 < size // 4, string.format(
+    "the server's peak memory grew by %d KiB for a %d KiB upload", got.grew_kib, size // 1024))
+  t.eq(#hh.ls(up), 0, "nothing left in upload_dir")
+  t.rmtree(dir) t.rmtree(up)
+end)
+
+t.test("multipart: the body is on disk while it arrives; a client that vanishes leaves nothing", function()
+  local srv, up = upload_server()
+  local head = string.format("POST /up HTTP/1.1\r\nHost: x\r\nContent-Type: %s\r\n" ..
+    "Content-Length: 100000\r\n\r\n", MP_TYPE)
+  local seen, after = t.serve_while(srv, function()
+    local c = t.connect(srv.port)
+    c:send(head .. "--XyZ\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a\"\r\n\r\n" ..
+      string.rep("p", 5000))
+    local names
+    for _ = 1, 200 do -- until the server has read what was sent
+      names = hh.ls(up)
+      if #names == 1 and #(t.readfile(up .. "/" .. names[1]) or "") >= 5000 then break end
+      task.sleep(0.01)
+    end
+    local held = names[1] and t.readfile(up .. "/" .. names[1])
+    c:close()
+    for _ = 1, 200 do
+      if #hh.ls(up) == 0 then break end
+      task.sleep(0.01)
+    end
+    return {names = names, held = held and #held}, hh.ls(up)
+  end)
+  t.eq(#seen.names, 1, "one body file while the request comes")
+  t.match(seen.names[1], "^netlua%-body%-")
+  t.ok(seen.held and seen.held >= 5000, "the bytes so far are in it")
+  t.eq(#after, 0, "removed when the client went away: " .. table.concat(after, " "))
+  t.rmtree(up)
+end)
+
+t.test("multipart: a chunked upload is spooled and bounded by max_body; req.body still reads it", function()
+  local srv, up = upload_server{max_body = 8192}
+  srv:route("POST", "/raw", function(req)
+    return {body = req.body, file = rawget(req, "body_file") ~= nil}
+  end)
+  local payload = multipart_body({{'Content-Disposition: form-data; name="a"', "alpha"}})
+  local function chunked(path, body)
+    local out = {string.format("POST %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" ..
+      "Content-Type: %s\r\nTransfer-Encoding: chunked\r\n\r\n", path, MP_TYPE)}
+    for i = 1, #body, 7 do
+      local piece = body:sub(i, i + 6)
+      out[#out + 1] = string.format("%x\r\n%s\r\n", #piece, piece)
+    end
+    out[#out + 1] = "0\r\n\r\n"
+    return table.concat(out)
+  end
+  local small, raw, big = t.serve_while(srv, function()
+    return exchange(srv, chunked("/up", payload)), exchange(srv, chunked("/raw", payload)),
+      exchange(srv, chunked("/up", string.rep("x", 9000)))
+  end)
+  t.match(small, "^HTTP/1.1 200 ")
+  t.eq(json.decode(small:match("\r\n\r\n(.*)$")).fields.a, "alpha")
+  local r = json.decode(raw:match("\r\n\r\n(.*)$"))
+  t.eq(r.body, payload, "req.body reads the spooled body")
+  t.eq(r.file, true)
+  t.match(big, "^HTTP/1.1 413 ")
+  t.eq(#hh.ls(up), 0)
+  t.rmtree(up)
+end)
+
+t.test("multipart: a full disk is 507 with a clear reason and leaves no partial file", function()
+  if not t.have("curl") then return t.skip("full disk", "needs curl") end
+  if not os.execute("unshare -m true 2>/dev/null") then
+    return t.skip("full disk", "needs unshare -m (a mount namespace) to mount a small tmpfs")
+  end
+  local dir, up = t.tmpdir(), t.tmpdir()
+  t.writefile(dir .. "/big.bin", string.rep("d", 1048576))
+  local script = t.script([[
+local http = require "http"
+local srv = assert(http.server{port = 0, upload_dir = arg[1], max_body = 8 * 1048576})
+srv:route("POST", "/up", function(req) return 200, "stored\n" end)
+print("listening on 127.0.0.1:" .. srv.port)
+io.stdout:flush()
+srv:serve{max_requests = 1}
+local p = io.popen("ls -A " .. arg[1])
+print("left: [" .. p:read("a") .. "]")
+p:close()
+]])
+  -- the server's upload_dir is a 256 KiB tmpfs in a mount namespace of its own
+  -- the refused upload is not a request served: a plain one follows it
+  local out, sout, err = upload_session(script, up,
+    string.format("-F f=@%s/big.bin http://127.0.0.1:$port/up --next -d x", dir),
+    "unshare -m --propagation private sh -c",
+    string.format("mount -t tmpfs -o size=256k netlua-test %s || exit 3", t.shellquote(up)))
+  t.match(out, "not enough disk space for the request body", err)
+  t.match(sout, "left: %[%]", "no partial body file on the full disk: " .. err)
+  t.rmtree(dir) t.rmtree(up)
+end)
+
 -- ---- cookies ---------------------------------------------------------------------
 
 t.test("cookies: req.cookies from curl -b, several Set-Cookie fields into curl -c's jar", function()

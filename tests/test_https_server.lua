@@ -110,6 +110,28 @@ with socket.create_connection(("localhost", int(sys.argv[2]))) as raw:
   t.eq(out, "http/1.1 hello over tls\n", err)
 end)
 
+t.test("requests in separate TLS records that arrive together are all answered", function()
+  -- the server reads ahead: one recv can take several records, and the
+  -- ones after the first must be answered without waiting for more bytes
+  local out, err = t.sh(tls.PYTHON .. " -c " .. t.shellquote([[
+import ssl, socket, sys
+ctx = ssl.create_default_context(cafile=sys.argv[1])
+with socket.create_connection(("localhost", int(sys.argv[2]))) as raw:
+    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+        s.settimeout(15)
+        for i in range(3):  # one record each, sent back to back
+            s.send(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        while data.count(b"hello over tls") < 3:
+            d = s.recv(4096)
+            if not d: break
+            data += d
+        print(data.count(b"HTTP/1.1 200 OK"), data.count(b"hello over tls"))
+]]) .. " " .. t.shellquote(C.ca.cert) .. " " .. port)
+  t.eq(out, "3 3\n", err)
+end)
+
 t.test("netlua's ssl client talks to netlua's server", function()
   local conn = assert(ssl.connect("localhost", port, {cafile = C.ca.cert, alpn = "http/1.1",
     timeout = 10}))

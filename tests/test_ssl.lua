@@ -296,5 +296,18 @@ t.test("bad parameters are clear errors", function()
                       password = "wrong"}, nil)
 end)
 
+t.test("password may be a function returning it, as LuaSec allows", function()
+  local calls = 0
+  t.ok(ssl.newcontext{mode = "server", certificate = C.server.cert, key = C.server.enckey,
+                      password = function() calls = calls + 1 return "secret" end})
+  t.eq(calls, 1)
+  local ctx, err = ssl.newcontext{mode = "server", certificate = C.server.cert,
+    key = C.server.enckey, password = function() return "wrong" end}
+  t.eq(ctx, nil)
+  t.match(err, "^cannot load key")
+  t.raises("the function returned nil, not a string", ssl.newcontext, {mode = "server",
+    certificate = C.server.cert, key = C.server.enckey, password = function() end})
+end)
+
 t.rmtree(C.dir)
 t.done()
