@@ -23,6 +23,7 @@
  * every connection slot is taken, the one that has been waiting longest for
  * a request to finish arriving makes room for a new client.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -446,6 +447,47 @@ static int core_filetype(lua_State *L) {
   return 1;
 }
 
+/* The directory stream listdir reads, in a box whose __gc closes it: a
+ * name that cannot be pushed (out of memory) raises, and the box still
+ * closes the stream. */
+#define NL_DIRBOX_MT "http.server.dir"
+
+static int dirbox_gc(lua_State *L) {
+  DIR **box = luaL_checkudata(L, 1, NL_DIRBOX_MT);
+  if (*box != NULL) closedir(*box);
+  *box = NULL;
+  return 0;
+}
+
+/* listdir(path) -> {names} (unsorted, without "." and "..") | nil, msg,
+ * code (for a static directory's listing). */
+static int core_listdir(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  DIR **box = lua_newuserdatauv(L, sizeof *box, 0);
+  struct dirent *d;
+  lua_Integer n = 0;
+  *box = NULL;
+  if (luaL_newmetatable(L, NL_DIRBOX_MT)) {
+    lua_pushcfunction(L, dirbox_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_setmetatable(L, -2);
+  if ((*box = opendir(path)) == NULL) return nl_pusherrno(L, errno);
+  lua_newtable(L);
+  errno = 0;
+  while ((d = readdir(*box)) != NULL) {
+    if (strcmp(d->d_name, ".") != 0 && strcmp(d->d_name, "..") != 0) {
+      lua_pushstring(L, d->d_name);
+      lua_rawseti(L, -2, ++n);
+    }
+    errno = 0;
+  }
+  if (errno != 0) return nl_pusherrno(L, errno);
+  closedir(*box);
+  *box = NULL;
+  return 1;
+}
+
 /* httpdate([t]) -> "Wed, 25 Nov 2026 16:40:00 GMT" */
 static int core_httpdate(lua_State *L) {
   time_t t = (time_t)luaL_optinteger(L, 1, (lua_Integer)time(NULL));
@@ -511,6 +553,7 @@ static const luaL_Reg core_funcs[] = {
   {"listen", core_listen},
   {"realpath", core_realpath},
   {"filetype", core_filetype},
+  {"listdir", core_listdir},
   {"httpdate", core_httpdate},
   {"parsedate", core_parsedate},
   {"tempfile", core_tempfile},

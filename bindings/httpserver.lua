@@ -235,14 +235,24 @@ function Server:websocket(path, handler, opts)
   return require("websocket").serve(self, path, handler, opts)
 end
 
-function Server:static(prefix, dir)
+-- srv:static(prefix, dir[, {listing = true}]): files under dir at prefix;
+-- with listing, a directory without index.html is answered by a listing of
+-- its entries, and a directory's path without its final '/' by a redirect.
+function Server:static(prefix, dir, opts)
   if type(prefix) ~= "string" or type(dir) ~= "string" then
     error("bad arguments to 'static' (prefix and directory strings expected)", 2)
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    error("bad argument #3 to 'static' (table expected)", 2)
+  end
+  for k in pairs(opts or {}) do
+    if k ~= "listing" then error(format("http.server: unknown static option '%s'", tostring(k)), 2) end
   end
   local root, msg = server_core.realpath(dir)
   if not root then error(format("http.server: static directory '%s': %s", dir, msg), 2) end
   if prefix:sub(-1) ~= "/" then prefix = prefix .. "/" end
-  self.statics[#self.statics + 1] = {prefix = prefix, root = root}
+  self.statics[#self.statics + 1] = {prefix = prefix, root = root,
+    listing = opts ~= nil and opts.listing == true}
   return self
 end
 
@@ -272,9 +282,70 @@ M.cookie = forms.cookie
 -- memory: {path = real path, size =, mtime =[, offset =, length =]}.
 local FileBody = {}
 
--- Serves root/rel where rel comes from a decoded URL path: no NUL, no ".."
--- segment, and the real path (symlinks resolved) must stay under root.
-local function serve_file(root, rel)
+-- ---- directory listings (srv:static with listing = true) --------------------
+
+local HTML_ESCAPES = {["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;", ['"'] = "&quot;",
+  ["'"] = "&#39;"}
+
+local function html_escape(s)
+  return (s:gsub("[&<>\"']", HTML_ESCAPES))
+end
+
+-- A name as one path segment of a URL: every byte but RFC 3986's
+-- unreserved ones percent-encoded.
+local function url_segment(s)
+  return (s:gsub("[^%w%-%._~]", function(c) return format("%%%02X", c:byte()) end))
+end
+
+-- The entries of directory `real`, sorted without regard to case (then
+-- byte by byte), a directory's name (a symlink's target's kind) ending in
+-- "/".
+local function listing_entries(real)
+  local names, msg = server_core.listdir(real)
+  if not names then return nil, msg end
+  sort(names, function(a, b)
+    local la, lb = a:lower(), b:lower()
+    if la ~= lb then return la < lb end
+    return a < b
+  end)
+  for i, name in ipairs(names) do
+    if server_core.filetype(real .. "/" .. name) == "directory" then names[i] = name .. "/" end
+  end
+  return names
+end
+
+-- The HTML listing of directory `real` shown at URL path `path` (decoded):
+-- names HTML-escaped, links URL-encoded and relative, so the listing works
+-- under any prefix.
+local function listing_reply(real, path)
+  local names, msg = listing_entries(real)
+  if not names then return 403, format("cannot list this directory: %s\n", msg) end
+  local title = html_escape("Directory listing for " .. path)
+  local out = {"<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n",
+    "<title>", title, "</title>\n</head>\n<body>\n<h1>", title, "</h1>\n<hr>\n<ul>\n"}
+  for _, name in ipairs(names) do
+    local bare, slash = name:match("^(.-)(/?)$")
+    out[#out + 1] = format("<li><a href=\"%s%s\">%s</a></li>\n", url_segment(bare), slash,
+      html_escape(name))
+  end
+  out[#out + 1] = "</ul>\n<hr>\n</body>\n</html>\n"
+  return 200, concat(out), {["Content-Type"] = "text/html; charset=utf-8"}
+end
+
+-- A directory asked for without its final '/': the same path with it (and
+-- the query), so relative links resolve inside it. Leading slashes become
+-- one: "//host" in a Location would send the browser to another host.
+local function slash_redirect(req)
+  local location = "/" .. req.raw_path:gsub("^/+", "") .. "/"
+  if req.rawquery ~= "" then location = location .. "?" .. req.rawquery end
+  return 301, "moved permanently\n", {Location = location}
+end
+
+-- Serves s.root/rel (s: a static mount) where rel comes from a decoded URL
+-- path: no NUL, no ".." segment, and the real path (symlinks resolved) must
+-- stay under root.
+local function serve_file(s, rel, req)
+  local root = s.root
   if rel:find("\0", 1, true) then return 400, "bad request\n" end
   for seg in rel:gmatch("[^/]+") do
     if seg == ".." then return 403, "forbidden\n" end
@@ -285,9 +356,15 @@ local function serve_file(root, rel)
     return 403, "forbidden\n"
   end
   local kind, size, mtime = server_core.filetype(real)
-  if kind == "directory" then -- served by its index.html
-    if rel:sub(-1) ~= "/" and rel ~= "" then return 404, "not found\n" end
-    return serve_file(root, rel .. "index.html")
+  if kind == "directory" then -- served by its index.html, or listed
+    if req.path:sub(-1) ~= "/" then
+      if s.listing then return slash_redirect(req) end
+      if rel ~= "" then return 404, "not found\n" end
+    end
+    if s.listing and server_core.filetype(real .. "/index.html") ~= "file" then
+      return listing_reply(real, req.path)
+    end
+    return serve_file(s, rel .. "index.html", req)
   end
   if kind ~= "file" then return 404, "not found\n" end
   return 200, setmetatable({path = real, size = size, mtime = mtime}, FileBody),
@@ -370,8 +447,8 @@ local function find_static(self, req)
   if req.method ~= "GET" and req.method ~= "HEAD" then return nil end
   for _, s in ipairs(self.statics) do
     if req.path:sub(1, #s.prefix) == s.prefix or req.path .. "/" == s.prefix then
-      local status, body, headers = serve_file(s.root, req.path:sub(#s.prefix + 1))
-      if status ~= 200 then return status, body, headers end
+      local status, body, headers = serve_file(s, req.path:sub(#s.prefix + 1), req)
+      if getmetatable(body) ~= FileBody then return status, body, headers end
       return file_reply(req, body, headers)
     end
   end

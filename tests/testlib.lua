@@ -417,13 +417,21 @@ end
 -- a task only the task waits. `flags`: netlua's own options (already
 -- shell-quoted), "" by default.
 function M.start_program(script, args, limit, pattern, flags)
+  return M.start_command(string.format("%s %s %s %s", M.shellquote(NETLUA), flags or "",
+    M.shellquote(script), args), limit, pattern)
+end
+
+-- start_program for any command line (a /usr/bin/python3 server): runs it
+-- in the background, killed after `limit` seconds, and waits until its
+-- stdout matches `pattern`; returns its pid, the capture and its directory.
+function M.start_command(cmdline, limit, pattern)
   local time = require "time"
   pattern = pattern or "listening on 127%.0%.0%.1:(%d+)"
   local dir = M.tmpdir()
   local cmd = string.format(
-    "%s %s %s %s > %s/out 2> %s/err < /dev/null & pid=$!; " ..
+    "%s > %s/out 2> %s/err < /dev/null & pid=$!; " ..
     "( sleep %d; kill -KILL $pid ) > /dev/null 2>&1 & echo $pid",
-    M.shellquote(NETLUA), flags or "", M.shellquote(script), args, dir, dir, limit)
+    cmdline, dir, dir, limit)
   local p = io.popen(cmd)
   local pid = tonumber(p:read("l"))
   p:close()
@@ -457,6 +465,19 @@ function M.finish_server(pid, dir)
   M.rmtree(dir)
   M.ok(stopped, "the server stopped by itself")
   return out, err
+end
+
+-- start_program for a lab tool: `netlua -m NAME ARGS`, its pid, the
+-- pattern's capture and its directory.
+function M.start_tool(name, args, limit, pattern)
+  return M.start_program(name, args, limit, pattern, "-m")
+end
+
+-- Stops a process from start_program with `signal` ("INT" by default) and
+-- waits (bounded) for it to end; returns its stdout and stderr.
+function M.stop_program(pid, dir, signal)
+  os.execute(string.format("kill -%s %d 2>/dev/null", signal or "INT", pid))
+  return M.finish_server(pid, dir)
 end
 
 -- A client connected to 127.0.0.1:port, with a 10 s timeout per wait.
