@@ -489,7 +489,10 @@ static int thread_spawn(lua_State *L) {
     procs_done(daemon);
     return nl_pusherrno(L, err);
   }
-  h->reaped = 0;
+  /* Nobody waits for a daemon to end: detached now, it needs no reaping
+   * even when the program leaves by os.exit with its handle uncollected. */
+  if (daemon) pthread_detach(r->tid);
+  h->reaped = daemon;
   lua_settop(L, first);
   return 1;
 }

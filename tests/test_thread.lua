@@ -578,4 +578,17 @@ t.test("a thread started while out of descriptors still sends and receives (it d
   t.eq(out, "true\ttrue\twaiting for you\tnil\ttimeout\tsent back\n", err)
 end)
 
+t.test("os.exit with a finished daemon thread never joined leaves cleanly (ThreadSanitizer: no thread leak)", function()
+  -- under make SANITIZE=thread, a daemon thread left unreaped made TSan end the run with 66
+  local out, err, code = t.netlua("-e " .. t.shellquote([[
+local thread = require "thread"
+local h = thread.spawn{function() return 1 end, daemon = true}
+local d = thread.spawn{function() end, daemon = true}
+print(h:join())
+require("time").sleep(0.2)
+os.exit(0)]]))
+  t.eq(out, "true\t1\n", err)
+  t.eq(code, 0, err)
+end)
+
 t.done()
