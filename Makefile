@@ -107,8 +107,10 @@ $(OUT)/osslfuncs.h $(OUT)/osslcalls.h: $(OUT)/ossl%.h: runtime/ossl.names tools/
 
 # ---- set-up, tests, demo --------------------------------------------------
 # The browser tests (test_gallery, test_webchat) drive headless Chromium;
-# without it they skip. Node's ws, a WebSocket peer of the tests (they skip
-# without it), goes into build/npm (ignored by git), where they find it.
+# without it they skip; so does tests/test_trace2pcap.lua without tcpdump,
+# which reads trace2pcap's files back. Node's ws, a WebSocket peer of the
+# tests (they skip without it), goes into build/npm (ignored by git), where
+# they find it.
 BROWSER_PKGS := chromium-headless-shell python3-websockets
 # A DNS server on loopback for the tests of netlua -m dns (they skip without it).
 DNS_PKGS := dnsmasq-base
@@ -117,6 +119,7 @@ deps:
 	@sh tools/deps.sh
 	@sh tools/deps.sh --optional "the browser tests" $(BROWSER_PKGS)
 	@sh tools/deps.sh --optional "the dns tool's tests" $(DNS_PKGS)
+	@sh tools/deps.sh --optional "the trace2pcap test" tcpdump
 	@[ -d $(NPM_DIR)/node_modules/ws ] || ! command -v npm > /dev/null 2>&1 || \
 	  npm install --silent --no-audit --no-fund --prefix $(NPM_DIR) ws > /dev/null || \
 	  echo "(npm install ws failed: the Node WebSocket tests will skip)" >&2

@@ -203,9 +203,11 @@ server_workload() {   # server_workload time|echo
     why=$(netlua_has_mods socket thread)
     if [ -z "$why" ]; then bench_server echo netlua-threads rt "${largs[@]}" -- "$NETLUA" bench/servers/echo_netlua.lua {PORT}
     else skip echo netlua-threads "$why"; fi
+    echo_traced netlua-threads-trace "${largs[@]}" -- bench/servers/echo_netlua.lua {PORT}
     why=$(netlua_has_mods socket task)
     if [ -z "$why" ]; then bench_server echo netlua-tasks rt "${largs[@]}" -- "$NETLUA" scripts/echoserver.lua 127.0.0.1 {PORT} --quiet
     else skip echo netlua-tasks "$why"; fi
+    echo_traced netlua-tasks-trace "${largs[@]}" -- scripts/echoserver.lua 127.0.0.1 {PORT} --quiet
     why=$(netlua_has_mods socket)
     if [ -z "$why" ]; then bench_server echo netlua-select rt "${largs[@]}" -- "$NETLUA" bench/servers/echo_luasocket.lua {PORT}
     else skip echo netlua-select "$why"; fi
@@ -217,6 +219,23 @@ server_workload() {   # server_workload time|echo
   why=$(lua_socket_missing)
   if [ -z "$why" ]; then bench_server "$w" luasocket "$unit" "${largs[@]}" -- lua5.4 "bench/servers/${w}_luasocket.lua" {PORT}
   else skip "$w" luasocket "$why"; fi
+}
+
+# An echo row of netlua with --trace on, to a file in the run's temporary
+# directory, run right after the same server with tracing off (the row
+# before it), so both meet the same machine: what tracing costs. Each run
+# truncates the file (a full one holds about 10 MB of JSON lines).
+#   echo_traced RUNTIME SERVER_ARGS... (-- between load and server args)
+echo_traced() {
+  local rt=$1 why largs=() trace=(--trace=jsonl --trace-file "$TMP/echo.trace.jsonl")
+  shift
+  while [ "$1" != "--" ]; do largs+=("$1"); shift; done
+  shift
+  why=$(netlua_has_mods socket thread task)
+  [ -z "$why" ] && ! "$NETLUA" "${trace[@]}" -e '' 2>/dev/null && why="netlua has no --trace"
+  if [ -z "$why" ]; then bench_server echo "$rt" rt "${largs[@]}" -- "$NETLUA" "${trace[@]}" "$@"
+  else skip echo "$rt" "$why"; fi
+  rm -f "$TMP/echo.trace.jsonl"
 }
 
 # echo1k: 1,000 persistent connections, for the servers that serve them from

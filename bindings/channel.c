@@ -21,6 +21,7 @@
 #include <stdlib.h>
 
 #include "thread.h"
+#include "trace.h"
 
 typedef struct Item {
   struct Item *next;
@@ -36,6 +37,7 @@ typedef struct Channel {
   size_t reserved;        /* room given to sends still packing */
   size_t bytes, peak;     /* memory the queued values hold; most since last empty */
   int closed;
+  long id;                /* --trace: its number (1, 2, ...), 0 when off */
 } Channel;
 
 /* Outcomes of a wait (what a waker hands over). */
@@ -196,6 +198,7 @@ int thread_channel(lua_State *L) {
   nl_queue_init(&ch->sendq, &ch->sh, pass_on_room);
   ch->capacity = (size_t)cap;
   nl_shared_list(&ch->sh, channel_describe);
+  if (nl_trace_on) ch->id = nl_trace_next_channel();
   *box = &ch->sh;
   return 1;
 }
@@ -223,6 +226,27 @@ static int pack_one(lua_State *L) {
   return 1;
 }
 
+/* A send or receive that ends with `why` ("timeout", "closed"): its
+ * failure, traced. */
+static int send_failed(lua_State *L, Channel *ch, const char *why) {
+  if (nl_trace_on) nl_trace_channel(1, ch->id, 0, NULL, why);
+  return nl_pushfail(L, why, NULL);
+}
+
+static int recv_failed(lua_State *L, Channel *ch, const char *why) {
+  if (nl_trace_on) nl_trace_channel(0, ch->id, 0, NULL, why);
+  return nl_pushfail(L, why, NULL);
+}
+
+/* --trace: a value received (on top, the first of n), and the depth left. */
+static void trace_recv(lua_State *L, Channel *ch, int n) {
+  long depth;
+  nl_shared_lock(&ch->sh);
+  depth = (long)ch->count;
+  nl_shared_unlock(&ch->sh);
+  nl_trace_channel(0, ch->id, depth, luaL_typename(L, -n), NULL);
+}
+
 /* ch:send(v[, timeout]) -> true | nil, "timeout"|"closed"
  * Room is reserved before v is packed: packing moves sockets out of this
  * state, so a send that times out or finds the channel closed fails before
@@ -231,12 +255,13 @@ static int pack_one(lua_State *L) {
 static int chan_send(lua_State *L) {
   Channel *ch = check_channel(L, 1);
   double deadline = nl_deadline(luaL_optnumber(L, 3, -1));
+  const char *type = luaL_typename(L, 2);
   int status;
   nl_Packet *p;
   Item *it;
   luaL_argcheck(L, !lua_isnoneornil(L, 2), 2, "cannot send nil");
   status = nl_queue_until(L, 4, &ch->sendq, deadline, can_send, NULL);
-  if (status != GOT_ROOM) return nl_pushfail(L, status == 0 ? "timeout" : "closed", NULL);
+  if (status != GOT_ROOM) return send_failed(L, ch, status == 0 ? "timeout" : "closed");
   lua_pushcfunction(L, pack_one);
   lua_pushvalue(L, 2);
   status = lua_pcall(L, 1, 1, 0);
@@ -249,6 +274,8 @@ static int chan_send(lua_State *L) {
   if (it != NULL && !nl_queue_wakeone(&ch->recvq, GOT_VALUE, it)) enqueue(ch, it);
   grant_room(ch); /* ours, when the value went straight to a receiver or nowhere */
   end_if_drained(ch);
+  /* listed before the receiver can list its recv, which takes the lock */
+  if (nl_trace_on && it != NULL) nl_trace_channel(1, ch->id, (long)ch->count, type, NULL);
   nl_shared_unlock(&ch->sh);
   if (status != LUA_OK) return lua_error(L);
   if (it == NULL) {
@@ -269,10 +296,11 @@ static int chan_recv(lua_State *L) {
   Item *it = (Item *)value;
   nl_Packet *p;
   if (status != GOT_VALUE && status != GOT_VALUE_TRIM)
-    return nl_pushfail(L, status == 0 ? "timeout" : "closed", NULL);
+    return recv_failed(L, ch, status == 0 ? "timeout" : "closed");
   p = it->packet;
   free(it);
   n = nl_unpack(L, p); /* frees p */
+  if (nl_trace_on && n > 0) trace_recv(L, ch, n);
   if (status == GOT_VALUE_TRIM) give_back_memory();
   return n;
 }

@@ -181,6 +181,7 @@ static int conn_recv(Conn *c) {
   }
   for (;;) {
     ssize_t r = recv(c->fd, c->in.data + c->in.len, READ_CHUNK, 0);
+    if (nl_trace_on) nl_trace_recv(c->fd, c->in.data + c->in.len, r, errno);
     if (r < 0 && errno == EINTR) continue;
     if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
     if (r <= 0) return -1;
@@ -206,8 +207,10 @@ static int conn_flush(Conn *c) {
     if (r == 0) break;
   }
   while (c->ssl == NULL && c->out_pos < c->out.len) {
-    ssize_t w = send(c->fd, c->out.data + c->out_pos, c->out.len - c->out_pos,
-                     MSG_NOSIGNAL);
+    ssize_t w;
+    if (nl_trace_on) nl_trace_sending();
+    w = send(c->fd, c->out.data + c->out_pos, c->out.len - c->out_pos, MSG_NOSIGNAL);
+    if (nl_trace_on) nl_trace_send(c->fd, c->out.data + c->out_pos, w, errno);
     if (w < 0 && errno == EINTR) continue;
     if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
     if (w < 0) return -1;
@@ -244,7 +247,10 @@ static int conn_send_file(Conn *c) {
   if (c->ssl != NULL) return tls_send_file(c);
   while (c->file_left > 0) {
     size_t n = c->file_left < FILE_CHUNK ? (size_t)c->file_left : FILE_CHUNK;
-    ssize_t w = sendfile(c->fd, c->file_fd, &c->file_pos, n);
+    ssize_t w;
+    if (nl_trace_on) nl_trace_sending();
+    w = sendfile(c->fd, c->file_fd, &c->file_pos, n);
+    if (nl_trace_on) nl_trace_send(c->fd, NULL, w, errno); /* the bytes are not at hand */
     if (w < 0 && errno == EINTR) continue;
     if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
     if (w <= 0) return -1;
@@ -795,6 +801,12 @@ static int conn_close_m(lua_State *L) {
   return 0;
 }
 
+/* conn:fd() -> the descriptor (-1: closed), for --trace's lines. */
+static int conn_fd(lua_State *L) {
+  lua_pushinteger(L, httpconn_check(L, 1)->fd);
+  return 1;
+}
+
 static int conn_tostring(lua_State *L) {
   Conn *c = httpconn_check(L, 1);
   if (c->fd < 0) lua_pushliteral(L, "http.server.conn (closed)");
@@ -811,6 +823,7 @@ const luaL_Reg httpconn_methods[] = {
   {"stream_end", conn_stream_end},
   {"detach", conn_detach},
   {"close", conn_close_m},
+  {"fd", conn_fd},
   {NULL, NULL}
 };
 

@@ -37,6 +37,7 @@
 #include "httpserver.h"
 #include "modules.h"
 #include "sock.h"
+#include "trace.h"
 
 #define FULL_RECHECK 0.1 /* seconds between looks for a free connection slot */
 
@@ -49,6 +50,7 @@ static int open_spare(void) {
 static void group_unref(Group *g) {
   int spare;
   if (atomic_fetch_sub(&g->refs, 1) != 1) return;
+  if (g->fd >= 0 && nl_trace_on) nl_trace_close(g->fd);
   if (g->fd >= 0) close(g->fd);
   if (g->stop_fd >= 0) close(g->stop_fd);
   spare = atomic_load(&g->spare_fd);
@@ -208,6 +210,7 @@ static int srv_accept(lua_State *L) {
     if (atomic_load(&g->stopping)) return nl_pushfail(L, "stopped", NULL);
     if (!full) {
       fd = accept4(g->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd >= 0 && nl_trace_on) nl_trace_accept(g->fd, fd, (struct sockaddr *)&ss, len);
       if (fd >= 0 && httpconn_open(httpconn_check(L, 3), fd, &ss, g->tls) == 0) return 1;
       if (fd >= 0) continue; /* no memory for its TLS: that client is dropped */
       if (errno == EINTR || errno == ECONNABORTED) continue;
@@ -563,10 +566,12 @@ int luaopen_http_server(lua_State *L) {
   nl_newclass_transfer(L, NL_SERVER_MT, srv_methods, srv_meta, &srv_transfer);
   nl_newclass(L, NL_CONN_MT, httpconn_methods, httpconn_meta);
   luaL_newlib(L, core_funcs);
+  nl_trace_export(L);
   lua_pushvalue(L, -1);
   nl_runembedded(L, "httpform", 1);
   lua_setfield(L, -2, "form");
-  nl_runembedded(L, "httpstream", 0);
+  lua_pushvalue(L, -1);
+  nl_runembedded(L, "httpstream", 1);
   lua_setfield(L, -2, "stream");
   nl_runembedded(L, "httpserver", 1);
   return 1;

@@ -5,6 +5,7 @@
 -- in bindings/httpconn.c: chunked for HTTP/1.1, close-delimited for 1.0);
 -- Events formats text/event-stream on a Stream and keeps it alive with
 -- heartbeat comments from a task of its own.
+local core = ... -- http.server's C half: tracing, trace
 local json = require "json"
 local task = require "task"
 local time = require "time"
@@ -116,10 +117,25 @@ local function event_text(ev)
   return concat(parts)
 end
 
+-- --trace: an event sent on conn ("sse": its name, its id if it has one,
+-- the bytes of its text).
+local function trace_event(conn, ev, bytes)
+  local name = tostring(type(ev) == "table" and ev.event or "message")
+  local id = type(ev) == "table" and ev.id
+  if id ~= nil and id ~= false then
+    core.trace("sse", conn:fd(), "event", name, "id", tostring(id), "bytes", bytes)
+  else
+    core.trace("sse", conn:fd(), "event", name, "bytes", bytes)
+  end
+end
+
 -- events:send{data=, event=, id=, retry=} | events:send(data) -> true |
 -- nil, "closed". One event is one write: a heartbeat never lands inside it.
 function Events:send(ev)
-  return self.out:write(event_text(ev))
+  local text = event_text(ev)
+  local ok, err = self.out:write(text)
+  if ok and core.tracing then trace_event(self.out.conn, ev, #text) end
+  return ok, err
 end
 
 -- events:comment(text) -> as send: ": text" lines, which clients ignore.

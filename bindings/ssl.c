@@ -27,7 +27,6 @@
 #include "modules.h"
 #include "sock.h"
 #include "ssl_int.h"
-#include "trace.h"
 
 /* ---- contexts --------------------------------------------------------------- */
 
@@ -464,20 +463,6 @@ static CallTimes call_times(const Conn *c, const CallRec *r) {
 
 /* ---- handshake ---------------------------------------------------------------- */
 
-/* --trace: how a handshake ended (`step` 0: done, else failed with err). */
-static void trace_handshake(Conn *c, int step, const char *err) {
-  const SSL_CIPHER *ci = SSL_get_current_cipher(c->ssl);
-  X509 *peer = SSL_get1_peer_certificate(c->ssl);
-  long v = SSL_get_verify_result(c->ssl);
-  char names[256] = "";
-  if (peer != NULL) nl_tls_cert_names(peer, names, sizeof names);
-  X509_free(peer);
-  nl_trace_tls(c->fd, step == 0 ? SSL_get_version(c->ssl) : NULL,
-               step == 0 && ci != NULL ? SSL_CIPHER_get_name(ci) : NULL, names,
-               !c->verify ? "off" : v == X509_V_OK ? "ok" : X509_verify_cert_error_string(v),
-               step < 0 ? err : NULL);
-}
-
 /* conn:dohandshake(): true, or nil, err. Stack: 1 conn, 2 the record. */
 static int conn_dohandshake(lua_State *L) {
   Conn *c = ssl_checkconn(L, 1);
@@ -492,7 +477,6 @@ static int conn_dohandshake(lua_State *L) {
     if (r == NULL) r = rec_make(L, 2, &tm);
     if ((why = conn_wait(L, c, step, 2, &tm)) != NULL) return nl_pushfail(L, why, NULL);
   }
-  if (nl_trace_on) trace_handshake(c, step, err);
   if (step < 0) return nl_pushfail(L, err, NULL);
   lua_pushboolean(L, 1);
   return 1;

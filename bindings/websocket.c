@@ -12,6 +12,7 @@
  *   unmask(data, key)        -> data XOR the key
  *   utf8(state, data)        -> the state after data (0: between
  *                               characters) | nil (not UTF-8)
+ *   tracing, trace(...)      --trace (runtime/tracelua.c)
  */
 #include <string.h>
 
@@ -111,6 +112,7 @@ static const luaL_Reg codec_funcs[] = {
 
 int luaopen_websocket(lua_State *L) {
   luaL_newlib(L, codec_funcs);
+  nl_trace_export(L);
   nl_runembedded(L, "websocket", 1);
   return 1;
 }

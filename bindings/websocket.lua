@@ -26,6 +26,8 @@ local M = {_NAME = "websocket", MAX_MESSAGE = 1048576, CLOSE_TIMEOUT = 5}
 local GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 local CONT, TEXT, BINARY, CLOSE, PING, PONG = 0, 1, 2, 8, 9, 10
 local KIND = {[TEXT] = "text", [BINARY] = "binary"}
+local OPNAME = {[CONT] = "continuation", [TEXT] = "text", [BINARY] = "binary", [CLOSE] = "close",
+  [PING] = "ping", [PONG] = "pong"}
 
 -- Sec-WebSocket-Accept for a Sec-WebSocket-Key.
 function M.accept_key(key)
@@ -54,7 +56,13 @@ local function new(sock, client, opts)
     max_message = opts.max_message or M.MAX_MESSAGE,
     close_timeout = opts.close_timeout or M.CLOSE_TIMEOUT,
     send_timeout = opts.send_timeout, protocol = opts.protocol,
-    msg_len = 0, send_lock = task.semaphore(1)}, WebSocket)
+    msg_len = 0, send_lock = task.semaphore(1),
+    fd = codec.tracing and sock:getfd() or nil}, WebSocket)
+end
+
+-- --trace: a frame sent or received ("ws_send", "ws_recv").
+local function trace_frame(self, name, op, fin, len)
+  codec.trace(name, self.fd, "opcode", OPNAME[op] or tostring(op), "fin", fin, "bytes", len)
 end
 
 -- Each socket call here first sets its own timeout, what is left before its
@@ -102,7 +110,9 @@ end
 
 local function send_frame(self, opcode, payload)
   if self.closed then return nil, "closed" end
-  return self.send_lock:with(write_frame, self, frame_of(self, opcode, payload))
+  local ok, err = self.send_lock:with(write_frame, self, frame_of(self, opcode, payload))
+  if ok and codec.tracing then trace_frame(self, "ws_send", opcode, 1, #payload) end
+  return ok, err
 end
 
 -- Fails the connection (RFC 6455 7.1.7): our close frame with code and the
@@ -194,6 +204,7 @@ local function read_frame(self, deadline)
   if not payload then return nil, err end
   self.partial, self.header = "", nil
   if h.key then payload = codec.unmask(payload, h.key) end
+  if codec.tracing then trace_frame(self, "ws_recv", h.op, h.fin, #payload) end
   return h.op, h.fin, payload
 end
 

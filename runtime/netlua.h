@@ -91,6 +91,10 @@ void nl_lab_preload(lua_State *L);
  * [-nargs, +1, e] */
 void nl_runembedded(lua_State *L, const char *name, int nargs);
 
+/* Sets `tracing` (--trace is on) and `trace(name, fd, key, value, ...)`
+ * in the table on top, for a module's Lua half (tracelua.c). [-0, +0, m] */
+void nl_trace_export(lua_State *L);
+
 /* ---- clocks (clock.c) ---------------------------------------------------- */
 
 double nl_monotonic(void); /* seconds from an arbitrary point, never jumps */

@@ -277,6 +277,19 @@ int nl_getnameinfo(const struct sockaddr *sa, socklen_t salen, char *host,
   return rc;
 }
 
+/* bind and listen, each traced: 0, or -1 with errno set. */
+static int bind_listen(int fd, const struct addrinfo *ai, int backlog) {
+  int r = bind(fd, ai->ai_addr, ai->ai_addrlen), err = r == 0 ? 0 : errno;
+  if (nl_trace_on) nl_trace_bind(fd, ai->ai_addr, ai->ai_addrlen, err);
+  if (r == 0) {
+    r = listen(fd, backlog);
+    err = r == 0 ? 0 : errno;
+    if (nl_trace_on) nl_trace_listen(fd, backlog, err);
+  }
+  errno = err;
+  return r;
+}
+
 int nl_listen_tcp(const char *host, int port, int backlog, int *gai) {
   struct addrinfo hints, *res, *ai;
   char serv[16];
@@ -293,7 +306,7 @@ int nl_listen_tcp(const char *host, int port, int backlog, int *gai) {
     fd = nl_socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
     if (fd < 0) continue;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, backlog) == 0) break;
+    if (bind_listen(fd, ai, backlog) == 0) break;
     int err = errno;
     nl_closefd(fd);
     fd = -err;

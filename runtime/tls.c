@@ -13,6 +13,7 @@
 #include "netlua.h"
 #include "sock.h"
 #include "tls.h"
+#include "trace.h"
 
 static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
 static int tls_ready;        /* written once under tls_once */
@@ -337,24 +338,50 @@ int nl_tls_sethost(SSL *ssl, const char *host, int check, nl_TlsErr err) {
   return ok ? 0 : -1;
 }
 
+/* --trace: how a handshake ended (`step` 0: done, else failed with err):
+ * the version and cipher, the peer certificate's names, the verification
+ * ("off" when the peer's certificate is not checked). */
+static void trace_handshake(SSL *ssl, int step, const char *err) {
+  const SSL_CIPHER *ci = SSL_get_current_cipher(ssl);
+  X509 *peer = SSL_get1_peer_certificate(ssl);
+  long v = SSL_get_verify_result(ssl);
+  char names[256] = "";
+  if (peer != NULL) nl_tls_cert_names(peer, names, sizeof names);
+  X509_free(peer);
+  nl_trace_tls(SSL_get_fd(ssl), step == 0 ? SSL_get_version(ssl) : NULL,
+               step == 0 && ci != NULL ? SSL_CIPHER_get_name(ci) : NULL, names,
+               SSL_get_verify_mode(ssl) == SSL_VERIFY_NONE ? "off"
+               : v == X509_V_OK ? "ok" : X509_verify_cert_error_string(v),
+               step < 0 ? err : NULL);
+}
+
 int nl_tls_handshake(SSL *ssl, nl_TlsErr err) {
+  int step;
   ERR_clear_error();
   errno = 0;
-  return step_result(ssl, SSL_do_handshake(ssl), err);
+  step = step_result(ssl, SSL_do_handshake(ssl), err);
+  if (nl_trace_on && step <= 0) trace_handshake(ssl, step, err);
+  return step;
 }
 
 int nl_tls_read(SSL *ssl, void *buf, size_t len, size_t *n, nl_TlsErr err) {
+  int step;
   ERR_clear_error();
   errno = 0;
   *n = 0;
-  return step_result(ssl, SSL_read_ex(ssl, buf, len, n), err);
+  step = step_result(ssl, SSL_read_ex(ssl, buf, len, n), err);
+  if (nl_trace_on && step == 0) nl_trace_tls_io(SSL_get_fd(ssl), 0, buf, *n);
+  return step;
 }
 
 int nl_tls_write(SSL *ssl, const void *buf, size_t len, size_t *n, nl_TlsErr err) {
+  int step;
   ERR_clear_error();
   errno = 0;
   *n = 0;
-  return step_result(ssl, SSL_write_ex(ssl, buf, len, n), err);
+  step = step_result(ssl, SSL_write_ex(ssl, buf, len, n), err);
+  if (nl_trace_on && step == 0) nl_trace_tls_io(SSL_get_fd(ssl), 1, buf, *n);
+  return step;
 }
 
 void nl_tls_shutdown(SSL *ssl) {

@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -215,6 +216,7 @@ typedef struct Ev {
   size_t jlen, tlen;
   const char *data;  /* --trace-data: the bytes */
   size_t dlen;
+  int hidden;        /* the bytes are not at hand: none shown */
 } Ev;
 
 static void ev_init(Ev *ev, const char *name, int fd) {
@@ -227,6 +229,7 @@ static void ev_init(Ev *ev, const char *name, int fd) {
   ev->jlen = ev->tlen = 0;
   ev->data = NULL;
   ev->dlen = 0;
+  ev->hidden = 0;
 }
 
 /* Writers into memory known to be large enough: each returns the end. */
@@ -353,10 +356,13 @@ static void ev_err(Ev *ev, int err) {
                       : err > 0 ? nl_errname(err) : "failed");
 }
 
+/* --trace-data: the bytes, or (data NULL: a sendfile's, never in memory)
+ * only how many there were. */
 static void ev_data(Ev *ev, const char *data, ssize_t n) {
   if (!cfg.data || n <= 0) return;
-  ev->data = data;
+  ev->data = data != NULL ? data : "";
   ev->dlen = (size_t)n;
+  ev->hidden = data == NULL;
 }
 
 /* "main", "thread 2", "main/task 3", padded to 16 columns. */
@@ -491,7 +497,7 @@ static void count_locked(Ev *ev) {
  * fd's endpoints, unless it has its label already), formatted and written
  * or kept for the next flush. */
 static void ev_emit(Ev *ev, int labelled) {
-  size_t shown = ev->dlen < DATA_MAX ? ev->dlen : DATA_MAX;
+  size_t shown = ev->hidden ? 0 : ev->dlen < DATA_MAX ? ev->dlen : DATA_MAX;
   double t;
   char *w;
   pthread_mutex_lock(&cfg.mu);
@@ -892,5 +898,48 @@ void nl_trace_http_reply(int fd, int status, unsigned long long length) {
   ev_int(&ev, "bytes", (long long)length);
   if (at > 0) ev_dur(&ev, at);
   ev_emit(&ev, 1);
+  errno = saved;
+}
+
+/* ---- TLS reads and writes, channels, the Lua halves' events ------------------ */
+
+void nl_trace_tls_io(int fd, int out, const char *data, size_t n) {
+  int saved = errno;
+  Ev ev;
+  ev_init(&ev, out ? "tls_send" : "tls_recv", fd);
+  ev_int(&ev, "bytes", (long long)n);
+  ev_data(&ev, data, (ssize_t)n);
+  ev_emit(&ev, 1);
+  errno = saved;
+}
+
+long nl_trace_next_channel(void) {
+  static atomic_long made;
+  return atomic_fetch_add(&made, 1) + 1;
+}
+
+void nl_trace_channel(int out, long channel, long depth, const char *value,
+                      const char *error) {
+  int saved = errno;
+  Ev ev;
+  ev_init(&ev, out ? "chan_send" : "chan_recv", -1);
+  ev_int(&ev, "channel", channel);
+  if (value != NULL) ev_str(&ev, "value", value);
+  if (error != NULL) ev_str(&ev, "error", error);
+  else ev_int(&ev, "depth", depth);
+  ev_emit(&ev, 0);
+  errno = saved;
+}
+
+void nl_trace_note(const char *name, int fd, int n, const char *const keys[],
+                   const char *const strs[], const long long ints[]) {
+  int saved = errno;
+  Ev ev;
+  ev_init(&ev, name, fd);
+  for (int i = 0; i < n; i++) {
+    if (strs[i] != NULL) ev_str(&ev, keys[i], strs[i]);
+    else ev_int(&ev, keys[i], ints[i]);
+  }
+  ev_emit(&ev, fd >= 0);
   errno = saved;
 }

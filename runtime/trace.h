@@ -105,4 +105,21 @@ void nl_trace_wait(int fd, int events, int count, double deadline);
 void nl_trace_wake(long task, int result);
 void nl_trace_thread_event(const char *what, const char *name);
 
+/* A TLS connection's plaintext on fd: n bytes written (out) or read
+ * through nl_tls_write/nl_tls_read (runtime/tls.c). */
+void nl_trace_tls_io(int fd, int out, const char *data, size_t n);
+
+/* A value sent into (out) or received from channel number `channel`
+ * (thread.channel), its Lua type, and how many values are queued after;
+ * or the error that ended the call ("timeout", "closed"). */
+long nl_trace_next_channel(void); /* a new channel's number: 1, 2, ... */
+void nl_trace_channel(int out, long channel, long depth, const char *value,
+                      const char *error);
+
+/* An event of the modules' Lua halves (WebSocket frames, server-sent
+ * events; runtime/tracelua.c): `name` on fd (-1: none) with n fields,
+ * keys[i] = strs[i], or ints[i] where strs[i] is NULL. */
+void nl_trace_note(const char *name, int fd, int n, const char *const keys[],
+                   const char *const strs[], const long long ints[]);
+
 #endif

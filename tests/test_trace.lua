@@ -540,4 +540,183 @@ t.test("off: nothing is written; bad choices are usage errors", function()
   t.rmtree(dir)
 end)
 
+t.test("http.server's own connections: accept, reads, writes, close; its listening socket", function()
+  local evs, out, err, code = traced([[
+    local http, socket, task = require "http", require "socket", require "task"
+    local srv = assert(http.server{host = "127.0.0.1", port = 0})
+    srv:route("GET", "/hi", function(req) return "hello" end)
+    local h = task.spawn(function()
+      local c = assert(socket.connect("127.0.0.1", srv.port))
+      c:send("GET /hi HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+      local reply = c:receive("*a")
+      print(select(2, c:getsockname()), #reply)
+      c:close()
+      srv:close()
+    end)
+    srv:serve{timeout = 60}
+    assert(h:join(10))
+  ]], "--trace=jsonl --trace-data")
+  t.eq(code, 0, err)
+  local cport, replylen = out:match("^(%d+)%s+(%d+)")
+  local listen = one(evs, "listen")
+  local port = listen.ep:match("^tcp 127%.0%.0%.1:(%d+)$")
+  t.ok(port, "the server's listening socket: " .. tostring(listen.ep))
+  t.ok(one(evs, "bind", {fd = listen.fd}).index < listen.index, "bind, then listen")
+  local acc = one(evs, "accept", {listen_fd = listen.fd})
+  t.eq(acc.peer, "127.0.0.1:" .. cport)
+  t.eq(acc.ep, "tcp 127.0.0.1:" .. port .. " -> 127.0.0.1:" .. cport)
+  local request = "GET /hi HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+  local got = select_ev(evs, "recv", {fd = acc.fd, ep = acc.ep})
+  t.eq(got[1].hex, hex(request), "the request's bytes, as read")
+  local sent = 0
+  for _, ev in ipairs(select_ev(evs, "send", {ep = acc.ep})) do sent = sent + ev.bytes end
+  t.eq(sent, tonumber(replylen), "the reply's bytes, as written")
+  local req, reply = one(evs, "request", {ep = acc.ep}), one(evs, "reply", {ep = acc.ep})
+  local close = one(evs, "close", {ep = acc.ep})
+  t.eq(close.sent, tonumber(replylen))
+  t.eq(close.received, #request)
+  t.eq(close.first, "local", "Connection: close: the server ends first")
+  t.ok(acc.index < got[1].index and got[1].index < req.index and req.index < reply.index
+    and reply.index < close.index, "accept, recv, request, reply, close in order")
+  t.ok(#select_ev(evs, "close", {fd = listen.fd, ep = listen.ep}) == 1, "the listening socket's close")
+  causal(evs)
+end)
+
+t.test("TLS reads and writes: the plaintext on both sides, an https server's handshake", function()
+  local tls = require "tlslib"
+  local missing = tls.missing()
+  if missing then return t.skip(nil, missing) end
+  local C = tls.certs()
+  local evs, out, err, code = traced(string.format([[
+    local http, ssl, task = require "http", require "ssl", require "task"
+    local CA, CERT, KEY = %q, %q, %q
+    local srv = assert(http.server{host = "127.0.0.1", port = 0,
+      tls = {certificate = CERT, key = KEY}})
+    srv:route("GET", "/secret", function() return "over tls" end)
+    local h = task.spawn(function()
+      local conn = assert(ssl.connect("localhost", srv.port, {cafile = CA, timeout = 10}))
+      assert(conn:send("GET /secret HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+      local reply = conn:receive("*a")
+      print(#reply)
+      conn:close()
+      srv:close()
+    end)
+    srv:serve{timeout = 60}
+    assert(h:join(10))
+  ]], C.ca.cert, C.server.cert, C.server.key), "--trace=jsonl --trace-data")
+  t.rmtree(C.dir)
+  t.eq(code, 0, err)
+  local replylen = tonumber(out:match("^(%d+)"))
+  local request = "GET /secret HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+  local acc = one(evs, "accept")
+  local shake = one(evs, "tls", {ep = acc.ep})
+  t.match(shake.version, "^TLSv1%.[23]$")
+  t.eq(shake.verify, "off", "the server does not ask for a client certificate")
+  local client_shake = one(evs, "tls", {task = 1})
+  t.eq(client_shake.verify, "ok")
+  t.eq(client_shake.cipher, shake.cipher)
+  local csend = one(evs, "tls_send", {task = 1})
+  t.eq(csend.bytes, #request)
+  t.eq(csend.hex, hex(request), "the client's plaintext")
+  local sread = one(evs, "tls_recv", {ep = acc.ep})
+  t.eq(sread.hex, hex(request), "what the server decrypted")
+  local n = 0
+  for _, ev in ipairs(select_ev(evs, "tls_send", {ep = acc.ep})) do n = n + ev.bytes end
+  t.eq(n, replylen, "the server's plaintext reply")
+  n = 0
+  for _, ev in ipairs(select_ev(evs, "tls_recv", {task = 1})) do n = n + ev.bytes end
+  t.eq(n, replylen, "what the client decrypted")
+  t.ok(shake.index < sread.index, "the handshake before the data")
+  local wire = 0
+  for _, ev in ipairs(select_ev(evs, "send", {task = 1})) do wire = wire + ev.bytes end
+  t.eq(wire, 0, "the client's socket sends are TLS's, not listed as plain sends")
+end)
+
+t.test("channels and threads: send before its recv, the values, a timeout; a thread's start", function()
+  local evs, out, err, code = traced([[
+    local thread = require "thread"
+    local ch = thread.channel()
+    local th = thread.spawn{function(c) c:send("from thread"); c:send(42) end, ch, name = "sender"}
+    assert(ch:recv() == "from thread")
+    assert(ch:recv() == 42)
+    print(ch:recv(0.01))
+    assert(th:join())
+    print(th.id)
+  ]])
+  t.eq(code, 0, err)
+  local tid = tonumber(out:match("(%d+)%s*$"))
+  t.match(out, "^nil%s+timeout")
+  local started = one(evs, "thread", {state = "started", thread = tid})
+  t.eq(started.name, "sender")
+  local sends, recvs = select_ev(evs, "chan_send"), select_ev(evs, "chan_recv")
+  t.eq(#sends, 2)
+  t.eq(#recvs, 3, "two values and a timeout")
+  t.eq(sends[1].thread, tid)
+  t.eq(sends[1].value, "string")
+  t.eq(sends[2].value, "number")
+  t.eq(recvs[1].thread, 0)
+  t.eq(recvs[1].value, "string")
+  t.eq(recvs[2].value, "number")
+  t.eq(recvs[3].error, "timeout")
+  t.ok(sends[1].channel >= 1 and recvs[1].channel == sends[1].channel, "the same channel")
+  t.ok(started.index < sends[1].index, "the thread starts, then sends")
+  t.ok(sends[1].index < recvs[1].index and sends[2].index < recvs[2].index,
+    "each send is listed before the recv that got it")
+end)
+
+t.test("WebSocket frames and server-sent events", function()
+  local evs, out, err, code = traced([[
+    local http, socket, task, websocket = require "http", require "socket", require "task", require "websocket"
+    local srv = assert(http.server{host = "127.0.0.1", port = 0})
+    srv:websocket("/echo", function(ws)
+      local m, kind = ws:receive()
+      ws:send(m, kind)
+      ws:receive()
+    end)
+    srv:route("GET", "/events", function(req)
+      local ev = req:sse{heartbeat = false}
+      ev:send{event = "tick", id = "7", data = "one"}
+      ev:send("two")
+    end)
+    local h = task.spawn(function()
+      local ws = assert(websocket.connect("ws://127.0.0.1:" .. srv.port .. "/echo"))
+      ws:send("ws hello")
+      assert(ws:receive() == "ws hello")
+      ws:close()
+      local c = assert(socket.connect("127.0.0.1", srv.port))
+      c:send("GET /events HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+      print(#c:receive("*a"))
+      c:close()
+      srv:close()
+    end)
+    srv:serve{timeout = 60}
+    assert(h:join(10))
+  ]])
+  t.eq(code, 0, err)
+  local client = select_ev(evs, "ws_send", {task = 1})
+  t.eq(#client, 2, "the client's message and close frame")
+  t.eq(client[1].opcode, "text")
+  t.eq(client[1].bytes, #"ws hello")
+  t.eq(client[1].fin, 1)
+  t.eq(client[2].opcode, "close")
+  local server_in = select_ev(evs, "ws_recv", {ep = "tcp " .. client[1].ep:match("%-> (%S+)$") ..
+    " -> " .. client[1].ep:match("^tcp (%S+)")})
+  t.eq(#server_in, 2, "the server got both: " .. client[1].ep)
+  t.eq(server_in[1].opcode, "text")
+  t.eq(server_in[1].bytes, #"ws hello")
+  t.ok(client[1].index < server_in[1].index, "sent, then received")
+  local echo = one(evs, "ws_recv", {task = 1, opcode = "text"})
+  t.eq(echo.bytes, #"ws hello")
+  local sse = select_ev(evs, "sse")
+  t.eq(#sse, 2)
+  t.eq(sse[1].event, "tick")
+  t.eq(sse[1].id, "7")
+  t.eq(sse[1].bytes, #"event: tick\nid: 7\ndata: one\n\n")
+  t.eq(sse[2].event, "message")
+  t.eq(sse[2].id, nil)
+  t.eq(sse[2].bytes, #"data: two\n\n")
+  local req = one(evs, "request", {target = "/events"})
+  t.eq(sse[1].ep, req.ep, "on the request's connection")
+end)
+
 t.done()
