@@ -112,10 +112,13 @@ $(OUT)/osslfuncs.h $(OUT)/osslcalls.h: $(OUT)/ossl%.h: runtime/ossl.names tools/
 # tests (they skip without it), goes into build/npm (ignored by git), where
 # they find it.
 BROWSER_PKGS := chromium-headless-shell python3-websockets
+# A DNS server on loopback for the tests of netlua -m dns (they skip without it).
+DNS_PKGS := dnsmasq-base
 NPM_DIR := build/npm
 deps:
 	@sh tools/deps.sh
 	@sh tools/deps.sh --optional "the browser tests" $(BROWSER_PKGS)
+	@sh tools/deps.sh --optional "the dns tool's tests" $(DNS_PKGS)
 	@sh tools/deps.sh --optional "the trace2pcap test" tcpdump
 	@[ -d $(NPM_DIR)/node_modules/ws ] || ! command -v npm > /dev/null 2>&1 || \
 	  npm install --silent --no-audit --no-fund --prefix $(NPM_DIR) ws > /dev/null || \

@@ -41,6 +41,9 @@ typedef struct Transfer {
   CURL *easy;
   struct curl_slist *headers;
   nl_Buf body, head;
+  nl_Buf sent;     /* spec.request_head: the head of the last request sent */
+  int keep_sent;   /* spec.request_head was true */
+  int sent_done;   /* a reply's head came after the head in `sent` */
   int fd;          /* output file, or -1 */
   int to_file;     /* the body goes to a file: count bytes, keep none */
   int write_errno; /* why writing the output file failed */
@@ -169,6 +172,7 @@ static void transfer_free(Batch *b, Transfer *t) {
   t->fd = -1;
   nl_buf_free(&t->body);
   nl_buf_free(&t->head);
+  nl_buf_free(&t->sent);
 }
 
 /* One idempotent cleanup for __gc, __close and the end of perform(). */
@@ -321,12 +325,29 @@ static int open_output(lua_State *L, int spec, Transfer *t) {
   return t->fd < 0 ? errno : 0;
 }
 
-/* --trace: what libcurl says it does, in the timeline. */
+/* spec.request_head: keeps the request head exactly as libcurl sent it. A
+ * head may come in pieces; the first piece after a reply's head starts the
+ * next request's head, so after redirects it is the last request's. */
+static void keep_sent_head(Transfer *t, curl_infotype type, const char *data, size_t size) {
+  if (type != CURLINFO_HEADER_OUT) {
+    if (type == CURLINFO_HEADER_IN) t->sent_done = 1;
+    return;
+  }
+  if (t->sent_done) t->sent.len = 0;
+  t->sent_done = 0;
+  nl_buf_add(&t->sent, data, size); /* out of memory: the head is cut short */
+}
+
+/* What libcurl says it does: the request head for spec.request_head, and
+ * under --trace the timeline's lines. */
 static int on_debug(CURL *easy, curl_infotype type, char *data, size_t size, void *ud) {
   static const int kinds[] = {NL_TRACE_CURL_TEXT, NL_TRACE_CURL_HEAD_IN, NL_TRACE_CURL_HEAD_OUT,
                               NL_TRACE_CURL_BODY_IN, NL_TRACE_CURL_BODY_OUT};
+  Transfer *t = ud;
   char *lip = NULL, *pip = NULL;
   long lport = 0, pport = 0;
+  if (t->keep_sent) keep_sent_head(t, type, data, size);
+  if (!nl_trace_on) return 0;
   if ((int)type < 0 || (size_t)type >= sizeof kinds / sizeof kinds[0]) return 0; /* TLS records */
   curl_easy_getinfo(easy, CURLINFO_LOCAL_IP, &lip);
   curl_easy_getinfo(easy, CURLINFO_LOCAL_PORT, &lport);
@@ -360,8 +381,12 @@ static int setup_transfer(lua_State *L, int spec, Transfer *t) {
   curl_easy_setopt(easy, CURLOPT_MAXREDIRS, to_redirects(opt_number(L, spec, "max_redirects", 30)));
   curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, (long)verify);
   curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, verify ? 2L : 0L);
-  if (nl_trace_on) curl_easy_setopt(easy, CURLOPT_DEBUGFUNCTION, on_debug);
-  if (nl_trace_on) curl_easy_setopt(easy, CURLOPT_VERBOSE, 1L);
+  t->keep_sent = opt_bool(L, spec, "request_head", 0);
+  if (nl_trace_on || t->keep_sent) {
+    curl_easy_setopt(easy, CURLOPT_DEBUGFUNCTION, on_debug);
+    curl_easy_setopt(easy, CURLOPT_DEBUGDATA, t);
+    curl_easy_setopt(easy, CURLOPT_VERBOSE, 1L);
+  }
   t->max_body = to_limit(opt_number(L, spec, "max_body", -1));
   set_timeouts(L, spec, easy);
   set_method_and_body(L, spec, easy);
@@ -539,6 +564,10 @@ static void push_result(lua_State *L, Transfer *t) {
   lua_setfield(L, -2, "url");
   lua_pushlstring(L, t->head.data ? t->head.data : "", t->head.len);
   lua_setfield(L, -2, "head");
+  if (t->keep_sent) {
+    lua_pushlstring(L, t->sent.data ? t->sent.data : "", t->sent.len);
+    lua_setfield(L, -2, "request_head");
+  }
   if (!t->to_file) lua_pushlstring(L, t->body.data ? t->body.data : "", t->body.len);
   else lua_pushinteger(L, (lua_Integer)t->body.len);
   lua_setfield(L, -2, t->to_file ? "written" : "body");

@@ -36,7 +36,7 @@ local OPTIONS = {url = "string", method = "string", headers = "table",
   connect_timeout = "number", follow_redirects = "boolean",
   max_redirects = "number", retries = "number", retry_backoff = "number",
   retry_5xx = "boolean", verify = "boolean", user_agent = "string",
-  output = "string", max_body = "number"}
+  output = "string", max_body = "number", request_head = "boolean"}
 
 local function check_options(opts, level)
   if type(opts) ~= "table" then
@@ -74,6 +74,7 @@ local function build_spec(opts)
     timeout = opts.timeout, connect_timeout = opts.connect_timeout,
     follow_redirects = opts.follow_redirects, max_redirects = opts.max_redirects,
     verify = opts.verify, user_agent = opts.user_agent, headers = {},
+    request_head = opts.request_head,
     max_body = opts.max_body or (opts.output == nil and M.max_body or nil)}
   local has_type = false
   for name, value in pairs(opts.headers or {}) do
@@ -137,6 +138,7 @@ local function make_response(r)
   local headers, list, reason = parse_head(r.head)
   return setmetatable({status = r.status, reason = reason, headers = headers,
     header_list = list, body = r.body, url = r.url, elapsed = r.elapsed,
+    head = r.head, request_head = r.request_head,
     ok = r.status >= 200 and r.status < 300}, Response)
 end
 

@@ -62,7 +62,9 @@ end
 --   spec.help     what --help prints under it
 --   spec.args     the positional arguments in order: {name, kind, default}
 --   spec.options  --name options: name = {kind, default}; kind "switch"
---                 takes no value and is true when given
+--                 takes no value and is true when given; {kind, many =
+--                 true} may be given again and again: its value is the
+--                 list of the values given ({} when none)
 --   spec.short    one-letter aliases: c = "count" makes -c N mean --count N
 -- Options may come anywhere, as `--name value` or `--name=value`; `--`
 -- ends them. Bad use prints the message and the usage line on stderr and
@@ -70,7 +72,9 @@ end
 function M.parse(args, spec)
   local opts, pos, options, i = {}, {}, spec.options or {}, 1
   for _, a in ipairs(spec.args or {}) do opts[a[1]] = a[3] end
-  for name, o in pairs(options) do opts[name] = o[2] end
+  for name, o in pairs(options) do
+    if o.many then opts[name] = {} else opts[name] = o[2] end
+  end
   local only_positional = false
   while i <= #args do
     local a = args[i]
@@ -101,7 +105,12 @@ function M.parse(args, spec)
         text = args[i]
         if text == nil then usage_error(spec, "--%s needs a value", name) end
       end
-      opts[name] = convert(spec, "--" .. name, options[name][1], text)
+      local value = convert(spec, "--" .. name, options[name][1], text)
+      if options[name].many then
+        table.insert(opts[name], value)
+      else
+        opts[name] = value
+      end
     end
     i = i + 1
   end

@@ -541,6 +541,84 @@ function M.finish_server(pid, dir)
   return out, err
 end
 
+-- An interactive program: `cmdline` (one command, which the shell execs)
+-- runs in the background, killed after `limit` seconds (60) whatever
+-- happens; the test decides when each piece of its standard input arrives
+-- and when that input ends. The input is a file the test appends to, fed
+-- by `tail -f` until a watcher process the test ends; so no descriptor of
+-- the test's holds the program's input open (a FIFO the test kept open
+-- would be inherited by every program it starts later, and the first
+-- would never read the end of its input). Returns an object:
+--   p:write(s)            appends s to its standard input
+--   p:close_input()       ends its standard input (end of file)
+--   p:wait_for(pattern[, stream])  waits (at most 20 s) until its stdout
+--                         (or stream "err") matches the Lua pattern; returns
+--                         the first capture, or fails the test
+--   p:wait_exit()         waits (at most 20 s) for it to end: stdout,
+--                         stderr, exit status (fails the test if it runs on)
+--   p:kill()              ends it (SIGTERM, which timeout(1) passes on)
+-- Waits with time.sleep, so inside a task only the task waits.
+function M.interactive(cmdline, limit)
+  local time = require "time"
+  local dir = M.tmpdir()
+  M.writefile(dir .. "/in", "")
+  os.execute(string.format("( sleep %d & echo $! > %s/watcher; wait ) > /dev/null 2>&1 &",
+    limit or 60, dir))
+  local watcher
+  for _ = 1, 400 do
+    watcher = (M.readfile(dir .. "/watcher") or ""):match("%d+")
+    if watcher then break end
+    time.sleep(0.05)
+  end
+  os.execute(string.format("( tail -s 0.05 -c +1 -f --pid=%s %s/in | " ..
+    "timeout -s KILL %d sh -c %s > %s/out 2> %s/err & pid=$!; " ..
+    "echo $pid > %s/pid; wait $pid; echo $? > %s/rc.tmp; mv %s/rc.tmp %s/rc ) > /dev/null 2>&1 &",
+    watcher, dir, limit or 60, M.shellquote("exec " .. cmdline), dir, dir, dir, dir, dir, dir))
+  local pid
+  for _ = 1, 400 do
+    pid = (M.readfile(dir .. "/pid") or ""):match("%d+")
+    if pid then break end
+    time.sleep(0.05)
+  end
+  local p = {dir = dir, pid = pid}
+  function p:write(s)
+    local f = assert(io.open(dir .. "/in", "ab"))
+    f:write(s)
+    f:close()
+  end
+  function p:close_input()
+    os.execute("kill " .. watcher .. " 2>/dev/null")
+  end
+  function p:wait_for(pattern, stream)
+    local text
+    for _ = 1, 400 do
+      text = M.readfile(dir .. "/" .. (stream or "out")) or ""
+      local found = text:match(pattern)
+      if found then return found end
+      time.sleep(0.05)
+    end
+    fail(string.format("%s never matched %q: %q (stderr %q)", stream or "stdout", pattern,
+      text, M.readfile(dir .. "/err") or ""), 2)
+  end
+  function p:wait_exit()
+    local rc
+    for _ = 1, 400 do
+      rc = M.readfile(dir .. "/rc")
+      if rc then break end
+      time.sleep(0.05)
+    end
+    self:close_input()
+    if not rc then self:kill() end
+    M.ok(rc, "the program ended by itself")
+    return M.readfile(dir .. "/out"), M.readfile(dir .. "/err"), tonumber(rc)
+  end
+  function p:kill()
+    self:close_input()
+    os.execute("kill " .. pid .. " 2>/dev/null")
+  end
+  return p
+end
+
 -- start_program for a lab tool: `netlua -m NAME ARGS`, its pid, the
 -- pattern's capture and its directory.
 function M.start_tool(name, args, limit, pattern)
