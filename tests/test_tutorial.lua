@@ -242,7 +242,18 @@ local function stop_servers()
     s.died_before = t.readfile(s.dir .. "/status")
     os.execute("kill -TERM " .. s.pid .. " 2>/dev/null")
   end
-  for _, s in ipairs(list) do s.status = wait_file(s.dir, "status", GUARD * 20 + 100) end
+  for _, s in ipairs(list) do
+    s.status = wait_file(s.dir, "status", 400)
+    if s.status == nil then
+      -- Seen rarely under a loaded full suite: a server still running 20 s
+      -- after its SIGTERM (README's "noticed" list: a first SIGTERM that
+      -- goes unanswered). Said here, and sent once more, so this test
+      -- checks the tutorial and the runtime bug stays a bug of its own.
+      print(string.format("# %s: still running 20 s after SIGTERM; sending it again", s.what))
+      os.execute("kill -TERM " .. s.pid .. " 2>/dev/null")
+      s.status = wait_file(s.dir, "status", GUARD * 20 + 100)
+    end
+  end
   for _, s in ipairs(list) do
     local printed = (t.readfile(s.dir .. "/out") or "") .. "\n" .. (t.readfile(s.dir .. "/err") or "")
     t.test(s.what .. ": ran until the end of its section, printed what the tutorial shows", function()
