@@ -124,7 +124,9 @@ deps:
 	  npm install --silent --no-audit --no-fund --prefix $(NPM_DIR) ws > /dev/null || \
 	  echo "(npm install ws failed: the Node WebSocket tests will skip)" >&2
 
-TESTS ?= tests/test_*.lua
+# test_tutorial goes first: its background servers failed twice in a full
+# suite, after the other files, and never alone (see README, Tests).
+TESTS ?= tests/test_tutorial.lua $(filter-out tests/test_tutorial.lua,$(sort $(wildcard tests/test_*.lua)))
 test: deps
 	@$(MAKE) --no-print-directory all
 	NETLUA=$(CURDIR)/$(BIN) prove --exec '$(CURDIR)/$(BIN)' $(PROVE_FLAGS) $(TESTS)
