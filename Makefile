@@ -127,9 +127,13 @@ deps:
 # test_tutorial goes first: its background servers failed twice in a full
 # suite, after the other files, and never alone (see README, Tests).
 TESTS ?= tests/test_tutorial.lua $(filter-out tests/test_tutorial.lua,$(sort $(wildcard tests/test_*.lua)))
+# A test file that runs longer than FILE_LIMIT seconds is killed and fails,
+# so one hang costs CI one file, not its whole time; --timer shows each
+# file's time.
+FILE_LIMIT ?= 900
 test: deps
 	@$(MAKE) --no-print-directory all
-	NETLUA=$(CURDIR)/$(BIN) prove --exec '$(CURDIR)/$(BIN)' $(PROVE_FLAGS) $(TESTS)
+	NETLUA=$(CURDIR)/$(BIN) prove --timer --exec 'timeout -k 10 $(FILE_LIMIT) $(CURDIR)/$(BIN)' $(PROVE_FLAGS) $(TESTS)
 
 demo: deps
 	@$(MAKE) --no-print-directory all
