@@ -10,13 +10,14 @@
 # ---- settings -------------------------------------------------------------
 CC       ?= cc
 PREFIX   ?= /usr/local
-PKGS     := lua5.4 lua5.4-cjson libcurl openssl
+PKGS     := lua5.4 lua5.4-cjson lua5.4-filesystem libcurl openssl
 WERROR   ?= $(if $(CI),-Werror)
 SANITIZE ?=
 
 LIBDIR_MA  := $(shell dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo x86_64-linux-gnu)
 LUA_A      := /usr/lib/$(LIBDIR_MA)/liblua5.4.a
-STATIC_LUA := $(LUA_A) /usr/lib/$(LIBDIR_MA)/liblua5.4-cjson.a
+STATIC_LUA := $(LUA_A) /usr/lib/$(LIBDIR_MA)/liblua5.4-cjson.a \
+              /usr/lib/$(LIBDIR_MA)/liblua5.4-filesystem.a
 
 ifeq ($(SANITIZE),1)
   OUT := build/asan

@@ -2,7 +2,8 @@
  * modules.h: the luaopen_* function of every built-in module (layer:
  * runtime). state.c preloads each into every state; each binding defines
  * exactly one of these (json.c two: json and cjson.safe) and nothing else
- * that is not static.
+ * that is not static. lfs is LuaFileSystem's own (Debian's, linked
+ * statically as lua-cjson is).
  */
 #ifndef NETLUA_MODULES_H
 #define NETLUA_MODULES_H
@@ -21,5 +22,6 @@ int luaopen_crypto(lua_State *L);
 int luaopen_ssl(lua_State *L);
 int luaopen_ssl_https(lua_State *L);
 int luaopen_websocket(lua_State *L);
+int luaopen_lfs(lua_State *L);
 
 #endif

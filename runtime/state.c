@@ -47,6 +47,7 @@ static const luaL_Reg preloaded_modules[] = {
   {"ssl", luaopen_ssl},
   {"ssl.https", luaopen_ssl_https},
   {"websocket", luaopen_websocket},
+  {"lfs", luaopen_lfs},
   {NULL, NULL}
 };
 

@@ -38,6 +38,7 @@ local crypto = require "crypto"
 local time = require "time"
 local cli = require "cli"
 local filenames = require "filenames"
+local lfs = require "lfs"
 
 local MAX_FRAME = 64 * 1024  -- the longest frame a peer accepts, in bytes
 local CHUNK = 64 * 1024      -- file bytes are read and written in pieces this big
@@ -552,22 +553,32 @@ local function sha256_file(path, h)
   return h
 end
 
+-- The size and modification time of share/NAME when it is a regular file
+-- (not a link, as find -type f), else nil.
+local function stat_file(name)
+  local a = lfs.symlinkattributes(o.share .. "/" .. name)
+  if a and a.mode == "file" then return {size = a.size, mtime = a.modification} end
+end
+
 -- The regular files in the share: name -> {size, mtime}. Hidden files
--- (our temporary ".NAME.part", find's ".p2p-listing") and unsafe names
--- are not shared. (find writes a file rather than a pipe: io.popen would
--- wait for the stdin thread, see console.)
+-- (our temporary ".NAME.part") and unsafe names are not shared. A folder
+-- that cannot be read lists nothing.
 local function list_share()
-  local LISTING = o.share .. "/.p2p-listing"
-  os.execute("find " .. quote(o.share) .. " -maxdepth 1 -mindepth 1 -type f " ..
-    "-printf '%s %T@ %f\\0' > " .. quote(LISTING) .. " 2>/dev/null")
-  local fh = io.open(LISTING, "rb")
-  local out = fh and fh:read("a") or ""
-  if fh then fh:close() end
   local found = {}
-  for size_, mtime, name in out:gmatch("(%d+) ([%d.]+) ([^%z]*)%z") do
-    if filenames.is_safe(name) then found[name] = {size = tonumber(size_), mtime = mtime} end
+  local ok, names, dir = pcall(lfs.dir, o.share)
+  if not ok then return found end
+  for name in names, dir do
+    if filenames.is_safe(name) then found[name] = stat_file(name) end
   end
   return found
+end
+
+-- Whether a file whose mtime (whole seconds) is `mtime` may still change
+-- without its mtime showing it: it was written this second or the last.
+-- Such a file is hashed again at the next scan (as git treats a "racy"
+-- index entry).
+local function racy(mtime)
+  return mtime >= os.time() - 1
 end
 
 -- Brings `files` up to date with the folder; tells the peers when it changed.
@@ -575,11 +586,13 @@ local function scan()
   local changed = false
   for name, st in pairs(list_share()) do
     local f = files[name]
-    if not f or f.size ~= st.size or f.mtime ~= st.mtime then
+    if not f or f.size ~= st.size or f.mtime ~= st.mtime or f.racy then
+      local is_racy = racy(st.mtime) -- before the hash reads the file
       local h = sha256_file(o.share .. "/" .. name)
       if h then
-        files[name] = {name = name, size = st.size, mtime = st.mtime, sha256 = h:hexdigest()}
-        changed = true
+        local sum = h:hexdigest()
+        if not f or f.sha256 ~= sum or f.size ~= st.size then changed = true end
+        files[name] = {name = name, size = st.size, mtime = st.mtime, sha256 = sum, racy = is_racy}
       end
     end
   end
@@ -658,7 +671,7 @@ local function finish(want, part, h, from)
     served[want.name] = nil
     os.rename(part, o.share .. "/" .. want.name)
     log("got %s (%d bytes, SHA-256 verified) from %s", want.name, want.size, from)
-    local st = list_share()[want.name]
+    local st = stat_file(want.name)
     files[want.name] = {name = want.name, size = want.size, sha256 = got, mtime = st and st.mtime}
     to_all(index_msg())
     return true

@@ -83,6 +83,47 @@ t.test("a get for a name outside the share: an error frame, nothing read", funct
   end
 end)
 
+-- The friend's frames until an index where `name` has the SHA-256 `sum`;
+-- returns that index's names, in order. Fails after 60 s without one.
+local function until_index_has(name, sum)
+  local deadline = os.time() + 60
+  while true do
+    t.ok(os.time() < deadline, "no index with " .. name .. " as " .. sum .. " in 60 s")
+    local msg = assert(p2p.frame(friend))
+    if msg.type == "index" then
+      local names, found = {}, false
+      for _, f in ipairs(msg.files) do
+        names[#names + 1] = f.name
+        if f.name == name and f.sha256 == sum then found = true end
+      end
+      if found then return table.concat(names, " ") end
+    end
+  end
+end
+
+-- The scan reads times in whole seconds (LuaFileSystem): a file rewritten
+-- with the same size and the same second must still be hashed again. The
+-- time is set a minute ahead, so that it is the same second for both
+-- writes whatever the load (and a clock that runs behind is handled too).
+t.test("a file rewritten with the same size and time: offered again with its new SHA-256; links are not offered", function()
+  local crypto = require "crypto"
+  local path = peer.share .. "/same.txt"
+  local ahead = os.time() + 60
+  local function write_with_time(text)
+    t.writefile(path, text)
+    assert(os.execute(string.format("touch -d @%d %s", ahead, t.shellquote(path))))
+  end
+  assert(os.execute("ln -s mine.txt " .. t.shellquote(peer.share .. "/link.txt")))
+  write_with_time("aaaa\n")
+  t.eq(until_index_has("same.txt", crypto.hexdigest("sha256", "aaaa\n")), "mine.txt same.txt",
+    "the index: no link")
+  write_with_time("bbbb\n")
+  until_index_has("same.txt", crypto.hexdigest("sha256", "bbbb\n"))
+  os.remove(path)
+  os.remove(peer.share .. "/link.txt")
+  friend_still_served()
+end)
+
 t.test("1,000 connections at once: those past --max-conns are refused and logged; peers go on", function()
   local flood = {}
   for i = 1, 1000 do

@@ -7,7 +7,7 @@
 #       socket.http, ltn12, mime, ..., runs from it on netlua's core)
 #   sh tools/deps.sh --optional LABEL PKG...   nice-to-have packages (the
 #       benchmark's peers): a failure is reported and the exit status is 0
-BUILD_PKGS="gcc make pkg-config liblua5.4-dev lua-cjson-dev libcurl4-openssl-dev libssl-dev
+BUILD_PKGS="gcc make pkg-config liblua5.4-dev lua-cjson-dev lua-filesystem-dev libcurl4-openssl-dev libssl-dev
       libreadline-dev perl python3 netcat-openbsd lua5.4 lua-socket
       openssl curl python3-websockets"
 
