@@ -244,7 +244,7 @@ end
 -- Ends this section's servers (SIGTERM; the guard's SIGKILL if that does
 -- not end one); checks that
 -- each ran until then, ended as an interrupt ends netlua (143 for
--- SIGTERM; 0, or 130 as p2p.lua does, for a script that handles it) rather
+-- SIGTERM; 0, or 130, for a script that handles it) rather
 -- than with a sanitizer's report, and printed what its block shows.
 local function stop_servers()
   local list = servers
