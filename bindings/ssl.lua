@@ -13,6 +13,26 @@ ssl.newcontext = core.newcontext
 ssl.loadcertificate = core.loadcertificate
 ssl._adopt = core.adopt -- http.server's req:socket() on HTTPS
 
+-- What this build supports, in LuaSec's shape (ssl.config, also
+-- require "ssl.config"), for programs that look before they ask. Only what
+-- newcontext really gives: TLS 1.2 and 1.3 (OpenSSL 3 refuses 1.0 and 1.1
+-- at its default security level); the options it applies, and the old ones
+-- OpenSSL 3 always applies; the key-exchange groups OpenSSL 3 offers by
+-- default (`curve`, `curveslist`).
+local function set_of(names)
+  local set = {}
+  for name in names:gmatch("%S+") do set[name] = true end
+  return set
+end
+ssl.config = {
+  protocols = set_of("tlsv1_2 tlsv1_3"),
+  options = set_of("all cipher_server_preference no_compression no_ticket no_sslv2 no_sslv3 " ..
+    "no_tlsv1 no_tlsv1_1 single_dh_use single_ecdh_use"),
+  algorithms = {ec = true},
+  curves = set_of("prime256v1 secp384r1 secp521r1 X25519 X448"),
+  capabilities = {alpn = true, curves_list = true, ecdh_auto = true},
+}
+
 local function is_address(host)
   return host:match("^[%d%.]+$") or host:find(":", 1, true)
 end

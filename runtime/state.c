@@ -24,6 +24,16 @@ static int open_json_as_cjson(lua_State *L) {
   return 1;
 }
 
+/* require "ssl.config": LuaSec's table of what the build supports, which
+ * is ssl.config. */
+static int open_ssl_config(lua_State *L) {
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "ssl");
+  lua_call(L, 1, 1);
+  lua_getfield(L, -1, "config");
+  return 1;
+}
+
 /* A module written all in Lua (bindings/NAME.lua, embedded): require's
  * name with '.' as '_' ("http.url" -> http_url.lua). */
 static int open_lua_module(lua_State *L) {
@@ -46,6 +56,7 @@ static const luaL_Reg preloaded_modules[] = {
   {"crypto", luaopen_crypto},
   {"ssl", luaopen_ssl},
   {"ssl.https", luaopen_ssl_https},
+  {"ssl.config", open_ssl_config},
   {"websocket", luaopen_websocket},
   {"lfs", luaopen_lfs},
   {NULL, NULL}

@@ -280,6 +280,40 @@ t.test("openssl s_server: a client against OpenSSL's own server", function()
   tls.finish(proc)
 end)
 
+-- ssl.config (LuaSec's table of what the build supports) claims only what
+-- works: each protocol and each curve it lists is the one a handshake with
+-- openssl s_server, forced to it, agrees on.
+t.test("ssl.config: each protocol and curve it lists works against openssl s_server forced to it", function()
+  t.eq(require("ssl.config"), ssl.config, "require \"ssl.config\"")
+  local versions = {tlsv1_2 = {"-tls1_2", "TLSv1.2"}, tlsv1_3 = {"-tls1_3", "TLSv1.3"}}
+  local function talk(server_args, params)
+    local port, proc = tls.s_server(string.format("-cert %s -key %s -rev -naccept 1 %s",
+      t.shellquote(C.server.cert), t.shellquote(C.server.key), server_args))
+    params.cafile, params.timeout = C.ca.cert, 10
+    local conn, err = ssl.connect("localhost", port, params)
+    local version
+    if conn then
+      version = conn:info("protocol")
+      conn:send("stressed\n")
+      t.eq(conn:receive(), "desserts")
+      conn:close()
+    end
+    tls.finish(proc)
+    return version, err
+  end
+  for name in pairs(ssl.config.protocols) do
+    local v = assert(versions[name], "a protocol this test knows: " .. name)
+    t.eq(talk(v[1], {protocol = name}), v[2], name)
+  end
+  for curve in pairs(ssl.config.curves) do
+    t.eq(talk("-groups " .. curve, {curve = curve}), "TLSv1.3", curve)
+  end
+  for option in pairs(ssl.config.options) do
+    t.ok(ssl.newcontext{mode = "client", options = {option}}, option)
+  end
+  t.ok(ssl.config.capabilities.alpn and ssl.config.algorithms.ec)
+end)
+
 t.test("bad parameters are clear errors", function()
   t.raises("'mode' must be \"client\" or \"server\"", ssl.newcontext, {})
   t.raises("'mode' must be", ssl.newcontext, {mode = "both"})
