@@ -444,8 +444,10 @@ t.test("lingering is bounded in time: a client that neither sends nor closes is 
     c:settimeout(10)
     assert(over_limit(c, 100000))
     local data = assert(c:receive("*a"))
-    -- The client keeps its end open; the server's closes at `linger`.
-    for _ = 1, 600 do
+    -- The client keeps its end open; the server's closes at `linger`
+    -- (waited for up to 30 s, half of serve_while's time: its end would
+    -- close the connection too).
+    for _ = 1, 300 do
       if srv:connections() == 0 then break end
       task.sleep(0.1)
     end
@@ -455,6 +457,26 @@ t.test("lingering is bounded in time: a client that neither sends nor closes is 
   end)
   t.match(reply, "^HTTP/1.1 413 ")
   t.eq(left, 0, "the lingering connection closed")
+end)
+
+t.test("a lingering connection is the first shed when every slot is taken", function()
+  local srv = new_server{port = 0, max_body = 1000, linger = 600, max_connections = 1}
+  srv:route("GET", "/", function() return "hi" end)
+  local status, other = serve_while(srv, function()
+    local c = assert(socket.connect("127.0.0.1", srv.port))
+    c:settimeout(30)
+    assert(over_limit(c, 100000))
+    local st = read_response(c) -- it lingers now, holding the one slot
+    local d = assert(socket.connect("127.0.0.1", srv.port))
+    d:settimeout(30)
+    assert(d:send("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+    local second, err = d:receive("*a")
+    d:close()
+    c:close()
+    return st, second or err
+  end)
+  t.match(status, "^HTTP/1.1 413 ")
+  t.match(other, "^HTTP/1.1 200 .*hi$", "the new client got the slot")
 end)
 
 t.test("linger option: a non-negative number", function()
