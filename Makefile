@@ -125,9 +125,7 @@ deps:
 	  npm install --silent --no-audit --no-fund --prefix $(NPM_DIR) ws > /dev/null || \
 	  echo "(npm install ws failed: the Node WebSocket tests will skip)" >&2
 
-# test_tutorial goes first: its background servers failed twice in a full
-# suite, after the other files, and never alone (see README, Tests).
-TESTS ?= tests/test_tutorial.lua $(filter-out tests/test_tutorial.lua,$(sort $(wildcard tests/test_*.lua)))
+TESTS ?= $(sort $(wildcard tests/test_*.lua))
 # A test file that runs longer than FILE_LIMIT seconds is killed and fails,
 # so one hang costs CI one file, not its whole time; --timer shows each
 # file's time.

@@ -596,6 +596,14 @@ end
 -- `nil, message` is a handler's failure. A body is a string, a number (its
 -- text), a table (JSON) or nil; a body alone may come with headers.
 local function normalize(status, body, headers)
+  if headers == nil then -- the common replies first, with one call of type()
+    local kind = type(status)
+    if kind == "string" and body == nil then return 200, TEXT_LINES, status end
+    if kind == "number" and type(body) == "string" then
+      local code = math.tointeger(status)
+      if code and code >= 200 and code <= 599 then return code, TEXT_LINES, body end
+    end
+  end
   if status == nil and body ~= nil then
     return nil, format("nil, %s (a failure)", tostring(body))
   end

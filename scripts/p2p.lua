@@ -912,12 +912,9 @@ local function main()
     task.spawn(announcer)
   end
   task.spawn(console)
-  local ok, err = pcall(accept_loop, server)
-  if err == "interrupted" then -- Ctrl-C, or SIGTERM
-    log("stopped")
-    os.exit(130)
-  end
-  error(err, 0)
+  local _, err = pcall(accept_loop, server)
+  if err == "interrupted" then log("stopped") end -- Ctrl-C, or SIGTERM
+  error(err, 0) -- netlua ends with 128 + the signal's number (130, 143)
 end
 
 main()

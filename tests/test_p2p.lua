@@ -215,4 +215,19 @@ t.test("--status-port on a port in use: a clear error", function()
   t.match(out .. err, "cannot serve the status page on 127%.0%.0%.63:" .. port .. ": address already in use")
 end)
 
+t.test("SIGTERM: the peer logs \"stopped\" and ends as netlua does, with 143 (SIGINT: 130)", function()
+  for _, sig in ipairs({{"TERM", 143}, {"INT", 130}}) do
+    local share = t.tmpdir()
+    local p = t.interactive(string.format("%s scripts/p2p.lua --host 127.0.0.1 --port 0 --discovery none --share %s",
+      t.shellquote(t.NETLUA), t.shellquote(share)))
+    p:wait_for("listening on")
+    local pid = assert(p.pid, "the peer's pid")
+    os.execute(string.format("kill -%s %s", sig[1], pid))
+    local out, _, status = p:wait_exit()
+    t.eq(status, sig[2], out)
+    t.match(out, "stopped\n")
+    t.rmtree(share)
+  end
+end)
+
 t.done()
