@@ -31,6 +31,7 @@
 
 #define READ_CHUNK 16384
 #define FILE_CHUNK (1 << 20) /* bytes one sendfile call may move */
+#define LINGER_BYTES (1 << 20) /* the most a lingering close reads and drops */
 
 /* ---- connections ---------------------------------------------------------- */
 
@@ -85,6 +86,7 @@ static void conn_close(Conn *c) {
   nl_buf_free(&c->in);
   nl_buf_free(&c->out);
   c->in_pos = c->out_pos = 0;
+  c->lingering = 0;
 }
 
 static void format_peer(Conn *c, const struct sockaddr_storage *ss) {
@@ -263,7 +265,8 @@ static int conn_send_file(Conn *c) {
 
 static int has_reply_pending(const Conn *c) { return has_output(c) || c->file_fd >= 0; }
 
-/* All connection slots are taken: closes the connection that has waited
+/* All connection slots are taken: closes a lingering connection (its
+ * reply is out), else the connection that has waited
  * longest for a request, idle ones (between requests) before those with a
  * request half-arrived, so a client that trickles its request in (slowloris)
  * cannot keep others out. Its task wakes and finds it closed. Returns 1 when
@@ -271,6 +274,10 @@ static int has_reply_pending(const Conn *c) { return has_output(c) || c->file_fd
 int httpconn_shed_one(Server *s) {
   Conn *victim = NULL;
   for (Conn *c = s->conns; c != NULL; c = c->next) {
+    if (c->lingering) { /* answered already: the first to go */
+      victim = c;
+      break;
+    }
     if (!c->awaiting || has_reply_pending(c)) continue;
     if (victim == NULL || (victim->in_request && !c->in_request) ||
         (victim->in_request == c->in_request && c->since < victim->since))
@@ -290,6 +297,63 @@ static int conn_drain(lua_State *L, int nargs, Conn *c) {
     if (!has_output(c) && c->file_fd >= 0 && conn_send_file(c) < 0) return -1;
     if (!has_reply_pending(c)) return 0;
     if (nl_waitk(L, nargs, c->fd, c->want ? c->want : NL_WRITE, c->deadline) == 0) return -1;
+  }
+}
+
+/* ---- lingering close ----------------------------------------------------- */
+
+static int serving_stopped(const Conn *c) {
+  return c->srv->g == NULL || atomic_load(&c->srv->g->stopping);
+}
+
+/* Starts a lingering close once the last reply is out: TLS says
+ * close_notify and is done with, and the write side shuts down, so the
+ * client reads the reply and then EOF while it may still be sending. */
+static void linger_begin(Conn *c) {
+  c->lingering = 1;
+  c->linger_left = LINGER_BYTES;
+  c->deadline = nl_deadline(c->limits->linger);
+  if (c->ssl != NULL) {
+    nl_tls_shutdown(c->ssl);
+    SSL_free(c->ssl);
+    c->ssl = NULL;
+  }
+  shutdown(c->fd, SHUT_WR);
+}
+
+/* Reads and drops what arrives: 1 the peer may send more, 0 it closed or
+ * failed, or the byte bound is reached. */
+static int linger_discard(Conn *c) {
+  char scratch[READ_CHUNK];
+  for (;;) {
+    ssize_t r = recv(c->fd, scratch, sizeof scratch, 0);
+    if (nl_trace_on) nl_trace_recv(c->fd, scratch, r, errno);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 1;
+    if (r <= 0 || (size_t)r >= c->linger_left) return 0;
+    c->linger_left -= (size_t)r;
+  }
+}
+
+/* A lingering close (nginx's lingering_close, Apache's lingering close):
+ * closing at once while the request's bytes are still arriving makes the
+ * kernel answer them with a reset, and the client may lose the reply it
+ * was sent. So the request's rest is read and dropped until the client
+ * closes, for at most `linger` seconds in all and LINGER_BYTES; the wait
+ * is the connection's task's own (nl_waitmanyk, restartable: the progress
+ * is in the Conn) and ends early when serving stops. The caller closes. */
+static void conn_linger(lua_State *L, int nargs, Conn *c) {
+  nl_PollFd fds[2];
+  if (!c->lingering) {
+    if (!(c->limits->linger > 0)) return;
+    linger_begin(c);
+  }
+  fds[0].fd = c->fd;
+  fds[0].events = NL_READ;
+  while (linger_discard(c) && !serving_stopped(c)) {
+    fds[1].fd = c->srv->g->stop_fd;
+    fds[1].events = NL_READ;
+    if (nl_waitmanyk(L, nargs, fds, 2, c->deadline) == 0) return;
   }
 }
 
@@ -548,10 +612,6 @@ static int conn_parse(Conn *c) {
   return r;
 }
 
-static int serving_stopped(const Conn *c) {
-  return c->srv->g == NULL || atomic_load(&c->srv->g->stopping);
-}
-
 /* Waits for input (and for an interim "100 Continue" to go out). An idle
  * connection also wakes when serving stops. 0 when the deadline passed. */
 static int conn_wait_input(lua_State *L, Conn *c) {
@@ -621,7 +681,7 @@ static int conn_read(lua_State *L) {
     return nl_pushfail(L, "stopped", NULL);
   case READ_FAILED: {
     const char *why = c->failure;
-    (void)conn_drain(L, 1, c);
+    if (conn_drain(L, 1, c) == 0) conn_linger(L, 1, c);
     conn_close(c);
     return nl_pushfail(L, why, NULL);
   }
@@ -636,8 +696,12 @@ static int conn_read(lua_State *L) {
  * or false when the connection closed (it asked to, failed, or made no
  * progress for send_timeout). [-0, +1] */
 static int conn_finish_reply(lua_State *L, int nargs, Conn *c) {
+  int sent;
   lua_settop(L, nargs);
-  if (c->fd < 0 || conn_drain(L, nargs, c) < 0 || c->closing) {
+  sent = c->fd >= 0 && conn_drain(L, nargs, c) == 0;
+  if (!sent || c->closing) {
+    /* bytes the client sent after the request are unread: they linger */
+    if (sent && (c->lingering || c->in_pos < c->in.len)) conn_linger(L, nargs, c);
     conn_close(c);
     lua_pushboolean(L, 0);
     return 1;

@@ -357,6 +357,7 @@ static void read_limits(lua_State *L, int t, Limits *l) {
   l->request_timeout = field_number(L, t, "request_timeout", 10);
   l->keepalive_timeout = field_number(L, t, "keepalive_timeout", 5);
   l->send_timeout = field_number(L, t, "send_timeout", 10);
+  l->linger = field_limit(L, t, "linger", 2, 3600);
   l->max_connections = (int)field_limit(L, t, "max_connections", 512, 1e6);
   if (l->max_connections < 1) l->max_connections = 1;
   read_spool_dir(L, t, l->http.spool_dir, sizeof l->http.spool_dir);

@@ -23,6 +23,7 @@
 typedef struct Limits {
   nl_HttpLimits http;
   double request_timeout, keepalive_timeout, send_timeout;
+  double linger;        /* seconds a lingering close may last (0: none) */
   int max_connections;
 } Limits;
 
@@ -75,6 +76,8 @@ struct Conn {
   int head;        /* the request being answered is a HEAD */
   int http10;      /* ... came as HTTP/1.0 (a stream is close-delimited) */
   int streaming;   /* a streamed reply is open: STREAM_CHUNKED or STREAM_RAW */
+  int lingering;   /* its last reply is out: reading and discarding until close */
+  size_t linger_left; /* ... at most this many more bytes */
   const char *failure; /* why read() is sending an error reply */
   double deadline;
   double since;    /* when the wait for the current request began */

@@ -156,7 +156,7 @@ end
 
 local SERVER_OPTIONS = {host = "string", port = "number", max_uri = "number",
   max_header = "number", max_body = "number", request_timeout = "number",
-  keepalive_timeout = "number", send_timeout = "number",
+  keepalive_timeout = "number", send_timeout = "number", linger = "number",
   max_connections = "number", log = "boolean", workers = "any", tls = "table",
   upload_dir = "string"}
 

@@ -340,6 +340,150 @@ t.test("send_timeout bounds a stall, not a slow steady reader", function()
   t.rmtree(dir)
 end)
 
+-- ---- lingering close ----------------------------------------------------------
+
+-- The head of a request whose body is far past max_body, then `n` bytes of
+-- that body at once, before reading: they are surely unread on the server
+-- when it answers 413 and closes.
+local function over_limit(c, n)
+  assert(c:send("POST /headers HTTP/1.1\r\nHost: x\r\nContent-Length: 50000000\r\n\r\n"))
+  return c:send(string.rep("b", n))
+end
+
+-- Sends `total` bytes in 32 KiB pieces, or until a send fails, as a client
+-- still uploading after the reply came: the bytes sent and the error. A
+-- server that closed with bytes unread has reset the connection by then.
+local function send_on(c, total)
+  local piece, sent = string.rep("b", 32768), 0
+  while sent < total do
+    local n, err = c:send(piece, 1, math.min(#piece, total - sent))
+    if not n then return sent, err end
+    sent = sent + n
+  end
+  return sent
+end
+
+t.test("a body past max_body: the 413 arrives whole, the client may go on sending", function()
+  local srv = new_server{port = 0, max_body = 1000, linger = 60}
+  local got = serve_while(srv, function()
+    local out = {}
+    for i = 1, 5 do
+      local c = assert(socket.connect("127.0.0.1", srv.port))
+      c:settimeout(10)
+      local r = {}
+      r.first = over_limit(c, 300000)
+      r.status, r.headers, r.body = read_response(c)
+      r.sent, r.err = send_on(c, 600000)
+      c:shutdown("send")
+      local rest, rerr, partial = c:receive("*a") -- "closed" when nothing came
+      r.rest, r.rerr = rest or partial, rerr
+      c:close()
+      out[i] = r
+    end
+    return out
+  end)
+  for i, r in ipairs(got) do
+    t.eq(r.first, 300000, "sent before reading (" .. i .. ")")
+    t.match(r.status, "^HTTP/1.1 413 ")
+    t.eq(r.headers.connection, "close")
+    t.eq(r.body, "request body too large\n")
+    t.eq(r.sent, 600000, "sending after the reply was not reset (" .. i .. "): " .. tostring(r.err))
+    t.eq(r.rest, "", "nothing more (" .. i .. ")")
+    t.ok(r.rerr == nil or r.rerr == "closed", "then EOF, not a reset (" .. i .. "): " .. tostring(r.rerr))
+  end
+end)
+
+t.test("bytes pipelined after a Connection: close request do not reset its reply", function()
+  local srv = new_server{port = 0, linger = 60}
+  srv:route("GET", "/", function() return "hi" end)
+  local status, body, sent, err = serve_while(srv, function()
+    local c = assert(socket.connect("127.0.0.1", srv.port))
+    c:settimeout(10)
+    assert(c:send("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" .. string.rep("j", 300000)))
+    local st, _, b = read_response(c)
+    local n, e = send_on(c, 600000)
+    c:close()
+    return st, b, n, e
+  end)
+  t.eq(status, "HTTP/1.1 200 OK")
+  t.eq(body, "hi")
+  t.eq(sent, 600000, "sending after the reply was not reset: " .. tostring(err))
+end)
+
+t.test("lingering is bounded: a client that never stops sending is cut off, others are served", function()
+  local srv = new_server{port = 0, max_body = 1000, linger = 60}
+  srv:route("GET", "/", function() return "hi" end)
+  local status, lingered, other, sent, err = serve_while(srv, function()
+    local c = assert(socket.connect("127.0.0.1", srv.port))
+    c:settimeout(10)
+    assert(over_limit(c, 100000))
+    local st = read_response(c)
+    local n = send_on(c, 300000) -- the server reads on, it has not closed
+    -- Another client is served meanwhile.
+    local d = assert(socket.connect("127.0.0.1", srv.port))
+    d:settimeout(10)
+    assert(d:send("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+    local second = assert(d:receive("*a"))
+    d:close()
+    -- Sending on and on: past the bound (1 MiB) the server closes.
+    local total, e = send_on(c, 1e9)
+    c:close()
+    return st, n, second, total, e
+  end)
+  t.match(status, "^HTTP/1.1 413 ")
+  t.eq(lingered, 300000, "the server read on after its reply")
+  t.match(other, "^HTTP/1.1 200 .*hi$")
+  t.ok(sent < 1e9, "the server cut the sender off after " .. sent .. " bytes")
+  t.ok(err == "closed" or err == "connection reset by peer", "the send failed: " .. tostring(err))
+end)
+
+t.test("lingering is bounded in time: a client that neither sends nor closes is closed", function()
+  local srv = new_server{port = 0, max_body = 1000, linger = 0.5}
+  local reply, left = serve_while(srv, function()
+    local c = assert(socket.connect("127.0.0.1", srv.port))
+    c:settimeout(10)
+    assert(over_limit(c, 100000))
+    local data = assert(c:receive("*a"))
+    -- The client keeps its end open; the server's closes at `linger`
+    -- (waited for up to 30 s, half of serve_while's time: its end would
+    -- close the connection too).
+    for _ = 1, 300 do
+      if srv:connections() == 0 then break end
+      task.sleep(0.1)
+    end
+    local n = srv:connections()
+    c:close()
+    return data, n
+  end)
+  t.match(reply, "^HTTP/1.1 413 ")
+  t.eq(left, 0, "the lingering connection closed")
+end)
+
+t.test("a lingering connection is the first shed when every slot is taken", function()
+  local srv = new_server{port = 0, max_body = 1000, linger = 600, max_connections = 1}
+  srv:route("GET", "/", function() return "hi" end)
+  local status, other = serve_while(srv, function()
+    local c = assert(socket.connect("127.0.0.1", srv.port))
+    c:settimeout(30)
+    assert(over_limit(c, 100000))
+    local st = read_response(c) -- it lingers now, holding the one slot
+    local d = assert(socket.connect("127.0.0.1", srv.port))
+    d:settimeout(30)
+    assert(d:send("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+    local second, err = d:receive("*a")
+    d:close()
+    c:close()
+    return st, second or err
+  end)
+  t.match(status, "^HTTP/1.1 413 ")
+  t.match(other, "^HTTP/1.1 200 .*hi$", "the new client got the slot")
+end)
+
+t.test("linger option: a non-negative number", function()
+  t.raises("linger' must be a number", http.server, {port = 0, linger = "2"})
+  t.raises("linger' must be a non-negative number", http.server, {port = 0, linger = -1})
+end)
+
 -- ---- connection pressure ------------------------------------------------------
 
 t.test("slowloris: clients trickling requests do not keep others out", function()

@@ -132,6 +132,33 @@ with socket.create_connection(("localhost", int(sys.argv[2]))) as raw:
   t.eq(out, "3 3\n", err)
 end)
 
+t.test("a body past max_body over TLS: the 413 arrives, the client may go on sending", function()
+  -- the server answers before reading the body and closes lingering: TLS's
+  -- close_notify, then the rest of what the client sends is read and dropped
+  local out, err = t.sh(tls.PYTHON .. " -c " .. t.shellquote([[
+import ssl, socket, sys
+ctx = ssl.create_default_context(cafile=sys.argv[1])
+with socket.create_connection(("localhost", int(sys.argv[2]))) as raw:
+    with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+        s.settimeout(15)
+        s.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 50000000\r\n\r\n")
+        s.sendall(b"b" * 300000)  # before reading: unread on the server
+        data = b""
+        while not data.endswith(b"request body too large\n"):
+            d = s.recv(4096)
+            if not d: break
+            data += d
+        print(data.split(b"\r\n")[0].decode())
+        try:  # in pieces: once reset, the next one fails
+            for i in range(10):
+                s.sendall(b"b" * 30000)
+            print("sent on")
+        except OSError as e:
+            print("send failed:", e)
+]]) .. " " .. t.shellquote(C.ca.cert) .. " " .. port)
+  t.eq(out, "HTTP/1.1 413 Payload Too Large\nsent on\n", err)
+end)
+
 t.test("netlua's ssl client talks to netlua's server", function()
   local conn = assert(ssl.connect("localhost", port, {cafile = C.ca.cert, alpn = "http/1.1",
     timeout = 10}))
