@@ -619,6 +619,34 @@ p2p_copy() {
   echo "  c-copy run $run: $line" >&2
 }
 
+# p2p_cfanout RUN: what this machine allows any fan-out: P2P_PEERS plain C
+# copies at once, each receiver then hashing its copy and the sender its
+# file (openssl dgst -sha256: OpenSSL's SHA-256, as p2p.lua's). With fewer
+# cores than copies, this alone is several times one copy's time.
+p2p_cfanout() {
+  local run=$1 k times real user sys
+  rm -f "$TMP/p2p/cf"*
+  times=$( { TIMEFORMAT='%R %U %S'; time (
+    for k in $(seq "$P2P_PEERS"); do
+      ( timeout -k 2 120 $LOADGEN copy "$TMP/p2p/data" "$TMP/p2p/cf$k" > /dev/null &&
+        openssl dgst -sha256 "$TMP/p2p/cf$k" > /dev/null ) &
+    done
+    openssl dgst -sha256 "$TMP/p2p/data" > /dev/null
+    wait ); } 2>&1 )
+  for k in $(seq "$P2P_PEERS"); do
+    if ! cmp -s "$TMP/p2p/data" "$TMP/p2p/cf$k"; then
+      echo "  c-fanout: run $run failed: copy $k differs ($times)" >&2
+      FAILED="$FAILED p2p_fanout/c-fanout"
+      return 1
+    fi
+  done
+  read -r real user sys <<< "$times"
+  record p2p_fanout c-fanout secs lo "$run" "$real"
+  record p2p_fanout c-fanout cpu_s lo "$run" "$(awk -v u="$user" -v s="$sys" 'BEGIN { print u + s }')"
+  echo "  c-fanout run $run: secs=$real cpu_s=$user+$sys" >&2
+  rm -f "$TMP/p2p/cf"*
+}
+
 # p2p_netlua RUN: bench/p2p/fanout.lua: a seed peer and P2P_PEERS peers of
 # scripts/p2p.lua, from the seed's start until all hold the verified file
 p2p_netlua() {
@@ -643,6 +671,11 @@ p2p_fanout_workload() {
   mkdir -p "$TMP/p2p"
   head -c $((P2P_MB * 1048576)) /dev/urandom > "$TMP/p2p/data"
   for run in $(seq "$RUNS"); do p2p_copy "$run"; done
+  if have openssl; then
+    for run in $(seq "$RUNS"); do p2p_cfanout "$run"; done
+  else
+    skip p2p_fanout c-fanout "openssl not installed"
+  fi
   why=$(netlua_has_mods task thread crypto json)
   [ -z "$why" ] && [ ! -f scripts/p2p.lua ] && why="no scripts/p2p.lua yet"
   if [ -n "$why" ]; then skip p2p_fanout netlua "$why"
