@@ -412,27 +412,38 @@ int sock_pushresult(lua_State *L, const char *err, const char *why) {
 
 /* ---- moving a socket to another thread (nl_Transfer) ------------------------ */
 
+/* What crosses: the descriptor, the settings, the bytes read ahead
+ * (buf[0, nbuf)) and the name connect reached it by (buf[nbuf, nbuf +
+ * namelen), when there is one), so that starttls in the new thread checks
+ * the certificate against it as it would have here. */
 typedef struct Payload {
-  int fd, family, type, protocol, kind, bound;
+  int fd, family, type, protocol, kind, bound, hasname;
   double block, total, birthday, received, sent;
-  size_t maxline, nbuf;
+  size_t maxline, nbuf, namelen;
   char buf[];
 } Payload;
 
 static void *sock_export(lua_State *L, int idx) {
   nl_Socket *s = sock_test(L, idx);
   Payload *p;
-  size_t n;
+  const char *name = NULL;
+  size_t n, namelen = 0;
   if (s == NULL || s->fd < 0) {
     lua_pushstring(L, "a closed socket cannot be passed to a thread");
     return NULL;
   }
   n = s->last - s->first;
-  p = malloc(sizeof *p + n);
+  if (lua_getiuservalue(L, idx, NAME_UV) == LUA_TSTRING) name = lua_tolstring(L, -1, &namelen);
+  p = malloc(sizeof *p + n + namelen);
   if (p == NULL) {
+    lua_pop(L, 1);
     lua_pushstring(L, "not enough memory");
     return NULL;
   }
+  p->hasname = name != NULL;
+  p->namelen = namelen;
+  if (name != NULL) memcpy(p->buf + n, name, namelen);
+  lua_pop(L, 1);
   p->fd = s->fd; p->family = s->family; p->type = s->type;
   p->protocol = s->protocol; p->kind = s->kind; p->bound = s->bound;
   p->block = s->block; p->total = s->total; p->birthday = s->birthday;
@@ -457,6 +468,10 @@ static void sock_import(lua_State *L, void *payload) {
   s->block = p->block; s->total = p->total; s->birthday = p->birthday;
   s->received = p->received; s->sent = p->sent;
   s->maxline = p->maxline;
+  if (p->hasname) {
+    lua_pushlstring(L, p->buf + p->nbuf, p->namelen);
+    lua_setiuservalue(L, -2, NAME_UV);
+  }
   if (p->nbuf > 0 && (s->buf = malloc(SOCK_BUFSIZE)) != NULL) {
     memcpy(s->buf, p->buf, p->nbuf);
     s->first = 0;

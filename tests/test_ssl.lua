@@ -143,6 +143,29 @@ t.test("starttls on a socket connected by name verifies that name", function()
   tls.finish(proc)
 end)
 
+-- The name a socket was connected by goes with it to another thread: a
+-- starttls there checks it as it would have here (it once went unchecked).
+t.test("starttls in a thread the socket moved to verifies the name it was connected by", function()
+  local thread = require "thread"
+  for _, case in ipairs({{"server", "VIA A THREAD"}, {"wrong", "host name mismatch"}}) do
+    local port, proc = pyserver(case[1])
+    local sock = assert(socket.connect("localhost", port))
+    local th = thread.spawn(function(s, cafile)
+      s:settimeout(10)
+      local conn, err = s:starttls{cafile = cafile}
+      if not conn then return err end
+      conn:send("via a thread\n")
+      local line = conn:receive()
+      conn:close()
+      return line
+    end, sock, C.ca.cert)
+    local ok, got = th:join()
+    t.ok(ok, got)
+    t.match(got, case[2], case[1])
+    tls.finish(proc)
+  end
+end)
+
 t.test("receive patterns and partial results follow luasocket", function()
   local port, proc = pyserver("server")
   local conn = assert(ssl.connect("localhost", port, {cafile = C.ca.cert, timeout = 10}))
