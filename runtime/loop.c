@@ -13,6 +13,8 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdio_ext.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -373,6 +375,16 @@ static void drain_wakefd(nl_Loop *loop) {
   if (read(loop->wakefd, &n, sizeof n) < 0) { /* nothing pending */ }
 }
 
+/* What the program wrote to stdout shows before it waits: a log line is
+ * in a file or a pipe as soon as the server is idle, without a write(2)
+ * per line while it is busy (stdout into a file is fully buffered, as C
+ * and Python make it; a script may still choose line buffering). The
+ * trace's records go out then too. */
+static void flush_before_sleep(void) {
+  if (__fpending(stdout) > 0) fflush(stdout);
+  if (nl_trace_on) nl_trace_flush();
+}
+
 /* One round for the C stack that owns `self`: runs ready tasks (unless it
  * is a task blocking the thread: then they wait their turn), waits for
  * descriptors and timers (not past `self`'s deadline), fires what is due.
@@ -387,7 +399,7 @@ void nl_loop_runonce(nl_Loop *loop, nl_Waiter *self) {
   }
   if (self != NULL && self->result != NL_PENDING) return;
   timeout = more ? 0 : ms_until(loop, self ? self->deadline : NL_NODEADLINE);
-  if (nl_trace_on && timeout != 0) nl_trace_flush(); /* before it may sleep */
+  if (timeout != 0) flush_before_sleep();
   n = epoll_wait(loop->epfd, events, MAX_EVENTS, timeout);
   if (n < 0 && errno == EINTR && nl_is_main_thread() && nl_take_interrupt()) {
     if (self) nl_waiter_fire(loop, self, -EINTR);

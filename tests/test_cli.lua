@@ -244,4 +244,32 @@ t.test("make install puts a binary that runs from any directory", function()
   t.rmtree(prefix)
 end)
 
+-- stdout into a file is fully buffered, and flushed whenever the program
+-- is about to wait: what it printed is there while it waits, in every
+-- thread (before, a server's log lines showed in its file only at exit,
+-- or at 4 KiB, unless it asked for line buffering).
+t.test("stdout into a file shows what was printed once the program waits", function()
+  local script = t.script([[
+    local thread, time = require "thread", require "time"
+    print("main before its wait")
+    local th = thread.spawn(function()
+      local time = require "time"
+      io.write("thread before its wait\n")
+      time.sleep(30)
+    end)
+    time.sleep(30)
+  ]])
+  local pid, _, dir = t.start_program(script, "", 60, "main before its wait")
+  local out
+  for _ = 1, 400 do
+    out = t.readfile(dir .. "/out") or ""
+    if out:find("thread before its wait", 1, true) then break end
+    require("time").sleep(0.05)
+  end
+  os.execute("kill -KILL " .. pid)
+  t.match(out, "main before its wait\n")
+  t.match(out, "thread before its wait\n")
+  t.rmtree(dir)
+end)
+
 t.done()
