@@ -11,7 +11,7 @@ local time = require "time"
 local opts = cli.parse({...}, cli.server_spec{name = "timeserver.lua", port = 6789,
   about = "The tutorial's date-time server: each client gets the date-time as Python's\n" ..
     "str(datetime.now()) prints it, then the connection closes."})
--- stdout shows each line before the server waits (netlua flushes it then)
+io.stdout:setvbuf("line")
 local server = cli.listen(opts, 512)
 cli.serve(server, opts.count, function(client) -- one client after the other
   cli.reply(client, time.datetime())

@@ -244,10 +244,10 @@ t.test("make install puts a binary that runs from any directory", function()
   t.rmtree(prefix)
 end)
 
--- stdout into a file is fully buffered, and flushed whenever the program
--- is about to wait: what it printed is there while it waits, in every
--- thread (before, a server's log lines showed in its file only at exit,
--- or at 4 KiB, unless it asked for line buffering).
+-- stdout into a file is fully buffered, and flushed whenever a thread is
+-- about to wait: what io.write wrote is there while it waits, in every
+-- thread (before, it showed only at exit or every 4 KiB, unless the script
+-- asked for line buffering; print flushes each line itself, as in Lua).
 t.test("stdout into a file shows what was printed once the program waits", function()
   local script = t.script([[
     local thread, time = require "thread", require "time"
