@@ -375,10 +375,10 @@ static void drain_wakefd(nl_Loop *loop) {
   if (read(loop->wakefd, &n, sizeof n) < 0) { /* nothing pending */ }
 }
 
-/* What the program wrote to stdout shows before it waits: a log line is
- * in a file or a pipe as soon as the server is idle, without a write(2)
- * per line while it is busy (stdout into a file is fully buffered, as C
- * and Python make it; a script may still choose line buffering). The
+/* What the program wrote to stdout shows before it waits: into a file or
+ * a pipe stdout is fully buffered, as C and Python make it, so what
+ * io.write wrote is there as soon as the program is idle (print flushes
+ * each line itself, as in Lua; a script may choose line buffering). The
  * trace's records go out then too. */
 static void flush_before_sleep(void) {
   if (__fpending(stdout) > 0) fflush(stdout);
