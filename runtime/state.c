@@ -16,20 +16,23 @@
 
 /* Every built-in module: linit.c's recipe, declared in modules.h. */
 
+/* Pushes require(name). */
+static void require_module(lua_State *L, const char *name) {
+  lua_getglobal(L, "require");
+  lua_pushstring(L, name);
+  lua_call(L, 1, 1);
+}
+
 /* require "cjson" gives the same table as require "json". */
 static int open_json_as_cjson(lua_State *L) {
-  lua_getglobal(L, "require");
-  lua_pushliteral(L, "json");
-  lua_call(L, 1, 1);
+  require_module(L, "json");
   return 1;
 }
 
 /* require "ssl.config": LuaSec's table of what the build supports, which
  * is ssl.config. */
 static int open_ssl_config(lua_State *L) {
-  lua_getglobal(L, "require");
-  lua_pushliteral(L, "ssl");
-  lua_call(L, 1, 1);
+  require_module(L, "ssl");
   lua_getfield(L, -1, "config");
   return 1;
 }

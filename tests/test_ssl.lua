@@ -331,9 +331,6 @@ t.test("ssl.config: each protocol and curve it lists works against openssl s_ser
   for curve in pairs(ssl.config.curves) do
     t.eq(talk("-groups " .. curve, {curve = curve}), "TLSv1.3", curve)
   end
-  for option in pairs(ssl.config.options) do
-    t.ok(ssl.newcontext{mode = "client", options = {option}}, option)
-  end
   t.ok(ssl.config.capabilities.alpn and ssl.config.algorithms.ec)
 end)
 
