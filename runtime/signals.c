@@ -4,10 +4,10 @@
  * a script can catch, and that ends it with 128 + the signal's number when
  * it does not. Only the main thread takes them; the handler records one, wakes
  * the main thread's wait through a self-pipe and hooks the Lua code that is
- * running so that it stops too (as lua.c does): the main state, and the task
- * coroutine the scheduler is resuming (hooks are per coroutine in Lua 5.4,
- * so the scheduler tells us which one runs: one pointer store per resume,
- * nothing else while no Ctrl-C is pending). Waits consume the interrupt and
+ * running so that it stops too (as lua.c does): the main state at once, and
+ * the task coroutine the scheduler is resuming once it proves busy (hooks
+ * are per coroutine in Lua 5.4, so the scheduler tells us which one runs:
+ * one pointer store per resume, nothing else while no Ctrl-C is pending). Waits consume the interrupt and
  * raise "interrupted". A second one that arrives while the first is still
  * unanswered, or once shutdown began, ends the process (128 + its number).
  * A SIGHUP ignored when netlua started (nohup) stays ignored. SIGQUIT
@@ -36,6 +36,12 @@ static _Thread_local int this_is_main;
 
 #define STOP_MASK (LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT)
 
+/* A task is busy, and Ctrl-C stops it where it is, once it has run this
+ * many Lua instructions since the Ctrl-C without yielding (a few
+ * milliseconds). A task that yields sooner never sees it: the main
+ * script's wait does, so a pcall around a task's step cannot swallow it. */
+#define BUSY_COUNT 1000000
+
 static void stop_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   lua_sethook(L, NULL, 0, 0);
@@ -49,7 +55,7 @@ static void post_interrupt(void) {
   interrupt_pending = 1;
   if (write(interrupt_pipe[1], "!", 1) < 0) { /* pipe full: already awake */ }
   if (main_state != NULL) lua_sethook(main_state, stop_hook, STOP_MASK, 1);
-  if (task != NULL) lua_sethook(task, stop_hook, STOP_MASK, 1);
+  if (task != NULL) lua_sethook(task, stop_hook, LUA_MASKCOUNT, BUSY_COUNT);
 }
 
 static void on_interrupt(int sig) {
@@ -101,8 +107,10 @@ lua_State *nl_signals_running(lua_State *co) {
   if (!this_is_main) return NULL;
   prev = running_task;
   running_task = co;
-  /* a Ctrl-C that came while no task ran: this one must see it too */
-  if (co != NULL && interrupt_pending) lua_sethook(co, stop_hook, STOP_MASK, 1);
+  /* the one that stops running is no longer busy: its count starts over */
+  if (prev != NULL && lua_gethook(prev) == stop_hook) lua_sethook(prev, NULL, 0, 0);
+  /* a Ctrl-C that came while no task ran: this one too, should it be busy */
+  if (co != NULL && interrupt_pending) lua_sethook(co, stop_hook, LUA_MASKCOUNT, BUSY_COUNT);
   return prev;
 }
 

@@ -78,6 +78,37 @@ t.test("Ctrl-C in a busy task that no one joins stops the waiting main script", 
   t.rmtree(dir)
 end)
 
+t.test("Ctrl-C while tasks that catch every error keep running short steps reaches the main script", function()
+  -- The tasks run Lua code nearly all the time, so Ctrl-C lands in one of
+  -- them; none is busy (each yields every few hundred instructions), so it
+  -- is the waiting main script that gets "interrupted", not a pcall that
+  -- would swallow it (a server's per-connection pcall, say).
+  local path, dir = t.script([[
+    local task = require "task"
+    local sum = 0
+    for _ = 1, 4 do
+      task.spawn(function()
+        while true do
+          local ok, err = pcall(function()
+            for i = 1, 200 do sum = sum + i end
+            task.yield()
+          end)
+          if not ok then io.stderr:write("a task caught ", tostring(err), "\n") end
+        end
+      end)
+    end
+    task.yield()
+    print("ready") io.stdout:flush()
+    task.sleep(3600)
+  ]])
+  local out, err, code = t.interrupt(path)
+  t.eq(code, 130, err)
+  t.eq(out, "ready\n")
+  t.match(err, "netlua: interrupted\n")
+  t.ok(not err:find("a task caught"), "no task saw the interrupt: " .. err)
+  t.rmtree(dir)
+end)
+
 t.test("Ctrl-C in a busy main script with waiting tasks: exit 130, the tasks' to-be-closed variables run", function()
   local path, dir = t.script(CLOSER .. [[
     local task = require "task"
