@@ -558,6 +558,7 @@ static const luaL_Reg core_funcs[] = {
   {"httpdate", core_httpdate},
   {"parsedate", core_parsedate},
   {"tempfile", core_tempfile},
+  {"headlines", httphead_lines},
   {NULL, NULL}
 };
 

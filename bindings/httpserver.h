@@ -1,7 +1,7 @@
 /*
- * httpserver.h: what the two C files of http.server share (layer:
- * bindings, private to httpserver.c and httpconn.c): the Group every worker
- * shares, a state's Server handle on it, one client connection.
+ * httpserver.h: what the C files of http.server share (layer: bindings,
+ * private to httpserver.c, httpconn.c and httphead.c): the Group every
+ * worker shares, a state's Server handle on it, one client connection.
  */
 #ifndef NETLUA_HTTPSERVER_H
 #define NETLUA_HTTPSERVER_H
@@ -96,5 +96,8 @@ Conn *httpconn_check(lua_State *L, int idx);
 int httpconn_open(Conn *c, int fd, const struct sockaddr_storage *ss, SSL_CTX *tls);
 int httpconn_shed_one(Server *s);
 extern const luaL_Reg httpconn_methods[], httpconn_meta[];
+
+/* httphead.c */
+int httphead_lines(lua_State *L); /* core.headlines(headers[, default]) */
 
 #endif

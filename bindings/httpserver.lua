@@ -485,41 +485,13 @@ end
 local TEXT_LINES = "Content-Type: text/plain; charset=utf-8\r\n"
 local JSON_LINES = "Content-Type: application/json\r\n"
 
--- Header fields a handler may not set: the server frames every reply.
-local FRAMING = {["content-length"] = true, ["transfer-encoding"] = true,
-  connection = true, date = true}
-
-local function add_line(lines, k, v)
-  v = tostring(v)
-  if not v:find("[\r\n%z]") then lines[#lines + 1] = k .. ": " .. v .. "\r\n" end
-end
-
--- "Name: value\r\n" lines of a handler's headers, sorted. A list value
--- makes one line per element (several Set-Cookie fields). A field whose
--- name is not a token, or whose value holds CR, LF or NUL, is dropped (it
--- would split or cut the head), as are the framing fields.
-local function header_lines(headers)
-  local lines = {}
-  for k, v in pairs(headers) do
-    k = tostring(k)
-    if k:find("^[%w!#$%%&'*+%-.^_`|~]+$") and not FRAMING[k:lower()] then
-      if type(v) == "table" then
-        for _, each in ipairs(v) do add_line(lines, k, each) end
-      else
-        add_line(lines, k, v)
-      end
-    end
-  end
-  sort(lines)
-  return concat(lines)
-end
-
-local function has_field(headers, lname)
-  for k in pairs(headers) do
-    if tostring(k):lower() == lname then return true end
-  end
-  return false
-end
+-- The head lines of a handler's headers (nil: none), sorted, and whether
+-- they name a Content-Type; `default`, a whole line, is sorted in when they
+-- do not. Fields the server frames itself (Content-Length, Transfer-
+-- Encoding, Connection, Date), a name that is not a token and a value
+-- holding CR, LF or NUL are dropped; a list value makes a line per element
+-- (several Set-Cookie fields). bindings/httphead.c; the table is only read.
+local headlines = server_core.headlines
 
 -- Removes the files an upload left, once its request is answered.
 local function remove_uploads(req)
@@ -542,9 +514,8 @@ function Request:stream(status, headers)
   if headers ~= nil and type(headers) ~= "table" then
     error("bad argument #2 to 'stream' (table expected)", 2)
   end
-  headers = headers or {}
-  local lines = header_lines(headers)
-  if not has_field(headers, "content-type") then lines = TEXT_LINES .. lines end
+  local lines, typed = headlines(headers)
+  if not typed then lines = TEXT_LINES .. lines end
   local out = streams.open(conn, code, lines)
   stream_of[self] = out
   streaming[conn] = true
@@ -596,12 +567,13 @@ end
 -- `nil, message` is a handler's failure. A body is a string, a number (its
 -- text), a table (JSON) or nil; a body alone may come with headers.
 local function normalize(status, body, headers)
-  if headers == nil then -- the common replies first, with one call of type()
-    local kind = type(status)
-    if kind == "string" and body == nil then return 200, TEXT_LINES, status end
-    if kind == "number" and type(body) == "string" then
-      local code = math.tointeger(status)
-      if code and code >= 200 and code <= 599 then return code, TEXT_LINES, body end
+  local status_type = type(status) -- the common replies first
+  if status_type == "string" and body == nil and headers == nil then return 200, TEXT_LINES, status end
+  if status_type == "number" and type(body) == "string" then
+    local code = math.tointeger(status)
+    if code and code >= 200 and code <= 599 then
+      if headers == nil then return code, TEXT_LINES, body end
+      if type(headers) == "table" then return code, headlines(headers, TEXT_LINES), body end
     end
   end
   if status == nil and body ~= nil then
@@ -631,22 +603,14 @@ local function normalize(status, body, headers)
   elseif type(headers) ~= "table" then
     return nil, format("headers of type %s (a table expected)", type(headers))
   end
-  headers = headers or {}
-  local typed = has_field(headers, "content-type")
-  if getmetatable(body) == FileBody then
-    return status, header_lines(headers), body
-  elseif kind == "table" then
-    local why
-    body, why = json_body(body)
-    if body == nil then return nil, why end
-    if not typed then headers["Content-Type"] = "application/json" end
-  elseif body == nil then
-    body = ""
-  else
-    body = tostring(body)
-    if not typed then headers["Content-Type"] = "text/plain; charset=utf-8" end
+  if getmetatable(body) == FileBody then return status, headlines(headers), body end
+  if body == nil then return status, headlines(headers), "" end
+  if kind == "table" then
+    local text, why = json_body(body)
+    if text == nil then return nil, why end
+    return status, headlines(headers, JSON_LINES), text
   end
-  return status, header_lines(headers), body
+  return status, headlines(headers, TEXT_LINES), tostring(body)
 end
 
 -- Ctrl-C (or SIGTERM) on its way up, possibly with a traceback behind it.

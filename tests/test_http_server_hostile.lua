@@ -184,6 +184,51 @@ t.test("a NUL in a header value from a handler does not cut the head", function(
   t.match(second, "\r\n\r\nechoed$")
 end)
 
+t.test("a headers table a handler reuses is not changed by a reply (a JSON reply typed the next text reply as JSON)", function()
+  local srv = new_server()
+  local SHARED = {["Cache-Control"] = "no-store"}
+  srv:route("GET", "/json", function() return 200, {a = 1}, SHARED end)
+  srv:route("GET", "/text", function() return 200, "plain", SHARED end)
+  srv:route("GET", "/many", function()
+    return 200, "x", {["Set-Cookie"] = {"a=1", "b=2"}, ["x-num"] = 42, ["X-Yes"] = true,
+      ["content-TYPE"] = "text/x-mine", ["Not A Token"] = "v", Date = "then",
+      ["X-Split"] = "a\r\nInjected: yes"}
+  end)
+  local out = serve_while(srv, function()
+    return exchange(srv, "GET /json HTTP/1.1\r\nHost: x\r\n\r\nGET /text HTTP/1.1\r\nHost: x\r\n\r\n" ..
+      "GET /many HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+  end)
+  local json_reply, text_reply, many = out:match("^(HTTP.-)(HTTP.-)(HTTP.*)$")
+  t.ok(many, "three replies: " .. out)
+  t.match(json_reply, "\r\nContent%-Type: application/json\r\n")
+  t.match(text_reply, "\r\nContent%-Type: text/plain; charset=utf%-8\r\n")
+  t.ok(not text_reply:find("json", 1, true), "the text reply is not typed as JSON: " .. text_reply)
+  t.match(text_reply, "\r\nCache%-Control: no%-store\r\n")
+  local n = 0
+  for k, v in pairs(SHARED) do n = n + 1 end
+  t.eq(n, 1, "the handler's table still has its one field")
+  -- every element of a list, numbers and booleans as text, the handler's own
+  -- Content-Type (any case) and no second one, sorted; what would break
+  -- the head or the framing is dropped
+  local fields = many:match("\r\n(.-)\r\n\r\n")
+  t.match(fields, "Set%-Cookie: a=1\r\nSet%-Cookie: b=2\r\n")
+  t.match(fields, "\r\nX%-Yes: true\r\n")
+  t.match(fields, "\r\nx%-num: 42")
+  t.match(fields, "content%-TYPE: text/x%-mine\r\n")
+  t.eq(select(2, fields:lower():gsub("content%-type", "")), 1, fields)
+  t.ok(not fields:find("Token", 1, true) and not fields:find("Injected", 1, true) and
+    not fields:find("then", 1, true), fields)
+  local mine = {}
+  for line in fields:gmatch("[^\r\n]+") do
+    if not line:find("^Content%-Length") and not line:find("^Date") and not line:find("^Connection") then
+      mine[#mine + 1] = line
+    end
+  end
+  local sorted = {table.unpack(mine)}
+  table.sort(sorted)
+  t.eq(table.concat(mine, "|"), table.concat(sorted, "|"), "the handler's fields are sorted")
+end)
+
 t.test("a handler's invalid status or return is a 500, its framing headers are the server's", function()
   local srv = new_server()
   srv:route("GET", "/continue", function() return 100, "interim?" end)
