@@ -7,9 +7,10 @@
  * running so that it stops too (as lua.c does): the main state at once, and
  * the task coroutine the scheduler is resuming once it proves busy (hooks
  * are per coroutine in Lua 5.4, so the scheduler tells us which one runs:
- * one pointer store per resume, nothing else while no Ctrl-C is pending). Waits consume the interrupt and
- * raise "interrupted". A second one that arrives while the first is still
- * unanswered, or once shutdown began, ends the process (128 + its number).
+ * one pointer store per resume, nothing else while no Ctrl-C is pending).
+ * Waits consume the interrupt and raise "interrupted". A second one that
+ * arrives while the first is still unanswered, or once shutdown began, ends
+ * the process (128 + its number).
  * A SIGHUP ignored when netlua started (nohup) stays ignored. SIGQUIT
  * (Ctrl-\\) asks for the listing of what the program holds and waits on
  * (inspect.c): its handler only writes to a self-pipe the main thread's loop

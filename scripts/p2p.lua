@@ -398,7 +398,7 @@ end
 local function run(sock, dialer)
   local ok, name = pcall(connection, sock, dialer)
   conns = conns - 1
-  if not ok and name == "interrupted" then error(name, 0) end -- Ctrl-C: main's
+  if not ok and name == "interrupted" then error(name, 0) end -- Ctrl-C ends the peer
   if not ok then log("connection failed: %s", tostring(name)) end
   return ok and name
 end
