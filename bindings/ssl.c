@@ -59,30 +59,47 @@ static const char *opt_field(lua_State *L, const char *field) {
   return s;
 }
 
-/* One verify flag of LuaSec's names. */
-static int verify_flag(lua_State *L, const char *name) {
-  static const char *const names[] = {"none", "peer", "client_once",
-                                      "fail_if_no_peer_cert", NULL};
-  static const int flags[] = {SSL_VERIFY_NONE, SSL_VERIFY_PEER, SSL_VERIFY_CLIENT_ONCE,
-                              SSL_VERIFY_FAIL_IF_NO_PEER_CERT};
-  for (int i = 0; names[i] != NULL; i++)
-    if (strcmp(name, names[i]) == 0) return flags[i];
-  return luaL_error(L, "invalid verify option '%s' (none, peer, client_once, "
-                       "fail_if_no_peer_cert)", name);
+/* LuaSec's names for the flags of `verify` and `verifyext`. */
+typedef struct {
+  const char *name;
+  int flag;
+} FlagName;
+
+static const FlagName verify_names[] = {
+  {"none", SSL_VERIFY_NONE}, {"peer", SSL_VERIFY_PEER}, {"client_once", SSL_VERIFY_CLIENT_ONCE},
+  {"fail_if_no_peer_cert", SSL_VERIFY_FAIL_IF_NO_PEER_CERT}, {NULL, 0}};
+
+static const FlagName verifyext_names[] = {
+  {"lsec_continue", NL_TLS_CONTINUE}, {"lsec_ignore_purpose", NL_TLS_IGNORE_PURPOSE},
+  {"crl_check", NL_TLS_CRL_CHECK}, {"crl_check_chain", NL_TLS_CRL_CHAIN}, {NULL, 0}};
+
+/* The flag `name` stands for in `names`, or an error listing them. */
+static int flag_of(lua_State *L, const FlagName *names, const char *field, const char *name) {
+  luaL_Buffer b;
+  for (int i = 0; names[i].name != NULL; i++)
+    if (strcmp(name, names[i].name) == 0) return names[i].flag;
+  luaL_buffinit(L, &b);
+  for (int i = 0; names[i].name != NULL; i++) {
+    if (i > 0) luaL_addstring(&b, ", ");
+    luaL_addstring(&b, names[i].name);
+  }
+  luaL_pushresult(&b);
+  return luaL_error(L, "invalid %s option '%s' (%s)", field, name, lua_tostring(L, -1));
 }
 
-/* params.verify: a name or a list of names; VERIFY_UNSET when absent. */
-static int parse_verify(lua_State *L) {
+/* params[field]: a name or a list of names, their flags or'ed; unset
+ * (VERIFY_UNSET) when absent. */
+static int parse_flags(lua_State *L, const char *field, const FlagName *names) {
   int flags = 0, top = lua_gettop(L);
-  lua_getfield(L, 1, "verify");
+  lua_getfield(L, 1, field);
   if (lua_isnil(L, -1)) flags = VERIFY_UNSET;
-  else if (lua_type(L, -1) == LUA_TSTRING) flags = verify_flag(L, lua_tostring(L, -1));
+  else if (lua_type(L, -1) == LUA_TSTRING) flags = flag_of(L, names, field, lua_tostring(L, -1));
   else if (lua_istable(L, -1))
     for (lua_Integer i = 1; lua_rawgeti(L, -1, i) == LUA_TSTRING; i++) {
-      flags |= verify_flag(L, lua_tostring(L, -1));
+      flags |= flag_of(L, names, field, lua_tostring(L, -1));
       lua_pop(L, 1);
     }
-  else luaL_error(L, "ssl parameter 'verify' must be a string or a list");
+  else luaL_error(L, "ssl parameter '%s' must be a string or a list", field);
   lua_settop(L, top);
   return flags;
 }
@@ -197,7 +214,7 @@ static int ssl_newcontext(lua_State *L) {
   const char *mode;
   Context *x;
   nl_TlsErr err;
-  int server, depth;
+  int server, depth, verifyext;
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
   mode = opt_field(L, "mode");
@@ -208,13 +225,15 @@ static int ssl_newcontext(lua_State *L) {
   memset(x, 0, sizeof *x);
   luaL_setmetatable(L, NL_SSLCTX_MT);
   x->server = server;
-  x->verify = parse_verify(L);
+  x->verify = parse_flags(L, "verify", verify_names);
+  verifyext = parse_flags(L, "verifyext", verifyext_names);
   lua_getfield(L, 1, "depth");
   depth = (int)luaL_optinteger(L, -1, -1);
   lua_pop(L, 1);
   x->ctx = nl_tls_ctx_new(server, err);
   if (x->ctx == NULL || configure(L, x, err) != 0) return nl_pushfail(L, err, NULL);
   if (x->verify != VERIFY_UNSET) nl_tls_ctx_verify(x->ctx, x->verify);
+  if (verifyext != VERIFY_UNSET) nl_tls_ctx_verifyext(x->ctx, verifyext);
   if (depth >= 0) SSL_CTX_set_verify_depth(x->ctx, depth);
   apply_options(L, x->ctx);
   if (server) ssl_sni_setup(x->ctx);

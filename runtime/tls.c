@@ -5,6 +5,7 @@
  * messages a failed verification gives. No Lua, no waiting.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@ static int tls_ready;        /* written once under tls_once */
 static FILE *keylog;         /* $SSLKEYLOGFILE, opened once */
 static int alpn_index = -1;  /* a server context's ALPN list (ex_data) */
 static int failed_index = -1; /* names of the certificate that failed (ex_data) */
+static int verifyext_index = -1; /* a context's NL_TLS_CONTINUE | NL_TLS_IGNORE_PURPOSE */
 
 static void alpn_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
                       long argl, void *argp) {
@@ -32,6 +34,7 @@ static void tls_setup(void) {
   if (OPENSSL_init_ssl(OPENSSL_INIT_NO_ATEXIT, NULL) != 1) return;
   alpn_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, alpn_free);
   failed_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, alpn_free);
+  verifyext_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
   if (path != NULL && *path != '\0') keylog = fopen(path, "ae");
   tls_ready = 1;
 }
@@ -124,16 +127,32 @@ void nl_tls_verify_message(SSL *ssl, nl_TlsErr err) {
            X509_verify_cert_error_string(v));
 }
 
+/* What a failed check comes to under the context's verifyext: 1 when the
+ * handshake goes on. A purpose ignored is no failure; under lsec_continue
+ * SSL_get_verify_result (getpeerverification) still tells the failure. */
+static int verifyext_passes(SSL *ssl, X509_STORE_CTX *st) {
+  intptr_t ext = (intptr_t)SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), verifyext_index);
+  if ((ext & NL_TLS_IGNORE_PURPOSE) && X509_STORE_CTX_get_error(st) == X509_V_ERR_INVALID_PURPOSE) {
+    X509_STORE_CTX_set_error(st, X509_V_OK); /* not a failure at all */
+    return 1;
+  }
+  return (ext & NL_TLS_CONTINUE) != 0;
+}
+
 /* Verification callback: keeps the names of the peer's certificate when
- * it fails (OpenSSL keeps no peer certificate after a failed handshake). */
+ * it fails (OpenSSL keeps no peer certificate after a failed handshake),
+ * and lets the failure pass when verifyext says so. */
 static int verify_cb(int ok, X509_STORE_CTX *st) {
   SSL *ssl;
   X509 *cert;
   char *names;
-  if (ok || X509_STORE_CTX_get_error_depth(st) != 0) return ok;
+  if (ok) return ok;
   ssl = X509_STORE_CTX_get_ex_data(st, SSL_get_ex_data_X509_STORE_CTX_idx());
+  if (ssl == NULL) return ok;
+  if (verifyext_passes(ssl, st)) return 1;
   cert = X509_STORE_CTX_get_current_cert(st);
-  if (ssl == NULL || cert == NULL || (names = malloc(96)) == NULL) return ok;
+  if (X509_STORE_CTX_get_error_depth(st) != 0 || cert == NULL || (names = malloc(96)) == NULL)
+    return ok;
   nl_tls_cert_names(cert, names, 96);
   free(SSL_get_ex_data(ssl, failed_index));
   SSL_set_ex_data(ssl, failed_index, names);
@@ -142,6 +161,13 @@ static int verify_cb(int ok, X509_STORE_CTX *st) {
 
 void nl_tls_ctx_verify(SSL_CTX *ctx, int flags) {
   SSL_CTX_set_verify(ctx, flags, verify_cb);
+}
+
+void nl_tls_ctx_verifyext(SSL_CTX *ctx, int flags) {
+  unsigned long crl = (flags & NL_TLS_CRL_CHECK ? X509_V_FLAG_CRL_CHECK : 0) |
+                      (flags & NL_TLS_CRL_CHAIN ? X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL : 0);
+  SSL_CTX_set_ex_data(ctx, verifyext_index, (void *)(intptr_t)(flags & (NL_TLS_CONTINUE | NL_TLS_IGNORE_PURPOSE)));
+  if (crl != 0) X509_STORE_set_flags(SSL_CTX_get_cert_store(ctx), crl);
 }
 
 /* What the last SSL_* call's result `rc` means (see tls.h's step results). */

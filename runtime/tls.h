@@ -53,6 +53,13 @@ int nl_tls_ctx_trust(SSL_CTX *ctx, const char *cafile, const char *capath, nl_Tl
  * names of a certificate that failed, for the message. */
 void nl_tls_ctx_verify(SSL_CTX *ctx, int flags);
 
+/* LuaSec's verifyext: what verification lets pass or checks besides. */
+#define NL_TLS_CONTINUE 1        /* lsec_continue: a failed check does not stop the handshake */
+#define NL_TLS_IGNORE_PURPOSE 2  /* lsec_ignore_purpose: a certificate made for another use */
+#define NL_TLS_CRL_CHECK 4       /* crl_check: the peer's certificate against its CA's CRL */
+#define NL_TLS_CRL_CHAIN 8       /* crl_check_chain: every certificate of the chain */
+void nl_tls_ctx_verifyext(SSL_CTX *ctx, int flags);
+
 /* ALPN protocols in wire format (length-prefixed names): a client offers
  * them, a server picks the first of its own the client offers. */
 int nl_tls_ctx_alpn(SSL_CTX *ctx, const unsigned char *wire, size_t len, nl_TlsErr err);

@@ -112,6 +112,52 @@ t.test("LuaSec's wrap with verify = 'peer' fails on a self-signed peer", functio
   tls.finish(proc)
 end)
 
+-- A LuaSec wrap of a socket to 127.0.0.1 that verifies against the test CA,
+-- with `verifyext`; the handshake's outcome and getpeerverification's.
+local function wrap_verifyext(server_cert, verifyext)
+  local port, proc = pyserver(server_cert)
+  local sock = assert(socket.connect("127.0.0.1", port))
+  local conn = assert(ssl.wrap(sock, {mode = "client", verify = "peer", cafile = C.ca.cert,
+                                      verifyext = verifyext}))
+  conn:settimeout(10)
+  local ok, err = conn:dohandshake()
+  local verified, why
+  if ok then verified, why = conn:getpeerverification() end
+  conn:close()
+  tls.finish(proc)
+  return ok, err, verified, why
+end
+
+t.test("verifyext lsec_continue: a failed check lets the handshake go on; getpeerverification tells it", function()
+  local ok, err, verified, why = wrap_verifyext("self", "lsec_continue")
+  t.eq(ok, true, err)
+  t.eq(verified, false)
+  t.match(why[1], "self%-signed certificate")
+  ok, err = wrap_verifyext("self", nil)
+  t.eq(ok, nil)
+  t.eq(err, "certificate verify failed: self-signed certificate")
+end)
+
+t.test("verifyext lsec_ignore_purpose: a certificate made for clients passes as a server's", function()
+  local ok, err = wrap_verifyext("client", nil)
+  t.eq(ok, nil)
+  t.match(err, "^certificate verify failed: unsuitable certificate purpose")
+  local verified
+  ok, err, verified = wrap_verifyext("client", {"lsec_ignore_purpose"})
+  t.eq(ok, true, err)
+  t.eq(verified, true)
+end)
+
+t.test("verifyext crl_check: a CA without a CRL fails the check", function()
+  local ok, err = wrap_verifyext("server", "crl_check")
+  t.eq(ok, nil)
+  t.match(err, "^certificate verify failed: unable to get certificate CRL")
+  ok, err = wrap_verifyext("server", "crl_check_chain")
+  t.eq(ok, nil)
+  t.match(err, "CRL")
+  t.eq((wrap_verifyext("server", nil)), true, "the same peer passes without it")
+end)
+
 t.test("conn:sni(name) sends the name and checks it", function()
   local port, proc = pyserver("server")
   local sock = assert(socket.connect("127.0.0.1", port))
@@ -338,6 +384,8 @@ t.test("bad parameters are clear errors", function()
   t.raises("'mode' must be \"client\" or \"server\"", ssl.newcontext, {})
   t.raises("'mode' must be", ssl.newcontext, {mode = "both"})
   t.raises("invalid verify option 'bogus'", ssl.newcontext, {mode = "client", verify = "bogus"})
+  t.raises("invalid verifyext option 'bogus' (lsec_continue, lsec_ignore_purpose, crl_check, crl_check_chain)",
+    ssl.newcontext, {mode = "client", verifyext = {"lsec_continue", "bogus"}})
   local ctx, err = ssl.newcontext{mode = "server", certificate = "/nonexistent.pem"}
   t.eq(ctx, nil)
   t.match(err, "^cannot load certificate /nonexistent%.pem")
