@@ -306,6 +306,13 @@ static int serving_stopped(const Conn *c) {
   return c->srv->g == NULL || atomic_load(&c->srv->g->stopping);
 }
 
+/* Waits (restartable: nargs) until c->fd is ready for `events` or
+ * serving stops; 0 when c->deadline passed first. */
+static int wait_unless_stopped(lua_State *L, int nargs, Conn *c, int events) {
+  nl_PollFd fds[2] = {{c->fd, events, 0}, {c->srv->g->stop_fd, NL_READ, 0}};
+  return nl_waitmanyk(L, nargs, fds, 2, c->deadline);
+}
+
 /* Starts a lingering close once the last reply is out: TLS says
  * close_notify and is done with, and the write side shuts down, so the
  * client reads the reply and then EOF while it may still be sending. */
@@ -343,18 +350,12 @@ static int linger_discard(Conn *c) {
  * is the connection's task's own (nl_waitmanyk, restartable: the progress
  * is in the Conn) and ends early when serving stops. The caller closes. */
 static void conn_linger(lua_State *L, int nargs, Conn *c) {
-  nl_PollFd fds[2];
   if (!c->lingering) {
     if (!(c->limits->linger > 0)) return;
     linger_begin(c);
   }
-  fds[0].fd = c->fd;
-  fds[0].events = NL_READ;
-  while (linger_discard(c) && !serving_stopped(c)) {
-    fds[1].fd = c->srv->g->stop_fd;
-    fds[1].events = NL_READ;
-    if (nl_waitmanyk(L, nargs, fds, 2, c->deadline) == 0) return;
-  }
+  while (linger_discard(c) && !serving_stopped(c))
+    if (wait_unless_stopped(L, nargs, c, NL_READ) == 0) return;
 }
 
 /* ---- responses ---------------------------------------------------------- */
@@ -611,14 +612,9 @@ static int conn_parse(Conn *c) {
 /* Waits for input (and for an interim "100 Continue" to go out). An idle
  * connection also wakes when serving stops. 0 when the deadline passed. */
 static int conn_wait_input(lua_State *L, Conn *c) {
-  nl_PollFd fds[2];
   if (has_output(c)) return nl_waitk(L, 1, c->fd, c->want ? c->want : NL_WRITE, c->deadline);
   if (c->in_request) return nl_waitk(L, 1, c->fd, c->want ? c->want : NL_READ, c->deadline);
-  fds[0].fd = c->fd;
-  fds[0].events = c->want ? c->want : NL_READ;
-  fds[1].fd = c->srv->g->stop_fd;
-  fds[1].events = NL_READ;
-  return nl_waitmanyk(L, 1, fds, 2, c->deadline);
+  return wait_unless_stopped(L, 1, c, c->want ? c->want : NL_READ);
 }
 
 /* An error reply of ours; read() sends it, then closes. */

@@ -20,30 +20,13 @@
  */
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "httpserver.h"
 
-/* RFC 9110's tchar: what a field name is made of. */
-static int is_tchar(unsigned char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-         (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
-}
-
-static int is_token(const char *s, size_t len) {
-  if (len == 0) return 0;
-  for (size_t i = 0; i < len; i++)
-    if (!is_tchar((unsigned char)s[i])) return 0;
-  return 1;
-}
-
-static int named(const char *name, size_t len, const char *lname) {
-  return strlen(lname) == len && strncasecmp(name, lname, len) == 0;
-}
-
 static int is_framing(const char *name, size_t len) {
-  return named(name, len, "content-length") || named(name, len, "transfer-encoding") ||
-         named(name, len, "connection") || named(name, len, "date");
+  return nl_http_token_is(name, len, "content-length") ||
+         nl_http_token_is(name, len, "transfer-encoding") ||
+         nl_http_token_is(name, len, "connection") || nl_http_token_is(name, len, "date");
 }
 
 /* tostring(value at idx), pushed: the string itself when it is one (a
@@ -54,8 +37,27 @@ static const char *as_text(lua_State *L, int idx, size_t *len) {
   return lua_tolstring(L, -1, len);
 }
 
-/* Appends "name: value\r\n" to the lines table at index `lines` unless the
- * value (at the top, any type: tostring'd) could break the head. Pops it. */
+/* Adds the line on top to the lines at `lines`, which hold nil (none yet),
+ * a string (one line: most replies need no table) or a table of them. Pops
+ * it. */
+static void keep_line(lua_State *L, int lines) {
+  int have = lua_type(L, lines);
+  if (have == LUA_TNIL) {
+    lua_replace(L, lines);
+  } else if (have == LUA_TSTRING) {
+    lua_createtable(L, 4, 0);
+    lua_pushvalue(L, lines);
+    lua_rawseti(L, -2, 1);
+    lua_insert(L, -2);
+    lua_rawseti(L, -2, 2);
+    lua_replace(L, lines);
+  } else {
+    lua_rawseti(L, lines, (lua_Integer)lua_rawlen(L, lines) + 1);
+  }
+}
+
+/* Adds "name: value\r\n" to the lines at index `lines` unless the value
+ * (at the top, any type: tostring'd) could break the head. Pops it. */
 static void add_line(lua_State *L, int lines, const char *name, size_t nlen) {
   size_t vlen;
   const char *v = as_text(L, -1, &vlen);
@@ -68,7 +70,7 @@ static void add_line(lua_State *L, int lines, const char *name, size_t nlen) {
     luaL_addlstring(&b, v, vlen);
     luaL_addlstring(&b, "\r\n", 2);
     luaL_pushresult(&b);
-    lua_rawseti(L, lines, (lua_Integer)lua_rawlen(L, lines) + 1);
+    keep_line(L, lines);
   }
   lua_pop(L, 2); /* the tostring'd value and the value */
 }
@@ -79,8 +81,8 @@ static int add_field(lua_State *L, int lines) {
   int value = lua_gettop(L), key = value - 1, typed;
   size_t nlen;
   const char *name = as_text(L, key, &nlen); /* anchored at value + 1 */
-  typed = named(name, nlen, "content-type");
-  if (is_token(name, nlen) && !is_framing(name, nlen)) {
+  typed = nl_http_token_is(name, nlen, "content-type");
+  if (nl_http_is_token(name, nlen) && !is_framing(name, nlen)) {
     if (lua_type(L, value) == LUA_TTABLE) {
       for (lua_Integer i = 1; lua_rawgeti(L, value, i) != LUA_TNIL; i++)
         add_line(L, lines, name, nlen);
@@ -145,12 +147,10 @@ static int add_fields_by_pairs(lua_State *L, int lines) {
 
 int httphead_lines(lua_State *L) {
   int typed = 0, lines;
-  size_t n;
   if (!lua_isnoneornil(L, 1)) luaL_checktype(L, 1, LUA_TTABLE);
   if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TSTRING);
-  lua_settop(L, 2);
-  lua_createtable(L, 4, 0);
-  lines = lua_gettop(L);
+  lua_settop(L, 3); /* 3: the lines */
+  lines = 3;
   if (!lua_isnil(L, 1) && luaL_getmetafield(L, 1, "__pairs") != LUA_TNIL) {
     typed = add_fields_by_pairs(L, lines);
   } else if (!lua_isnil(L, 1)) {
@@ -162,12 +162,11 @@ int httphead_lines(lua_State *L) {
   }
   if (!typed && lua_isstring(L, 2)) {
     lua_pushvalue(L, 2);
-    lua_rawseti(L, lines, (lua_Integer)lua_rawlen(L, lines) + 1);
+    keep_line(L, lines);
   }
-  n = lua_rawlen(L, lines);
-  if (n == 0) lua_pushliteral(L, "");
-  else if (n == 1) lua_rawgeti(L, lines, 1);
-  else push_sorted(L, lines, n);
+  if (lua_isnil(L, lines)) lua_pushliteral(L, "");
+  else if (lua_type(L, lines) == LUA_TSTRING) lua_pushvalue(L, lines);
+  else push_sorted(L, lines, lua_rawlen(L, lines));
   lua_pushboolean(L, typed);
   return 2;
 }

@@ -149,8 +149,15 @@ static int next_token(const char *list, size_t len, size_t *pos, const char **to
   return 1;
 }
 
-static int token_is(const char *tok, size_t len, const char *want) {
+int nl_http_token_is(const char *tok, size_t len, const char *want) {
   return len == strlen(want) && strncasecmp(tok, want, len) == 0;
+}
+
+int nl_http_is_token(const char *s, size_t len) {
+  if (len == 0) return 0;
+  for (size_t i = 0; i < len; i++)
+    if (!is_tchar((unsigned char)s[i])) return 0;
+  return 1;
 }
 
 /* True when the comma-separated list holds token (any case). */
@@ -158,7 +165,7 @@ static int has_token(const char *list, size_t len, const char *token) {
   size_t pos = 0, tlen;
   const char *t;
   while (next_token(list, len, &pos, &t, &tlen))
-    if (token_is(t, tlen, token)) return 1;
+    if (nl_http_token_is(t, tlen, token)) return 1;
   return 0;
 }
 
@@ -170,7 +177,7 @@ static int check_transfer_encoding(const char *v, size_t len) {
   const char *t;
   int last_chunked = 0;
   while (next_token(v, len, &pos, &t, &tlen)) {
-    last_chunked = token_is(t, tlen, "chunked");
+    last_chunked = nl_http_token_is(t, tlen, "chunked");
     chunks += (size_t)last_chunked;
     count++;
   }

@@ -83,6 +83,12 @@ int nl_http_next_field(const nl_Buf *fields, size_t *off, const char **name,
 void nl_http_split_target(const char *target, size_t len, const char **path,
                           size_t *pathlen, const char **query, size_t *querylen);
 
+/* Whether s[0, len) is a token (RFC 9110: a field name, say). */
+int nl_http_is_token(const char *s, size_t len);
+
+/* Whether token tok[0, len) is `want`, in any case. */
+int nl_http_token_is(const char *tok, size_t len, const char *want);
+
 /* The reason phrase for a status ("Unknown" for one it does not know). */
 const char *nl_http_reason(int status);
 
