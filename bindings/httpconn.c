@@ -32,6 +32,7 @@
 #define READ_CHUNK 16384
 #define FILE_CHUNK (1 << 20) /* bytes one sendfile call may move */
 #define LINGER_BYTES (1 << 20) /* the most a lingering close reads and drops */
+#define READ_NARGS 3 /* conn:read(request_mt, server): what a restart keeps */
 
 /* ---- connections ---------------------------------------------------------- */
 
@@ -85,6 +86,8 @@ static void conn_close(Conn *c) {
   nl_http_free(&c->req);
   nl_buf_free(&c->in);
   nl_buf_free(&c->out);
+  httphead_free(&c->lines);
+  nl_buf_free(&c->head_text);
   c->in_pos = c->out_pos = 0;
   c->lingering = 0;
 }
@@ -464,12 +467,14 @@ static const char *error_text(int status) {
  * lua_setfield's lookup of the C string (luaS_new and a strcmp for every
  * field of every request: about 600 instructions a request, by callgrind). */
 enum {
-  KEY_METHOD = 1, KEY_TARGET, KEY_PATH, KEY_RAWQUERY, KEY_HEADERS, KEY_TRAILERS,
-  KEY_BODY, KEY_BODY_FILE, KEY_VERSION, KEY_PEER, KEY_COUNT = KEY_PEER
+  KEY_METHOD = 1, KEY_TARGET, KEY_PATH, KEY_RAW_PATH, KEY_RAWQUERY, KEY_HEADERS, KEY_TRAILERS,
+  KEY_BODY, KEY_BODY_FILE, KEY_UPLOADS, KEY_SPECIAL, KEY_VERSION, KEY_PEER, KEY_CONN,
+  KEY_SERVER, KEY_COUNT = KEY_SERVER
 };
 static const char *const request_keys[KEY_COUNT] = {
-  "method", "target", "path", "rawquery", "headers", "trailers",
-  "body", "body_file", "version", "peer",
+  "method", "target", "path", "raw_path", "rawquery", "headers", "trailers",
+  "body", "body_file", "uploads", "_special", "version", "peer", "_conn",
+  "server",
 };
 static const char request_keys_slot = 0; /* its address: the registry key */
 
@@ -520,7 +525,9 @@ static void push_fields(lua_State *L, const nl_Buf *fields) {
 }
 
 /* The request's body: the string, or the path of the file it went to
- * (an upload's), which the Lua half reads and removes. [-0, +0, m] */
+ * (an upload's), which the Lua half reads and removes: it is then the
+ * first of req.uploads, and req._special says the request needs more than
+ * a reply. [-0, +0, m] */
 static void set_body(lua_State *L, nl_HttpRequest *r, int t, int keys) {
   char *path = nl_http_take_spool(r);
   if (path == NULL) {
@@ -532,12 +539,60 @@ static void set_body(lua_State *L, nl_HttpRequest *r, int t, int keys) {
   push_key(L, keys, KEY_BODY_FILE);
   lua_pushstring(L, path);
   free(path);
+  push_key(L, keys, KEY_UPLOADS);
+  lua_createtable(L, 1, 0);
+  lua_pushvalue(L, -3);
+  lua_rawseti(L, -2, 1);
+  lua_rawset(L, t);
+  lua_rawset(L, t);
+  push_key(L, keys, KEY_SPECIAL);
+  lua_pushboolean(L, 1);
   lua_rawset(L, t);
 }
 
-/* Pushes the request table: method, target, path, rawquery, headers,
- * trailers (a chunked body's trailer fields, when it had any), body (or
- * body_file), version, peer. [-0, +1, m] */
+static int hex_value(char ch) {
+  if (ch >= '0' && ch <= '9') return ch - '0';
+  if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+  if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+  return -1;
+}
+
+/* Pushes the path with each %XX (two hex digits) decoded; any other '%'
+ * stays as it is. [-0, +1, m] */
+static void push_decoded(lua_State *L, const char *s, size_t len) {
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  for (size_t i = 0; i < len; i++) {
+    int hi, lo;
+    if (s[i] == '%' && i + 2 < len && (hi = hex_value(s[i + 1])) >= 0 &&
+        (lo = hex_value(s[i + 2])) >= 0) {
+      luaL_addchar(&b, (char)(hi * 16 + lo));
+      i += 2;
+    } else {
+      luaL_addchar(&b, s[i]);
+    }
+  }
+  luaL_pushresult(&b);
+}
+
+/* Sets raw_path, the path as it came, and path, decoded. [-0, +0, m] */
+static void set_path(lua_State *L, int t, int keys, const char *path, size_t len) {
+  lua_pushlstring(L, path, len);
+  push_key(L, keys, KEY_RAW_PATH);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, t);
+  push_key(L, keys, KEY_PATH);
+  if (memchr(path, '%', len) != NULL) push_decoded(L, path, len);
+  else lua_pushvalue(L, -2);
+  lua_rawset(L, t);
+  lua_pop(L, 1);
+}
+
+/* Pushes the request table: method, target, path (decoded), raw_path,
+ * rawquery, headers, trailers (a chunked body's trailer fields, when it had
+ * any), body (or body_file), version, peer; and for the Lua half, its
+ * metatable (argument 2 of read), _conn (the connection) and server
+ * (argument 3). [-0, +1, m] */
 static void push_request(lua_State *L, Conn *c) {
   nl_HttpRequest *r = &c->req;
   const char *target = r->target.data ? r->target.data : "", *path, *query;
@@ -546,6 +601,10 @@ static void push_request(lua_State *L, Conn *c) {
   nl_http_split_target(target, r->target.len, &path, &pathlen, &query, &querylen);
   lua_createtable(L, 0, 16); /* its fields and the ones dispatch adds */
   t = lua_gettop(L);
+  if (lua_istable(L, 2)) {
+    lua_pushvalue(L, 2);
+    lua_setmetatable(L, t);
+  }
   push_request_keys(L);
   keys = lua_gettop(L);
   push_key(L, keys, KEY_METHOD);
@@ -554,9 +613,7 @@ static void push_request(lua_State *L, Conn *c) {
   push_key(L, keys, KEY_TARGET);
   lua_pushlstring(L, target, r->target.len);
   lua_rawset(L, t);
-  push_key(L, keys, KEY_PATH);
-  lua_pushlstring(L, path, pathlen);
-  lua_rawset(L, t);
+  set_path(L, t, keys, path, pathlen);
   push_key(L, keys, KEY_RAWQUERY);
   lua_pushlstring(L, query, querylen);
   lua_rawset(L, t);
@@ -578,6 +635,14 @@ static void push_request(lua_State *L, Conn *c) {
   push_key(L, keys, KEY_PEER);
   lua_pushstring(L, c->peer);
   lua_rawset(L, t);
+  push_key(L, keys, KEY_CONN);
+  lua_pushvalue(L, 1);
+  lua_rawset(L, t);
+  if (!lua_isnil(L, 3)) {
+    push_key(L, keys, KEY_SERVER);
+    lua_pushvalue(L, 3);
+    lua_rawset(L, t);
+  }
   lua_pop(L, 1); /* the keys */
 }
 
@@ -612,9 +677,9 @@ static int conn_parse(Conn *c) {
 /* Waits for input (and for an interim "100 Continue" to go out). An idle
  * connection also wakes when serving stops. 0 when the deadline passed. */
 static int conn_wait_input(lua_State *L, Conn *c) {
-  if (has_output(c)) return nl_waitk(L, 1, c->fd, c->want ? c->want : NL_WRITE, c->deadline);
-  if (c->in_request) return nl_waitk(L, 1, c->fd, c->want ? c->want : NL_READ, c->deadline);
-  return wait_unless_stopped(L, 1, c, c->want ? c->want : NL_READ);
+  if (has_output(c)) return nl_waitk(L, READ_NARGS, c->fd, c->want ? c->want : NL_WRITE, c->deadline);
+  if (c->in_request) return nl_waitk(L, READ_NARGS, c->fd, c->want ? c->want : NL_READ, c->deadline);
+  return wait_unless_stopped(L, READ_NARGS, c, c->want ? c->want : NL_READ);
 }
 
 /* An error reply of ours; read() sends it, then closes. */
@@ -648,13 +713,13 @@ static int conn_await_request(lua_State *L, Conn *c) {
   }
 }
 
-/* conn:read() -> request | nil, "stopped" (the connection stays open for the
+/* conn:read([request_mt, server]) -> request | nil, "stopped" (the connection stays open for the
  * next serve) | nil, "closed" | "timeout" | "bad request" (closed, after an
  * error reply when one is due). Restartable: its progress is in the Conn. */
 static int conn_read(lua_State *L) {
   Conn *c = httpconn_check(L, 1);
   int r;
-  lua_settop(L, 1);
+  lua_settop(L, READ_NARGS);
   if (c->fd < 0) return nl_pushfail(L, "closed", NULL);
   c->awaiting = c->failure == NULL;
   r = c->failure != NULL ? READ_FAILED : conn_await_request(L, c);
@@ -673,7 +738,7 @@ static int conn_read(lua_State *L) {
     return nl_pushfail(L, "stopped", NULL);
   case READ_FAILED: {
     const char *why = c->failure;
-    if (conn_drain(L, 1, c) == 0) conn_linger(L, 1, c);
+    if (conn_drain(L, READ_NARGS, c) == 0) conn_linger(L, READ_NARGS, c);
     conn_close(c);
     return nl_pushfail(L, why, NULL);
   }
@@ -724,6 +789,51 @@ static int conn_write(lua_State *L) {
     const char *lines = luaL_optlstring(L, 3, "", &hlen);
     const char *body = luaL_optlstring(L, 4, "", &len);
     queue_response(c, arg_status(L, 2), lines, hlen, body, len, c->head);
+    reply_queued(c);
+  }
+  return conn_finish_reply(L, 4, c);
+}
+
+/* Where a handler's reply (at 2, as it returned it) has its status, body
+ * and headers, when it is a common one: an integer status from 200 to 599
+ * and a string body, or a string alone (200); either with a headers table
+ * or none. 0 for any other reply. */
+static int common_reply(lua_State *L, int *status, int *body, int *headers) {
+  int isint = 0, ht;
+  lua_Integer code;
+  if (lua_type(L, 2) == LUA_TSTRING) {
+    if (!lua_isnoneornil(L, 4)) return 0;
+    *status = 200, *body = 2, *headers = 3;
+  } else {
+    code = lua_tointegerx(L, 2, &isint);
+    if (lua_type(L, 2) != LUA_TNUMBER || !isint || code < 200 || code > 599 ||
+        lua_type(L, 3) != LUA_TSTRING)
+      return 0;
+    *status = (int)code, *body = 3, *headers = 4;
+  }
+  ht = lua_type(L, *headers);
+  return ht == LUA_TNONE || ht == LUA_TNIL || ht == LUA_TTABLE;
+}
+
+/* conn:reply(status, body[, headers]) -> true | false, as write(), for a
+ * handler's reply as it returned it when it is a common one (above). Its
+ * head lines go into the output with no Lua string made for them
+ * (httphead.c's rules; text/plain unless they name a Content-Type). Any
+ * other reply -> nothing returned, nothing sent: the Lua half normalizes it
+ * and calls write(). Restartable, as write(). */
+static int conn_reply(lua_State *L) {
+  Conn *c = httpconn_check(L, 1);
+  if (!nl_restarting(L) && c->fd >= 0) {
+    int status, body, headers, typed;
+    size_t len;
+    const char *text;
+    if (!common_reply(L, &status, &body, &headers)) return 0;
+    typed = httphead_collect(L, headers, &c->lines);
+    c->head_text.len = 0;
+    if (httphead_put(&c->lines, typed ? NULL : TEXT_TYPE, sizeof TEXT_TYPE - 1, &c->head_text) != 0)
+      return luaL_error(L, "not enough memory for the reply's head");
+    text = lua_tolstring(L, body, &len);
+    queue_response(c, status, c->head_text.data, c->head_text.len, text, len, c->head);
     reply_queued(c);
   }
   return conn_finish_reply(L, 4, c);
@@ -931,6 +1041,7 @@ static int conn_tostring(lua_State *L) {
 const luaL_Reg httpconn_methods[] = {
   {"read", conn_read},
   {"write", conn_write},
+  {"reply", conn_reply},
   {"write_file", conn_write_file},
   {"stream_begin", conn_stream_begin},
   {"stream_write", conn_stream_write},

@@ -43,6 +43,12 @@ typedef struct Group {
 
 typedef struct Conn Conn;
 
+/* The head lines of a headers table, collected (httphead.c). */
+typedef struct HeadLines {
+  nl_Buf text;   /* the lines, in the table's order */
+  nl_Buf refs;   /* where each line is in text */
+} HeadLines;
+
 enum { STREAM_NONE, STREAM_CHUNKED, STREAM_RAW };
 
 /* One state's handle on a Group. Its connections keep it alive (user
@@ -82,6 +88,8 @@ struct Conn {
   double deadline;
   double since;    /* when the wait for the current request began */
   char peer[64];
+  HeadLines lines; /* conn:reply's head lines, collected */
+  nl_Buf head_text; /* ... and sorted */
   Server *srv;
   const Limits *limits;
   Conn *prev, *next; /* in srv->conns while open */
@@ -99,5 +107,14 @@ extern const luaL_Reg httpconn_methods[], httpconn_meta[];
 
 /* httphead.c */
 int httphead_lines(lua_State *L); /* core.headlines(headers[, default]) */
+/* Collects the lines of the headers table at idx (none or nil: no fields)
+ * into hl, replacing what it held; returns whether one is named
+ * Content-Type. May raise (a __tostring or __pairs that fails, no memory):
+ * hl stays the caller's to reuse or free. */
+int httphead_collect(lua_State *L, int idx, HeadLines *hl);
+/* Appends the collected lines to out, sorted, with the whole line `dflt`
+ * (dlen bytes) sorted in unless it is NULL. 0, or -1 when out of memory. */
+int httphead_put(HeadLines *hl, const char *dflt, size_t dlen, nl_Buf *out);
+void httphead_free(HeadLines *hl);
 
 #endif

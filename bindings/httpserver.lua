@@ -119,7 +119,7 @@ function Request:form()
   if media == "application/x-www-form-urlencoded" then
     r = {parse_query(self.body)}
   elseif media == "multipart/form-data" then
-    self.uploads = self.uploads or {}
+    self.uploads, self._special = self.uploads or {}, true
     local body = rawget(self, "body") -- else it is still in body_file
     r = {forms.multipart(body or {path = self.body_file}, ctype,
       self.server.upload_dir or os.getenv("TMPDIR") or "/tmp", self.uploads)}
@@ -143,7 +143,7 @@ function Request:socket()
   local conn = self._conn
   if conn == nil then error("req:socket(): the connection was already taken over", 2) end
   if stream_of[self] then error("req:socket(): a streamed reply has begun on this connection", 2) end
-  self._conn, self._taken = nil, true
+  self._conn, self._taken, self._special = nil, true, true
   local st = state_of_conn[conn]
   if st ~= nil then
     st.conns[conn], st.tasks[conn] = nil, nil -- serve() does not wait for it
@@ -517,7 +517,7 @@ function Request:stream(status, headers)
   local lines, typed = headlines(headers)
   if not typed then lines = TEXT_LINES .. lines end
   local out = streams.open(conn, code, lines)
-  stream_of[self] = out
+  stream_of[self], self._special = out, true
   streaming[conn] = true
   return out
 end
@@ -636,7 +636,7 @@ local function handler_traceback(e)
   return debug.traceback(tostring(e), 2)
 end
 
--- What dispatch returns for a reply the handler streamed: STREAMED, the
+-- What after_special returns for a reply the handler streamed: STREAMED, the
 -- stream, whether the handler ended without an error.
 local STREAMED = {}
 
@@ -652,92 +652,8 @@ local function log_handled(self, req, route, ok, err, how)
   end
 end
 
--- The function each connection's task calls for each request.
-local function make_dispatch(self)
-  return function(req)
-    setmetatable(req, Request)
-    if rawget(req, "body_file") then req.uploads = {req.body_file} end -- removed at the end
-    local path = req.path
-    req.raw_path = path
-    if path:find("%", 1, true) then req.path = unescape(path) end
-    req.server = self
-    local status, body, headers
-    local route, params = match_route(self, req)
-    if route then
-      if params ~= nil then req.params = params end
-      local ok, s, b, hd = xpcall(route.handler, handler_traceback, req)
-      remove_uploads(req)
-      if stream_of[req] then
-        log_handled(self, req, route, ok, s, "streamed")
-        return STREAMED, stream_of[req], ok
-      end
-      if rawget(req, "_taken") then -- req:socket(): nothing to send
-        log_handled(self, req, route, ok, s, "connection taken over")
-        return nil
-      end
-      if not ok then
-        if s == "interrupted" then error(s, 0) end
-        log_error(req, s, route)
-        status, body, headers = 500, "internal server error\n", nil
-      else
-        status, body, headers = s, b, hd
-        if status == nil and body == nil then status = 204 end
-      end
-    else
-      remove_uploads(req)
-      status, body, headers = find_static(self, req)
-      if status == nil then
-        if params then status, body = 405, "method not allowed\n"
-        else status, body = 404, "not found\n" end
-      end
-    end
-    local st, lines, data = normalize(status, body, headers)
-    if st == nil then
-      log_error(req, "the handler returned " .. lines, route)
-      st, lines, data = 500, TEXT_LINES, "internal server error\n"
-    end
-    if self.log then
-      io.stderr:write(format("%s %s %s %d\n", req.peer, req.method, req.target, st))
-    end
-    return st, lines, data
-  end
-end
-
--- ---- serving: a task per connection ----------------------------------------
--- What serving needs in this state (the server table itself may be a copy
--- in a worker thread, so none of it lives there): the dispatch function,
--- the open connections, the tasks serving them.
-local live = setmetatable({}, {__mode = "k"})
-
-local function state_of(self)
-  local st = live[self]
-  if st == nil then
-    st = {conns = {}, tasks = {}, dispatch = make_dispatch(self)}
-    live[self] = st
-  end
-  return st
-end
-
-local ERROR_500 = "Content-Type: text/plain; charset=utf-8\r\n"
-
--- dispatch(req) under pcall: a failure outside the handler (which dispatch
--- already catches) is still a 500 and a line on stderr, never a client left
--- waiting. Ctrl-C goes on up.
-local function answer(dispatch, req)
-  local ok, status, lines, body = pcall(dispatch, req)
-  if ok then return status, lines, body end
-  if status == "interrupted" then error(status, 0) end
-  log_error(req, status)
-  if stream_of[req] then return STREAMED, stream_of[req], false end
-  return 500, ERROR_500, "internal server error\n"
-end
-
--- Requests a connection may answer in a row before the other tasks get a
--- turn: a client that always has its next request waiting (pipelining)
--- would otherwise never let its task wait, and no other connection would
--- be served.
-local BURST = 16
-
+-- Sends a reply that normalize made (or ends a streamed one): true to go
+-- on, false when the connection closed.
 local function write_reply(conn, status, lines, body)
   if status == STREAMED then
     streaming[conn] = nil
@@ -749,28 +665,153 @@ local function write_reply(conn, status, lines, body)
   return conn:write(status, lines, body)
 end
 
+-- What a handler returned -> status, header lines, body, for write_reply;
+-- a reply that is not one is a 500 and a line on stderr.
+local function reply_of(req, route, status, body, headers)
+  if status == nil and body == nil then status = 204 end
+  local st, lines, data = normalize(status, body, headers)
+  if st == nil then
+    log_error(req, "the handler returned " .. lines, route)
+    return 500, TEXT_LINES, "internal server error\n"
+  end
+  return st, lines, data
+end
+
+-- After the handler ran: the request's uploads removed; a streamed reply
+-- ended, a taken-over connection let go, or a failure logged (and a 500).
+-- Returns what write_reply takes, or nil when nothing is to be sent.
+local function after_special(self, req, route, ok, s, b, hd)
+  remove_uploads(req)
+  if stream_of[req] then
+    log_handled(self, req, route, ok, s, "streamed")
+    return STREAMED, stream_of[req], ok
+  end
+  if rawget(req, "_taken") then -- req:socket(): nothing to send
+    log_handled(self, req, route, ok, s, "connection taken over")
+    return nil
+  end
+  if not ok then
+    if s == "interrupted" then error(s, 0) end
+    log_error(req, s, route)
+    return 500, TEXT_LINES, "internal server error\n"
+  end
+  return reply_of(req, route, s, b, hd)
+end
+
+local function log_access(self, req, status)
+  io.stderr:write(format("%s %s %s %d\n", req.peer, req.method, req.target, status))
+end
+
+-- The function each connection's task calls for each request: answers req
+-- on conn. Returns true to go on, false when the connection closed, nil
+-- when req:socket() took it over. A reply as most handlers return it goes
+-- out by conn:reply (bindings/httpconn.c), in one call; the rest through
+-- normalize and write_reply.
+local function make_answer(self)
+  return function(conn, req)
+    local status, lines, body
+    local route, params = match_route(self, req)
+    if route then
+      if params ~= nil then req.params = params end
+      local ok, s, b, hd = xpcall(route.handler, handler_traceback, req)
+      if ok and rawget(req, "_special") == nil then
+        local sent = conn:reply(s, b, hd)
+        if sent ~= nil then
+          if self.log then log_access(self, req, type(s) == "number" and s or 200) end
+          return sent
+        end
+        status, lines, body = reply_of(req, route, s, b, hd)
+      else
+        status, lines, body = after_special(self, req, route, ok, s, b, hd)
+        if status == nil then return nil end -- taken over
+        if status == STREAMED then return write_reply(conn, status, lines, body) end
+      end
+    else
+      remove_uploads(req)
+      local st, b, hd = find_static(self, req)
+      if st == nil then
+        if params then st, b = 405, "method not allowed\n"
+        else st, b = 404, "not found\n" end
+      end
+      status, lines, body = reply_of(req, nil, st, b, hd)
+    end
+    if self.log then log_access(self, req, status) end
+    return write_reply(conn, status, lines, body)
+  end
+end
+
+-- ---- serving: a task per connection ----------------------------------------
+-- What serving needs in this state (the server table itself may be a copy
+-- in a worker thread, so none of it lives there): the answer function,
+-- the server table it answers for, the open connections, the tasks serving
+-- them.
+local live = setmetatable({}, {__mode = "k"})
+
+local function state_of(self)
+  local st = live[self]
+  if st == nil then
+    st = {conns = {}, tasks = {}, answer = make_answer(self), server = self}
+    live[self] = st
+  end
+  return st
+end
+
+-- Requests a connection may answer in a row before the other tasks get a
+-- turn: a client that always has its next request waiting (pipelining)
+-- would otherwise never let its task wait, and no other connection would
+-- be served.
+local BURST = 16
+
 -- One connection's requests, in order, until the peer leaves, the
 -- connection fails or closes, or serving stops ("stopped": it stays open in
--- st.conns for the next serve).
-local function serve_connection(st, conn)
-  local dispatch, answered = st.dispatch, 0
+-- st.conns for the next serve). at.req is the request in hand, for
+-- serve_connection. Returns whether the connection is still the server's
+-- (false: req:socket() took it over).
+local function serve_requests(st, conn, at)
+  local answer, server = st.answer, st.server
   while true do
-    answered = answered + 1
-    if answered % BURST == 0 then task.yield() end
-    local req, why = conn:read()
+    at.answered = at.answered + 1
+    if at.answered % BURST == 0 then task.yield() end
+    local req, why = conn:read(Request, server)
     if req == nil then
       if why ~= "stopped" then st.conns[conn] = nil end
-      break
+      return true
     end
-    req._conn = conn
-    local status, lines, body = answer(dispatch, req)
-    if status == nil then return end -- taken over by req:socket()
-    if not write_reply(conn, status, lines, body) then
+    at.req = req
+    local more = answer(conn, req)
+    at.req = nil
+    if more == nil then return false end
+    if not more then
       st.conns[conn] = nil
-      break
+      return true
     end
   end
-  st.tasks[conn] = nil
+end
+
+-- serve_requests under pcall, one call for as many requests as go well: a
+-- failure outside the handler (which answer already catches) is still a 500
+-- and a line on stderr, never a client left waiting, and the connection
+-- goes on. Ctrl-C goes on up, as does a failure between requests.
+local function serve_connection(st, conn)
+  local at = {answered = 0}
+  while true do
+    local ok, err = pcall(serve_requests, st, conn, at)
+    if ok then
+      if err then st.tasks[conn] = nil end
+      return
+    end
+    local req = at.req
+    if is_interrupted(err) or req == nil then error(err, 0) end
+    at.req = nil
+    log_error(req, err)
+    local sent
+    if stream_of[req] then sent = write_reply(conn, STREAMED, stream_of[req], false)
+    else sent = conn:write(500, TEXT_LINES, "internal server error\n") end
+    if not sent then
+      st.conns[conn], st.tasks[conn] = nil, nil
+      return
+    end
+  end
 end
 
 local function spawn_connection(st, conn)

@@ -19,7 +19,7 @@ int nl_buf_reserve(nl_Buf *b, size_t more) {
   return 0;
 }
 
-int nl_buf_add(nl_Buf *b, const void *data, size_t len) {
+int nl_buf_grow_add(nl_Buf *b, const void *data, size_t len) {
   if (nl_buf_reserve(b, len) != 0) return -1;
   if (len > 0) memcpy(b->data + b->len, data, len);
   b->len += len;

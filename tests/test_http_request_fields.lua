@@ -49,4 +49,18 @@ t.test("query_all before query, params on a route without names, version 1.0 and
   end)
 end)
 
+t.test("the path is percent-decoded where %XX is two hex digits; raw_path keeps it as sent", function()
+  local srv = assert(server{port = 0})
+  srv:route("GET", "/p/*", function(req) return {path = req.path, raw = req.raw_path} end)
+  t.serve_while(srv, function()
+    local raw = "/p/100%25%zz%4%2Fx%e2%82%AC%"
+    local r = ask(srv.port, "GET " .. raw .. "?q=%41 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    t.eq(r.path, "/p/100%%zz%4/x\u{20AC}%")
+    t.eq(r.raw, raw)
+    r = ask(srv.port, "GET /p/plain HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    t.eq(r.path, "/p/plain")
+    t.eq(r.raw, "/p/plain")
+  end)
+end)
+
 t.done()
