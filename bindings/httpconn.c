@@ -3,7 +3,8 @@
  * "http.server.conn"): reading requests through runtime/httpparse.c,
  * queueing and sending replies (a file streams with sendfile), deadlines,
  * and making room when every connection slot is taken. conn:read() returns
- * the next request, conn:write() and conn:write_file() send a reply, and
+ * the next request, conn:reply() sends a handler's common reply as it
+ * returned it, conn:write() and conn:write_file() a normalized one, and
  * conn:stream_begin/stream_write/stream_end one whose body comes in pieces
  * (chunked, or close-delimited for HTTP/1.0); they
  * wait through nl_waitk, so in a task they suspend only that task and
@@ -599,7 +600,7 @@ static void push_request(lua_State *L, Conn *c) {
   size_t pathlen, querylen;
   int keys, t;
   nl_http_split_target(target, r->target.len, &path, &pathlen, &query, &querylen);
-  lua_createtable(L, 0, 16); /* its fields and the ones dispatch adds */
+  lua_createtable(L, 0, 16); /* its fields and the ones the Lua half adds (params, lazy ones) */
   t = lua_gettop(L);
   if (lua_istable(L, 2)) {
     lua_pushvalue(L, 2);
