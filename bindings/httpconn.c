@@ -2,7 +2,9 @@
  * httpconn.c: one client connection of http.server (layer: bindings,
  * "http.server.conn"): reading requests through runtime/httpparse.c,
  * queueing and sending replies (a file streams with sendfile), deadlines,
- * and making room when every connection slot is taken. conn:read() returns
+ * and making room when every connection slot is taken. The request table
+ * is made by httpreq.c, a reply's head by httpreply.c, its header lines by
+ * httphead.c. conn:read() returns
  * the next request, conn:reply() sends a handler's common reply as it
  * returned it, conn:write() and conn:write_file() a normalized one, and
  * conn:stream_begin/stream_write/stream_end one whose body comes in pieces
@@ -362,291 +364,6 @@ static void conn_linger(lua_State *L, int nargs, Conn *c) {
     if (wait_unless_stopped(L, nargs, c, NL_READ) == 0) return;
 }
 
-/* ---- responses ---------------------------------------------------------- */
-
-static void add_str(nl_Buf *b, const char *s) { nl_buf_add(b, s, strlen(s)); }
-
-/* The Date line, formatted once a second per server handle. */
-static void add_date(Conn *c) {
-  Server *s = c->srv;
-  time_t now = time(NULL);
-  if (now != s->date_second || s->date_line[0] == '\0') {
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    strftime(s->date_line, sizeof s->date_line, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
-    s->date_second = now;
-  }
-  add_str(&c->out, s->date_line);
-}
-
-/* v in decimal at out (at least 20 bytes; no NUL); returns its length.
- * snprintf cost more than the rest of a reply's head. */
-static size_t format_decimal(char *out, uint64_t v) {
-  char rev[20];
-  size_t n = 0, i;
-  do {
-    rev[n++] = (char)('0' + v % 10);
-    v /= 10;
-  } while (v != 0);
-  for (i = 0; i < n; i++) out[i] = rev[n - 1 - i];
-  return n;
-}
-
-static int has_body(int status) { return status != 204 && status != 304; }
-
-/* Queues the status line, the Date and the handler's `headers` (hlen bytes
- * of "Name: value\r\n" lines). A status that is not a final one (200-599)
- * becomes 500. Returns the status sent. */
-static int queue_status(Conn *c, int status, const char *headers, size_t hlen) {
-  char digits[24];
-  nl_Buf *b = &c->out;
-  if (status < 200 || status > 599) status = 500;
-  add_str(b, "HTTP/1.1 ");
-  nl_buf_add(b, digits, format_decimal(digits, (uint64_t)status));
-  add_str(b, " ");
-  add_str(b, nl_http_reason(status));
-  add_str(b, "\r\n");
-  add_date(c);
-  nl_buf_add(&c->out, headers, hlen);
-  return status;
-}
-
-static void queue_connection(Conn *c) {
-  add_str(&c->out, c->closing ? "Connection: close\r\n\r\n" : "Connection: keep-alive\r\n\r\n");
-}
-
-/* Queues a response head for a body of `length` bytes; Date,
- * Content-Length and Connection are ours. Returns the status sent. */
-static int queue_head(Conn *c, int status, const char *headers, size_t hlen,
-                      uint64_t length) {
-  char digits[24];
-  status = queue_status(c, status, headers, hlen);
-  if (nl_trace_on) nl_trace_http_reply(c->fd, status, has_body(status) ? length : 0);
-  if (has_body(status)) {
-    add_str(&c->out, "Content-Length: ");
-    nl_buf_add(&c->out, digits, format_decimal(digits, length));
-    add_str(&c->out, "\r\n");
-  }
-  queue_connection(c);
-  return status;
-}
-
-/* Queues a complete response; HEAD, 204 and 304 get no body. */
-static void queue_response(Conn *c, int status, const char *headers, size_t hlen,
-                           const char *body, size_t len, int head) {
-  status = queue_head(c, status, headers, hlen, len);
-  if (!head && has_body(status)) nl_buf_add(&c->out, body, len);
-}
-
-static const char TEXT_TYPE[] = "Content-Type: text/plain; charset=utf-8\r\n";
-
-/* An error reply of ours, then the connection closes. */
-static void queue_error(Conn *c, int status, const char *text) {
-  c->closing = 1;
-  queue_response(c, status, TEXT_TYPE, sizeof TEXT_TYPE - 1, text, strlen(text), 0);
-}
-
-static const char *error_text(int status) {
-  switch (status) {
-  case 400: return "bad request\n";
-  case 404: return "not found\n";
-  case 408: return "request timeout\n";
-  case 413: return "request body too large\n";
-  case 414: return "uri too long\n";
-  case 431: return "request header fields too large\n";
-  case 501: return "not implemented\n";
-  case 505: return "http version not supported\n";
-  case 507: return "not enough disk space for the request body\n";
-  default: return "internal server error\n";
-  }
-}
-
-/* ---- dispatching into Lua ----------------------------------------------- */
-
-/* The request table's field names, interned once per Lua state and kept
- * in a registry table: setting a field by a key already on the stack skips
- * lua_setfield's lookup of the C string (luaS_new and a strcmp for every
- * field of every request: about 600 instructions a request, by callgrind). */
-enum {
-  KEY_METHOD = 1, KEY_TARGET, KEY_PATH, KEY_RAW_PATH, KEY_RAWQUERY, KEY_HEADERS, KEY_TRAILERS,
-  KEY_BODY, KEY_BODY_FILE, KEY_UPLOADS, KEY_SPECIAL, KEY_VERSION, KEY_PEER, KEY_CONN,
-  KEY_SERVER, KEY_COUNT = KEY_SERVER
-};
-static const char *const request_keys[KEY_COUNT] = {
-  "method", "target", "path", "raw_path", "rawquery", "headers", "trailers",
-  "body", "body_file", "uploads", "_special", "version", "peer", "_conn",
-  "server",
-};
-static const char request_keys_slot = 0; /* its address: the registry key */
-
-/* Pushes the table of field names, making it on first use. [-0, +1, m] */
-static void push_request_keys(lua_State *L) {
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &request_keys_slot) == LUA_TTABLE) return;
-  lua_pop(L, 1);
-  lua_createtable(L, KEY_COUNT, 0);
-  for (int k = 0; k < KEY_COUNT; k++) {
-    lua_pushstring(L, request_keys[k]);
-    lua_rawseti(L, -2, k + 1);
-  }
-  lua_pushvalue(L, -1);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &request_keys_slot);
-}
-
-/* Pushes field name `key` of the table at absolute index keys; its value
- * goes on top, then lua_rawset(L, t) sets both (no lua_insert: a rotation
- * of the stack per field costs more than the lookup it saves). [-0, +1, -] */
-static void push_key(lua_State *L, int keys, int key) {
-  lua_rawgeti(L, keys, key);
-}
-
-/* Slots a field table starts with: most requests carry a few fields, and
- * a table grown from empty is rebuilt at 1, 2 and 4 (counting them first
- * would walk the block twice). */
-#define FIELD_SLOTS 4
-
-/* Pushes a table of fields (names are lower case; repeats joined with
- * ", "). [-0, +1, m] */
-static void push_fields(lua_State *L, const nl_Buf *fields) {
-  size_t off = 0, nlen, vlen;
-  const char *name, *value;
-  lua_createtable(L, 0, FIELD_SLOTS);
-  while (nl_http_next_field(fields, &off, &name, &nlen, &value, &vlen)) {
-    lua_pushlstring(L, name, nlen);
-    lua_pushvalue(L, -1);
-    if (lua_rawget(L, -3) == LUA_TSTRING) {
-      lua_pushliteral(L, ", ");
-      lua_pushlstring(L, value, vlen);
-      lua_concat(L, 3);
-    } else {
-      lua_pop(L, 1);
-      lua_pushlstring(L, value, vlen);
-    }
-    lua_rawset(L, -3);
-  }
-}
-
-/* The request's body: the string, or the path of the file it went to
- * (an upload's), which the Lua half reads and removes: it is then the
- * first of req.uploads, and req._special says the request needs more than
- * a reply. [-0, +0, m] */
-static void set_body(lua_State *L, nl_HttpRequest *r, int t, int keys) {
-  char *path = nl_http_take_spool(r);
-  if (path == NULL) {
-    push_key(L, keys, KEY_BODY);
-    lua_pushlstring(L, r->body.data ? r->body.data : "", r->body.len);
-    lua_rawset(L, t);
-    return;
-  }
-  push_key(L, keys, KEY_BODY_FILE);
-  lua_pushstring(L, path);
-  free(path);
-  push_key(L, keys, KEY_UPLOADS);
-  lua_createtable(L, 1, 0);
-  lua_pushvalue(L, -3);
-  lua_rawseti(L, -2, 1);
-  lua_rawset(L, t);
-  lua_rawset(L, t);
-  push_key(L, keys, KEY_SPECIAL);
-  lua_pushboolean(L, 1);
-  lua_rawset(L, t);
-}
-
-static int hex_value(char ch) {
-  if (ch >= '0' && ch <= '9') return ch - '0';
-  if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
-  if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
-  return -1;
-}
-
-/* Pushes the path with each %XX (two hex digits) decoded; any other '%'
- * stays as it is. [-0, +1, m] */
-static void push_decoded(lua_State *L, const char *s, size_t len) {
-  luaL_Buffer b;
-  luaL_buffinit(L, &b);
-  for (size_t i = 0; i < len; i++) {
-    int hi, lo;
-    if (s[i] == '%' && i + 2 < len && (hi = hex_value(s[i + 1])) >= 0 &&
-        (lo = hex_value(s[i + 2])) >= 0) {
-      luaL_addchar(&b, (char)(hi * 16 + lo));
-      i += 2;
-    } else {
-      luaL_addchar(&b, s[i]);
-    }
-  }
-  luaL_pushresult(&b);
-}
-
-/* Sets raw_path, the path as it came, and path, decoded. [-0, +0, m] */
-static void set_path(lua_State *L, int t, int keys, const char *path, size_t len) {
-  lua_pushlstring(L, path, len);
-  push_key(L, keys, KEY_RAW_PATH);
-  lua_pushvalue(L, -2);
-  lua_rawset(L, t);
-  push_key(L, keys, KEY_PATH);
-  if (memchr(path, '%', len) != NULL) push_decoded(L, path, len);
-  else lua_pushvalue(L, -2);
-  lua_rawset(L, t);
-  lua_pop(L, 1);
-}
-
-/* Pushes the request table: method, target, path (decoded), raw_path,
- * rawquery, headers, trailers (a chunked body's trailer fields, when it had
- * any), body (or body_file), version, peer; and for the Lua half, its
- * metatable (argument 2 of read), _conn (the connection) and server
- * (argument 3). [-0, +1, m] */
-static void push_request(lua_State *L, Conn *c) {
-  nl_HttpRequest *r = &c->req;
-  const char *target = r->target.data ? r->target.data : "", *path, *query;
-  size_t pathlen, querylen;
-  int keys, t;
-  nl_http_split_target(target, r->target.len, &path, &pathlen, &query, &querylen);
-  lua_createtable(L, 0, 16); /* its fields and the ones the Lua half adds (params, lazy ones) */
-  t = lua_gettop(L);
-  if (lua_istable(L, 2)) {
-    lua_pushvalue(L, 2);
-    lua_setmetatable(L, t);
-  }
-  push_request_keys(L);
-  keys = lua_gettop(L);
-  push_key(L, keys, KEY_METHOD);
-  lua_pushstring(L, r->method);
-  lua_rawset(L, t);
-  push_key(L, keys, KEY_TARGET);
-  lua_pushlstring(L, target, r->target.len);
-  lua_rawset(L, t);
-  set_path(L, t, keys, path, pathlen);
-  push_key(L, keys, KEY_RAWQUERY);
-  lua_pushlstring(L, query, querylen);
-  lua_rawset(L, t);
-  push_key(L, keys, KEY_HEADERS);
-  push_fields(L, &r->headers);
-  lua_rawset(L, t);
-  if (r->trailers.len > 0) {
-    push_key(L, keys, KEY_TRAILERS);
-    push_fields(L, &r->trailers);
-    lua_rawset(L, t);
-  }
-  set_body(L, r, t, keys);
-  push_key(L, keys, KEY_VERSION);
-  { /* "1.1": the parser takes one digit each (lua_pushfstring cost ~2,000 instructions) */
-    char version[3] = {(char)('0' + r->major), '.', (char)('0' + r->minor)};
-    lua_pushlstring(L, version, sizeof version);
-  }
-  lua_rawset(L, t);
-  push_key(L, keys, KEY_PEER);
-  lua_pushstring(L, c->peer);
-  lua_rawset(L, t);
-  push_key(L, keys, KEY_CONN);
-  lua_pushvalue(L, 1);
-  lua_rawset(L, t);
-  if (!lua_isnil(L, 3)) {
-    push_key(L, keys, KEY_SERVER);
-    lua_pushvalue(L, 3);
-    lua_rawset(L, t);
-  }
-  lua_pop(L, 1); /* the keys */
-}
-
 /* ---- reading requests ------------------------------------------------------ */
 
 enum { READ_OK, READ_STOPPED, READ_CLOSED, READ_IDLE, READ_FAILED };
@@ -685,7 +402,7 @@ static int conn_wait_input(lua_State *L, Conn *c) {
 
 /* An error reply of ours; read() sends it, then closes. */
 static int conn_fail(Conn *c, int status, const char *why) {
-  queue_error(c, status, error_text(status));
+  httpreply_error(c, status);
   c->failure = why;
   c->deadline = nl_deadline(c->limits->send_timeout);
   return READ_FAILED;
@@ -732,7 +449,7 @@ static int conn_read(lua_State *L) {
     c->head = c->req.is_head;
     c->http10 = c->req.major == 1 && c->req.minor == 0;
     c->streaming = STREAM_NONE;
-    push_request(L, c);
+    httpreq_push(L, &c->req, c->peer);
     nl_http_reset(&c->req);
     return 1;
   case READ_STOPPED:
@@ -789,7 +506,7 @@ static int conn_write(lua_State *L) {
     size_t hlen = 0, len = 0;
     const char *lines = luaL_optlstring(L, 3, "", &hlen);
     const char *body = luaL_optlstring(L, 4, "", &len);
-    queue_response(c, arg_status(L, 2), lines, hlen, body, len, c->head);
+    httpreply_full(c, arg_status(L, 2), lines, hlen, body, len, c->head);
     reply_queued(c);
   }
   return conn_finish_reply(L, 4, c);
@@ -831,10 +548,10 @@ static int conn_reply(lua_State *L) {
     if (!common_reply(L, &status, &body, &headers)) return 0;
     typed = httphead_collect(L, headers, &c->lines);
     c->head_text.len = 0;
-    if (httphead_put(&c->lines, typed ? NULL : TEXT_TYPE, sizeof TEXT_TYPE - 1, &c->head_text) != 0)
+    if (httphead_put(&c->lines, typed ? NULL : NL_TEXT_TYPE, sizeof NL_TEXT_TYPE - 1, &c->head_text) != 0)
       return luaL_error(L, "not enough memory for the reply's head");
     text = lua_tolstring(L, body, &len);
-    queue_response(c, status, c->head_text.data, c->head_text.len, text, len, c->head);
+    httpreply_full(c, status, c->head_text.data, c->head_text.len, text, len, c->head);
     reply_queued(c);
   }
   return conn_finish_reply(L, 4, c);
@@ -870,13 +587,12 @@ static void queue_file(lua_State *L, Conn *c, int status, const char *lines, siz
   uint64_t size = 0, offset, length;
   int fd = open_reply_file(path, &size);
   if (fd < 0) {
-    queue_response(c, 404, TEXT_TYPE, sizeof TEXT_TYPE - 1, error_text(404),
-                   strlen(error_text(404)), c->head);
+    httpreply_ours(c, 404, c->head);
     return;
   }
   reply_part(L, 5, size, &offset, &length);
-  status = queue_head(c, status, lines, hlen, length);
-  if (c->head || !has_body(status) || length == 0) {
+  status = httpreply_head(c, status, lines, hlen, length);
+  if (c->head || !httpreply_has_body(status) || length == 0) {
     close(fd);
     return;
   }
@@ -924,13 +640,13 @@ static int conn_stream_begin(lua_State *L) {
   if (!nl_restarting(L) && c->fd >= 0) {
     size_t hlen = 0;
     const char *lines = luaL_optlstring(L, 3, "", &hlen);
-    int status = queue_status(c, arg_status(L, 2), lines, hlen);
-    if (!has_body(status)) c->head = 1;
+    int status = httpreply_status(c, arg_status(L, 2), lines, hlen);
+    if (!httpreply_has_body(status)) c->head = 1;
     if (c->http10) c->closing = 1;
     c->streaming = c->http10 ? STREAM_RAW : STREAM_CHUNKED;
-    if (c->streaming == STREAM_CHUNKED && has_body(status))
-      add_str(&c->out, "Transfer-Encoding: chunked\r\n");
-    queue_connection(c);
+    if (c->streaming == STREAM_CHUNKED && httpreply_has_body(status))
+      httpreply_add_str(&c->out, "Transfer-Encoding: chunked\r\n");
+    httpreply_connection(c);
     reply_queued(c);
   }
   return stream_drain(L, 3, c);
@@ -952,10 +668,10 @@ static int conn_stream_write(lua_State *L) {
     if (len > 0) {
       if (c->streaming == STREAM_CHUNKED) {
         snprintf(size, sizeof size, "%zx\r\n", len);
-        add_str(&c->out, size);
+        httpreply_add_str(&c->out, size);
       }
       nl_buf_add(&c->out, data, len);
-      if (c->streaming == STREAM_CHUNKED) add_str(&c->out, "\r\n");
+      if (c->streaming == STREAM_CHUNKED) httpreply_add_str(&c->out, "\r\n");
     }
     c->deadline = nl_deadline(c->limits->send_timeout);
   }
@@ -967,7 +683,7 @@ static int conn_stream_write(lua_State *L) {
 static int conn_stream_end(lua_State *L) {
   Conn *c = httpconn_check(L, 1);
   if (!nl_restarting(L) && c->fd >= 0 && c->streaming != STREAM_NONE) {
-    if (c->streaming == STREAM_CHUNKED && !c->head) add_str(&c->out, "0\r\n\r\n");
+    if (c->streaming == STREAM_CHUNKED && !c->head) httpreply_add_str(&c->out, "0\r\n\r\n");
     c->streaming = STREAM_NONE;
     c->deadline = nl_deadline(c->limits->send_timeout);
   }

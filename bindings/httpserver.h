@@ -106,6 +106,27 @@ int httpconn_shed_one(Server *s);
 extern const luaL_Reg httpconn_methods[], httpconn_meta[];
 
 /* httphead.c */
+/* httpreply.c: a reply's head, queued in c->out. */
+#define NL_TEXT_TYPE "Content-Type: text/plain; charset=utf-8\r\n"
+void httpreply_add_str(nl_Buf *b, const char *s);
+int httpreply_has_body(int status); /* not 204 or 304 */
+/* The status line, the Date and `headers` (hlen bytes of "Name: value\r\n"
+ * lines); a status that is not final (200-599) becomes 500. Returns the
+ * status sent. */
+int httpreply_status(Conn *c, int status, const char *headers, size_t hlen);
+void httpreply_connection(Conn *c); /* "Connection: ..." and the head's end */
+/* A whole head for a body of `length` bytes. Returns the status sent. */
+int httpreply_head(Conn *c, int status, const char *headers, size_t hlen, uint64_t length);
+/* A whole reply; with `head` (a HEAD request), and for 204 and 304, no body. */
+void httpreply_full(Conn *c, int status, const char *headers, size_t hlen, const char *body,
+                    size_t len, int head);
+void httpreply_ours(Conn *c, int status, int head); /* our text/plain reply */
+void httpreply_error(Conn *c, int status); /* ... after which the connection closes */
+
+/* httpreq.c: pushes the request table for r, with conn:read's arguments at
+ * 1 (the connection: _conn), 2 (the metatable) and 3 (the server). */
+void httpreq_push(lua_State *L, nl_HttpRequest *r, const char *peer);
+
 int httphead_lines(lua_State *L); /* core.headlines(headers[, default]) */
 /* Collects the lines of the headers table at idx (none or nil: no fields)
  * into hl, replacing what it held; returns whether one is named

@@ -565,17 +565,10 @@ end
 -- What a handler returned -> status, header lines, body; or nil and what is
 -- wrong with it. Status is an integer from 200 to 599 (or left out: 200);
 -- `nil, message` is a handler's failure. A body is a string, a number (its
--- text), a table (JSON) or nil; a body alone may come with headers.
+-- text), a table (JSON) or nil; a body alone may come with headers. A
+-- route's common replies (a string, or a status and a string) go out by
+-- conn:reply and do not come here.
 local function normalize(status, body, headers)
-  local status_type = type(status) -- the common replies first
-  if status_type == "string" and body == nil and headers == nil then return 200, TEXT_LINES, status end
-  if status_type == "number" and type(body) == "string" then
-    local code = math.tointeger(status)
-    if code and code >= 200 and code <= 599 then
-      if headers == nil then return code, TEXT_LINES, body end
-      if type(headers) == "table" then return code, headlines(headers, TEXT_LINES), body end
-    end
-  end
   if status == nil and body ~= nil then
     return nil, format("nil, %s (a failure)", tostring(body))
   end
