@@ -2,8 +2,11 @@
  * cserver.c: the benchmark's C baseline (bench/ only, not part of netlua):
  * a single-threaded epoll server, the practical limit for one core.
  *
- *   cserver time PORT   send the local time as Python's str(datetime.now()), close
- *   cserver echo PORT   echo whatever arrives, connections kept open
+ *   cserver time PORT      send the local time as Python's str(datetime.now()), close
+ *   cserver timelog PORT   the same, and first print "connection from IP:PORT"
+ *                          on stdout, a write(2) per line: the work the
+ *                          tutorial's script does (scripts/timeserver.lua)
+ *   cserver echo PORT      echo whatever arrives, connections kept open
  *
  * Listens on 127.0.0.1:PORT (0 = the OS picks) and prints
  * "listening on 127.0.0.1:<port>". Runs until killed.
@@ -63,6 +66,15 @@ static size_t format_now(char *out, size_t cap) {
   localtime_r(&tv.tv_sec, &tm);
   size_t n = strftime(out, cap, "%Y-%m-%d %H:%M:%S", &tm);
   return n + (size_t)snprintf(out + n, cap - n, ".%06ld", (long)tv.tv_usec);
+}
+
+enum { TIME, TIMELOG, ECHO };
+
+/* "connection from 127.0.0.1:52596", the address as accept4 gave it. */
+static void log_client(const struct sockaddr_in *peer) {
+  char ip[INET_ADDRSTRLEN];
+  inet_ntop(AF_INET, &peer->sin_addr, ip, sizeof ip);
+  printf("connection from %s:%d\n", ip, ntohs(peer->sin_port));
 }
 
 static void serve_time(int cfd) {
@@ -127,14 +139,17 @@ static void serve_echo(int ep, int fd) {
   }
 }
 
-static void accept_all(int ep, int lfd, int echo) {
+static void accept_all(int ep, int lfd, int mode) {
   for (;;) {
-    int cfd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    struct sockaddr_in peer;
+    socklen_t len = sizeof peer;
+    int cfd = accept4(lfd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (cfd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
       return;                               /* EAGAIN, or EMFILE: retry later */
     }
-    if (!echo) { serve_time(cfd); continue; }
+    if (mode == TIMELOG) log_client(&peer);
+    if (mode != ECHO) { serve_time(cfd); continue; }
     if (cfd >= MAXFD) { close(cfd); continue; }
     struct epoll_event ev = { .events = EPOLLIN, .data.fd = cfd };
     if (epoll_ctl(ep, EPOLL_CTL_ADD, cfd, &ev) < 0) close(cfd);
@@ -142,11 +157,15 @@ static void accept_all(int ep, int lfd, int echo) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 3 || (strcmp(argv[1], "time") && strcmp(argv[1], "echo"))) {
-    fprintf(stderr, "usage: cserver time|echo PORT\n");
+  static const char *const modes[] = {"time", "timelog", "echo"};
+  int mode = -1;
+  for (int i = 0; argc == 3 && i < 3; i++)
+    if (!strcmp(argv[1], modes[i])) mode = i;
+  if (mode < 0) {
+    fprintf(stderr, "usage: cserver time|timelog|echo PORT\n");
     return 2;
   }
-  int echo = !strcmp(argv[1], "echo");
+  if (mode == TIMELOG) setvbuf(stdout, NULL, _IOLBF, 0);
   int lfd = listen_on(atoi(argv[2]));
   int ep = epoll_create1(EPOLL_CLOEXEC);
   struct epoll_event ev = { .events = EPOLLIN, .data.fd = lfd }, evs[256];
@@ -155,7 +174,7 @@ int main(int argc, char **argv) {
     int n = epoll_wait(ep, evs, 256, -1);
     if (n < 0 && errno != EINTR) die("epoll_wait");
     for (int i = 0; i < n; i++) {
-      if (evs[i].data.fd == lfd) accept_all(ep, lfd, echo);
+      if (evs[i].data.fd == lfd) accept_all(ep, lfd, mode);
       else serve_echo(ep, evs[i].data.fd);
     }
   }

@@ -7,6 +7,7 @@
 local TARGETS = {
   {"http", "cpu_us_per_req", "nginx-w1", "HTTP CPU per request / nginx-w1 (target <= 1.3)"},
   {"time", "cpu_us_per_conn", "c-epoll", "time CPU per connection / C (target <= 1.05)"},
+  {"time", "cpu_us_per_conn", "c-epoll-log", "time CPU per connection / C that logs (no target)"},
   {"https", "req_per_s", "nginx-w1", "HTTPS requests/s / nginx-w1 (target >= 0.8)"},
   {"https", "req_per_s", "node", "HTTPS requests/s / Node.js (target > 1)"},
   {"tls_handshake", "handshake_per_s", "nginx-w1", "handshakes/s / nginx-w1 (target >= 0.9)"},

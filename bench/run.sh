@@ -195,6 +195,8 @@ server_workload() {   # server_workload time|echo
   echo "== $w" >&2
   bench_server "$w" c-epoll "$unit" "${largs[@]}" -- $BIN/cserver "$w" "{PORT}"
   if [ "$w" = time ]; then
+    # the C server doing the script's work too: a log line per client
+    bench_server time c-epoll-log conn "${largs[@]}" -- $BIN/cserver timelog "{PORT}"
     why=$(netlua_has_mods socket)
     [ -z "$why" ] && [ ! -f scripts/timeserver.lua ] && why="no scripts/timeserver.lua yet"
     if [ -z "$why" ]; then bench_server time netlua conn "${largs[@]}" -- "$NETLUA" scripts/timeserver.lua 127.0.0.1 {PORT}
