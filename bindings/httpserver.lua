@@ -618,6 +618,7 @@ local function log_error(req, err, route)
   if route ~= nil and route.pattern ~= req.path then
     where = format("%s (route %s %s)", where, route.method, route.pattern)
   end
+  io.stdout:flush() -- what the handler printed comes first
   io.stderr:write(format("netlua http.server: error in handler for %s: %s\n", where, tostring(err)))
   io.stderr:flush()
 end

@@ -266,6 +266,7 @@ static void run_body(lua_State *L, Record *r) {
  * nor for one stopped because the program is ending. */
 static void print_failure(Record *r) {
   if (r->error == NULL || r->quiet || r->interrupted) return;
+  fflush(stdout); /* what the script printed comes first */
   fprintf(stderr, "Exception in thread %s:\n%s\n", r->name, r->error);
   fflush(stderr);
 }

@@ -78,6 +78,7 @@ static void print_version(void) {
 }
 
 static void print_message(const char *msg) {
+  fflush(stdout); /* what the script printed comes first */
   fprintf(stderr, "%s: %s\n", progname, msg);
   fflush(stderr);
 }

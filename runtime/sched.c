@@ -419,6 +419,7 @@ static void report_failure(lua_State *H, nl_Task *t) {
   if (t->quiet) return;
   lua_rawgeti(H, -1, 2);
   msg = lua_tostring(H, -1);
+  fflush(stdout); /* what the script printed comes first */
   fprintf(stderr, "%s: error in task %ld: %s\n", NL_PROGNAME, t->id,
           msg ? msg : "(error object is not a string)");
   fflush(stderr);

@@ -25,6 +25,7 @@ int nl_reporting_waits(void) { return atomic_load(&reporting); }
 void nl_print_waits(const char *lines) {
   static int header_done;
   if (lines == NULL || lines[0] == '\0') return;
+  fflush(stdout); /* what the script printed comes first */
   if (!header_done)
     fprintf(stderr, "%s: the script had ended and was still waiting for:\n", NL_PROGNAME);
   header_done = 1;

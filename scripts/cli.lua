@@ -163,6 +163,7 @@ end
 
 -- Prints "netlua: <message>" on stderr and exits with status 1.
 function M.fail(fmt, ...)
+  io.stdout:flush() -- what the script printed comes first
   io.stderr:write("netlua: ", string.format(fmt, ...), "\n")
   os.exit(1)
 end

@@ -11,7 +11,8 @@ local time = require "time"
 local opts = cli.parse({...}, cli.server_spec{name = "timeserver.lua", port = 6789,
   about = "The tutorial's date-time server: each client gets the date-time as Python's\n" ..
     "str(datetime.now()) prints it, then the connection closes."})
-io.stdout:setvbuf("line")
+-- its log lines go out when it waits for the next client (netlua flushes
+-- stdout then): one write(2) for many lines while clients queue up
 local server = cli.listen(opts, 512)
 cli.serve(server, opts.count, function(client) -- one client after the other
   cli.reply(client, time.datetime())

@@ -272,4 +272,49 @@ t.test("stdout into a file shows what was printed once the program waits", funct
   t.rmtree(dir)
 end)
 
+-- print writes into stdout's buffer as io.write does (Lua's print flushed
+-- every line: one write(2) a line for a server's log): into a file the
+-- line is there once the program waits, not the moment print returns.
+t.test("print into a file is buffered: its lines are out by the next wait", function()
+  local script, dir = t.script([[
+    local path = ...
+    local function content()
+      local f = assert(io.open(path))
+      local text = f:read("a")
+      f:close()
+      return text
+    end
+    print("one", 2, nil, true)
+    local before = content()
+    require("time").sleep(0.01)
+    io.stderr:write("before=[" .. before .. "] after=[" .. content() .. "]")
+  ]])
+  local _, err, code = t.sh(string.format("%s %s %s/log > %s/log", t.shellquote(t.NETLUA),
+    t.shellquote(script), dir, dir))
+  t.eq(code, 0, err)
+  t.eq(err, "before=[] after=[one\t2\tnil\ttrue\n]")
+  t.eq(t.readfile(dir .. "/log"), "one\t2\tnil\ttrue\n")
+  t.rmtree(dir)
+end)
+
+-- With stdout and stderr in one file, what the script printed comes
+-- before the error that ends it, a task or a thread: each report on
+-- stderr flushes stdout first.
+t.test("printed lines come before the error reports that follow them", function()
+  local cases = {
+    {"print('printed first') error('boom')", "netlua: .*boom"},
+    {"local task = require 'task' task.spawn(function() print('printed first') error('boom') end)",
+     "netlua: error in task 1: .*boom"},
+    {"local thread = require 'thread' thread.spawn(function() print('printed first') error('boom') end)",
+     "Exception in thread Thread%-1:\n.*boom"},
+  }
+  for _, case in ipairs(cases) do
+    local script, dir = t.script(case[1])
+    t.sh(string.format("%s %s > %s/log 2>&1", t.shellquote(t.NETLUA), t.shellquote(script), dir))
+    local log = t.readfile(dir .. "/log")
+    t.match(log, "^printed first\n" .. case[2], case[1])
+    t.rmtree(dir)
+  end
+end)
+
 t.done()
