@@ -117,21 +117,27 @@ static void preload_modules(lua_State *L) {
   lua_pop(L, 1);
 }
 
-/* print(...): Lua's, without its fflush: the line goes into stdout's
- * buffer, as io.write's text does, so it is out at once on a terminal
- * (line-buffered) and, into a file or a pipe, when a thread is about to
- * wait, at exit, before an error is printed, or every 4 KiB: a busy server
- * makes one write(2) for many log lines instead of one each. */
+/* print(...): Lua's, with two differences. The values are turned into
+ * text first (__tostring may run Lua) and the line is written under
+ * stdout's lock, so threads printing at once never mix their lines. And
+ * there is no fflush: the line goes into stdout's buffer, as io.write's
+ * text does, so it is out at once on a terminal (line-buffered) and, into
+ * a file or a pipe, when a thread is about to wait, at exit, before an
+ * error is reported, or every 4 KiB: a server answering a queue of
+ * clients makes one write(2) for many log lines instead of one each. */
 static int print_buffered(lua_State *L) {
   int n = lua_gettop(L);
+  luaL_checkstack(L, n, "too many values to print");
+  for (int i = 1; i <= n; i++) luaL_tolstring(L, i, NULL);
+  flockfile(stdout);
   for (int i = 1; i <= n; i++) {
     size_t len;
-    const char *text = luaL_tolstring(L, i, &len);
-    if (i > 1) fputc('\t', stdout);
-    fwrite(text, 1, len, stdout);
-    lua_pop(L, 1);
+    const char *text = lua_tolstring(L, n + i, &len);
+    if (i > 1) putc_unlocked('\t', stdout);
+    fwrite_unlocked(text, 1, len, stdout);
   }
-  fputc('\n', stdout);
+  putc_unlocked('\n', stdout);
+  funlockfile(stdout);
   return 0;
 }
 

@@ -297,6 +297,33 @@ t.test("print into a file is buffered: its lines are out by the next wait", func
   t.rmtree(dir)
 end)
 
+-- Lua's print wrote each value with its own fwrite, so two threads
+-- printing at once mixed their lines (about 1,000 of 40,000 here): each
+-- print's line is written whole under stdout's lock.
+t.test("threads printing at once never mix their lines", function()
+  local script, dir = t.script([[
+    local thread = require "thread"
+    local function body(tag, last)
+      for i = 1, 20000 do print(tag, i, tag:rep(20), last) end
+    end
+    local a, b = thread.spawn(body, "A", "x"), thread.spawn(body, "B", "y")
+    a:join()
+    b:join()
+  ]])
+  local _, err, code = t.sh(string.format("%s %s > %s/log", t.shellquote(t.NETLUA), t.shellquote(script), dir))
+  t.eq(code, 0, err)
+  local count = {A = 0, B = 0}
+  for line in io.lines(dir .. "/log") do
+    local tag, number = line:match("^([AB])\t(%d+)\t")
+    local whole = tag and table.concat({tag, number, tag:rep(20), tag == "A" and "x" or "y"}, "\t")
+    t.ok(line == whole, "a mixed line: " .. line)
+    count[tag] = count[tag] + 1
+  end
+  t.eq(count.A, 20000)
+  t.eq(count.B, 20000)
+  t.rmtree(dir)
+end)
+
 -- With stdout and stderr in one file, what the script printed comes
 -- before the error that ends it, a task or a thread: each report on
 -- stderr flushes stdout first.
