@@ -180,7 +180,7 @@ void sock_destroy(nl_Socket *s) {
   call_detach(s);
   inet_pendingfree(s);
   sock_closefd(s);
-  s->npending = 0;
+  opt_freepending(s);
   free(s->buf);
   s->buf = NULL;
 }
@@ -380,11 +380,11 @@ static int push_name(lua_State *L, nl_Socket *s, int peer) {
   socklen_t len = sizeof ss;
   int r;
   if (peer && s->peerlen > 0 && s->fd >= 0)
-    return inet_pushaddr(L, &s->peer, s->peerlen, 0);
+    return inet_pushaddr(L, &s->peer.sa, s->peerlen, 0);
   r = peer ? getpeername(s->fd, (struct sockaddr *)&ss, &len)
            : getsockname(s->fd, (struct sockaddr *)&ss, &len);
   if (r != 0) return sock_pusherror(L, errno);
-  return inet_pushaddr(L, &ss, len, !peer);
+  return inet_pushaddr(L, (const struct sockaddr *)&ss, len, !peer);
 }
 
 static int sock_getsockname(lua_State *L) {

@@ -60,19 +60,18 @@ static void push_port(lua_State *L, int port, int as_string) {
 /* Pushes ip, port, family (or a Unix path); returns how many. luasocket
  * gives the port as a string from getsockname, as an integer from
  * getpeername and receivefrom. */
-int inet_pushaddr(lua_State *L, const struct sockaddr_storage *ss, socklen_t len,
-                  int port_string) {
-  if (ss->ss_family == AF_INET || ss->ss_family == AF_INET6) {
+int inet_pushaddr(lua_State *L, const struct sockaddr *sa, socklen_t len, int port_string) {
+  if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6) {
     char ip[INET6_ADDRSTRLEN];
     int port;
-    nl_addr_format((const struct sockaddr *)ss, ip, sizeof ip, &port);
+    nl_addr_format(sa, ip, sizeof ip, &port);
     lua_pushstring(L, ip);
     push_port(L, port, port_string);
-    lua_pushstring(L, family_name(ss->ss_family));
+    lua_pushstring(L, family_name(sa->sa_family));
     return 3;
   }
-  if (ss->ss_family == AF_UNIX) {
-    const struct sockaddr_un *a = (const struct sockaddr_un *)ss;
+  if (sa->sa_family == AF_UNIX) {
+    const struct sockaddr_un *a = (const struct sockaddr_un *)sa;
     size_t off = offsetof(struct sockaddr_un, sun_path);
     size_t n = len > off ? strnlen(a->sun_path, len - off) : 0;
     lua_pushlstring(L, a->sun_path, n);

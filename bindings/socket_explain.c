@@ -323,7 +323,7 @@ static void peer_of(const nl_Socket *s, char *out, size_t size) {
   struct sockaddr_storage ss;
   socklen_t len = sizeof ss;
   out[0] = '\0';
-  if (s->peerlen > 0) where((const struct sockaddr *)&s->peer, out, size);
+  if (s->peerlen > 0) where(&s->peer.sa, out, size);
   else if (s->fd >= 0 && getpeername(s->fd, (struct sockaddr *)&ss, &len) == 0)
     where((const struct sockaddr *)&ss, out, size);
 }

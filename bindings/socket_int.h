@@ -100,14 +100,14 @@ typedef struct nl_Socket {
   Side sides[NSIDES];
   struct Lookup *lookup; /* a name lookup a connect left running (socket_dns.c) */
   int npending;
-  Pending pending[MAX_PENDING];
+  Pending *pending; /* MAX_PENDING, made by the first option kept */
   size_t first, last;
   /* The peer's address as accept4 gave it, kept while the connection is
    * known alive (no error or end of stream seen, no shutdown), so
-   * getpeername on an accepted socket needs no system call; peerlen 0:
-   * ask the kernel. */
+   * getpeername on an accepted socket needs no system call (IPv4 and
+   * IPv6 only); peerlen 0: ask the kernel. */
   socklen_t peerlen;
-  struct sockaddr_storage peer;
+  union { struct sockaddr sa; struct sockaddr_in in; struct sockaddr_in6 in6; } peer;
   /* The receive buffer, SOCK_BUFSIZE bytes, made by the first read (a
    * socket that only sends, accepts or listens never has one). */
   char *buf;
@@ -200,6 +200,7 @@ void sock_setname(lua_State *L, int sidx, int hostidx);
 /* ---- socket_options.c ----------------------------------------------------- */
 
 void opt_applypending(nl_Socket *s);
+void opt_freepending(nl_Socket *s);
 int opt_setoption(lua_State *L);
 int opt_getoption(lua_State *L);
 
@@ -209,8 +210,7 @@ int socket_select(lua_State *L);
 
 /* ---- socket_dns.c: addresses, names, bind and connect --------------------- */
 
-int inet_pushaddr(lua_State *L, const struct sockaddr_storage *ss, socklen_t len,
-                  int port_string);
+int inet_pushaddr(lua_State *L, const struct sockaddr *sa, socklen_t len, int port_string);
 struct addrinfo *inet_resolve(Call *c, const char *host, const char *serv,
                               const struct addrinfo *hints, double deadline,
                               const char **err, char *eb);

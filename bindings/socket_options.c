@@ -7,6 +7,7 @@
 #include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -74,11 +75,20 @@ static int set_intopt(int fd, const Opt *o, int value, int extra) {
 void opt_applypending(nl_Socket *s) {
   for (int i = 0; i < s->npending; i++)
     set_intopt(s->fd, s->pending[i].opt, s->pending[i].value, s->pending[i].extra);
+  opt_freepending(s);
+}
+
+void opt_freepending(nl_Socket *s) {
+  free(s->pending);
+  s->pending = NULL;
   s->npending = 0;
 }
 
+/* Most sockets never keep an option, so the list is made by the first. */
 static int keep_pending(nl_Socket *s, const Opt *o, int value, int extra) {
   int i;
+  if (s->pending == NULL && (s->pending = malloc(MAX_PENDING * sizeof *s->pending)) == NULL)
+    return -1;
   for (i = 0; i < s->npending && s->pending[i].opt != o; i++) {}
   if (i == MAX_PENDING) return -1;
   s->pending[i].opt = o;

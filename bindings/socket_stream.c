@@ -338,8 +338,8 @@ static int stream_accept(lua_State *L) {
                                    s->family, s->type, s->protocol);
       client->fd = fd;
       client->maxline = s->maxline;
-      if (peer.ss_family == AF_INET || peer.ss_family == AF_INET6) {
-        client->peer = peer;
+      if ((peer.ss_family == AF_INET || peer.ss_family == AF_INET6) && peerlen <= sizeof client->peer) {
+        memcpy(&client->peer, &peer, peerlen);
         client->peerlen = peerlen;
       }
       return call_return(&c, 1);

@@ -55,7 +55,7 @@ static int dgram_recv_common(lua_State *L, nl_Socket *s, int with_from) {
     lua_pushliteral(L, ""); /* an unbound sender */
     return call_return(&c, 2);
   }
-  pushed = inet_pushaddr(L, &from, fromlen, 0);
+  pushed = inet_pushaddr(L, (const struct sockaddr *)&from, fromlen, 0);
   if (pushed == 3) lua_pop(L, 1); /* ip, port: no family */
   return call_return(&c, pushed == 3 ? 3 : 1 + pushed);
 }
