@@ -1,6 +1,7 @@
 /*
  * ssl_int.h: what the C files of the ssl module share (layer: bindings,
- * private to ssl.c and ssl_cert.c): the context and connection objects.
+ * private to ssl.c, ssl_context.c and ssl_cert.c): the context and
+ * connection objects.
  */
 #ifndef NETLUA_SSL_INT_H
 #define NETLUA_SSL_INT_H
@@ -44,6 +45,11 @@ typedef struct Conn {
   nl_WaitQueue turn[NSIDES];      /* calls waiting for a side (woken together) */
   char buf[SSL_BUFSIZE];
 } Conn;
+
+/* ssl_context.c */
+Context *ssl_checkcontext(lua_State *L, int idx);
+int ssl_context_gc(lua_State *L);
+int ssl_newcontext(lua_State *L);
 
 /* ssl.c */
 Conn *ssl_checkconn(lua_State *L, int idx);
