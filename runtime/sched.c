@@ -167,10 +167,19 @@ void *nl_callrec_get(lua_State *L, int slot) {
 }
 
 /* Takes the outcome of the suspended wait the restarted call is replaying:
- * 1 and *result set, or 0 when this is a fresh wait. */
-static int take_restart(nl_Task *t, int *result) {
+ * 1 and *result set, or 0 when this is a fresh wait. The outcome is the
+ * suspended wait's, so it is taken only by a wait on the same descriptors
+ * and events (`fds`, n of them; n 0: a timer alone). A replay can take
+ * another path: what blocked it before is ready now (a reply flushed), and
+ * the call goes on to another wait (a lingering close on two descriptors).
+ * That wait is fresh: it waits, and never reads the other's readiness. */
+static int take_restart(nl_Task *t, const nl_PollFd *fds, int n, int *result) {
+  const nl_Watch *w = n <= 1 ? &t->one : t->watches;
   if (!t->restart_pending) return 0;
   t->restart_pending = 0;
+  if (n != t->nwatched) return 0;
+  for (int i = 0; i < n; i++)
+    if (w[i].fd != fds[i].fd || w[i].events != fds[i].events) return 0;
   *result = t->w.result;
   return 1;
 }
@@ -233,13 +242,15 @@ int nl_waitk(lua_State *L, int nargs, int fd, int events, double deadline) {
   nl_Task *t = nl_task_suspendable(L, nargs);
   nl_Watch *w;
   int r;
+  nl_PollFd asked = {fd, events, 0};
   if (t == NULL) return nl_waitL(L, fd, events, deadline);
-  if (take_restart(t, &r)) return r > 0 ? events : 0;
+  if (take_restart(t, &asked, fd >= 0 ? 1 : 0, &r)) return r > 0 ? events : 0;
   if (deadline >= 0 && deadline <= nl_monotonic()) return 0;
   w = task_watches(L, t, 1);
   w->fd = fd;
   w->events = events;
-  (void)suspend(L, t, nargs, w, fd >= 0 ? 1 : 0, deadline);
+  t->nwatched = fd >= 0 ? 1 : 0;
+  (void)suspend(L, t, nargs, w, t->nwatched, deadline);
   return events; /* could not arm (a file, no memory): let the call retry */
 }
 
@@ -269,13 +280,14 @@ int nl_waitmanyk(lua_State *L, int nargs, nl_PollFd *fds, int n, double deadline
     if (r == -EINTR) nl_raise_interrupted(L);
     return r;
   }
-  if (take_restart(t, &r)) return r > 0 ? ready_from_watches(t, fds, n) : 0;
+  if (take_restart(t, fds, n, &r)) return r > 0 ? ready_from_watches(t, fds, n) : 0;
   if (deadline >= 0 && deadline <= nl_monotonic()) return 0;
   w = task_watches(L, t, n);
   for (int i = 0; i < n; i++) {
     w[i].fd = fds[i].fd;
     w[i].events = fds[i].events;
   }
+  t->nwatched = n;
   r = suspend(L, t, nargs, w, n, deadline);
   return r;
 }

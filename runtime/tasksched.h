@@ -31,6 +31,7 @@ typedef struct nl_Task {
   nl_QueueWait qwait; /* its entry on a queue of nl_waitqueue */
   nl_Watch one, *watches; /* watches of its current wait */
   int capwatches;
+  int nwatched;           /* how many that wait has (0: a timer alone) */
 } nl_Task;
 
 struct nl_Sched {
