@@ -8,8 +8,9 @@
  * the start (Lua 5.4's lua_yieldk): C frames never survive a suspension, so
  * a cancelled task leaves nothing behind, and a binding keeps its progress
  * in its stack slots: its arguments and a per-call record (nl_callrec_new).
- * The first wait of the restarted call returns what the suspended wait
- * ended with, so timeouts read exactly as in blocking code. Tasks that
+ * The restarted call's wait on the same descriptors returns what the
+ * suspended wait ended with, so timeouts read exactly as in blocking code
+ * (take_restart). Tasks that
  * other threads wake (a channel, a mutex) come through the scheduler's
  * inbox (waitqueue.c), delivered at the start of each run.
  *
