@@ -243,8 +243,8 @@ int nl_waitk(lua_State *L, int nargs, int fd, int events, double deadline) {
   nl_Task *t = nl_task_suspendable(L, nargs);
   nl_Watch *w;
   int r;
-  nl_PollFd asked = {fd, events, 0};
   if (t == NULL) return nl_waitL(L, fd, events, deadline);
+  nl_PollFd asked = {fd, events, 0};
   if (take_restart(t, &asked, fd >= 0 ? 1 : 0, &r)) return r > 0 ? events : 0;
   if (deadline >= 0 && deadline <= nl_monotonic()) return 0;
   w = task_watches(L, t, 1);
